@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Hypervisor backends behind one small set of traits.
+//!
+//! The VMM sees a [`Hypervisor`] that creates a [`Vm`], which owns guest memory slots and the
+//! in-kernel interrupt controllers and creates [`Vcpu`]s. A vCPU's `run` returns a [`VmExit`]
+//! decoded once here, so no device or VMM code ever touches backend-specific exit structures.
+//! The only backend today is KVM ([`kvm::KvmHypervisor`]).
+
+pub mod host;
+pub mod kvm;
+
+use vmm_sys_util::eventfd::EventFd;
+
+/// General purpose registers (the KVM layout, shared by every backend today).
+pub type Regs = kvm_bindings::kvm_regs;
+/// Segment, control and descriptor-table registers.
+pub type SpecialRegs = kvm_bindings::kvm_sregs;
+/// x87/SSE state.
+pub type FpuState = kvm_bindings::kvm_fpu;
+/// Local APIC register page.
+pub type LapicState = kvm_bindings::kvm_lapic_state;
+/// One CPUID leaf/subleaf as given to a vCPU.
+pub type CpuidEntry = kvm_bindings::kvm_cpuid_entry2;
+/// One MSR index and value.
+pub type MsrEntry = kvm_bindings::kvm_msr_entry;
+/// A segment register.
+pub type Segment = kvm_bindings::kvm_segment;
+
+/// Errors from a hypervisor backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `/dev/kvm` could not be opened.
+    #[error("cannot open /dev/kvm (is the kvm module loaded and do you have access?)")]
+    OpenKvm(#[source] std::io::Error),
+    /// KVM reports an API version other than 12.
+    #[error("KVM API version {0} is not supported (need 12)")]
+    ApiVersion(i32),
+    /// A capability the VMM needs is missing.
+    #[error("KVM lacks the {0} capability")]
+    MissingCapability(&'static str),
+    /// A backend call failed.
+    #[error("{op} failed")]
+    Ioctl {
+        /// What was being done.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some MSRs were not accepted by the backend.
+    #[error("the hypervisor accepted {set} of {wanted} MSRs")]
+    PartialMsrs {
+        /// How many were written.
+        set: usize,
+        /// How many were asked for.
+        wanted: usize,
+    },
+}
+
+/// Result with the backend's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(vmm_sys_util::errno::Error) -> Error {
+        move |e| Error::Ioctl {
+            op,
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        }
+    }
+}
+
+/// Why a platform-level event stopped the guest, as reported by the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemEvent {
+    /// The guest asked to power off (e.g. PSCI or a hypervisor-handled ACPI path).
+    Shutdown,
+    /// The guest asked to reset.
+    Reset,
+    /// The guest reported a crash.
+    Crash,
+    /// Another, unnamed event.
+    Other(u32),
+}
+
+/// Why `Vcpu::run` returned.
+#[derive(Debug)]
+pub enum VmExit<'a> {
+    /// `in` from an I/O port: fill `data` before running again.
+    PioIn {
+        /// The port.
+        port: u16,
+        /// Where the read value goes (1, 2 or 4 bytes).
+        data: &'a mut [u8],
+    },
+    /// `out` to an I/O port.
+    PioOut {
+        /// The port.
+        port: u16,
+        /// The written value.
+        data: &'a [u8],
+    },
+    /// A read from an unbacked guest-physical address: fill `data`.
+    MmioRead {
+        /// Guest-physical address.
+        addr: u64,
+        /// Where the read value goes.
+        data: &'a mut [u8],
+    },
+    /// A write to an unbacked guest-physical address.
+    MmioWrite {
+        /// Guest-physical address.
+        addr: u64,
+        /// The written value.
+        data: &'a [u8],
+    },
+    /// The vCPU halted with interrupts the backend does not deliver itself.
+    Hlt,
+    /// End of interrupt for a level-triggered IOAPIC vector (split irqchip only).
+    IoapicEoi(u8),
+    /// The guest triple-faulted (x86 shutdown condition).
+    TripleFault,
+    /// A platform event (power off, reset, crash).
+    System(SystemEvent),
+    /// The run was interrupted by a signal or an immediate-exit request.
+    Interrupted,
+    /// The hardware refused to enter the guest.
+    FailEntry {
+        /// Hardware-specific reason code.
+        reason: u64,
+        /// Host CPU on which it happened.
+        cpu: u32,
+    },
+    /// The backend hit an internal emulation error (e.g. an instruction it cannot emulate).
+    InternalError,
+    /// Any exit this VMM does not handle, by name.
+    Unhandled(&'static str),
+}
+
+/// A virtualization backend: creates VMs and reports what the host supports.
+pub trait Hypervisor: Send + Sync {
+    /// Creates an empty VM.
+    fn create_vm(&self) -> Result<Box<dyn Vm>>;
+    /// The largest number of vCPUs one VM may have.
+    fn max_vcpus(&self) -> usize;
+    /// The CPUID leaves the host and backend can offer a guest.
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>>;
+    /// The MSRs the backend can save and restore.
+    fn msr_index_list(&self) -> Result<Vec<u32>>;
+}
+
+/// One virtual machine.
+pub trait Vm: Send + Sync {
+    /// Maps `size` bytes of host memory at `host_addr` into the guest at `guest_addr`.
+    ///
+    /// # Safety
+    /// The host range must stay mapped and valid for as long as the VM exists.
+    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64)
+        -> Result<()>;
+    /// Creates the in-kernel PC interrupt controllers (2x 8259 PIC, IOAPIC, per-vCPU LAPIC)
+    /// and the 8254 PIT, and reserves the guest-physical pages the backend needs.
+    fn create_pc_platform(&self, tss_addr: u64, identity_map_addr: u64) -> Result<()>;
+    /// Creates vCPU number `id` (its APIC ID).
+    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>>;
+    /// Makes every write to `fd` raise interrupt line `gsi` (edge).
+    fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
+    /// Sets interrupt line `irq` high or low.
+    fn set_irq_line(&self, irq: u32, level: bool) -> Result<()>;
+}
+
+/// One virtual CPU. Owned by the thread that runs it.
+pub trait Vcpu: Send {
+    /// Runs the guest until the next exit the VMM must handle.
+    fn run(&mut self) -> Result<VmExit<'_>>;
+    /// Reads the general purpose registers.
+    fn regs(&self) -> Result<Regs>;
+    /// Writes the general purpose registers.
+    fn set_regs(&self, regs: &Regs) -> Result<()>;
+    /// Reads the special registers.
+    fn sregs(&self) -> Result<SpecialRegs>;
+    /// Writes the special registers.
+    fn set_sregs(&self, sregs: &SpecialRegs) -> Result<()>;
+    /// Writes the FPU state.
+    fn set_fpu(&self, fpu: &FpuState) -> Result<()>;
+    /// Writes MSRs; every entry must be accepted.
+    fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<()>;
+    /// Sets the CPUID leaves the guest sees.
+    fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<()>;
+    /// Reads the local APIC page.
+    fn lapic(&self) -> Result<LapicState>;
+    /// Writes the local APIC page.
+    fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
+}

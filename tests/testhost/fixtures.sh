@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# tests/testhost/fixtures.sh - fetch and build the fixtures of the nested test host.
+#
+# Idempotent; everything is cached under $REPO/.cache/testhost/ (git-ignored):
+#   vmlinuz               Debian 6.1 kernel (bzImage), used for both L1 and L2
+#   kernel/               the kernel .deb extracted with dpkg -x
+#   modules               -> kernel/lib/modules/<version>
+#   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
+#   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init
+# Installs missing host packages with apt-get (qemu-system-x86, seabios, busybox-static, cpio,
+# kmod, xz-utils, zstd). Prints the cache directory on stdout.
+#
+# Environment: TESTHOST_KERNEL_PKG=linux-image-...  use this kernel package
+#              TESTHOST_REFRESH=1                   re-resolve the kernel package with apt
+#              TESTHOST_CACHE=dir                   cache directory (default above)
+set -euo pipefail
+# shellcheck source=tests/testhost/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ensure_pkgs \
+    qemu-system-x86_64:qemu-system-x86 \
+    /usr/share/seabios/bios-256k.bin:seabios \
+    /usr/share/qemu/qboot.rom:qemu-system-data \
+    /bin/busybox:busybox-static \
+    cpio:cpio modinfo:kmod xz:xz-utils zstd:zstd gzip:gzip \
+    apt-get:apt dpkg:dpkg ldd:libc-bin
+
+mkdir -p "$CACHE"
+
+# .gitignore: the cache must stay out of git.
+gi=$REPO/.gitignore
+if [[ ! -e $gi ]]; then
+    printf '/target\n.cache/\n' >"$gi"
+    log "created $gi"
+elif ! grep -qxE '/?\.cache/?' "$gi"; then
+    printf '.cache/\n' >>"$gi"
+    log "added .cache/ to $gi"
+fi
+
+# ---- kernel -----------------------------------------------------------------------------
+resolve_kernel_pkg() {
+    local pkg cand
+    if [[ -n ${TESTHOST_KERNEL_PKG:-} ]]; then
+        echo "$TESTHOST_KERNEL_PKG"
+        return
+    fi
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+        awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    if [[ -z $pkg ]]; then
+        log "apt-cache knows no linux-image-amd64; running apt-get update"
+        apt-get update >&2
+        pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    fi
+    [[ -n $pkg ]] || die "cannot resolve the kernel package of linux-image-amd64"
+    # Prefer the signed image; fall back to -unsigned if only that one is downloadable.
+    for cand in "$pkg" "$pkg-unsigned"; do
+        if apt-cache show "$cand" >/dev/null 2>&1; then
+            echo "$cand"
+            return
+        fi
+    done
+    die "neither $pkg nor $pkg-unsigned is available from apt"
+}
+
+have_kernel() {
+    [[ -f $CACHE/kernel.env && -f $CACHE/vmlinuz && -d $CACHE/modules/kernel ]]
+}
+
+fetch_kernel() {
+    local pkg=$1 deb ver
+    mkdir -p "$CACHE/debs"
+    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort | tail -n1)
+    if [[ -z $deb ]]; then
+        log "downloading $pkg"
+        (cd "$CACHE/debs" && apt-get download "$pkg" >&2) ||
+            { apt-get update >&2 && (cd "$CACHE/debs" && apt-get download "$pkg" >&2); }
+        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort | tail -n1)
+        [[ -n $deb ]] || die "apt-get download $pkg produced no .deb"
+    fi
+    log "extracting $(basename "$deb")"
+    rm -rf "$CACHE/kernel.tmp" "$CACHE/kernel"
+    dpkg -x "$deb" "$CACHE/kernel.tmp"
+    mv "$CACHE/kernel.tmp" "$CACHE/kernel"
+    ver=$(find "$CACHE/kernel/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n1)
+    [[ -n $ver && -f $CACHE/kernel/boot/vmlinuz-$ver ]] || die "unexpected layout in $deb"
+    cp -f "$CACHE/kernel/boot/vmlinuz-$ver" "$CACHE/vmlinuz"
+    ln -sfn "kernel/lib/modules/$ver" "$CACHE/modules"
+    printf 'KPKG=%q\nKVER=%q\nKDEB=%q\n' "$pkg" "$ver" "$deb" >"$CACHE/kernel.env"
+}
+
+if have_kernel && [[ -z ${TESTHOST_REFRESH:-} && -z ${TESTHOST_KERNEL_PKG:-} ]]; then
+    load_kernel_env
+    log "kernel: cached $KPKG ($KVER)"
+else
+    pkg=$(resolve_kernel_pkg)
+    cached_pkg=
+    if have_kernel; then
+        load_kernel_env
+        cached_pkg=$KPKG
+    fi
+    if [[ $pkg != "$cached_pkg" ]]; then
+        fetch_kernel "$pkg"
+    fi
+    load_kernel_env
+    log "kernel: $KPKG ($KVER)"
+fi
+
+# ---- L2 initramfs -----------------------------------------------------------------------
+l2_inputs_hash() {
+    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" | sha256sum | cut -d' ' -f1
+}
+l2=$CACHE/l2-initramfs.cpio.gz
+hash=$(l2_inputs_hash)
+if [[ -f $l2 && -f $l2.stamp && $(cat "$l2.stamp") == "$hash" ]]; then
+    log "L2 initramfs: cached $l2"
+else
+    stage=$CACHE/l2-stage
+    rm -rf "$stage"
+    install_busybox "$stage"
+    install -m 0755 "$TESTHOST_DIR/l2-init.sh" "$stage/init"
+    make_initramfs "$stage" "$l2"
+    rm -rf "$stage"
+    echo "$hash" >"$l2.stamp"
+    log "L2 initramfs: built $l2 ($(du -k "$l2" | cut -f1) KiB)"
+fi
+
+echo "$CACHE"

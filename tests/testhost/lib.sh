@@ -1,0 +1,92 @@
+# shellcheck shell=bash
+# tests/testhost/lib.sh - helpers shared by the nested-test-host scripts.
+#
+# Sourced (not executed) by fixtures.sh, build-l1.sh, run-l1.sh, tests/e2e/run.sh and
+# tests/bench/boot.sh. Defines REPO (repository root), CACHE ($REPO/.cache/testhost), logging,
+# host package installation (apt-get), real-KVM detection and a cpio writer that needs no root.
+# See /work/shared/TESTHOST.md (copied into the brief of these scripts) for the recipe.
+
+TESTHOST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=${REPO:-$(cd "$TESTHOST_DIR/../.." && pwd)}
+CACHE=${TESTHOST_CACHE:-$REPO/.cache/testhost}
+export REPO CACHE
+
+log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ensure_pkgs "cmd-or-/abs/path:package" ... : apt-get install the packages whose probe is missing.
+ensure_pkgs() {
+    local spec probe pkg missing=()
+    for spec in "$@"; do
+        probe=${spec%%:*} pkg=${spec#*:}
+        if [[ $probe == /* ]]; then
+            [[ -e $probe ]] && continue
+        else
+            command -v "$probe" >/dev/null 2>&1 && continue
+        fi
+        missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    # dedupe
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    log "installing host packages: ${missing[*]}"
+    [[ $(id -u) == 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
+        apt-get update >&2
+        apt-get install -y --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+# host_has_real_kvm: hardware virtualization usable by a VMM directly (not kvm_pvm).
+host_has_real_kvm() {
+    grep -qwE 'vmx|svm' /proc/cpuinfo && [[ ! -e /sys/module/kvm_pvm ]] && [[ -e /dev/kvm ]]
+}
+
+# _cpio_newc_node NAME MODE(octal) RDEVMAJ RDEVMIN INO: one data-less newc entry on stdout.
+_cpio_newc_node() {
+    local name=$1 mode=$((8#$2)) maj=$3 min=$4 ino=$5
+    local namesize=$((${#name} + 1))
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        "$ino" "$mode" 0 0 1 0 0 0 0 "$maj" "$min" "$namesize" 0
+    printf '%s\0' "$name"
+    head -c $(((4 - (110 + namesize) % 4) % 4)) /dev/zero
+}
+
+# make_initramfs STAGEDIR OUT.cpio.gz: newc archive of STAGEDIR, all files owned by root,
+# plus /dev/console and /dev/null device nodes (written by hand, so no mknod/root is needed;
+# the kernel accepts concatenated cpio archives).
+make_initramfs() {
+    local stage=$1 out=$2
+    {
+        (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0)
+        _cpio_newc_node dev 040755 0 0 900001
+        _cpio_newc_node dev/console 020600 5 1 900002
+        _cpio_newc_node dev/null 020666 1 3 900003
+        _cpio_newc_node 'TRAILER!!!' 0 0 0 0
+    } | gzip -6 -n >"$out.tmp"
+    mv -f "$out.tmp" "$out"
+}
+
+# install_busybox STAGEDIR: static busybox as /bin/busybox plus applet symlinks.
+install_busybox() {
+    local stage=$1 bb=${BUSYBOX:-/bin/busybox} applet
+    [[ -x $bb ]] || die "busybox not found at $bb"
+    if ldd "$bb" >/dev/null 2>&1; then
+        die "$bb is dynamically linked; install busybox-static"
+    fi
+    mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,etc,root}
+    cp "$bb" "$stage/bin/busybox"
+    while read -r applet; do
+        [[ $applet == bin/busybox ]] && continue
+        mkdir -p "$stage/$(dirname "$applet")"
+        ln -sf /bin/busybox "$stage/$applet"
+    done < <("$bb" --list-full)
+}
+
+# load kernel facts written by fixtures.sh
+load_kernel_env() {
+    [[ -f $CACHE/kernel.env ]] || die "$CACHE/kernel.env missing: run tests/testhost/fixtures.sh"
+    # shellcheck disable=SC1091
+    source "$CACHE/kernel.env"
+}
