@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Port-I/O and MMIO buses: address ranges mapped to devices.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A device reachable through a bus.
+pub trait BusDevice: Send {
+    /// Short name for logs.
+    fn debug_label(&self) -> &str;
+    /// A guest read of `data.len()` bytes at `offset` from the device's base.
+    fn read(&mut self, offset: u64, data: &mut [u8]);
+    /// A guest write of `data` at `offset` from the device's base.
+    fn write(&mut self, offset: u64, data: &[u8]);
+}
+
+/// Errors when building a bus.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The range is empty or wraps around the address space.
+    #[error("invalid bus range {base:#x}+{len:#x}")]
+    InvalidRange {
+        /// First address.
+        base: u64,
+        /// Length.
+        len: u64,
+    },
+    /// The range overlaps a device already on the bus.
+    #[error("bus range {base:#x}+{len:#x} overlaps an existing device")]
+    Overlap {
+        /// First address.
+        base: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+/// A shared device handle.
+pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
+
+#[derive(Clone)]
+struct Entry {
+    len: u64,
+    device: SharedDevice,
+}
+
+/// Address ranges mapped to devices; lookups are `O(log n)`.
+#[derive(Clone, Default)]
+pub struct Bus {
+    ranges: BTreeMap<u64, Entry>,
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `[base, base + len)` to `device`.
+    pub fn insert(&mut self, base: u64, len: u64, device: SharedDevice) -> Result<(), Error> {
+        let end = base.checked_add(len).filter(|_| len > 0).ok_or(Error::InvalidRange { base, len })?;
+        if let Some((b, e)) = self.ranges.range(..end).next_back() {
+            if b + e.len > base {
+                return Err(Error::Overlap { base, len });
+            }
+        }
+        self.ranges.insert(base, Entry { len, device });
+        Ok(())
+    }
+
+    fn find(&self, addr: u64) -> Option<(u64, &Entry)> {
+        let (base, entry) = self.ranges.range(..=addr).next_back()?;
+        (addr - base < entry.len).then_some((*base, entry))
+    }
+
+    /// Dispatches a read; returns false (and leaves `data` untouched) if nothing is mapped.
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
+        match self.find(addr) {
+            Some((base, entry)) => {
+                lock(&entry.device).read(addr - base, data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Dispatches a write; returns false if nothing is mapped.
+    pub fn write(&self, addr: u64, data: &[u8]) -> bool {
+        match self.find(addr) {
+            Some((base, entry)) => {
+                lock(&entry.device).write(addr - base, data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Locks a device, recovering it if a previous holder panicked (device state is still
+/// consistent at the granularity of one register access).
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo {
+        last: Vec<(u64, Vec<u8>)>,
+    }
+
+    impl BusDevice for Echo {
+        fn debug_label(&self) -> &str {
+            "echo"
+        }
+        fn read(&mut self, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) {
+            self.last.push((offset, data.to_vec()));
+        }
+    }
+
+    #[test]
+    fn dispatches_by_range_with_offsets() {
+        let dev = Arc::new(Mutex::new(Echo { last: vec![] }));
+        let mut bus = Bus::new();
+        bus.insert(0x3f8, 8, dev.clone()).unwrap();
+        let mut b = [0u8; 1];
+        assert!(bus.read(0x3fd, &mut b));
+        assert_eq!(b[0], 5);
+        assert!(bus.write(0x3f8, &[0x41]));
+        assert!(!bus.read(0x400, &mut b));
+        assert!(!bus.read(0x3f7, &mut b));
+        assert!(!bus.write(0, &[1]));
+        assert_eq!(dev.lock().unwrap().last, vec![(0, vec![0x41])]);
+    }
+
+    #[test]
+    fn rejects_overlaps_and_bad_ranges() {
+        let dev: SharedDevice = Arc::new(Mutex::new(Echo { last: vec![] }));
+        let mut bus = Bus::new();
+        bus.insert(0x10, 0x10, dev.clone()).unwrap();
+        assert_eq!(bus.insert(0x18, 4, dev.clone()), Err(Error::Overlap { base: 0x18, len: 4 }));
+        assert_eq!(bus.insert(0x8, 9, dev.clone()), Err(Error::Overlap { base: 0x8, len: 9 }));
+        assert!(bus.insert(0x8, 8, dev.clone()).is_ok());
+        assert!(bus.insert(0x20, 1, dev.clone()).is_ok());
+        assert_eq!(bus.insert(0x30, 0, dev.clone()), Err(Error::InvalidRange { base: 0x30, len: 0 }));
+        assert!(bus.insert(u64::MAX, 2, dev).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+#!/bin/sh
+# tests/testhost/l1-init.sh - /init of the L1 test host initramfs (busybox sh).
+#
+# Put into $CACHE/l1-<name>.cpio.gz by build-l1.sh. Mounts proc/sys/devtmpfs, insmods the
+# modules listed in /etc/l1-modules (irqbypass ccp kvm kvm-amd, dependencies first), checks
+# /dev/kvm (prints L1-NOKVM and powers off without it), prints L1-READY, runs the scenario
+# named in /etc/l1-scenario with VMM=/bin/vmm KERNEL=/guest/vmlinuz
+# INITRD=/guest/l2-initramfs.cpio.gz, prints L1-SCENARIO-EXIT rc=N and powers off.
+# Kernel parameters l1env.NAME=VALUE are exported to the scenario as NAME=VALUE.
+PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PATH
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+
+uptime_s() { read -r _up _ </proc/uptime; echo "$_up"; }
+
+echo "L1-INIT uptime=$(uptime_s) kernel=$(uname -r)"
+while read -r ko; do
+    [ -n "$ko" ] || continue
+    insmod "$ko" || echo "L1-INSMOD-FAIL $ko"
+done </etc/l1-modules
+
+if [ ! -c /dev/kvm ]; then
+    echo "L1-NOKVM (no /dev/kvm after loading modules; svm in cpuinfo: $(grep -c -w svm /proc/cpuinfo))"
+    poweroff -f
+fi
+
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+    l1env.[A-Za-z_]*=*) export "${arg#l1env.}" ;;
+    esac
+done
+VMM=/bin/vmm KERNEL=/guest/vmlinuz INITRD=/guest/l2-initramfs.cpio.gz TMPDIR=/tmp HOME=/root
+export VMM KERNEL INITRD TMPDIR HOME
+
+echo "L1-READY uptime=$(uptime_s) memfree_kib=$(awk '/^MemFree:/{print $2}' /proc/meminfo)"
+scenario=$(cat /etc/l1-scenario)
+cd /tmp || exit 1
+sh "$scenario"
+rc=$?
+echo "L1-SCENARIO-EXIT rc=$rc uptime=$(uptime_s)"
+sync
+poweroff -f
+sleep 10
