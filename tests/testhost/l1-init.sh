@@ -27,6 +27,7 @@ if [ ! -c /dev/kvm ]; then
     poweroff -f
 fi
 
+# shellcheck disable=SC2013 # words, not lines
 for arg in $(cat /proc/cmdline); do
     case $arg in
     l1env.[A-Za-z_]*=*) export "${arg#l1env.}" ;;

@@ -17,6 +17,7 @@ cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo "L2-INIT cpus=$cpus"
 
 mode=
+# shellcheck disable=SC2013 # words, not lines
 for arg in $(cat /proc/cmdline); do
     case $arg in
     l2test=*) mode=${arg#l2test=} ;;

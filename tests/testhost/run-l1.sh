@@ -23,6 +23,7 @@ mkdir -p "$(dirname "$logf")"
 
 append="console=ttyS0 quiet panic=-1 ${L1_EXTRA_APPEND:-}"
 read -ra extra <<<"${L1_QEMU_EXTRA:-}"
+# shellcheck disable=SC2054 # commas are QEMU option syntax
 cmd=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 3072 -smp 1
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "${append% }"
     -nographic -no-reboot "${extra[@]}")

@@ -1,1 +1,210 @@
-fn main(){}
+// SPDX-License-Identifier: Apache-2.0
+//! `vmm`: runs one virtual machine.
+//!
+//! Exit status: 0 the guest powered off; 1 internal or hypervisor error; 2 bad user input;
+//! 3 the guest rebooted under `--no-reboot`; 4 the guest triple-faulted; 5 the host cannot
+//! run guests at useful speed (see `--accept-slow-kvm`); 130 stopped by a signal or Ctrl-A x.
+
+mod config;
+mod serial;
+mod vcpu;
+mod vm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use hypervisor::host::HostVirt;
+use hypervisor::kvm::KvmHypervisor;
+use hypervisor::Hypervisor;
+
+use config::{ConfigError, HostLimits, SerialConfig, VmConfig, VmConfigFile};
+use vcpu::Outcome;
+
+const EXIT_POWEROFF: u8 = 0;
+const EXIT_ERROR: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_REBOOT: u8 = 3;
+const EXIT_TRIPLE_FAULT: u8 = 4;
+const EXIT_SLOW_HOST: u8 = 5;
+const EXIT_STOPPED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmm",
+    version,
+    about = "Run one KVM virtual machine: direct Linux boot with a serial console",
+    after_help = "Exit status: 0 guest powered off, 1 internal error, 2 bad input, 3 guest rebooted \
+                  (--no-reboot), 4 guest triple fault, 5 host lacks hardware virtualization, \
+                  130 stopped (signal or Ctrl-A x on the console).\n\
+                  On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A."
+)]
+struct Cli {
+    /// JSON file with the same fields as the flags; flags override it.
+    #[arg(long, value_name = "FILE.json")]
+    config: Option<PathBuf>,
+    /// Linux kernel (bzImage / vmlinuz).
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long, value_name = "PATH")]
+    initramfs: Option<PathBuf>,
+    /// Kernel command line [default: console=ttyS0].
+    #[arg(long, value_name = "STR")]
+    cmdline: Option<String>,
+    /// Number of vCPUs [default: 1].
+    #[arg(long, value_name = "N")]
+    cpus: Option<u32>,
+    /// Guest memory, e.g. 512M or 2G; a bare number is MiB [default: 256M].
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_size)]
+    memory: Option<u64>,
+    /// COM1 backend: stdio, file:PATH or unix:PATH [default: stdio].
+    #[arg(long, value_name = "SPEC")]
+    serial: Option<SerialConfig>,
+    /// Exit with status 3 when the guest reboots instead of booting it again.
+    #[arg(long)]
+    no_reboot: bool,
+    /// Run even where KVM cannot use hardware virtualization (kvm_pvm, no vmx/svm).
+    #[arg(long)]
+    accept_slow_kvm: bool,
+}
+
+fn print_chain(e: &dyn std::error::Error) {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    eprintln!("vmm: error: {msg}");
+}
+
+fn bad_input(e: ConfigError) -> ExitCode {
+    eprintln!("vmm: invalid configuration: {e}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let file = match &cli.config {
+        Some(p) => match VmConfigFile::load(p) {
+            Ok(f) => f,
+            Err(e) => return bad_input(e),
+        },
+        None => VmConfigFile::default(),
+    };
+    let flags = VmConfigFile {
+        kernel: cli.kernel.clone(),
+        initramfs: cli.initramfs.clone(),
+        cmdline: cli.cmdline.clone(),
+        cpus: cli.cpus,
+        memory: cli.memory,
+        serial: cli.serial.clone(),
+        no_reboot: cli.no_reboot.then_some(true),
+    };
+    let merged = file.merge(flags);
+
+    let hv = match KvmHypervisor::new() {
+        Ok(h) => h,
+        Err(e) => {
+            print_chain(&e);
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let limits = HostLimits { max_vcpus: hv.max_vcpus() as u32, host_memory: config::host_memory() };
+    let cfg = match VmConfig::validate(merged, limits) {
+        Ok(c) => c,
+        Err(e) => return bad_input(e),
+    };
+    if let Some(warning) = HostVirt::detect().warning() {
+        if !cli.accept_slow_kvm {
+            eprintln!("vmm: {warning}");
+            return ExitCode::from(EXIT_SLOW_HOST);
+        }
+        eprintln!("vmm: warning: {warning}");
+    }
+    run(&hv, &cfg)
+}
+
+fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("vmm: error: cannot install signal handler: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    if let Err(e) = vcpu::install_kick_handler() {
+        eprintln!("vmm: error: cannot install vCPU kick handler: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let (supported_cpuid, msr_list) = match (hv.supported_cpuid(), hv.msr_index_list()) {
+        (Ok(c), Ok(m)) => (c, m),
+        (Err(e), _) | (_, Err(e)) => {
+            print_chain(&e);
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let quit_flag = stop.clone();
+    let quit: serial::QuitHook = Arc::new(move || quit_flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let mut serial = match serial::SerialBackend::open(&cfg.serial, quit) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vmm: invalid configuration: serial: cannot open {}: {e}", cfg.serial);
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let machine = vm::Machine {
+        hypervisor: hv,
+        supported_cpuid: &supported_cpuid,
+        msr_list: &msr_list,
+        config: cfg,
+        serial: &serial,
+        stop_requested: &stop,
+    };
+    let code = loop {
+        match vm::run_boot(&machine) {
+            Ok(Outcome::Reset) if !cfg.no_reboot => {
+                log::info!("guest reset: booting again");
+                continue;
+            }
+            Ok(Outcome::Reset) => break EXIT_REBOOT,
+            Ok(Outcome::PowerOff) => break EXIT_POWEROFF,
+            Ok(Outcome::Stopped) => break EXIT_STOPPED,
+            Ok(Outcome::TripleFault { cpu }) => {
+                serial.restore_terminal();
+                eprintln!("vmm: guest triple fault on vCPU {cpu} (the CPU shut down); stopping");
+                break EXIT_TRIPLE_FAULT;
+            }
+            Ok(Outcome::Error(msg)) => {
+                serial.restore_terminal();
+                eprintln!("vmm: error: {msg}");
+                break EXIT_ERROR;
+            }
+            Err(vm::Error::Boot(e)) => {
+                serial.restore_terminal();
+                print_chain(&e);
+                eprintln!("vmm: invalid configuration: kernel/initramfs could not be loaded");
+                break EXIT_BAD_INPUT;
+            }
+            Err(e) => {
+                serial.restore_terminal();
+                print_chain(&e);
+                break EXIT_ERROR;
+            }
+        }
+    };
+    serial.restore_terminal();
+    ExitCode::from(code)
+}

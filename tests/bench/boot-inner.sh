@@ -1,0 +1,182 @@
+#!/bin/sh
+# tests/bench/boot-inner.sh - boot-to-init and memory benchmark body (POSIX sh).
+#
+# Runs inside the L1 nested test host (started by tests/bench/boot.sh) or directly on a host with
+# real KVM. For each of BENCH_RUNS rounds (default 3) it boots the L2 test initramfs with
+# l2test=poweroff, 1 vCPU, 256 MiB, under
+#   vmm           $VMM --cpus 1 --memory 256M --serial stdio      (skipped if $VMM is missing)
+#   qemu-microvm  $QEMU -M microvm,rtc=on -bios qboot.rom -enable-kvm -cpu host ...
+#   qemu-pc       $QEMU -M pc (SeaBIOS) -enable-kvm -cpu host ...
+# and measures boot_to_init_s (process start to the first "L2-INIT" line of the serial output,
+# timed with /proc/uptime by an awk filter on the output) and, sampled at that moment from
+# /proc/PID/status, VmRSS, VmHWM, RssAnon and RssFile of the VMM process.
+# Prints "BENCH <vmm> run=<i> boot_to_init_s=<x> vmrss_kib=<y> ..." per boot and
+# "BENCH-MEDIAN <vmm> ..." at the end. A benchmark: it never fails on timings.
+# Environment: KERNEL, INITRD (required); VMM, QEMU (default qemu-system-x86_64), QBOOT,
+#   BENCH_RUNS, BENCH_TIMEOUT (s per boot, default 60), BENCH_APPEND (guest cmdline),
+#   BENCH_ONLY (space/comma separated subset of: vmm qemu-microvm qemu-pc).
+set -u
+RUNS=${BENCH_RUNS:-3}
+TMO=${BENCH_TIMEOUT:-60}
+APPEND=${BENCH_APPEND:-console=ttyS0 l2test=poweroff panic=-1}
+QEMU=${QEMU:-qemu-system-x86_64}
+VMM=${VMM:-}
+KERNEL=${KERNEL:?KERNEL must be set}
+INITRD=${INITRD:?INITRD must be set}
+ONLY=$(echo "${BENCH_ONLY:-vmm qemu-microvm qemu-pc}" | tr ',' ' ')
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX") || exit 1
+RESULTS=$WORK/results
+
+QBOOT_FILE=
+for f in ${QBOOT:-} /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin; do
+    if [ -f "$f" ]; then
+        QBOOT_FILE=$f
+        break
+    fi
+done
+
+now_cs() {
+    read -r _up _rest </proc/uptime
+    _i=${_up%%.*}
+    _f=${_up#*.}
+    _f=${_f#0}
+    NOW=$((_i * 100 + _f))
+}
+alive() {
+    [ -r "/proc/$1/stat" ] || return 1
+    read -r _p _comm _state _rest <"/proc/$1/stat" 2>/dev/null || return 1
+    [ "$_state" != Z ]
+}
+
+# measure TAG RUN CMD...: start CMD with stdout through the timestamping awk filter.
+measure() {
+    _tag=$1 _run=$2
+    shift 2
+    _b=$WORK/$_tag-$_run
+    rm -f "$_b.res" "$_b.pid"
+    read -r _t0 _rest </proc/uptime
+    now_cs
+    _start=$NOW
+    # The sh records its PID and execs the VMM, so the PID file names the VMM process.
+    # shellcheck disable=SC2016
+    sh -c 'echo $$ >"$0"; exec "$@"' "$_b.pid" "$@" </dev/null 2>"$_b.err" |
+        awk -v t0="$_t0" -v pidf="$_b.pid" -v res="$_b.res" '
+        !seen && index($0, "L2-INIT") {
+            seen = 1
+            getline up < "/proc/uptime"; close("/proc/uptime")
+            split(up, u, " ")
+            pid = ""; getline pid < pidf; close(pidf)
+            st = "/proc/" pid "/status"
+            rss = hwm = anon = file = "-"
+            while ((getline l < st) > 0) {
+                n = split(l, f, /[ \t]+/)
+                if (f[1] == "VmRSS:") rss = f[2]
+                else if (f[1] == "VmHWM:") hwm = f[2]
+                else if (f[1] == "RssAnon:") anon = f[2]
+                else if (f[1] == "RssFile:") file = f[2]
+            }
+            close(st)
+            printf "%.2f %s %s %s %s\n", u[1] - t0, rss, hwm, anon, file > res
+            close(res)
+        }
+        { print }' >"$_b.out" &
+    _apid=$!
+    _status=exited
+    while alive "$_apid"; do
+        now_cs
+        if [ $((NOW - _start)) -ge $((TMO * 100)) ]; then
+            _status=killed
+            _vpid=$(cat "$_b.pid" 2>/dev/null)
+            [ -n "$_vpid" ] && kill -TERM "$_vpid" 2>/dev/null
+            sleep 2
+            [ -n "$_vpid" ] && kill -KILL "$_vpid" 2>/dev/null
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$_apid" 2>/dev/null
+    now_cs
+    _total=$((NOW - _start))
+    _tc=$((_total % 100))
+    [ $_tc -lt 10 ] && _tc=0$_tc
+    if [ -s "$_b.res" ]; then
+        read -r _init _rss _hwm _anon _file <"$_b.res"
+    else
+        _init=- _rss=- _hwm=- _anon=- _file=-
+        _status="$_status,no-L2-INIT"
+    fi
+    echo "BENCH $_tag run=$_run boot_to_init_s=$_init vmrss_kib=$_rss vmhwm_kib=$_hwm rss_anon_kib=$_anon rss_file_kib=$_file exit_s=$((_total / 100)).$_tc status=$_status"
+    echo "$_tag $_init $_rss" >>"$RESULTS"
+    if [ "$_init" = - ]; then
+        echo "---- $_tag run $_run: no L2-INIT; last output lines ----"
+        tail -n 20 "$_b.out" | tr -d '\r' | sed 's/^/  | /'
+        tail -n 5 "$_b.err" | sed 's/^/  ! /'
+    fi
+}
+
+run_tag() { # TAG RUN
+    case $1 in
+    vmm)
+        measure vmm "$2" "$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$APPEND" \
+            --cpus 1 --memory 256M --serial stdio
+        ;;
+    qemu-microvm)
+        measure qemu-microvm "$2" "$QEMU" -M microvm,rtc=on -bios "$QBOOT_FILE" -enable-kvm -cpu host \
+            -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
+        ;;
+    qemu-pc)
+        measure qemu-pc "$2" "$QEMU" -M pc -enable-kvm -cpu host \
+            -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
+        ;;
+    esac
+}
+
+tags=
+for t in $ONLY; do
+    case $t in
+    vmm)
+        if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
+            echo "BENCH-SKIP vmm: no vmm binary ('$VMM')"
+            continue
+        fi
+        ;;
+    qemu-*)
+        if ! command -v "$QEMU" >/dev/null 2>&1; then
+            echo "BENCH-SKIP $t: $QEMU not found"
+            continue
+        fi
+        if [ "$t" = qemu-microvm ] && [ -z "$QBOOT_FILE" ]; then
+            echo "BENCH-SKIP $t: qboot.rom not found"
+            continue
+        fi
+        ;;
+    *)
+        echo "BENCH-SKIP $t: unknown"
+        continue
+        ;;
+    esac
+    tags="$tags $t"
+done
+
+echo "BENCH-INFO runs=$RUNS timeout=${TMO}s kernel=$KERNEL initrd=$INITRD append='$APPEND' qboot=${QBOOT_FILE:-none} vmms:$tags"
+i=1
+while [ "$i" -le "$RUNS" ]; do
+    for t in $tags; do
+        run_tag "$t" "$i"
+    done
+    i=$((i + 1))
+done
+
+median() { # values on stdin, "-" ignored
+    grep -v '^-$' | sort -n | awk '{ v[NR] = $1 }
+        END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+for t in $tags; do
+    m_init=$(awk -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
+    m_rss=$(awk -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
+    n=$(awk -v t="$t" '$1 == t && $2 != "-"' "$RESULTS" | wc -l)
+    echo "BENCH-MEDIAN $t boot_to_init_s=$m_init vmrss_kib=$m_rss runs_reaching_init=$n/$RUNS"
+done
+rm -rf "$WORK"
+exit 0

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# tests/e2e/run.sh - end-to-end test entry point: boots real Linux guests with the vmm.
+#
+# Usage: tests/e2e/run.sh
+#   1. Builds the static vmm (RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
+#      -p vmm --target x86_64-unknown-linux-gnu) unless VMM_BIN names a prebuilt binary.
+#   2. Runs tests/testhost/fixtures.sh (Debian kernel, L2 test initramfs; cached in .cache/).
+#   3. With real hardware virtualization (vmx/svm in /proc/cpuinfo, no kvm_pvm, /dev/kvm) runs
+#      tests/e2e/scenarios.sh directly; otherwise boots it inside an L1 nested test host
+#      (QEMU TCG with emulated AMD SVM, kvm-amd in L1; see TESTHOST.md).
+#   4. Collects the "E2E-RESULT" lines; a scenario without a result counts as failed.
+#   Last line: "e2e: N passed, M failed". Exit status non-zero if M > 0, if no result was found
+#   or if L1 timed out.
+# Environment:
+#   VMM_BIN=path        prebuilt vmm (static binary; tests/e2e/qemu-vmm-shim.sh + L1_WITH_QEMU=1
+#                       self-tests the bench with QEMU in place of the vmm)
+#   E2E_ONLY=a,b        run only these scenarios (names: tests/e2e/scenarios.sh --list)
+#   E2E_MODE=auto|host|l1   where to run (default auto)
+#   E2E_L1_TIMEOUT=900  seconds for the whole L1 run (or the host run)
+#   E2E_VMM_TIMEOUT=60  seconds per vmm invocation
+#   E2E_LOG=path        log file (default .cache/testhost/logs/e2e.log)
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/testhost/lib.sh
+source "$E2E_DIR/../testhost/lib.sh"
+
+L1_TIMEOUT=${E2E_L1_TIMEOUT:-900}
+LOG=${E2E_LOG:-$CACHE/logs/e2e.log}
+MODE=${E2E_MODE:-auto}
+mkdir -p "$(dirname "$LOG")"
+
+# ---- vmm binary -------------------------------------------------------------------------
+if [[ -n ${VMM_BIN:-} ]]; then
+    [[ -f $VMM_BIN ]] || die "VMM_BIN=$VMM_BIN does not exist"
+    VMM_BIN=$(realpath "$VMM_BIN")
+    log "using prebuilt vmm: $VMM_BIN"
+else
+    command -v cargo >/dev/null || die "cargo not found (or set VMM_BIN)"
+    log "building the static vmm"
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
+    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+    [[ -f $VMM_BIN ]] || die "cargo build produced no $VMM_BIN"
+fi
+if ldd "$VMM_BIN" >/dev/null 2>&1; then
+    log "warning: $VMM_BIN is dynamically linked; copying its libraries into L1"
+fi
+export VMM_BIN
+
+# ---- fixtures ---------------------------------------------------------------------------
+"$TESTHOST_DIR/fixtures.sh" >/dev/null
+
+# ---- expected scenarios (the list lives in scenarios.sh) ---------------------------------
+if [[ -n ${E2E_ONLY:-} ]]; then
+    read -ra expected <<<"${E2E_ONLY//,/ }"
+else
+    mapfile -t expected < <(sh "$E2E_DIR/scenarios.sh" --list)
+fi
+((${#expected[@]})) || die "no scenarios selected"
+
+# ---- run --------------------------------------------------------------------------------
+if [[ $MODE == auto ]]; then
+    if host_has_real_kvm; then MODE=host; else MODE=l1; fi
+fi
+timed_out=0
+start=$(date +%s)
+case $MODE in
+host)
+    log "real hardware virtualization: running the scenarios on this host (log $LOG)"
+    set +e
+    VMM=$VMM_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz \
+        E2E_ONLY=$(
+            IFS=,
+            echo "${expected[*]}"
+        ) \
+        timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/scenarios.sh" </dev/null 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    set -e
+    ((rc == 124 || rc == 137)) && timed_out=1
+    ;;
+l1)
+    log "no usable hardware virtualization here: running the scenarios in an L1 nested test host"
+    cpio=$(L1_NAME=${L1_NAME:-e2e} "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/scenarios.sh")
+    append=${L1_EXTRA_APPEND:-}
+    [[ -n ${E2E_ONLY:-} ]] && append+=" l1env.E2E_ONLY=$E2E_ONLY"
+    [[ -n ${E2E_VMM_TIMEOUT:-} ]] && append+=" l1env.E2E_VMM_TIMEOUT=$E2E_VMM_TIMEOUT"
+    set +e
+    L1_EXTRA_APPEND=$append "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG"
+    rc=$?
+    set -e
+    ((rc == 124)) && timed_out=1
+    if grep -q 'L1-NOKVM' "$LOG"; then
+        log "L1 has no /dev/kvm (kvm-amd did not load); see $LOG"
+    elif ! grep -q 'L1-READY' "$LOG"; then
+        log "L1 never reached L1-READY; see $LOG"
+    fi
+    ;;
+*) die "E2E_MODE must be auto, host or l1 (got $MODE)" ;;
+esac
+elapsed=$(($(date +%s) - start))
+
+# ---- results ----------------------------------------------------------------------------
+mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
+passed=0 failed=0
+echo
+echo "==== e2e results ($MODE, ${elapsed}s, log $LOG) ===="
+tr -d '\r' <"$LOG" | grep -oE 'E2E-TIME .*$' || true
+for name in "${expected[@]}"; do
+    line=
+    for r in "${results[@]}"; do
+        [[ $r == "E2E-RESULT $name "* ]] && line=$r
+    done
+    if [[ -z $line ]]; then
+        line="E2E-RESULT $name FAIL no result (run $( ((timed_out)) && echo "timed out" || echo "ended early"))"
+    fi
+    echo "$line"
+    if [[ $line == "E2E-RESULT $name PASS"* ]]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+done
+for r in "${results[@]}"; do
+    name=${r#E2E-RESULT }
+    name=${name%% *}
+    [[ " ${expected[*]} " == *" $name "* ]] || echo "(unexpected) $r"
+done
+((timed_out)) && echo "e2e: the run timed out after ${L1_TIMEOUT}s"
+((${#results[@]})) || echo "e2e: no E2E-RESULT lines found in $LOG"
+echo "e2e: $passed passed, $failed failed"
+if ((failed > 0 || passed == 0 || timed_out)); then
+    exit 1
+fi

@@ -1,0 +1,371 @@
+#!/bin/sh
+# tests/e2e/scenarios.sh - end-to-end scenarios for the vmm binary (POSIX sh).
+#
+# Runs inside the L1 nested test host (busybox sh, started by tests/testhost/l1-init.sh) or
+# directly on a host with real KVM (bash/dash + coreutils). Uses only commands that busybox
+# and coreutils both provide.
+#
+# Usage: scenarios.sh [--list | NAME...]
+#   --list   print the scenario names (the single list tests/e2e/run.sh expects) and exit
+#   NAME...  run only these scenarios (default: $E2E_ONLY, comma-separated, or all)
+# Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs built by
+#   tests/testhost/fixtures.sh, whose /init obeys l2test=poweroff|reboot|echo|shell).
+# Optional: E2E_VMM_TIMEOUT (seconds per vmm invocation, default 60),
+#   E2E_GUEST_EXTRA (extra guest kernel parameters, default "quiet"), E2E_KEEP=1 (keep workdir).
+# Output: one line per scenario, "E2E-RESULT <name> PASS|FAIL <reason>", timings as
+#   "E2E-TIME <name> boot_to_init_s=<s> total_s=<s>", and on failure the captured guest output.
+#   Exit status: 0 if every selected scenario passed.
+#
+# vmm CLI under test: vmm --kernel PATH --initramfs PATH --cmdline STR --cpus N --memory SIZE
+#   --serial stdio|file:PATH|unix:PATH [--no-reboot] [--config FILE]; exit codes: 0 guest powered
+#   off, 3 guest rebooted under --no-reboot, 4 triple fault, 1 internal error, 2 bad user input.
+set -u
+
+# The one list of scenarios (tests/e2e/run.sh reads it through --list).
+E2E_SCENARIOS="boot-1cpu boot-4cpu serial-echo reboot no-reboot serial-file bad-input"
+
+if [ "${1:-}" = "--list" ]; then
+    for s in $E2E_SCENARIOS; do echo "$s"; done
+    exit 0
+fi
+
+VMM=${VMM:-}
+KERNEL=${KERNEL:-}
+INITRD=${INITRD:-}
+VMM_TIMEOUT=${E2E_VMM_TIMEOUT:-60}
+GUEST_EXTRA=${E2E_GUEST_EXTRA-quiet}
+MEM=256M
+
+if [ $# -gt 0 ]; then
+    SELECTED="$*"
+elif [ -n "${E2E_ONLY:-}" ]; then
+    SELECTED=$(echo "$E2E_ONLY" | tr ',' ' ')
+else
+    SELECTED=$E2E_SCENARIOS
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e.XXXXXX") || exit 1
+VPID=
+
+# ---- time (centiseconds of /proc/uptime; busybox date has no %N) --------------------------
+now_cs() {
+    read -r _up _rest </proc/uptime
+    _i=${_up%%.*}
+    _f=${_up#*.}
+    _f=${_f#0}
+    NOW=$((_i * 100 + _f))
+}
+secs() { # centiseconds -> "S.CC" in $SECS
+    _c=$(($1 % 100))
+    [ "$_c" -lt 10 ] && _c=0$_c
+    SECS=$(($1 / 100)).$_c
+}
+
+# ---- vmm process handling -----------------------------------------------------------------
+alive() { # PID: running and not a zombie
+    [ -r "/proc/$1/stat" ] || return 1
+    read -r _p _comm _state _rest <"/proc/$1/stat" 2>/dev/null || return 1
+    [ "$_state" != Z ]
+}
+
+# start_vmm TAG STDIN ARGS...: start "$VMM ARGS" in the background; output in $WORK/TAG.{out,err}.
+start_vmm() {
+    _tag=$1 _in=$2
+    shift 2
+    OUT=$WORK/$_tag.out ERR=$WORK/$_tag.err
+    : >"$OUT"
+    : >"$ERR"
+    echo "vmm $*" >"$WORK/$_tag.cmd"
+    now_cs
+    T0=$NOW DEADLINE=$((NOW + VMM_TIMEOUT * 100)) TINIT='' RC='' TIMED_OUT=0 HARD_KILL=0
+    "$VMM" "$@" <"$_in" >"$OUT" 2>"$ERR" &
+    VPID=$!
+}
+
+# note_init FILE: remember when L2-INIT first appeared in FILE.
+note_init() {
+    if [ -z "$TINIT" ] && [ -f "$1" ] && grep -q 'L2-INIT' "$1"; then
+        now_cs
+        TINIT=$((NOW - T0))
+    fi
+}
+
+# stop_vmm: SIGTERM, then SIGKILL after 5 s; collects the exit status in RC.
+stop_vmm() {
+    [ -n "$VPID" ] || return 0
+    kill -TERM "$VPID" 2>/dev/null
+    _n=0
+    while alive "$VPID" && [ $_n -lt 50 ]; do
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    if alive "$VPID"; then
+        HARD_KILL=1
+        kill -KILL "$VPID" 2>/dev/null
+    fi
+    wait "$VPID" 2>/dev/null
+    RC=$?
+    VPID=
+}
+
+# wait_vmm [FILE]: wait for exit until DEADLINE (then kill: TIMED_OUT=1). RC = exit status.
+wait_vmm() {
+    _watch=${1:-$OUT}
+    while alive "$VPID"; do
+        note_init "$_watch"
+        now_cs
+        if [ "$NOW" -ge "$DEADLINE" ]; then
+            TIMED_OUT=1
+            echo "E2E-INFO timeout: vmm still running after ${VMM_TIMEOUT}s; killing it"
+            stop_vmm
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -n "$VPID" ]; then
+        wait "$VPID" 2>/dev/null
+        RC=$?
+        VPID=
+    fi
+    note_init "$_watch"
+    now_cs
+    TEND=$((NOW - T0))
+}
+
+# wait_for TEXT COUNT [FILE]: until FILE has COUNT lines containing TEXT.
+# Returns 0 when seen, 1 if the vmm exited first (RC set), 2 on timeout (vmm killed).
+wait_for() {
+    _text=$1 _count=$2 _watch=${3:-$OUT}
+    while :; do
+        note_init "$_watch"
+        _have=$(grep -c -F "$_text" "$_watch" 2>/dev/null)
+        [ "${_have:-0}" -ge "$_count" ] && return 0
+        if ! alive "$VPID"; then
+            wait "$VPID" 2>/dev/null
+            RC=$?
+            VPID=
+            _have=$(grep -c -F "$_text" "$_watch" 2>/dev/null)
+            [ "${_have:-0}" -ge "$_count" ] && return 0
+            return 1
+        fi
+        now_cs
+        if [ "$NOW" -ge "$DEADLINE" ]; then
+            TIMED_OUT=1
+            echo "E2E-INFO timeout: no '$_text' x$_count after ${VMM_TIMEOUT}s; killing vmm"
+            stop_vmm
+            return 2
+        fi
+        sleep 0.1
+    done
+}
+
+report_time() { # NAME
+    _ti=-
+    _tt=-
+    if [ -n "$TINIT" ]; then secs "$TINIT" && _ti=$SECS; fi
+    if [ -n "${TEND:-}" ]; then secs "$TEND" && _tt=$SECS; fi
+    echo "E2E-TIME $1 boot_to_init_s=$_ti total_s=$_tt"
+}
+
+cmdline() { echo "console=ttyS0 l2test=$1 panic=-1${GUEST_EXTRA:+ $GUEST_EXTRA}"; }
+
+fail() {
+    REASON="${REASON:+$REASON; }$*"
+    return 1
+}
+
+# ---- scenarios (each sets REASON on failure, NOTE on success; files prefixed by $SC) ------
+boot_n() { # CPUS
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline poweroff)" --cpus "$1" --memory "$MEM" --serial stdio
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    grep -qE "L2-INIT cpus=$1([^0-9]|\$)" "$OUT" || fail "no 'L2-INIT cpus=$1' in guest output (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="exit 0, init after ${_ti}s"
+}
+
+sc_boot_1cpu() { boot_n 1; }
+sc_boot_4cpu() { boot_n 4; }
+
+sc_serial_echo() {
+    _fifo=$WORK/$SC.fifo
+    rm -f "$_fifo"
+    mkfifo "$_fifo" || fail "mkfifo failed" || return 1
+    exec 3<>"$_fifo"
+    start_vmm "$SC" "$_fifo" --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline echo)" --cpus 1 --memory "$MEM" --serial stdio
+    wait_for L2-READY 1
+    _w=$?
+    if [ $_w != 0 ]; then
+        exec 3>&-
+        report_time "$SC"
+        [ $_w = 1 ] && fail "vmm exited (code $RC) before the guest printed L2-READY"
+        [ $_w = 2 ] && fail "no L2-READY within ${VMM_TIMEOUT}s"
+        return 1
+    fi
+    _tok=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -dc '0-9')
+    [ -n "$_tok" ] || _tok=$$
+    printf 'hello-e2e-%s\n' "$_tok" >&3
+    wait_vmm
+    exec 3>&-
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    grep -q "L2-ECHO:hello-e2e-$_tok" "$OUT" || fail "no 'L2-ECHO:hello-e2e-$_tok' in guest output (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="guest echoed hello-e2e-$_tok"
+}
+
+sc_reboot() {
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline reboot)" --cpus 1 --memory "$MEM" --serial stdio
+    wait_for L2-INIT 2
+    _w=$?
+    now_cs
+    TEND=$((NOW - T0))
+    report_time "$SC"
+    case $_w in
+    0)
+        stop_vmm
+        secs "$TEND"
+        NOTE="second boot after ${SECS}s"
+        [ "$HARD_KILL" = 1 ] && NOTE="$NOTE (vmm ignored SIGTERM, needed SIGKILL)"
+        return 0
+        ;;
+    1) fail "vmm exited (code $RC) after $(grep -c L2-INIT "$OUT") boot(s); expected it to reboot the guest" ;;
+    *) fail "no second L2-INIT within ${VMM_TIMEOUT}s ($(grep -c L2-INIT "$OUT") seen)" ;;
+    esac
+}
+
+sc_no_reboot() {
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline reboot)" --cpus 1 --memory "$MEM" --serial stdio --no-reboot
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    _boots=$(grep -c 'L2-INIT' "$OUT")
+    [ "$_boots" = 1 ] || fail "L2-INIT seen $_boots times, expected exactly 1" || return 1
+    [ "$RC" = 3 ] || fail "exit code $RC, expected 3 (guest reboot under --no-reboot)" || return 1
+    NOTE="exit 3 after one boot"
+}
+
+sc_serial_file() {
+    _log=$WORK/$SC.serial.log
+    rm -f "$_log"
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline poweroff)" --cpus 1 --memory "$MEM" --serial "file:$_log"
+    wait_vmm "$_log"
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    [ -f "$_log" ] || fail "serial file $_log was not created (exit $RC)" || return 1
+    grep -q 'L2-INIT cpus=1' "$_log" || fail "no 'L2-INIT cpus=1' in $_log (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="exit 0, serial file has L2-INIT"
+}
+
+# bad_case LABEL ARGS...: the vmm must exit 2 quickly with a message on stderr.
+bad_case() {
+    _label=$1
+    shift
+    start_vmm "$SC-$_label" /dev/null "$@"
+    wait_vmm
+    if [ "$TIMED_OUT" = 1 ]; then
+        fail "$_label: still running after ${VMM_TIMEOUT}s"
+        return 1
+    fi
+    [ "$RC" = 2 ] || fail "$_label: exit code $RC, expected 2" || return 1
+    [ -s "$ERR" ] || fail "$_label: exit 2 but no message on stderr" || return 1
+    BAD_OK="$BAD_OK $_label"
+}
+
+sc_bad_input() {
+    BAD_OK=
+    _ok=0
+    _base_cmdline=$(cmdline poweroff)
+    bad_case cpus0 --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$_base_cmdline" \
+        --cpus 0 --memory "$MEM" --serial stdio || _ok=1
+    bad_case nokernel --kernel /nonexistent/vmlinuz --initramfs "$INITRD" \
+        --cmdline "$_base_cmdline" --cpus 1 --memory "$MEM" --serial stdio || _ok=1
+    _txt=$WORK/not-a-kernel.txt
+    echo "this is a small text file, not a kernel" >"$_txt"
+    bad_case notkernel --kernel "$_txt" --initramfs "$INITRD" --cmdline "$_base_cmdline" \
+        --cpus 1 --memory "$MEM" --serial stdio || _ok=1
+    # Malformed JSON: the missing comma after line 3 is reported at line 4.
+    _cfg=$WORK/bad-config.json
+    printf '{\n  "kernel": "%s",\n  "cpus": 1\n  "memory": "256M"\n}\n' "$KERNEL" >"$_cfg"
+    if bad_case badjson --config "$_cfg"; then
+        if ! grep -qiE 'line[ :]*4([^0-9]|$)|:4:[0-9]' "$ERR"; then
+            fail "badjson: stderr does not mention line 4: $(head -c 200 "$ERR" | tr '\n' ' ')"
+            _ok=1
+        fi
+    else
+        _ok=1
+    fi
+    NOTE="exit 2 for:$BAD_OK"
+    return $_ok
+}
+
+# ---- driver -------------------------------------------------------------------------------
+cleanup() {
+    if [ -n "$VPID" ] && alive "$VPID"; then kill -KILL "$VPID" 2>/dev/null; fi
+    if [ "${E2E_KEEP:-0}" = 1 ] || [ "${FAILED:-0}" -gt 0 ]; then
+        echo "E2E-INFO work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+dump_outputs() { # SC: print what the guest and the vmm said
+    for _f in "$WORK/$1".* "$WORK/$1"-*; do
+        [ -f "$_f" ] || continue
+        case $_f in *.fifo) continue ;; esac
+        echo "---- ${_f##*/} (last 60 lines) ----"
+        tail -n 60 "$_f" | tr -d '\r' | sed 's/^/  | /'
+    done
+    echo "---- end of ${1} output ----"
+}
+
+PASSED=0 FAILED=0
+echo "E2E-INFO vmm=$VMM kernel=$KERNEL initrd=$INITRD timeout=${VMM_TIMEOUT}s scenarios: $SELECTED"
+for SC in $SELECTED; do
+    REASON='' NOTE='' TEND=''
+    fn=sc_$(echo "$SC" | tr '-' '_')
+    echo "E2E-START $SC"
+    case " $E2E_SCENARIOS " in
+    *" $SC "*) ;;
+    *)
+        echo "E2E-RESULT $SC FAIL unknown scenario"
+        FAILED=$((FAILED + 1))
+        continue
+        ;;
+    esac
+    if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
+        ok=1 REASON="VMM '$VMM' is not an executable file"
+    elif [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ]; then
+        ok=1 REASON="KERNEL '$KERNEL' or INITRD '$INITRD' missing"
+    else
+        $fn
+        ok=$?
+        if [ -n "$VPID" ]; then stop_vmm; fi
+        for _e in "$WORK/$SC".err "$WORK/$SC"-*.err; do
+            [ -f "$_e" ] || continue
+            if grep -q 'panicked at' "$_e"; then
+                ok=1
+                REASON="${REASON:+$REASON; }panic message in ${_e##*/}"
+            fi
+        done
+    fi
+    if [ "$ok" = 0 ]; then
+        PASSED=$((PASSED + 1))
+        echo "E2E-RESULT $SC PASS ${NOTE:-ok}"
+    else
+        FAILED=$((FAILED + 1))
+        echo "E2E-RESULT $SC FAIL ${REASON:-failed}"
+        dump_outputs "$SC"
+    fi
+done
+echo "E2E-SUMMARY passed=$PASSED failed=$FAILED"
+[ "$FAILED" = 0 ]

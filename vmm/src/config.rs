@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The VM configuration: one serde type for command-line flags and `--config FILE.json`.
+//!
+//! Flags override the fields of the file. Every value is checked before anything is built, and
+//! an error names the field and how to fix it (exit status 2).
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// Default command line when none is given.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
+/// Default guest memory.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// Smallest guest memory accepted.
+pub const MIN_MEMORY: u64 = arch::x86_64::layout::MemoryLayout::MIN_RAM;
+/// Most vCPUs this VMM describes (8-bit APIC IDs with the IOAPIC after them).
+pub const MAX_CPUS: u32 = 254;
+
+/// A user-input error: which field, what is wrong, how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    /// The flag or JSON field.
+    pub field: String,
+    /// What is wrong and what to do instead.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error for `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), problem: problem.into() }
+    }
+}
+
+/// Where the guest's COM1 goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SerialConfig {
+    /// The VMM's own stdin and stdout (a raw-mode terminal when stdin is one).
+    #[default]
+    Stdio,
+    /// Output appended to a file; no input.
+    File(PathBuf),
+    /// A unix socket the VMM listens on; a connected client reads output and writes input.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for SerialConfig {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let nonempty = |p: &str, kind: &str| {
+            if p.is_empty() {
+                Err(format!("'{kind}:' needs a path, e.g. {kind}:/tmp/vm.{}", if kind == "file" { "log" } else { "sock" }))
+            } else {
+                Ok(PathBuf::from(p))
+            }
+        };
+        match s.split_once(':') {
+            None if s == "stdio" => Ok(SerialConfig::Stdio),
+            Some(("file", p)) => nonempty(p, "file").map(SerialConfig::File),
+            Some(("unix", p)) => nonempty(p, "unix").map(SerialConfig::Unix),
+            _ => Err(format!("'{s}' is not one of stdio, file:PATH, unix:PATH")),
+        }
+    }
+}
+
+impl fmt::Display for SerialConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SerialConfig::Stdio => write!(f, "stdio"),
+            SerialConfig::File(p) => write!(f, "file:{}", p.display()),
+            SerialConfig::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Parses sizes like `512M`, `2G`, `1GiB`, `268435456B`; a bare number is MiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size; use e.g. 512M or 2G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "" | "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("'{s}' has an unknown unit; use K, M, G or T")),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Mib(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Mib(m)) => m.checked_mul(1 << 20).map(Some).ok_or_else(|| serde::de::Error::custom("memory is too large")),
+        Some(Size::Text(t)) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// The VM as given by the user; all fields optional until merged and validated.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfigFile {
+    /// Path of the bzImage.
+    pub kernel: Option<PathBuf>,
+    /// Path of the initramfs.
+    pub initramfs: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+    /// Number of vCPUs.
+    pub cpus: Option<u32>,
+    /// Guest memory: a number of MiB or a string with a unit ("1G").
+    #[serde(default, deserialize_with = "de_size")]
+    pub memory: Option<u64>,
+    /// Serial backend: "stdio", "file:PATH" or "unix:PATH".
+    #[serde(default, deserialize_with = "de_serial")]
+    pub serial: Option<SerialConfig>,
+    /// Exit instead of rebooting when the guest resets.
+    pub no_reboot: Option<bool>,
+}
+
+impl VmConfigFile {
+    /// Reads and parses a JSON configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| ConfigError::new(format!("--config {}", path.display()), e))
+    }
+
+    /// Parses JSON text; the error carries the line, column and offending field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())
+        })
+    }
+
+    /// Fields set in `over` replace those in `self`.
+    pub fn merge(self, over: VmConfigFile) -> VmConfigFile {
+        VmConfigFile {
+            kernel: over.kernel.or(self.kernel),
+            initramfs: over.initramfs.or(self.initramfs),
+            cmdline: over.cmdline.or(self.cmdline),
+            cpus: over.cpus.or(self.cpus),
+            memory: over.memory.or(self.memory),
+            serial: over.serial.or(self.serial),
+            no_reboot: over.no_reboot.or(self.no_reboot),
+        }
+    }
+}
+
+/// What the host allows; checked against the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    /// Most vCPUs per VM the hypervisor allows.
+    pub max_vcpus: u32,
+    /// Host RAM in bytes.
+    pub host_memory: u64,
+}
+
+/// A complete, validated VM configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmConfig {
+    /// bzImage path (exists, has the x86 boot header).
+    pub kernel: PathBuf,
+    /// initramfs path (exists).
+    pub initramfs: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Guest memory in bytes.
+    pub memory: u64,
+    /// Serial backend.
+    pub serial: SerialConfig,
+    /// Exit when the guest resets.
+    pub no_reboot: bool,
+}
+
+fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
+    let meta = f.metadata().map_err(|e| ConfigError::new(field, format!("{}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ConfigError::new(field, format!("{} is not a regular file", path.display())));
+    }
+    Ok(f)
+}
+
+/// Checks the x86 boot-protocol signature ("HdrS" at 0x202) so a wrong file is refused early.
+fn check_bzimage(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
+    use std::io::{Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    let ok = f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut magic).is_ok() && &magic == b"HdrS";
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "kernel",
+            format!("{} is not a Linux bzImage (no x86 boot header); pass a vmlinuz/bzImage file", path.display()),
+        ))
+    }
+}
+
+impl VmConfig {
+    /// Fills defaults and validates every field against the host.
+    pub fn validate(file: VmConfigFile, host: HostLimits) -> Result<VmConfig, ConfigError> {
+        let kernel = file
+            .kernel
+            .ok_or_else(|| ConfigError::new("kernel", "no kernel given; pass --kernel PATH (a bzImage) or set \"kernel\" in the config file"))?;
+        check_bzimage(&kernel, check_readable("kernel", &kernel)?)?;
+        if let Some(initramfs) = &file.initramfs {
+            check_readable("initramfs", initramfs)?;
+        }
+        let max = host.max_vcpus.min(MAX_CPUS);
+        let cpus = file.cpus.unwrap_or(1);
+        if cpus == 0 || cpus > max {
+            return Err(ConfigError::new("cpus", format!("{cpus} is out of range; use 1 to {max} (this host's KVM limit)")));
+        }
+        let memory = file.memory.unwrap_or(DEFAULT_MEMORY);
+        if memory < MIN_MEMORY {
+            return Err(ConfigError::new("memory", format!("{} MiB is too small; use at least {} MiB", memory >> 20, MIN_MEMORY >> 20)));
+        }
+        if memory > host.host_memory {
+            return Err(ConfigError::new(
+                "memory",
+                format!("{} MiB is more than this host's {} MiB of RAM", memory >> 20, host.host_memory >> 20),
+            ));
+        }
+        if memory % 4096 != 0 {
+            return Err(ConfigError::new("memory", "must be a multiple of 4 KiB"));
+        }
+        let cmdline = file.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+        if cmdline.len() >= arch::x86_64::layout::CMDLINE_MAX {
+            return Err(ConfigError::new("cmdline", format!("{} bytes is too long; Linux accepts at most {}", cmdline.len(), arch::x86_64::layout::CMDLINE_MAX - 1)));
+        }
+        if let Some(SerialConfig::File(p) | SerialConfig::Unix(p)) = &file.serial {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(ConfigError::new("serial", format!("directory {} does not exist", parent.display())));
+            }
+        }
+        Ok(VmConfig {
+            kernel,
+            initramfs: file.initramfs,
+            cmdline,
+            cpus,
+            memory,
+            serial: file.serial.unwrap_or_default(),
+            no_reboot: file.no_reboot.unwrap_or(false),
+        })
+    }
+}
+
+/// Host RAM from `/proc/meminfo` (MemTotal), or `u64::MAX` if it cannot be read.
+pub fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const HOST: HostLimits = HostLimits { max_vcpus: 64, host_memory: 8 << 30 };
+
+    fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vmm-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+
+    fn kernel() -> PathBuf {
+        let mut k = vec![0u8; 0x300];
+        k[0x202..0x206].copy_from_slice(b"HdrS");
+        tmp("bzImage", &k)
+    }
+
+    fn with_kernel() -> VmConfigFile {
+        VmConfigFile { kernel: Some(kernel()), ..Default::default() }
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("256"), Ok(256 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn serial_specs_parse() {
+        assert_eq!("stdio".parse(), Ok(SerialConfig::Stdio));
+        assert_eq!("file:/tmp/a".parse(), Ok(SerialConfig::File("/tmp/a".into())));
+        assert_eq!("unix:/tmp/s".parse(), Ok(SerialConfig::Unix("/tmp/s".into())));
+        assert!("file:".parse::<SerialConfig>().is_err());
+        assert!("tcp:1234".parse::<SerialConfig>().is_err());
+        assert!("".parse::<SerialConfig>().is_err());
+        assert_eq!(SerialConfig::File("/x".into()).to_string(), "file:/x");
+    }
+
+    #[test]
+    fn json_config_parses_and_names_bad_fields() {
+        let c = VmConfigFile::parse(r#"{"kernel": "/k", "cpus": 4, "memory": "1G", "serial": "file:/tmp/x"}"#).unwrap();
+        assert_eq!(c.cpus, Some(4));
+        assert_eq!(c.memory, Some(1 << 30));
+        assert_eq!(VmConfigFile::parse(r#"{"memory": 512}"#).unwrap().memory, Some(512 << 20));
+        let e = VmConfigFile::parse("{\n  \"kernel\": \"/k\",\n  \"cpu\": 2\n}").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("unknown field `cpu`"), "{e}");
+        let e = VmConfigFile::parse("{\"cpus\": \"four\"}").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
+        let e = VmConfigFile::parse("{\"kernel\": ").unwrap_err();
+        assert!(e.contains("EOF"), "{e}");
+        let e = VmConfigFile::parse(r#"{"serial": "tcp:1"}"#).unwrap_err();
+        assert!(e.contains("not one of"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = VmConfigFile { cpus: Some(2), cmdline: Some("a".into()), ..Default::default() };
+        let flags = VmConfigFile { cpus: Some(4), ..Default::default() };
+        let m = file.merge(flags);
+        assert_eq!((m.cpus, m.cmdline.as_deref()), (Some(4), Some("a")));
+    }
+
+    #[test]
+    fn validation_fills_defaults() {
+        let c = VmConfig::validate(with_kernel(), HOST).unwrap();
+        assert_eq!((c.cpus, c.memory, c.serial.clone(), c.no_reboot), (1, DEFAULT_MEMORY, SerialConfig::Stdio, false));
+        assert_eq!(c.cmdline, DEFAULT_CMDLINE);
+    }
+
+    #[test]
+    fn validation_rejects_bad_values_naming_the_field() {
+        let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err().field;
+        assert_eq!(field(VmConfigFile::default()), "kernel");
+        assert_eq!(field(VmConfigFile { kernel: Some("/nonexistent/k".into()), ..Default::default() }), "kernel");
+        assert_eq!(field(VmConfigFile { kernel: Some(tmp("text", b"hello")), ..Default::default() }), "kernel");
+        assert_eq!(field(VmConfigFile { kernel: Some(std::env::temp_dir()), ..Default::default() }), "kernel");
+        assert_eq!(field(VmConfigFile { cpus: Some(0), ..with_kernel() }), "cpus");
+        assert_eq!(field(VmConfigFile { cpus: Some(65), ..with_kernel() }), "cpus");
+        assert_eq!(field(VmConfigFile { memory: Some(16 << 20), ..with_kernel() }), "memory");
+        assert_eq!(field(VmConfigFile { memory: Some(9 << 30), ..with_kernel() }), "memory");
+        assert_eq!(field(VmConfigFile { memory: Some((64 << 20) + 1), ..with_kernel() }), "memory");
+        assert_eq!(field(VmConfigFile { initramfs: Some("/nonexistent".into()), ..with_kernel() }), "initramfs");
+        assert_eq!(field(VmConfigFile { cmdline: Some("x".repeat(4000)), ..with_kernel() }), "cmdline");
+        let serial = Some(SerialConfig::File("/nonexistent-dir/x.log".into()));
+        assert_eq!(field(VmConfigFile { serial, ..with_kernel() }), "serial");
+        let e = VmConfig::validate(VmConfigFile { cpus: Some(0), ..with_kernel() }, HOST).unwrap_err();
+        assert!(e.to_string().contains("use 1 to 64"), "{e}");
+    }
+
+    #[test]
+    fn host_memory_is_read() {
+        assert!(host_memory() > 1 << 20);
+    }
+}

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: Apache-2.0
+//! vCPU threads: set-up of each vCPU and the run loop that dispatches exits to the buses.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use devices::bus::Bus;
+use hypervisor::{SystemEvent, Vcpu, VmExit};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+/// Why a boot of the VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest powered off.
+    PowerOff,
+    /// The guest asked for a reset.
+    Reset,
+    /// A vCPU triple-faulted.
+    TripleFault {
+        /// Which vCPU.
+        cpu: u32,
+    },
+    /// The user or a signal stopped the VM.
+    Stopped,
+    /// The hypervisor failed or the guest did something the VMM cannot emulate.
+    Error(String),
+}
+
+/// Shared between the vCPU threads, devices and the main thread: the first outcome wins.
+#[derive(Default)]
+pub struct RunState {
+    outcome: Mutex<Option<Outcome>>,
+    stopping: AtomicBool,
+    changed: Condvar,
+}
+
+impl RunState {
+    /// Records `outcome` unless one is already recorded, and asks every vCPU to stop.
+    pub fn finish(&self, outcome: Outcome) {
+        let mut o = devices::bus::lock(&self.outcome);
+        if o.is_none() {
+            *o = Some(outcome);
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
+    /// Whether vCPUs should stop.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` for an outcome.
+    pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
+        let o = devices::bus::lock(&self.outcome);
+        let (o, _) = self
+            .changed
+            .wait_timeout_while(o, timeout, |o| o.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        o.clone()
+    }
+}
+
+/// The buses a vCPU dispatches to.
+#[derive(Clone)]
+pub struct Buses {
+    /// Port I/O.
+    pub pio: Bus,
+    /// Memory-mapped I/O.
+    pub mmio: Bus,
+}
+
+/// Handles one exit; returns an outcome if the VM must stop.
+pub fn handle_exit(exit: VmExit<'_>, cpu: u32, buses: &Buses) -> Option<Outcome> {
+    match exit {
+        VmExit::PioIn { port, data } => {
+            if !buses.pio.read(u64::from(port), data) {
+                data.fill(0xff);
+                log::trace!("vcpu{cpu}: read of unmapped port {port:#x}");
+            }
+        }
+        VmExit::PioOut { port, data } => {
+            if !buses.pio.write(u64::from(port), data) {
+                log::trace!("vcpu{cpu}: write to unmapped port {port:#x}");
+            }
+        }
+        VmExit::MmioRead { addr, data } => {
+            if !buses.mmio.read(addr, data) {
+                data.fill(0xff);
+                log::debug!("vcpu{cpu}: read of unmapped MMIO {addr:#x}");
+            }
+        }
+        VmExit::MmioWrite { addr, data } => {
+            if !buses.mmio.write(addr, data) {
+                log::debug!("vcpu{cpu}: write to unmapped MMIO {addr:#x}");
+            }
+        }
+        VmExit::Hlt | VmExit::Interrupted | VmExit::IoapicEoi(_) => {}
+        VmExit::TripleFault => return Some(Outcome::TripleFault { cpu }),
+        VmExit::System(SystemEvent::Shutdown) => return Some(Outcome::PowerOff),
+        VmExit::System(SystemEvent::Reset) => return Some(Outcome::Reset),
+        VmExit::System(other) => {
+            return Some(Outcome::Error(format!("vCPU {cpu}: guest reported {other:?}")))
+        }
+        VmExit::FailEntry { reason, cpu: host_cpu } => {
+            return Some(Outcome::Error(format!(
+                "vCPU {cpu}: hardware refused to enter the guest (reason {reason:#x}, host CPU {host_cpu})"
+            )))
+        }
+        VmExit::InternalError => {
+            return Some(Outcome::Error(format!("vCPU {cpu}: KVM internal error (emulation failure)")))
+        }
+        VmExit::Unhandled(name) => {
+            return Some(Outcome::Error(format!("vCPU {cpu}: unexpected exit {name}")))
+        }
+    }
+    None
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// The signal that interrupts `KVM_RUN`.
+pub fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+/// Installs the no-op handler for [`kick_signal`] (once per process).
+pub fn install_kick_handler() -> std::io::Result<()> {
+    register_signal_handler(kick_signal(), kick_handler)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// Starts a thread running `vcpu` until the run state says stop.
+pub fn spawn(
+    mut vcpu: Box<dyn Vcpu>,
+    cpu: u32,
+    buses: Buses,
+    state: Arc<RunState>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("vcpu{cpu}")).spawn(move || {
+        while !state.stopping() {
+            let outcome = match vcpu.run() {
+                Ok(exit) => handle_exit(exit, cpu, &buses),
+                Err(e) => Some(Outcome::Error(format!("vCPU {cpu}: {e}: {}", error_source(&e)))),
+            };
+            if let Some(o) = outcome {
+                state.finish(o);
+            }
+        }
+    })
+}
+
+fn error_source(e: &dyn std::error::Error) -> String {
+    e.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Interrupts every vCPU thread until all have returned, then joins them.
+pub fn stop_all(threads: Vec<JoinHandle<()>>) {
+    // A kick can land just before a thread enters KVM_RUN and be missed, so keep kicking.
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = t.kill(kick_signal());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devices::bus::BusDevice;
+
+    struct Reg(u8);
+    impl BusDevice for Reg {
+        fn debug_label(&self) -> &str {
+            "reg"
+        }
+        fn read(&mut self, _: u64, d: &mut [u8]) {
+            d.fill(self.0);
+        }
+        fn write(&mut self, _: u64, d: &[u8]) {
+            self.0 = d[0];
+        }
+    }
+
+    fn buses() -> Buses {
+        let mut pio = Bus::new();
+        pio.insert(0x80, 1, Arc::new(Mutex::new(Reg(7)))).unwrap();
+        let mut mmio = Bus::new();
+        mmio.insert(0xd000_0000, 0x1000, Arc::new(Mutex::new(Reg(9)))).unwrap();
+        Buses { pio, mmio }
+    }
+
+    #[test]
+    fn io_exits_reach_devices_and_unmapped_reads_float_high() {
+        let b = buses();
+        let mut d = [0u8; 1];
+        assert_eq!(handle_exit(VmExit::PioIn { port: 0x80, data: &mut d }, 0, &b), None);
+        assert_eq!(d[0], 7);
+        assert_eq!(handle_exit(VmExit::PioOut { port: 0x80, data: &[3] }, 0, &b), None);
+        handle_exit(VmExit::PioIn { port: 0x80, data: &mut d }, 0, &b);
+        assert_eq!(d[0], 3);
+        let mut w = [0u8; 4];
+        handle_exit(VmExit::PioIn { port: 0xcfc, data: &mut w }, 0, &b);
+        assert_eq!(w, [0xff; 4]);
+        handle_exit(VmExit::MmioRead { addr: 0xd000_0010, data: &mut w }, 0, &b);
+        assert_eq!(w, [9; 4]);
+        handle_exit(VmExit::MmioRead { addr: 0xe000_0000, data: &mut w }, 0, &b);
+        assert_eq!(w, [0xff; 4]);
+        assert_eq!(handle_exit(VmExit::MmioWrite { addr: 0, data: &[1] }, 0, &b), None);
+    }
+
+    #[test]
+    fn stop_exits_map_to_outcomes() {
+        let b = buses();
+        assert_eq!(handle_exit(VmExit::TripleFault, 2, &b), Some(Outcome::TripleFault { cpu: 2 }));
+        assert_eq!(handle_exit(VmExit::System(SystemEvent::Reset), 0, &b), Some(Outcome::Reset));
+        assert_eq!(handle_exit(VmExit::System(SystemEvent::Shutdown), 0, &b), Some(Outcome::PowerOff));
+        assert!(matches!(handle_exit(VmExit::InternalError, 0, &b), Some(Outcome::Error(_))));
+        assert!(matches!(handle_exit(VmExit::FailEntry { reason: 1, cpu: 0 }, 0, &b), Some(Outcome::Error(_))));
+        assert_eq!(handle_exit(VmExit::Hlt, 0, &b), None);
+        assert_eq!(handle_exit(VmExit::Interrupted, 0, &b), None);
+    }
+
+    #[test]
+    fn first_outcome_wins() {
+        let s = RunState::default();
+        assert_eq!(s.wait(Duration::from_millis(1)), None);
+        s.finish(Outcome::PowerOff);
+        s.finish(Outcome::Reset);
+        assert!(s.stopping());
+        assert_eq!(s.wait(Duration::from_millis(1)), Some(Outcome::PowerOff));
+    }
+}

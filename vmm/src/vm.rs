@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+//! One boot of the VM: guest memory, interrupt controllers, devices, firmware tables, the
+//! kernel, and the vCPU threads; torn down completely when the boot ends (a reset builds it
+//! all again, as a power cycle would).
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arch::x86_64::{acpi, boot, cpuid, layout, mptable, msr, regs};
+use devices::bus::Bus;
+use devices::irq::IrqLine;
+use devices::legacy::acpi_pm::{self, AcpiPm};
+use devices::legacy::cmos_rtc::{CmosRtc, CMOS_BASE, CMOS_LEN};
+use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
+use devices::legacy::port80::Port80;
+use devices::legacy::uart16550::{Uart16550, COM1_BASE, COM1_IRQ, UART_LEN};
+use devices::legacy::{PlatformControl, PlatformRequest};
+use hypervisor::{CpuidEntry, Hypervisor, Vm};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::config::VmConfig;
+use crate::serial::SerialBackend;
+use crate::vcpu::{self, Buses, Outcome, RunState};
+
+/// Errors while building the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A hypervisor call failed.
+    #[error("hypervisor")]
+    Hypervisor(#[from] hypervisor::Error),
+    /// Guest memory could not be allocated.
+    #[error("cannot allocate {0} MiB of guest memory")]
+    Memory(u64),
+    /// The kernel or initramfs could not be loaded (a user-input problem).
+    #[error("cannot load the kernel")]
+    Boot(#[from] boot::Error),
+    /// A file could not be opened.
+    #[error("cannot open {0}")]
+    Open(String, #[source] std::io::Error),
+    /// Firmware tables could not be written.
+    #[error("cannot write firmware tables: {0}")]
+    Tables(String),
+    /// Devices could not be set up.
+    #[error("cannot set up devices: {0}")]
+    Devices(String),
+}
+
+/// What one boot needs that outlives it.
+pub struct Machine<'a> {
+    /// The backend.
+    pub hypervisor: &'a dyn Hypervisor,
+    /// CPUID leaves the backend supports.
+    pub supported_cpuid: &'a [CpuidEntry],
+    /// MSRs the backend supports.
+    pub msr_list: &'a [u32],
+    /// The validated configuration.
+    pub config: &'a VmConfig,
+    /// The serial backend.
+    pub serial: &'a SerialBackend,
+    /// Set by signal handlers or the console escape to stop the VM.
+    pub stop_requested: &'a AtomicBool,
+}
+
+/// An interrupt line of the in-kernel irqchip: edges through an irqfd, levels through
+/// `KVM_IRQ_LINE`.
+struct KvmIrq {
+    vm: Arc<dyn Vm>,
+    gsi: u32,
+    edge: EventFd,
+}
+
+impl KvmIrq {
+    fn new(vm: Arc<dyn Vm>, gsi: u32) -> Result<Self, Error> {
+        let edge = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Devices(format!("eventfd: {e}")))?;
+        vm.register_irqfd(&edge, gsi)?;
+        Ok(KvmIrq { vm, gsi, edge })
+    }
+}
+
+impl IrqLine for KvmIrq {
+    fn pulse(&self) {
+        if let Err(e) = self.edge.write(1) {
+            log::warn!("irq {}: {e}", self.gsi);
+        }
+    }
+
+    fn set_level(&self, high: bool) {
+        if let Err(e) = self.vm.set_irq_line(self.gsi, high) {
+            log::warn!("irq {}: {e}", self.gsi);
+        }
+    }
+}
+
+struct Platform(Arc<RunState>);
+
+impl PlatformControl for Platform {
+    fn request(&self, request: PlatformRequest) {
+        self.0.finish(match request {
+            PlatformRequest::PowerOff => Outcome::PowerOff,
+            PlatformRequest::Reset => Outcome::Reset,
+        });
+    }
+}
+
+fn create_memory(vm: &dyn Vm, layout: &layout::MemoryLayout) -> Result<GuestMemoryMmap, Error> {
+    let ranges: Vec<(GuestAddress, usize)> =
+        layout.ram_ranges().iter().map(|&(start, len)| (GuestAddress(start), len as usize)).collect();
+    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|_| Error::Memory(layout.ram_size >> 20))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = region.as_ptr() as u64;
+        // SAFETY: the mapping belongs to `mem`, which the caller keeps alive until the VM
+        // (and every vCPU) is gone: both are dropped at the end of `run_boot`, VM first.
+        unsafe { vm.map_memory(slot as u32, region.start_addr().0, region.len(), host)? };
+    }
+    Ok(mem)
+}
+
+fn pm_ports() -> acpi::PmIoPorts {
+    acpi::PmIoPorts {
+        pm1a_evt: acpi_pm::PM1A_EVT,
+        pm1a_cnt: acpi_pm::PM1A_CNT,
+        pm_tmr: acpi_pm::PM_TMR,
+        sci_irq: acpi_pm::SCI_IRQ as u8,
+        s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
+    }
+}
+
+fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> Result<Buses, Error> {
+    let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
+    let com1_irq: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), COM1_IRQ)?);
+    let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
+    let out = m.serial.writer().map_err(|e| Error::Devices(format!("serial output: {e}")))?;
+    let uart = Arc::new(Mutex::new(Uart16550::new(com1_irq, out)));
+    m.serial.attach(uart.clone());
+
+    let mut pio = Bus::new();
+    let dev = |e: devices::bus::Error| Error::Devices(e.to_string());
+    pio.insert(u64::from(COM1_BASE), u64::from(UART_LEN), uart).map_err(dev)?;
+    pio.insert(u64::from(I8042_BASE), u64::from(I8042_LEN), Arc::new(Mutex::new(I8042::new(platform.clone())))).map_err(dev)?;
+    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(CmosRtc::new()))).map_err(dev)?;
+    pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
+    pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), Arc::new(Mutex::new(AcpiPm::new(sci, platform))))
+        .map_err(dev)?;
+    Ok(Buses { pio, mmio: Bus::new() })
+}
+
+fn load_guest(mem: &GuestMemoryMmap, m: &Machine<'_>, layout: &layout::MemoryLayout) -> Result<u64, Error> {
+    let cfg = m.config;
+    let rsdp = acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
+    mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
+    let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
+    let mut kernel = open(&cfg.kernel)?;
+    let mut initramfs = cfg.initramfs.as_deref().map(open).transpose()?;
+    let entry = boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?;
+    Ok(entry.entry)
+}
+
+fn create_vcpus(vm: &dyn Vm, mem: &GuestMemoryMmap, m: &Machine<'_>, entry: u64) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
+    let count = m.config.cpus;
+    let msrs = msr::boot_msrs(m.msr_list);
+    let mut vcpus = Vec::with_capacity(count as usize);
+    for id in 0..count {
+        let v = vm.create_vcpu(id)?;
+        v.set_cpuid(&cpuid::vcpu_cpuid(m.supported_cpuid, id, count))?;
+        v.set_msrs(&msrs)?;
+        v.set_fpu(&regs::reset_fpu())?;
+        v.set_lapic(&regs::wire_lint(v.lapic()?))?;
+        if id == 0 {
+            let sregs = regs::setup_long_mode(mem, v.sregs()?).map_err(|e| Error::Tables(e.to_string()))?;
+            v.set_sregs(&sregs)?;
+            v.set_regs(&regs::entry_regs(entry))?;
+        }
+        vcpus.push(v);
+    }
+    Ok(vcpus)
+}
+
+/// Builds the VM, runs it until the guest powers off, resets, faults or is stopped, and
+/// tears it down.
+pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
+    let layout = layout::MemoryLayout::new(m.config.memory);
+    let vm: Arc<dyn Vm> = Arc::from(m.hypervisor.create_vm()?);
+    let mem = create_memory(vm.as_ref(), &layout)?;
+    vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
+    let state = Arc::new(RunState::default());
+    let buses = create_devices(&vm, m, &state)?;
+    let entry = load_guest(&mem, m, &layout)?;
+    let vcpus = create_vcpus(vm.as_ref(), &mem, m, entry)?;
+
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, v) in vcpus.into_iter().enumerate() {
+        match vcpu::spawn(v, id as u32, buses.clone(), state.clone()) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                state.finish(Outcome::Error(format!("cannot start vCPU thread: {e}")));
+                break;
+            }
+        }
+    }
+    let outcome = loop {
+        if let Some(o) = state.wait(Duration::from_millis(100)) {
+            break o;
+        }
+        if m.stop_requested.load(Ordering::SeqCst) {
+            state.finish(Outcome::Stopped);
+        }
+    };
+    vcpu::stop_all(threads);
+    // Drop order: devices (which hold the VM through their IRQ lines), the VM, then memory.
+    drop(buses);
+    drop(vm);
+    drop(mem);
+    Ok(outcome)
+}
