@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# scripts/test.sh - every test: unit tests first, then end-to-end guest boots.
+#
+# Unit tests run with cargo-nextest when it is installed (cargo test otherwise). End-to-end
+# tests (tests/e2e/run.sh) boot real Linux guests in the vmm: directly on a host with real
+# VT-x/AMD-V, otherwise inside the nested test host, which is built from Debian packages and
+# cached under .cache/. Set SKIP_E2E=1 to run only the unit tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
+
+echo "== unit tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi
+
+if [[ ${SKIP_E2E:-0} == 1 ]]; then
+    echo "== end-to-end tests skipped (SKIP_E2E=1)"
+    exit 0
+fi
+echo "== end-to-end tests"
+bash tests/e2e/run.sh
