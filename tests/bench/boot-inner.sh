@@ -42,18 +42,13 @@ now_cs() {
     _f=${_f#0}
     NOW=$((_i * 100 + _f))
 }
-alive() {
-    [ -r "/proc/$1/stat" ] || return 1
-    read -r _p _comm _state _rest <"/proc/$1/stat" 2>/dev/null || return 1
-    [ "$_state" != Z ]
-}
 
 # measure TAG RUN CMD...: start CMD with stdout through the timestamping awk filter.
 measure() {
     _tag=$1 _run=$2
     shift 2
     _b=$WORK/$_tag-$_run
-    rm -f "$_b.res" "$_b.pid"
+    rm -f "$_b.res" "$_b.pid" "$_b.timeout"
     read -r _t0 _rest </proc/uptime
     now_cs
     _start=$NOW
@@ -81,20 +76,28 @@ measure() {
         }
         { print }' >"$_b.out" &
     _apid=$!
-    _status=exited
-    while alive "$_apid"; do
-        now_cs
-        if [ $((NOW - _start)) -ge $((TMO * 100)) ]; then
-            _status=killed
-            _vpid=$(cat "$_b.pid" 2>/dev/null)
-            [ -n "$_vpid" ] && kill -TERM "$_vpid" 2>/dev/null
-            sleep 2
-            [ -n "$_vpid" ] && kill -KILL "$_vpid" 2>/dev/null
-            break
-        fi
-        sleep 0.2
-    done
+    # No polling while the guest boots (each L1 wakeup slows the nested guest down): block in
+    # wait; a sleeping watchdog kills the VMM after BENCH_TIMEOUT seconds.
+    while [ ! -s "$_b.pid" ]; do sleep 0.02; done
+    read -r _vpid <"$_b.pid"
+    (
+        trap 'kill "$_s" 2>/dev/null; exit 0' TERM
+        sleep "$TMO" &
+        _s=$!
+        wait "$_s"
+        : >"$_b.timeout"
+        kill -TERM "$_vpid"
+        sleep 2 &
+        _s=$!
+        wait "$_s"
+        kill -KILL "$_vpid"
+    ) </dev/null >/dev/null 2>&1 &
+    _wd=$!
     wait "$_apid" 2>/dev/null
+    kill -TERM "$_wd" 2>/dev/null
+    wait "$_wd" 2>/dev/null
+    _status=exited
+    [ -f "$_b.timeout" ] && _status=killed-after-${TMO}s
     now_cs
     _total=$((NOW - _start))
     _tc=$((_total % 100))

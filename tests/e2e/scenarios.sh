@@ -61,38 +61,104 @@ secs() { # centiseconds -> "S.CC" in $SECS
     SECS=$(($1 / 100)).$_c
 }
 
-# ---- vmm process handling -----------------------------------------------------------------
+# ---- vmm process handling (event driven: no polling while a guest boots) -------------------
+# Waking L1 up while L2 runs is expensive (every wakeup preempts the nested guest), so nothing
+# polls: the vmm's stdout goes through an awk filter that reports L2-INIT/L2-READY lines on an
+# event FIFO, the shell blocks in read/wait, and a sleeping watchdog enforces the timeout.
 alive() { # PID: running and not a zombie
     [ -r "/proc/$1/stat" ] || return 1
     read -r _p _comm _state _rest <"/proc/$1/stat" 2>/dev/null || return 1
     [ "$_state" != Z ]
 }
 
-# start_vmm TAG STDIN ARGS...: start "$VMM ARGS" in the background; output in $WORK/TAG.{out,err}.
+# start_vmm TAG STDIN ARGS...: start "$VMM ARGS" in the background. Files: $WORK/TAG.out (stdout,
+# i.e. the serial console with --serial stdio), .err (stderr), .cmd, .rc (exit status), .init
+# (seconds from start to the first L2-INIT on stdout), .timeout (exists if the watchdog fired).
 start_vmm() {
     _tag=$1 _in=$2
     shift 2
-    OUT=$WORK/$_tag.out ERR=$WORK/$_tag.err
+    _b=$WORK/$_tag
+    OUT=$_b.out ERR=$_b.err
+    rm -f "$_b.ev" "$_b.pid" "$_b.rc" "$_b.init" "$_b.timeout"
     : >"$OUT"
     : >"$ERR"
-    echo "vmm $*" >"$WORK/$_tag.cmd"
+    echo "vmm $*" >"$_b.cmd"
+    mkfifo "$_b.ev" || return 1
+    exec 8<>"$_b.ev"
+    TINIT='' RC='' TIMED_OUT=0 HARD_KILL=0 TEND=''
     now_cs
-    T0=$NOW DEADLINE=$((NOW + VMM_TIMEOUT * 100)) TINIT='' RC='' TIMED_OUT=0 HARD_KILL=0
-    "$VMM" "$@" <"$_in" >"$OUT" 2>"$ERR" &
-    VPID=$!
+    T0=$NOW
+    read -r _t0 _rest </proc/uptime
+    {
+        "$VMM" "$@" <"$_in" 2>"$ERR" 3>&- 8>&- &
+        echo $! >"$_b.pid"
+        wait $!
+        echo $? >"$_b.rc"
+    } 3>&- 8>&- | awk -v ev="$_b.ev" -v initf="$_b.init" -v t0="$_t0" '
+        { print }
+        index($0, "L2-INIT") {
+            n++
+            if (n == 1) {
+                getline up < "/proc/uptime"; close("/proc/uptime")
+                split(up, u, " ")
+                printf "%.2f\n", u[1] - t0 > initf; close(initf)
+            }
+            print "INIT " n > ev; close(ev)
+        }
+        index($0, "L2-READY") { print "READY" > ev; close(ev) }
+        END { print "EOF" > ev; close(ev) }' >"$OUT" 3>&- 8>&- &
+    APID=$!
+    while [ ! -s "$_b.pid" ]; do sleep 0.02; done
+    read -r VPID <"$_b.pid"
+    (
+        trap 'kill "$_s" 2>/dev/null; exit 0' TERM
+        sleep "$VMM_TIMEOUT" &
+        _s=$!
+        wait "$_s"
+        : >"$_b.timeout"
+        kill -TERM "$VPID"
+        sleep 5 &
+        _s=$!
+        wait "$_s"
+        kill -KILL "$VPID"
+    ) </dev/null >/dev/null 2>&1 3>&- 8>&- &
+    WDPID=$!
 }
 
-# note_init FILE: remember when L2-INIT first appeared in FILE.
-note_init() {
-    if [ -z "$TINIT" ] && [ -f "$1" ] && grep -q 'L2-INIT' "$1"; then
-        now_cs
-        TINIT=$((NOW - T0))
+# wait_event READY | wait_event INIT N: block until the guest printed L2-READY / its N-th
+# L2-INIT. Returns 1 if the vmm's output ended first (exit, or killed by the watchdog).
+wait_event() {
+    while read -r _ev _n <&8; do
+        case $_ev in
+        EOF) return 1 ;;
+        "$1") [ "$1" = READY ] || [ "${_n:-0}" -ge "$2" ] && return 0 ;;
+        esac
+    done
+    return 1
+}
+
+# wait_vmm: block until the vmm exited (the watchdog kills it at the timeout). Sets RC (exit
+# status), TIMED_OUT, TINIT (seconds to the first L2-INIT on stdout, or empty), TEND.
+wait_vmm() {
+    wait "$APID" 2>/dev/null
+    now_cs
+    TEND=$((NOW - T0))
+    kill -TERM "$WDPID" 2>/dev/null
+    wait "$WDPID" 2>/dev/null
+    exec 8<&-
+    RC=$(cat "$_b.rc" 2>/dev/null)
+    [ -n "$RC" ] || RC=unknown
+    TINIT=$(cat "$_b.init" 2>/dev/null)
+    if [ -f "$_b.timeout" ]; then
+        TIMED_OUT=1
+        echo "E2E-INFO $_tag: timeout, vmm killed after ${VMM_TIMEOUT}s; the guest said:"
+        tail -n 15 "$OUT" | tr -d '\r' | sed 's/^/  | /'
     fi
+    VPID='' APID='' WDPID=''
 }
 
-# stop_vmm: SIGTERM, then SIGKILL after 5 s; collects the exit status in RC.
+# stop_vmm: SIGTERM, SIGKILL after 5 s (HARD_KILL=1), then wait_vmm.
 stop_vmm() {
-    [ -n "$VPID" ] || return 0
     kill -TERM "$VPID" 2>/dev/null
     _n=0
     while alive "$VPID" && [ $_n -lt 50 ]; do
@@ -103,68 +169,13 @@ stop_vmm() {
         HARD_KILL=1
         kill -KILL "$VPID" 2>/dev/null
     fi
-    wait "$VPID" 2>/dev/null
-    RC=$?
-    VPID=
-}
-
-# wait_vmm [FILE]: wait for exit until DEADLINE (then kill: TIMED_OUT=1). RC = exit status.
-wait_vmm() {
-    _watch=${1:-$OUT}
-    while alive "$VPID"; do
-        note_init "$_watch"
-        now_cs
-        if [ "$NOW" -ge "$DEADLINE" ]; then
-            TIMED_OUT=1
-            echo "E2E-INFO timeout: vmm still running after ${VMM_TIMEOUT}s; killing it"
-            stop_vmm
-            break
-        fi
-        sleep 0.1
-    done
-    if [ -n "$VPID" ]; then
-        wait "$VPID" 2>/dev/null
-        RC=$?
-        VPID=
-    fi
-    note_init "$_watch"
-    now_cs
-    TEND=$((NOW - T0))
-}
-
-# wait_for TEXT COUNT [FILE]: until FILE has COUNT lines containing TEXT.
-# Returns 0 when seen, 1 if the vmm exited first (RC set), 2 on timeout (vmm killed).
-wait_for() {
-    _text=$1 _count=$2 _watch=${3:-$OUT}
-    while :; do
-        note_init "$_watch"
-        _have=$(grep -c -F "$_text" "$_watch" 2>/dev/null)
-        [ "${_have:-0}" -ge "$_count" ] && return 0
-        if ! alive "$VPID"; then
-            wait "$VPID" 2>/dev/null
-            RC=$?
-            VPID=
-            _have=$(grep -c -F "$_text" "$_watch" 2>/dev/null)
-            [ "${_have:-0}" -ge "$_count" ] && return 0
-            return 1
-        fi
-        now_cs
-        if [ "$NOW" -ge "$DEADLINE" ]; then
-            TIMED_OUT=1
-            echo "E2E-INFO timeout: no '$_text' x$_count after ${VMM_TIMEOUT}s; killing vmm"
-            stop_vmm
-            return 2
-        fi
-        sleep 0.1
-    done
+    wait_vmm
 }
 
 report_time() { # NAME
-    _ti=-
     _tt=-
-    if [ -n "$TINIT" ]; then secs "$TINIT" && _ti=$SECS; fi
     if [ -n "${TEND:-}" ]; then secs "$TEND" && _tt=$SECS; fi
-    echo "E2E-TIME $1 boot_to_init_s=$_ti total_s=$_tt"
+    echo "E2E-TIME $1 boot_to_init_s=${TINIT:--} total_s=$_tt"
 }
 
 cmdline() { echo "console=ttyS0 l2test=$1 panic=-1${GUEST_EXTRA:+ $GUEST_EXTRA}"; }
@@ -183,7 +194,7 @@ boot_n() { # CPUS
     [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
     grep -qE "L2-INIT cpus=$1([^0-9]|\$)" "$OUT" || fail "no 'L2-INIT cpus=$1' in guest output (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
-    NOTE="exit 0, init after ${_ti}s"
+    NOTE="exit 0, init after ${TINIT:-?}s"
 }
 
 sc_boot_1cpu() { boot_n 1; }
@@ -196,13 +207,12 @@ sc_serial_echo() {
     exec 3<>"$_fifo"
     start_vmm "$SC" "$_fifo" --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline echo)" --cpus 1 --memory "$MEM" --serial stdio
-    wait_for L2-READY 1
-    _w=$?
-    if [ $_w != 0 ]; then
+    if ! wait_event READY; then
+        wait_vmm
         exec 3>&-
         report_time "$SC"
-        [ $_w = 1 ] && fail "vmm exited (code $RC) before the guest printed L2-READY"
-        [ $_w = 2 ] && fail "no L2-READY within ${VMM_TIMEOUT}s"
+        [ "$TIMED_OUT" = 1 ] && fail "no L2-READY within ${VMM_TIMEOUT}s" && return 1
+        fail "vmm exited (code $RC) before the guest printed L2-READY"
         return 1
     fi
     _tok=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -dc '0-9')
@@ -220,22 +230,20 @@ sc_serial_echo() {
 sc_reboot() {
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline reboot)" --cpus 1 --memory "$MEM" --serial stdio
-    wait_for L2-INIT 2
-    _w=$?
-    now_cs
-    TEND=$((NOW - T0))
-    report_time "$SC"
-    case $_w in
-    0)
-        stop_vmm
-        secs "$TEND"
+    if wait_event INIT 2; then
+        now_cs
+        secs $((NOW - T0))
         NOTE="second boot after ${SECS}s"
+        stop_vmm
+        report_time "$SC"
         [ "$HARD_KILL" = 1 ] && NOTE="$NOTE (vmm ignored SIGTERM, needed SIGKILL)"
         return 0
-        ;;
-    1) fail "vmm exited (code $RC) after $(grep -c L2-INIT "$OUT") boot(s); expected it to reboot the guest" ;;
-    *) fail "no second L2-INIT within ${VMM_TIMEOUT}s ($(grep -c L2-INIT "$OUT") seen)" ;;
-    esac
+    fi
+    wait_vmm
+    report_time "$SC"
+    _boots=$(grep -c L2-INIT "$OUT")
+    [ "$TIMED_OUT" = 1 ] && fail "no second L2-INIT within ${VMM_TIMEOUT}s ($_boots seen)" && return 1
+    fail "vmm exited (code $RC) after $_boots boot(s); expected it to reboot the guest"
 }
 
 sc_no_reboot() {
@@ -255,7 +263,7 @@ sc_serial_file() {
     rm -f "$_log"
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus 1 --memory "$MEM" --serial "file:$_log"
-    wait_vmm "$_log"
+    wait_vmm
     report_time "$SC"
     [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
     [ -f "$_log" ] || fail "serial file $_log was not created (exit $RC)" || return 1
@@ -309,6 +317,7 @@ sc_bad_input() {
 # ---- driver -------------------------------------------------------------------------------
 cleanup() {
     if [ -n "$VPID" ] && alive "$VPID"; then kill -KILL "$VPID" 2>/dev/null; fi
+    if [ -n "${WDPID:-}" ]; then kill -TERM "$WDPID" 2>/dev/null; fi
     if [ "${E2E_KEEP:-0}" = 1 ] || [ "${FAILED:-0}" -gt 0 ]; then
         echo "E2E-INFO work directory kept: $WORK"
     else
@@ -321,7 +330,7 @@ trap 'exit 130' INT TERM
 dump_outputs() { # SC: print what the guest and the vmm said
     for _f in "$WORK/$1".* "$WORK/$1"-*; do
         [ -f "$_f" ] || continue
-        case $_f in *.fifo) continue ;; esac
+        case $_f in *.pid | *.ev) continue ;; esac
         echo "---- ${_f##*/} (last 60 lines) ----"
         tail -n 60 "$_f" | tr -d '\r' | sed 's/^/  | /'
     done

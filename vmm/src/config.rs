@@ -119,7 +119,7 @@ fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D:
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfigFile {
-    /// Path of the bzImage.
+    /// Path of the kernel: a bzImage, or an ELF vmlinux with a PVH entry note.
     pub kernel: Option<PathBuf>,
     /// Path of the initramfs.
     pub initramfs: Option<PathBuf>,
@@ -180,7 +180,7 @@ pub struct HostLimits {
 /// A complete, validated VM configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmConfig {
-    /// bzImage path (exists, has the x86 boot header).
+    /// Kernel path (exists, has a bzImage or ELF header).
     pub kernel: PathBuf,
     /// initramfs path (exists).
     pub initramfs: Option<PathBuf>,
@@ -206,17 +206,20 @@ fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError
     Ok(f)
 }
 
-/// Checks the x86 boot-protocol signature ("HdrS" at 0x202) so a wrong file is refused early.
-fn check_bzimage(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
+/// Checks for an ELF header or the x86 boot-protocol signature ("HdrS" at 0x202), so a
+/// wrong file is refused before anything is built.
+fn check_kernel(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
     use std::io::{Seek, SeekFrom};
-    let mut magic = [0u8; 4];
-    let ok = f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut magic).is_ok() && &magic == b"HdrS";
-    if ok {
+    let mut elf = [0u8; 4];
+    let mut hdrs = [0u8; 4];
+    let is_elf = f.read_exact(&mut elf).is_ok() && &elf == b"\x7fELF";
+    let is_bzimage = f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut hdrs).is_ok() && &hdrs == b"HdrS";
+    if is_elf || is_bzimage {
         Ok(())
     } else {
         Err(ConfigError::new(
             "kernel",
-            format!("{} is not a Linux bzImage (no x86 boot header); pass a vmlinuz/bzImage file", path.display()),
+            format!("{} is not a Linux kernel (neither a bzImage nor an ELF vmlinux); pass a vmlinuz file", path.display()),
         ))
     }
 }
@@ -227,7 +230,7 @@ impl VmConfig {
         let kernel = file
             .kernel
             .ok_or_else(|| ConfigError::new("kernel", "no kernel given; pass --kernel PATH (a bzImage) or set \"kernel\" in the config file"))?;
-        check_bzimage(&kernel, check_readable("kernel", &kernel)?)?;
+        check_kernel(&kernel, check_readable("kernel", &kernel)?)?;
         if let Some(initramfs) = &file.initramfs {
             check_readable("initramfs", initramfs)?;
         }

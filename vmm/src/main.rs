@@ -45,7 +45,7 @@ struct Cli {
     /// JSON file with the same fields as the flags; flags override it.
     #[arg(long, value_name = "FILE.json")]
     config: Option<PathBuf>,
-    /// Linux kernel (bzImage / vmlinuz).
+    /// Linux kernel: a bzImage (vmlinuz), or an uncompressed ELF vmlinux (PVH entry, faster).
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// Initial ramdisk.

@@ -147,18 +147,17 @@ fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> R
     Ok(Buses { pio, mmio: Bus::new() })
 }
 
-fn load_guest(mem: &GuestMemoryMmap, m: &Machine<'_>, layout: &layout::MemoryLayout) -> Result<u64, Error> {
+fn load_guest(mem: &GuestMemoryMmap, m: &Machine<'_>, layout: &layout::MemoryLayout) -> Result<boot::KernelEntry, Error> {
     let cfg = m.config;
     let rsdp = acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
     let mut kernel = open(&cfg.kernel)?;
     let mut initramfs = cfg.initramfs.as_deref().map(open).transpose()?;
-    let entry = boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?;
-    Ok(entry.entry)
+    Ok(boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?)
 }
 
-fn create_vcpus(vm: &dyn Vm, mem: &GuestMemoryMmap, m: &Machine<'_>, entry: u64) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
+fn create_vcpus(vm: &dyn Vm, mem: &GuestMemoryMmap, m: &Machine<'_>, entry: boot::KernelEntry) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
     let count = m.config.cpus;
     let msrs = msr::boot_msrs(m.msr_list);
     let mut vcpus = Vec::with_capacity(count as usize);
@@ -169,9 +168,18 @@ fn create_vcpus(vm: &dyn Vm, mem: &GuestMemoryMmap, m: &Machine<'_>, entry: u64)
         v.set_fpu(&regs::reset_fpu())?;
         v.set_lapic(&regs::wire_lint(v.lapic()?))?;
         if id == 0 {
-            let sregs = regs::setup_long_mode(mem, v.sregs()?).map_err(|e| Error::Tables(e.to_string()))?;
+            let tables = |e: regs::Error| Error::Tables(e.to_string());
+            let (sregs, gprs) = match entry.mode {
+                boot::EntryMode::Long64 => {
+                    (regs::setup_long_mode(mem, v.sregs()?).map_err(tables)?, regs::entry_regs(entry.entry))
+                }
+                boot::EntryMode::Pvh32 { start_info } => (
+                    regs::setup_protected_mode(mem, v.sregs()?).map_err(tables)?,
+                    regs::pvh_entry_regs(entry.entry, start_info),
+                ),
+            };
             v.set_sregs(&sregs)?;
-            v.set_regs(&regs::entry_regs(entry))?;
+            v.set_regs(&gprs)?;
         }
         vcpus.push(v);
     }

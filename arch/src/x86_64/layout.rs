@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! 0x0000_0000  real-mode IVT, BDA; our GDT (0x500), IDT (0x520)
+//! 0x0000_6000  PVH start info, module list and memory map
 //! 0x0000_7000  Linux zero page (boot_params)
 //! 0x0000_9000  boot page tables (PML4, PDPT, PD)
 //! 0x0002_0000  kernel command line
@@ -18,6 +19,8 @@
 pub const GDT_ADDR: u64 = 0x500;
 /// IDT (empty) for the 64-bit entry state.
 pub const IDT_ADDR: u64 = 0x520;
+/// PVH `hvm_start_info`, module list and memory map (one page).
+pub const PVH_INFO_ADDR: u64 = 0x6000;
 /// Linux boot_params ("zero page").
 pub const ZERO_PAGE_ADDR: u64 = 0x7000;
 /// Initial stack pointer of the boot vCPU.
@@ -177,6 +180,7 @@ mod tests {
     #[test]
     fn fixed_structures_do_not_overlap() {
         assert!(IDT_ADDR >= GDT_ADDR + 4 * 8);
+        assert!(IDT_ADDR + 8 <= PVH_INFO_ADDR && PVH_INFO_ADDR + 4096 <= ZERO_PAGE_ADDR);
         assert!(ZERO_PAGE_ADDR + 4096 <= BOOT_STACK_POINTER + 16);
         assert!(PML4_ADDR + 3 * 4096 <= CMDLINE_ADDR);
         assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= EBDA_ADDR);

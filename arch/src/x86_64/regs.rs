@@ -25,12 +25,13 @@ const EFER_LMA: u64 = 1 << 10;
 const PAGE_PRESENT_RW: u64 = 0x3;
 const PAGE_SIZE_2M: u64 = 0x80;
 
-/// GDT entries: null, 64-bit code, data, TSS (selectors 0x8, 0x10, 0x18).
-const GDT: [u64; 4] = [
+/// GDT entries: null, 64-bit code, data, TSS, 32-bit code (selectors 0x8, 0x10, 0x18, 0x20).
+const GDT: [u64; 5] = [
     0,
     gdt_entry(0xa09b, 0, 0xfffff),
     gdt_entry(0xc093, 0, 0xfffff),
     gdt_entry(0x808b, 0, 0xfffff),
+    gdt_entry(0xc09b, 0, 0xfffff),
 ];
 
 /// Packs a descriptor from flags (type in bits 0-7, G/DB/L/AVL in bits 12-15), base and limit.
@@ -66,15 +67,46 @@ fn segment(index: usize) -> Segment {
     }
 }
 
-/// Writes the GDT, an empty IDT and page tables identity-mapping the first 1 GiB with 2 MiB
-/// pages, and returns the special registers of a vCPU in 64-bit mode using them.
-pub fn setup_long_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<SpecialRegs, Error> {
+fn write_gdt_idt(mem: &GuestMemoryMmap, sregs: &mut SpecialRegs) -> Result<(), Error> {
     for (i, desc) in GDT.iter().enumerate() {
         let at = GDT_ADDR + 8 * i as u64;
         mem.write_obj(*desc, GuestAddress(at)).map_err(|_| Error::Write(at))?;
     }
     mem.write_obj(0u64, GuestAddress(IDT_ADDR)).map_err(|_| Error::Write(IDT_ADDR))?;
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
+    sregs.idt.base = IDT_ADDR;
+    sregs.idt.limit = 7;
+    Ok(())
+}
 
+/// Writes the GDT and returns the special registers of a vCPU in 32-bit flat protected mode
+/// with paging off, the PVH entry state.
+pub fn setup_protected_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<SpecialRegs, Error> {
+    write_gdt_idt(mem, &mut sregs)?;
+    let data = segment(2);
+    sregs.cs = segment(4);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = segment(3);
+    sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & !CR0_PG;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    Ok(sregs)
+}
+
+/// General registers at the PVH entry point: EBX = `hvm_start_info`.
+pub fn pvh_entry_regs(entry: u64, start_info: u64) -> Regs {
+    Regs { rflags: 0x2, rip: entry, rbx: start_info, ..Default::default() }
+}
+
+/// Writes the GDT, an empty IDT and page tables identity-mapping the first 1 GiB with 2 MiB
+/// pages, and returns the special registers of a vCPU in 64-bit mode using them.
+pub fn setup_long_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<SpecialRegs, Error> {
+    write_gdt_idt(mem, &mut sregs)?;
     let pdpt = PML4_ADDR + 0x1000;
     let pd = PML4_ADDR + 0x2000;
     mem.write_obj(pdpt | PAGE_PRESENT_RW, GuestAddress(PML4_ADDR))
@@ -86,10 +118,6 @@ pub fn setup_long_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<
             .map_err(|_| Error::Write(at))?;
     }
 
-    sregs.gdt.base = GDT_ADDR;
-    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
-    sregs.idt.base = IDT_ADDR;
-    sregs.idt.limit = 7;
     let code = segment(1);
     let data = segment(2);
     sregs.cs = code;
@@ -184,6 +212,17 @@ mod tests {
         assert_eq!(last, (511 << 21) | 0x83);
         let gdt1: u64 = m.read_obj(GuestAddress(GDT_ADDR + 8)).unwrap();
         assert_eq!(gdt1, 0x00af_9b00_0000_ffff);
+    }
+
+    #[test]
+    fn pvh_entry_is_flat_32_bit_protected_mode() {
+        let m = mem();
+        let s = setup_protected_mode(&m, SpecialRegs { cr0: CR0_PG, efer: EFER_LME, ..Default::default() }).unwrap();
+        assert_eq!((s.cs.selector, s.cs.db, s.cs.l, s.cs.type_), (0x20, 1, 0, 0xb));
+        assert_eq!((s.cr0 & CR0_PG, s.cr0 & CR0_PE, s.efer, s.cr4), (0, CR0_PE, 0, 0));
+        assert_eq!(s.gdt.limit, 39);
+        let r = pvh_entry_regs(0x100_0010, 0x6000);
+        assert_eq!((r.rip, r.rbx, r.rflags), (0x100_0010, 0x6000, 2));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Linux direct boot through the x86 64-bit boot protocol (Documentation/arch/x86/boot.rst).
+//! Linux bzImage boot through the x86 64-bit boot protocol (Documentation/arch/x86/boot.rst).
 //!
 //! The bzImage's protected-mode part is loaded at 1 MiB by linux-loader; we then fill the zero
 //! page (boot_params) with the image's setup header, the command line, the initramfs location,
@@ -7,7 +7,6 @@
 //! (`startup_64`) in 64-bit mode with RSI pointing at the zero page.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 
 use linux_loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::cmdline::Cmdline;
@@ -15,37 +14,8 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::{load_cmdline, KernelLoader};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::{MemoryLayout, CMDLINE_ADDR, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE_ADDR};
-
-/// Errors while loading a kernel and initramfs.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The kernel file is not a bzImage we can boot.
-    #[error("not a Linux bzImage (x86 boot protocol header missing or unreadable)")]
-    NotBzImage(#[source] linux_loader::loader::Error),
-    /// The kernel cannot be entered in 64-bit mode.
-    #[error("the kernel does not support the 64-bit boot entry (boot protocol {0:#x}, needs >= 2.12 with XLF_KERNEL_64)")]
-    Not64Bit(u16),
-    /// The command line is too long or contains a byte Linux would not accept.
-    #[error("kernel command line rejected: {0}")]
-    Cmdline(String),
-    /// The initramfs does not fit in guest RAM.
-    #[error("initramfs of {size} bytes does not fit in guest RAM between the kernel (ends at {kernel_end:#x}) and {limit:#x}")]
-    InitramfsTooBig {
-        /// Its size.
-        size: u64,
-        /// End of the loaded kernel.
-        kernel_end: u64,
-        /// Highest address it may reach.
-        limit: u64,
-    },
-    /// Reading the initramfs failed.
-    #[error("cannot read the initramfs")]
-    InitramfsRead(#[source] std::io::Error),
-    /// Writing the boot structures into guest memory failed.
-    #[error("cannot write the {0} into guest memory")]
-    GuestWrite(&'static str),
-}
+use super::{load_initramfs, EntryMode, Error, KernelEntry};
+use crate::x86_64::layout::{MemoryLayout, CMDLINE_ADDR, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE_ADDR};
 
 /// Boot-protocol "HdrS" magic.
 const HDRS_MAGIC: u32 = 0x5372_6448;
@@ -74,17 +44,8 @@ impl ZeroPage {
     }
 }
 
-/// Where to start the boot vCPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelEntry {
-    /// 64-bit entry point.
-    pub entry: u64,
-    /// End of the loaded kernel image.
-    pub kernel_end: u64,
-}
-
 /// Loads the bzImage, command line and optional initramfs, and writes the zero page.
-pub fn load_linux(
+pub fn load_bzimage(
     mem: &GuestMemoryMmap,
     layout: &MemoryLayout,
     kernel: &mut File,
@@ -128,56 +89,13 @@ pub fn load_linux(
     zp.0.e820_entries = e820.len().min(E820_MAX) as u8;
     mem.write_obj(zp, GuestAddress(ZERO_PAGE_ADDR)).map_err(|_| Error::GuestWrite("zero page"))?;
 
-    Ok(KernelEntry { entry: loaded.kernel_load.0 + STARTUP_64_OFFSET, kernel_end })
-}
-
-/// Places the initramfs page-aligned at the top of low RAM (below `addr_max` and 4 GiB).
-fn load_initramfs(
-    mem: &GuestMemoryMmap,
-    layout: &MemoryLayout,
-    file: &mut File,
-    kernel_end: u64,
-    addr_max: u64,
-) -> Result<(u64, u64), Error> {
-    let size = file.seek(SeekFrom::End(0)).map_err(Error::InitramfsRead)?;
-    file.seek(SeekFrom::Start(0)).map_err(Error::InitramfsRead)?;
-    let limit = layout.low_ram_size().min(addr_max.saturating_add(1));
-    let too_big = Error::InitramfsTooBig { size, kernel_end, limit };
-    let addr = limit.checked_sub(size).ok_or(too_big)? & !0xfff;
-    if addr < kernel_end {
-        return Err(Error::InitramfsTooBig { size, kernel_end, limit });
-    }
-    let len = usize::try_from(size).map_err(|_| Error::InitramfsTooBig { size, kernel_end, limit })?;
-    mem.read_exact_volatile_from(GuestAddress(addr), file, len)
-        .map_err(|_| Error::GuestWrite("initramfs"))?;
-    Ok((addr, size))
+    Ok(KernelEntry { entry: loaded.kernel_load.0 + STARTUP_64_OFFSET, kernel_end, mode: EntryMode::Long64 })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{mem, temp_file, vmm_tempfile};
     use super::*;
-    use std::io::Write;
-
-    fn temp_file(bytes: &[u8]) -> File {
-        let mut f = vmm_tempfile();
-        f.write_all(bytes).unwrap();
-        f
-    }
-
-    fn vmm_tempfile() -> File {
-        let path = std::env::temp_dir().join(format!(
-            "arch-boot-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let f = File::options().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        f
-    }
-
-    fn mem(size: u64) -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)]).unwrap()
-    }
 
     /// A minimal bzImage: one setup sector plus a header, then a protected-mode payload.
     fn fake_bzimage(version: u16, xloadflags: u16) -> Vec<u8> {
@@ -198,7 +116,7 @@ mod tests {
     fn text_file_is_not_a_kernel() {
         let m = mem(64 << 20);
         let mut f = temp_file(b"just some text, not a kernel\n");
-        let err = load_linux(&m, &MemoryLayout::new(64 << 20), &mut f, None, "", 0).unwrap_err();
+        let err = load_bzimage(&m, &MemoryLayout::new(64 << 20), &mut f, None, "", 0).unwrap_err();
         assert!(matches!(err, Error::NotBzImage(_)), "{err}");
     }
 
@@ -208,7 +126,7 @@ mod tests {
         let m = mem(64 << 20);
         let mut k = temp_file(&fake_bzimage(0x020f, XLF_KERNEL_64));
         let mut initrd = temp_file(&[0x5a; 10000]);
-        let entry = load_linux(&m, &layout, &mut k, Some(&mut initrd), "console=ttyS0", 0xe0000).unwrap();
+        let entry = load_bzimage(&m, &layout, &mut k, Some(&mut initrd), "console=ttyS0", 0xe0000).unwrap();
         assert_eq!(entry.entry, 0x10_0200);
         let zp: ZeroPage = m.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
         let hdr = zp.0.hdr;
@@ -232,9 +150,9 @@ mod tests {
         let layout = MemoryLayout::new(64 << 20);
         let m = mem(64 << 20);
         let mut k = temp_file(&fake_bzimage(0x020b, XLF_KERNEL_64));
-        assert!(matches!(load_linux(&m, &layout, &mut k, None, "", 0), Err(Error::Not64Bit(0x020b))));
+        assert!(matches!(load_bzimage(&m, &layout, &mut k, None, "", 0), Err(Error::Not64Bit(0x020b))));
         let mut k = temp_file(&fake_bzimage(0x020f, 0));
-        assert!(matches!(load_linux(&m, &layout, &mut k, None, "", 0), Err(Error::Not64Bit(_))));
+        assert!(matches!(load_bzimage(&m, &layout, &mut k, None, "", 0), Err(Error::Not64Bit(_))));
     }
 
     #[test]
@@ -244,10 +162,10 @@ mod tests {
         let mut k = temp_file(&fake_bzimage(0x020f, XLF_KERNEL_64));
         let mut big = vmm_tempfile();
         big.set_len(40 << 20).unwrap();
-        let err = load_linux(&m, &layout, &mut k, Some(&mut big), "", 0).unwrap_err();
+        let err = load_bzimage(&m, &layout, &mut k, Some(&mut big), "", 0).unwrap_err();
         assert!(matches!(err, Error::InitramfsTooBig { .. }), "{err}");
         let long = "x".repeat(CMDLINE_MAX + 1);
-        let err = load_linux(&m, &layout, &mut k, None, &long, 0).unwrap_err();
+        let err = load_bzimage(&m, &layout, &mut k, None, &long, 0).unwrap_err();
         assert!(matches!(err, Error::Cmdline(_)), "{err}");
     }
 }
