@@ -22,6 +22,10 @@ use super::layout::{ACPI_ADDR, ACPI_SIZE, IOAPIC_ADDR, LAPIC_ADDR};
 const OEM_ID: [u8; 6] = *b"RVMMPC";
 const OEM_TABLE_ID: [u8; 8] = *b"RVMMPC01";
 const OEM_REVISION: u32 = 1;
+/// FADT IA-PC boot architecture flag: LPC/ISA devices present.
+const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
+/// FADT IA-PC boot architecture flag: do not probe for VGA.
+const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
 
 /// The I/O ports of the ACPI fixed hardware the tables describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +125,10 @@ fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
     f.x_pm1a_evt_blk = io_gas(pm.pm1a_evt, 4);
     f.x_pm1a_cnt_blk = io_gas(pm.pm1a_cnt, 2);
     f.x_pm_tmr_blk = io_gas(pm.pm_tmr, 4);
-    // IA-PC boot architecture: legacy devices and an 8042 are present.
-    f.iapc_boot_arch = 0x3u16.into();
+    // IA-PC boot architecture: legacy (ISA) devices present; no VGA. The 8042 flag stays
+    // clear: only its reset line is emulated, so the guest should not probe for a keyboard
+    // (Linux waits ~0.5 s of timeouts for one); keyboard-controller reset still works.
+    f.iapc_boot_arch = (IAPC_LEGACY_DEVICES | IAPC_VGA_NOT_PRESENT).into();
     bytes_of(&f.finalize())
 }
 
@@ -206,6 +212,7 @@ mod tests {
         // FADT: SCI, PM1a event/control, PM timer; X_DSDT points at a valid DSDT with \_S5_.
         assert_eq!(u16::from_le_bytes([fadt[46], fadt[47]]), 9);
         assert_eq!((u32_at(&fadt, 56), u32_at(&fadt, 64), u32_at(&fadt, 76)), (0x600, 0x604, 0x608));
+        assert_eq!(u16::from_le_bytes([fadt[109], fadt[110]]), 0x5, "legacy devices, no VGA, no 8042");
         let dsdt = table(&mem, u64_at(&fadt, 140));
         assert_eq!(&dsdt[..4], b"DSDT");
         assert!(sums_to_zero(&dsdt));
