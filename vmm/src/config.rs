@@ -149,9 +149,8 @@ impl VmConfigFile {
 
     /// Parses JSON text; the error carries the line, column and offending field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| {
-            format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())
-        })
+        // serde_json's message ends with "at line L column C".
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
     }
 
     /// Fields set in `over` replace those in `self`.
@@ -237,7 +236,8 @@ impl VmConfig {
         let max = host.max_vcpus.min(MAX_CPUS);
         let cpus = file.cpus.unwrap_or(1);
         if cpus == 0 || cpus > max {
-            return Err(ConfigError::new("cpus", format!("{cpus} is out of range; use 1 to {max} (this host's KVM limit)")));
+            let why = if host.max_vcpus < MAX_CPUS { "this host's KVM limit" } else { "the most this VMM describes" };
+            return Err(ConfigError::new("cpus", format!("{cpus} is out of range; use 1 to {max} ({why})")));
         }
         let memory = file.memory.unwrap_or(DEFAULT_MEMORY);
         if memory < MIN_MEMORY {
