@@ -294,8 +294,11 @@ mod tests {
 
     const HOST: HostLimits = HostLimits { max_vcpus: 64, host_memory: 8 << 30 };
 
+    /// A new file per call: tests run in parallel and must not rewrite each other's files.
     fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("vmm-config-test-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("vmm-config-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(name);
         std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
