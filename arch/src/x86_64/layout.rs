@@ -2,7 +2,7 @@
 //! The guest-physical memory map of a PC guest.
 //!
 //! ```text
-//! 0x0000_0000  real-mode IVT, BDA; our GDT (0x500), IDT (0x520)
+//! 0x0000_0000  real-mode IVT, BDA; our GDT (0x500), IDT (0x540)
 //! 0x0000_6000  PVH start info, module list and memory map
 //! 0x0000_7000  Linux zero page (boot_params)
 //! 0x0000_9000  boot page tables (PML4, PDPT, PD)
@@ -18,7 +18,7 @@
 /// GDT for the 64-bit entry state.
 pub const GDT_ADDR: u64 = 0x500;
 /// IDT (empty) for the 64-bit entry state.
-pub const IDT_ADDR: u64 = 0x520;
+pub const IDT_ADDR: u64 = 0x540;
 /// PVH `hvm_start_info`, module list and memory map (one page).
 pub const PVH_INFO_ADDR: u64 = 0x6000;
 /// Linux boot_params ("zero page").
@@ -55,6 +55,17 @@ pub const LAPIC_ADDR: u64 = 0xfee0_0000;
 pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfeff_c000;
 /// KVM's three-page TSS area, right after the identity map page.
 pub const KVM_TSS_ADDR: u64 = 0xfeff_d000;
+
+// The fixed low-memory structures must not overlap; checked when compiling.
+const _: () = {
+    assert!(IDT_ADDR >= GDT_ADDR + 5 * 8);
+    assert!(IDT_ADDR + 8 <= PVH_INFO_ADDR && PVH_INFO_ADDR + 4096 <= ZERO_PAGE_ADDR);
+    assert!(ZERO_PAGE_ADDR + 4096 <= BOOT_STACK_POINTER + 16);
+    assert!(PML4_ADDR + 3 * 4096 <= CMDLINE_ADDR);
+    assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= EBDA_ADDR);
+    assert!(ACPI_ADDR + ACPI_SIZE <= HIGH_RAM_START);
+    assert!(KVM_IDENTITY_MAP_ADDR > LAPIC_ADDR && KVM_TSS_ADDR + 3 * 4096 <= 1 << 32);
+};
 
 /// An e820 entry type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,16 +186,5 @@ mod tests {
         for e in &e820 {
             assert!(e.addr + e.size <= PCI_HOLE_START || e.addr >= RAM_ABOVE_4G_START);
         }
-    }
-
-    #[test]
-    fn fixed_structures_do_not_overlap() {
-        assert!(IDT_ADDR >= GDT_ADDR + 4 * 8);
-        assert!(IDT_ADDR + 8 <= PVH_INFO_ADDR && PVH_INFO_ADDR + 4096 <= ZERO_PAGE_ADDR);
-        assert!(ZERO_PAGE_ADDR + 4096 <= BOOT_STACK_POINTER + 16);
-        assert!(PML4_ADDR + 3 * 4096 <= CMDLINE_ADDR);
-        assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= EBDA_ADDR);
-        assert!(ACPI_ADDR + ACPI_SIZE <= HIGH_RAM_START);
-        assert!(KVM_IDENTITY_MAP_ADDR > LAPIC_ADDR && KVM_TSS_ADDR + 3 * 4096 <= 1 << 32);
     }
 }
