@@ -221,6 +221,11 @@ mod tests {
         assert_eq!((s.cs.selector, s.cs.db, s.cs.l, s.cs.type_), (0x20, 1, 0, 0xb));
         assert_eq!((s.cr0 & CR0_PG, s.cr0 & CR0_PE, s.efer, s.cr4), (0, CR0_PE, 0, 0));
         assert_eq!(s.gdt.limit, 39);
+        // Every descriptor survives in guest memory (the IDT must not overlap the GDT).
+        for (i, desc) in GDT.iter().enumerate() {
+            let in_mem: u64 = m.read_obj(GuestAddress(GDT_ADDR + 8 * i as u64)).unwrap();
+            assert_eq!(in_mem, *desc, "GDT entry {i}");
+        }
         let r = pvh_entry_regs(0x100_0010, 0x6000);
         assert_eq!((r.rip, r.rbx, r.rflags), (0x100_0010, 0x6000, 2));
     }
