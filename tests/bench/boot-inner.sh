@@ -25,6 +25,9 @@ KERNEL=${KERNEL:?KERNEL must be set}
 INITRD=${INITRD:?INITRD must be set}
 ONLY=$(echo "${BENCH_ONLY:-vmm qemu-microvm qemu-pc}" | tr ',' ' ')
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX") || exit 1
+# mawk buffers a pipe's input in blocks: make it read line by line.
+AWK='awk'
+if awk -W version 2>&1 </dev/null | head -n 1 | grep -qi mawk; then AWK="awk -W interactive"; fi
 RESULTS=$WORK/results
 
 QBOOT_FILE=
@@ -55,7 +58,7 @@ measure() {
     # The sh records its PID and execs the VMM, so the PID file names the VMM process.
     # shellcheck disable=SC2016
     sh -c 'echo $$ >"$0"; exec "$@"' "$_b.pid" "$@" </dev/null 2>"$_b.err" |
-        awk -v t0="$_t0" -v pidf="$_b.pid" -v res="$_b.res" '
+        $AWK -v t0="$_t0" -v pidf="$_b.pid" -v res="$_b.res" '
         !seen && index($0, "L2-INIT") {
             seen = 1
             getline up < "/proc/uptime"; close("/proc/uptime")
@@ -80,21 +83,17 @@ measure() {
     # wait; a sleeping watchdog kills the VMM after BENCH_TIMEOUT seconds.
     while [ ! -s "$_b.pid" ]; do sleep 0.02; done
     read -r _vpid <"$_b.pid"
-    (
-        trap 'kill "$_s" 2>/dev/null; exit 0' TERM
-        sleep "$TMO" &
-        _s=$!
-        wait "$_s"
-        : >"$_b.timeout"
-        kill -TERM "$_vpid"
-        sleep 2 &
-        _s=$!
-        wait "$_s"
-        kill -KILL "$_vpid"
-    ) </dev/null >/dev/null 2>&1 &
+    # shellcheck disable=SC2016
+    sh -c 'trap '\''kill "$s" 2>/dev/null; exit 0'\'' USR1
+        sleep "$1" & s=$!; wait "$s"
+        : >"$2"; kill -TERM "$3"
+        sleep 2 & s=$!; wait "$s"
+        kill -KILL "$3"
+        sleep 5 & s=$!; wait "$s"
+        kill -TERM "$4"' watchdog "$TMO" "$_b.timeout" "$_vpid" "$_apid" </dev/null >/dev/null 2>&1 &
     _wd=$!
     wait "$_apid" 2>/dev/null
-    kill -TERM "$_wd" 2>/dev/null
+    kill -USR1 "$_wd" 2>/dev/null
     wait "$_wd" 2>/dev/null
     _status=exited
     [ -f "$_b.timeout" ] && _status=killed-after-${TMO}s

@@ -18,6 +18,7 @@
 #   E2E_MODE=auto|host|l1   where to run (default auto)
 #   E2E_L1_TIMEOUT=900  seconds for the whole L1 run (or the host run)
 #   E2E_VMM_TIMEOUT=60  seconds per vmm invocation
+#   E2E_GUEST_EXTRA     extra guest kernel parameters (default "quiet")
 #   E2E_LOG=path        log file (default .cache/testhost/logs/e2e.log)
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -82,8 +83,9 @@ l1)
     log "no usable hardware virtualization here: running the scenarios in an L1 nested test host"
     cpio=$(L1_NAME=${L1_NAME:-e2e} "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/scenarios.sh")
     append=${L1_EXTRA_APPEND:-}
-    [[ -n ${E2E_ONLY:-} ]] && append+=" l1env.E2E_ONLY=$E2E_ONLY"
-    [[ -n ${E2E_VMM_TIMEOUT:-} ]] && append+=" l1env.E2E_VMM_TIMEOUT=$E2E_VMM_TIMEOUT"
+    [[ -n ${E2E_ONLY:-} ]] && append+=$(l1env E2E_ONLY "$E2E_ONLY")
+    [[ -n ${E2E_VMM_TIMEOUT:-} ]] && append+=$(l1env E2E_VMM_TIMEOUT "$E2E_VMM_TIMEOUT")
+    [[ -n ${E2E_GUEST_EXTRA+set} ]] && append+=$(l1env E2E_GUEST_EXTRA "$E2E_GUEST_EXTRA")
     set +e
     L1_EXTRA_APPEND=$append "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG"
     rc=$?

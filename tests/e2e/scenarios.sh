@@ -45,6 +45,9 @@ else
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e.XXXXXX") || exit 1
+# mawk buffers a pipe's input in blocks: make it read line by line.
+AWK='awk'
+if awk -W version 2>&1 </dev/null | head -n 1 | grep -qi mawk; then AWK="awk -W interactive"; fi
 VPID=
 
 # ---- time (centiseconds of /proc/uptime; busybox date has no %N) --------------------------
@@ -89,12 +92,13 @@ start_vmm() {
     now_cs
     T0=$NOW
     read -r _t0 _rest </proc/uptime
+    # shellcheck disable=SC2016
     {
         "$VMM" "$@" <"$_in" 2>"$ERR" 3>&- 8>&- &
         echo $! >"$_b.pid"
         wait $!
         echo $? >"$_b.rc"
-    } 3>&- 8>&- | awk -v ev="$_b.ev" -v initf="$_b.init" -v t0="$_t0" '
+    } 2>/dev/null 3>&- 8>&- | $AWK -v ev="$_b.ev" -v initf="$_b.init" -v t0="$_t0" '
         { print }
         index($0, "L2-INIT") {
             n++
@@ -108,20 +112,23 @@ start_vmm() {
         index($0, "L2-READY") { print "READY" > ev; close(ev) }
         END { print "EOF" > ev; close(ev) }' >"$OUT" 3>&- 8>&- &
     APID=$!
-    while [ ! -s "$_b.pid" ]; do sleep 0.02; done
-    read -r VPID <"$_b.pid"
-    (
-        trap 'kill "$_s" 2>/dev/null; exit 0' TERM
-        sleep "$VMM_TIMEOUT" &
-        _s=$!
-        wait "$_s"
-        : >"$_b.timeout"
-        kill -TERM "$VPID"
-        sleep 5 &
-        _s=$!
-        wait "$_s"
-        kill -KILL "$VPID"
-    ) </dev/null >/dev/null 2>&1 3>&- 8>&- &
+    _n=0
+    while [ ! -s "$_b.pid" ] && [ $_n -lt 500 ]; do
+        sleep 0.02
+        _n=$((_n + 1))
+    done
+    read -r VPID <"$_b.pid" || VPID=''
+    # Watchdog: a separate sh (so that $! is the process holding the trap, in every shell),
+    # cancelled with SIGUSR1 (a signal this shell does not trap).
+    # shellcheck disable=SC2016
+    sh -c 'trap '\''kill "$s" 2>/dev/null; exit 0'\'' USR1
+        sleep "$1" & s=$!; wait "$s"
+        : >"$2"; echo TIMEOUT >"$5"; kill -TERM "$3"
+        sleep 5 & s=$!; wait "$s"
+        kill -KILL "$3"
+        sleep 5 & s=$!; wait "$s"
+        kill -TERM "$4"' watchdog "$VMM_TIMEOUT" "$_b.timeout" "$VPID" "$APID" "$_b.ev" \
+        </dev/null >/dev/null 2>&1 3>&- 8>&- &
     WDPID=$!
 }
 
@@ -130,7 +137,7 @@ start_vmm() {
 wait_event() {
     while read -r _ev _n <&8; do
         case $_ev in
-        EOF) return 1 ;;
+        EOF | TIMEOUT) return 1 ;;
         "$1") [ "$1" = READY ] || [ "${_n:-0}" -ge "$2" ] && return 0 ;;
         esac
     done
@@ -143,9 +150,9 @@ wait_vmm() {
     wait "$APID" 2>/dev/null
     now_cs
     TEND=$((NOW - T0))
-    kill -TERM "$WDPID" 2>/dev/null
+    kill -USR1 "$WDPID" 2>/dev/null
     wait "$WDPID" 2>/dev/null
-    exec 8<&-
+    exec 8<&- # after the watchdog is gone: it may write TIMEOUT to the event FIFO
     RC=$(cat "$_b.rc" 2>/dev/null)
     [ -n "$RC" ] || RC=unknown
     TINIT=$(cat "$_b.init" 2>/dev/null)
@@ -211,8 +218,11 @@ sc_serial_echo() {
         wait_vmm
         exec 3>&-
         report_time "$SC"
-        [ "$TIMED_OUT" = 1 ] && fail "no L2-READY within ${VMM_TIMEOUT}s" && return 1
-        fail "vmm exited (code $RC) before the guest printed L2-READY"
+        if [ "$TIMED_OUT" = 1 ]; then
+            fail "no L2-READY within ${VMM_TIMEOUT}s"
+        else
+            fail "vmm exited (code $RC) before the guest printed L2-READY"
+        fi
         return 1
     fi
     _tok=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -dc '0-9')
@@ -236,14 +246,18 @@ sc_reboot() {
         NOTE="second boot after ${SECS}s"
         stop_vmm
         report_time "$SC"
+        [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
         [ "$HARD_KILL" = 1 ] && NOTE="$NOTE (vmm ignored SIGTERM, needed SIGKILL)"
         return 0
     fi
     wait_vmm
     report_time "$SC"
     _boots=$(grep -c L2-INIT "$OUT")
-    [ "$TIMED_OUT" = 1 ] && fail "no second L2-INIT within ${VMM_TIMEOUT}s ($_boots seen)" && return 1
-    fail "vmm exited (code $RC) after $_boots boot(s); expected it to reboot the guest"
+    if [ "$TIMED_OUT" = 1 ]; then
+        fail "no second L2-INIT within ${VMM_TIMEOUT}s ($_boots seen)"
+    else
+        fail "vmm exited (code $RC) after $_boots boot(s); expected it to reboot the guest"
+    fi
 }
 
 sc_no_reboot() {
@@ -316,8 +330,11 @@ sc_bad_input() {
 
 # ---- driver -------------------------------------------------------------------------------
 cleanup() {
+    # Only the main shell cleans up (a forked child that has not exec'd yet inherits the trap).
+    # shellcheck disable=SC2016
+    [ "$(sh -c 'echo $PPID')" = "$$" ] || return 0
     if [ -n "$VPID" ] && alive "$VPID"; then kill -KILL "$VPID" 2>/dev/null; fi
-    if [ -n "${WDPID:-}" ]; then kill -TERM "$WDPID" 2>/dev/null; fi
+    if [ -n "${WDPID:-}" ]; then kill -USR1 "$WDPID" 2>/dev/null; fi
     if [ "${E2E_KEEP:-0}" = 1 ] || [ "${FAILED:-0}" -gt 0 ]; then
         echo "E2E-INFO work directory kept: $WORK"
     else

@@ -6,7 +6,8 @@
 # /dev/kvm (prints L1-NOKVM and powers off without it), prints L1-READY, runs the scenario
 # named in /etc/l1-scenario with VMM=/bin/vmm KERNEL=/guest/vmlinuz
 # INITRD=/guest/l2-initramfs.cpio.gz, prints L1-SCENARIO-EXIT rc=N and powers off.
-# Kernel parameters l1env.NAME=VALUE are exported to the scenario as NAME=VALUE.
+# Kernel parameters l1env.NAME=VALUE are exported to the scenario as NAME=VALUE (%20 in VALUE
+# stands for a space; see l1env in lib.sh).
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PATH
 mount -t proc proc /proc
@@ -30,7 +31,7 @@ fi
 # shellcheck disable=SC2013 # words, not lines
 for arg in $(cat /proc/cmdline); do
     case $arg in
-    l1env.[A-Za-z_]*=*) export "${arg#l1env.}" ;;
+    l1env.[A-Za-z_]*=*) export "$(echo "${arg#l1env.}" | sed 's/%20/ /g')" ;;
     esac
 done
 VMM=/bin/vmm KERNEL=/guest/vmlinuz INITRD=/guest/l2-initramfs.cpio.gz TMPDIR=/tmp HOME=/root

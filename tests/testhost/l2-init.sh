@@ -39,7 +39,7 @@ shell)
     mount -t devpts devpts /dev/pts 2>/dev/null
     hostname l2
     export PS1='l2:\w# ' HOME=/root PATH=/bin:/sbin:/usr/bin:/usr/sbin
-    echo "L2-SHELL: busybox $(uname -r) guest, $cpus vCPU(s), $(free -m | awk '/^Mem:/{print $2}') MiB."
+    echo "L2-SHELL: Linux $(uname -r) with busybox, $cpus vCPU(s), $(free -m | awk '/^Mem:/{print $2}') MiB."
     echo "L2-SHELL: type 'exit' (or Ctrl-D) to power off."
     setsid cttyhack sh -l
     poweroff -f

@@ -84,6 +84,12 @@ install_busybox() {
     done < <("$bb" --list-full)
 }
 
+# l1env NAME VALUE: L1 kernel parameter that l1-init.sh exports to the scenario as NAME=VALUE.
+l1env() {
+    local v=${2// /%20}
+    printf ' l1env.%s=%s' "$1" "$v"
+}
+
 # load kernel facts written by fixtures.sh
 load_kernel_env() {
     [[ -f $CACHE/kernel.env ]] || die "$CACHE/kernel.env missing: run tests/testhost/fixtures.sh"
