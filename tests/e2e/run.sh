@@ -69,7 +69,7 @@ case $MODE in
 host)
     log "real hardware virtualization: running the scenarios on this host (log $LOG)"
     set +e
-    VMM=$VMM_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz \
+    VMM=$VMM_BIN KERNEL=$CACHE/vmlinuz VMLINUX=$CACHE/vmlinux INITRD=$CACHE/l2-initramfs.cpio.gz \
         E2E_ONLY=$(
             IFS=,
             echo "${expected[*]}"

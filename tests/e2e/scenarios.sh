@@ -10,6 +10,7 @@
 #   NAME...  run only these scenarios (default: $E2E_ONLY, comma-separated, or all)
 # Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs built by
 #   tests/testhost/fixtures.sh, whose /init obeys l2test=poweroff|reboot|echo|shell).
+#   VMLINUX: the same kernel as an uncompressed ELF (the pvh-vmlinux scenario).
 # Optional: E2E_VMM_TIMEOUT (seconds per vmm invocation, default 60),
 #   E2E_GUEST_EXTRA (extra guest kernel parameters, default "quiet"), E2E_KEEP=1 (keep workdir).
 # Output: one line per scenario, "E2E-RESULT <name> PASS|FAIL <reason>", timings as
@@ -22,7 +23,7 @@
 set -u
 
 # The one list of scenarios (tests/e2e/run.sh reads it through --list).
-E2E_SCENARIOS="boot-1cpu boot-4cpu serial-echo reboot no-reboot serial-file bad-input"
+E2E_SCENARIOS="boot-1cpu boot-4cpu pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $E2E_SCENARIOS; do echo "$s"; done
@@ -31,6 +32,7 @@ fi
 
 VMM=${VMM:-}
 KERNEL=${KERNEL:-}
+VMLINUX=${VMLINUX:-}
 INITRD=${INITRD:-}
 VMM_TIMEOUT=${E2E_VMM_TIMEOUT:-60}
 GUEST_EXTRA=${E2E_GUEST_EXTRA-quiet}
@@ -286,6 +288,59 @@ sc_serial_file() {
     NOTE="exit 0, serial file has L2-INIT"
 }
 
+sc_pvh_vmlinux() {
+    [ -f "$VMLINUX" ] || fail "VMLINUX '$VMLINUX' missing (tests/testhost/fixtures.sh extracts it)" || return 1
+    start_vmm "$SC" /dev/null --kernel "$VMLINUX" --initramfs "$INITRD" \
+        --cmdline "$(cmdline poweroff)" --cpus 2 --memory "$MEM" --serial stdio
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    grep -q 'L2-INIT cpus=2' "$OUT" || fail "no 'L2-INIT cpus=2' in guest output (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="ELF vmlinux through the PVH entry, 2 vCPUs, init after ${TINIT:-?}s"
+}
+
+sc_config_file() {
+    _cfg=$WORK/$SC.json
+    printf '{\n  "kernel": "%s",\n  "initramfs": "%s",\n  "cmdline": "%s",\n  "cpus": 2,\n  "memory": "192M",\n  "serial": "stdio"\n}\n' \
+        "$KERNEL" "$INITRD" "$(cmdline poweroff)" >"$_cfg"
+    # A flag given with --config overrides the file's field.
+    start_vmm "$SC" /dev/null --config "$_cfg" --cpus 3
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    grep -q 'L2-INIT cpus=3' "$OUT" || fail "no 'L2-INIT cpus=3' in guest output (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="JSON config booted, --cpus 3 overrode the file's 2"
+}
+
+# A bzImage-shaped file whose 64-bit entry point (load address + 0x200, file offset 0x600) is
+# ud2: with no usable IDT the #UD escalates to a triple fault.
+make_triple_fault_kernel() { # OUT
+    head -c 2048 /dev/zero >"$1"
+    # shellcheck disable=SC2059 # the format carries the octal escapes
+    _patch() { printf "$2" | dd of="$1" bs=1 seek="$3" conv=notrunc 2>/dev/null; }
+    _patch "$1" '\001' 497                  # 0x1f1 setup_sects = 1
+    _patch "$1" '\125\252' 510              # 0x1fe boot flag 0xaa55
+    _patch "$1" 'HdrS' 514                  # 0x202 header magic
+    _patch "$1" '\017\002' 518              # 0x206 boot protocol 2.15
+    _patch "$1" '\001' 529                  # 0x211 loadflags: LOADED_HIGH
+    _patch "$1" '\000\000\020\000' 532      # 0x214 code32_start 0x100000
+    _patch "$1" '\001\000' 566              # 0x236 xloadflags: XLF_KERNEL_64
+    _patch "$1" '\017\013' 1536             # 0x600: ud2
+}
+
+sc_triple_fault() {
+    _k=$WORK/$SC.bzimage
+    make_triple_fault_kernel "$_k"
+    start_vmm "$SC" /dev/null --kernel "$_k" --cmdline "console=ttyS0" --cpus 1 --memory "$MEM" --serial stdio
+    wait_vmm
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    [ "$RC" = 4 ] || fail "exit code $RC, expected 4 (triple fault); stderr: $(head -c 300 "$ERR" | tr '\n' ' ')" || return 1
+    grep -qi 'triple fault' "$ERR" || fail "exit 4 but stderr does not say 'triple fault'" || return 1
+    NOTE="exit 4: $(head -n 1 "$ERR" | tr -d '\r')"
+}
+
 # bad_case LABEL ARGS...: the vmm must exit 2 quickly with a message on stderr.
 bad_case() {
     _label=$1
@@ -313,6 +368,19 @@ sc_bad_input() {
     echo "this is a small text file, not a kernel" >"$_txt"
     bad_case notkernel --kernel "$_txt" --initramfs "$INITRD" --cmdline "$_base_cmdline" \
         --cpus 1 --memory "$MEM" --serial stdio || _ok=1
+    bad_case cpusmax --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$_base_cmdline" \
+        --cpus 100000 --memory "$MEM" --serial stdio || _ok=1
+    bad_case memhost --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$_base_cmdline" \
+        --cpus 1 --memory 64T --serial stdio || _ok=1
+    bad_case noinitrd --kernel "$KERNEL" --initramfs /nonexistent/initrd --cmdline "$_base_cmdline" \
+        --cpus 1 --memory "$MEM" --serial stdio || _ok=1
+    _unk=$WORK/unknown-field.json
+    printf '{"kernel": "%s", "vcpus": 2}\n' "$KERNEL" >"$_unk"
+    if bad_case unknownfield --config "$_unk"; then
+        grep -q 'vcpus' "$ERR" || { fail "unknownfield: stderr does not name the field 'vcpus'"; _ok=1; }
+    else
+        _ok=1
+    fi
     # Malformed JSON: the missing comma after line 3 is reported at line 4.
     _cfg=$WORK/bad-config.json
     printf '{\n  "kernel": "%s",\n  "cpus": 1\n  "memory": "256M"\n}\n' "$KERNEL" >"$_cfg"

@@ -8,7 +8,7 @@
 #     /bin/busybox + applet links   static busybox
 #     /lib/modules/<kver>/*.ko      irqbypass ccp kvm kvm-amd (+ L1_MODULES), dependencies
 #                                   resolved with modinfo, decompressed; order in /etc/l1-modules
-#     /guest/vmlinuz, /guest/l2-initramfs.cpio.gz
+#     /guest/vmlinuz, /guest/vmlinux (if extracted), /guest/l2-initramfs.cpio.gz
 #     /bin/vmm                      $VMM_BIN (static binary, or a script; shared libraries of a
 #                                   dynamic binary are copied too); omitted if VMM_BIN is unset
 #     /e2e/<scenario>               the scenario script, run by /init
@@ -94,6 +94,9 @@ copy_bin() {
 mkdir -p "$stage/guest" "$stage/e2e"
 cp "$CACHE/vmlinuz" "$stage/guest/vmlinuz"
 cp "$CACHE/l2-initramfs.cpio.gz" "$stage/guest/l2-initramfs.cpio.gz"
+if [[ -f $CACHE/vmlinux ]]; then
+    cp "$CACHE/vmlinux" "$stage/guest/vmlinux"
+fi
 
 if [[ -n ${VMM_BIN:-} ]]; then
     [[ -f $VMM_BIN ]] || die "VMM_BIN=$VMM_BIN does not exist"

@@ -3,6 +3,7 @@
 #
 # Idempotent; everything is cached under $REPO/.cache/testhost/ (git-ignored):
 #   vmlinuz               Debian 6.1 kernel (bzImage), used for both L1 and L2
+#   vmlinux               the same kernel uncompressed (ELF with a PVH entry note), for L2
 #   kernel/               the kernel .deb extracted with dpkg -x
 #   modules               -> kernel/lib/modules/<version>
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
@@ -104,6 +105,15 @@ else
     fi
     load_kernel_env
     log "kernel: $KPKG ($KVER)"
+fi
+
+# ---- uncompressed vmlinux (PVH boot) ----------------------------------------------------
+if [[ -f $CACHE/vmlinux && $CACHE/vmlinux -nt $CACHE/vmlinuz ]]; then
+    log "vmlinux: cached $CACHE/vmlinux"
+else
+    ensure_pkgs xz:xz-utils
+    "$TESTHOST_DIR/extract-vmlinux.sh" "$CACHE/vmlinuz" "$CACHE/vmlinux"
+    log "vmlinux: extracted $CACHE/vmlinux ($(du -k "$CACHE/vmlinux" | cut -f1) KiB)"
 fi
 
 # ---- L2 initramfs -----------------------------------------------------------------------

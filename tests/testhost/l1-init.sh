@@ -34,8 +34,9 @@ for arg in $(cat /proc/cmdline); do
     l1env.[A-Za-z_]*=*) export "$(echo "${arg#l1env.}" | sed 's/%20/ /g')" ;;
     esac
 done
-VMM=/bin/vmm KERNEL=/guest/vmlinuz INITRD=/guest/l2-initramfs.cpio.gz TMPDIR=/tmp HOME=/root
-export VMM KERNEL INITRD TMPDIR HOME
+VMM=/bin/vmm KERNEL=/guest/vmlinuz VMLINUX=/guest/vmlinux INITRD=/guest/l2-initramfs.cpio.gz
+TMPDIR=/tmp HOME=/root
+export VMM KERNEL VMLINUX INITRD TMPDIR HOME
 
 echo "L1-READY uptime=$(uptime_s) memfree_kib=$(awk '/^MemFree:/{print $2}' /proc/meminfo)"
 scenario=$(cat /etc/l1-scenario)

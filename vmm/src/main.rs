@@ -115,17 +115,21 @@ fn main() -> ExitCode {
     };
     let merged = file.merge(flags);
 
-    let hv = match KvmHypervisor::new() {
+    // Input errors are reported before hypervisor errors, so a bad flag gets status 2 even on
+    // a host without /dev/kvm; without KVM the vCPU limit is the VMM's own.
+    let hv = KvmHypervisor::new();
+    let max_vcpus = hv.as_ref().map(|h| h.max_vcpus() as u32).unwrap_or(config::MAX_CPUS);
+    let limits = HostLimits { max_vcpus, host_memory: config::host_memory() };
+    let cfg = match VmConfig::validate(merged, limits) {
+        Ok(c) => c,
+        Err(e) => return bad_input(e),
+    };
+    let hv = match hv {
         Ok(h) => h,
         Err(e) => {
             print_chain(&e);
             return ExitCode::from(EXIT_ERROR);
         }
-    };
-    let limits = HostLimits { max_vcpus: hv.max_vcpus() as u32, host_memory: config::host_memory() };
-    let cfg = match VmConfig::validate(merged, limits) {
-        Ok(c) => c,
-        Err(e) => return bad_input(e),
     };
     if let Some(warning) = HostVirt::detect().warning() {
         if !cli.accept_slow_kvm {
