@@ -9,7 +9,9 @@
 #   qemu-pc       $QEMU -M pc (SeaBIOS) -enable-kvm -cpu host ...
 # and measures boot_to_init_s (process start to the first "L2-INIT" line of the serial output,
 # timed with /proc/uptime by an awk filter on the output) and, sampled at that moment from
-# /proc/PID/status, VmRSS, VmHWM, RssAnon and RssFile of the VMM process.
+# /proc/PID/status, VmRSS, VmHWM, RssAnon and RssFile of the VMM process, and its overhead:
+# VmRSS minus the resident part of its largest mapping (guest RAM), from /proc/PID/smaps.
+# vmm-pvh and qemu-microvm-pvh boot $VMLINUX (the uncompressed ELF) through the PVH entry.
 # Prints "BENCH <vmm> run=<i> boot_to_init_s=<x> vmrss_kib=<y> ..." per boot and
 # "BENCH-MEDIAN <vmm> ..." at the end. A benchmark: it never fails on timings.
 # Environment: KERNEL, INITRD (required); VMM, QEMU (default qemu-system-x86_64), QBOOT,
@@ -23,7 +25,8 @@ QEMU=${QEMU:-qemu-system-x86_64}
 VMM=${VMM:-}
 KERNEL=${KERNEL:?KERNEL must be set}
 INITRD=${INITRD:?INITRD must be set}
-ONLY=$(echo "${BENCH_ONLY:-vmm qemu-microvm qemu-pc}" | tr ',' ' ')
+ONLY=$(echo "${BENCH_ONLY:-vmm qemu-microvm qemu-pc vmm-pvh qemu-microvm-pvh}" | tr ',' ' ')
+VMLINUX=${VMLINUX:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX") || exit 1
 # mawk buffers a pipe's input in blocks: make it read line by line.
 AWK='awk'
@@ -74,7 +77,17 @@ measure() {
                 else if (f[1] == "RssFile:") file = f[2]
             }
             close(st)
-            printf "%.2f %s %s %s %s\n", u[1] - t0, rss, hwm, anon, file > res
+            # Guest RAM is the largest mapping: the monitor overhead is the rest of VmRSS.
+            sm = "/proc/" pid "/smaps"
+            size = maxsize = 0; guest = "-"
+            while ((getline l < sm) > 0) {
+                n = split(l, f, /[ \t]+/)
+                if (f[1] == "Size:") size = f[2] + 0
+                else if (f[1] == "Rss:" && size > maxsize) { maxsize = size; guest = f[2] }
+            }
+            close(sm)
+            over = (rss != "-" && guest != "-") ? rss - guest : "-"
+            printf "%.2f %s %s %s %s %s\n", u[1] - t0, rss, hwm, anon, file, over > res
             close(res)
         }
         { print }' >"$_b.out" &
@@ -102,13 +115,13 @@ measure() {
     _tc=$((_total % 100))
     [ $_tc -lt 10 ] && _tc=0$_tc
     if [ -s "$_b.res" ]; then
-        read -r _init _rss _hwm _anon _file <"$_b.res"
+        read -r _init _rss _hwm _anon _file _over <"$_b.res"
     else
-        _init=- _rss=- _hwm=- _anon=- _file=-
+        _init=- _rss=- _hwm=- _anon=- _file=- _over=-
         _status="$_status,no-L2-INIT"
     fi
-    echo "BENCH $_tag run=$_run boot_to_init_s=$_init vmrss_kib=$_rss vmhwm_kib=$_hwm rss_anon_kib=$_anon rss_file_kib=$_file exit_s=$((_total / 100)).$_tc status=$_status"
-    echo "$_tag $_init $_rss" >>"$RESULTS"
+    echo "BENCH $_tag run=$_run boot_to_init_s=$_init vmrss_kib=$_rss overhead_kib=$_over vmhwm_kib=$_hwm rss_anon_kib=$_anon rss_file_kib=$_file exit_s=$((_total / 100)).$_tc status=$_status"
+    echo "$_tag $_init $_rss $_over" >>"$RESULTS"
     if [ "$_init" = - ]; then
         echo "---- $_tag run $_run: no L2-INIT; last output lines ----"
         tail -n 20 "$_b.out" | tr -d '\r' | sed 's/^/  | /'
@@ -126,6 +139,14 @@ run_tag() { # TAG RUN
         measure qemu-microvm "$2" "$QEMU" -M microvm,rtc=on -bios "$QBOOT_FILE" -enable-kvm -cpu host \
             -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
         ;;
+    vmm-pvh)
+        measure vmm-pvh "$2" "$VMM" --kernel "$VMLINUX" --initramfs "$INITRD" --cmdline "$APPEND" \
+            --cpus 1 --memory 256M --serial stdio
+        ;;
+    qemu-microvm-pvh)
+        measure qemu-microvm-pvh "$2" "$QEMU" -M microvm,rtc=on -bios "$QBOOT_FILE" -enable-kvm -cpu host \
+            -m 256 -nographic -no-reboot -nic none -kernel "$VMLINUX" -initrd "$INITRD" -append "$APPEND"
+        ;;
     qemu-pc)
         measure qemu-pc "$2" "$QEMU" -M pc -enable-kvm -cpu host \
             -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
@@ -136,9 +157,13 @@ run_tag() { # TAG RUN
 tags=
 for t in $ONLY; do
     case $t in
-    vmm)
+    vmm | vmm-pvh)
         if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
-            echo "BENCH-SKIP vmm: no vmm binary ('$VMM')"
+            echo "BENCH-SKIP $t: no vmm binary ('$VMM')"
+            continue
+        fi
+        if [ "$t" = vmm-pvh ] && [ ! -f "$VMLINUX" ]; then
+            echo "BENCH-SKIP $t: no vmlinux ('$VMLINUX')"
             continue
         fi
         ;;
@@ -147,8 +172,12 @@ for t in $ONLY; do
             echo "BENCH-SKIP $t: $QEMU not found"
             continue
         fi
-        if [ "$t" = qemu-microvm ] && [ -z "$QBOOT_FILE" ]; then
+        case $t in qemu-microvm*) if [ -z "$QBOOT_FILE" ]; then
             echo "BENCH-SKIP $t: qboot.rom not found"
+            continue
+        fi ;; esac
+        if [ "$t" = qemu-microvm-pvh ] && [ ! -f "$VMLINUX" ]; then
+            echo "BENCH-SKIP $t: no vmlinux ('$VMLINUX')"
             continue
         fi
         ;;
@@ -177,8 +206,9 @@ median() { # values on stdin, "-" ignored
 for t in $tags; do
     m_init=$(awk -v t="$t" '$1 == t { print $2 }' "$RESULTS" | median)
     m_rss=$(awk -v t="$t" '$1 == t { print $3 }' "$RESULTS" | median)
+    m_over=$(awk -v t="$t" '$1 == t { print $4 }' "$RESULTS" | median)
     n=$(awk -v t="$t" '$1 == t && $2 != "-"' "$RESULTS" | wc -l)
-    echo "BENCH-MEDIAN $t boot_to_init_s=$m_init vmrss_kib=$m_rss runs_reaching_init=$n/$RUNS"
+    echo "BENCH-MEDIAN $t boot_to_init_s=$m_init vmrss_kib=$m_rss overhead_kib=$m_over runs_reaching_init=$n/$RUNS"
 done
 rm -rf "$WORK"
 exit 0

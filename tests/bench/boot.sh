@@ -11,7 +11,8 @@
 # Environment:
 #   VMM_BIN=path   vmm binary (default target/x86_64-unknown-linux-gnu/release/vmm; the vmm rows
 #                  are skipped when it does not exist; BENCH_BUILD=1 builds it first)
-#   BENCH_RUNS=3, BENCH_TIMEOUT=60 (per boot), BENCH_ONLY="vmm qemu-microvm qemu-pc",
+#   BENCH_RUNS=3, BENCH_TIMEOUT=60 (per boot),
+#   BENCH_ONLY="vmm qemu-microvm qemu-pc vmm-pvh qemu-microvm-pvh",
 #   BENCH_APPEND (guest cmdline, default "console=ttyS0 l2test=poweroff panic=-1"; add "quiet"
 #   to take the cost of printing the kernel log on the emulated UART out of the figures),
 #   BENCH_MODE=auto|host|l1, BENCH_L1_TIMEOUT=1200, BENCH_LOG=path
@@ -53,7 +54,7 @@ start=$(date +%s)
 case $MODE in
 host)
     log "real hardware virtualization: benchmarking on this host (log $LOG)"
-    VMM=${VMM_BIN:-} KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz QBOOT=$qboot \
+    VMM=${VMM_BIN:-} KERNEL=$CACHE/vmlinuz VMLINUX=$CACHE/vmlinux INITRD=$CACHE/l2-initramfs.cpio.gz QBOOT=$qboot \
         BENCH_RUNS=$RUNS sh "$BENCH_DIR/boot-inner.sh" </dev/null 2>&1 | tee "$LOG"
     ;;
 l1)
