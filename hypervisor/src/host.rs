@@ -74,10 +74,7 @@ mod tests {
         assert_eq!(HostVirt::classify(false, none), HostVirt::NoHardwareExtensions);
         assert_eq!(HostVirt::classify(true, svm), HostVirt::KvmPvm);
         // A flag name that merely contains "svm" does not count.
-        assert_eq!(
-            HostVirt::classify(false, "flags : svm_lock\n"),
-            HostVirt::NoHardwareExtensions
-        );
+        assert_eq!(HostVirt::classify(false, "flags : svm_lock\n"), HostVirt::NoHardwareExtensions);
         assert!(HostVirt::Hardware.warning().is_none());
         assert!(HostVirt::KvmPvm.warning().unwrap().contains("kvm_pvm"));
     }

@@ -62,10 +62,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn ioctl(op: &'static str) -> impl FnOnce(vmm_sys_util::errno::Error) -> Error {
-        move |e| Error::Ioctl {
-            op,
-            source: std::io::Error::from_raw_os_error(e.errno()),
-        }
+        move |e| Error::Ioctl { op, source: std::io::Error::from_raw_os_error(e.errno()) }
     }
 }
 
@@ -154,8 +151,7 @@ pub trait Vm: Send + Sync {
     ///
     /// # Safety
     /// The host range must stay mapped and valid for as long as the VM exists.
-    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64)
-        -> Result<()>;
+    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64) -> Result<()>;
     /// Creates the in-kernel PC interrupt controllers (2x 8259 PIC, IOAPIC, per-vCPU LAPIC)
     /// and the 8254 PIT, and reserves the guest-physical pages the backend needs.
     fn create_pc_platform(&self, tss_addr: u64, identity_map_addr: u64) -> Result<()>;

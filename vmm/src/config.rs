@@ -54,7 +54,10 @@ impl std::str::FromStr for SerialConfig {
     fn from_str(s: &str) -> Result<Self, String> {
         let nonempty = |p: &str, kind: &str| {
             if p.is_empty() {
-                Err(format!("'{kind}:' needs a path, e.g. {kind}:/tmp/vm.{}", if kind == "file" { "log" } else { "sock" }))
+                Err(format!(
+                    "'{kind}:' needs a path, e.g. {kind}:/tmp/vm.{}",
+                    if kind == "file" { "log" } else { "sock" }
+                ))
             } else {
                 Ok(PathBuf::from(p))
             }
@@ -104,15 +107,15 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
     match Option::<Size>::deserialize(d)? {
         None => Ok(None),
-        Some(Size::Mib(m)) => m.checked_mul(1 << 20).map(Some).ok_or_else(|| serde::de::Error::custom("memory is too large")),
+        Some(Size::Mib(m)) => {
+            m.checked_mul(1 << 20).map(Some).ok_or_else(|| serde::de::Error::custom("memory is too large"))
+        }
         Some(Size::Text(t)) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
     }
 }
 
 fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| s.parse().map_err(serde::de::Error::custom))
-        .transpose()
+    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
 
 /// The VM as given by the user; all fields optional until merged and validated.
@@ -212,13 +215,17 @@ fn check_kernel(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
     let mut elf = [0u8; 4];
     let mut hdrs = [0u8; 4];
     let is_elf = f.read_exact(&mut elf).is_ok() && &elf == b"\x7fELF";
-    let is_bzimage = f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut hdrs).is_ok() && &hdrs == b"HdrS";
+    let is_bzimage =
+        f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut hdrs).is_ok() && &hdrs == b"HdrS";
     if is_elf || is_bzimage {
         Ok(())
     } else {
         Err(ConfigError::new(
             "kernel",
-            format!("{} is not a Linux kernel (neither a bzImage nor an ELF vmlinux); pass a vmlinuz file", path.display()),
+            format!(
+                "{} is not a Linux kernel (neither a bzImage nor an ELF vmlinux); pass a vmlinuz file",
+                path.display()
+            ),
         ))
     }
 }
@@ -226,9 +233,12 @@ fn check_kernel(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
 impl VmConfig {
     /// Fills defaults and validates every field against the host.
     pub fn validate(file: VmConfigFile, host: HostLimits) -> Result<VmConfig, ConfigError> {
-        let kernel = file
-            .kernel
-            .ok_or_else(|| ConfigError::new("kernel", "no kernel given; pass --kernel PATH (a bzImage) or set \"kernel\" in the config file"))?;
+        let kernel = file.kernel.ok_or_else(|| {
+            ConfigError::new(
+                "kernel",
+                "no kernel given; pass --kernel PATH (a bzImage) or set \"kernel\" in the config file",
+            )
+        })?;
         check_kernel(&kernel, check_readable("kernel", &kernel)?)?;
         if let Some(initramfs) = &file.initramfs {
             check_readable("initramfs", initramfs)?;
@@ -236,17 +246,28 @@ impl VmConfig {
         let max = host.max_vcpus.min(MAX_CPUS);
         let cpus = file.cpus.unwrap_or(1);
         if cpus == 0 || cpus > max {
-            let why = if host.max_vcpus < MAX_CPUS { "this host's KVM limit" } else { "the most this VMM describes" };
+            let why = if host.max_vcpus < MAX_CPUS {
+                "this host's KVM limit"
+            } else {
+                "the most this VMM describes"
+            };
             return Err(ConfigError::new("cpus", format!("{cpus} is out of range; use 1 to {max} ({why})")));
         }
         let memory = file.memory.unwrap_or(DEFAULT_MEMORY);
         if memory < MIN_MEMORY {
-            return Err(ConfigError::new("memory", format!("{} MiB is too small; use at least {} MiB", memory >> 20, MIN_MEMORY >> 20)));
+            return Err(ConfigError::new(
+                "memory",
+                format!("{} MiB is too small; use at least {} MiB", memory >> 20, MIN_MEMORY >> 20),
+            ));
         }
         if memory > host.host_memory {
             return Err(ConfigError::new(
                 "memory",
-                format!("{} MiB is more than this host's {} MiB of RAM", memory >> 20, host.host_memory >> 20),
+                format!(
+                    "{} MiB is more than this host's {} MiB of RAM",
+                    memory >> 20,
+                    host.host_memory >> 20
+                ),
             ));
         }
         if memory % 4096 != 0 {
@@ -254,12 +275,22 @@ impl VmConfig {
         }
         let cmdline = file.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
         if cmdline.len() >= arch::x86_64::layout::CMDLINE_MAX {
-            return Err(ConfigError::new("cmdline", format!("{} bytes is too long; Linux accepts at most {}", cmdline.len(), arch::x86_64::layout::CMDLINE_MAX - 1)));
+            return Err(ConfigError::new(
+                "cmdline",
+                format!(
+                    "{} bytes is too long; Linux accepts at most {}",
+                    cmdline.len(),
+                    arch::x86_64::layout::CMDLINE_MAX - 1
+                ),
+            ));
         }
         if let Some(SerialConfig::File(p) | SerialConfig::Unix(p)) = &file.serial {
             let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !parent.is_dir() {
-                return Err(ConfigError::new("serial", format!("directory {} does not exist", parent.display())));
+                return Err(ConfigError::new(
+                    "serial",
+                    format!("directory {} does not exist", parent.display()),
+                ));
             }
         }
         Ok(VmConfig {
@@ -342,7 +373,9 @@ mod tests {
 
     #[test]
     fn json_config_parses_and_names_bad_fields() {
-        let c = VmConfigFile::parse(r#"{"kernel": "/k", "cpus": 4, "memory": "1G", "serial": "file:/tmp/x"}"#).unwrap();
+        let c =
+            VmConfigFile::parse(r#"{"kernel": "/k", "cpus": 4, "memory": "1G", "serial": "file:/tmp/x"}"#)
+                .unwrap();
         assert_eq!(c.cpus, Some(4));
         assert_eq!(c.memory, Some(1 << 30));
         assert_eq!(VmConfigFile::parse(r#"{"memory": 512}"#).unwrap().memory, Some(512 << 20));
@@ -367,7 +400,10 @@ mod tests {
     #[test]
     fn validation_fills_defaults() {
         let c = VmConfig::validate(with_kernel(), HOST).unwrap();
-        assert_eq!((c.cpus, c.memory, c.serial.clone(), c.no_reboot), (1, DEFAULT_MEMORY, SerialConfig::Stdio, false));
+        assert_eq!(
+            (c.cpus, c.memory, c.serial.clone(), c.no_reboot),
+            (1, DEFAULT_MEMORY, SerialConfig::Stdio, false)
+        );
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
     }
 
@@ -375,15 +411,27 @@ mod tests {
     fn validation_rejects_bad_values_naming_the_field() {
         let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err().field;
         assert_eq!(field(VmConfigFile::default()), "kernel");
-        assert_eq!(field(VmConfigFile { kernel: Some("/nonexistent/k".into()), ..Default::default() }), "kernel");
-        assert_eq!(field(VmConfigFile { kernel: Some(tmp("text", b"hello")), ..Default::default() }), "kernel");
-        assert_eq!(field(VmConfigFile { kernel: Some(std::env::temp_dir()), ..Default::default() }), "kernel");
+        assert_eq!(
+            field(VmConfigFile { kernel: Some("/nonexistent/k".into()), ..Default::default() }),
+            "kernel"
+        );
+        assert_eq!(
+            field(VmConfigFile { kernel: Some(tmp("text", b"hello")), ..Default::default() }),
+            "kernel"
+        );
+        assert_eq!(
+            field(VmConfigFile { kernel: Some(std::env::temp_dir()), ..Default::default() }),
+            "kernel"
+        );
         assert_eq!(field(VmConfigFile { cpus: Some(0), ..with_kernel() }), "cpus");
         assert_eq!(field(VmConfigFile { cpus: Some(65), ..with_kernel() }), "cpus");
         assert_eq!(field(VmConfigFile { memory: Some(16 << 20), ..with_kernel() }), "memory");
         assert_eq!(field(VmConfigFile { memory: Some(9 << 30), ..with_kernel() }), "memory");
         assert_eq!(field(VmConfigFile { memory: Some((64 << 20) + 1), ..with_kernel() }), "memory");
-        assert_eq!(field(VmConfigFile { initramfs: Some("/nonexistent".into()), ..with_kernel() }), "initramfs");
+        assert_eq!(
+            field(VmConfigFile { initramfs: Some("/nonexistent".into()), ..with_kernel() }),
+            "initramfs"
+        );
         assert_eq!(field(VmConfigFile { cmdline: Some("x".repeat(4000)), ..with_kernel() }), "cmdline");
         let serial = Some(SerialConfig::File("/nonexistent-dir/x.log".into()));
         assert_eq!(field(VmConfigFile { serial, ..with_kernel() }), "serial");

@@ -55,10 +55,8 @@ impl RunState {
     /// Waits up to `timeout` for an outcome.
     pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
         let o = devices::bus::lock(&self.outcome);
-        let (o, _) = self
-            .changed
-            .wait_timeout_while(o, timeout, |o| o.is_none())
-            .unwrap_or_else(|p| p.into_inner());
+        let (o, _) =
+            self.changed.wait_timeout_while(o, timeout, |o| o.is_none()).unwrap_or_else(|p| p.into_inner());
         o.clone()
     }
 }
@@ -222,7 +220,10 @@ mod tests {
         assert_eq!(handle_exit(VmExit::System(SystemEvent::Reset), 0, &b), Some(Outcome::Reset));
         assert_eq!(handle_exit(VmExit::System(SystemEvent::Shutdown), 0, &b), Some(Outcome::PowerOff));
         assert!(matches!(handle_exit(VmExit::InternalError, 0, &b), Some(Outcome::Error(_))));
-        assert!(matches!(handle_exit(VmExit::FailEntry { reason: 1, cpu: 0 }, 0, &b), Some(Outcome::Error(_))));
+        assert!(matches!(
+            handle_exit(VmExit::FailEntry { reason: 1, cpu: 0 }, 0, &b),
+            Some(Outcome::Error(_))
+        ));
         assert_eq!(handle_exit(VmExit::Hlt, 0, &b), None);
         assert_eq!(handle_exit(VmExit::Interrupted, 0, &b), None);
     }

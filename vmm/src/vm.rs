@@ -139,17 +139,32 @@ fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> R
     let mut pio = Bus::new();
     let dev = |e: devices::bus::Error| Error::Devices(e.to_string());
     pio.insert(u64::from(COM1_BASE), u64::from(UART_LEN), uart).map_err(dev)?;
-    pio.insert(u64::from(I8042_BASE), u64::from(I8042_LEN), Arc::new(Mutex::new(I8042::new(platform.clone())))).map_err(dev)?;
-    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(CmosRtc::new()))).map_err(dev)?;
-    pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
-    pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), Arc::new(Mutex::new(AcpiPm::new(sci, platform))))
+    pio.insert(
+        u64::from(I8042_BASE),
+        u64::from(I8042_LEN),
+        Arc::new(Mutex::new(I8042::new(platform.clone()))),
+    )
+    .map_err(dev)?;
+    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(CmosRtc::new())))
         .map_err(dev)?;
+    pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
+    pio.insert(
+        u64::from(acpi_pm::PM_BASE),
+        u64::from(acpi_pm::PM_LEN),
+        Arc::new(Mutex::new(AcpiPm::new(sci, platform))),
+    )
+    .map_err(dev)?;
     Ok(Buses { pio, mmio: Bus::new() })
 }
 
-fn load_guest(mem: &GuestMemoryMmap, m: &Machine<'_>, layout: &layout::MemoryLayout) -> Result<boot::KernelEntry, Error> {
+fn load_guest(
+    mem: &GuestMemoryMmap,
+    m: &Machine<'_>,
+    layout: &layout::MemoryLayout,
+) -> Result<boot::KernelEntry, Error> {
     let cfg = m.config;
-    let rsdp = acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
+    let rsdp =
+        acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
     let mut kernel = open(&cfg.kernel)?;
@@ -157,7 +172,12 @@ fn load_guest(mem: &GuestMemoryMmap, m: &Machine<'_>, layout: &layout::MemoryLay
     Ok(boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?)
 }
 
-fn create_vcpus(vm: &dyn Vm, mem: &GuestMemoryMmap, m: &Machine<'_>, entry: boot::KernelEntry) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
+fn create_vcpus(
+    vm: &dyn Vm,
+    mem: &GuestMemoryMmap,
+    m: &Machine<'_>,
+    entry: boot::KernelEntry,
+) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
     let count = m.config.cpus;
     let msrs = msr::boot_msrs(m.msr_list);
     let mut vcpus = Vec::with_capacity(count as usize);

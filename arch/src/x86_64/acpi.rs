@@ -8,13 +8,13 @@
 //! vCPU is found and started by an SMP guest.
 
 use acpi_tables::aml;
-use acpi_tables::Aml;
 use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{ACPI_ADDR, ACPI_SIZE, IOAPIC_ADDR, LAPIC_ADDR};
@@ -133,11 +133,7 @@ fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
 }
 
 /// Builds every table, writes them at [`ACPI_ADDR`] and returns the RSDP's address.
-pub fn write_acpi_tables(
-    mem: &GuestMemoryMmap,
-    cpu_count: u32,
-    pm: &PmIoPorts,
-) -> Result<u64, Error> {
+pub fn write_acpi_tables(mem: &GuestMemoryMmap, cpu_count: u32, pm: &PmIoPorts) -> Result<u64, Error> {
     if cpu_count >= 255 {
         return Err(Error::TooManyCpus(cpu_count));
     }

@@ -137,11 +137,7 @@ impl MemoryLayout {
     pub fn e820(&self) -> Vec<E820Entry> {
         let mut map = vec![
             E820Entry { addr: 0, size: EBDA_ADDR, kind: E820Kind::Ram },
-            E820Entry {
-                addr: EBDA_ADDR,
-                size: HIGH_RAM_START - EBDA_ADDR,
-                kind: E820Kind::Reserved,
-            },
+            E820Entry { addr: EBDA_ADDR, size: HIGH_RAM_START - EBDA_ADDR, kind: E820Kind::Reserved },
             E820Entry {
                 addr: HIGH_RAM_START,
                 size: self.low_ram_size() - HIGH_RAM_START,
@@ -149,11 +145,7 @@ impl MemoryLayout {
             },
         ];
         if self.high_ram_size() > 0 {
-            map.push(E820Entry {
-                addr: RAM_ABOVE_4G_START,
-                size: self.high_ram_size(),
-                kind: E820Kind::Ram,
-            });
+            map.push(E820Entry { addr: RAM_ABOVE_4G_START, size: self.high_ram_size(), kind: E820Kind::Ram });
         }
         map
     }

@@ -80,18 +80,19 @@ fn write_gdt_idt(mem: &GuestMemoryMmap, sregs: &mut SpecialRegs) -> Result<(), E
     Ok(())
 }
 
+/// Loads CS from GDT entry `code`, the data segments from the flat data entry, TR from the TSS.
+fn load_flat_segments(sregs: &mut SpecialRegs, code: usize) {
+    let data = segment(2);
+    sregs.cs = segment(code);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.tr = segment(3);
+}
+
 /// Writes the GDT and returns the special registers of a vCPU in 32-bit flat protected mode
 /// with paging off, the PVH entry state.
 pub fn setup_protected_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<SpecialRegs, Error> {
     write_gdt_idt(mem, &mut sregs)?;
-    let data = segment(2);
-    sregs.cs = segment(4);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = segment(3);
+    load_flat_segments(&mut sregs, 4);
     sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & !CR0_PG;
     sregs.cr4 = 0;
     sregs.efer = 0;
@@ -109,8 +110,7 @@ pub fn setup_long_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<
     write_gdt_idt(mem, &mut sregs)?;
     let pdpt = PML4_ADDR + 0x1000;
     let pd = PML4_ADDR + 0x2000;
-    mem.write_obj(pdpt | PAGE_PRESENT_RW, GuestAddress(PML4_ADDR))
-        .map_err(|_| Error::Write(PML4_ADDR))?;
+    mem.write_obj(pdpt | PAGE_PRESENT_RW, GuestAddress(PML4_ADDR)).map_err(|_| Error::Write(PML4_ADDR))?;
     mem.write_obj(pd | PAGE_PRESENT_RW, GuestAddress(pdpt)).map_err(|_| Error::Write(pdpt))?;
     for i in 0..512u64 {
         let at = pd + i * 8;
@@ -118,15 +118,7 @@ pub fn setup_long_mode(mem: &GuestMemoryMmap, mut sregs: SpecialRegs) -> Result<
             .map_err(|_| Error::Write(at))?;
     }
 
-    let code = segment(1);
-    let data = segment(2);
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = segment(3);
+    load_flat_segments(&mut sregs, 1);
     sregs.cr3 = PML4_ADDR;
     sregs.cr4 |= CR4_PAE;
     sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
@@ -217,7 +209,8 @@ mod tests {
     #[test]
     fn pvh_entry_is_flat_32_bit_protected_mode() {
         let m = mem();
-        let s = setup_protected_mode(&m, SpecialRegs { cr0: CR0_PG, efer: EFER_LME, ..Default::default() }).unwrap();
+        let s = setup_protected_mode(&m, SpecialRegs { cr0: CR0_PG, efer: EFER_LME, ..Default::default() })
+            .unwrap();
         assert_eq!((s.cs.selector, s.cs.db, s.cs.l, s.cs.type_), (0x20, 1, 0, 0xb));
         assert_eq!((s.cr0 & CR0_PG, s.cr0 & CR0_PE, s.efer, s.cr4), (0, CR0_PE, 0, 0));
         assert_eq!(s.gdt.limit, 39);

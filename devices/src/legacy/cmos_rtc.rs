@@ -223,7 +223,11 @@ impl CmosRtc {
             MONTH => &mut t.month,
             YEAR | CENTURY => {
                 let v = i64::from(self.decode(value));
-                t.year = if index == YEAR { t.year.div_euclid(100) * 100 + v % 100 } else { v * 100 + t.year.rem_euclid(100) };
+                t.year = if index == YEAR {
+                    t.year.div_euclid(100) * 100 + v % 100
+                } else {
+                    v * 100 + t.year.rem_euclid(100)
+                };
                 return self.set_time(t);
             }
             // Read-only or derived.

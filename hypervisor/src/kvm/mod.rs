@@ -2,16 +2,15 @@
 //! The KVM backend, on kvm-ioctls.
 
 use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES,
-    KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
-    KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_pit_config, kvm_userspace_memory_region, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::{
-    CpuidEntry, Error, FpuState, Hypervisor, LapicState, MsrEntry, Regs, Result, SpecialRegs,
-    SystemEvent, Vcpu, Vm, VmExit,
+    CpuidEntry, Error, FpuState, Hypervisor, LapicState, MsrEntry, Regs, Result, SpecialRegs, SystemEvent,
+    Vcpu, Vm, VmExit,
 };
 
 /// Capabilities without which this VMM cannot build a PC guest.
@@ -65,10 +64,7 @@ impl Hypervisor for KvmHypervisor {
     }
 
     fn msr_index_list(&self) -> Result<Vec<u32>> {
-        let list = self
-            .kvm
-            .get_msr_index_list()
-            .map_err(Error::ioctl("KVM_GET_MSR_INDEX_LIST"))?;
+        let list = self.kvm.get_msr_index_list().map_err(Error::ioctl("KVM_GET_MSR_INDEX_LIST"))?;
         Ok(list.as_slice().to_vec())
     }
 }
@@ -79,13 +75,7 @@ pub struct KvmVm {
 }
 
 impl Vm for KvmVm {
-    unsafe fn map_memory(
-        &self,
-        slot: u32,
-        guest_addr: u64,
-        size: u64,
-        host_addr: u64,
-    ) -> Result<()> {
+    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64) -> Result<()> {
         let region = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -94,17 +84,14 @@ impl Vm for KvmVm {
             userspace_addr: host_addr,
         };
         // SAFETY: the caller guarantees the host range stays valid for the VM's lifetime.
-        unsafe { self.fd.set_user_memory_region(region) }
-            .map_err(Error::ioctl("KVM_SET_USER_MEMORY_REGION"))
+        unsafe { self.fd.set_user_memory_region(region) }.map_err(Error::ioctl("KVM_SET_USER_MEMORY_REGION"))
     }
 
     fn create_pc_platform(&self, tss_addr: u64, identity_map_addr: u64) -> Result<()> {
         self.fd
             .set_identity_map_address(identity_map_addr)
             .map_err(Error::ioctl("KVM_SET_IDENTITY_MAP_ADDR"))?;
-        self.fd
-            .set_tss_address(tss_addr as usize)
-            .map_err(Error::ioctl("KVM_SET_TSS_ADDR"))?;
+        self.fd.set_tss_address(tss_addr as usize).map_err(Error::ioctl("KVM_SET_TSS_ADDR"))?;
         self.fd.create_irq_chip().map_err(Error::ioctl("KVM_CREATE_IRQCHIP"))?;
         let pit = kvm_pit_config {
             // A dummy speaker port keeps port 0x61 reads consistent for guests that poll it.
@@ -115,10 +102,7 @@ impl Vm for KvmVm {
     }
 
     fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>> {
-        let fd = self
-            .fd
-            .create_vcpu(u64::from(id))
-            .map_err(Error::ioctl("KVM_CREATE_VCPU"))?;
+        let fd = self.fd.create_vcpu(u64::from(id)).map_err(Error::ioctl("KVM_CREATE_VCPU"))?;
         Ok(Box::new(KvmVcpu { fd }))
     }
 
@@ -127,9 +111,7 @@ impl Vm for KvmVm {
     }
 
     fn set_irq_line(&self, irq: u32, level: bool) -> Result<()> {
-        self.fd
-            .set_irq_line(irq, level)
-            .map_err(Error::ioctl("KVM_IRQ_LINE"))
+        self.fd.set_irq_line(irq, level).map_err(Error::ioctl("KVM_IRQ_LINE"))
     }
 }
 
@@ -142,9 +124,7 @@ impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VmExit<'_>> {
         match self.fd.run() {
             Ok(exit) => Ok(translate_exit(exit)),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                Ok(VmExit::Interrupted)
-            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(VmExit::Interrupted),
             Err(e) => Err(Error::ioctl("KVM_RUN")(e)),
         }
     }

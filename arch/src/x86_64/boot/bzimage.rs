@@ -9,13 +9,12 @@
 use std::fs::File;
 
 use linux_loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::bzimage::BzImage;
-use linux_loader::loader::{load_cmdline, KernelLoader};
+use linux_loader::loader::KernelLoader;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{load_initramfs, EntryMode, Error, KernelEntry};
-use crate::x86_64::layout::{MemoryLayout, CMDLINE_ADDR, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE_ADDR};
+use super::{load_initramfs, write_cmdline, EntryMode, Error, KernelEntry};
+use crate::x86_64::layout::{MemoryLayout, CMDLINE_ADDR, HIGH_RAM_START, ZERO_PAGE_ADDR};
 
 /// Boot-protocol "HdrS" magic.
 const HDRS_MAGIC: u32 = 0x5372_6448;
@@ -53,8 +52,8 @@ pub fn load_bzimage(
     cmdline: &str,
     rsdp_addr: u64,
 ) -> Result<KernelEntry, Error> {
-    let loaded = BzImage::load(mem, None, kernel, Some(GuestAddress(HIGH_RAM_START)))
-        .map_err(Error::NotBzImage)?;
+    let loaded =
+        BzImage::load(mem, None, kernel, Some(GuestAddress(HIGH_RAM_START))).map_err(Error::NotBzImage)?;
     let mut hdr = loaded.setup_header.ok_or(Error::Not64Bit(0))?;
     let version = hdr.version;
     if version < 0x020c || hdr.xloadflags & XLF_KERNEL_64 == 0 {
@@ -62,10 +61,7 @@ pub fn load_bzimage(
     }
     let kernel_end = loaded.kernel_load.0 + loaded.kernel_end;
 
-    let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX).map_err(|e| Error::Cmdline(e.to_string()))?;
-    load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cmdline)
-        .map_err(|_| Error::GuestWrite("command line"))?;
-    let cmdline_len = cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0);
+    let cmdline_len = write_cmdline(mem, cmdline)?;
 
     hdr.type_of_loader = LOADER_TYPE_OTHER;
     hdr.boot_flag = 0xaa55;
@@ -130,7 +126,8 @@ mod tests {
         assert_eq!(entry.entry, 0x10_0200);
         let zp: ZeroPage = m.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
         let hdr = zp.0.hdr;
-        let (ptr, size, image, rsize) = (hdr.cmd_line_ptr, hdr.cmdline_size, hdr.ramdisk_image, hdr.ramdisk_size);
+        let (ptr, size, image, rsize) =
+            (hdr.cmd_line_ptr, hdr.cmdline_size, hdr.ramdisk_image, hdr.ramdisk_size);
         assert_eq!((ptr, size), (CMDLINE_ADDR as u32, 14));
         assert_eq!(rsize, 10000);
         assert_eq!(image % 4096, 0);
@@ -164,7 +161,7 @@ mod tests {
         big.set_len(40 << 20).unwrap();
         let err = load_bzimage(&m, &layout, &mut k, Some(&mut big), "", 0).unwrap_err();
         assert!(matches!(err, Error::InitramfsTooBig { .. }), "{err}");
-        let long = "x".repeat(CMDLINE_MAX + 1);
+        let long = "x".repeat(crate::x86_64::layout::CMDLINE_MAX + 1);
         let err = load_bzimage(&m, &layout, &mut k, None, &long, 0).unwrap_err();
         assert!(matches!(err, Error::Cmdline(_)), "{err}");
     }

@@ -9,9 +9,11 @@ pub mod pvh;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
+use linux_loader::cmdline::Cmdline;
+use linux_loader::loader::load_cmdline;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::MemoryLayout;
+use super::layout::{MemoryLayout, CMDLINE_ADDR, CMDLINE_MAX};
 
 /// Errors while loading a kernel and initramfs.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,13 @@ pub fn load_linux(
     } else {
         bzimage::load_bzimage(mem, layout, kernel, initramfs, cmdline, rsdp_addr)
     }
+}
+
+/// Writes the command line at [`CMDLINE_ADDR`]; returns its length without the NUL.
+pub(crate) fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<usize, Error> {
+    let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX).map_err(|e| Error::Cmdline(e.to_string()))?;
+    load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cmdline).map_err(|_| Error::GuestWrite("command line"))?;
+    Ok(cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0))
 }
 
 /// Places the initramfs page-aligned at the top of low RAM (below `addr_max` and 4 GiB).

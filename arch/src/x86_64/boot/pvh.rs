@@ -6,14 +6,13 @@
 
 use std::fs::File;
 
-use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
-use linux_loader::loader::{load_cmdline, KernelLoader};
+use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{load_initramfs, EntryMode, Error, KernelEntry};
-use crate::x86_64::layout::{MemoryLayout, CMDLINE_ADDR, CMDLINE_MAX, HIGH_RAM_START, PVH_INFO_ADDR};
+use super::{load_initramfs, write_cmdline, EntryMode, Error, KernelEntry};
+use crate::x86_64::layout::{MemoryLayout, CMDLINE_ADDR, HIGH_RAM_START, PVH_INFO_ADDR};
 
 /// `hvm_start_info.magic`.
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
@@ -41,9 +40,7 @@ pub fn load_pvh(
     };
     let kernel_end = loaded.kernel_end;
 
-    let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX).map_err(|e| Error::Cmdline(e.to_string()))?;
-    load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cmdline)
-        .map_err(|_| Error::GuestWrite("command line"))?;
+    write_cmdline(mem, cmdline)?;
 
     let mut info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC,
@@ -133,8 +130,7 @@ mod tests {
         assert_eq!(module.size, 5000);
         let byte: u8 = m.read_obj(GuestAddress(module.paddr + 4999)).unwrap();
         assert_eq!(byte, 7);
-        let last: hvm_memmap_table_entry =
-            m.read_obj(GuestAddress(info.memmap_paddr + 2 * 24)).unwrap();
+        let last: hvm_memmap_table_entry = m.read_obj(GuestAddress(info.memmap_paddr + 2 * 24)).unwrap();
         assert_eq!((last.addr, last.type_), (HIGH_RAM_START, 1));
         let loaded: u8 = m.read_obj(GuestAddress(0x100_0000)).unwrap();
         assert_eq!(loaded, 0xf4);
