@@ -42,6 +42,6 @@ SCEN
 cpio=$(L1_NAME=demo bash "$TESTHOST_DIR/build-l1.sh" "$scenario")
 log "this host's /dev/kvm cannot run guest kernels at speed: booting the nested test host"
 log "(about 30 s to the guest shell; Ctrl-A x quits)"
-exec qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 3072 -smp 1 \
+exec qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 5120 -smp 1 \
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "console=ttyS0 quiet panic=-1" \
     -nographic -no-reboot

@@ -23,7 +23,7 @@
 set -u
 
 # The one list of scenarios (tests/e2e/run.sh reads it through --list).
-E2E_SCENARIOS="boot-1cpu boot-4cpu pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input"
+E2E_SCENARIOS="boot-1cpu boot-4cpu high-memory pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $E2E_SCENARIOS; do echo "$s"; done
@@ -286,6 +286,21 @@ sc_serial_file() {
     grep -q 'L2-INIT cpus=1' "$_log" || fail "no 'L2-INIT cpus=1' in $_log (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="exit 0, serial file has L2-INIT"
+}
+
+# More than 3 GiB: RAM is split around the 32-bit PCI hole, the rest above 4 GiB.
+sc_high_memory() {
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline poweroff)" --cpus 2 --memory 3584M --serial stdio
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    _kib=$(sed -n 's/.*L2-INIT cpus=[0-9]* mem_kib=\([0-9]*\).*/\1/p' "$OUT" | head -n 1)
+    [ -n "$_kib" ] || fail "no 'L2-INIT ... mem_kib=' in guest output (exit $RC)" || return 1
+    # 3.5 GiB less what the kernel keeps for itself; 3 GiB would mean the high part is missing.
+    [ "$_kib" -gt 3300000 ] || fail "guest sees MemTotal ${_kib} KiB, expected > 3300000" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    NOTE="guest MemTotal ${_kib} KiB of 3584 MiB (RAM above 4 GiB in use)"
 }
 
 sc_pvh_vmlinux() {

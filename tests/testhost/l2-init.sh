@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/testhost/l2-init.sh - /init of the L2 test guest initramfs (busybox sh).
 #
-# Built into $CACHE/l2-initramfs.cpio.gz by fixtures.sh. Prints "L2-INIT cpus=N" on the
+# Built into $CACHE/l2-initramfs.cpio.gz by fixtures.sh. Prints "L2-INIT cpus=N mem_kib=M" on the
 # console (ttyS0 when the guest cmdline has console=ttyS0), then acts on the kernel
 # command-line parameter l2test=:
 #   poweroff  poweroff -f              reboot  reboot -f
@@ -14,7 +14,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 
 cpus=$(grep -c '^processor' /proc/cpuinfo)
-echo "L2-INIT cpus=$cpus"
+echo "L2-INIT cpus=$cpus mem_kib=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
 
 mode=
 # shellcheck disable=SC2013 # words, not lines

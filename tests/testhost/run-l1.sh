@@ -3,12 +3,14 @@
 #
 # Usage: run-l1.sh CPIO TIMEOUT_SECONDS LOGFILE
 #   Runs the TESTHOST.md L1 command line
-#     qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 3072 -smp 1 -kernel $CACHE/vmlinuz
+#     qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m ${L1_MEMORY_MIB:-5120} -smp 1 -kernel $CACHE/vmlinuz
 #       -initrd CPIO -append "console=ttyS0 quiet panic=-1" -nographic -no-reboot
 #   with stdin from /dev/null (works without a tty, e.g. in CI), killed after TIMEOUT_SECONDS,
 #   its serial output copied to LOGFILE (and to stdout unless RUN_L1_QUIET=1).
 #   On timeout prints the tail of the log and exits 124; otherwise exits with QEMU's status.
-# Environment: L1_EXTRA_APPEND  extra L1 kernel parameters (e.g. "l1env.E2E_ONLY=boot-1cpu")
+# Environment: L1_MEMORY_MIB    L1 RAM (default 5120: room for an L2 guest above 4 GiB; TCG
+#                                allocates it lazily)
+#              L1_EXTRA_APPEND  extra L1 kernel parameters (e.g. "l1env.E2E_ONLY=boot-1cpu")
 #              L1_QEMU_EXTRA    extra QEMU arguments (word-split)
 set -euo pipefail
 # shellcheck source=tests/testhost/lib.sh
@@ -24,7 +26,7 @@ mkdir -p "$(dirname "$logf")"
 append="console=ttyS0 quiet panic=-1 ${L1_EXTRA_APPEND:-}"
 read -ra extra <<<"${L1_QEMU_EXTRA:-}"
 # shellcheck disable=SC2054 # commas are QEMU option syntax
-cmd=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 3072 -smp 1
+cmd=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "${L1_MEMORY_MIB:-5120}" -smp 1
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "${append% }"
     -nographic -no-reboot "${extra[@]}")
 log "L1: ${cmd[*]} (timeout ${tmo}s, log $logf)"

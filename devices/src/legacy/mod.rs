@@ -3,6 +3,7 @@
 
 pub mod acpi_pm;
 pub mod cmos_rtc;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod port80;
 pub mod uart16550;
