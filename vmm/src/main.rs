@@ -178,7 +178,13 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
         stop_requested: &stop,
     };
     let code = loop {
-        match vm::run_boot(&machine) {
+        let outcome = vm::run_boot(&machine);
+        // A stop request that arrives while the guest resets must not be lost to the reboot.
+        let outcome = match outcome {
+            Ok(Outcome::Reset) if stop.load(std::sync::atomic::Ordering::SeqCst) => Ok(Outcome::Stopped),
+            other => other,
+        };
+        match outcome {
             Ok(Outcome::Reset) if !cfg.no_reboot => {
                 log::info!("guest reset: booting again");
                 continue;

@@ -78,6 +78,11 @@ impl SerialBackend {
         *lock(&self.uart) = Some(uart);
     }
 
+    /// Stops delivering input to the current UART (the boot that owned it has ended).
+    pub fn detach(&self) {
+        lock(&self.uart).take();
+    }
+
     /// Puts the terminal back the way it was (also done on drop).
     pub fn restore_terminal(&mut self) {
         self.terminal.take();

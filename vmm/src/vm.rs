@@ -105,17 +105,20 @@ impl PlatformControl for Platform {
     }
 }
 
-fn create_memory(vm: &dyn Vm, layout: &layout::MemoryLayout) -> Result<GuestMemoryMmap, Error> {
+fn allocate_memory(layout: &layout::MemoryLayout) -> Result<GuestMemoryMmap, Error> {
     let ranges: Vec<(GuestAddress, usize)> =
         layout.ram_ranges().iter().map(|&(start, len)| (GuestAddress(start), len as usize)).collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|_| Error::Memory(layout.ram_size >> 20))?;
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|_| Error::Memory(layout.ram_size >> 20))
+}
+
+fn map_memory(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {
         let host = region.as_ptr() as u64;
-        // SAFETY: the mapping belongs to `mem`, which the caller keeps alive until the VM
-        // (and every vCPU) is gone: both are dropped at the end of `run_boot`, VM first.
+        // SAFETY: the mapping belongs to `mem`, which `run_boot` declares before the VM, so on
+        // every path the VM (and every vCPU and device holding it) is dropped first.
         unsafe { vm.map_memory(slot as u32, region.start_addr().0, region.len(), host)? };
     }
-    Ok(mem)
+    Ok(())
 }
 
 fn pm_ports() -> acpi::PmIoPorts {
@@ -210,13 +213,15 @@ fn create_vcpus(
 /// tears it down.
 pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     let layout = layout::MemoryLayout::new(m.config.memory);
+    // Declared before the VM, so dropped after it, whichever way this function returns.
+    let mem = allocate_memory(&layout)?;
     let vm: Arc<dyn Vm> = Arc::from(m.hypervisor.create_vm()?);
-    let mem = create_memory(vm.as_ref(), &layout)?;
+    map_memory(vm.as_ref(), &mem)?;
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
     let buses = create_devices(&vm, m, &state)?;
-    let entry = load_guest(&mem, m, &layout)?;
-    let vcpus = create_vcpus(vm.as_ref(), &mem, m, entry)?;
+    let vcpus = load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, entry));
+    let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, v) in vcpus.into_iter().enumerate() {
@@ -237,9 +242,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
         }
     };
     vcpu::stop_all(threads);
-    // Drop order: devices (which hold the VM through their IRQ lines), the VM, then memory.
-    drop(buses);
-    drop(vm);
-    drop(mem);
+    // The UART holds the VM through its interrupt line: detach it so the VM goes now.
+    m.serial.detach();
     Ok(outcome)
 }

@@ -158,3 +158,30 @@ fn bad_input_exits_2_naming_the_field() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("line 4"), "{err}");
 }
+
+#[test]
+fn reset_boots_again_until_stopped_by_a_signal() {
+    if !have_kvm() {
+        return;
+    }
+    // Print "B", then reset through the keyboard controller: every boot prints one more B.
+    let mut code = print("B");
+    code.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64]);
+    let kernel = tiny_kernel(&code);
+    let child = Command::new(VMM)
+        .arg("--kernel")
+        .arg(&kernel)
+        .args(["--accept-slow-kvm", "--memory", "64M"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let boots = out.stdout.iter().filter(|&&b| b == b'B').count();
+    assert!(boots >= 2, "only {boots} boot(s) in 1.5 s");
+}
