@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: Apache-2.0
+//! A type-0 PCI configuration space (256 bytes) with per-bit write masks and BAR sizing.
+//!
+//! Only bits marked writable change on a guest write; the status register's error bits are
+//! write-1-to-clear; a BAR reads back its size mask after the guest writes all ones, as the
+//! PCI Local Bus Specification 3.0, section 6.2.5.1, describes.
+
+/// Number of 32-bit registers.
+pub const NUM_REGS: usize = 64;
+const COMMAND_REG: usize = 1;
+const BAR0_REG: usize = 4;
+const NUM_BARS: usize = 6;
+/// Command bits a guest may set: I/O, memory, bus master, parity, SERR, INTx disable.
+const COMMAND_WRITABLE: u32 = 0x0547;
+/// Status bits that are write-1-to-clear (parity, aborts, SERR) in the upper half of reg 1.
+const STATUS_W1C: u32 = 0xf900_0000;
+const INTERRUPT_REG: usize = 15;
+
+/// What a BAR decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarKind {
+    /// I/O ports.
+    Io,
+    /// 32-bit memory.
+    Mem32,
+    /// 64-bit memory (uses this register and the next).
+    Mem64,
+}
+
+/// One configuration space.
+#[derive(Debug, Clone)]
+pub struct PciConfigSpace {
+    regs: [u32; NUM_REGS],
+    writable: [u32; NUM_REGS],
+    w1c: [u32; NUM_REGS],
+}
+
+impl PciConfigSpace {
+    /// A header-type-0 function with the given IDs and class code (class, subclass, prog-if).
+    pub fn new(vendor: u16, device: u16, class: [u8; 3], revision: u8, header_type: u8) -> Self {
+        let mut regs = [0u32; NUM_REGS];
+        regs[0] = u32::from(vendor) | (u32::from(device) << 16);
+        regs[2] = u32::from(revision)
+            | (u32::from(class[2]) << 8)
+            | (u32::from(class[1]) << 16)
+            | (u32::from(class[0]) << 24);
+        regs[3] = u32::from(header_type) << 16;
+        let mut writable = [0u32; NUM_REGS];
+        writable[COMMAND_REG] = COMMAND_WRITABLE;
+        // Interrupt line is scratch for the OS; the pin stays read-only.
+        writable[INTERRUPT_REG] = 0xff;
+        // Cache line size and latency timer.
+        writable[3] = 0x0000_ffff;
+        let mut w1c = [0u32; NUM_REGS];
+        w1c[COMMAND_REG] = STATUS_W1C;
+        PciConfigSpace { regs, writable, w1c }
+    }
+
+    /// Reads register `reg`; out-of-range registers read as zero.
+    pub fn read(&self, reg: usize) -> u32 {
+        self.regs.get(reg).copied().unwrap_or(0)
+    }
+
+    /// Applies a guest write of `data` at byte `offset` of register `reg`.
+    pub fn write(&mut self, reg: usize, offset: usize, data: &[u8]) {
+        if reg >= NUM_REGS || offset >= 4 || offset + data.len() > 4 || data.is_empty() {
+            return;
+        }
+        let mut value = 0u32;
+        let mut mask = 0u32;
+        for (i, b) in data.iter().enumerate() {
+            value |= u32::from(*b) << (8 * (offset + i));
+            mask |= 0xff << (8 * (offset + i));
+        }
+        let writable = self.writable[reg] & mask;
+        let cleared = self.w1c[reg] & mask & value;
+        self.regs[reg] = ((self.regs[reg] & !writable) | (value & writable)) & !cleared;
+    }
+
+    /// Sets bits of a read-only register (device set-up, not a guest write).
+    pub fn set_reg(&mut self, reg: usize, value: u32, writable: u32) {
+        if let Some(r) = self.regs.get_mut(reg) {
+            *r = value;
+            self.writable[reg] = writable;
+        }
+    }
+
+    /// Sets the interrupt pin (1 = INTA#).
+    pub fn set_interrupt_pin(&mut self, pin: u8) {
+        self.regs[INTERRUPT_REG] = (self.regs[INTERRUPT_REG] & !0xff00) | (u32::from(pin) << 8);
+    }
+
+    /// Declares BAR `index` of `size` bytes (a power of two; at least 4 for I/O, 16 for memory).
+    pub fn add_bar(&mut self, index: usize, size: u64, kind: BarKind, prefetchable: bool) -> bool {
+        let regs_needed = if kind == BarKind::Mem64 { 2 } else { 1 };
+        let min = if kind == BarKind::Io { 4 } else { 16 };
+        if index + regs_needed > NUM_BARS || !size.is_power_of_two() || size < min {
+            return false;
+        }
+        let reg = BAR0_REG + index;
+        let mask = !(size - 1);
+        let flags = match kind {
+            BarKind::Io => 0x1,
+            BarKind::Mem32 => u32::from(prefetchable) << 3,
+            BarKind::Mem64 => 0x4 | (u32::from(prefetchable) << 3),
+        };
+        if kind == BarKind::Mem64 {
+            self.set_reg(reg, flags, mask as u32 & !0xf);
+            self.set_reg(reg + 1, 0, (mask >> 32) as u32);
+        } else {
+            let low = if kind == BarKind::Io { !0x3u32 } else { !0xfu32 };
+            self.set_reg(reg, flags, mask as u32 & low & if kind == BarKind::Io { 0xffff } else { !0 });
+        }
+        true
+    }
+
+    /// The address BAR `index` decodes now (flag bits removed).
+    pub fn bar_address(&self, index: usize) -> u64 {
+        let Some(&low) = self.regs.get(BAR0_REG + index).filter(|_| index < NUM_BARS) else { return 0 };
+        if low & 1 == 1 {
+            return u64::from(low & !0x3);
+        }
+        let high = if low & 0x6 == 0x4 { self.read(BAR0_REG + index + 1) } else { 0 };
+        (u64::from(high) << 32) | u64::from(low & !0xf)
+    }
+
+    /// The command register (I/O, memory, bus master enables).
+    pub fn command(&self) -> u16 {
+        self.regs[COMMAND_REG] as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_class_are_read_only() {
+        let mut c = PciConfigSpace::new(0x8086, 0x1237, [0x06, 0x00, 0x00], 0x02, 0);
+        assert_eq!(c.read(0), 0x1237_8086);
+        assert_eq!(c.read(2), 0x0600_0002);
+        c.write(0, 0, &[0xff, 0xff, 0xff, 0xff]);
+        c.write(2, 0, &[0; 4]);
+        assert_eq!((c.read(0), c.read(2)), (0x1237_8086, 0x0600_0002));
+        assert_eq!(c.read(64), 0);
+    }
+
+    #[test]
+    fn command_is_masked_and_status_is_write_one_to_clear() {
+        let mut c = PciConfigSpace::new(1, 2, [1, 1, 0x80], 0, 0);
+        c.write(1, 0, &[0xff, 0xff]);
+        assert_eq!(c.command(), COMMAND_WRITABLE as u16);
+        c.set_reg(1, 0x8000_0007 | (1 << 20), COMMAND_WRITABLE);
+        c.write(1, 2, &[0x00, 0x80]); // clear "detected parity error"
+        assert_eq!(c.read(1) >> 16, 1 << 4, "capability-list bit is read-only and kept");
+        c.write(15, 0, &[11]);
+        c.set_interrupt_pin(1);
+        assert_eq!(c.read(15) & 0xffff, 0x010b);
+        // Bad offsets and sizes are ignored.
+        c.write(1, 3, &[1, 2]);
+        c.write(99, 0, &[1]);
+        c.write(1, 0, &[]);
+    }
+
+    #[test]
+    fn bars_report_their_size_and_decode_addresses() {
+        let mut c = PciConfigSpace::new(1, 2, [2, 0, 0], 0, 0);
+        assert!(c.add_bar(0, 0x2_0000, BarKind::Mem32, false));
+        assert!(c.add_bar(1, 0x40, BarKind::Io, false));
+        assert!(c.add_bar(2, 0x1_0000_0000, BarKind::Mem64, true));
+        assert!(!c.add_bar(5, 0x1000, BarKind::Mem64, false), "needs two registers");
+        assert!(!c.add_bar(3, 0x1001, BarKind::Mem32, false));
+        c.write(4, 0, &[0xff; 4]);
+        assert_eq!(c.read(4), 0xfffe_0000);
+        c.write(5, 0, &[0xff; 4]);
+        assert_eq!(c.read(5), 0x0000_ffc1);
+        c.write(6, 0, &[0xff; 4]);
+        c.write(7, 0, &[0xff; 4]);
+        assert_eq!((c.read(6), c.read(7)), (0x0000_000c, 0xffff_ffff));
+        c.write(4, 0, &0xfebc_0000u32.to_le_bytes());
+        c.write(5, 0, &0xc040u32.to_le_bytes());
+        c.write(6, 0, &0u32.to_le_bytes());
+        c.write(7, 0, &0x8u32.to_le_bytes());
+        assert_eq!(c.bar_address(0), 0xfebc_0000);
+        assert_eq!(c.bar_address(1), 0xc040);
+        assert_eq!(c.bar_address(2), 0x8_0000_0000);
+        assert_eq!(c.bar_address(9), 0);
+    }
+}

@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Conventional PCI: configuration space, the 0xCF8/0xCFC configuration mechanism #1, and the
+//! i440FX host bridge. Groundwork for the SeaBIOS PC machine (issue 4): not yet wired into
+//! the VMM, which still boots guests with no PCI bus.
+
+pub mod config_io;
+pub mod config_space;
+pub mod i440fx;
+
+pub use config_io::{PciConfigIo, PciRoot};
+pub use config_space::{BarKind, PciConfigSpace};
+
+/// A device on the PCI bus, as configuration cycles see it.
+pub trait PciDevice: Send {
+    /// Short name for logs.
+    fn debug_label(&self) -> &str;
+    /// Reads the 32-bit configuration register `reg` (offset / 4, 0..64).
+    fn config_read(&self, reg: usize) -> u32;
+    /// Writes `data` (1, 2 or 4 bytes) at byte `offset` (0..4) of register `reg`.
+    fn config_write(&mut self, reg: usize, offset: usize, data: &[u8]);
+}
