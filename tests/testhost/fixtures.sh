@@ -26,6 +26,12 @@ ensure_pkgs \
     cpio:cpio modinfo:kmod xz:xz-utils zstd:zstd gzip:gzip \
     apt-get:apt dpkg:dpkg ldd:libc-bin
 
+# Debian's plain busybox package is dynamically linked and would not run in an initramfs.
+if ldd /bin/busybox >/dev/null 2>&1; then
+    log "/bin/busybox is dynamically linked: installing busybox-static in its place"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static >&2
+fi
+
 mkdir -p "$CACHE"
 
 # .gitignore: the cache must stay out of git.
