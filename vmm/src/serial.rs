@@ -173,6 +173,9 @@ fn listen(path: &Path, slot: UartSlot) -> io::Result<Client> {
     let current = client.clone();
     std::thread::Builder::new().name("serial-unix".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
+            // A client that stops reading must not stall the vCPU writing to the UART: after
+            // this long its output write fails and the client is dropped.
+            let _ = stream.set_write_timeout(Some(std::time::Duration::from_millis(500)));
             let Ok(reader) = stream.try_clone() else { continue };
             *lock(&current) = Some(stream);
             let slot = slot.clone();
