@@ -187,6 +187,13 @@ report_time() { # NAME
     echo "E2E-TIME $1 boot_to_init_s=${TINIT:--} total_s=$_tt"
 }
 
+# finish_vmm: wait_vmm, report the time, and fail (return 1) if the watchdog had to kill it.
+finish_vmm() {
+    wait_vmm
+    report_time "$SC"
+    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s"
+}
+
 cmdline() { echo "console=ttyS0 l2test=$1 panic=-1${GUEST_EXTRA:+ $GUEST_EXTRA}"; }
 
 fail() {
@@ -198,9 +205,7 @@ fail() {
 boot_n() { # CPUS
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus "$1" --memory "$MEM" --serial stdio
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     grep -qE "L2-INIT cpus=$1([^0-9]|\$)" "$OUT" || fail "no 'L2-INIT cpus=$1' in guest output (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="exit 0, init after ${TINIT:-?}s"
@@ -265,9 +270,7 @@ sc_reboot() {
 sc_no_reboot() {
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline reboot)" --cpus 1 --memory "$MEM" --serial stdio --no-reboot
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     _boots=$(grep -c 'L2-INIT' "$OUT")
     [ "$_boots" = 1 ] || fail "L2-INIT seen $_boots times, expected exactly 1" || return 1
     [ "$RC" = 3 ] || fail "exit code $RC, expected 3 (guest reboot under --no-reboot)" || return 1
@@ -279,9 +282,7 @@ sc_serial_file() {
     rm -f "$_log"
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus 1 --memory "$MEM" --serial "file:$_log"
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     [ -f "$_log" ] || fail "serial file $_log was not created (exit $RC)" || return 1
     grep -q 'L2-INIT cpus=1' "$_log" || fail "no 'L2-INIT cpus=1' in $_log (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
@@ -292,9 +293,7 @@ sc_serial_file() {
 sc_high_memory() {
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus 2 --memory 3584M --serial stdio
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     _kib=$(sed -n 's/.*L2-INIT cpus=[0-9]* mem_kib=\([0-9]*\).*/\1/p' "$OUT" | head -n 1)
     [ -n "$_kib" ] || fail "no 'L2-INIT ... mem_kib=' in guest output (exit $RC)" || return 1
     # 3.5 GiB less what the kernel keeps for itself; 3 GiB would mean the high part is missing.
@@ -307,9 +306,7 @@ sc_pvh_vmlinux() {
     [ -f "$VMLINUX" ] || fail "VMLINUX '$VMLINUX' missing (tests/testhost/fixtures.sh extracts it)" || return 1
     start_vmm "$SC" /dev/null --kernel "$VMLINUX" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus 2 --memory "$MEM" --serial stdio
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     grep -q 'L2-INIT cpus=2' "$OUT" || fail "no 'L2-INIT cpus=2' in guest output (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="ELF vmlinux through the PVH entry, 2 vCPUs, init after ${TINIT:-?}s"
@@ -321,9 +318,7 @@ sc_config_file() {
         "$KERNEL" "$INITRD" "$(cmdline poweroff)" >"$_cfg"
     # A flag given with --config overrides the file's field.
     start_vmm "$SC" /dev/null --config "$_cfg" --cpus 3
-    wait_vmm
-    report_time "$SC"
-    [ "$TIMED_OUT" = 0 ] || fail "timed out after ${VMM_TIMEOUT}s" || return 1
+    finish_vmm || return 1
     grep -q 'L2-INIT cpus=3' "$OUT" || fail "no 'L2-INIT cpus=3' in guest output (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="JSON config booted, --cpus 3 overrode the file's 2"
