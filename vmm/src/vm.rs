@@ -148,8 +148,10 @@ fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> R
         Arc::new(Mutex::new(I8042::new(platform.clone()))),
     )
     .map_err(dev)?;
-    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(CmosRtc::new())))
-        .map_err(dev)?;
+    let mut cmos = CmosRtc::new();
+    let layout = layout::MemoryLayout::new(m.config.memory);
+    cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
+    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(cmos))).map_err(dev)?;
     pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
     pio.insert(
         u64::from(acpi_pm::PM_BASE),

@@ -125,7 +125,7 @@ pub struct CmosRtc {
 }
 
 impl CmosRtc {
-    /// An RTC on the host's clock, with the given NVRAM contents beyond the clock registers.
+    /// An RTC on the host's clock.
     pub fn new() -> Self {
         Self::with_clock(Box::new(|| {
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -146,6 +146,31 @@ impl CmosRtc {
         if let Some(b) = self.nvram.get_mut(usize::from(index)) {
             *b = value;
         }
+    }
+
+    /// Fills the NVRAM fields a PC BIOS reads to size memory and count CPUs (the layout
+    /// SeaBIOS and other PC firmware expect): base memory (0x15-0x16, KiB), extended memory
+    /// above 1 MiB (0x17-0x18 and 0x30-0x31, KiB, at most 65535), memory above 16 MiB
+    /// (0x34-0x35, 64 KiB units), memory above 4 GiB (0x5b-0x5d, 64 KiB units) and the
+    /// number of CPUs less one (0x5f). `below_4g` and `above_4g` are RAM sizes in bytes.
+    pub fn set_memory_fields(&mut self, below_4g: u64, above_4g: u64, cpus: u8) {
+        const MIB: u64 = 1 << 20;
+        let base_kib: u16 = 640;
+        let ext_kib = (below_4g.saturating_sub(MIB) / 1024).min(0xffff) as u16;
+        let above_16m = (below_4g.saturating_sub(16 * MIB) / 65536).min(0xffff) as u16;
+        let high = (above_4g / 65536).min(0xff_ffff) as u32;
+        let mut put16 = |index: u8, v: u16| {
+            self.nvram[usize::from(index)] = v as u8;
+            self.nvram[usize::from(index) + 1] = (v >> 8) as u8;
+        };
+        put16(0x15, base_kib);
+        put16(0x17, ext_kib);
+        put16(0x30, ext_kib);
+        put16(0x34, above_16m);
+        self.nvram[0x5b] = high as u8;
+        self.nvram[0x5c] = (high >> 8) as u8;
+        self.nvram[0x5d] = (high >> 16) as u8;
+        self.nvram[0x5f] = cpus.saturating_sub(1);
     }
 
     /// Whether the guest masked NMIs through bit 7 of the index port.
@@ -378,6 +403,27 @@ mod tests {
         wr(&mut r, MONTH, 0x13);
         wr(&mut r, SECONDS, 0x99);
         assert_eq!(r.offset, before);
+    }
+
+    #[test]
+    fn memory_size_fields_for_the_bios() {
+        let mut r = rtc();
+        r.set_memory_fields(3 << 30, 2 << 30, 4);
+        let rd16 = |r: &mut CmosRtc, i: u8| u16::from(rd(r, i)) | (u16::from(rd(r, i + 1)) << 8);
+        assert_eq!(rd16(&mut r, 0x15), 640);
+        assert_eq!(rd16(&mut r, 0x17), 0xffff, "capped");
+        assert_eq!(rd16(&mut r, 0x30), 0xffff);
+        assert_eq!(rd16(&mut r, 0x34), (((3u64 << 30) - (16 << 20)) / 65536) as u16);
+        let high = u32::from(rd(&mut r, 0x5b))
+            | u32::from(rd(&mut r, 0x5c)) << 8
+            | u32::from(rd(&mut r, 0x5d)) << 16;
+        assert_eq!(high, (2u32 << 30) / 65536);
+        assert_eq!(rd(&mut r, 0x5f), 3);
+        let mut small = rtc();
+        small.set_memory_fields(8 << 20, 0, 1);
+        assert_eq!(rd16(&mut small, 0x17), 7 * 1024);
+        assert_eq!(rd16(&mut small, 0x34), 0);
+        assert_eq!(rd(&mut small, 0x5f), 0);
     }
 
     #[test]
