@@ -71,15 +71,20 @@ struct Cli {
     accept_slow_kvm: bool,
 }
 
-fn print_chain(e: &dyn std::error::Error) {
-    let mut msg = e.to_string();
+/// "vmm: error: " and the error with each of its sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = format!("vmm: error: {e}");
     let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    eprintln!("vmm: error: {msg}");
+    msg
+}
+
+fn print_chain(e: &dyn std::error::Error) {
+    eprintln!("{}", error_chain(e));
 }
 
 fn bad_input(e: ConfigError) -> ExitCode {
@@ -177,44 +182,40 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
         serial: &serial,
         stop_requested: &stop,
     };
-    let code = loop {
+    let (code, message) = loop {
         let outcome = vm::run_boot(&machine);
         // A stop request that arrives while the guest resets must not be lost to the reboot.
         let outcome = match outcome {
             Ok(Outcome::Reset) if stop.load(std::sync::atomic::Ordering::SeqCst) => Ok(Outcome::Stopped),
             other => other,
         };
+        // The message is printed after the terminal is restored, so it reads normally.
         match outcome {
             Ok(Outcome::Reset) if !cfg.no_reboot => {
                 log::info!("guest reset: booting again");
                 continue;
             }
-            Ok(Outcome::Reset) => break EXIT_REBOOT,
-            Ok(Outcome::PowerOff) => break EXIT_POWEROFF,
-            Ok(Outcome::Stopped) => break EXIT_STOPPED,
+            Ok(Outcome::Reset) => break (EXIT_REBOOT, None),
+            Ok(Outcome::PowerOff) => break (EXIT_POWEROFF, None),
+            Ok(Outcome::Stopped) => break (EXIT_STOPPED, None),
             Ok(Outcome::TripleFault { cpu }) => {
-                serial.restore_terminal();
-                eprintln!("vmm: guest triple fault on vCPU {cpu} (the CPU shut down); stopping");
-                break EXIT_TRIPLE_FAULT;
+                let msg = format!("vmm: guest triple fault on vCPU {cpu} (the CPU shut down); stopping");
+                break (EXIT_TRIPLE_FAULT, Some(msg));
             }
-            Ok(Outcome::Error(msg)) => {
-                serial.restore_terminal();
-                eprintln!("vmm: error: {msg}");
-                break EXIT_ERROR;
-            }
+            Ok(Outcome::Error(msg)) => break (EXIT_ERROR, Some(format!("vmm: error: {msg}"))),
             Err(vm::Error::Boot(e)) => {
-                serial.restore_terminal();
-                print_chain(&e);
-                eprintln!("vmm: invalid configuration: kernel/initramfs could not be loaded");
-                break EXIT_BAD_INPUT;
+                let msg = format!(
+                    "{}\nvmm: invalid configuration: kernel/initramfs could not be loaded",
+                    error_chain(&e)
+                );
+                break (EXIT_BAD_INPUT, Some(msg));
             }
-            Err(e) => {
-                serial.restore_terminal();
-                print_chain(&e);
-                break EXIT_ERROR;
-            }
+            Err(e) => break (EXIT_ERROR, Some(error_chain(&e))),
         }
     };
     serial.restore_terminal();
+    if let Some(m) = message {
+        eprintln!("{m}");
+    }
     ExitCode::from(code)
 }

@@ -131,7 +131,12 @@ fn pm_ports() -> acpi::PmIoPorts {
     }
 }
 
-fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> Result<Buses, Error> {
+fn create_devices(
+    vm: &Arc<dyn Vm>,
+    m: &Machine<'_>,
+    layout: &layout::MemoryLayout,
+    state: &Arc<RunState>,
+) -> Result<Buses, Error> {
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let com1_irq: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), COM1_IRQ)?);
     let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
@@ -149,7 +154,6 @@ fn create_devices(vm: &Arc<dyn Vm>, m: &Machine<'_>, state: &Arc<RunState>) -> R
     )
     .map_err(dev)?;
     let mut cmos = CmosRtc::new();
-    let layout = layout::MemoryLayout::new(m.config.memory);
     cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
     pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(cmos))).map_err(dev)?;
     pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
@@ -221,7 +225,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     map_memory(vm.as_ref(), &mem)?;
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
-    let buses = create_devices(&vm, m, &state)?;
+    let buses = create_devices(&vm, m, &layout, &state)?;
     let vcpus = load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, entry));
     let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
