@@ -33,6 +33,20 @@ pub struct PciConfigSpace {
     regs: [u32; NUM_REGS],
     writable: [u32; NUM_REGS],
     w1c: [u32; NUM_REGS],
+    bars: [Option<(BarKind, u64)>; NUM_BARS],
+}
+
+/// A range a device decodes through one of its BARs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciBarRange {
+    /// BAR number (0..6).
+    pub index: usize,
+    /// I/O or memory.
+    pub kind: BarKind,
+    /// First address.
+    pub address: u64,
+    /// Length in bytes.
+    pub size: u64,
 }
 
 impl PciConfigSpace {
@@ -53,7 +67,7 @@ impl PciConfigSpace {
         writable[3] = 0x0000_ffff;
         let mut w1c = [0u32; NUM_REGS];
         w1c[COMMAND_REG] = STATUS_W1C;
-        PciConfigSpace { regs, writable, w1c }
+        PciConfigSpace { regs, writable, w1c, bars: [None; NUM_BARS] }
     }
 
     /// Reads register `reg`; out-of-range registers read as zero.
@@ -98,6 +112,7 @@ impl PciConfigSpace {
             return false;
         }
         let reg = BAR0_REG + index;
+        self.bars[index] = Some((kind, size));
         let mask = !(size - 1);
         let flags = match kind {
             BarKind::Io => 0x1,
@@ -122,6 +137,24 @@ impl PciConfigSpace {
         }
         let high = if low & 0x6 == 0x4 { self.read(BAR0_REG + index + 1) } else { 0 };
         (u64::from(high) << 32) | u64::from(low & !0xf)
+    }
+
+    /// The BAR ranges decoded now: declared, programmed (non-zero) and enabled by the command
+    /// register's I/O or memory bit.
+    pub fn bar_ranges(&self) -> Vec<PciBarRange> {
+        let command = self.command();
+        let mut out = Vec::new();
+        for (index, bar) in self.bars.iter().enumerate() {
+            let Some((kind, size)) = *bar else { continue };
+            let enabled = if kind == BarKind::Io { command & 0x1 != 0 } else { command & 0x2 != 0 };
+            let address = self.bar_address(index);
+            // An address still reading as the size mask (mid-sizing) or zero decodes nothing.
+            let sizing = address == (!(size - 1) & if kind == BarKind::Io { 0xffff_fffc } else { u64::MAX });
+            if enabled && address != 0 && !sizing {
+                out.push(PciBarRange { index, kind, address, size });
+            }
+        }
+        out
     }
 
     /// The command register (I/O, memory, bus master enables).
@@ -185,5 +218,15 @@ mod tests {
         assert_eq!(c.bar_address(1), 0xc040);
         assert_eq!(c.bar_address(2), 0x8_0000_0000);
         assert_eq!(c.bar_address(9), 0);
+        assert!(c.bar_ranges().is_empty(), "decoding disabled in the command register");
+        c.write(1, 0, &[0x3]);
+        assert_eq!(
+            c.bar_ranges(),
+            vec![
+                PciBarRange { index: 0, kind: BarKind::Mem32, address: 0xfebc_0000, size: 0x2_0000 },
+                PciBarRange { index: 1, kind: BarKind::Io, address: 0xc040, size: 0x40 },
+                PciBarRange { index: 2, kind: BarKind::Mem64, address: 0x8_0000_0000, size: 0x1_0000_0000 },
+            ]
+        );
     }
 }

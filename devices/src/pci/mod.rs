@@ -8,7 +8,7 @@ pub mod config_space;
 pub mod i440fx;
 
 pub use config_io::{PciConfigIo, PciRoot};
-pub use config_space::{BarKind, PciConfigSpace};
+pub use config_space::{BarKind, PciBarRange, PciConfigSpace};
 
 /// A device on the PCI bus, as configuration cycles see it.
 pub trait PciDevice: Send {
@@ -18,4 +18,18 @@ pub trait PciDevice: Send {
     fn config_read(&self, reg: usize) -> u32;
     /// Writes `data` (1, 2 or 4 bytes) at byte `offset` (0..4) of register `reg`.
     fn config_write(&mut self, reg: usize, offset: usize, data: &[u8]);
+    /// The BAR ranges the device decodes now; the machine maps them on its buses after every
+    /// configuration write.
+    fn bar_ranges(&self) -> Vec<PciBarRange> {
+        Vec::new()
+    }
+    /// A guest read of `data.len()` bytes at `offset` within BAR `index`.
+    fn bar_read(&mut self, index: usize, offset: u64, data: &mut [u8]) {
+        let _ = (index, offset);
+        data.fill(0xff);
+    }
+    /// A guest write at `offset` within BAR `index`.
+    fn bar_write(&mut self, index: usize, offset: u64, data: &[u8]) {
+        let _ = (index, offset, data);
+    }
 }
