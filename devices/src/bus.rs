@@ -2,7 +2,7 @@
 //! Port-I/O and MMIO buses: address ranges mapped to devices.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A device reachable through a bus.
 pub trait BusDevice: Send {
@@ -45,9 +45,13 @@ struct Entry {
 }
 
 /// Address ranges mapped to devices; lookups are `O(log n)`.
+///
+/// Clones share one map, so a range mapped or removed at run time (a PCI BAR the guest
+/// moves) is seen by every vCPU. The map's lock is released before a device is called, so a
+/// device may change the bus it sits on from inside an access.
 #[derive(Clone, Default)]
 pub struct Bus {
-    ranges: BTreeMap<u64, Entry>,
+    ranges: Arc<RwLock<BTreeMap<u64, Entry>>>,
 }
 
 impl Bus {
@@ -57,27 +61,34 @@ impl Bus {
     }
 
     /// Maps `[base, base + len)` to `device`.
-    pub fn insert(&mut self, base: u64, len: u64, device: SharedDevice) -> Result<(), Error> {
+    pub fn insert(&self, base: u64, len: u64, device: SharedDevice) -> Result<(), Error> {
         let end = base.checked_add(len).filter(|_| len > 0).ok_or(Error::InvalidRange { base, len })?;
-        if let Some((b, e)) = self.ranges.range(..end).next_back() {
+        let mut ranges = self.ranges.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((b, e)) = ranges.range(..end).next_back() {
             if b + e.len > base {
                 return Err(Error::Overlap { base, len });
             }
         }
-        self.ranges.insert(base, Entry { len, device });
+        ranges.insert(base, Entry { len, device });
         Ok(())
     }
 
-    fn find(&self, addr: u64) -> Option<(u64, &Entry)> {
-        let (base, entry) = self.ranges.range(..=addr).next_back()?;
-        (addr - base < entry.len).then_some((*base, entry))
+    /// Unmaps the range that starts at `base`; returns whether one did.
+    pub fn remove(&self, base: u64) -> bool {
+        self.ranges.write().unwrap_or_else(|p| p.into_inner()).remove(&base).is_some()
+    }
+
+    fn find(&self, addr: u64) -> Option<(u64, SharedDevice)> {
+        let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
+        let (base, entry) = ranges.range(..=addr).next_back()?;
+        (addr - base < entry.len).then(|| (*base, entry.device.clone()))
     }
 
     /// Dispatches a read; returns false (and leaves `data` untouched) if nothing is mapped.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr) {
-            Some((base, entry)) => {
-                lock(&entry.device).read(addr - base, data);
+            Some((base, device)) => {
+                lock(&device).read(addr - base, data);
                 true
             }
             None => false,
@@ -87,8 +98,8 @@ impl Bus {
     /// Dispatches a write; returns false if nothing is mapped.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr) {
-            Some((base, entry)) => {
-                lock(&entry.device).write(addr - base, data);
+            Some((base, device)) => {
+                lock(&device).write(addr - base, data);
                 true
             }
             None => false,
@@ -125,7 +136,7 @@ mod tests {
     #[test]
     fn dispatches_by_range_with_offsets() {
         let dev = Arc::new(Mutex::new(Echo { last: vec![] }));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x3f8, 8, dev.clone()).unwrap();
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fd, &mut b));
@@ -135,12 +146,17 @@ mod tests {
         assert!(!bus.read(0x3f7, &mut b));
         assert!(!bus.write(0, &[1]));
         assert_eq!(dev.lock().unwrap().last, vec![(0, vec![0x41])]);
+        // Clones share the map: a range removed through one is gone from all.
+        let clone = bus.clone();
+        assert!(clone.remove(0x3f8));
+        assert!(!clone.remove(0x3f8));
+        assert!(!bus.read(0x3fd, &mut b));
     }
 
     #[test]
     fn rejects_overlaps_and_bad_ranges() {
         let dev: SharedDevice = Arc::new(Mutex::new(Echo { last: vec![] }));
-        let mut bus = Bus::new();
+        let bus = Bus::new();
         bus.insert(0x10, 0x10, dev.clone()).unwrap();
         assert_eq!(bus.insert(0x18, 4, dev.clone()), Err(Error::Overlap { base: 0x18, len: 4 }));
         assert_eq!(bus.insert(0x8, 9, dev.clone()), Err(Error::Overlap { base: 0x8, len: 9 }));

@@ -187,9 +187,9 @@ mod tests {
     }
 
     fn buses() -> Buses {
-        let mut pio = Bus::new();
+        let pio = Bus::new();
         pio.insert(0x80, 1, Arc::new(Mutex::new(Reg(7)))).unwrap();
-        let mut mmio = Bus::new();
+        let mmio = Bus::new();
         mmio.insert(0xd000_0000, 0x1000, Arc::new(Mutex::new(Reg(9)))).unwrap();
         Buses { pio, mmio }
     }

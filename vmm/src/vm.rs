@@ -144,7 +144,7 @@ fn create_devices(
     let uart = Arc::new(Mutex::new(Uart16550::new(com1_irq, out)));
     m.serial.attach(uart.clone());
 
-    let mut pio = Bus::new();
+    let pio = Bus::new();
     let dev = |e: devices::bus::Error| Error::Devices(e.to_string());
     pio.insert(u64::from(COM1_BASE), u64::from(UART_LEN), uart).map_err(dev)?;
     pio.insert(

@@ -6,12 +6,17 @@
 //! register. Cycles to an absent device, another bus, or with the enable bit clear read all
 //! ones and drop writes. Only a 32-bit access to 0xCF8 touches the address register (byte
 //! accesses there belong to the legacy mechanism #2 and are ignored), as on the PIIX.
+//!
+//! A byte at 0xCF9 is the PIIX reset control register: writing it with bit 2 (reset CPU) set
+//! resets the machine (a soft reset of every CPU is as good as a machine reset for a VM);
+//! bits 1-3 read back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::PciDevice;
 use crate::bus::{lock, BusDevice};
+use crate::legacy::{PlatformControl, PlatformRequest};
 
 /// Base port.
 pub const CONFIG_IO_BASE: u16 = 0xcf8;
@@ -42,21 +47,50 @@ impl PciRoot {
         true
     }
 
-    fn get(&self, device: u8, function: u8) -> Option<&SharedPciDevice> {
+    /// The device at `device`.`function`, if any.
+    pub fn get(&self, device: u8, function: u8) -> Option<&SharedPciDevice> {
         self.devices.get(&(device, function))
     }
+
+    /// Every device with its (device, function) address, in address order.
+    pub fn devices(&self) -> impl Iterator<Item = ((u8, u8), &SharedPciDevice)> {
+        self.devices.iter().map(|(k, v)| (*k, v))
+    }
+}
+
+/// Told about every configuration write, after the device has applied it: the machine maps
+/// BARs the guest moved and acts on chipset registers (PAM).
+pub trait PciConfigListener: Send {
+    /// Device `slot` (device, function) was written at register `reg`.
+    fn config_written(&mut self, slot: (u8, u8), reg: usize, dev: &SharedPciDevice);
 }
 
 /// The 0xCF8-0xCFF port block.
 pub struct PciConfigIo {
     address: u32,
     root: PciRoot,
+    listener: Option<Box<dyn PciConfigListener>>,
+    reset: Option<Arc<dyn PlatformControl>>,
+    reset_control: u8,
 }
+
+/// Offset of the reset control register (0xCF9) in the block.
+const RESET_CONTROL: u64 = 1;
 
 impl PciConfigIo {
     /// Configuration access to `root`.
     pub fn new(root: PciRoot) -> Self {
-        PciConfigIo { address: 0, root }
+        PciConfigIo { address: 0, root, listener: None, reset: None, reset_control: 0 }
+    }
+
+    /// Sends every configuration write to `listener` too.
+    pub fn set_listener(&mut self, listener: Box<dyn PciConfigListener>) {
+        self.listener = Some(listener);
+    }
+
+    /// Makes the reset control register at 0xCF9 reset the machine through `platform`.
+    pub fn set_reset_control(&mut self, platform: Arc<dyn PlatformControl>) {
+        self.reset = Some(platform);
     }
 
     /// The device, function and register the address register selects, if enabled on bus 0.
@@ -81,6 +115,10 @@ impl BusDevice for PciConfigIo {
             data.copy_from_slice(&self.address.to_le_bytes());
             return;
         }
+        if offset == RESET_CONTROL && data.len() == 1 && self.reset.is_some() {
+            data[0] = self.reset_control;
+            return;
+        }
         let Some(byte) = offset.checked_sub(4).map(|b| b as usize).filter(|b| b + data.len() <= 4) else {
             data.fill(0xff);
             return;
@@ -98,11 +136,26 @@ impl BusDevice for PciConfigIo {
             }
             return;
         }
+        if offset == RESET_CONTROL && data.len() == 1 {
+            if let Some(platform) = &self.reset {
+                self.reset_control = data[0] & 0x0e;
+                if data[0] & 0x04 != 0 {
+                    platform.request(PlatformRequest::Reset);
+                }
+            }
+            return;
+        }
         let Some(byte) = offset.checked_sub(4).map(|b| b as usize).filter(|b| b + data.len() <= 4) else {
             return;
         };
+        let a = self.address;
+        let slot = (((a >> 11) & 0x1f) as u8, ((a >> 8) & 0x7) as u8);
         if let Some((dev, reg)) = self.target() {
-            lock(dev).config_write(reg, byte, data);
+            let dev = dev.clone();
+            lock(&dev).config_write(reg, byte, data);
+            if let Some(listener) = self.listener.as_mut() {
+                listener.config_written(slot, reg, &dev);
+            }
         }
     }
 }
@@ -173,5 +226,42 @@ mod tests {
         select(&mut io, 0, 3, 0, 0);
         io.write(4, &[1, 2, 3, 4]); // absent: dropped
         io.write(6, &[1, 2, 3]); // crosses the window: dropped
+    }
+
+    struct Seen(Arc<Mutex<Vec<((u8, u8), usize)>>>);
+    impl PciConfigListener for Seen {
+        fn config_written(&mut self, slot: (u8, u8), reg: usize, _dev: &SharedPciDevice) {
+            self.0.lock().unwrap().push((slot, reg));
+        }
+    }
+
+    #[test]
+    fn listener_sees_writes_to_present_devices() {
+        let mut io = io();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        io.set_listener(Box::new(Seen(seen.clone())));
+        select(&mut io, 0, 0, 0, 0x58);
+        io.write(5, &[0x30]);
+        select(&mut io, 0, 5, 0, 0x10);
+        io.write(4, &[0; 4]);
+        assert_eq!(*seen.lock().unwrap(), vec![((0, 0), 0x16)]);
+    }
+
+    #[test]
+    fn reset_control_register() {
+        let mut io = io();
+        let mut one = [0u8];
+        io.read(1, &mut one);
+        assert_eq!(one[0], 0xff, "no reset control without a platform");
+        let rec = Arc::new(crate::legacy::test_util::Recorder::default());
+        io.set_reset_control(rec.clone());
+        io.write(1, &[0x02]); // system reset selected, no CPU reset yet
+        io.read(1, &mut one);
+        assert_eq!(one[0], 0x02);
+        assert!(rec.seen().is_empty());
+        io.write(1, &[0x06]);
+        assert_eq!(rec.seen(), vec![PlatformRequest::Reset]);
+        io.write(1, &[0x04]); // soft reset
+        assert_eq!(rec.seen().len(), 2);
     }
 }

@@ -3,11 +3,14 @@
 //! i440FX host bridge. Groundwork for the SeaBIOS PC machine (issue 4): not yet wired into
 //! the VMM, which still boots guests with no PCI bus.
 
+pub mod bar_map;
 pub mod config_io;
 pub mod config_space;
 pub mod i440fx;
+pub mod piix3;
+pub mod piix4_pm;
 
-pub use config_io::{PciConfigIo, PciRoot};
+pub use config_io::{PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
 pub use config_space::{BarKind, PciBarRange, PciConfigSpace};
 
 /// A device on the PCI bus, as configuration cycles see it.
@@ -22,6 +25,13 @@ pub trait PciDevice: Send {
     /// configuration write.
     fn bar_ranges(&self) -> Vec<PciBarRange> {
         Vec::new()
+    }
+    /// Host address of the memory behind BAR `index` if the BAR is plain memory the guest
+    /// may map directly (a framebuffer); `None` to trap accesses to `bar_read`/`bar_write`.
+    /// The memory must stay valid for as long as the device exists.
+    fn bar_host_memory(&self, index: usize) -> Option<u64> {
+        let _ = index;
+        None
     }
     /// A guest read of `data.len()` bytes at `offset` within BAR `index`.
     fn bar_read(&mut self, index: usize, offset: u64, data: &mut [u8]) {
