@@ -409,7 +409,9 @@ mod tests {
         let err = open_image(&qcow, Some(ImageFormat::Raw), true).err().unwrap();
         assert!(err.to_string().contains("disk.qcow2") && err.to_string().contains("is qcow2"), "{err}");
 
-        for (path, format) in [(&raw, None), (&raw, Some(ImageFormat::Raw)), (&qcow, None), (&qcow, Some(ImageFormat::Qcow2))] {
+        for (path, format) in
+            [(&raw, None), (&raw, Some(ImageFormat::Raw)), (&qcow, None), (&qcow, Some(ImageFormat::Qcow2))]
+        {
             let mut img = open_image(path, format, false).unwrap();
             assert_eq!(img.size(), 1 << 20);
             img.write_at(4096, b"hello").unwrap();

@@ -114,7 +114,8 @@ fn open_locked(path: &Path, writable: bool) -> Result<ImagoFile, Error> {
     let open_err = |source| Error::Open { path: path.to_path_buf(), source };
     let file = OpenOptions::new().read(true).write(writable).open(path).map_err(open_err)?;
     lock_image(&file, path, writable)?;
-    ImagoFile::from_open_file(file, StorageOpenOptions::new().filename(path).write(writable)).map_err(open_err)
+    ImagoFile::from_open_file(file, StorageOpenOptions::new().filename(path).write(writable))
+        .map_err(open_err)
 }
 
 /// Opens the files a qcow2 header refers to (backing images, an external data file) the way the
@@ -175,4 +176,227 @@ pub(crate) fn create(path: &Path, size: u64, backing: Option<(&str, ImageFormat)
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{have, pattern, qemu_img_check, qemu_img_contents, run, TempDir};
+    use crate::{create_qcow2, RawFile};
+
+    const MIB: u64 = 1 << 20;
+
+    /// Writes that cover a cluster boundary, a whole cluster, sub-sector pieces and the last
+    /// byte, applied to both `img` and the expected contents `want`.
+    fn write_mix(img: &mut dyn DiskImage, want: &mut [u8]) {
+        let size = want.len() as u64;
+        let writes: [(u64, Vec<u8>); 5] = [
+            (0, pattern(512, 10)),
+            (65536 - 100, pattern(300, 11)),
+            (3 * 65536, pattern(65536, 12)),
+            (777, pattern(3, 13)),
+            (size - 1, vec![0x5a]),
+        ];
+        for (off, data) in writes {
+            img.write_at(off, &data).unwrap();
+            want[off as usize..off as usize + data.len()].copy_from_slice(&data);
+        }
+    }
+
+    fn read_all(img: &mut dyn DiskImage) -> Vec<u8> {
+        let mut buf = vec![0u8; img.size() as usize];
+        img.read_at(0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn round_trip_in_an_image_we_create() {
+        let dir = TempDir::new("qcow2-rt");
+        let path = dir.join("disk.qcow2");
+        create_qcow2(&path, 2 * MIB, None).unwrap();
+        let mut want = vec![0u8; 2 * MIB as usize];
+        {
+            let mut img = Qcow2Image::open(&path, false).unwrap();
+            assert_eq!(img.size(), 2 * MIB);
+            assert_eq!(read_all(&mut img), want, "a new image reads as zeroes");
+            write_mix(&mut img, &mut want);
+            assert_eq!(read_all(&mut img), want);
+        }
+        let mut img = Qcow2Image::open(&path, true).unwrap();
+        assert_eq!(read_all(&mut img), want, "data survives close and reopen");
+        drop(img);
+        if have("qemu-img", "round_trip_in_an_image_we_create") {
+            qemu_img_check(&path);
+            assert_eq!(qemu_img_contents(&path, "qcow2"), want);
+        }
+    }
+
+    #[test]
+    fn qemu_img_sees_our_writes_and_we_see_its() {
+        if !have("qemu-img", "qemu_img_sees_our_writes_and_we_see_its")
+            || !have("qemu-io", "qemu_img_sees_our_writes_and_we_see_its")
+        {
+            return;
+        }
+        let dir = TempDir::new("qcow2-qemu");
+        let path = dir.join("disk.qcow2");
+        let p = path.to_str().unwrap();
+        run("qemu-img", &["create", "-q", "-f", "qcow2", p, "4M"]);
+        run("qemu-io", &["-f", "qcow2", "-c", "write -P 0xab 1M 64k", p]);
+        let mut want = vec![0u8; 4 * MIB as usize];
+        want[MIB as usize..MIB as usize + 65536].fill(0xab);
+        {
+            let mut img = Qcow2Image::open(&path, false).unwrap();
+            assert_eq!(read_all(&mut img), want);
+            write_mix(&mut img, &mut want);
+            // Overwrite part of QEMU's cluster in place.
+            img.write_at(MIB + 10, b"ours").unwrap();
+            want[MIB as usize + 10..MIB as usize + 14].copy_from_slice(b"ours");
+            img.flush().unwrap();
+        }
+        qemu_img_check(&path);
+        assert_eq!(qemu_img_contents(&path, "qcow2"), want);
+        let expected = dir.join("expected.raw");
+        std::fs::write(&expected, &want).unwrap();
+        run("qemu-img", &["compare", "-q", "-f", "qcow2", "-F", "raw", p, expected.to_str().unwrap()]);
+    }
+
+    #[test]
+    fn overlay_on_raw_base_leaves_the_base_alone() {
+        let dir = TempDir::new("qcow2-overlay");
+        let base = dir.join("base.raw");
+        let overlay = dir.join("overlay.qcow2");
+        let base_data = pattern(MIB as usize, 20);
+        std::fs::write(&base, &base_data).unwrap();
+        // A relative backing name resolves against the overlay's directory.
+        create_qcow2(&overlay, MIB, Some((Path::new("base.raw"), ImageFormat::Raw))).unwrap();
+        let mut want = base_data.clone();
+        {
+            let mut img = Qcow2Image::open(&overlay, false).unwrap();
+            assert_eq!(read_all(&mut img), base_data);
+            // The base is shared-locked: no writer may open it, readers may.
+            assert!(matches!(RawFile::open(&base, false), Err(Error::Locked { .. })));
+            RawFile::open(&base, true).unwrap();
+            write_mix(&mut img, &mut want);
+            assert_eq!(read_all(&mut img), want);
+        }
+        assert_eq!(std::fs::read(&base).unwrap(), base_data, "the base must not change");
+        let mut img = Qcow2Image::open(&overlay, true).unwrap();
+        assert_eq!(read_all(&mut img), want);
+        drop(img);
+        if have("qemu-img", "overlay_on_raw_base_leaves_the_base_alone") {
+            qemu_img_check(&overlay);
+            assert_eq!(qemu_img_contents(&overlay, "qcow2"), want);
+            let info = run("qemu-img", &["info", overlay.to_str().unwrap()]);
+            assert!(
+                info.contains("backing file: base.raw") && info.contains("backing file format: raw"),
+                "{info}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlay_made_by_qemu_img_on_a_qcow2_chain() {
+        if !have("qemu-img", "overlay_made_by_qemu_img_on_a_qcow2_chain") {
+            return;
+        }
+        let dir = TempDir::new("qcow2-chain");
+        let base = dir.join("base.raw");
+        let mid = dir.join("mid.qcow2");
+        let top = dir.join("top.qcow2");
+        let base_data = pattern(2 * MIB as usize, 30);
+        std::fs::write(&base, &base_data).unwrap();
+        let (b, m, t) = (base.to_str().unwrap(), mid.to_str().unwrap(), top.to_str().unwrap());
+        run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", b, "-F", "raw", m]);
+        {
+            let mut img = Qcow2Image::open(&mid, false).unwrap();
+            img.write_at(MIB, &[0x77; 4096]).unwrap();
+        }
+        run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", m, "-F", "qcow2", t]);
+        let mut want = base_data.clone();
+        want[MIB as usize..MIB as usize + 4096].fill(0x77);
+        let mid_before = std::fs::read(&mid).unwrap();
+        {
+            let mut img = Qcow2Image::open(&top, false).unwrap();
+            assert_eq!(read_all(&mut img), want);
+            // Partial writes into clusters the chain provides: copy-on-write from below.
+            img.write_at(MIB + 100, b"top").unwrap();
+            img.write_at(5, b"top").unwrap();
+            want[MIB as usize + 100..MIB as usize + 103].copy_from_slice(b"top");
+            want[5..8].copy_from_slice(b"top");
+            assert_eq!(read_all(&mut img), want);
+        }
+        assert_eq!(std::fs::read(&mid).unwrap(), mid_before, "the middle layer must not change");
+        assert_eq!(std::fs::read(&base).unwrap(), base_data);
+        qemu_img_check(&top);
+        qemu_img_check(&mid);
+        assert_eq!(qemu_img_contents(&top, "qcow2"), want);
+    }
+
+    #[test]
+    fn read_only_locks_and_ranges() {
+        let dir = TempDir::new("qcow2-ro");
+        let path = dir.join("disk.qcow2");
+        create_qcow2(&path, MIB, None).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        {
+            let mut ro = Qcow2Image::open(&path, true).unwrap();
+            assert!(ro.read_only());
+            assert!(matches!(ro.write_at(0, &[1]), Err(Error::ReadOnly)));
+            ro.flush().unwrap();
+            let _ro2 = Qcow2Image::open(&path, true).unwrap();
+            let err = Qcow2Image::open(&path, false).unwrap_err();
+            assert!(matches!(&err, Error::Locked { path: p, writable: true } if *p == path), "{err:?}");
+            let mut buf = [0u8; 2];
+            assert!(matches!(ro.read_at(MIB - 1, &mut buf), Err(Error::OutOfRange { .. })));
+            assert!(matches!(ro.read_at(u64::MAX, &mut buf), Err(Error::OutOfRange { .. })));
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), before, "read-only use must not touch the file");
+        let mut rw = Qcow2Image::open(&path, false).unwrap();
+        assert!(matches!(Qcow2Image::open(&path, true), Err(Error::Locked { writable: false, .. })));
+        assert!(matches!(rw.write_at(MIB - 1, &[1, 2]), Err(Error::OutOfRange { .. })));
+        assert!(matches!(rw.write_at(u64::MAX, &[1]), Err(Error::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn broken_backing_references_fail_to_open() {
+        let dir = TempDir::new("qcow2-badbacking");
+        let base = dir.join("base.raw");
+        let overlay = dir.join("overlay.qcow2");
+        std::fs::write(&base, vec![0u8; 65536]).unwrap();
+        let qbase = dir.join("base.qcow2");
+        create_qcow2(&qbase, MIB, None).unwrap();
+        let err = create_qcow2(&overlay, MIB, Some((&base, ImageFormat::Qcow2))).unwrap_err();
+        assert!(matches!(&err, Error::WrongFormat { path, detected: ImageFormat::Raw, .. } if *path == base));
+        let err = create_qcow2(&overlay, MIB, Some((&qbase, ImageFormat::Raw))).unwrap_err();
+        assert!(matches!(err, Error::WrongFormat { detected: ImageFormat::Qcow2, .. }));
+        assert!(!overlay.exists());
+        assert!(matches!(
+            create_qcow2(&overlay, MIB, Some((&dir.join("gone"), ImageFormat::Raw))),
+            Err(Error::Open { .. })
+        ));
+
+        create_qcow2(&overlay, MIB, Some((&base, ImageFormat::Raw))).unwrap();
+        // A writer on the base keeps the overlay from opening.
+        let writer = RawFile::open(&base, false).unwrap();
+        let err = Qcow2Image::open(&overlay, true).unwrap_err();
+        assert!(matches!(&err, Error::Open { path, .. } if *path == overlay), "{err:?}");
+        let chain = format!("{:?}", std::error::Error::source(&err));
+        assert!(chain.contains("locked"), "{chain}");
+        drop(writer);
+        Qcow2Image::open(&overlay, true).unwrap();
+        std::fs::remove_file(&base).unwrap();
+        assert!(matches!(Qcow2Image::open(&overlay, true), Err(Error::Open { .. })));
+    }
+
+    #[test]
+    fn garbage_after_the_magic_is_an_open_error() {
+        let dir = TempDir::new("qcow2-garbage");
+        let path = dir.join("bad.qcow2");
+        let mut data = b"QFI\xfb".to_vec();
+        data.extend(pattern(4096, 40));
+        std::fs::write(&path, &data).unwrap();
+        let err = Qcow2Image::open(&path, true).unwrap_err();
+        assert!(matches!(&err, Error::Open { path: p, .. } if *p == path), "{err:?}");
+    }
 }

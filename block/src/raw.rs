@@ -88,7 +88,10 @@ impl DiskImage for RawFile {
         }
         check_range(offset, buf.len(), self.size)?;
         if self.refuse_magic && self.writes_magic(offset, buf)? {
-            log::warn!("{}: refused a write of the qcow2 magic to sector 0 of a raw image", self.path.display());
+            log::warn!(
+                "{}: refused a write of the qcow2 magic to sector 0 of a raw image",
+                self.path.display()
+            );
             return Err(Error::RawQcow2Magic);
         }
         self.file.write_all_at(buf, offset)?;
@@ -173,7 +176,10 @@ mod tests {
         std::fs::write(&path, vec![0u8; 1024]).unwrap();
         let mut raw = RawFile::open(&path, false).unwrap();
         let mut buf = [0u8; 2];
-        assert!(matches!(raw.read_at(1023, &mut buf), Err(Error::OutOfRange { offset: 1023, len: 2, size: 1024 })));
+        assert!(matches!(
+            raw.read_at(1023, &mut buf),
+            Err(Error::OutOfRange { offset: 1023, len: 2, size: 1024 })
+        ));
         assert!(matches!(raw.read_at(u64::MAX, &mut buf), Err(Error::OutOfRange { .. })));
         assert!(matches!(raw.write_at(1023, &[1, 2]), Err(Error::OutOfRange { .. })));
         assert!(matches!(raw.write_at(u64::MAX - 1, &[1, 2]), Err(Error::OutOfRange { .. })));
