@@ -4,8 +4,27 @@
 //!
 //! Controllers (IDE, virtio-blk) work in sectors; images work in bytes so that one trait
 //! serves 512-byte ATA disks and 2048-byte CD media alike.
+//!
+//! Backends: [`MemDisk`] (tests), [`RawFile`] and [`Qcow2Image`]; [`open_image`] picks one by
+//! [`ImageFormat`]. [`create_raw`], [`create_qcow2`] and [`resize`] manage image files.
 
-use std::io;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+mod lock;
+mod qcow2;
+mod raw;
+#[cfg(test)]
+mod test_util;
+
+pub use qcow2::Qcow2Image;
+pub use raw::RawFile;
+
+/// The first four bytes of every qcow2 image.
+pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
 /// Errors from disk images.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +45,223 @@ pub enum Error {
     /// The host failed the request.
     #[error("image I/O failed: {0}")]
     Io(#[from] io::Error),
+    /// An image file (or a file its header names) could not be opened.
+    #[error("cannot open image {path}")]
+    Open {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An image file could not be created.
+    #[error("cannot create image {path}")]
+    Create {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An image file could not be resized.
+    #[error("cannot resize image {path}")]
+    Resize {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process (or another open file in this one) holds a conflicting image lock.
+    #[error("image {path} is in use: another process holds its lock (wanted {})",
+        if *writable { "write access" } else { "shared read access" })]
+    Locked {
+        /// The image.
+        path: PathBuf,
+        /// True if write access was wanted.
+        writable: bool,
+    },
+    /// The image is not in the format asked for.
+    #[error("image {path} was given as {requested} but is {detected}")]
+    WrongFormat {
+        /// The image.
+        path: PathBuf,
+        /// The format asked for.
+        requested: ImageFormat,
+        /// The format found in the file.
+        detected: ImageFormat,
+    },
+    /// An image format name that is not known.
+    #[error("unknown image format '{0}' (valid: raw, qcow2)")]
+    UnknownFormat(String),
+    /// A resize that would shrink the image; only growing is supported.
+    #[error("image {path} is {size} bytes; shrinking it to {new_size} is not supported")]
+    Shrink {
+        /// The image.
+        path: PathBuf,
+        /// Its current size.
+        size: u64,
+        /// The size asked for.
+        new_size: u64,
+    },
+    /// A write that would put the qcow2 magic at the start of a raw image (see
+    /// [`open_image`]).
+    #[error("refusing to write the qcow2 magic to the first sector of a raw image")]
+    RawQcow2Magic,
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Image file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageFormat {
+    /// The medium byte for byte.
+    Raw,
+    /// QEMU copy-on-write v2/v3.
+    Qcow2,
+}
+
+impl ImageFormat {
+    /// The format's name as QEMU spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Raw => "raw",
+            ImageFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ImageFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "raw" => Ok(ImageFormat::Raw),
+            "qcow2" => Ok(ImageFormat::Qcow2),
+            _ => Err(Error::UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+/// Probes the format of the image at `path`: qcow2 if it starts with [`QCOW2_MAGIC`], raw
+/// otherwise (including files shorter than the magic).
+///
+/// A guest could write the qcow2 magic to the first sector of its raw image and so make it
+/// probe as qcow2, naming any host file as its backing file; [`open_image`] refuses such writes
+/// ([`Error::RawQcow2Magic`]) to every raw image it opens, like QEMU does for probed images.
+pub fn detect_format(path: &Path) -> Result<ImageFormat> {
+    let open_err = |source| Error::Open { path: path.to_path_buf(), source };
+    let mut file = OpenOptions::new().read(true).open(path).map_err(open_err)?;
+    let mut head = [0u8; QCOW2_MAGIC.len()];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(open_err(e)),
+        }
+    }
+    Ok(if head == QCOW2_MAGIC { ImageFormat::Qcow2 } else { ImageFormat::Raw })
+}
+
+/// Opens the image at `path` in `format`, probed with [`detect_format`] if `None`; an image
+/// that is not in the given format is an [`Error::WrongFormat`]. The image (and a qcow2
+/// image's backing chain) is locked, see [`Error::Locked`].
+///
+/// A raw image opened here refuses writes that would put the qcow2 magic at byte 0
+/// ([`Error::RawQcow2Magic`]): otherwise the guest could make its disk probe as qcow2, or fail
+/// to open as raw the next time.
+pub fn open_image(path: &Path, format: Option<ImageFormat>, read_only: bool) -> Result<Box<dyn DiskImage>> {
+    let detected = detect_format(path)?;
+    if let Some(requested) = format {
+        if requested != detected {
+            return Err(Error::WrongFormat { path: path.to_path_buf(), requested, detected });
+        }
+    }
+    Ok(match detected {
+        ImageFormat::Raw => {
+            let mut raw = RawFile::open(path, read_only)?;
+            raw.set_refuse_qcow2_magic(true);
+            Box::new(raw)
+        }
+        ImageFormat::Qcow2 => Box::new(Qcow2Image::open(path, read_only)?),
+    })
+}
+
+/// Creates a sparse raw image of `size` bytes at `path`, which must not exist yet.
+pub fn create_raw(path: &Path, size: u64) -> Result<()> {
+    let create_err = |source| Error::Create { path: path.to_path_buf(), source };
+    let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(create_err)?;
+    let result = file.set_len(size).and_then(|()| file.sync_all()).map_err(create_err);
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Creates a qcow2 image of `size` bytes at `path`, which must not exist yet (64 KiB clusters,
+/// 16-bit refcounts, as QEMU makes them).
+///
+/// With `backing`, the image is an overlay: unwritten clusters read from the backing image,
+/// which must exist and be in the given format. Its path is stored in the header as given; a
+/// relative path is relative to the directory of `path` (as in QEMU). `size` may differ from
+/// the backing image's size.
+pub fn create_qcow2(path: &Path, size: u64, backing: Option<(&Path, ImageFormat)>) -> Result<()> {
+    let backing = match backing {
+        None => None,
+        Some((file, format)) => {
+            let resolved = match path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file.to_path_buf(),
+            };
+            let detected = detect_format(&resolved)?;
+            if detected != format {
+                return Err(Error::WrongFormat { path: resolved, requested: format, detected });
+            }
+            let Some(name) = file.to_str() else {
+                let source = io::Error::new(io::ErrorKind::InvalidInput, "backing file name is not UTF-8");
+                return Err(Error::Create { path: path.to_path_buf(), source });
+            };
+            Some((name, format))
+        }
+    };
+    qcow2::create(path, size, backing)
+}
+
+/// Grows the image at `path` (raw or qcow2, probed) to `new_size` bytes; the new range reads
+/// as zeroes. Shrinking is refused ([`Error::Shrink`]): it would drop guest data. Takes the
+/// image lock, so an image in use by a VM cannot be resized.
+pub fn resize(path: &Path, new_size: u64) -> Result<()> {
+    let resize_err = |source| Error::Resize { path: path.to_path_buf(), source };
+    let shrink = |size| Error::Shrink { path: path.to_path_buf(), size, new_size };
+    match detect_format(path)? {
+        ImageFormat::Raw => {
+            let raw = RawFile::open(path, false)?;
+            let size = raw.size();
+            if new_size < size {
+                return Err(shrink(size));
+            }
+            raw.file().set_len(new_size).and_then(|()| raw.file().sync_all()).map_err(resize_err)
+        }
+        ImageFormat::Qcow2 => {
+            let mut image = Qcow2Image::open(path, false)?;
+            let size = image.size();
+            if new_size < size {
+                return Err(shrink(size));
+            }
+            image.grow(new_size).map_err(|e| match e {
+                Error::Io(source) => resize_err(source),
+                e => e,
+            })
+        }
+    }
 }
 
 /// A disk image.
@@ -103,6 +339,7 @@ impl DiskImage for MemDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{have, pattern, run, TempDir};
 
     #[test]
     fn mem_disk_checks_ranges_and_read_only() {
@@ -117,5 +354,144 @@ mod tests {
         assert!(matches!(ro.write_at(0, &[1]), Err(Error::ReadOnly)));
         ro.flush().unwrap();
         assert_eq!(ro.flushes, 1);
+    }
+
+    #[test]
+    fn format_names_parse_and_print() {
+        assert_eq!("raw".parse::<ImageFormat>().unwrap(), ImageFormat::Raw);
+        assert_eq!("qcow2".parse::<ImageFormat>().unwrap(), ImageFormat::Qcow2);
+        assert_eq!(ImageFormat::Qcow2.to_string(), "qcow2");
+        assert_eq!(ImageFormat::Raw.to_string(), "raw");
+        let err = "vmdk".parse::<ImageFormat>().unwrap_err();
+        assert!(matches!(&err, Error::UnknownFormat(n) if n == "vmdk"));
+        let msg = err.to_string();
+        assert!(msg.contains("vmdk") && msg.contains("raw") && msg.contains("qcow2"), "{msg}");
+        assert!("QCOW2".parse::<ImageFormat>().is_err());
+    }
+
+    #[test]
+    fn detect_format_reads_the_magic() {
+        let dir = TempDir::new("detect");
+        let cases: [(&str, &[u8], ImageFormat); 5] = [
+            ("empty", b"", ImageFormat::Raw),
+            ("short", b"QFI", ImageFormat::Raw),
+            ("zeroes", &[0; 512], ImageFormat::Raw),
+            ("magic", b"QFI\xfb\0\0\0\x03", ImageFormat::Qcow2),
+            ("almost", b"QFI\xfa\0\0\0\x03", ImageFormat::Raw),
+        ];
+        for (name, data, want) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, data).unwrap();
+            assert_eq!(detect_format(&path).unwrap(), want, "{name}");
+        }
+        let qcow = dir.join("made.qcow2");
+        create_qcow2(&qcow, 1 << 20, None).unwrap();
+        assert_eq!(detect_format(&qcow).unwrap(), ImageFormat::Qcow2);
+        let err = detect_format(&dir.join("missing")).unwrap_err();
+        assert!(matches!(err, Error::Open { .. }) && err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn open_image_checks_the_format() {
+        let dir = TempDir::new("open-format");
+        let raw = dir.join("disk.raw");
+        let qcow = dir.join("disk.qcow2");
+        create_raw(&raw, 1 << 20).unwrap();
+        create_qcow2(&qcow, 1 << 20, None).unwrap();
+
+        let err = open_image(&raw, Some(ImageFormat::Qcow2), true).err().unwrap();
+        assert!(matches!(
+            &err,
+            Error::WrongFormat { path, requested: ImageFormat::Qcow2, detected: ImageFormat::Raw } if *path == raw
+        ));
+        let msg = err.to_string();
+        assert!(msg.contains("disk.raw") && msg.contains("is raw"), "{msg}");
+        let err = open_image(&qcow, Some(ImageFormat::Raw), true).err().unwrap();
+        assert!(err.to_string().contains("disk.qcow2") && err.to_string().contains("is qcow2"), "{err}");
+
+        for (path, format) in
+            [(&raw, None), (&raw, Some(ImageFormat::Raw)), (&qcow, None), (&qcow, Some(ImageFormat::Qcow2))]
+        {
+            let mut img = open_image(path, format, false).unwrap();
+            assert_eq!(img.size(), 1 << 20);
+            img.write_at(4096, b"hello").unwrap();
+            img.flush().unwrap();
+            drop(img);
+            let mut img = open_image(path, format, true).unwrap();
+            assert!(img.read_only());
+            let mut buf = [0u8; 5];
+            img.read_at(4096, &mut buf).unwrap();
+            assert_eq!(&buf, b"hello");
+        }
+        let err = open_image(&dir.join("none"), None, true).err().unwrap();
+        assert!(matches!(err, Error::Open { .. }));
+    }
+
+    #[test]
+    fn open_image_raw_refuses_the_qcow2_magic() {
+        let dir = TempDir::new("open-magic");
+        let raw = dir.join("disk.raw");
+        create_raw(&raw, 4096).unwrap();
+        let mut img = open_image(&raw, None, false).unwrap();
+        assert!(matches!(img.write_at(0, &QCOW2_MAGIC), Err(Error::RawQcow2Magic)));
+        img.write_at(512, &QCOW2_MAGIC).unwrap();
+        drop(img);
+        assert_eq!(detect_format(&raw).unwrap(), ImageFormat::Raw);
+    }
+
+    #[test]
+    fn create_raw_is_sparse_sized_and_exclusive() {
+        let dir = TempDir::new("create-raw");
+        let path = dir.join("disk.raw");
+        create_raw(&path, 3 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
+        let err = create_raw(&path, 1 << 20).unwrap_err();
+        assert!(matches!(&err, Error::Create { path: p, .. } if *p == path), "{err:?}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
+        let err = create_qcow2(&path, 1 << 20, None).unwrap_err();
+        assert!(matches!(err, Error::Create { .. }));
+        assert_eq!(detect_format(&path).unwrap(), ImageFormat::Raw, "the existing file must survive");
+    }
+
+    #[test]
+    fn resize_grows_raw_and_refuses_shrinking_and_busy_images() {
+        let dir = TempDir::new("resize-raw");
+        let path = dir.join("disk.raw");
+        std::fs::write(&path, pattern(4096, 9)).unwrap();
+        resize(&path, 8192).unwrap();
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 8192);
+        assert_eq!(data[..4096], pattern(4096, 9)[..]);
+        assert!(data[4096..].iter().all(|&b| b == 0));
+        assert!(matches!(resize(&path, 4096), Err(Error::Shrink { size: 8192, new_size: 4096, .. })));
+        resize(&path, 8192).unwrap();
+        let busy = open_image(&path, None, true).unwrap();
+        assert!(matches!(resize(&path, 1 << 20), Err(Error::Locked { .. })));
+        drop(busy);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    }
+
+    #[test]
+    fn resize_grows_qcow2() {
+        let dir = TempDir::new("resize-qcow2");
+        let path = dir.join("disk.qcow2");
+        create_qcow2(&path, 1 << 20, None).unwrap();
+        {
+            let mut img = open_image(&path, None, false).unwrap();
+            img.write_at((1 << 20) - 4, b"tail").unwrap();
+        }
+        resize(&path, 5 << 20).unwrap();
+        assert!(matches!(resize(&path, 1 << 20), Err(Error::Shrink { .. })));
+        let mut img = open_image(&path, None, true).unwrap();
+        assert_eq!(img.size(), 5 << 20);
+        let mut buf = vec![0xffu8; 8];
+        img.read_at((1 << 20) - 4, &mut buf).unwrap();
+        assert_eq!(&buf, b"tail\0\0\0\0");
+        drop(img);
+        if have("qemu-img", "resize_grows_qcow2") {
+            crate::test_util::qemu_img_check(&path);
+            let info = run("qemu-img", &["info", "--output=json", path.to_str().unwrap()]);
+            assert!(info.contains(&format!("\"virtual-size\": {}", 5 << 20)), "{info}");
+        }
     }
 }

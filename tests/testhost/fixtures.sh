@@ -8,8 +8,10 @@
 #   modules               -> kernel/lib/modules/<version>
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
 #   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init
-# Installs missing host packages with apt-get (qemu-system-x86, seabios, busybox-static, cpio,
-# kmod, xz-utils, zstd). Prints the cache directory on stdout.
+# Installs missing host packages with apt-get (qemu-system-x86, qemu-utils, seabios,
+# busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
+# crate's unit tests, which cross-check our qcow2 images with QEMU and skip without it.
+# Prints the cache directory on stdout.
 #
 # Environment: TESTHOST_KERNEL_PKG=linux-image-...  use this kernel package
 #              TESTHOST_REFRESH=1                   re-resolve the kernel package with apt
@@ -20,6 +22,7 @@ source "$(dirname "$0")/lib.sh"
 
 ensure_pkgs \
     qemu-system-x86_64:qemu-system-x86 \
+    qemu-img:qemu-utils qemu-io:qemu-utils \
     /usr/share/seabios/bios-256k.bin:seabios \
     /usr/share/qemu/qboot.rom:qemu-system-data \
     /bin/busybox:busybox-static \
