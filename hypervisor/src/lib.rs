@@ -147,11 +147,23 @@ pub trait Hypervisor: Send + Sync {
 
 /// One virtual machine.
 pub trait Vm: Send + Sync {
-    /// Maps `size` bytes of host memory at `host_addr` into the guest at `guest_addr`.
+    /// Maps `size` bytes of host memory at `host_addr` into the guest at `guest_addr` as memory
+    /// slot `slot`. With `read_only`, guest writes to the range exit as MMIO writes (ROM).
+    /// Mapping a slot that is in use replaces it only if nothing but its address changes;
+    /// call [`Vm::unmap_memory`] first to change its size or flags.
     ///
     /// # Safety
     /// The host range must stay mapped and valid for as long as the VM exists.
-    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64) -> Result<()>;
+    unsafe fn map_memory(
+        &self,
+        slot: u32,
+        guest_addr: u64,
+        size: u64,
+        host_addr: u64,
+        read_only: bool,
+    ) -> Result<()>;
+    /// Removes memory slot `slot`; guest accesses to its range exit as MMIO from now on.
+    fn unmap_memory(&self, slot: u32) -> Result<()>;
     /// Creates the in-kernel PC interrupt controllers (2x 8259 PIC, IOAPIC, per-vCPU LAPIC)
     /// and the 8254 PIT, and reserves the guest-physical pages the backend needs.
     fn create_pc_platform(&self, tss_addr: u64, identity_map_addr: u64) -> Result<()>;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind};
+
 /// Default command line when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 /// Default guest memory.
@@ -114,6 +116,22 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
 }
 
+fn de_parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+}
+
+fn de_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<DiskConfig>>, D::Error> {
+    Option::<Vec<String>>::deserialize(d)?
+        .map(|v| v.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect())
+        .transpose()
+}
+
+fn de_boot<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<BootDevice>>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| pc_config::parse_boot_order(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D::Error> {
     Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
@@ -138,6 +156,21 @@ pub struct VmConfigFile {
     pub serial: Option<SerialConfig>,
     /// Exit instead of rebooting when the guest resets.
     pub no_reboot: Option<bool>,
+    /// "pc" (SeaBIOS) or "direct" (kernel boot); direct when a kernel is given.
+    #[serde(default, deserialize_with = "de_parsed")]
+    pub machine: Option<MachineKind>,
+    /// BIOS image for the pc machine.
+    pub firmware: Option<PathBuf>,
+    /// IDE disks, as `--disk` strings: "PATH[,format=raw|qcow2][,bus=ide][,readonly]".
+    #[serde(default, deserialize_with = "de_disks")]
+    pub disks: Option<Vec<DiskConfig>>,
+    /// ISO image in the IDE CD-ROM drive.
+    pub cdrom: Option<PathBuf>,
+    /// Boot order, e.g. "cdrom,disk".
+    #[serde(default, deserialize_with = "de_boot")]
+    pub boot: Option<Vec<BootDevice>>,
+    /// Standard VGA card: true (default on pc) or false (firmware and console on serial only).
+    pub vga: Option<bool>,
 }
 
 impl VmConfigFile {
@@ -166,6 +199,12 @@ impl VmConfigFile {
             memory: over.memory.or(self.memory),
             serial: over.serial.or(self.serial),
             no_reboot: over.no_reboot.or(self.no_reboot),
+            machine: over.machine.or(self.machine),
+            firmware: over.firmware.or(self.firmware),
+            disks: over.disks.or(self.disks),
+            cdrom: over.cdrom.or(self.cdrom),
+            boot: over.boot.or(self.boot),
+            vga: over.vga.or(self.vga),
         }
     }
 }
@@ -182,8 +221,10 @@ pub struct HostLimits {
 /// A complete, validated VM configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmConfig {
-    /// Kernel path (exists, has a bzImage or ELF header).
-    pub kernel: PathBuf,
+    /// The machine.
+    pub machine: MachineKind,
+    /// Kernel path (exists, has a bzImage or ELF header); set exactly for direct boot.
+    pub kernel: Option<PathBuf>,
     /// initramfs path (exists).
     pub initramfs: Option<PathBuf>,
     /// Kernel command line.
@@ -196,6 +237,16 @@ pub struct VmConfig {
     pub serial: SerialConfig,
     /// Exit when the guest resets.
     pub no_reboot: bool,
+    /// BIOS image (pc machine).
+    pub firmware: PathBuf,
+    /// IDE disks in attach order (primary master, primary slave, secondary slave).
+    pub disks: Vec<DiskConfig>,
+    /// CD-ROM image (secondary master).
+    pub cdrom: Option<PathBuf>,
+    /// Boot order for the firmware.
+    pub boot: Vec<BootDevice>,
+    /// Standard VGA present.
+    pub vga: bool,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -233,16 +284,36 @@ fn check_kernel(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
 impl VmConfig {
     /// Fills defaults and validates every field against the host.
     pub fn validate(file: VmConfigFile, host: HostLimits) -> Result<VmConfig, ConfigError> {
-        let kernel = file.kernel.ok_or_else(|| {
-            ConfigError::new(
-                "kernel",
-                "no kernel given; pass --kernel PATH (a bzImage) or set \"kernel\" in the config file",
-            )
-        })?;
-        check_kernel(&kernel, check_readable("kernel", &kernel)?)?;
+        let machine = file.machine.unwrap_or(match file.kernel {
+            Some(_) => MachineKind::Direct,
+            None if file.disks.is_some() || file.cdrom.is_some() => MachineKind::Pc,
+            None => MachineKind::Direct,
+        });
+        let kernel = match machine {
+            MachineKind::Direct => {
+                let kernel = file.kernel.clone().ok_or_else(|| {
+                    ConfigError::new(
+                        "kernel",
+                        "no kernel given; pass --kernel PATH (a bzImage), or --machine pc with --disk or \
+                         --cdrom to boot through the BIOS",
+                    )
+                })?;
+                check_kernel(&kernel, check_readable("kernel", &kernel)?)?;
+                Some(kernel)
+            }
+            MachineKind::Pc if file.kernel.is_some() || file.initramfs.is_some() => {
+                return Err(ConfigError::new(
+                    "kernel",
+                    "kernel boot through the BIOS (fw_cfg) is not supported yet; drop --machine pc to boot \
+                     the kernel directly, or boot a disk with the kernel installed",
+                ))
+            }
+            MachineKind::Pc => None,
+        };
         if let Some(initramfs) = &file.initramfs {
             check_readable("initramfs", initramfs)?;
         }
+        let (firmware, disks, cdrom, boot, vga) = Self::validate_pc(&file, machine)?;
         let max = host.max_vcpus.min(MAX_CPUS);
         let cpus = file.cpus.unwrap_or(1);
         if cpus == 0 || cpus > max {
@@ -294,6 +365,12 @@ impl VmConfig {
             }
         }
         Ok(VmConfig {
+            machine,
+            firmware,
+            disks,
+            cdrom,
+            boot,
+            vga,
             kernel,
             initramfs: file.initramfs,
             cmdline,
@@ -302,6 +379,63 @@ impl VmConfig {
             serial: file.serial.unwrap_or_default(),
             no_reboot: file.no_reboot.unwrap_or(false),
         })
+    }
+}
+
+type PcParts = (PathBuf, Vec<DiskConfig>, Option<PathBuf>, Vec<BootDevice>, bool);
+
+impl VmConfig {
+    /// The PC-machine fields: refused on the direct machine, checked and defaulted on pc.
+    fn validate_pc(file: &VmConfigFile, machine: MachineKind) -> Result<PcParts, ConfigError> {
+        let disks = file.disks.clone().unwrap_or_default();
+        if machine == MachineKind::Direct {
+            let given = [
+                ("firmware", file.firmware.is_some()),
+                ("disk", !disks.is_empty()),
+                ("cdrom", file.cdrom.is_some()),
+                ("boot", file.boot.is_some()),
+                ("vga", file.vga == Some(true)),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    *field,
+                    "needs the BIOS machine; add --machine pc (and drop --kernel)",
+                ));
+            }
+            return Ok((PathBuf::new(), Vec::new(), None, Vec::new(), false));
+        }
+        let firmware = file.firmware.clone().unwrap_or_else(|| PathBuf::from(pc_config::DEFAULT_FIRMWARE));
+        let f = check_readable("firmware", &firmware)?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if size == 0 || size % 0x1_0000 != 0 || size > 16 << 20 {
+            return Err(ConfigError::new(
+                "firmware",
+                format!(
+                    "{} is {size} bytes; a BIOS image is a multiple of 64 KiB up to 16 MiB \
+                     (e.g. {})",
+                    firmware.display(),
+                    pc_config::DEFAULT_FIRMWARE
+                ),
+            ));
+        }
+        if disks.len() > pc_config::MAX_IDE_DISKS {
+            return Err(ConfigError::new(
+                "disk",
+                format!("{} disks given; IDE takes at most {}", disks.len(), pc_config::MAX_IDE_DISKS),
+            ));
+        }
+        for d in &disks {
+            pc_config::check_image("disk", &d.path)?;
+        }
+        if let Some(c) = &file.cdrom {
+            pc_config::check_image("cdrom", c)?;
+        }
+        let boot = match file.boot.clone() {
+            Some(b) => b,
+            None if disks.is_empty() && file.cdrom.is_some() => vec![BootDevice::Cdrom],
+            None => vec![BootDevice::Disk, BootDevice::Cdrom],
+        };
+        Ok((firmware, disks, file.cdrom.clone(), boot, file.vga.unwrap_or(true)))
     }
 }
 
@@ -437,6 +571,35 @@ mod tests {
         assert_eq!(field(VmConfigFile { serial, ..with_kernel() }), "serial");
         let e = VmConfig::validate(VmConfigFile { cpus: Some(0), ..with_kernel() }, HOST).unwrap_err();
         assert!(e.to_string().contains("use 1 to 64"), "{e}");
+    }
+
+    #[test]
+    fn pc_machine_fields() {
+        let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err().field;
+        let disk = tmp("disk.img", &[0; 512]);
+        let d = || Some(vec![DiskConfig { path: disk.clone(), format: None, readonly: false }]);
+        let bios = tmp("bios.bin", &vec![0; 0x2_0000]);
+        let pc = |disks| VmConfigFile { firmware: Some(bios.clone()), disks, ..Default::default() };
+        let c = VmConfig::validate(pc(d()), HOST).unwrap();
+        assert_eq!(c.machine, MachineKind::Pc, "disks without a kernel mean the BIOS machine");
+        assert_eq!((c.kernel.as_ref(), c.vga), (None, true));
+        assert_eq!(c.boot, vec![BootDevice::Disk, BootDevice::Cdrom]);
+        let c = VmConfig::validate(VmConfigFile { cdrom: Some(disk.clone()), ..pc(None) }, HOST).unwrap();
+        assert_eq!(c.boot, vec![BootDevice::Cdrom]);
+        assert_eq!(field(VmConfigFile { disks: d(), ..with_kernel() }), "disk");
+        assert_eq!(field(VmConfigFile { machine: Some(MachineKind::Pc), ..with_kernel() }), "kernel");
+        assert_eq!(field(VmConfigFile { firmware: Some(tmp("short", &[0; 100])), ..pc(d()) }), "firmware");
+        let missing = Some(vec![DiskConfig { path: "/nonexistent.img".into(), format: None, readonly: false }]);
+        assert_eq!(field(pc(missing)), "disk");
+        assert_eq!(field(VmConfigFile { cdrom: Some("/nonexistent.iso".into()), ..pc(None) }), "cdrom");
+        let four = Some(vec![d().unwrap()[0].clone(); 4]);
+        assert_eq!(field(pc(four)), "disk");
+        let j = VmConfigFile::parse(r#"{"machine": "pc", "disks": ["/a,format=qcow2"], "boot": "cdrom,disk"}"#)
+            .unwrap();
+        assert_eq!(j.boot, Some(vec![BootDevice::Cdrom, BootDevice::Disk]));
+        assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
+        let e = VmConfigFile::parse(r#"{"machine": "q35"}"#).unwrap_err();
+        assert!(e.contains("use pc") && e.contains("line 1"), "{e}");
     }
 
     #[test]

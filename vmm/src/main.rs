@@ -6,6 +6,8 @@
 //! run guests at useful speed (see `--accept-slow-kvm`); 130 stopped by a signal or Ctrl-A x.
 
 mod config;
+mod pc;
+mod pc_config;
 mod serial;
 mod vcpu;
 mod vm;
@@ -66,6 +68,25 @@ struct Cli {
     /// Exit with status 3 when the guest reboots instead of booting it again.
     #[arg(long)]
     no_reboot: bool,
+    /// Machine: pc (i440FX PC booted by SeaBIOS) or direct (kernel boot) [default: direct
+    /// with --kernel, pc with --disk or --cdrom].
+    #[arg(long, value_name = "KIND")]
+    machine: Option<pc_config::MachineKind>,
+    /// BIOS image for --machine pc [default: /usr/share/seabios/bios-256k.bin].
+    #[arg(long, value_name = "PATH")]
+    firmware: Option<PathBuf>,
+    /// IDE disk: PATH[,format=raw|qcow2][,bus=ide][,readonly]; repeat for more (up to 3).
+    #[arg(long = "disk", value_name = "SPEC")]
+    disks: Vec<pc_config::DiskConfig>,
+    /// ISO image for the IDE CD-ROM drive (read-only).
+    #[arg(long, value_name = "PATH")]
+    cdrom: Option<PathBuf>,
+    /// Firmware boot order: disk, cdrom, net, comma-separated [default: disk,cdrom].
+    #[arg(long, value_name = "ORDER", value_parser = pc_config::parse_boot_order)]
+    boot: Option<Vec<pc_config::BootDevice>>,
+    /// Display card for --machine pc: std (standard VGA with Bochs VBE) or none [default: std].
+    #[arg(long, value_name = "KIND", value_parser = ["std", "none"])]
+    vga: Option<String>,
     /// Run even where KVM cannot use hardware virtualization (kvm_pvm, no vmx/svm).
     #[arg(long)]
     accept_slow_kvm: bool,
@@ -117,6 +138,12 @@ fn main() -> ExitCode {
         memory: cli.memory,
         serial: cli.serial.clone(),
         no_reboot: cli.no_reboot.then_some(true),
+        machine: cli.machine,
+        firmware: cli.firmware.clone(),
+        disks: (!cli.disks.is_empty()).then(|| cli.disks.clone()),
+        cdrom: cli.cdrom.clone(),
+        boot: cli.boot.clone(),
+        vga: cli.vga.as_deref().map(|v| v == "std"),
     };
     let merged = file.merge(flags);
 

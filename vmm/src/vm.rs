@@ -22,6 +22,8 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRe
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
+use crate::pc;
+use crate::pc_config::MachineKind;
 use crate::serial::SerialBackend;
 use crate::vcpu::{self, Buses, Outcome, RunState};
 
@@ -66,24 +68,38 @@ pub struct Machine<'a> {
 
 /// An interrupt line of the in-kernel irqchip: edges through an irqfd, levels through
 /// `KVM_IRQ_LINE`.
-struct KvmIrq {
+pub(crate) struct KvmIrq {
     vm: Arc<dyn Vm>,
     gsi: u32,
-    edge: EventFd,
+    edge: Option<EventFd>,
 }
 
 impl KvmIrq {
-    fn new(vm: Arc<dyn Vm>, gsi: u32) -> Result<Self, Error> {
+    /// A line that can pulse (through an irqfd) and be held at a level.
+    pub(crate) fn new(vm: Arc<dyn Vm>, gsi: u32) -> Result<Self, Error> {
         let edge = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Devices(format!("eventfd: {e}")))?;
         vm.register_irqfd(&edge, gsi)?;
-        Ok(KvmIrq { vm, gsi, edge })
+        Ok(KvmIrq { vm, gsi, edge: Some(edge) })
+    }
+
+    /// A line driven by levels only (shared PCI interrupts); a pulse is a high-low pair.
+    pub(crate) fn level(vm: Arc<dyn Vm>, gsi: u32) -> Self {
+        KvmIrq { vm, gsi, edge: None }
     }
 }
 
 impl IrqLine for KvmIrq {
     fn pulse(&self) {
-        if let Err(e) = self.edge.write(1) {
-            log::warn!("irq {}: {e}", self.gsi);
+        match &self.edge {
+            Some(edge) => {
+                if let Err(e) = edge.write(1) {
+                    log::warn!("irq {}: {e}", self.gsi);
+                }
+            }
+            None => {
+                self.set_level(true);
+                self.set_level(false);
+            }
         }
     }
 
@@ -94,7 +110,7 @@ impl IrqLine for KvmIrq {
     }
 }
 
-struct Platform(Arc<RunState>);
+pub(crate) struct Platform(pub(crate) Arc<RunState>);
 
 impl PlatformControl for Platform {
     fn request(&self, request: PlatformRequest) {
@@ -116,7 +132,7 @@ fn map_memory(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
         let host = region.as_ptr() as u64;
         // SAFETY: the mapping belongs to `mem`, which `run_boot` declares before the VM, so on
         // every path the VM (and every vCPU and device holding it) is dropped first.
-        unsafe { vm.map_memory(slot as u32, region.start_addr().0, region.len(), host)? };
+        unsafe { vm.map_memory(slot as u32, region.start_addr().0, region.len(), host, false)? };
     }
     Ok(())
 }
@@ -131,21 +147,24 @@ fn pm_ports() -> acpi::PmIoPorts {
     }
 }
 
-fn create_devices(
+/// Maps a bus error to a device set-up error.
+pub(crate) fn bus_err(e: devices::bus::Error) -> Error {
+    Error::Devices(e.to_string())
+}
+
+/// The devices every machine has: COM1, the i8042 reset line, the CMOS RTC and port 0x80.
+pub(crate) fn create_legacy_devices(
     vm: &Arc<dyn Vm>,
     m: &Machine<'_>,
     layout: &layout::MemoryLayout,
-    state: &Arc<RunState>,
-) -> Result<Buses, Error> {
-    let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
+    platform: &Arc<dyn PlatformControl>,
+    pio: &Bus,
+) -> Result<Arc<Mutex<CmosRtc>>, Error> {
     let com1_irq: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), COM1_IRQ)?);
-    let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
     let out = m.serial.writer().map_err(|e| Error::Devices(format!("serial output: {e}")))?;
     let uart = Arc::new(Mutex::new(Uart16550::new(com1_irq, out)));
     m.serial.attach(uart.clone());
-
-    let pio = Bus::new();
-    let dev = |e: devices::bus::Error| Error::Devices(e.to_string());
+    let dev = bus_err;
     pio.insert(u64::from(COM1_BASE), u64::from(UART_LEN), uart).map_err(dev)?;
     pio.insert(
         u64::from(I8042_BASE),
@@ -155,14 +174,28 @@ fn create_devices(
     .map_err(dev)?;
     let mut cmos = CmosRtc::new();
     cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
-    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), Arc::new(Mutex::new(cmos))).map_err(dev)?;
+    let cmos = Arc::new(Mutex::new(cmos));
+    pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), cmos.clone()).map_err(dev)?;
     pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
+    Ok(cmos)
+}
+
+fn create_devices(
+    vm: &Arc<dyn Vm>,
+    m: &Machine<'_>,
+    layout: &layout::MemoryLayout,
+    state: &Arc<RunState>,
+) -> Result<Buses, Error> {
+    let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
+    let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
+    let pio = Bus::new();
+    create_legacy_devices(vm, m, layout, &platform, &pio)?;
     pio.insert(
         u64::from(acpi_pm::PM_BASE),
         u64::from(acpi_pm::PM_LEN),
         Arc::new(Mutex::new(AcpiPm::new(sci, platform))),
     )
-    .map_err(dev)?;
+    .map_err(bus_err)?;
     Ok(Buses { pio, mmio: Bus::new() })
 }
 
@@ -176,7 +209,8 @@ fn load_guest(
         acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
-    let mut kernel = open(&cfg.kernel)?;
+    let kernel_path = cfg.kernel.as_deref().ok_or_else(|| Error::Devices("direct boot without a kernel".into()))?;
+    let mut kernel = open(kernel_path)?;
     let mut initramfs = cfg.initramfs.as_deref().map(open).transpose()?;
     Ok(boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?)
 }
@@ -185,7 +219,7 @@ fn create_vcpus(
     vm: &dyn Vm,
     mem: &GuestMemoryMmap,
     m: &Machine<'_>,
-    entry: boot::KernelEntry,
+    entry: Option<boot::KernelEntry>,
 ) -> Result<Vec<Box<dyn hypervisor::Vcpu>>, Error> {
     let count = m.config.cpus;
     let msrs = msr::boot_msrs(m.msr_list);
@@ -196,7 +230,8 @@ fn create_vcpus(
         v.set_msrs(&msrs)?;
         v.set_fpu(&regs::reset_fpu())?;
         v.set_lapic(&regs::wire_lint(v.lapic()?))?;
-        if id == 0 {
+        // Without a kernel entry the vCPU keeps its reset state: the BIOS runs from 0xFFFFFFF0.
+        if let (0, Some(entry)) = (id, entry) {
             let tables = |e: regs::Error| Error::Tables(e.to_string());
             let (sregs, gprs) = match entry.mode {
                 boot::EntryMode::Long64 => {
@@ -219,14 +254,26 @@ fn create_vcpus(
 /// tears it down.
 pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     let layout = layout::MemoryLayout::new(m.config.memory);
+    let pc = m.config.machine == MachineKind::Pc;
     // Declared before the VM, so dropped after it, whichever way this function returns.
     let mem = allocate_memory(&layout)?;
+    let firmware = if pc { Some(pc::firmware::Firmware::load(&m.config.firmware)?) } else { None };
     let vm: Arc<dyn Vm> = Arc::from(m.hypervisor.create_vm()?);
-    map_memory(vm.as_ref(), &mem)?;
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
-    let buses = create_devices(&vm, m, &layout, &state)?;
-    let vcpus = load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, entry));
+    let (buses, vcpus) = match &firmware {
+        None => {
+            map_memory(vm.as_ref(), &mem)?;
+            let buses = create_devices(&vm, m, &layout, &state)?;
+            let vcpus =
+                load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
+            (buses, vcpus)
+        }
+        Some(fw) => {
+            let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
+            (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
+        }
+    };
     let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
     let mut threads = Vec::with_capacity(vcpus.len());

@@ -3,9 +3,11 @@
 
 pub mod acpi_pm;
 pub mod cmos_rtc;
+pub mod debugcon;
 pub mod fw_cfg;
 pub mod i8042;
 pub mod port80;
+pub mod port92;
 pub mod uart16550;
 
 /// A request a device makes of the whole machine.

@@ -228,7 +228,8 @@ mod tests {
         io.write(6, &[1, 2, 3]); // crosses the window: dropped
     }
 
-    struct Seen(Arc<Mutex<Vec<((u8, u8), usize)>>>);
+    type Writes = Arc<Mutex<Vec<((u8, u8), usize)>>>;
+    struct Seen(Writes);
     impl PciConfigListener for Seen {
         fn config_written(&mut self, slot: (u8, u8), reg: usize, _dev: &SharedPciDevice) {
             self.0.lock().unwrap().push((slot, reg));

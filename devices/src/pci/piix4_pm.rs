@@ -8,6 +8,10 @@
 //! [`AcpiPm`]; the general-purpose registers above them (+0x0c..+0x3f) read as zero and ignore
 //! writes. The SMBus controller (0x90, 0xd2) is not emulated: its registers keep what the
 //! firmware writes and its I/O space does not decode. SCI is IRQ 9, as the PIIX4 wires it.
+//!
+//! There is no System Management Mode: DEVACTB (0x58) reports "SMI on APMC write" as already
+//! enabled (bit 25, read-only), which is how firmware recognizes that SMM was set up before
+//! it and skips its own SMM initialization (QEMU does the same with SMM off).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +24,10 @@ use crate::legacy::acpi_pm::AcpiPm;
 pub const PMBA: usize = 0x40;
 /// PM register miscellaneous (bit 0: PM I/O space enable).
 pub const PMREGMISC: usize = 0x80;
+/// Device activity B (byte offset).
+pub const DEVACTB: usize = 0x58;
+/// DEVACTB: an APM control write raises SMI.
+pub const DEVACTB_APMC_EN: u32 = 1 << 25;
 /// The range index under which the PM I/O block is reported.
 pub const PM_IO_RANGE: usize = 6;
 /// Size of the PM I/O block.
@@ -42,6 +50,7 @@ impl Piix4Pm {
         config.set_reg(15, 0x0000_0109, 0x0000_00ff);
         config.set_reg(PMBA / 4, 0x0000_0001, 0x0000_ffc0);
         config.set_reg(PMREGMISC / 4, 0, 0x0000_0001);
+        config.set_reg(DEVACTB / 4, DEVACTB_APMC_EN, 0xfdff_ffff);
         config.set_reg(0x90 / 4, 0x0000_0001, 0x0000_fff0);
         config.set_reg(0xd0 / 4, 0, 0x000f_0000);
         // Subsystem IDs as QEMU reports them (Red Hat/QEMU).
@@ -108,6 +117,16 @@ mod tests {
         assert_eq!(p.config_read(2), 0x0680_0003);
         assert_eq!(p.config_read(15) & 0xffff, 0x0109);
         assert_eq!(p.config_read(11), 0x1100_1af4);
+    }
+
+    #[test]
+    fn smm_is_reported_as_already_set_up() {
+        let (mut p, _) = dev();
+        assert_eq!(p.config_read(DEVACTB / 4), DEVACTB_APMC_EN);
+        p.config_write(DEVACTB / 4, 0, &0u32.to_le_bytes());
+        assert_eq!(p.config_read(DEVACTB / 4), DEVACTB_APMC_EN, "read-only");
+        p.config_write(DEVACTB / 4, 0, &0x0000_00ffu32.to_le_bytes());
+        assert_eq!(p.config_read(DEVACTB / 4), DEVACTB_APMC_EN | 0xff);
     }
 
     #[test]

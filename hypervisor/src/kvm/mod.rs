@@ -75,15 +75,28 @@ pub struct KvmVm {
 }
 
 impl Vm for KvmVm {
-    unsafe fn map_memory(&self, slot: u32, guest_addr: u64, size: u64, host_addr: u64) -> Result<()> {
+    unsafe fn map_memory(
+        &self,
+        slot: u32,
+        guest_addr: u64,
+        size: u64,
+        host_addr: u64,
+        read_only: bool,
+    ) -> Result<()> {
         let region = kvm_userspace_memory_region {
             slot,
-            flags: 0,
+            flags: if read_only { kvm_bindings::KVM_MEM_READONLY } else { 0 },
             guest_phys_addr: guest_addr,
             memory_size: size,
             userspace_addr: host_addr,
         };
         // SAFETY: the caller guarantees the host range stays valid for the VM's lifetime.
+        unsafe { self.fd.set_user_memory_region(region) }.map_err(Error::ioctl("KVM_SET_USER_MEMORY_REGION"))
+    }
+
+    fn unmap_memory(&self, slot: u32) -> Result<()> {
+        let region = kvm_userspace_memory_region { slot, ..Default::default() };
+        // SAFETY: a zero-sized region deletes the slot; no host memory is referenced.
         unsafe { self.fd.set_user_memory_region(region) }.map_err(Error::ioctl("KVM_SET_USER_MEMORY_REGION"))
     }
 

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The PC machine: an i440FX host bridge, PIIX3 ISA bridge with IDE, PIIX4 power management,
+//! standard VGA and the ISA devices, started by SeaBIOS at the reset vector. Nothing of the
+//! Linux boot protocol is involved; the firmware finds RAM, CPUs, the boot order and option
+//! ROMs through fw_cfg and the CMOS, as on QEMU's `pc` machine.
+//!
+//! PCI layout (QEMU's, which SeaBIOS and guests know): 00:00.0 i440FX, 00:01.0 PIIX3,
+//! 00:01.1 IDE, 00:01.3 PIIX4 PM, 00:02.0 VGA.
+
+pub mod firmware;
+pub mod fw_cfg_data;
+
+use std::sync::{Arc, Mutex};
+
+use arch::x86_64::layout::{self, MemoryLayout};
+use devices::bus::{lock, Bus};
+use devices::irq::IrqLine;
+use devices::legacy::acpi_pm::{self, AcpiPm};
+use devices::legacy::debugcon::{Debugcon, DEBUGCON_PORT};
+use devices::legacy::fw_cfg::{FwCfg, FW_CFG_BASE, FW_CFG_LEN};
+use devices::legacy::port92::{Port92, PORT92};
+use devices::legacy::PlatformControl;
+use devices::pci::bar_map::{BarMapper, RamBarHandler};
+use devices::pci::config_io::{CONFIG_IO_BASE, CONFIG_IO_LEN};
+use devices::pci::i440fx::I440fx;
+use devices::pci::piix3::{Piix3, PirqRouter};
+use devices::pci::piix4_pm::Piix4Pm;
+use devices::pci::{PciBarRange, PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
+use hypervisor::Vm;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::vcpu::{Buses, RunState};
+use crate::vm::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
+use firmware::{Firmware, Pam, SHADOW_END, SLOT_FREE};
+
+/// Memory slot of RAM below the VGA window.
+const SLOT_LOW: u32 = 0;
+/// Memory slot of RAM from 1 MiB to the PCI hole.
+const SLOT_MID: u32 = 1;
+/// Memory slot of RAM above 4 GiB.
+const SLOT_HIGH: u32 = 2;
+
+/// The devices of one boot of the PC machine.
+pub struct PcMachine {
+    /// The buses the vCPUs dispatch to.
+    pub buses: Buses,
+    /// The ACPI registers (power button).
+    pub acpi_pm: Arc<Mutex<AcpiPm>>,
+}
+
+/// Maps guest RAM around the legacy VGA window and the shadow area.
+fn map_ram(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
+    for region in mem.iter() {
+        let (start, len, host) = (region.start_addr().0, region.len(), region.as_ptr() as u64);
+        // SAFETY (all three): the ranges lie in `mem`, which `run_boot` declares before the VM,
+        // so the VM and everything holding it is dropped first.
+        if start == 0 {
+            unsafe { vm.map_memory(SLOT_LOW, 0, layout::LEGACY_HOLE_START, host, false)? };
+            unsafe { vm.map_memory(SLOT_MID, SHADOW_END, len - SHADOW_END, host + SHADOW_END, false)? };
+        } else {
+            unsafe { vm.map_memory(SLOT_HIGH, start, len, host, false)? };
+        }
+    }
+    Ok(())
+}
+
+/// Maps RAM-backed BARs (the VGA framebuffer) as memory slots.
+struct RamBars {
+    vm: Arc<dyn Vm>,
+    slots: Vec<((u8, u8), usize, u32)>,
+    next: u32,
+}
+
+impl RamBarHandler for RamBars {
+    fn map(&mut self, slot: (u8, u8), range: PciBarRange, host_addr: u64) {
+        let id = self.next;
+        self.next += 1;
+        // SAFETY: `bar_host_memory` promises the memory lives as long as the device, which the
+        // buses (and so the VM's users) hold until the boot ends.
+        match unsafe { self.vm.map_memory(id, range.address, range.size, host_addr, false) } {
+            Ok(()) => self.slots.push((slot, range.index, id)),
+            Err(e) => log::warn!("pci {slot:?}: cannot map BAR {} at {:#x}: {e}", range.index, range.address),
+        }
+    }
+    fn unmap(&mut self, slot: (u8, u8), range: PciBarRange) {
+        if let Some(pos) = self.slots.iter().position(|(s, i, _)| *s == slot && *i == range.index) {
+            let (_, _, id) = self.slots.remove(pos);
+            if let Err(e) = self.vm.unmap_memory(id) {
+                log::warn!("pci {slot:?}: cannot unmap BAR {}: {e}", range.index);
+            }
+        }
+    }
+}
+
+/// Acts on configuration writes: PAM changes on the host bridge, BAR moves elsewhere.
+struct ChipsetListener {
+    pam: Pam,
+    bars: BarMapper,
+}
+
+impl PciConfigListener for ChipsetListener {
+    fn config_written(&mut self, slot: (u8, u8), reg: usize, dev: &SharedPciDevice) {
+        if slot == (0, 0) {
+            if (0x58 / 4..=0x5c / 4).contains(&reg) {
+                let pam = Pam::registers(|r| lock(dev).config_read(r));
+                if let Err(e) = self.pam.apply(pam) {
+                    log::error!("PAM update failed: {e}");
+                }
+            }
+            return;
+        }
+        self.bars.update(slot, dev);
+    }
+}
+
+/// Builds the machine for one boot: RAM and firmware mappings, chipset, devices, fw_cfg.
+pub fn create_machine(
+    vm: &Arc<dyn Vm>,
+    mem: &GuestMemoryMmap,
+    fw: &Firmware,
+    m: &Machine<'_>,
+    layout: &MemoryLayout,
+    state: &Arc<RunState>,
+) -> Result<PcMachine, Error> {
+    let cfg = m.config;
+    map_ram(vm.as_ref(), mem)?;
+    fw.install(vm.as_ref(), mem)?;
+    let mut pam = Pam::new(vm.clone(), mem)?;
+    pam.apply([0; 7])?;
+
+    let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
+    let pio = Bus::new();
+    let mmio = Bus::new();
+    let cmos = create_legacy_devices(vm, m, layout, &platform, &pio)?;
+    let (boot1, boot2) = fw_cfg_data::cmos_boot_order(&cfg.boot);
+    {
+        let mut c = lock(&cmos);
+        c.set_nvram(0x3d, boot1);
+        c.set_nvram(0x38, boot2);
+    }
+    pio.insert(u64::from(PORT92), 1, Arc::new(Mutex::new(Port92::new(platform.clone())))).map_err(bus_err)?;
+    pio.insert(u64::from(DEBUGCON_PORT), 1, Arc::new(Mutex::new(Debugcon::new(None)))).map_err(bus_err)?;
+
+    // Chipset and PCI.
+    let isa_irqs: Vec<Arc<dyn IrqLine>> =
+        (0..16).map(|gsi| Arc::new(KvmIrq::level(vm.clone(), gsi)) as Arc<dyn IrqLine>).collect();
+    let router = PirqRouter::new(isa_irqs);
+    let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::level(vm.clone(), acpi_pm::SCI_IRQ));
+    let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(sci, platform.clone())));
+    let mut root = PciRoot::new();
+    let add = |root: &mut PciRoot, dev: u8, func: u8, d: SharedPciDevice| {
+        if root.add(dev, func, d) {
+            Ok(())
+        } else {
+            Err(Error::Devices(format!("PCI address 00:{dev:02x}.{func} taken")))
+        }
+    };
+    add(&mut root, 0, 0, Arc::new(Mutex::new(I440fx::new())))?;
+    add(&mut root, 1, 0, Arc::new(Mutex::new(Piix3::new(router.clone()))))?;
+    add(&mut root, 1, 3, Arc::new(Mutex::new(Piix4Pm::new(acpi_pm.clone()))))?;
+
+    let mut fw_cfg = FwCfg::new(mem.clone());
+    fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());
+    fw_cfg.add_item(fw_cfg_data::KEY_NB_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec());
+    fw_cfg.add_item(fw_cfg_data::KEY_MAX_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec());
+    fw_cfg.add_item(fw_cfg_data::KEY_NUMA, 0u64.to_le_bytes().to_vec());
+    fw_cfg.add_item(fw_cfg_data::KEY_BOOT_MENU, 0u16.to_le_bytes().to_vec());
+    let file = |e: devices::legacy::fw_cfg::Error| Error::Devices(e.to_string());
+    fw_cfg.add_file("etc/e820", fw_cfg_data::e820(layout)).map_err(file)?;
+    let disk = (!cfg.disks.is_empty()).then_some((0, 0));
+    let cdrom = cfg.cdrom.as_ref().map(|_| (1, 0));
+    fw_cfg.add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom)).map_err(file)?;
+    if !cfg.vga {
+        // No display: SeaBIOS shows its screen on COM1 instead.
+        fw_cfg.add_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec()).map_err(file)?;
+    }
+    pio.insert(u64::from(FW_CFG_BASE), u64::from(FW_CFG_LEN), Arc::new(Mutex::new(fw_cfg))).map_err(bus_err)?;
+
+    let ram_bars = RamBars { vm: vm.clone(), slots: Vec::new(), next: SLOT_FREE };
+    let listener = ChipsetListener { pam, bars: BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars))) };
+    let mut config_io = PciConfigIo::new(root);
+    config_io.set_listener(Box::new(listener));
+    config_io.set_reset_control(platform);
+    pio.insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
+        .map_err(bus_err)?;
+    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm })
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Configuration of the emulated PC machine: which machine, firmware, disks, CD-ROM, boot
+//! order and display. Parsed from flags (`--disk PATH,format=qcow2,readonly`) and from the
+//! same strings in the JSON file; checked before anything is built.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::ConfigError;
+
+/// SeaBIOS as Debian's `seabios` package installs it.
+pub const DEFAULT_FIRMWARE: &str = "/usr/share/seabios/bios-256k.bin";
+/// SeaVGABIOS for the standard VGA, from the same package.
+pub const DEFAULT_VGA_ROM: &str = "/usr/share/seabios/vgabios-stdvga.bin";
+/// IDE has two channels of two drives; the CD-ROM takes the secondary master.
+pub const MAX_IDE_DISKS: usize = 3;
+
+/// Which machine the VM is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineKind {
+    /// Linux loaded by the VMM and entered directly; no firmware, no PCI.
+    Direct,
+    /// An i440FX/PIIX PC started by its BIOS (SeaBIOS) at the reset vector.
+    Pc,
+}
+
+impl std::str::FromStr for MachineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(MachineKind::Direct),
+            "pc" | "pc-i440fx" => Ok(MachineKind::Pc),
+            _ => Err(format!("'{s}' is not a machine; use pc (BIOS boot) or direct (kernel boot)")),
+        }
+    }
+}
+
+/// Disk image formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// Plain bytes.
+    Raw,
+    /// QEMU copy-on-write v2/v3.
+    Qcow2,
+}
+
+/// One `--disk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Image file.
+    pub path: PathBuf,
+    /// Format; `None` detects it from the file.
+    pub format: Option<DiskFormat>,
+    /// Refuse guest writes.
+    pub readonly: bool,
+}
+
+impl std::str::FromStr for DiskConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(',');
+        let path = parts.next().filter(|p| !p.is_empty()).ok_or("needs a path first, e.g. disk.img,format=raw")?;
+        let mut disk = DiskConfig { path: PathBuf::from(path), format: None, readonly: false };
+        for opt in parts {
+            match opt.split_once('=') {
+                Some(("format", "raw")) => disk.format = Some(DiskFormat::Raw),
+                Some(("format", "qcow2")) => disk.format = Some(DiskFormat::Qcow2),
+                Some(("format", f)) => return Err(format!("format '{f}' is not raw or qcow2")),
+                Some(("bus", "ide")) => {}
+                Some(("bus", b)) => return Err(format!("bus '{b}' is not supported; use bus=ide")),
+                None if opt == "readonly" || opt == "ro" => disk.readonly = true,
+                Some(("readonly", "on" | "true")) => disk.readonly = true,
+                Some(("readonly", "off" | "false")) => disk.readonly = false,
+                _ => return Err(format!("unknown option '{opt}'; use format=raw|qcow2, bus=ide, readonly")),
+            }
+        }
+        Ok(disk)
+    }
+}
+
+/// A device the firmware may boot from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootDevice {
+    /// The first IDE disk.
+    Disk,
+    /// The CD-ROM.
+    Cdrom,
+    /// The network (PXE option ROM).
+    Net,
+}
+
+/// Parses `disk,cdrom,net` (any order, each at most once); QEMU's letters c, d, n work too.
+pub fn parse_boot_order(s: &str) -> Result<Vec<BootDevice>, String> {
+    let mut order = Vec::new();
+    let items: Vec<&str> = if s.contains(',') || s.len() > 3 || !s.chars().all(|c| "cdn".contains(c)) {
+        s.split(',').collect()
+    } else {
+        s.split("").filter(|x| !x.is_empty()).collect()
+    };
+    for item in items {
+        let dev = match item.trim() {
+            "disk" | "hd" | "c" => BootDevice::Disk,
+            "cdrom" | "cd" | "d" => BootDevice::Cdrom,
+            "net" | "network" | "n" => BootDevice::Net,
+            other => return Err(format!("'{other}' is not a boot device; use disk, cdrom or net")),
+        };
+        if order.contains(&dev) {
+            return Err(format!("'{}' appears twice", item.trim()));
+        }
+        order.push(dev);
+    }
+    if order.is_empty() {
+        return Err("is empty; use e.g. cdrom,disk".into());
+    }
+    Ok(order)
+}
+
+/// Checks an image path: it exists and is a file or a block device.
+pub fn check_image(field: &str, path: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
+    use std::os::unix::fs::FileTypeExt;
+    if !(meta.is_file() || meta.file_type().is_block_device()) {
+        return Err(ConfigError::new(field, format!("{} is not a file or block device", path.display())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_kinds_parse() {
+        assert_eq!("pc".parse(), Ok(MachineKind::Pc));
+        assert_eq!("direct".parse(), Ok(MachineKind::Direct));
+        assert!("q35".parse::<MachineKind>().unwrap_err().contains("use pc"));
+    }
+
+    #[test]
+    fn disk_specs_parse() {
+        let d: DiskConfig = "/a.img".parse().unwrap();
+        assert_eq!(d, DiskConfig { path: "/a.img".into(), format: None, readonly: false });
+        let d: DiskConfig = "/b.qcow2,format=qcow2,bus=ide,readonly".parse().unwrap();
+        assert_eq!((d.format, d.readonly), (Some(DiskFormat::Qcow2), true));
+        assert!("".parse::<DiskConfig>().is_err());
+        assert!("/a,format=vmdk".parse::<DiskConfig>().unwrap_err().contains("vmdk"));
+        assert!("/a,bus=scsi".parse::<DiskConfig>().unwrap_err().contains("bus=ide"));
+        assert!("/a,cache=none".parse::<DiskConfig>().unwrap_err().contains("cache=none"));
+    }
+
+    #[test]
+    fn boot_orders_parse() {
+        use BootDevice::*;
+        assert_eq!(parse_boot_order("cdrom,disk"), Ok(vec![Cdrom, Disk]));
+        assert_eq!(parse_boot_order("dc"), Ok(vec![Cdrom, Disk]));
+        assert_eq!(parse_boot_order("net"), Ok(vec![Net]));
+        assert!(parse_boot_order("disk,disk").unwrap_err().contains("twice"));
+        assert!(parse_boot_order("floppy").unwrap_err().contains("floppy"));
+        assert!(parse_boot_order("").is_err());
+    }
+}
