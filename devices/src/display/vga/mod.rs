@@ -13,6 +13,12 @@
 //! renderer all use that same memory. Nothing runs in the background: the screen is
 //! rendered when [`StdVga::render`], [`StdVga::screenshot_png`] or [`StdVga::text_dump`] is
 //! called.
+//!
+//! Not implemented: rendering of the CGA-compatible graphics modes 4-6 (they render black),
+//! horizontal pel panning, the split screen (line compare), CRTC word/doubleword addressing
+//! beyond QEMU's fixed model, text blinking (blinking cells are drawn visible), a big-endian
+//! framebuffer (QEMU extended register), the x86 VBE data port alias at 0x1D0, and dirty
+//! tracking (every render reads the whole screen).
 
 mod memory;
 mod pci;

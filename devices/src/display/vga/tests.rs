@@ -439,3 +439,39 @@ fn hostile_accesses_do_not_panic() {
     let frame = rig.vga.lock().unwrap().render();
     assert!(u64::from(frame.width) * u64::from(frame.height) <= MAX_PIXELS);
 }
+
+#[test]
+fn vbe_planar_4bpp_renders_through_the_attribute_palette() {
+    let rig = Rig::new();
+    // SeaVGABIOS sets mode 0x6A's VGA state before a planar VBE mode; mode 0x12's will do.
+    rig.set_mode(0xe3, &SEQU_0E, &CRTC_11, &ACTL_10, &GRDC_0D);
+    rig.dac(0x39, [0x15, 0x15, 0x3f]); // attribute 9 -> DAC 0x39
+    rig.dispi(3, 4);
+    rig.dispi(1, 800);
+    rig.dispi(2, 600);
+    rig.dispi(4, 0x01);
+    assert_eq!(rig.vga.lock().unwrap().vbe_mode(), Some((800, 600, 4)));
+    // Pixel (800 + 1, ...) = row 1, x 1: planar offset 100 + 0, bit 6.
+    rig.outw(0x3ce, 0x0205);
+    rig.outw(0x3ce, 0x4008);
+    rig.peek(0xa0000 + 100);
+    rig.poke(0xa0000 + 100, &[9]);
+    let img = rig.png();
+    assert_eq!((img.0, img.1), (800, 600));
+    assert_eq!(px(&img, 1, 1), [0x55, 0x55, 0xff]);
+    assert_eq!(px(&img, 0, 1), [0, 0, 0]);
+}
+
+#[test]
+fn forty_column_text_mode_dump() {
+    let rig = Rig::new();
+    let mut crtc = CRTC_03;
+    crtc[1] = 0x27;
+    crtc[0x13] = 0x14;
+    rig.set_mode(0x67, &[0x08, 0x03, 0x00, 0x02], &crtc, &ACTL_01, &GRDC_01);
+    rig.poke(0xb8000 + 80, &[b'x', 7]); // second row starts at cell 40
+    let text = rig.vga.lock().unwrap().text_dump().unwrap();
+    assert_eq!(text.lines().nth(1), Some("x"));
+    let img = rig.png();
+    assert_eq!((img.0, img.1), (40 * 9, 400));
+}
