@@ -377,3 +377,30 @@ fn metadata_carries_autostart_only() {
     assert_eq!((e.line, e.column), (8, 5));
     assert!(e.to_string().contains("libosinfo"), "{e}");
 }
+
+/// Checks exported XML against libvirt's own RelaxNG schema when `virt-xml-validate`
+/// (Debian `libvirt-clients`) is installed; otherwise says so and checks nothing.
+#[test]
+fn export_passes_libvirt_schema() {
+    let Ok(dir) = tempfile::tempdir() else { panic!("no temp dir") };
+    let mut direct = VmDef::new(VmName::new("direct").unwrap(), 256, 1);
+    direct.os = Os::Direct { kernel: "/k".into(), initrd: Some("/i".into()), cmdline: Some("a<b".into()) };
+    let defs = [full_pc(), direct, from_xml(VIRSH_SAMPLE).unwrap()];
+    for (i, def) in defs.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.xml"));
+        std::fs::write(&path, to_xml(def)).unwrap();
+        match std::process::Command::new("virt-xml-validate").arg(&path).arg("domain").output() {
+            Err(_) => {
+                eprintln!("virt-xml-validate not installed: libvirt schema check skipped");
+                return;
+            }
+            Ok(out) => assert!(
+                out.status.success(),
+                "{}\n{}{}",
+                to_xml(def),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
