@@ -660,10 +660,10 @@ impl VmDef {
         Ok(def)
     }
 
-    /// The definition as pretty-printed JSON, every field written out.
-    pub fn to_json(&self) -> String {
-        // Serialising these types cannot fail: every map key is a string.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// The definition as pretty-printed JSON, every field written out. Fails only for a path
+    /// that is not UTF-8 (which [`crate::validate`] refuses).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
     }
 
     /// Gives every disk with an empty `target` the first name on its bus not used by another
@@ -764,7 +764,7 @@ mod tests {
         def.serial = None;
         def.graphics.vnc = Some(Vnc { port: Some(5901), listen: "0.0.0.0".parse().unwrap() });
         def.hostdevs.push(HostDev { address: "0000:02:00.1".parse().unwrap(), managed: false });
-        assert_eq!(VmDef::from_json(&def.to_json()).unwrap(), def);
+        assert_eq!(VmDef::from_json(&def.to_json().unwrap()).unwrap(), def);
     }
 
     #[test]
