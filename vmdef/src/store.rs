@@ -124,14 +124,21 @@ pub struct RuntimeState {
 impl RuntimeState {
     /// A VM with no process.
     pub fn shutoff() -> Self {
-        RuntimeState { state: RunState::Shutoff, pid: None, pid_start_ticks: None, control_socket: None, exit_reason: None }
+        RuntimeState {
+            state: RunState::Shutoff,
+            pid: None,
+            pid_start_ticks: None,
+            control_socket: None,
+            exit_reason: None,
+        }
     }
 }
 
 /// The start time of process `pid` in clock ticks since boot, from `/proc/<pid>/stat`.
 pub fn proc_start_ticks(pid: u32) -> io::Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_ticks(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat"))
+    parse_start_ticks(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat"))
 }
 
 /// Field 22 of a `/proc/<pid>/stat` line; the command name (field 2) may hold spaces and
@@ -186,7 +193,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// New files get mode 0640.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let file_name =
+        path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
@@ -282,7 +290,8 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(name.clone())),
             r => r.map_err(io_err(&path))?,
         };
-        let def = VmDef::from_json(&text).map_err(|source| StoreError::Definition { path: path.clone(), source })?;
+        let def = VmDef::from_json(&text)
+            .map_err(|source| StoreError::Definition { path: path.clone(), source })?;
         if &def.name != name {
             return Err(StoreError::NameMismatch { path, expected: name.clone(), found: def.name });
         }

@@ -125,7 +125,10 @@ fn check_path(out: &mut Vec<Problem>, field: &str, p: &Path) {
         out.push(problem(
             ProblemKind::Invalid,
             field,
-            format!("{} is relative; give an absolute path (the daemon has its own working directory)", p.display()),
+            format!(
+                "{} is relative; give an absolute path (the daemon has its own working directory)",
+                p.display()
+            ),
         ));
     }
 }
@@ -134,12 +137,20 @@ fn check_os(out: &mut Vec<Problem>, os: &Os) {
     match os {
         Os::Pc { boot } => {
             if boot.is_empty() {
-                out.push(problem(ProblemKind::Invalid, "os.boot", "is empty; list at least one of disk, cdrom, network"));
+                out.push(problem(
+                    ProblemKind::Invalid,
+                    "os.boot",
+                    "is empty; list at least one of disk, cdrom, network",
+                ));
             }
             let mut seen = HashSet::new();
             for (i, b) in boot.iter().enumerate() {
                 if !seen.insert(b) {
-                    out.push(problem(ProblemKind::Invalid, format!("os.boot[{i}]"), "repeats a device; list each once"));
+                    out.push(problem(
+                        ProblemKind::Invalid,
+                        format!("os.boot[{i}]"),
+                        "repeats a device; list each once",
+                    ));
                 }
             }
         }
@@ -178,12 +189,18 @@ fn check_disks(out: &mut Vec<Problem>, def: &VmDef) {
             Some(p) => {
                 check_path(out, &f("path"), p);
                 if !paths.insert(p) {
-                    out.push(problem(ProblemKind::Invalid, f("path"), "is used by an earlier disk too; use one disk per image"));
+                    out.push(problem(
+                        ProblemKind::Invalid,
+                        f("path"),
+                        "is used by an earlier disk too; use one disk per image",
+                    ));
                 }
             }
-            None if d.device == DiskDevice::Disk => {
-                out.push(problem(ProblemKind::Invalid, f("path"), "is missing; a disk needs an image (only a cdrom may be empty)"))
-            }
+            None if d.device == DiskDevice::Disk => out.push(problem(
+                ProblemKind::Invalid,
+                f("path"),
+                "is missing; a disk needs an image (only a cdrom may be empty)",
+            )),
             None => {}
         }
         if d.device == DiskDevice::Cdrom && d.bus != DiskBus::Ide {
@@ -194,9 +211,17 @@ fn check_disks(out: &mut Vec<Problem>, def: &VmDef) {
                 DiskBus::Ide => "hda, hdb, hdc or hdd",
                 DiskBus::Virtio => "vd followed by one or two letters, like vda",
             };
-            out.push(problem(ProblemKind::Invalid, f("target"), format!("{:?} does not fit this bus; use {want}", d.target)));
+            out.push(problem(
+                ProblemKind::Invalid,
+                f("target"),
+                format!("{:?} does not fit this bus; use {want}", d.target),
+            ));
         } else if !targets.insert(d.target.as_str()) {
-            out.push(problem(ProblemKind::Invalid, f("target"), format!("{} is used by an earlier disk; pick another", d.target)));
+            out.push(problem(
+                ProblemKind::Invalid,
+                f("target"),
+                format!("{} is used by an earlier disk; pick another", d.target),
+            ));
         }
     }
 }
@@ -236,7 +261,11 @@ fn check_devices(out: &mut Vec<Problem>, def: &VmDef) {
     let mut hostdevs = HashSet::new();
     for (i, h) in def.hostdevs.iter().enumerate() {
         if !hostdevs.insert(h.address) {
-            out.push(problem(ProblemKind::Invalid, format!("hostdevs[{i}].address"), format!("{} is listed twice", h.address)));
+            out.push(problem(
+                ProblemKind::Invalid,
+                format!("hostdevs[{i}].address"),
+                format!("{} is listed twice", h.address),
+            ));
         }
     }
     if let Some(log) = def.serial.as_ref().and_then(|s| s.log.as_ref()) {
@@ -268,10 +297,18 @@ pub fn check_definition(def: &VmDef) -> Vec<Problem> {
         ));
     }
     if def.vcpus == 0 || def.vcpus > MAX_VCPUS {
-        out.push(problem(ProblemKind::Invalid, "vcpus", format!("{} is out of range; use 1 to {MAX_VCPUS}", def.vcpus)));
+        out.push(problem(
+            ProblemKind::Invalid,
+            "vcpus",
+            format!("{} is out of range; use 1 to {MAX_VCPUS}", def.vcpus),
+        ));
     }
     if def.vcpus > 1 && !def.features.apic {
-        out.push(problem(ProblemKind::Invalid, "features.apic", "is off, but more than one vCPU needs APICs; turn it on"));
+        out.push(problem(
+            ProblemKind::Invalid,
+            "features.apic",
+            "is off, but more than one vCPU needs APICs; turn it on",
+        ));
     }
     check_os(&mut out, &def.os);
     check_disks(&mut out, def);
@@ -286,7 +323,10 @@ pub fn check_host(def: &VmDef, host: &HostLimits) -> Vec<Problem> {
         out.push(problem(
             ProblemKind::HostLimit,
             "memory_mib",
-            format!("{} MiB is more than this host's {} MiB of RAM; lower it", def.memory_mib, host.memory_mib),
+            format!(
+                "{} MiB is more than this host's {} MiB of RAM; lower it",
+                def.memory_mib, host.memory_mib
+            ),
         ));
     }
     if def.vcpus > host.cpus {
@@ -301,9 +341,11 @@ pub fn check_host(def: &VmDef, host: &HostLimits) -> Vec<Problem> {
 
 fn check_exists(out: &mut Vec<Problem>, field: String, p: &Path) {
     match std::fs::metadata(p) {
-        Ok(m) if m.is_dir() => {
-            out.push(problem(ProblemKind::MissingFile, field, format!("{} is a directory; name an image file", p.display())))
-        }
+        Ok(m) if m.is_dir() => out.push(problem(
+            ProblemKind::MissingFile,
+            field,
+            format!("{} is a directory; name an image file", p.display()),
+        )),
         Ok(_) => {}
         Err(e) => out.push(problem(
             ProblemKind::MissingFile,
@@ -345,7 +387,10 @@ pub fn check_conflicts(def: &VmDef, existing: &[VmDef]) -> Vec<Problem> {
             out.push(problem(
                 ProblemKind::Conflict,
                 "name",
-                format!("{} is taken by the VM with uuid {}; pick another name, or give that uuid to redefine it", def.name, other.uuid),
+                format!(
+                    "{} is taken by the VM with uuid {}; pick another name, or give that uuid to redefine it",
+                    def.name, other.uuid
+                ),
             ));
         }
         if other.uuid == def.uuid {
@@ -366,7 +411,10 @@ pub fn check_conflicts(def: &VmDef, existing: &[VmDef]) -> Vec<Problem> {
         }
         for (i, d) in def.disks.iter().enumerate() {
             let Some(p) = &d.path else { continue };
-            let clash = other.disks.iter().find(|o| o.path.as_ref() == Some(p) && !(o.is_readonly() && d.is_readonly()));
+            let clash = other
+                .disks
+                .iter()
+                .find(|o| o.path.as_ref() == Some(p) && !(o.is_readonly() && d.is_readonly()));
             if clash.is_some() {
                 out.push(problem(
                     ProblemKind::Conflict,

@@ -175,9 +175,13 @@ fn bad_files_are_reported_not_fatal() {
         .collect();
     kinds.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(kinds[0], ("bad name.json".into(), StoreProblemKind::UnexpectedFile));
-    assert!(matches!(&kinds[1], (f, StoreProblemKind::Unreadable(m)) if f == "broken.json" && m.contains("line 2")));
+    assert!(
+        matches!(&kinds[1], (f, StoreProblemKind::Unreadable(m)) if f == "broken.json" && m.contains("line 2"))
+    );
     assert_eq!(kinds[2], ("notes.txt".into(), StoreProblemKind::UnexpectedFile));
-    assert!(matches!(&kinds[3], (f, StoreProblemKind::Unreadable(m)) if f == "outer.json" && m.contains("inner")));
+    assert!(
+        matches!(&kinds[3], (f, StoreProblemKind::Unreadable(m)) if f == "outer.json" && m.contains("inner"))
+    );
     assert!(matches!(s.load_def(&name("outer")), Err(StoreError::NameMismatch { .. })));
     other.name = name("outer");
     s.save_def(&other).unwrap();

@@ -180,10 +180,26 @@ fn duplicates_inside_one_definition() {
 fn names_paths_and_text() {
     let mut d = def("net");
     d.interfaces = vec![
-        Interface { source: NetSource::Bridge("a-very-long-bridge".into()), model: NicModel::E1000, mac: MacAddr::random() },
-        Interface { source: NetSource::Bridge("br/0".into()), model: NicModel::E1000, mac: MacAddr::random() },
-        Interface { source: NetSource::Network("my net".into()), model: NicModel::E1000, mac: MacAddr::random() },
-        Interface { source: NetSource::Bridge("virbr0".into()), model: NicModel::E1000, mac: MacAddr::random() },
+        Interface {
+            source: NetSource::Bridge("a-very-long-bridge".into()),
+            model: NicModel::E1000,
+            mac: MacAddr::random(),
+        },
+        Interface {
+            source: NetSource::Bridge("br/0".into()),
+            model: NicModel::E1000,
+            mac: MacAddr::random(),
+        },
+        Interface {
+            source: NetSource::Network("my net".into()),
+            model: NicModel::E1000,
+            mac: MacAddr::random(),
+        },
+        Interface {
+            source: NetSource::Bridge("virbr0".into()),
+            model: NicModel::E1000,
+            mac: MacAddr::random(),
+        },
     ];
     d.serial = Some(Serial { log: Some("logs/x.log".into()) });
     d.graphics.vnc = Some(Vnc { port: Some(5800), listen: "127.0.0.1".parse().unwrap() });
@@ -213,7 +229,12 @@ fn all_problems_reported_at_once() {
     let mut d = def("many");
     d.memory_mib = 1 << 20;
     d.vcpus = 0;
-    d.disks.push(disk(Some(Path::new("/nonexistent/vmdef-test.img")), DiskBus::Virtio, DiskDevice::Disk, "vda"));
+    d.disks.push(disk(
+        Some(Path::new("/nonexistent/vmdef-test.img")),
+        DiskBus::Virtio,
+        DiskDevice::Disk,
+        "vda",
+    ));
     let e = validate_define(&d, &[def("many")], &HOST).unwrap_err();
     assert_eq!(fields(&e.problems), ["vcpus", "memory_mib", "disks[0].path", "name"]);
     let shown = e.to_string();

@@ -30,7 +30,11 @@ fn name<'a>(node: Node<'a, '_>) -> &'a str {
 fn value_err(node: Node, what: &str, value: &str, expected: &str) -> XmlError {
     err(
         node,
-        XmlErrorKind::Value { what: what.to_string(), value: value.to_string(), expected: expected.to_string() },
+        XmlErrorKind::Value {
+            what: what.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        },
     )
 }
 
@@ -67,7 +71,10 @@ fn attr_value_err(node: Node, attr: &str, offset: usize, value: &str, expected: 
 
 fn required_attr<'a>(node: Node<'a, '_>, a: &str) -> Result<(&'a str, usize)> {
     attr(node, a).ok_or_else(|| {
-        err(node, XmlErrorKind::Missing { element: name(node).to_string(), what: format!("a {a}= attribute") })
+        err(
+            node,
+            XmlErrorKind::Missing { element: name(node).to_string(), what: format!("a {a}= attribute") },
+        )
     })
 }
 
@@ -102,7 +109,12 @@ fn elements<'a, 'i>(node: Node<'a, 'i>) -> Result<Vec<Node<'a, 'i>>> {
             NodeType::Text => {
                 let t = c.text().unwrap_or("");
                 if !t.trim().is_empty() {
-                    return Err(value_err(c, &format!("text in <{}>", name(node)), t.trim(), "child elements only"));
+                    return Err(value_err(
+                        c,
+                        &format!("text in <{}>", name(node)),
+                        t.trim(),
+                        "child elements only",
+                    ));
                 }
             }
             NodeType::Comment | NodeType::PI | NodeType::Root => {}
@@ -176,9 +188,11 @@ fn memory_mib(node: Node) -> Result<u64> {
     ];
     let scale = match attr(node, "unit") {
         None => 1 << 10,
-        Some((u, off)) => units.iter().find(|(names, _)| names.contains(&u)).map(|x| x.1).ok_or_else(|| {
-            attr_value_err(node, "unit", off, u, "'KiB', 'MiB', 'GiB', 'TiB', 'bytes' (or k, M, G, T, b)")
-        })?,
+        Some((u, off)) => {
+            units.iter().find(|(names, _)| names.contains(&u)).map(|x| x.1).ok_or_else(|| {
+                attr_value_err(node, "unit", off, u, "'KiB', 'MiB', 'GiB', 'TiB', 'bytes' (or k, M, G, T, b)")
+            })?
+        }
     };
     let n = parse_u64(node, &text(node)?, &format!("<{}>", name(node)))?;
     let bytes = n as u128 * scale;
@@ -226,7 +240,13 @@ fn os(node: Node) -> Result<Os> {
                 choice(c, "arch", &["x86_64"])?;
                 if let Some((m, off)) = attr(c, "machine") {
                     if m != "pc" && !m.starts_with("pc-i440fx-") {
-                        return Err(attr_value_err(c, "machine", off, m, "'pc' or 'pc-i440fx-…' (an i440FX PC)"));
+                        return Err(attr_value_err(
+                            c,
+                            "machine",
+                            off,
+                            m,
+                            "'pc' or 'pc-i440fx-…' (an i440FX PC)",
+                        ));
                     }
                 }
                 let t = text(c)?;
@@ -264,13 +284,16 @@ fn os(node: Node) -> Result<Os> {
                 return Err(err(
                     b,
                     XmlErrorKind::Conflict(
-                        "<boot> cannot be combined with <kernel>: a direct kernel boot has no firmware".into(),
+                        "<boot> cannot be combined with <kernel>: a direct kernel boot has no firmware"
+                            .into(),
                     ),
                 ));
             }
             Ok(Os::Direct { kernel, initrd, cmdline })
         }
-        None if initrd.is_some() || cmdline.is_some() => Err(missing(node, "a <kernel> for its <initrd>/<cmdline>")),
+        None if initrd.is_some() || cmdline.is_some() => {
+            Err(missing(node, "a <kernel> for its <initrd>/<cmdline>"))
+        }
         None if boot.is_empty() => Ok(Os::default()),
         None => Ok(Os::Pc { boot }),
     }
@@ -305,7 +328,12 @@ fn metadata(node: Node) -> Result<bool> {
             }
             NodeType::Element => return Err(unsupported(c)),
             NodeType::Text if !c.text().unwrap_or("").trim().is_empty() => {
-                return Err(value_err(c, "text in <metadata>", c.text().unwrap_or("").trim(), "elements only"));
+                return Err(value_err(
+                    c,
+                    "text in <metadata>",
+                    c.text().unwrap_or("").trim(),
+                    "elements only",
+                ));
             }
             _ => {}
         }
@@ -316,7 +344,8 @@ fn metadata(node: Node) -> Result<bool> {
 fn disk(node: Node) -> Result<Disk> {
     check_attrs(node, &["type", "device"])?;
     required_choice(node, "type", &["file"])?;
-    let device = [DiskDevice::Disk, DiskDevice::Cdrom][choice(node, "device", &["disk", "cdrom"])?.unwrap_or(0)];
+    let device =
+        [DiskDevice::Disk, DiskDevice::Cdrom][choice(node, "device", &["disk", "cdrom"])?.unwrap_or(0)];
     let (mut format, mut path, mut target, mut readonly) = (None, None, None, None);
     for c in elements(node)? {
         match name(c) {
@@ -324,7 +353,8 @@ fn disk(node: Node) -> Result<Disk> {
                 check_attrs(c, &["name", "type"])?;
                 empty(c)?;
                 choice(c, "name", &["qemu"])?;
-                let f = [DiskFormat::Raw, DiskFormat::Qcow2][choice(c, "type", &["raw", "qcow2"])?.unwrap_or(0)];
+                let f =
+                    [DiskFormat::Raw, DiskFormat::Qcow2][choice(c, "type", &["raw", "qcow2"])?.unwrap_or(0)];
                 once(&mut format, c, f)?;
             }
             "source" => {
@@ -370,9 +400,9 @@ fn interface(node: Node) -> Result<Interface> {
                 check_attrs(c, &["address"])?;
                 empty(c)?;
                 let (v, off) = required_attr(c, "address")?;
-                let m: MacAddr = v
-                    .parse()
-                    .map_err(|e: crate::model::ValueError| attr_value_err(c, "address", off, v, &e.to_string()))?;
+                let m: MacAddr = v.parse().map_err(|e: crate::model::ValueError| {
+                    attr_value_err(c, "address", off, v, &e.to_string())
+                })?;
                 once(&mut mac, c, m)?;
             }
             "source" => {
@@ -386,7 +416,8 @@ fn interface(node: Node) -> Result<Interface> {
             "model" => {
                 check_attrs(c, &["type"])?;
                 empty(c)?;
-                let m = [NicModel::E1000, NicModel::Virtio][required_choice(c, "type", &["e1000", "virtio"])?];
+                let m =
+                    [NicModel::E1000, NicModel::Virtio][required_choice(c, "type", &["e1000", "virtio"])?];
                 once(&mut model, c, m)?;
             }
             _ => return Err(unsupported(c)),
@@ -456,7 +487,9 @@ fn graphics(node: Node) -> Result<Vnc> {
     let autoport = choice(node, "autoport", &["no", "yes"])?;
     let port = match attr(node, "port") {
         None | Some(("-1", _)) => None,
-        Some((p, off)) => Some(p.parse::<u16>().map_err(|_| attr_value_err(node, "port", off, p, "-1 or 0-65535"))?),
+        Some((p, off)) => {
+            Some(p.parse::<u16>().map_err(|_| attr_value_err(node, "port", off, p, "-1 or 0-65535"))?)
+        }
     };
     let port = if autoport == Some(1) { None } else { port };
     let parse_ip = |n: Node, a: &str| -> Result<Option<std::net::IpAddr>> {
@@ -475,7 +508,10 @@ fn graphics(node: Node) -> Result<Vnc> {
         required_choice(c, "type", &["address"])?;
         let ip = parse_ip(c, "address")?.ok_or_else(|| missing(c, "an address= attribute"))?;
         if listen.is_some_and(|l| l != ip) {
-            return Err(err(c, XmlErrorKind::Conflict("<listen address=…> differs from <graphics listen=…>".into())));
+            return Err(err(
+                c,
+                XmlErrorKind::Conflict("<listen address=…> differs from <graphics listen=…>".into()),
+            ));
         }
         listen = Some(ip);
     }
@@ -536,7 +572,9 @@ fn hostdev(node: Node) -> Result<HostDev> {
             .map_err(|e| value_err(a, "<address>", "", &e.to_string()))?;
         once(&mut address, c, pci)?;
     }
-    Ok(HostDev { address: address.ok_or_else(|| missing(node, "a <source><address …/></source>"))?, managed })
+    Ok(HostDev {
+        address: address.ok_or_else(|| missing(node, "a <source><address …/></source>"))?, managed
+    })
 }
 
 #[derive(Default)]
@@ -566,7 +604,10 @@ fn devices(node: Node) -> Result<Devices> {
             "serial" => {
                 let s = serial(c)?;
                 if d.serial_seen {
-                    return Err(err(c, XmlErrorKind::Conflict("only one serial port (port 0) is supported".into())));
+                    return Err(err(
+                        c,
+                        XmlErrorKind::Conflict("only one serial port (port 0) is supported".into()),
+                    ));
                 }
                 d.serial_seen = true;
                 d.serial = Some(s);
@@ -607,7 +648,10 @@ pub fn from_xml(text_in: &str) -> Result<VmDef> {
     })?;
     let root = doc.root_element();
     if name(root) != "domain" || root.tag_name().namespace().is_some() {
-        return Err(err(root, XmlErrorKind::Element { element: name(root).into(), parent: "document".into() }));
+        return Err(err(
+            root,
+            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
+        ));
     }
     check_attrs(root, &["type"])?;
     required_choice(root, "type", &["kvm"])?;
@@ -626,8 +670,9 @@ pub fn from_xml(text_in: &str) -> Result<VmDef> {
             "uuid" => {
                 check_attrs(c, &[])?;
                 let t = text(c)?;
-                let u = Uuid::parse_str(t.trim())
-                    .map_err(|_| value_err(c, "<uuid>", t.trim(), "a UUID like 4dea22b3-1d52-d8f3-2516-782e98ab3fa0"))?;
+                let u = Uuid::parse_str(t.trim()).map_err(|_| {
+                    value_err(c, "<uuid>", t.trim(), "a UUID like 4dea22b3-1d52-d8f3-2516-782e98ab3fa0")
+                })?;
                 once(&mut uuid, c, u)?;
             }
             "memory" => once(&mut memory, c, (memory_mib(c)?, c))?,

@@ -106,10 +106,15 @@ fn full_pc() -> VmDef {
     ];
     d.interfaces = vec![
         Interface { source: NetSource::Bridge("br0".into()), model: NicModel::E1000, mac: MacAddr::random() },
-        Interface { source: NetSource::Network("nat".into()), model: NicModel::Virtio, mac: MacAddr::random() },
+        Interface {
+            source: NetSource::Network("nat".into()),
+            model: NicModel::Virtio,
+            mac: MacAddr::random(),
+        },
     ];
     d.serial = Some(Serial { log: Some("/var/log/vm/full-pc.log".into()) });
-    d.graphics = Graphics { video: Video::Vga, vnc: Some(Vnc { port: Some(5905), listen: "::1".parse().unwrap() }) };
+    d.graphics =
+        Graphics { video: Video::Vga, vnc: Some(Vnc { port: Some(5905), listen: "::1".parse().unwrap() }) };
     d.hostdevs = vec![
         HostDev { address: "0000:01:00.0".parse().unwrap(), managed: true },
         HostDev { address: "0001:af:1f.7".parse().unwrap(), managed: false },
@@ -165,9 +170,18 @@ fn virsh_sample_imports() {
     assert_eq!(d.os, Os::Pc { boot: vec![BootDevice::Disk, BootDevice::Cdrom] });
     assert_eq!(d.features, Features { acpi: true, apic: true });
     assert_eq!(d.disks.len(), 2);
-    assert_eq!(d.disks[0].path.as_deref(), Some(std::path::Path::new("/var/lib/libvirt/images/debian12.qcow2")));
-    assert_eq!((d.disks[0].format, d.disks[0].bus, d.disks[0].target.as_str()), (DiskFormat::Qcow2, DiskBus::Virtio, "vda"));
-    assert_eq!((d.disks[1].device, d.disks[1].path.as_ref(), d.disks[1].readonly), (DiskDevice::Cdrom, None, true));
+    assert_eq!(
+        d.disks[0].path.as_deref(),
+        Some(std::path::Path::new("/var/lib/libvirt/images/debian12.qcow2"))
+    );
+    assert_eq!(
+        (d.disks[0].format, d.disks[0].bus, d.disks[0].target.as_str()),
+        (DiskFormat::Qcow2, DiskBus::Virtio, "vda")
+    );
+    assert_eq!(
+        (d.disks[1].device, d.disks[1].path.as_ref(), d.disks[1].readonly),
+        (DiskDevice::Cdrom, None, true)
+    );
     assert_eq!(d.interfaces[0].source, NetSource::Network("default".into()));
     assert_eq!(d.interfaces[0].mac.to_string(), "52:54:00:6b:3c:58");
     assert_eq!(d.serial, Some(Serial { log: None }));
@@ -175,8 +189,9 @@ fn virsh_sample_imports() {
     assert_eq!(d.graphics.vnc, Some(Vnc { port: None, listen: "127.0.0.1".parse().unwrap() }));
     assert_eq!(d.hostdevs[0].address.to_string(), "0000:01:00.0");
     assert!(d.hostdevs[0].managed && !d.autostart);
-    // Export and import again: the same VM.
+    // Export and import again: the same VM; and the same through the JSON form.
     assert_eq!(from_xml(&to_xml(&d)).unwrap(), d);
+    assert_eq!(VmDef::from_json(&d.to_json().unwrap()).unwrap(), d);
 }
 
 #[test]
@@ -195,9 +210,12 @@ fn memory_units_convert() {
         );
         assert_eq!(from_xml(&xml).unwrap().memory_mib, mib, "{unit} {value}");
     }
-    let e = err_of("<domain type='kvm'><name>m</name><memory>1000</memory><os><type>hvm</type></os></domain>");
+    let e =
+        err_of("<domain type='kvm'><name>m</name><memory>1000</memory><os><type>hvm</type></os></domain>");
     assert!(e.to_string().contains("whole number of MiB"), "{e}");
-    let e = err_of("<domain type='kvm'><name>m</name><memory unit='MB'>1</memory><os><type>hvm</type></os></domain>");
+    let e = err_of(
+        "<domain type='kvm'><name>m</name><memory unit='MB'>1</memory><os><type>hvm</type></os></domain>",
+    );
     assert!(matches!(&e.kind, XmlErrorKind::Value { value, .. } if value == "MB"), "{e}");
     let e = err_of("<domain type='kvm'><name>m</name><memory unit='TiB'>18446744073709551615</memory><os><type>hvm</type></os></domain>");
     assert!(e.to_string().contains("64 bits"), "{e}");
@@ -286,10 +304,16 @@ fn missing_required_parts() {
     assert!(e.to_string().contains("<domain> needs a <name>"), "{e}");
     let e = err_of("<domain type='kvm'><name>a</name><memory>65536</memory></domain>");
     assert!(e.to_string().contains("<os>"), "{e}");
-    let e = err_of(&minimal("", "    <interface type='bridge'>\n      <source bridge='br0'/>\n    </interface>\n"));
+    let e = err_of(&minimal(
+        "",
+        "    <interface type='bridge'>\n      <source bridge='br0'/>\n    </interface>\n",
+    ));
     assert_eq!((e.line, e.column), (8, 5));
     assert!(e.to_string().contains("<model type='e1000'|'virtio'/>"), "{e}");
-    let e = err_of(&minimal("", "    <disk type='file' device='disk'>\n      <target dev='vda'/>\n    </disk>\n"));
+    let e = err_of(&minimal(
+        "",
+        "    <disk type='file' device='disk'>\n      <target dev='vda'/>\n    </disk>\n",
+    ));
     assert!(e.to_string().contains("only a CD-ROM may be empty"), "{e}");
     let e = err_of("<domain><name>a</name><memory>65536</memory><os><type>hvm</type></os></domain>");
     assert!(e.to_string().contains("type= attribute"), "{e}");
@@ -298,7 +322,10 @@ fn missing_required_parts() {
 #[test]
 fn duplicates_and_conflicts() {
     let e = err_of(&minimal("  <name>u</name>\n", ""));
-    assert_eq!((e.line, e.column, e.kind.clone()), (7, 3, XmlErrorKind::Duplicate { element: "name".into() }));
+    assert_eq!(
+        (e.line, e.column, e.kind.clone()),
+        (7, 3, XmlErrorKind::Duplicate { element: "name".into() })
+    );
     let g = "    <graphics type='vnc'/>\n";
     let e = err_of(&minimal("", &format!("{g}{g}")));
     assert_eq!(e.line, 9);
@@ -367,7 +394,12 @@ fn disk_bus_from_target_prefix_and_hostdev_numbers() {
 
 #[test]
 fn metadata_carries_autostart_only() {
-    let with = minimal(&format!("  <metadata>\n    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>\n  </metadata>\n"), "");
+    let with = minimal(
+        &format!(
+            "  <metadata>\n    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>\n  </metadata>\n"
+        ),
+        "",
+    );
     assert!(from_xml(&with).unwrap().autostart);
     let foreign = minimal(
         "  <metadata>\n    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'/>\n  </metadata>\n",
