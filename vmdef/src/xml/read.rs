@@ -1,0 +1,728 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Domain XML import: a strict walk over a roxmltree document.
+
+use std::path::PathBuf;
+
+use roxmltree::{Document, Node, NodeType};
+use uuid::Uuid;
+
+use super::{XmlError, XmlErrorKind, METADATA_NS};
+use crate::model::{
+    BootDevice, Disk, DiskBus, DiskDevice, DiskFormat, Features, Graphics, HostDev, Interface,
+    LifecycleAction, MacAddr, NetSource, NicModel, Os, PciAddress, Serial, Video, VmDef, VmName, Vnc,
+};
+
+type Result<T> = std::result::Result<T, XmlError>;
+
+fn at(doc: &Document, offset: usize, kind: XmlErrorKind) -> XmlError {
+    let p = doc.text_pos_at(offset);
+    XmlError { line: p.row, column: p.col, kind }
+}
+
+fn err(node: Node, kind: XmlErrorKind) -> XmlError {
+    at(node.document(), node.range().start, kind)
+}
+
+fn name<'a>(node: Node<'a, '_>) -> &'a str {
+    node.tag_name().name()
+}
+
+fn value_err(node: Node, what: &str, value: &str, expected: &str) -> XmlError {
+    err(
+        node,
+        XmlErrorKind::Value {
+            what: what.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        },
+    )
+}
+
+/// Refuses any attribute not in `allowed` (and every namespaced attribute).
+fn check_attrs(node: Node, allowed: &[&str]) -> Result<()> {
+    for a in node.attributes() {
+        if a.namespace().is_some() || !allowed.contains(&a.name()) {
+            return Err(at(
+                node.document(),
+                a.range().start,
+                XmlErrorKind::Attribute { element: name(node).to_string(), attribute: a.name().to_string() },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An attribute's value and an error builder pointing at it.
+fn attr<'a>(node: Node<'a, '_>, attr: &str) -> Option<(&'a str, usize)> {
+    node.attribute_node(attr).map(|a| (a.value(), a.range().start))
+}
+
+fn attr_value_err(node: Node, attr: &str, offset: usize, value: &str, expected: &str) -> XmlError {
+    at(
+        node.document(),
+        offset,
+        XmlErrorKind::Value {
+            what: format!("<{} {attr}=>", name(node)),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        },
+    )
+}
+
+fn required_attr<'a>(node: Node<'a, '_>, a: &str) -> Result<(&'a str, usize)> {
+    attr(node, a).ok_or_else(|| {
+        err(
+            node,
+            XmlErrorKind::Missing { element: name(node).to_string(), what: format!("a {a}= attribute") },
+        )
+    })
+}
+
+/// Checks an optional attribute against fixed values; returns the index of the match.
+fn choice(node: Node, a: &str, values: &[&str]) -> Result<Option<usize>> {
+    let Some((v, off)) = attr(node, a) else { return Ok(None) };
+    match values.iter().position(|x| *x == v) {
+        Some(i) => Ok(Some(i)),
+        None => {
+            let expected = values.iter().map(|x| format!("'{x}'")).collect::<Vec<_>>().join(" or ");
+            Err(attr_value_err(node, a, off, v, &expected))
+        }
+    }
+}
+
+fn required_choice(node: Node, a: &str, values: &[&str]) -> Result<usize> {
+    required_attr(node, a)?;
+    choice(node, a, values).map(|c| c.unwrap_or(0))
+}
+
+/// The child elements; refuses non-blank text and foreign-namespace elements.
+fn elements<'a, 'i>(node: Node<'a, 'i>) -> Result<Vec<Node<'a, 'i>>> {
+    let mut out = Vec::new();
+    for c in node.children() {
+        match c.node_type() {
+            NodeType::Element => {
+                if c.tag_name().namespace().is_some() {
+                    return Err(unsupported(c));
+                }
+                out.push(c);
+            }
+            NodeType::Text => {
+                let t = c.text().unwrap_or("");
+                if !t.trim().is_empty() {
+                    return Err(value_err(
+                        c,
+                        &format!("text in <{}>", name(node)),
+                        t.trim(),
+                        "child elements only",
+                    ));
+                }
+            }
+            NodeType::Comment | NodeType::PI | NodeType::Root => {}
+        }
+    }
+    Ok(out)
+}
+
+/// An element that must be empty (attributes only).
+fn empty(node: Node) -> Result<()> {
+    match elements(node)?.first() {
+        Some(c) => Err(unsupported(*c)),
+        None => Ok(()),
+    }
+}
+
+/// The text of a value element: no child elements, text as written.
+fn text(node: Node) -> Result<String> {
+    let mut s = String::new();
+    for c in node.children() {
+        match c.node_type() {
+            NodeType::Element => return Err(unsupported(c)),
+            NodeType::Text => s.push_str(c.text().unwrap_or("")),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+fn unsupported(node: Node) -> XmlError {
+    let parent = node.parent_element().map(|p| name(p).to_string()).unwrap_or_default();
+    let element = match node.tag_name().namespace() {
+        Some(ns) => format!("{} xmlns='{ns}'", name(node)),
+        None => name(node).to_string(),
+    };
+    err(node, XmlErrorKind::Element { element, parent })
+}
+
+fn duplicate(node: Node) -> XmlError {
+    err(node, XmlErrorKind::Duplicate { element: name(node).to_string() })
+}
+
+fn missing(node: Node, what: &str) -> XmlError {
+    err(node, XmlErrorKind::Missing { element: name(node).to_string(), what: what.to_string() })
+}
+
+/// Sets `slot` once; a second occurrence of `node` is an error.
+fn once<T>(slot: &mut Option<T>, node: Node, v: T) -> Result<()> {
+    if slot.is_some() {
+        return Err(duplicate(node));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn parse_u64(node: Node, s: &str, what: &str) -> Result<u64> {
+    let t = s.trim();
+    t.parse::<u64>().map_err(|_| value_err(node, what, t, "a decimal number"))
+}
+
+/// `<memory>`/`<currentMemory>` in MiB.
+fn memory_mib(node: Node) -> Result<u64> {
+    check_attrs(node, &["unit"])?;
+    let units: [(&[&str], u128); 6] = [
+        (&["b", "bytes"], 1),
+        (&["k", "KiB"], 1 << 10),
+        (&["M", "MiB"], 1 << 20),
+        (&["G", "GiB"], 1 << 30),
+        (&["T", "TiB"], 1 << 40),
+        (&[], 0),
+    ];
+    let scale = match attr(node, "unit") {
+        None => 1 << 10,
+        Some((u, off)) => {
+            units.iter().find(|(names, _)| names.contains(&u)).map(|x| x.1).ok_or_else(|| {
+                attr_value_err(node, "unit", off, u, "'KiB', 'MiB', 'GiB', 'TiB', 'bytes' (or k, M, G, T, b)")
+            })?
+        }
+    };
+    let n = parse_u64(node, &text(node)?, &format!("<{}>", name(node)))?;
+    let bytes = n as u128 * scale;
+    let mib = bytes >> 20;
+    let what = format!("<{}>", name(node));
+    if bytes & ((1 << 20) - 1) != 0 {
+        return Err(value_err(node, &what, &n.to_string(), "a whole number of MiB"));
+    }
+    if mib > u64::MAX as u128 {
+        return Err(value_err(node, &what, &n.to_string(), "a size that fits in 64 bits of MiB"));
+    }
+    Ok(mib as u64)
+}
+
+fn lifecycle(node: Node) -> Result<LifecycleAction> {
+    check_attrs(node, &[])?;
+    let t = text(node)?;
+    match t.trim() {
+        "destroy" => Ok(LifecycleAction::Destroy),
+        "restart" => Ok(LifecycleAction::Restart),
+        "preserve" => Ok(LifecycleAction::Preserve),
+        other => Err(value_err(node, &format!("<{}>", name(node)), other, "destroy, restart or preserve")),
+    }
+}
+
+fn path_text(node: Node) -> Result<PathBuf> {
+    check_attrs(node, &[])?;
+    let t = text(node)?;
+    if t.is_empty() {
+        return Err(missing(node, "a path"));
+    }
+    Ok(PathBuf::from(t))
+}
+
+fn os(node: Node) -> Result<Os> {
+    check_attrs(node, &[])?;
+    let mut ty = None;
+    let mut boot: Vec<BootDevice> = Vec::new();
+    let mut first_boot = None;
+    let (mut kernel, mut initrd, mut cmdline) = (None, None, None);
+    for c in elements(node)? {
+        match name(c) {
+            "type" => {
+                check_attrs(c, &["arch", "machine"])?;
+                choice(c, "arch", &["x86_64"])?;
+                if let Some((m, off)) = attr(c, "machine") {
+                    if m != "pc" && !m.starts_with("pc-i440fx-") {
+                        return Err(attr_value_err(
+                            c,
+                            "machine",
+                            off,
+                            m,
+                            "'pc' or 'pc-i440fx-…' (an i440FX PC)",
+                        ));
+                    }
+                }
+                let t = text(c)?;
+                if t.trim() != "hvm" {
+                    return Err(value_err(c, "<os><type>", t.trim(), "hvm"));
+                }
+                once(&mut ty, c, ())?;
+            }
+            "boot" => {
+                check_attrs(c, &["dev"])?;
+                empty(c)?;
+                let dev = [BootDevice::Disk, BootDevice::Cdrom, BootDevice::Network]
+                    [required_choice(c, "dev", &["hd", "cdrom", "network"])?];
+                if boot.contains(&dev) {
+                    return Err(duplicate(c));
+                }
+                boot.push(dev);
+                first_boot.get_or_insert(c);
+            }
+            "kernel" => once(&mut kernel, c, path_text(c)?)?,
+            "initrd" => once(&mut initrd, c, path_text(c)?)?,
+            "cmdline" => {
+                check_attrs(c, &[])?;
+                once(&mut cmdline, c, text(c)?)?;
+            }
+            _ => return Err(unsupported(c)),
+        }
+    }
+    if ty.is_none() {
+        return Err(missing(node, "a <type>hvm</type> child"));
+    }
+    match kernel {
+        Some(kernel) => {
+            if let Some(b) = first_boot {
+                return Err(err(
+                    b,
+                    XmlErrorKind::Conflict(
+                        "<boot> cannot be combined with <kernel>: a direct kernel boot has no firmware"
+                            .into(),
+                    ),
+                ));
+            }
+            Ok(Os::Direct { kernel, initrd, cmdline })
+        }
+        None if initrd.is_some() || cmdline.is_some() => {
+            Err(missing(node, "a <kernel> for its <initrd>/<cmdline>"))
+        }
+        None if boot.is_empty() => Ok(Os::default()),
+        None => Ok(Os::Pc { boot }),
+    }
+}
+
+fn features(node: Node) -> Result<Features> {
+    check_attrs(node, &[])?;
+    let (mut acpi, mut apic) = (None, None);
+    for c in elements(node)? {
+        let slot = match name(c) {
+            "acpi" => &mut acpi,
+            "apic" => &mut apic,
+            _ => return Err(unsupported(c)),
+        };
+        check_attrs(c, &[])?;
+        empty(c)?;
+        once(slot, c, ())?;
+    }
+    Ok(Features { acpi: acpi.is_some(), apic: apic.is_some() })
+}
+
+fn metadata(node: Node) -> Result<bool> {
+    check_attrs(node, &[])?;
+    let mut autostart = None;
+    for c in node.children() {
+        match c.node_type() {
+            NodeType::Element if c.tag_name().namespace() == Some(METADATA_NS) && name(c) == "config" => {
+                check_attrs(c, &["autostart"])?;
+                empty(c)?;
+                let v = choice(c, "autostart", &["no", "yes"])? == Some(1);
+                once(&mut autostart, c, v)?;
+            }
+            NodeType::Element => return Err(unsupported(c)),
+            NodeType::Text if !c.text().unwrap_or("").trim().is_empty() => {
+                return Err(value_err(
+                    c,
+                    "text in <metadata>",
+                    c.text().unwrap_or("").trim(),
+                    "elements only",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(autostart.unwrap_or(false))
+}
+
+fn disk(node: Node) -> Result<Disk> {
+    check_attrs(node, &["type", "device"])?;
+    required_choice(node, "type", &["file"])?;
+    let device =
+        [DiskDevice::Disk, DiskDevice::Cdrom][choice(node, "device", &["disk", "cdrom"])?.unwrap_or(0)];
+    let (mut format, mut path, mut target, mut readonly) = (None, None, None, None);
+    for c in elements(node)? {
+        match name(c) {
+            "driver" => {
+                check_attrs(c, &["name", "type"])?;
+                empty(c)?;
+                choice(c, "name", &["qemu"])?;
+                let f =
+                    [DiskFormat::Raw, DiskFormat::Qcow2][choice(c, "type", &["raw", "qcow2"])?.unwrap_or(0)];
+                once(&mut format, c, f)?;
+            }
+            "source" => {
+                check_attrs(c, &["file"])?;
+                empty(c)?;
+                let (f, _) = required_attr(c, "file")?;
+                once(&mut path, c, PathBuf::from(f))?;
+            }
+            "target" => {
+                check_attrs(c, &["dev", "bus"])?;
+                empty(c)?;
+                let (dev, off) = required_attr(c, "dev")?;
+                let bus = match choice(c, "bus", &["ide", "virtio"])? {
+                    Some(i) => [DiskBus::Ide, DiskBus::Virtio][i],
+                    None if dev.starts_with("hd") => DiskBus::Ide,
+                    None if dev.starts_with("vd") => DiskBus::Virtio,
+                    None => return Err(attr_value_err(c, "dev", off, dev, "hdX (IDE) or vdX (virtio)")),
+                };
+                once(&mut target, c, (dev.to_string(), bus))?;
+            }
+            "readonly" => {
+                check_attrs(c, &[])?;
+                empty(c)?;
+                once(&mut readonly, c, ())?;
+            }
+            _ => return Err(unsupported(c)),
+        }
+    }
+    let (target, bus) = target.ok_or_else(|| missing(node, "a <target dev=… bus=…/>"))?;
+    if path.is_none() && device == DiskDevice::Disk {
+        return Err(missing(node, "a <source file=…/> (only a CD-ROM may be empty)"));
+    }
+    Ok(Disk { path, format: format.unwrap_or_default(), bus, device, target, readonly: readonly.is_some() })
+}
+
+fn interface(node: Node) -> Result<Interface> {
+    check_attrs(node, &["type"])?;
+    let kind = required_choice(node, "type", &["bridge", "network"])?;
+    let (mut source, mut mac, mut model) = (None, None, None);
+    for c in elements(node)? {
+        match name(c) {
+            "mac" => {
+                check_attrs(c, &["address"])?;
+                empty(c)?;
+                let (v, off) = required_attr(c, "address")?;
+                let m: MacAddr = v.parse().map_err(|e: crate::model::ValueError| {
+                    attr_value_err(c, "address", off, v, &e.to_string())
+                })?;
+                once(&mut mac, c, m)?;
+            }
+            "source" => {
+                let a = ["bridge", "network"][kind];
+                check_attrs(c, &[a])?;
+                empty(c)?;
+                let (v, _) = required_attr(c, a)?;
+                let s = if kind == 0 { NetSource::Bridge(v.into()) } else { NetSource::Network(v.into()) };
+                once(&mut source, c, s)?;
+            }
+            "model" => {
+                check_attrs(c, &["type"])?;
+                empty(c)?;
+                let m =
+                    [NicModel::E1000, NicModel::Virtio][required_choice(c, "type", &["e1000", "virtio"])?];
+                once(&mut model, c, m)?;
+            }
+            _ => return Err(unsupported(c)),
+        }
+    }
+    Ok(Interface {
+        source: source.ok_or_else(|| missing(node, "a <source …/>"))?,
+        model: model.ok_or_else(|| missing(node, "a <model type='e1000'|'virtio'/>"))?,
+        mac: mac.unwrap_or_else(MacAddr::random),
+    })
+}
+
+/// `<target>` of a serial port or console: port 0 only.
+fn serial_target(node: Node, type_name: &str) -> Result<()> {
+    check_attrs(node, &["type", "port"])?;
+    choice(node, "type", &[type_name])?;
+    choice(node, "port", &["0"])?;
+    for c in elements(node)? {
+        if name(c) != "model" || type_name != "isa-serial" {
+            return Err(unsupported(c));
+        }
+        check_attrs(c, &["name"])?;
+        empty(c)?;
+        required_choice(c, "name", &["isa-serial"])?;
+    }
+    Ok(())
+}
+
+fn serial(node: Node) -> Result<Serial> {
+    check_attrs(node, &["type"])?;
+    required_choice(node, "type", &["pty"])?;
+    let (mut log, mut target) = (None, None);
+    for c in elements(node)? {
+        match name(c) {
+            "target" => {
+                serial_target(c, "isa-serial")?;
+                once(&mut target, c, ())?;
+            }
+            "log" => {
+                check_attrs(c, &["file"])?;
+                empty(c)?;
+                once(&mut log, c, PathBuf::from(required_attr(c, "file")?.0))?;
+            }
+            _ => return Err(unsupported(c)),
+        }
+    }
+    Ok(Serial { log })
+}
+
+fn console(node: Node) -> Result<()> {
+    check_attrs(node, &["type"])?;
+    required_choice(node, "type", &["pty"])?;
+    let mut target = None;
+    for c in elements(node)? {
+        if name(c) != "target" {
+            return Err(unsupported(c));
+        }
+        serial_target(c, "serial")?;
+        once(&mut target, c, ())?;
+    }
+    Ok(())
+}
+
+fn graphics(node: Node) -> Result<Vnc> {
+    check_attrs(node, &["type", "port", "autoport", "listen"])?;
+    required_choice(node, "type", &["vnc"])?;
+    let autoport = choice(node, "autoport", &["no", "yes"])?;
+    let port = match attr(node, "port") {
+        None | Some(("-1", _)) => None,
+        Some((p, off)) => {
+            Some(p.parse::<u16>().map_err(|_| attr_value_err(node, "port", off, p, "-1 or 0-65535"))?)
+        }
+    };
+    let port = if autoport == Some(1) { None } else { port };
+    let parse_ip = |n: Node, a: &str| -> Result<Option<std::net::IpAddr>> {
+        match attr(n, a) {
+            None => Ok(None),
+            Some((v, off)) => v.parse().map(Some).map_err(|_| attr_value_err(n, a, off, v, "an IP address")),
+        }
+    };
+    let mut listen = parse_ip(node, "listen")?;
+    for c in elements(node)? {
+        if name(c) != "listen" {
+            return Err(unsupported(c));
+        }
+        check_attrs(c, &["type", "address"])?;
+        empty(c)?;
+        required_choice(c, "type", &["address"])?;
+        let ip = parse_ip(c, "address")?.ok_or_else(|| missing(c, "an address= attribute"))?;
+        if listen.is_some_and(|l| l != ip) {
+            return Err(err(
+                c,
+                XmlErrorKind::Conflict("<listen address=…> differs from <graphics listen=…>".into()),
+            ));
+        }
+        listen = Some(ip);
+    }
+    Ok(Vnc { port, listen: listen.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) })
+}
+
+fn video(node: Node) -> Result<Video> {
+    check_attrs(node, &[])?;
+    let mut model = None;
+    for c in elements(node)? {
+        if name(c) != "model" {
+            return Err(unsupported(c));
+        }
+        check_attrs(c, &["type"])?;
+        empty(c)?;
+        once(&mut model, c, [Video::Vga, Video::None][required_choice(c, "type", &["vga", "none"])?])?;
+    }
+    model.ok_or_else(|| missing(node, "a <model type='vga'|'none'/>"))
+}
+
+fn pci_number(node: Node, a: &str, max: u32) -> Result<u32> {
+    let (v, off) = required_attr(node, a)?;
+    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    };
+    n.filter(|n| *n <= max)
+        .ok_or_else(|| attr_value_err(node, a, off, v, &format!("a number from 0 to {max:#x}")))
+}
+
+fn hostdev(node: Node) -> Result<HostDev> {
+    check_attrs(node, &["mode", "type", "managed"])?;
+    required_choice(node, "mode", &["subsystem"])?;
+    required_choice(node, "type", &["pci"])?;
+    let managed = choice(node, "managed", &["yes", "no"])?.unwrap_or(0) == 0;
+    let mut address = None;
+    for c in elements(node)? {
+        if name(c) != "source" {
+            return Err(unsupported(c));
+        }
+        check_attrs(c, &[])?;
+        let children = elements(c)?;
+        let a = match children.as_slice() {
+            [] => return Err(missing(c, "an <address domain=… bus=… slot=… function=…/>")),
+            [a, ..] if name(*a) != "address" => return Err(unsupported(*a)),
+            [a] => *a,
+            [_, b, ..] if name(*b) == "address" => return Err(duplicate(*b)),
+            [_, b, ..] => return Err(unsupported(*b)),
+        };
+        check_attrs(a, &["domain", "bus", "slot", "function"])?;
+        empty(a)?;
+        let d = pci_number(a, "domain", 0xffff)?;
+        let b = pci_number(a, "bus", 0xff)?;
+        let s = pci_number(a, "slot", 0x1f)?;
+        let f = pci_number(a, "function", 7)?;
+        // Each number was bounded to its field's range above.
+        let pci = PciAddress::new(d as u16, b as u8, s as u8, f as u8)
+            .map_err(|e| value_err(a, "<address>", "", &e.to_string()))?;
+        once(&mut address, c, pci)?;
+    }
+    Ok(HostDev {
+        address: address.ok_or_else(|| missing(node, "a <source><address …/></source>"))?, managed
+    })
+}
+
+#[derive(Default)]
+struct Devices {
+    disks: Vec<Disk>,
+    interfaces: Vec<Interface>,
+    serial: Option<Serial>,
+    serial_seen: bool,
+    console_seen: bool,
+    vnc: Option<Vnc>,
+    video: Option<Video>,
+    hostdevs: Vec<HostDev>,
+}
+
+fn devices(node: Node) -> Result<Devices> {
+    check_attrs(node, &[])?;
+    let mut d = Devices::default();
+    let mut emulator = None;
+    for c in elements(node)? {
+        match name(c) {
+            "emulator" => {
+                check_attrs(c, &[])?;
+                once(&mut emulator, c, text(c)?)?;
+            }
+            "disk" => d.disks.push(disk(c)?),
+            "interface" => d.interfaces.push(interface(c)?),
+            "serial" => {
+                let s = serial(c)?;
+                if d.serial_seen {
+                    return Err(err(
+                        c,
+                        XmlErrorKind::Conflict("only one serial port (port 0) is supported".into()),
+                    ));
+                }
+                d.serial_seen = true;
+                d.serial = Some(s);
+            }
+            "console" => {
+                console(c)?;
+                if d.console_seen {
+                    return Err(duplicate(c));
+                }
+                d.console_seen = true;
+                d.serial.get_or_insert_with(Serial::default);
+            }
+            "graphics" => {
+                let v = graphics(c)?;
+                once(&mut d.vnc, c, v)?;
+            }
+            "video" => {
+                let v = video(c)?;
+                once(&mut d.video, c, v)?;
+            }
+            "hostdev" => d.hostdevs.push(hostdev(c)?),
+            _ => return Err(unsupported(c)),
+        }
+    }
+    Ok(d)
+}
+
+/// Parses a libvirt domain XML document within the supported subset (see [`super`]).
+///
+/// A missing UUID or MAC is generated, and disks keep their `<target dev>`. Checks that need
+/// the host or other VMs are left to [`crate::validate`].
+pub fn from_xml(text_in: &str) -> Result<VmDef> {
+    let doc = Document::parse(text_in).map_err(|e| {
+        let p = e.pos();
+        let msg = e.to_string();
+        let msg = msg.strip_suffix(&format!(" at {p}")).unwrap_or(&msg).to_string();
+        XmlError { line: p.row, column: p.col, kind: XmlErrorKind::Syntax(msg) }
+    })?;
+    let root = doc.root_element();
+    if name(root) != "domain" || root.tag_name().namespace().is_some() {
+        return Err(err(
+            root,
+            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
+        ));
+    }
+    check_attrs(root, &["type"])?;
+    required_choice(root, "type", &["kvm"])?;
+
+    let (mut vm_name, mut uuid, mut memory, mut current, mut vcpus) = (None, None, None, None, None);
+    let (mut os_def, mut feats, mut devs, mut autostart) = (None, None, None, None);
+    let (mut on_poweroff, mut on_reboot, mut on_crash) = (None, None, None);
+    for c in elements(root)? {
+        match name(c) {
+            "name" => {
+                check_attrs(c, &[])?;
+                let t = text(c)?;
+                let n = VmName::new(t.as_str()).map_err(|e| value_err(c, "<name>", &t, &e.to_string()))?;
+                once(&mut vm_name, c, n)?;
+            }
+            "uuid" => {
+                check_attrs(c, &[])?;
+                let t = text(c)?;
+                let u = Uuid::parse_str(t.trim()).map_err(|_| {
+                    value_err(c, "<uuid>", t.trim(), "a UUID like 4dea22b3-1d52-d8f3-2516-782e98ab3fa0")
+                })?;
+                once(&mut uuid, c, u)?;
+            }
+            "memory" => once(&mut memory, c, (memory_mib(c)?, c))?,
+            "currentMemory" => once(&mut current, c, (memory_mib(c)?, c))?,
+            "vcpu" => {
+                check_attrs(c, &["placement"])?;
+                choice(c, "placement", &["static"])?;
+                once(&mut vcpus, c, parse_u64(c, &text(c)?, "<vcpu>")?)?;
+            }
+            "os" => once(&mut os_def, c, os(c)?)?,
+            "features" => once(&mut feats, c, features(c)?)?,
+            "on_poweroff" => once(&mut on_poweroff, c, lifecycle(c)?)?,
+            "on_reboot" => once(&mut on_reboot, c, lifecycle(c)?)?,
+            "on_crash" => once(&mut on_crash, c, lifecycle(c)?)?,
+            "devices" => once(&mut devs, c, devices(c)?)?,
+            "metadata" => once(&mut autostart, c, metadata(c)?)?,
+            _ => return Err(unsupported(c)),
+        }
+    }
+    let vm_name = vm_name.ok_or_else(|| missing(root, "a <name>"))?;
+    let (memory_mib, _) = memory.ok_or_else(|| missing(root, "a <memory>"))?;
+    if let Some((cur, node)) = current {
+        if cur != memory_mib {
+            return Err(err(
+                node,
+                XmlErrorKind::Conflict(format!(
+                    "<currentMemory> ({cur} MiB) differs from <memory> ({memory_mib} MiB); ballooning is not supported, make them equal"
+                )),
+            ));
+        }
+    }
+    let vcpus = vcpus.unwrap_or(1);
+    let vcpus = u32::try_from(vcpus).map_err(|_| missing(root, "a <vcpu> count below 2^32"))?;
+    let os_def = os_def.ok_or_else(|| missing(root, "an <os>"))?;
+    let devs = devs.unwrap_or_default();
+    Ok(VmDef {
+        name: vm_name,
+        uuid: uuid.unwrap_or_else(Uuid::new_v4),
+        memory_mib,
+        vcpus,
+        os: os_def,
+        features: feats.unwrap_or(Features { acpi: false, apic: false }),
+        disks: devs.disks,
+        interfaces: devs.interfaces,
+        serial: devs.serial,
+        graphics: Graphics { video: devs.video.unwrap_or_default(), vnc: devs.vnc },
+        hostdevs: devs.hostdevs,
+        on_poweroff: on_poweroff.unwrap_or(LifecycleAction::Destroy),
+        on_reboot: on_reboot.unwrap_or(LifecycleAction::Restart),
+        on_crash: on_crash.unwrap_or(LifecycleAction::Destroy),
+        autostart: autostart.unwrap_or(false),
+    })
+}

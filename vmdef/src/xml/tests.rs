@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Tests of domain XML import and export.
+
+use super::*;
+use crate::model::*;
+
+/// A `virsh dumpxml` of a libvirt 9.x guest (virt-install, Debian 12), trimmed to the subset:
+/// the runtime-only `id=`, `<alias>`, `<address>`, controllers, inputs, `<clock>`, `<cpu>`,
+/// `<pm>`, `<memballoon>` and `<seclabel>` are removed.
+const VIRSH_SAMPLE: &str = r#"<domain type='kvm'>
+  <name>debian12</name>
+  <uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>
+  <memory unit='KiB'>2097152</memory>
+  <currentMemory unit='KiB'>2097152</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
+    <boot dev='hd'/>
+    <boot dev='cdrom'/>
+  </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/debian12.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>
+    <interface type='network'>
+      <mac address='52:54:00:6b:3c:58'/>
+      <source network='default'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='pty'>
+      <target type='isa-serial' port='0'>
+        <model name='isa-serial'/>
+      </target>
+    </serial>
+    <console type='pty'>
+      <target type='serial' port='0'/>
+    </console>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+    <video>
+      <model type='vga'/>
+    </video>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source>
+        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+      </source>
+    </hostdev>
+  </devices>
+</domain>
+"#;
+
+fn minimal(extra_domain: &str, extra_devices: &str) -> String {
+    format!(
+        "<domain type='kvm'>\n  <name>t</name>\n  <memory unit='MiB'>64</memory>\n  <os>\n    <type>hvm</type>\n  </os>\n{extra_domain}  <devices>\n{extra_devices}  </devices>\n</domain>\n"
+    )
+}
+
+fn err_of(xml: &str) -> XmlError {
+    from_xml(xml).expect_err("accepted")
+}
+
+fn full_pc() -> VmDef {
+    let mut d = VmDef::new(VmName::new("full-pc").unwrap(), 4096, 4);
+    d.os = Os::Pc { boot: vec![BootDevice::Cdrom, BootDevice::Disk, BootDevice::Network] };
+    d.disks = vec![
+        Disk {
+            path: Some("/img/a b&c.qcow2".into()),
+            format: DiskFormat::Qcow2,
+            bus: DiskBus::Ide,
+            device: DiskDevice::Disk,
+            target: "hda".into(),
+            readonly: false,
+        },
+        Disk {
+            path: Some("/img/d.iso".into()),
+            format: DiskFormat::Raw,
+            bus: DiskBus::Ide,
+            device: DiskDevice::Cdrom,
+            target: "hdc".into(),
+            readonly: true,
+        },
+        Disk {
+            path: Some("/img/ro.raw".into()),
+            format: DiskFormat::Raw,
+            bus: DiskBus::Virtio,
+            device: DiskDevice::Disk,
+            target: "vdb".into(),
+            readonly: true,
+        },
+    ];
+    d.interfaces = vec![
+        Interface { source: NetSource::Bridge("br0".into()), model: NicModel::E1000, mac: MacAddr::random() },
+        Interface {
+            source: NetSource::Network("nat".into()),
+            model: NicModel::Virtio,
+            mac: MacAddr::random(),
+        },
+    ];
+    d.serial = Some(Serial { log: Some("/var/log/vm/full-pc.log".into()) });
+    d.graphics =
+        Graphics { video: Video::Vga, vnc: Some(Vnc { port: Some(5905), listen: "::1".parse().unwrap() }) };
+    d.hostdevs = vec![
+        HostDev { address: "0000:01:00.0".parse().unwrap(), managed: true },
+        HostDev { address: "0001:af:1f.7".parse().unwrap(), managed: false },
+    ];
+    d.on_poweroff = LifecycleAction::Preserve;
+    d.on_reboot = LifecycleAction::Destroy;
+    d.on_crash = LifecycleAction::Restart;
+    d.autostart = true;
+    d
+}
+
+#[test]
+fn round_trip_several_definitions() {
+    let mut direct = VmDef::new(VmName::new("direct").unwrap(), 256, 1);
+    direct.os = Os::Direct {
+        kernel: "/boot/vmlinuz".into(),
+        initrd: Some("/boot/initrd.img".into()),
+        cmdline: Some("console=ttyS0 root=/dev/vda quote=\"x\" <&'>".into()),
+    };
+    direct.features = Features { acpi: false, apic: false };
+    direct.serial = None;
+    let mut kernel_only = direct.clone();
+    kernel_only.name = VmName::new("k").unwrap();
+    kernel_only.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: Some(String::new()) };
+    kernel_only.features = Features { acpi: true, apic: false };
+    let mut empty_cd = VmDef::new(VmName::new("cd").unwrap(), 32, 254);
+    empty_cd.disks.push(Disk {
+        path: None,
+        format: DiskFormat::Raw,
+        bus: DiskBus::Ide,
+        device: DiskDevice::Cdrom,
+        target: "hdc".into(),
+        readonly: false,
+    });
+    empty_cd.graphics.vnc = Some(Vnc { port: None, listen: "0.0.0.0".parse().unwrap() });
+    let defs = [VmDef::new(VmName::new("min").unwrap(), 64, 1), full_pc(), direct, kernel_only, empty_cd];
+    for def in defs {
+        let xml = to_xml(&def);
+        let back = from_xml(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        assert_eq!(back, def, "{xml}");
+        assert!(round_trips(&def));
+        // Export is deterministic, so define → dump → define → dump is a fixed point.
+        assert_eq!(to_xml(&back), xml);
+    }
+}
+
+#[test]
+fn virsh_sample_imports() {
+    let d = from_xml(VIRSH_SAMPLE).unwrap();
+    assert_eq!(d.name.as_str(), "debian12");
+    assert_eq!(d.uuid.to_string(), "4dea22b3-1d52-d8f3-2516-782e98ab3fa0");
+    assert_eq!((d.memory_mib, d.vcpus), (2048, 2));
+    assert_eq!(d.os, Os::Pc { boot: vec![BootDevice::Disk, BootDevice::Cdrom] });
+    assert_eq!(d.features, Features { acpi: true, apic: true });
+    assert_eq!(d.disks.len(), 2);
+    assert_eq!(
+        d.disks[0].path.as_deref(),
+        Some(std::path::Path::new("/var/lib/libvirt/images/debian12.qcow2"))
+    );
+    assert_eq!(
+        (d.disks[0].format, d.disks[0].bus, d.disks[0].target.as_str()),
+        (DiskFormat::Qcow2, DiskBus::Virtio, "vda")
+    );
+    assert_eq!(
+        (d.disks[1].device, d.disks[1].path.as_ref(), d.disks[1].readonly),
+        (DiskDevice::Cdrom, None, true)
+    );
+    assert_eq!(d.interfaces[0].source, NetSource::Network("default".into()));
+    assert_eq!(d.interfaces[0].mac.to_string(), "52:54:00:6b:3c:58");
+    assert_eq!(d.serial, Some(Serial { log: None }));
+    assert_eq!(d.graphics.video, Video::Vga);
+    assert_eq!(d.graphics.vnc, Some(Vnc { port: None, listen: "127.0.0.1".parse().unwrap() }));
+    assert_eq!(d.hostdevs[0].address.to_string(), "0000:01:00.0");
+    assert!(d.hostdevs[0].managed && !d.autostart);
+    // Export and import again: the same VM; and the same through the JSON form.
+    assert_eq!(from_xml(&to_xml(&d)).unwrap(), d);
+    assert_eq!(VmDef::from_json(&d.to_json().unwrap()).unwrap(), d);
+}
+
+#[test]
+fn memory_units_convert() {
+    for (unit, value, mib) in [
+        ("", "65536", 64),
+        (" unit='KiB'", "65536", 64),
+        (" unit='k'", "1048576", 1024),
+        (" unit='MiB'", "512", 512),
+        (" unit='GiB'", "3", 3072),
+        (" unit='bytes'", "33554432", 32),
+        (" unit='TiB'", "1", 1 << 20),
+    ] {
+        let xml = format!(
+            "<domain type='kvm'><name>m</name><memory{unit}>{value}</memory><os><type>hvm</type></os></domain>"
+        );
+        assert_eq!(from_xml(&xml).unwrap().memory_mib, mib, "{unit} {value}");
+    }
+    let e =
+        err_of("<domain type='kvm'><name>m</name><memory>1000</memory><os><type>hvm</type></os></domain>");
+    assert!(e.to_string().contains("whole number of MiB"), "{e}");
+    let e = err_of(
+        "<domain type='kvm'><name>m</name><memory unit='MB'>1</memory><os><type>hvm</type></os></domain>",
+    );
+    assert!(matches!(&e.kind, XmlErrorKind::Value { value, .. } if value == "MB"), "{e}");
+    let e = err_of("<domain type='kvm'><name>m</name><memory unit='TiB'>18446744073709551615</memory><os><type>hvm</type></os></domain>");
+    assert!(e.to_string().contains("64 bits"), "{e}");
+}
+
+#[test]
+fn current_memory_must_equal_memory() {
+    let ok = minimal("  <currentMemory unit='KiB'>65536</currentMemory>\n", "");
+    assert_eq!(from_xml(&ok).unwrap().memory_mib, 64);
+    let bad = minimal("  <currentMemory unit='MiB'>32</currentMemory>\n", "");
+    let e = err_of(&bad);
+    assert_eq!((e.line, e.column), (7, 3));
+    assert!(e.to_string().contains("ballooning"), "{e}");
+}
+
+#[test]
+fn unsupported_element_named_with_position() {
+    let e = err_of(&minimal("  <clock offset='utc'/>\n", ""));
+    assert_eq!((e.line, e.column), (7, 3));
+    assert_eq!(e.kind, XmlErrorKind::Element { element: "clock".into(), parent: "domain".into() });
+    assert!(e.to_string().starts_with("line 7, column 3: unsupported element <clock> in <domain>"), "{e}");
+
+    let e = err_of(&minimal("", "    <controller type='usb'/>\n"));
+    assert_eq!((e.line, e.column), (8, 5));
+    assert!(e.to_string().contains("<controller> in <devices>"), "{e}");
+
+    let e = err_of(&minimal(
+        "",
+        "    <disk type='file'>\n      <source file='/a'/>\n      <target dev='vda'/>\n      <address type='pci'/>\n    </disk>\n",
+    ));
+    assert_eq!((e.line, e.column), (11, 7));
+
+    let e = err_of(&minimal("  <features>\n    <pae/>\n  </features>\n", ""));
+    assert_eq!(e.kind, XmlErrorKind::Element { element: "pae".into(), parent: "features".into() });
+}
+
+#[test]
+fn unsupported_attribute_named_with_position() {
+    let e = err_of(&minimal("", "    <disk type='file' device='disk' snapshot='no'>\n    </disk>\n"));
+    assert_eq!((e.line, e.column), (8, 37));
+    assert_eq!(e.kind, XmlErrorKind::Attribute { element: "disk".into(), attribute: "snapshot".into() });
+
+    let e = err_of(
+        "<domain type='kvm' id='3'><name>x</name><memory>65536</memory><os><type>hvm</type></os></domain>",
+    );
+    assert_eq!((e.line, e.column), (1, 20));
+    assert!(e.to_string().contains("id="), "{e}");
+
+    let e = err_of(&minimal("", "    <interface type='bridge'>\n      <source bridge='b' network='n'/>\n      <model type='virtio'/>\n    </interface>\n"));
+    assert!(matches!(&e.kind, XmlErrorKind::Attribute { attribute, .. } if attribute == "network"), "{e}");
+}
+
+#[test]
+fn unsupported_values_rejected() {
+    let cases = [
+        ("<domain type='kvm'>", "<domain type='qemu'>", "qemu"),
+        ("machine='pc'", "machine='q35'", "q35"),
+        ("arch='x86_64'", "arch='aarch64'", "aarch64"),
+        (">hvm<", ">xen<", "xen"),
+        ("<on_crash>restart", "<on_crash>coredump-destroy", "coredump-destroy"),
+        ("bus='ide'", "bus='scsi'", "scsi"),
+        ("<model type='e1000'/>", "<model type='rtl8139'/>", "rtl8139"),
+        ("type='qcow2'", "type='vmdk'", "vmdk"),
+        ("<graphics type='vnc'", "<graphics type='spice'", "spice"),
+        ("<boot dev='hd'/>", "<boot dev='fd'/>", "fd"),
+        ("<serial type='pty'>", "<serial type='tcp'>", "tcp"),
+        ("managed='yes'", "managed='maybe'", "maybe"),
+        ("<model type='vga'/>", "<model type='cirrus'/>", "cirrus"),
+        ("address='::1'", "address='localhost'", "localhost"),
+    ];
+    let base = to_xml(&full_pc());
+    assert!(from_xml(&base).is_ok());
+    for (from, to, value) in cases {
+        assert!(base.contains(from), "{from}");
+        let xml = base.replacen(from, to, 1);
+        let e = err_of(&xml);
+        assert!(matches!(&e.kind, XmlErrorKind::Value { value: v, .. } if v == value), "{to}: {e}");
+        let line = xml.lines().position(|l| l.contains(to)).unwrap() + 1;
+        assert_eq!(e.line as usize, line, "{to}: {e}");
+    }
+}
+
+#[test]
+fn missing_required_parts() {
+    let e = err_of("<domain type='kvm'><memory>65536</memory><os><type>hvm</type></os></domain>");
+    assert!(e.to_string().contains("<domain> needs a <name>"), "{e}");
+    let e = err_of("<domain type='kvm'><name>a</name><memory>65536</memory></domain>");
+    assert!(e.to_string().contains("<os>"), "{e}");
+    let e = err_of(&minimal(
+        "",
+        "    <interface type='bridge'>\n      <source bridge='br0'/>\n    </interface>\n",
+    ));
+    assert_eq!((e.line, e.column), (8, 5));
+    assert!(e.to_string().contains("<model type='e1000'|'virtio'/>"), "{e}");
+    let e = err_of(&minimal(
+        "",
+        "    <disk type='file' device='disk'>\n      <target dev='vda'/>\n    </disk>\n",
+    ));
+    assert!(e.to_string().contains("only a CD-ROM may be empty"), "{e}");
+    let e = err_of("<domain><name>a</name><memory>65536</memory><os><type>hvm</type></os></domain>");
+    assert!(e.to_string().contains("type= attribute"), "{e}");
+}
+
+#[test]
+fn duplicates_and_conflicts() {
+    let e = err_of(&minimal("  <name>u</name>\n", ""));
+    assert_eq!(
+        (e.line, e.column, e.kind.clone()),
+        (7, 3, XmlErrorKind::Duplicate { element: "name".into() })
+    );
+    let g = "    <graphics type='vnc'/>\n";
+    let e = err_of(&minimal("", &format!("{g}{g}")));
+    assert_eq!(e.line, 9);
+    let e = err_of(
+        "<domain type='kvm'><name>a</name><memory>65536</memory><os><type>hvm</type><kernel>/k</kernel><boot dev='hd'/></os></domain>",
+    );
+    assert!(matches!(e.kind, XmlErrorKind::Conflict(_)), "{e}");
+    let e = err_of("<domain type='kvm'><name>a</name><memory>65536</memory><os><type>hvm</type><initrd>/i</initrd></os></domain>");
+    assert!(e.to_string().contains("<kernel>"), "{e}");
+    let s = "    <serial type='pty'/>\n";
+    let e = err_of(&minimal("", &format!("{s}{s}")));
+    assert!(e.to_string().contains("only one serial port"), "{e}");
+    let e = err_of(&minimal("", "    <serial type='pty'>\n      <target port='1'/>\n    </serial>\n"));
+    assert!(matches!(&e.kind, XmlErrorKind::Value { value, .. } if value == "1"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_position() {
+    let e = err_of("<domain type='kvm'>\n  <name>a</nme>\n</domain>");
+    assert_eq!(e.line, 2);
+    assert!(matches!(e.kind, XmlErrorKind::Syntax(_)));
+    assert!(!e.to_string().contains(" at 2:"), "position printed twice: {e}");
+    let e = err_of("<!DOCTYPE d [<!ENTITY x 'y'>]><domain type='kvm'/>");
+    assert!(matches!(e.kind, XmlErrorKind::Syntax(_)), "{e}");
+    let e = err_of("<domain type='kvm'>stray<name>a</name></domain>");
+    assert_eq!((e.line, e.column), (1, 20));
+    let e = err_of("<vm/>");
+    assert!(e.to_string().contains("<vm>"), "{e}");
+}
+
+#[test]
+fn generated_and_implied_values() {
+    let xml = minimal(
+        "",
+        "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    <interface type='bridge'>\n      <source bridge='br0'/>\n      <model type='e1000'/>\n    </interface>\n    <console type='pty'/>\n",
+    );
+    let a = from_xml(&xml).unwrap();
+    let b = from_xml(&xml).unwrap();
+    assert_ne!(a.uuid, b.uuid);
+    assert_eq!(&a.interfaces[0].mac.octets()[..3], &[0x52, 0x54, 0]);
+    assert_ne!(a.interfaces[0].mac, b.interfaces[0].mac);
+    assert_eq!(a.serial, Some(Serial::default()), "a console implies serial port 0");
+    assert_eq!(a.os, Os::Pc { boot: vec![BootDevice::Disk] });
+    assert_eq!(a.features, Features { acpi: false, apic: false });
+    assert_eq!((a.vcpus, a.autostart), (1, false));
+    assert_eq!(a.graphics, Graphics::default());
+}
+
+#[test]
+fn disk_bus_from_target_prefix_and_hostdev_numbers() {
+    let xml = minimal(
+        "",
+        "    <disk type='file'>\n      <source file='/a'/>\n      <target dev='hdb'/>\n    </disk>\n    <hostdev mode='subsystem' type='pci'>\n      <source>\n        <address domain='0' bus='10' slot='0x1f' function='7'/>\n      </source>\n    </hostdev>\n",
+    );
+    let d = from_xml(&xml).unwrap();
+    assert_eq!((d.disks[0].bus, d.disks[0].format), (DiskBus::Ide, DiskFormat::Raw));
+    assert_eq!(d.hostdevs[0].address.to_string(), "0000:0a:1f.7");
+    assert!(d.hostdevs[0].managed);
+    let bad = xml.replace("slot='0x1f'", "slot='0x20'");
+    let e = err_of(&bad);
+    assert_eq!(e.line, 14);
+    assert!(e.to_string().contains("slot"), "{e}");
+    let bad = xml.replace("dev='hdb'", "dev='sdb'");
+    assert!(err_of(&bad).to_string().contains("sdb"));
+}
+
+#[test]
+fn metadata_carries_autostart_only() {
+    let with = minimal(
+        &format!(
+            "  <metadata>\n    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>\n  </metadata>\n"
+        ),
+        "",
+    );
+    assert!(from_xml(&with).unwrap().autostart);
+    let foreign = minimal(
+        "  <metadata>\n    <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'/>\n  </metadata>\n",
+        "",
+    );
+    let e = err_of(&foreign);
+    assert_eq!((e.line, e.column), (8, 5));
+    assert!(e.to_string().contains("libosinfo"), "{e}");
+}
+
+/// Checks exported XML against libvirt's own RelaxNG schema when `virt-xml-validate`
+/// (Debian `libvirt-clients`) is installed; otherwise says so and checks nothing.
+#[test]
+fn export_passes_libvirt_schema() {
+    let Ok(dir) = tempfile::tempdir() else { panic!("no temp dir") };
+    let mut direct = VmDef::new(VmName::new("direct").unwrap(), 256, 1);
+    direct.os = Os::Direct { kernel: "/k".into(), initrd: Some("/i".into()), cmdline: Some("a<b".into()) };
+    let defs = [full_pc(), direct, from_xml(VIRSH_SAMPLE).unwrap()];
+    for (i, def) in defs.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.xml"));
+        std::fs::write(&path, to_xml(def)).unwrap();
+        match std::process::Command::new("virt-xml-validate").arg(&path).arg("domain").output() {
+            Err(_) => {
+                eprintln!("virt-xml-validate not installed: libvirt schema check skipped");
+                return;
+            }
+            Ok(out) => assert!(
+                out.status.success(),
+                "{}\n{}{}",
+                to_xml(def),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
