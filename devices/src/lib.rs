@@ -6,6 +6,7 @@
 //! knows about KVM, so each is unit-tested without `/dev/kvm`.
 
 pub mod bus;
+pub mod ide;
 pub mod irq;
 pub mod legacy;
 pub mod pci;
