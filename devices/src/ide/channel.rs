@@ -251,7 +251,7 @@ impl Drive {
     pub fn fail(&mut self, error: u8) {
         self.end_transfer();
         self.dma = None;
-        self.status = ST_DRDY | ST_ERR;
+        self.status = ST_DRDY | ST_DSC | ST_ERR;
         self.error = error;
         self.irq = true;
     }
