@@ -510,21 +510,20 @@ impl Channel {
     }
 
     fn command(&mut self, cmd: u8) {
-        if cmd == 0x90 {
-            // EXECUTE DEVICE DIAGNOSTIC is addressed to both devices; device 0 answers.
-            for d in self.drives.iter_mut().filter(|d| d.present()) {
-                d.execute(cmd);
-            }
-            self.selected = 0;
-            self.drives[1].irq = false;
-        } else {
-            if !self.drives[self.selected].present() {
-                log::debug!("ide: command {cmd:#04x} to absent device {}", self.selected);
-                return;
-            }
-            self.set_intrq(false);
-            self.drives[self.selected].execute(cmd);
+        if !self.drives[self.selected].present() {
+            log::debug!("ide: command {cmd:#04x} to absent device {}", self.selected);
+            return;
         }
+        self.set_intrq(false);
+        if cmd == 0x90 {
+            // EXECUTE DEVICE DIAGNOSTIC reaches both devices; the selected one answers.
+            let other = &mut self.drives[1 - self.selected];
+            if other.present() {
+                other.diagnostic();
+                other.irq = false;
+            }
+        }
+        self.drives[self.selected].execute(cmd);
         self.collect_irqs();
         self.try_dma();
     }
