@@ -11,7 +11,8 @@
 //! A PRD entry is 8 bytes: a 32-bit physical address (bit 0 ignored), a 16-bit byte count
 //! (bit 0 ignored, 0 meaning 64 KiB) and bit 31 of the second dword marking the last entry.
 //! The walk stops after [`MAX_PRD_ENTRIES`] entries (a table may not cross a 64 KiB boundary,
-//! so no valid table is longer). Every region is checked against guest memory before it is
+//! so no valid table is longer); entries are read at ascending addresses, without wrapping
+//! at the 64 KiB boundary. Every region is checked against guest memory before it is
 //! touched; a bad one stops the transfer with the error bit set.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};

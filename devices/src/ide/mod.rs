@@ -12,9 +12,11 @@
 //! access that starts it (the command write, the last data-port access of a block, or the
 //! bus-master start bit).
 //!
-//! Differences from the datasheet, on purpose: the legacy ports decode whatever the IDE
-//! timing registers' decode-enable bits (0x41/0x43 bit 7) and the command register's I/O bit
-//! say, as QEMU does, so a guest that never programs them still finds its disks.
+//! Differences from the datasheet, on purpose: the legacy ports decode regardless of the IDE
+//! timing registers' decode-enable bits (0x41/0x43 bit 7) and of the command register's I/O
+//! bit, as on QEMU. Those registers power up 0 as the datasheet says; SeaBIOS writes 0x8000
+//! to both, and Linux's `ata_piix` treats a channel whose bit is clear as disabled, so a
+//! machine booting Linux without firmware must set them itself.
 //!
 //! Files: `channel.rs` (task file, status, IRQ), `ata.rs` (disk commands), `atapi.rs`
 //! (packet commands), `bmdma.rs` (bus-master registers and PRD walk).
