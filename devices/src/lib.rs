@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod display;
+pub mod ide;
 pub mod irq;
 pub mod legacy;
 pub mod pci;
