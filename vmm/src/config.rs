@@ -171,6 +171,8 @@ pub struct VmConfigFile {
     pub boot: Option<Vec<BootDevice>>,
     /// Standard VGA card: true (default on pc) or false (firmware and console on serial only).
     pub vga: Option<bool>,
+    /// On SIGUSR1, write the VGA screen to this path with .txt and .png extensions.
+    pub screen_dump: Option<PathBuf>,
 }
 
 impl VmConfigFile {
@@ -205,6 +207,7 @@ impl VmConfigFile {
             cdrom: over.cdrom.or(self.cdrom),
             boot: over.boot.or(self.boot),
             vga: over.vga.or(self.vga),
+            screen_dump: over.screen_dump.or(self.screen_dump),
         }
     }
 }
@@ -247,6 +250,8 @@ pub struct VmConfig {
     pub boot: Vec<BootDevice>,
     /// Standard VGA present.
     pub vga: bool,
+    /// Prefix of the SIGUSR1 screen dump files.
+    pub screen_dump: Option<PathBuf>,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -365,6 +370,7 @@ impl VmConfig {
             }
         }
         Ok(VmConfig {
+            screen_dump: file.screen_dump,
             machine,
             firmware,
             disks,

@@ -87,6 +87,9 @@ struct Cli {
     /// Display card for --machine pc: std (standard VGA with Bochs VBE) or none [default: std].
     #[arg(long, value_name = "KIND", value_parser = ["std", "none"])]
     vga: Option<String>,
+    /// On SIGUSR1, write the VGA screen as PREFIX.txt (text mode) and PREFIX.png.
+    #[arg(long, value_name = "PREFIX")]
+    screen_dump: Option<PathBuf>,
     /// Run even where KVM cannot use hardware virtualization (kvm_pvm, no vmx/svm).
     #[arg(long)]
     accept_slow_kvm: bool,
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         cdrom: cli.cdrom.clone(),
         boot: cli.boot.clone(),
         vga: cli.vga.as_deref().map(|v| v == "std"),
+        screen_dump: cli.screen_dump.clone(),
     };
     let merged = file.merge(flags);
 
@@ -175,6 +179,11 @@ fn main() -> ExitCode {
 
 fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone()) {
+        eprintln!("vmm: error: cannot install signal handler: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
             eprintln!("vmm: error: cannot install signal handler: {e}");
@@ -208,6 +217,7 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
         config: cfg,
         serial: &serial,
         stop_requested: &stop,
+        dump_requested: &dump,
     };
     let (code, message) = loop {
         let outcome = vm::run_boot(&machine);
@@ -236,6 +246,9 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
                     error_chain(&e)
                 );
                 break (EXIT_BAD_INPUT, Some(msg));
+            }
+            Err(e @ vm::Error::Disk(..)) => {
+                break (EXIT_BAD_INPUT, Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))))
             }
             Err(e) => break (EXIT_ERROR, Some(error_chain(&e))),
         }

@@ -35,13 +35,7 @@ impl std::str::FromStr for MachineKind {
 }
 
 /// Disk image formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskFormat {
-    /// Plain bytes.
-    Raw,
-    /// QEMU copy-on-write v2/v3.
-    Qcow2,
-}
+pub use block::ImageFormat as DiskFormat;
 
 /// One `--disk`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,9 @@ pub enum Error {
     /// Firmware tables could not be written.
     #[error("cannot write firmware tables: {0}")]
     Tables(String),
+    /// A disk image could not be opened (a user-input problem).
+    #[error("cannot open disk image {0}")]
+    Disk(String, #[source] block::Error),
     /// Devices could not be set up.
     #[error("cannot set up devices: {0}")]
     Devices(String),
@@ -64,6 +67,8 @@ pub struct Machine<'a> {
     pub serial: &'a SerialBackend,
     /// Set by signal handlers or the console escape to stop the VM.
     pub stop_requested: &'a AtomicBool,
+    /// Set by SIGUSR1: write the screen to the `--screen-dump` files.
+    pub dump_requested: &'a AtomicBool,
 }
 
 /// An interrupt line of the in-kernel irqchip: edges through an irqfd, levels through
@@ -250,6 +255,31 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
+/// Writes the text screen to `PREFIX.txt` and the picture to `PREFIX.png`, each through a
+/// temporary file and a rename so a reader never sees half a file.
+fn dump_screen(vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>, prefix: Option<&std::path::Path>) {
+    let (Some(vga), Some(prefix)) = (vga, prefix) else {
+        log::warn!("screen dump requested, but there is no VGA or no --screen-dump path");
+        return;
+    };
+    let (text, png) = {
+        let v = devices::bus::lock(vga);
+        (v.text_dump().unwrap_or_else(|| "(graphics mode)\n".into()), v.screenshot_png())
+    };
+    let write = |ext: &str, bytes: &[u8]| {
+        let path = prefix.with_extension(ext);
+        let tmp = prefix.with_extension(format!("{ext}.tmp"));
+        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+            log::warn!("screen dump {}: {e}", path.display());
+        }
+    };
+    write("txt", text.as_bytes());
+    match png {
+        Ok(png) => write("png", &png),
+        Err(e) => log::warn!("screen dump: cannot render: {e}"),
+    }
+}
+
 /// Builds the VM, runs it until the guest powers off, resets, faults or is stopped, and
 /// tears it down.
 pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
@@ -261,6 +291,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     let vm: Arc<dyn Vm> = Arc::from(m.hypervisor.create_vm()?);
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
+    let mut vga = None;
     let (buses, vcpus) = match &firmware {
         None => {
             map_memory(vm.as_ref(), &mem)?;
@@ -271,6 +302,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
         }
         Some(fw) => {
             let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
+            vga = devs.vga;
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }
     };
@@ -292,6 +324,9 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
         }
         if m.stop_requested.load(Ordering::SeqCst) {
             state.finish(Outcome::Stopped);
+        }
+        if m.dump_requested.swap(false, Ordering::SeqCst) {
+            dump_screen(vga.as_ref(), m.config.screen_dump.as_deref());
         }
     };
     vcpu::stop_all(threads);

@@ -123,8 +123,10 @@ impl PciConfigSpace {
             self.set_reg(reg, flags, mask as u32 & !0xf);
             self.set_reg(reg + 1, 0, (mask >> 32) as u32);
         } else {
+            // I/O BARs keep all 32 bits writable, as QEMU's do: firmware (SeaBIOS) sizes them
+            // from the full register and would see a 4 GiB BAR if the upper half read 0.
             let low = if kind == BarKind::Io { !0x3u32 } else { !0xfu32 };
-            self.set_reg(reg, flags, mask as u32 & low & if kind == BarKind::Io { 0xffff } else { !0 });
+            self.set_reg(reg, flags, mask as u32 & low);
         }
         true
     }
@@ -149,7 +151,11 @@ impl PciConfigSpace {
             let enabled = if kind == BarKind::Io { command & 0x1 != 0 } else { command & 0x2 != 0 };
             let address = self.bar_address(index);
             // An address still reading as the size mask (mid-sizing) or zero decodes nothing.
-            let sizing = address == (!(size - 1) & if kind == BarKind::Io { 0xffff_fffc } else { u64::MAX });
+            let sizing = match kind {
+                BarKind::Io => address == u64::from(!(size - 1) as u32 & !0x3),
+                BarKind::Mem32 => address == u64::from(!(size - 1) as u32 & !0xf),
+                BarKind::Mem64 => address == !(size - 1) & !0xf,
+            };
             if enabled && address != 0 && !sizing {
                 out.push(PciBarRange { index, kind, address, size });
             }
@@ -206,7 +212,7 @@ mod tests {
         c.write(4, 0, &[0xff; 4]);
         assert_eq!(c.read(4), 0xfffe_0000);
         c.write(5, 0, &[0xff; 4]);
-        assert_eq!(c.read(5), 0x0000_ffc1);
+        assert_eq!(c.read(5), 0xffff_ffc1);
         c.write(6, 0, &[0xff; 4]);
         c.write(7, 0, &[0xff; 4]);
         assert_eq!((c.read(6), c.read(7)), (0x0000_000c, 0xffff_ffff));

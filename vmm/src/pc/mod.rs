@@ -14,6 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use arch::x86_64::layout::{self, MemoryLayout};
 use devices::bus::{lock, Bus};
+use devices::display::vga::{
+    StdVga, VbeIoPorts, VgaIoPorts, VgaLegacyWindow, LEGACY_WINDOW_BASE, LEGACY_WINDOW_SIZE, VBE_PORTS_BASE,
+    VBE_PORTS_LEN, VGA_PORTS_BASE, VGA_PORTS_LEN,
+};
+use devices::ide::{IdeDrive, PiixIde};
 use devices::irq::IrqLine;
 use devices::legacy::acpi_pm::{self, AcpiPm};
 use devices::legacy::debugcon::{Debugcon, DEBUGCON_PORT};
@@ -46,6 +51,31 @@ pub struct PcMachine {
     pub buses: Buses,
     /// The ACPI registers (power button).
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
+    /// The display, if any.
+    pub vga: Option<Arc<Mutex<StdVga>>>,
+}
+
+/// IDE positions (channel, unit) of the disks in `--disk` order; the CD-ROM is (1, 0).
+pub const DISK_POSITIONS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 1)];
+/// IDE position of the CD-ROM drive.
+pub const CDROM_POSITION: (usize, usize) = (1, 0);
+
+/// Opens the images and attaches them to the IDE controller.
+fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
+    let cfg = m.config;
+    let open = |path: &std::path::Path, format, ro| {
+        block::open_image(path, format, ro).map_err(|e| Error::Disk(path.display().to_string(), e))
+    };
+    for (disk, (channel, unit)) in cfg.disks.iter().zip(DISK_POSITIONS) {
+        let image = open(&disk.path, disk.format, disk.readonly)?;
+        ide.attach(channel, unit, IdeDrive::Disk(image)).map_err(|e| Error::Devices(e.to_string()))?;
+    }
+    if let Some(iso) = &cfg.cdrom {
+        let image = open(iso, Some(block::ImageFormat::Raw), true)?;
+        let (channel, unit) = CDROM_POSITION;
+        ide.attach(channel, unit, IdeDrive::Cdrom(image)).map_err(|e| Error::Devices(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Maps guest RAM around the legacy VGA window and the shadow area.
@@ -159,6 +189,30 @@ pub fn create_machine(
     add(&mut root, 1, 0, Arc::new(Mutex::new(Piix3::new(router.clone()))))?;
     add(&mut root, 1, 3, Arc::new(Mutex::new(Piix4Pm::new(acpi_pm.clone()))))?;
 
+    let irq14: Arc<dyn IrqLine> = Arc::new(KvmIrq::level(vm.clone(), 14));
+    let irq15: Arc<dyn IrqLine> = Arc::new(KvmIrq::level(vm.clone(), 15));
+    let mut ide = PiixIde::new(mem.clone(), irq14, irq15);
+    attach_drives(&mut ide, m)?;
+    let ide = Arc::new(Mutex::new(ide));
+    for (base, len, ports) in PiixIde::legacy_ports(&ide) {
+        pio.insert(u64::from(base), u64::from(len), ports).map_err(bus_err)?;
+    }
+    add(&mut root, fw_cfg_data::IDE_DEVFN.0, fw_cfg_data::IDE_DEVFN.1, ide)?;
+
+    let vga = if cfg.vga {
+        let vga = Arc::new(Mutex::new(StdVga::new().map_err(|e| Error::Devices(format!("VGA: {e}")))?));
+        pio.insert(u64::from(VGA_PORTS_BASE), u64::from(VGA_PORTS_LEN), Arc::new(Mutex::new(VgaIoPorts(vga.clone()))))
+            .map_err(bus_err)?;
+        pio.insert(u64::from(VBE_PORTS_BASE), u64::from(VBE_PORTS_LEN), Arc::new(Mutex::new(VbeIoPorts(vga.clone()))))
+            .map_err(bus_err)?;
+        mmio.insert(LEGACY_WINDOW_BASE, LEGACY_WINDOW_SIZE, Arc::new(Mutex::new(VgaLegacyWindow(vga.clone()))))
+            .map_err(bus_err)?;
+        add(&mut root, 2, 0, vga.clone())?;
+        Some(vga)
+    } else {
+        None
+    };
+
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());
     fw_cfg.add_item(fw_cfg_data::KEY_NB_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec());
@@ -167,10 +221,15 @@ pub fn create_machine(
     fw_cfg.add_item(fw_cfg_data::KEY_BOOT_MENU, 0u16.to_le_bytes().to_vec());
     let file = |e: devices::legacy::fw_cfg::Error| Error::Devices(e.to_string());
     fw_cfg.add_file("etc/e820", fw_cfg_data::e820(layout)).map_err(file)?;
-    let disk = (!cfg.disks.is_empty()).then_some((0, 0));
-    let cdrom = cfg.cdrom.as_ref().map(|_| (1, 0));
+    let disk = (!cfg.disks.is_empty()).then_some(DISK_POSITIONS[0]);
+    let cdrom = cfg.cdrom.as_ref().map(|_| CDROM_POSITION);
     fw_cfg.add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom)).map_err(file)?;
-    if !cfg.vga {
+    if vga.is_some() {
+        // SeaBIOS runs a PCI device's option ROM from the fw_cfg file named after its IDs.
+        let rom = std::fs::read(crate::pc_config::DEFAULT_VGA_ROM)
+            .map_err(|e| Error::Open(crate::pc_config::DEFAULT_VGA_ROM.to_string(), e))?;
+        fw_cfg.add_file("pci1234,1111.rom", rom).map_err(file)?;
+    } else {
         // No display: SeaBIOS shows its screen on COM1 instead.
         fw_cfg.add_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec()).map_err(file)?;
     }
@@ -183,5 +242,5 @@ pub fn create_machine(
     config_io.set_reset_control(platform);
     pio.insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
         .map_err(bus_err)?;
-    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm })
+    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga })
 }

@@ -148,6 +148,11 @@ impl PciDevice for StdVga {
         self.config.bar_ranges()
     }
 
+    /// BAR0 is VRAM itself: the machine maps it as guest memory.
+    fn bar_host_memory(&self, index: usize) -> Option<u64> {
+        (index == 0).then(|| self.vram_region().as_ptr() as u64)
+    }
+
     /// BAR0 reads VRAM (for a machine that traps the framebuffer instead of mapping it);
     /// BAR2 the MMIO registers.
     fn bar_read(&mut self, index: usize, offset: u64, data: &mut [u8]) {

@@ -216,7 +216,7 @@ fn pci_identity_class_and_bar4() {
     for bar in [4usize, 5, 6, 7, 8, 9] {
         ide.config_write(bar, 0, &[0xff; 4]);
     }
-    assert_eq!(ide.config_read(8), 0x0000_fff1, "BAR4: 16 bytes of I/O");
+    assert_eq!(ide.config_read(8), 0xffff_fff1, "BAR4: 16 bytes of I/O");
     assert_eq!((ide.config_read(4), ide.config_read(5), ide.config_read(9)), (0, 0, 0), "no BAR0-3/5");
     ide.config_write(8, 0, &0xc040u32.to_le_bytes());
     assert!(ide.bar_ranges().is_empty(), "I/O decoding off");
