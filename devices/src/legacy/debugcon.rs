@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(out.0.lock().unwrap().as_slice(), b"SeaBIOS\nx");
         assert_eq!(d.line, b"x");
         for _ in 0..MAX_LINE + 10 {
-            d.write(0, &[b'a']);
+            d.write(0, b"a");
         }
         assert!(d.line.len() <= MAX_LINE, "a line without newline is bounded");
     }

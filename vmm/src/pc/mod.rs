@@ -49,7 +49,9 @@ const SLOT_HIGH: u32 = 2;
 pub struct PcMachine {
     /// The buses the vCPUs dispatch to.
     pub buses: Buses,
-    /// The ACPI registers (power button).
+    /// The ACPI registers (power button); pressed through the control socket (issue 5, not
+    /// wired yet).
+    #[allow(dead_code)]
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// The display, if any.
     pub vga: Option<Arc<Mutex<StdVga>>>,
@@ -82,12 +84,14 @@ fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
 fn map_ram(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for region in mem.iter() {
         let (start, len, host) = (region.start_addr().0, region.len(), region.as_ptr() as u64);
-        // SAFETY (all three): the ranges lie in `mem`, which `run_boot` declares before the VM,
-        // so the VM and everything holding it is dropped first.
         if start == 0 {
+            // SAFETY: within `mem`, which `run_boot` declares before the VM, so the VM and
+            // everything holding it is dropped first.
             unsafe { vm.map_memory(SLOT_LOW, 0, layout::LEGACY_HOLE_START, host, false)? };
+            // SAFETY: as above; `len` is at least the 32 MiB minimum, beyond SHADOW_END.
             unsafe { vm.map_memory(SLOT_MID, SHADOW_END, len - SHADOW_END, host + SHADOW_END, false)? };
         } else {
+            // SAFETY: as above.
             unsafe { vm.map_memory(SLOT_HIGH, start, len, host, false)? };
         }
     }

@@ -52,7 +52,7 @@ struct Rig {
 impl Rig {
     fn new() -> Self {
         let vga = Arc::new(Mutex::new(StdVga::new().unwrap()));
-        let mut io = Bus::new();
+        let io = Bus::new();
         io.insert(
             u64::from(VGA_PORTS_BASE),
             u64::from(VGA_PORTS_LEN),
@@ -65,7 +65,7 @@ impl Rig {
             Arc::new(Mutex::new(VbeIoPorts(vga.clone()))),
         )
         .unwrap();
-        let mut mmio = Bus::new();
+        let mmio = Bus::new();
         mmio.insert(
             LEGACY_WINDOW_BASE,
             LEGACY_WINDOW_SIZE,

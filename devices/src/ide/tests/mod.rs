@@ -378,7 +378,7 @@ fn port_adapters_route_to_channels() {
     let ports = PiixIde::legacy_ports(&ide);
     let layout: Vec<_> = ports.iter().map(|(b, l, _)| (*b, *l)).collect();
     assert_eq!(layout, vec![(0x1f0, 8), (0x3f6, 1), (0x170, 8), (0x376, 1)]);
-    let mut bus = crate::bus::Bus::new();
+    let bus = crate::bus::Bus::new();
     for (base, len, dev) in ports {
         bus.insert(u64::from(base), u64::from(len), dev).unwrap();
     }
