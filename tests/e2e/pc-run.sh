@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# tests/e2e/pc-run.sh - end-to-end tests of the SeaBIOS PC machine (issue 4).
+#
+# Usage: tests/e2e/pc-run.sh
+#   1. Builds the static vmm (or uses VMM_BIN), the test-host fixtures, the Debian 12 disk image
+#      (tests/testhost/debian-image.sh) and the grub-rescue ISO (grub-rescue-iso.sh).
+#   2. Puts a throwaway qcow2 overlay over the cached image (never written itself).
+#   3. With real hardware virtualization runs tests/e2e/pc-scenarios.sh here on a loop device
+#      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
+#      /dev/vda and runs the scenarios there.
+#   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
+# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200), E2E_MODE=auto|host|l1,
+#   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT.
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/testhost/lib.sh
+source "$E2E_DIR/../testhost/lib.sh"
+
+L1_TIMEOUT=${PC_L1_TIMEOUT:-1200}
+LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
+MODE=${E2E_MODE:-auto}
+mkdir -p "$(dirname "$LOG")"
+ensure_pkgs qemu-img:qemu-utils
+
+if [[ -n ${VMM_BIN:-} ]]; then
+    VMM_BIN=$(realpath "$VMM_BIN")
+else
+    log "building the static vmm"
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
+    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+fi
+export VMM_BIN
+"$TESTHOST_DIR/fixtures.sh" >/dev/null
+img=$("$TESTHOST_DIR/debian-image.sh")
+iso=$("$TESTHOST_DIR/grub-rescue-iso.sh")
+
+tmp=$(mktemp -d /tmp/e2e-pc.XXXXXX)
+loop=
+cleanup() {
+    [[ -n $loop ]] && losetup -d "$loop" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
+
+if [[ $MODE == auto ]]; then
+    if host_has_real_kvm; then MODE=host; else MODE=l1; fi
+fi
+start=$(date +%s)
+set +e
+case $MODE in
+host)
+    # The vmm takes raw block devices; a loop device over a raw copy stands in for /dev/vda.
+    log "real hardware virtualization: running the PC scenarios on this host"
+    qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/disk.raw"
+    loop=$(losetup -fP --show "$tmp/disk.raw")
+    VMM=$VMM_BIN PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
+        timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/pc-scenarios.sh" </dev/null 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    ;;
+l1)
+    log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
+    cpio=$(L1_NAME=pc L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4" \
+        "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso")
+    append=${L1_EXTRA_APPEND:-}
+    for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_GUEST_MEM; do
+        [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
+    done
+    L1_EXTRA_APPEND=$append \
+        L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
+        "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG"
+    rc=$?
+    ;;
+*) die "E2E_MODE must be auto, host or l1 (got $MODE)" ;;
+esac
+set -e
+elapsed=$(($(date +%s) - start))
+
+if [[ -n ${PC_ONLY:-} ]]; then
+    read -ra expected <<<"${PC_ONLY//,/ }"
+else
+    mapfile -t expected < <(sh "$E2E_DIR/pc-scenarios.sh" --list)
+fi
+mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
+echo
+echo "==== e2e-pc results ($MODE, ${elapsed}s, status $rc, log $LOG) ===="
+tr -d '\r' <"$LOG" | grep -oE 'E2E-TIME .*$' || true
+passed=0 failed=0
+for name in "${expected[@]}"; do
+    line="E2E-RESULT $name FAIL no result"
+    for r in "${results[@]}"; do
+        [[ $r == "E2E-RESULT $name "* ]] && line=$r
+    done
+    echo "$line"
+    if [[ $line == "E2E-RESULT $name PASS"* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "e2e-pc: $passed passed, $failed failed"
+((failed == 0 && passed > 0))

@@ -1,0 +1,243 @@
+#!/bin/sh
+# tests/e2e/pc-scenarios.sh - end-to-end scenarios of the SeaBIOS PC machine (POSIX sh).
+#
+# Runs inside the L1 nested test host (started by tests/e2e/pc-run.sh) or on a host with real
+# KVM. Guests know nothing of the VMM: SeaBIOS, its VGA BIOS and the guests' own boot loaders.
+#
+# Usage: pc-scenarios.sh [--list | NAME...]
+# Environment: VMM (vmm binary), PC_DISK (the Debian 12 image, raw: a block device it may
+#   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 600 s),
+#   PC_ISO_TIMEOUT (default 180 s), PC_GUEST_MEM (default 1G).
+# Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
+#   failure. Exit status 0 if every selected scenario passed.
+set -u
+PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
+
+PC_SCENARIOS="pc-cdrom-grub pc-debian pc-bad-input"
+if [ "${1:-}" = "--list" ]; then
+    for s in $PC_SCENARIOS; do echo "$s"; done
+    exit 0
+fi
+VMM=${VMM:-}
+PC_DISK=${PC_DISK:-/dev/vda}
+PC_DISK_PART=${PC_DISK_PART:-${PC_DISK}1}
+PC_ISO=${PC_ISO:-/guest/grub-rescue-cdrom.iso}
+SELECTED=${*:-${PC_ONLY:-$PC_SCENARIOS}}
+SELECTED=$(echo "$SELECTED" | tr ',' ' ')
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pc-e2e.XXXXXX") || exit 1
+
+now() { read -r _up _ </proc/uptime; echo "$_up"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+elapsed_ge() { awk -v a="$1" -v b="$(now)" -v t="$2" 'BEGIN { exit !(b - a >= t) }'; }
+plain() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+show() { # FILE N
+    echo "---- last $2 lines of ${1##*/} ----"
+    plain "$1" | tail -n "$2" | sed 's/^/  | /'
+    echo "---- end ----"
+}
+# stop PID: SIGTERM, then SIGKILL after 5 s.
+stop() {
+    kill -TERM "$1" 2>/dev/null
+    _i=0
+    while kill -0 "$1" 2>/dev/null && [ $_i -lt 50 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+# dump PID PREFIX: ask the vmm for its screen and wait for PREFIX.txt to be renewed.
+dump() {
+    rm -f "$2.txt"
+    kill -USR1 "$1" 2>/dev/null || return 1
+    _i=0
+    while [ ! -f "$2.txt" ] && [ $_i -lt 30 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    [ -f "$2.txt" ]
+}
+
+# The grub-rescue CD boots from the IDE CD-ROM to GRUB, which only draws on the VGA screen.
+sc_pc_cdrom_grub() {
+    d=$WORK/iso
+    mkdir -p "$d"
+    [ -f "$PC_ISO" ] || { REASON="no $PC_ISO"; return 1; }
+    t0=$(now)
+    "$VMM" --cdrom "$PC_ISO" --memory 256M --serial file:"$d/serial.log" --screen-dump "$d/screen" \
+        </dev/null >"$d/out" 2>"$d/err" &
+    vpid=$!
+    ok='' banner=''
+    while kill -0 $vpid 2>/dev/null && ! elapsed_ge "$t0" "${PC_ISO_TIMEOUT:-180}"; do
+        sleep 1
+        dump $vpid "$d/screen" || continue
+        grep -q 'SeaBIOS' "$d/screen.txt" && banner=1
+        if grep -q 'GNU GRUB' "$d/screen.txt"; then
+            ok=1
+            echo "E2E-TIME pc-cdrom-grub grub_on_screen_s=$(since "$t0")"
+            break
+        fi
+    done
+    alive=0
+    kill -0 $vpid 2>/dev/null && alive=1
+    stop $vpid
+    echo "---- VGA text screen (pc-cdrom-grub) ----"
+    grep -v '^$' "$d/screen.txt" 2>/dev/null | head -n 25 | sed 's/^/  | /'
+    echo "---- end ----"
+    if [ -z "$ok" ]; then
+        REASON="no 'GNU GRUB' on the VGA text screen (vmm alive=$alive)"
+        show "$d/err" 20
+        return 1
+    fi
+    [ -s "$d/screen.png" ] || { REASON="no PNG screen dump"; return 1; }
+    NOTE="GRUB on the VGA screen${banner:+, SeaBIOS banner seen first}, PNG $(wc -c <"$d/screen.png") bytes"
+}
+
+# Debian 12 from the IDE disk: BIOS and GRUB on VGA, login on the serial console, a file
+# written, ACPI poweroff, and the file found in the image afterwards.
+sc_pc_debian() {
+    d=$WORK/debian
+    mkdir -p "$d"
+    [ -e "$PC_DISK" ] || { REASON="no $PC_DISK"; return 1; }
+    mkfifo "$d/in"
+    exec 3<>"$d/in"
+    log=$d/serial.log
+    t0=$(now)
+    "$VMM" --disk "$PC_DISK",format=raw --memory "${PC_GUEST_MEM:-1G}" --serial stdio \
+        --screen-dump "$d/screen" <"$d/in" >"$log" 2>"$d/err" &
+    vpid=$!
+    step=wait-login banner='' grub='' token=$$-$(od -An -N2 -tu2 /dev/urandom | tr -dc 0-9)
+    n=0 rc=''
+    while :; do
+        if ! kill -0 $vpid 2>/dev/null; then
+            wait $vpid
+            rc=$?
+            break
+        fi
+        if elapsed_ge "$t0" "${PC_DEBIAN_TIMEOUT:-600}"; then
+            REASON="timeout in step $step"
+            stop $vpid
+            exec 3>&-
+            show "$log" 40
+            show "$d/err" 20
+            return 1
+        fi
+        n=$((n + 1))
+        # The VGA screen, every 2 s until the kernel takes over.
+        if [ -z "$grub" ] && [ $((n % 4)) = 0 ] && dump $vpid "$d/screen"; then
+            if [ -z "$banner" ] && grep -q 'SeaBIOS' "$d/screen.txt"; then
+                banner=1
+                cp "$d/screen.txt" "$d/bios-screen.txt"
+                echo "E2E-TIME pc-debian bios_banner_s=$(since "$t0")"
+            fi
+            if grep -q 'GNU GRUB\|Booting .Debian' "$d/screen.txt"; then
+                grub=1
+                cp "$d/screen.txt" "$d/grub-screen.txt"
+                echo "E2E-TIME pc-debian grub_on_screen_s=$(since "$t0")"
+            fi
+        fi
+        case $step in
+        wait-login)
+            if grep -aq 'login:' "$log"; then
+                echo "E2E-TIME pc-debian bios_to_login_prompt_s=$(since "$t0")"
+                sleep 1
+                printf 'root\r' >&3
+                step=wait-password
+            fi
+            ;;
+        wait-password)
+            if grep -aq 'Password:' "$log"; then
+                sleep 1
+                printf 'root\r' >&3
+                step=wait-shell
+            fi
+            ;;
+        wait-shell)
+            if grep -aq 'root@vmm-guest:~#' "$log"; then
+                echo "E2E-TIME pc-debian shell_s=$(since "$t0")"
+                printf 'echo proof-%s > /root/proof; sync; systemctl poweroff\r' "$token" >&3
+                step=wait-poweroff
+            elif grep -aq 'Login incorrect' "$log"; then
+                REASON="login incorrect"
+                step=failed
+                stop $vpid
+            fi
+            ;;
+        esac
+        sleep 0.5
+    done
+    exec 3>&-
+    echo "E2E-TIME pc-debian poweroff_s=$(since "$t0")"
+    echo "---- VGA text screen with the BIOS banner ----"
+    grep -v '^$' "$d/bios-screen.txt" 2>/dev/null | head -n 10 | sed 's/^/  | /'
+    echo "---- VGA text screen with GRUB ----"
+    grep -v '^$' "$d/grub-screen.txt" 2>/dev/null | head -n 10 | sed 's/^/  | /'
+    echo "---- end ----"
+    [ "$step" = failed ] && return 1
+    if [ "$step" != wait-poweroff ]; then
+        REASON="vmm exited (status $rc) in step $step"
+        show "$log" 40
+        show "$d/err" 20
+        return 1
+    fi
+    [ "$rc" = 0 ] || { REASON="vmm exit status $rc after poweroff, expected 0"; show "$d/err" 20; return 1; }
+    [ -n "$banner" ] || REASON="no SeaBIOS banner on the VGA screen"
+    [ -n "$grub" ] || REASON="${REASON:+$REASON; }no GRUB on the VGA screen"
+    mkdir -p /mnt
+    if mount -t ext4 -o ro "$PC_DISK_PART" /mnt 2>/dev/null; then
+        proof=$(cat /mnt/root/proof 2>/dev/null)
+        umount /mnt
+        [ "$proof" = "proof-$token" ] || REASON="${REASON:+$REASON; }/root/proof is '$proof', not 'proof-$token'"
+    else
+        REASON="${REASON:+$REASON; }cannot mount $PC_DISK_PART to check the file"
+    fi
+    [ -z "${REASON:-}" ] || return 1
+    NOTE="BIOS banner and GRUB on VGA, root login on ttyS0, /root/proof in the image after ACPI poweroff"
+}
+
+# Bad disk options: exit status 2 and a message naming the field.
+sc_pc_bad_input() {
+    d=$WORK/bad
+    mkdir -p "$d"
+    fails=''
+    check() { # NAME EXPECT-IN-STDERR ARGS...
+        _n=$1 _want=$2
+        shift 2
+        "$VMM" "$@" </dev/null >"$d/$_n.out" 2>"$d/$_n.err"
+        _rc=$?
+        if [ $_rc != 2 ] || ! grep -q "$_want" "$d/$_n.err"; then
+            fails="$fails $_n(rc=$_rc: $(head -c 200 "$d/$_n.err"))"
+        fi
+    }
+    check missing-disk 'disk' --disk /nonexistent.img
+    check bad-format 'format' --disk "$PC_ISO",format=vmdk
+    printf 'QFI\373' >"$d/fake.qcow2"
+    head -c 1048576 /dev/zero >>"$d/fake.qcow2"
+    check wrong-format 'disk' --disk "$PC_ISO",format=qcow2
+    check corrupt-qcow2 'disk' --disk "$d/fake.qcow2"
+    check kernel-and-pc 'kernel' --machine pc --kernel "$PC_ISO"
+    check bad-boot 'boot' --cdrom "$PC_ISO" --boot floppy
+    [ -z "$fails" ] || { REASON="not rejected with status 2:$fails"; return 1; }
+    NOTE="6 bad inputs rejected with status 2"
+}
+
+PASSED=0 FAILED=0
+echo "E2E-INFO vmm=$VMM disk=$PC_DISK iso=$PC_ISO scenarios: $SELECTED"
+for SC in $SELECTED; do
+    REASON='' NOTE=''
+    echo "E2E-START $SC"
+    case " $PC_SCENARIOS " in
+    *" $SC "*) "sc_$(echo "$SC" | tr '-' '_')" ;;
+    *) REASON="unknown scenario"; false ;;
+    esac
+    if [ $? = 0 ]; then
+        PASSED=$((PASSED + 1))
+        echo "E2E-RESULT $SC PASS ${NOTE:-ok}"
+    else
+        FAILED=$((FAILED + 1))
+        echo "E2E-RESULT $SC FAIL ${REASON:-failed}"
+    fi
+done
+rm -rf "$WORK"
+echo "E2E-SUMMARY pc: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
