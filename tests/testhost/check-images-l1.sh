@@ -14,6 +14,7 @@
 # Environment (l1env): CHECK_ONLY=disk|iso   one check only
 #                      CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   seconds
 #                      CHECK_GUEST_MEM=1024   MiB of the disk guest
+#                      CHECK_DISK_IF=ide      QEMU if= of the disk guest (ide, virtio, ...)
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PATH
 
@@ -41,7 +42,7 @@ check_disk() {
     catpid=$!
     t0=$(now)
     qemu-system-x86_64 -enable-kvm -cpu host -M pc -m "${CHECK_GUEST_MEM:-1024}" -smp 1 \
-        -drive file=/dev/vda,format=raw,if=ide,cache=none \
+        -drive file=/dev/vda,format=raw,if="${CHECK_DISK_IF:-ide}",cache=none \
         -serial pipe:$d/ser -display none -vga std -nic none -no-reboot >$d/qemu.log 2>&1 &
     qpid=$!
     exec 3<>$d/ser.in
@@ -105,6 +106,9 @@ check_disk() {
     exec 3>&-
     kill $catpid 2>/dev/null
     echo "CHECK-TIME disk-qemu-exit $(since "$t0")"
+    echo "---- L2 serial console (disk guest) ----"
+    tr -d '\r' <$log | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/^/L2| /'
+    echo "---- end ----"
     [ "$step" = login-failed ] && return
     if [ "$step" != wait-poweroff ]; then
         echo "CHECK-RESULT disk FAIL QEMU exited (status $rc) in step $step"
@@ -149,9 +153,11 @@ check_iso() {
     cat $d/mon.out >>$d/mon.log &
     catpid=$!
     t0=$(now)
-    qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 256 -smp 1 -cdrom $iso -boot d \
-        -display none -vga std -nic none -serial file:$d/serial.log -monitor pipe:$d/mon -no-reboot \
-        >$d/qemu.log 2>&1 &
+    # run in $d: pmemsave gets a file name without "/" (the monitor would parse "4000 /tmp/..."
+    # as a division)
+    (cd $d && exec qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 256 -smp 1 -cdrom $iso \
+        -boot d -display none -vga std -nic none -serial file:serial.log -monitor pipe:mon \
+        -no-reboot >qemu.log 2>&1) &
     qpid=$!
     exec 4<>$d/mon.in
     ok=
@@ -160,7 +166,7 @@ check_iso() {
         sleep 1
         n=$((n + 1))
         rm -f $d/vga.bin
-        echo "pmemsave 0xb8000 4000 $d/vga.bin" >&4
+        echo "pmemsave 0xb8000 4000 vga.bin" >&4
         i=0
         while [ ! -s $d/vga.bin ] && [ $i -lt 20 ]; do
             sleep 0.1
@@ -192,7 +198,7 @@ check_iso() {
     else
         echo "CHECK-RESULT iso FAIL no grub> prompt on the VGA text screen within ${tmo}s ($n polls)"
         cat $d/qemu.log
-        tail -n 20 $d/mon.log
+        tr -d '\r' <$d/mon.log | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -c 2000
     fi
 }
 

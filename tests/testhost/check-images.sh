@@ -17,6 +17,7 @@
 # Environment: CHECK_ONLY=disk|iso    run one check only
 #              CHECK_L1_TIMEOUT=900   seconds for the whole L1 run
 #              CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   per-guest timeouts inside L1
+#              CHECK_DISK_IF=ide      disk interface of the Debian guest (virtio to compare)
 #              CHECK_KEEP=1           keep the temporary overlay (its path is printed)
 #              CHECK_LOG=path         L1 log (default .cache/testhost/logs/check-images.log)
 #              L1_MEMORY_MIB          L1 RAM (run-l1.sh default 5120)
@@ -48,7 +49,7 @@ cpio=$(L1_NAME=images L1_WITH_QEMU=1 \
     "$iso=/guest/grub-rescue-cdrom.iso")
 
 append=${L1_EXTRA_APPEND:-}
-for v in CHECK_ONLY CHECK_DISK_TIMEOUT CHECK_ISO_TIMEOUT CHECK_GUEST_MEM; do
+for v in CHECK_ONLY CHECK_DISK_TIMEOUT CHECK_ISO_TIMEOUT CHECK_GUEST_MEM CHECK_DISK_IF; do
     [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
 done
 start=$(date +%s.%N)
