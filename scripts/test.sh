@@ -20,5 +20,9 @@ if [[ ${SKIP_E2E:-0} == 1 ]]; then
     echo "== end-to-end tests skipped (SKIP_E2E=1)"
     exit 0
 fi
-echo "== end-to-end tests"
-bash tests/e2e/run.sh
+echo "== end-to-end tests: direct kernel boot"
+rc=0
+bash tests/e2e/run.sh || rc=1
+echo "== end-to-end tests: SeaBIOS PC machine (IDE disk, CD-ROM, VGA)"
+bash tests/e2e/pc-run.sh || rc=1
+exit $rc

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tests/bench/pc-boot.sh - SeaBIOS-to-login-prompt time of the Debian 12 image: our vmm against
+# QEMU -M pc, in one L1 test host (or on this host with real KVM), same image, same run.
+#
+# Usage: tests/bench/pc-boot.sh   (a benchmark, not a test: it fails only if nothing ran)
+# Environment: VMM_BIN (default: build the static vmm), BENCH_RUNS=2, BENCH_TIMEOUT=600,
+#   BENCH_L1_TIMEOUT=3000, BENCH_LOG (default .cache/testhost/logs/bench-pc.log)
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/testhost/lib.sh
+source "$BENCH_DIR/../testhost/lib.sh"
+LOG=${BENCH_LOG:-$CACHE/logs/bench-pc.log}
+mkdir -p "$(dirname "$LOG")"
+ensure_pkgs qemu-img:qemu-utils
+if [[ -z ${VMM_BIN:-} ]]; then
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
+    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+fi
+export VMM_BIN=$(realpath "$VMM_BIN")
+"$TESTHOST_DIR/fixtures.sh" >/dev/null
+img=$("$TESTHOST_DIR/debian-image.sh")
+tmp=$(mktemp -d /tmp/bench-pc.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
+if host_has_real_kvm; then
+    qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/disk.raw"
+    loop=$(losetup -f --show "$tmp/disk.raw")
+    trap 'losetup -d "$loop"; rm -rf "$tmp"' EXIT
+    sed "s#/dev/vda#$loop#g" "$BENCH_DIR/pc-boot-inner.sh" >"$tmp/inner.sh"
+    VMM=$VMM_BIN sh "$tmp/inner.sh" 2>&1 | tee "$LOG"
+else
+    cpio=$(L1_NAME=bench-pc L1_WITH_QEMU=1 L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk" \
+        "$TESTHOST_DIR/build-l1.sh" "$BENCH_DIR/pc-boot-inner.sh")
+    append=${L1_EXTRA_APPEND:-}
+    for v in BENCH_RUNS BENCH_TIMEOUT; do
+        [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
+    done
+    L1_EXTRA_APPEND=$append \
+        L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
+        "$TESTHOST_DIR/run-l1.sh" "$cpio" "${BENCH_L1_TIMEOUT:-3000}" "$LOG" || true
+fi
+echo "==== pc boot: seconds from process start to the serial login prompt ===="
+tr -d '\r' <"$LOG" | grep -oE 'BENCH-PC [a-z]+ run=[0-9]+ login_s=[0-9.a-z]+' | sort -k2
+tr -d '\r' <"$LOG" | grep -q 'BENCH-PC-DONE'
