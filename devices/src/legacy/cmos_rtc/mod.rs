@@ -262,7 +262,7 @@ impl BusDevice for CmosRtc {
                 1 => rtc.write_data(v),
                 _ => return,
             }
-            rtc.has_irq() && rtc.wants_timer()
+            rtc.wants_timer()
         };
         self.shared.wake.notify_all();
         if wants_timer {

@@ -152,10 +152,6 @@ impl Rtc {
         &mut self.nvram[usize::from(index & 0x7f)]
     }
 
-    pub(super) fn has_irq(&self) -> bool {
-        self.irq.is_some()
-    }
-
     /// Whether an interrupt source is enabled, so a timer thread is worth having.
     pub(super) fn wants_timer(&self) -> bool {
         self.irq.is_some() && self.reg(STATUS_B) & (B_PIE | B_AIE | B_UIE) != 0
