@@ -12,7 +12,7 @@ use arch::x86_64::{acpi, boot, cpuid, layout, mptable, msr, regs};
 use devices::bus::Bus;
 use devices::irq::IrqLine;
 use devices::legacy::acpi_pm::{self, AcpiPm};
-use devices::legacy::cmos_rtc::{CmosRtc, CMOS_BASE, CMOS_LEN};
+use devices::legacy::cmos_rtc::{CmosRtc, CMOS_BASE, CMOS_IRQ, CMOS_LEN};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::port80::Port80;
 use devices::legacy::uart16550::{Uart16550, COM1_BASE, COM1_IRQ, UART_LEN};
@@ -177,7 +177,8 @@ pub(crate) fn create_legacy_devices(
         Arc::new(Mutex::new(I8042::new(platform.clone()))),
     )
     .map_err(dev)?;
-    let mut cmos = CmosRtc::new();
+    // ISA IRQ 8 is an edge at the in-kernel PIC and IOAPIC: the RTC pulses it through an irqfd.
+    let mut cmos = CmosRtc::with_irq(Arc::new(KvmIrq::new(vm.clone(), CMOS_IRQ)?));
     cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
     let cmos = Arc::new(Mutex::new(cmos));
     pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), cmos.clone()).map_err(dev)?;
