@@ -9,4 +9,5 @@ pub mod bus;
 pub mod display;
 pub mod irq;
 pub mod legacy;
+pub mod net;
 pub mod pci;
