@@ -59,7 +59,8 @@ pub const M88E1011_ID1: u16 = 0x0141;
 /// M88E1011 identifier, low half (model 0x02, revision 0).
 pub const M88E1011_ID2: u16 = 0x0c20;
 
-const READ_ONLY: [usize; 10] = [BMSR, PHYID1, PHYID2, ANLPAR, ANER, GSR, EXT_STATUS, PSSR, INT_STATUS, RX_ERR];
+const READ_ONLY: [usize; 10] =
+    [BMSR, PHYID1, PHYID2, ANLPAR, ANER, GSR, EXT_STATUS, PSSR, INT_STATUS, RX_ERR];
 
 /// What a register write did, for the MAC to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

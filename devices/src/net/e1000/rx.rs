@@ -154,7 +154,8 @@ impl E1000 {
             self.stat_inc(ROC);
             return;
         }
-        let tagged = frame.len() >= 18 && u32::from(u16::from_be_bytes([frame[12], frame[13]])) == self.raw(VET);
+        let tagged =
+            frame.len() >= 18 && u32::from(u16::from_be_bytes([frame[12], frame[13]])) == self.raw(VET);
         let tci = tagged.then(|| u16::from_be_bytes([frame[14], frame[15]]));
         if !self.rx_accept(frame, tci) {
             return;
@@ -189,7 +190,12 @@ impl E1000 {
     /// hold it. A frame that cannot be written for other reasons is dropped (true).
     fn deliver(&mut self, data: &[u8], vlan: Option<u16>) -> bool {
         let Some((base, size, mut head, tail)) = self.rx_ring() else {
-            log::warn!("e1000: RX ring (RDLEN {:#x}, RDH {}, RDT {}) unusable; frame dropped", self.raw(RDLEN), self.raw(RDH), self.raw(RDT));
+            log::warn!(
+                "e1000: RX ring (RDLEN {:#x}, RDH {}, RDT {}) unusable; frame dropped",
+                self.raw(RDLEN),
+                self.raw(RDH),
+                self.raw(RDT)
+            );
             return true;
         };
         let Some(bsize) = rx_buffer_size(self.raw(RCTL)) else {
@@ -214,7 +220,8 @@ impl E1000 {
                 log::warn!("e1000: RX descriptor {head} at {at:#x} outside guest memory; frame dropped");
                 return true;
             }
-            let buffer = u64::from_le_bytes([desc[0], desc[1], desc[2], desc[3], desc[4], desc[5], desc[6], desc[7]]);
+            let buffer =
+                u64::from_le_bytes([desc[0], desc[1], desc[2], desc[3], desc[4], desc[5], desc[6], desc[7]]);
             let mut status = STAT_DD | STAT_IXSM;
             let (mut written, mut errors) = (0usize, 0u8);
             if buffer != 0 {

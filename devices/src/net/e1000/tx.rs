@@ -245,7 +245,8 @@ impl E1000 {
         if tse {
             let c = self.tx.tso_ctx;
             let segments = c.paylen.div_ceil(c.mss.max(1) as u32);
-            if c.mss == 0 || c.hdr_len == 0 || c.hdr_len + c.mss > MAX_TX_FRAME || segments > MAX_TSO_SEGMENTS {
+            if c.mss == 0 || c.hdr_len == 0 || c.hdr_len + c.mss > MAX_TX_FRAME || segments > MAX_TSO_SEGMENTS
+            {
                 log::warn!(
                     "e1000: TSO context (header {}, MSS {}, payload {}) unusable; packet dropped",
                     c.hdr_len,
