@@ -10,4 +10,5 @@ pub mod display;
 pub mod ide;
 pub mod irq;
 pub mod legacy;
+pub mod net;
 pub mod pci;
