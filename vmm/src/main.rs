@@ -84,7 +84,8 @@ struct Cli {
     cdrom: Option<PathBuf>,
     /// Firmware boot order: disk, cdrom, net, comma-separated [default: disk,cdrom].
     #[arg(long, value_name = "ORDER", value_parser = pc_config::parse_boot_order)]
-    boot: Option<Vec<pc_config::BootDevice>>,
+    // Fully qualified so clap takes the whole list as one value, not a list of values.
+    boot: Option<::std::vec::Vec<pc_config::BootDevice>>,
     /// Display card for --machine pc: std (standard VGA with Bochs VBE) or none [default: std].
     #[arg(long, value_name = "KIND", value_parser = ["std", "none"])]
     vga: Option<String>,

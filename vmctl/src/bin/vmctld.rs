@@ -28,6 +28,10 @@ struct Cli {
     /// Seconds a new vmm may take to open its control socket.
     #[arg(long, value_name = "S", default_value_t = 30)]
     start_timeout: u64,
+    /// An argument added to every vmm command line; repeat for more (e.g.
+    /// --vmm-arg=--accept-slow-kvm).
+    #[arg(long = "vmm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    vmm_args: Vec<String>,
     /// Log filter (tracing EnvFilter syntax), e.g. info or vmctl=debug.
     #[arg(long, value_name = "FILTER", default_value = "info", env = "VMCTLD_LOG")]
     log: String,
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         host,
         start_timeout: Duration::from_secs(cli.start_timeout),
         stop_timeout: Duration::from_secs(10),
+        extra_vmm_args: cli.vmm_args.iter().map(Into::into).collect(),
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -81,8 +81,9 @@ impl Daemon {
             s.def.clone()
         };
         let paths = self.run_paths(name);
-        let args = crate::argv::vmm_args(&def, &paths)
+        let mut args = crate::argv::vmm_args(&def, &paths)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
+        args.extend(self.cfg.extra_vmm_args.iter().cloned());
         for stale in [&paths.control, &paths.serial, &paths.exit_status] {
             let _ = std::fs::remove_file(stale);
         }

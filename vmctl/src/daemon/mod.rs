@@ -43,6 +43,8 @@ pub struct Config {
     pub start_timeout: Duration,
     /// How long `stop` may take before the VMM is killed.
     pub stop_timeout: Duration,
+    /// Arguments added to every `vmm` command line (e.g. `--accept-slow-kvm`).
+    pub extra_vmm_args: Vec<std::ffi::OsString>,
 }
 
 /// An operation that failed, classed for the HTTP status.

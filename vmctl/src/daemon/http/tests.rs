@@ -34,6 +34,7 @@ fn env() -> Env {
         host: HostLimits { memory_mib: 4096, cpus: 4 },
         start_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(5),
+        extra_vmm_args: Vec::new(),
     };
     Env { daemon: Daemon::open(cfg).unwrap(), _dir: dir }
 }
