@@ -6,6 +6,7 @@
 //! run guests at useful speed (see `--accept-slow-kvm`); 130 stopped by a signal or Ctrl-A x.
 
 mod config;
+mod control;
 mod pc;
 mod pc_config;
 mod serial;
@@ -83,7 +84,8 @@ struct Cli {
     cdrom: Option<PathBuf>,
     /// Firmware boot order: disk, cdrom, net, comma-separated [default: disk,cdrom].
     #[arg(long, value_name = "ORDER", value_parser = pc_config::parse_boot_order)]
-    boot: Option<Vec<pc_config::BootDevice>>,
+    // Fully qualified so clap takes the whole list as one value, not a list of values.
+    boot: Option<::std::vec::Vec<pc_config::BootDevice>>,
     /// Display card for --machine pc: std (standard VGA with Bochs VBE) or none [default: std].
     #[arg(long, value_name = "KIND", value_parser = ["std", "none"])]
     vga: Option<String>,
@@ -93,6 +95,13 @@ struct Cli {
     /// Run even where KVM cannot use hardware virtualization (kvm_pvm, no vmx/svm).
     #[arg(long)]
     accept_slow_kvm: bool,
+    /// Listen on this unix socket (mode 0600) for JSON-lines control requests (status,
+    /// powerbutton, stop, reset, pause, resume, screendump) for the life of the process.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// On exit, write {"code":N,"reason":"..."} to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    exit_status_file: Option<PathBuf>,
 }
 
 /// "vmm: error: " and the error with each of its sources.
@@ -107,13 +116,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-fn print_chain(e: &dyn std::error::Error) {
-    eprintln!("{}", error_chain(e));
+/// An exit status and the reason for the exit-status file.
+type Exit = (u8, String);
+
+fn bad_input(e: ConfigError) -> Exit {
+    let msg = format!("vmm: invalid configuration: {e}");
+    eprintln!("{msg}");
+    (EXIT_BAD_INPUT, msg)
 }
 
-fn bad_input(e: ConfigError) -> ExitCode {
-    eprintln!("vmm: invalid configuration: {e}");
-    ExitCode::from(EXIT_BAD_INPUT)
+fn error_exit(e: &dyn std::error::Error) -> Exit {
+    let msg = error_chain(e);
+    eprintln!("{msg}");
+    (EXIT_ERROR, msg)
 }
 
 fn main() -> ExitCode {
@@ -126,6 +141,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let (code, reason) = vmm_main(&cli);
+    if let Some(path) = &cli.exit_status_file {
+        if let Err(e) = control::write_exit_status(path, code, &reason) {
+            eprintln!("vmm: warning: cannot write {}: {e}", path.display());
+        }
+    }
+    ExitCode::from(code)
+}
+
+fn vmm_main(cli: &Cli) -> Exit {
     let file = match &cli.config {
         Some(p) => match VmConfigFile::load(p) {
             Ok(f) => f,
@@ -162,52 +187,68 @@ fn main() -> ExitCode {
     };
     let hv = match hv {
         Ok(h) => h,
-        Err(e) => {
-            print_chain(&e);
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(e) => return error_exit(&e),
     };
     if let Some(warning) = HostVirt::detect().warning() {
         if !cli.accept_slow_kvm {
-            eprintln!("vmm: {warning}");
-            return ExitCode::from(EXIT_SLOW_HOST);
+            let msg = format!("vmm: {warning}");
+            eprintln!("{msg}");
+            return (EXIT_SLOW_HOST, msg);
         }
         eprintln!("vmm: warning: {warning}");
     }
-    run(&hv, &cfg)
+    run(&hv, &cfg, cli.control.as_deref())
 }
 
-fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
+fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path>) -> Exit {
+    let fail = |msg: String| {
+        eprintln!("{msg}");
+        (EXIT_ERROR, msg)
+    };
+    // `stop` ends the current boot; `terminate` says the process exits rather than reboots.
     let stop = Arc::new(AtomicBool::new(false));
+    let terminate = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone()) {
-        eprintln!("vmm: error: cannot install signal handler: {e}");
-        return ExitCode::from(EXIT_ERROR);
+        return fail(format!("vmm: error: cannot install signal handler: {e}"));
     }
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("vmm: error: cannot install signal handler: {e}");
-            return ExitCode::from(EXIT_ERROR);
+        for flag in [&terminate, &stop] {
+            if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+                return fail(format!("vmm: error: cannot install signal handler: {e}"));
+            }
         }
     }
     if let Err(e) = vcpu::install_kick_handler() {
-        eprintln!("vmm: error: cannot install vCPU kick handler: {e}");
-        return ExitCode::from(EXIT_ERROR);
+        return fail(format!("vmm: error: cannot install vCPU kick handler: {e}"));
     }
     let (supported_cpuid, msr_list) = match (hv.supported_cpuid(), hv.msr_index_list()) {
         (Ok(c), Ok(m)) => (c, m),
-        (Err(e), _) | (_, Err(e)) => {
-            print_chain(&e);
-            return ExitCode::from(EXIT_ERROR);
-        }
+        (Err(e), _) | (_, Err(e)) => return error_exit(&e),
     };
-    let quit_flag = stop.clone();
-    let quit: serial::QuitHook = Arc::new(move || quit_flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let control = control::Control::new(stop.clone(), terminate.clone());
+    let (quit_stop, quit_term) = (stop.clone(), terminate.clone());
+    let quit: serial::QuitHook = Arc::new(move || {
+        quit_term.store(true, std::sync::atomic::Ordering::SeqCst);
+        quit_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let mut serial = match serial::SerialBackend::open(&cfg.serial, quit) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("vmm: invalid configuration: serial: cannot open {}: {e}", cfg.serial);
-            return ExitCode::from(EXIT_BAD_INPUT);
+            let msg = format!("vmm: invalid configuration: serial: cannot open {}: {e}", cfg.serial);
+            eprintln!("{msg}");
+            return (EXIT_BAD_INPUT, msg);
+        }
+    };
+    // Kept for the whole process, across reboots; the socket file goes with it.
+    let _control_server = match control_path.map(|p| control::ControlServer::start(p, control.clone())) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            let path = control_path.map(|p| p.display().to_string()).unwrap_or_default();
+            let msg = format!("vmm: invalid configuration: control: cannot listen on {path}: {e}");
+            eprintln!("{msg}");
+            return (EXIT_BAD_INPUT, msg);
         }
     };
     let machine = vm::Machine {
@@ -218,9 +259,17 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
         serial: &serial,
         stop_requested: &stop,
         dump_requested: &dump,
+        control: &control,
     };
     let (code, message) = loop {
+        control.boot_started();
         let outcome = vm::run_boot(&machine);
+        control.clear_hooks();
+        // A reset through the control socket ends the boot with the stop flag; boot again.
+        if matches!(outcome, Ok(Outcome::Stopped | Outcome::Reset)) && control.take_reset() {
+            log::info!("reset requested: booting again");
+            continue;
+        }
         // A stop request that arrives while the guest resets must not be lost to the reboot.
         let outcome = match outcome {
             Ok(Outcome::Reset) if stop.load(std::sync::atomic::Ordering::SeqCst) => Ok(Outcome::Stopped),
@@ -254,8 +303,16 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig) -> ExitCode {
         }
     };
     serial.restore_terminal();
-    if let Some(m) = message {
+    if let Some(m) = &message {
         eprintln!("{m}");
     }
-    ExitCode::from(code)
+    let reason = message.unwrap_or_else(|| {
+        match code {
+            EXIT_POWEROFF => "guest powered off",
+            EXIT_REBOOT => "guest rebooted (--no-reboot)",
+            _ => "stopped by a signal or a stop request",
+        }
+        .to_string()
+    });
+    (code, reason)
 }

@@ -69,6 +69,8 @@ pub struct Machine<'a> {
     pub stop_requested: &'a AtomicBool,
     /// Set by SIGUSR1: write the screen to the `--screen-dump` files.
     pub dump_requested: &'a AtomicBool,
+    /// The control socket's state: each boot installs its power button and screen dump.
+    pub control: &'a crate::control::Control,
 }
 
 /// An interrupt line of the in-kernel irqchip: edges through an irqfd, levels through
@@ -191,18 +193,14 @@ fn create_devices(
     m: &Machine<'_>,
     layout: &layout::MemoryLayout,
     state: &Arc<RunState>,
-) -> Result<Buses, Error> {
+) -> Result<(Buses, Arc<Mutex<AcpiPm>>), Error> {
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
     let pio = Bus::new();
     create_legacy_devices(vm, m, layout, &platform, &pio)?;
-    pio.insert(
-        u64::from(acpi_pm::PM_BASE),
-        u64::from(acpi_pm::PM_LEN),
-        Arc::new(Mutex::new(AcpiPm::new(sci, platform))),
-    )
-    .map_err(bus_err)?;
-    Ok(Buses { pio, mmio: Bus::new() })
+    let pm = Arc::new(Mutex::new(AcpiPm::new(sci, platform)));
+    pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), pm.clone()).map_err(bus_err)?;
+    Ok((Buses { pio, mmio: Bus::new() }, pm))
 }
 
 fn load_guest(
@@ -256,6 +254,34 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
+/// Gives the control socket this boot's power button and screen.
+fn install_control_hooks(
+    m: &Machine<'_>,
+    pm: &Arc<Mutex<AcpiPm>>,
+    vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>,
+) {
+    let pm = pm.clone();
+    let power_button: crate::control::Hook = Arc::new(move || {
+        devices::bus::lock(&pm).press_power_button();
+        Ok(())
+    });
+    let screendump = vga.map(|vga| {
+        let vga = vga.clone();
+        let hook: crate::control::ScreendumpHook = Arc::new(move |path: &std::path::Path| {
+            let prefix = path.with_extension("");
+            dump_screen(Some(&vga), Some(&prefix));
+            Ok(())
+        });
+        hook
+    });
+    m.control.set_hooks(crate::control::ControlHooks {
+        power_button: Some(power_button),
+        pause: None,
+        resume: None,
+        screendump,
+    });
+}
+
 /// Writes the text screen to `PREFIX.txt` and the picture to `PREFIX.png`, each through a
 /// temporary file and a rename so a reader never sees half a file.
 fn dump_screen(vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>, prefix: Option<&std::path::Path>) {
@@ -293,10 +319,12 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
     let mut vga = None;
+    let pm;
     let (buses, vcpus) = match &firmware {
         None => {
             map_memory(vm.as_ref(), &mem)?;
-            let buses = create_devices(&vm, m, &layout, &state)?;
+            let (buses, acpi) = create_devices(&vm, m, &layout, &state)?;
+            pm = acpi;
             let vcpus =
                 load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
             (buses, vcpus)
@@ -304,9 +332,11 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
         Some(fw) => {
             let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
             vga = devs.vga;
+            pm = devs.acpi_pm;
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }
     };
+    install_control_hooks(m, &pm, vga.as_ref());
     let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
     let mut threads = Vec::with_capacity(vcpus.len());

@@ -49,9 +49,7 @@ const SLOT_HIGH: u32 = 2;
 pub struct PcMachine {
     /// The buses the vCPUs dispatch to.
     pub buses: Buses,
-    /// The ACPI registers (power button); pressed through the control socket (issue 5, not
-    /// wired yet).
-    #[allow(dead_code)]
+    /// The ACPI registers (power button, pressed through the control socket).
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// The display, if any.
     pub vga: Option<Arc<Mutex<StdVga>>>,

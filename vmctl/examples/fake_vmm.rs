@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+//! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but speaks the control socket
+//! protocol (`--control`), serves a serial console (`--serial unix:PATH`: a banner, then echoes
+//! input) and writes `--exit-status-file` as `vmm` does. Other flags are accepted and ignored.
+//!
+//! Test-only behaviour: `--memory 77M` fails at start (exit 1); `{"cmd":"crash"}` exits with
+//! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
+//! `--memory 55M`, which ignores the button (a guest without ACPI support).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
+#[derive(Default)]
+struct Args {
+    control: Option<PathBuf>,
+    serial: Option<PathBuf>,
+    exit_file: Option<PathBuf>,
+    memory: String,
+}
+
+fn parse() -> Args {
+    let mut a = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if matches!(flag.as_str(), "--no-reboot" | "--accept-slow-kvm") {
+            continue;
+        }
+        let v = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--control" => a.control = Some(v.into()),
+            "--serial" => a.serial = v.strip_prefix("unix:").map(PathBuf::from),
+            "--exit-status-file" => a.exit_file = Some(v.into()),
+            "--memory" => a.memory = v,
+            _ => {}
+        }
+    }
+    a
+}
+
+fn write_exit(a: &Args, code: i32, reason: &str) {
+    if let Some(p) = &a.exit_file {
+        let tmp = p.with_extension("tmp");
+        let body = serde_json::json!({ "code": code, "reason": reason }).to_string();
+        if std::fs::write(&tmp, body).is_ok() {
+            let _ = std::fs::rename(&tmp, p);
+        }
+    }
+}
+
+type Console = Arc<Mutex<Option<UnixStream>>>;
+
+fn say(console: &Console, text: &str) {
+    if let Some(s) = console.lock().unwrap().as_mut() {
+        let _ = s.write_all(text.as_bytes());
+    }
+}
+
+fn serve_serial(path: PathBuf, console: Console) {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("serial socket");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = stream.try_clone().expect("clone");
+            *console.lock().unwrap() = Some(stream);
+            say(&console, "fake-vmm console\r\nlogin: ");
+            let echo = console.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    say(&echo, &String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+    });
+}
+
+fn main() {
+    let a = parse();
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+    }
+    if a.memory == "77M" {
+        eprintln!("fake-vmm: simulated start failure");
+        write_exit(&a, 1, "vmm: error: simulated start failure");
+        std::process::exit(1);
+    }
+    let console: Console = Arc::new(Mutex::new(None));
+    if let Some(p) = &a.serial {
+        serve_serial(p.clone(), console.clone());
+    }
+    let exit = Arc::new(AtomicI32::new(-1));
+    let boots = Arc::new(AtomicU32::new(1));
+    let paused = Arc::new(AtomicBool::new(false));
+    let control = a.control.clone().expect("--control is required by the fake vmm");
+    let _ = std::fs::remove_file(&control);
+    let listener = UnixListener::bind(&control).expect("control socket");
+    let ignores_button = a.memory == "55M";
+    {
+        let (exit, boots, paused, console) = (exit.clone(), boots.clone(), paused.clone(), console.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (exit, boots, paused, console) =
+                    (exit.clone(), boots.clone(), paused.clone(), console.clone());
+                std::thread::spawn(move || {
+                    let mut out = stream.try_clone().expect("clone");
+                    for line in BufReader::new(stream).lines() {
+                        let Ok(line) = line else { return };
+                        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                        let ok = serde_json::json!({ "ok": true });
+                        let reply = match v["cmd"].as_str().unwrap_or("") {
+                            "status" => serde_json::json!({
+                                "state": if paused.load(Ordering::SeqCst) { "paused" } else { "running" },
+                                "pid": std::process::id(),
+                                "boots": boots.load(Ordering::SeqCst),
+                            }),
+                            "stop" => {
+                                exit.store(130, Ordering::SeqCst);
+                                ok
+                            }
+                            "powerbutton" => {
+                                if !ignores_button {
+                                    say(&console, "\r\npower button: powering off\r\n");
+                                    exit.store(0, Ordering::SeqCst);
+                                }
+                                ok
+                            }
+                            "crash" => {
+                                exit.store(4, Ordering::SeqCst);
+                                ok
+                            }
+                            "reset" => {
+                                boots.fetch_add(1, Ordering::SeqCst);
+                                say(&console, "\r\nreset\r\n");
+                                ok
+                            }
+                            "pause" => {
+                                paused.store(true, Ordering::SeqCst);
+                                ok
+                            }
+                            "resume" => {
+                                paused.store(false, Ordering::SeqCst);
+                                ok
+                            }
+                            other => serde_json::json!({ "error": format!("{other} is not supported") }),
+                        };
+                        if writeln!(out, "{reply}").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if TERM.load(Ordering::SeqCst) {
+            exit.store(130, Ordering::SeqCst);
+        }
+        let code = exit.load(Ordering::SeqCst);
+        if code >= 0 {
+            let reason = match code {
+                0 => "guest powered off",
+                4 => "vmm: guest triple fault on vCPU 0 (the CPU shut down); stopping",
+                _ => "stopped by a signal or a stop request",
+            };
+            write_exit(&a, code, reason);
+            let _ = std::fs::remove_file(&control);
+            std::process::exit(code);
+        }
+    }
+}

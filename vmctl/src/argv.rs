@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Translation of a [`VmDef`] into `vmm` command-line arguments.
+//!
+//! Everything the definition asks for is either translated or refused with an error naming
+//! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
+//! virtio disks, network interfaces, host PCI devices, VNC, an empty CD-ROM drive, more than
+//! one CD-ROM, more than three IDE disks, disks on a direct-boot machine, and turning ACPI or
+//! the APIC off.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, Os, Video};
+use vmdef::VmDef;
+
+/// Most IDE hard disks `vmm` attaches (the CD-ROM takes the fourth position).
+pub const MAX_IDE_DISKS: usize = 3;
+
+/// A definition `vmm` cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{device}: {why}")]
+pub struct Unsupported {
+    /// The device or field, like `disks[1] (vda)`.
+    pub device: String,
+    /// Why and what to do.
+    pub why: String,
+}
+
+/// Paths the daemon chooses for one run of a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPaths {
+    /// `--control`: the VM's control socket.
+    pub control: PathBuf,
+    /// `--serial unix:`: the serial console socket.
+    pub serial: PathBuf,
+    /// `--exit-status-file`.
+    pub exit_status: PathBuf,
+}
+
+fn unsupported(device: impl Into<String>, why: impl Into<String>) -> Unsupported {
+    Unsupported { device: device.into(), why: why.into() }
+}
+
+fn path_arg(flag: &str, p: &Path) -> [OsString; 2] {
+    [OsString::from(flag), p.as_os_str().to_owned()]
+}
+
+/// The arguments (without the program name) that run `def` with `paths`.
+pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsupported> {
+    check_unsupported(def)?;
+    let mut args: Vec<OsString> = vec![
+        "--memory".into(),
+        format!("{}M", def.memory_mib).into(),
+        "--cpus".into(),
+        def.vcpus.to_string().into(),
+    ];
+    match &def.os {
+        Os::Direct { kernel, initrd, cmdline } => {
+            if let Some(i) = def.disks.iter().position(|d| d.bus == DiskBus::Ide) {
+                return Err(unsupported(
+                    format!("disks[{i}] ({})", def.disks[i].target),
+                    "a direct-boot machine has no IDE controller; use os.machine \"pc\"",
+                ));
+            }
+            args.extend(["--machine".into(), "direct".into()]);
+            args.extend(path_arg("--kernel", kernel));
+            if let Some(i) = initrd {
+                args.extend(path_arg("--initramfs", i));
+            }
+            if let Some(c) = cmdline {
+                args.extend(["--cmdline".into(), c.into()]);
+            }
+        }
+        Os::Pc { boot } => {
+            args.extend(["--machine".into(), "pc".into()]);
+            pc_args(def, &mut args)?;
+            let order: Vec<&str> = boot
+                .iter()
+                .map(|b| match b {
+                    BootDevice::Disk => "disk",
+                    BootDevice::Cdrom => "cdrom",
+                    BootDevice::Network => "net",
+                })
+                .collect();
+            if !order.is_empty() {
+                args.extend(["--boot".into(), order.join(",").into()]);
+            }
+            let vga = match def.graphics.video {
+                Video::Vga => "std",
+                Video::None => "none",
+            };
+            args.extend(["--vga".into(), vga.into()]);
+        }
+    }
+    let mut serial = OsString::from("unix:");
+    match &def.serial {
+        Some(_) => serial.push(paths.serial.as_os_str()),
+        // No serial port in the definition: the UART's output goes nowhere.
+        None => serial = OsString::from("file:/dev/null"),
+    }
+    args.extend(["--serial".into(), serial]);
+    args.extend(path_arg("--control", &paths.control));
+    args.extend(path_arg("--exit-status-file", &paths.exit_status));
+    // The daemon applies on_reboot itself unless the guest should simply boot again.
+    if def.on_reboot != vmdef::model::LifecycleAction::Restart {
+        args.push("--no-reboot".into());
+    }
+    Ok(args)
+}
+
+/// IDE disks in target order, then the CD-ROM.
+fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
+    let mut ide: Vec<(usize, &vmdef::model::Disk)> =
+        def.disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Ide).collect();
+    ide.sort_by(|a, b| a.1.target.cmp(&b.1.target));
+    let mut cdrom_seen = false;
+    let mut disks = 0;
+    for (i, d) in ide {
+        let name = || format!("disks[{i}] ({})", d.target);
+        let Some(path) = &d.path else {
+            return Err(unsupported(
+                name(),
+                "an empty CD-ROM drive is not supported by vmm yet; give a path",
+            ));
+        };
+        if d.device == DiskDevice::Cdrom {
+            if cdrom_seen {
+                return Err(unsupported(name(), "vmm has one CD-ROM drive; remove the others"));
+            }
+            cdrom_seen = true;
+            args.extend(path_arg("--cdrom", path));
+            continue;
+        }
+        disks += 1;
+        if disks > MAX_IDE_DISKS {
+            return Err(unsupported(
+                name(),
+                "vmm attaches at most 3 IDE disks (the CD-ROM takes the 4th slot)",
+            ));
+        }
+        let mut spec = path.as_os_str().to_owned();
+        spec.push(match d.format {
+            DiskFormat::Raw => ",format=raw",
+            DiskFormat::Qcow2 => ",format=qcow2",
+        });
+        if d.is_readonly() {
+            spec.push(",readonly");
+        }
+        args.extend(["--disk".into(), spec]);
+    }
+    Ok(())
+}
+
+fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
+    if let Some((i, d)) = def.disks.iter().enumerate().find(|(_, d)| d.bus == DiskBus::Virtio) {
+        return Err(unsupported(
+            format!("disks[{i}] ({})", d.target),
+            "virtio disks are not supported by vmm yet; use bus \"ide\"",
+        ));
+    }
+    if let Some(n) = def.interfaces.first() {
+        return Err(unsupported(
+            format!("interfaces[0] ({})", n.mac),
+            "network interfaces are not supported by vmm yet; remove the interface",
+        ));
+    }
+    if let Some(h) = def.hostdevs.first() {
+        return Err(unsupported(
+            format!("hostdevs[0] ({})", h.address),
+            "PCI passthrough is not supported by vmm yet; remove the hostdev",
+        ));
+    }
+    if def.graphics.vnc.is_some() {
+        return Err(unsupported("graphics.vnc", "a VNC server is not supported by vmm yet; remove it"));
+    }
+    if !def.features.acpi {
+        return Err(unsupported(
+            "features.acpi",
+            "vmm always provides ACPI; set acpi to true (XML: <acpi/>)",
+        ));
+    }
+    if !def.features.apic {
+        return Err(unsupported(
+            "features.apic",
+            "vmm always provides the APIC; set apic to true (XML: <apic/>)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmdef::model::{Disk, Interface, LifecycleAction, NetSource, NicModel};
+
+    fn paths() -> RunPaths {
+        RunPaths {
+            control: "/s/run/a.sock".into(),
+            serial: "/s/run/a.serial.sock".into(),
+            exit_status: "/s/run/a.exit.json".into(),
+        }
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    fn disk(path: &str, bus: DiskBus, device: DiskDevice, target: &str) -> Disk {
+        Disk {
+            path: Some(path.into()),
+            format: DiskFormat::Raw,
+            bus,
+            device,
+            target: target.into(),
+            readonly: false,
+        }
+    }
+
+    #[test]
+    fn pc_machine_with_ide_disks_cdrom_and_boot_order() {
+        let mut def = VmDef::new("a".parse().unwrap(), 512, 2);
+        def.os = Os::Pc { boot: vec![BootDevice::Cdrom, BootDevice::Disk, BootDevice::Network] };
+        def.disks.push(disk("/i/b.qcow2", DiskBus::Ide, DiskDevice::Disk, "hdb"));
+        def.disks[0].format = DiskFormat::Qcow2;
+        def.disks[0].readonly = true;
+        def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
+        def.disks.push(disk("/i/x.iso", DiskBus::Ide, DiskDevice::Cdrom, "hdc"));
+        def.graphics.video = Video::Vga;
+        let args = strings(&vmm_args(&def, &paths()).unwrap());
+        assert_eq!(
+            args.join(" "),
+            "--memory 512M --cpus 2 --machine pc --disk /i/a.img,format=raw \
+             --disk /i/b.qcow2,format=qcow2,readonly --cdrom /i/x.iso --boot cdrom,disk,net --vga std \
+             --serial unix:/s/run/a.serial.sock --control /s/run/a.sock --exit-status-file /s/run/a.exit.json"
+        );
+    }
+
+    #[test]
+    fn direct_machine_with_kernel_initrd_cmdline_and_no_reboot() {
+        let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
+        def.os = Os::Direct {
+            kernel: "/k/vmlinuz".into(),
+            initrd: Some("/k/initrd".into()),
+            cmdline: Some("console=ttyS0 quiet".into()),
+        };
+        def.on_reboot = LifecycleAction::Destroy;
+        def.serial = None;
+        let args = strings(&vmm_args(&def, &paths()).unwrap());
+        assert_eq!(
+            args,
+            [
+                "--memory",
+                "256M",
+                "--cpus",
+                "1",
+                "--machine",
+                "direct",
+                "--kernel",
+                "/k/vmlinuz",
+                "--initramfs",
+                "/k/initrd",
+                "--cmdline",
+                "console=ttyS0 quiet",
+                "--serial",
+                "file:/dev/null",
+                "--control",
+                "/s/run/a.sock",
+                "--exit-status-file",
+                "/s/run/a.exit.json",
+                "--no-reboot"
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_devices_are_named() {
+        let base = VmDef::new("a".parse().unwrap(), 256, 1);
+        type Change = Box<dyn Fn(&mut VmDef)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|d| d.disks.push(disk("/v.img", DiskBus::Virtio, DiskDevice::Disk, "vda"))),
+                "disks[0] (vda)",
+            ),
+            (
+                Box::new(|d| {
+                    d.interfaces.push(Interface {
+                        source: NetSource::Bridge("br0".into()),
+                        model: NicModel::E1000,
+                        mac: "52:54:00:00:00:01".parse().unwrap(),
+                    })
+                }),
+                "interfaces[0] (52:54:00:00:00:01)",
+            ),
+            (
+                Box::new(|d| {
+                    d.hostdevs
+                        .push(vmdef::model::HostDev { address: "01:00.0".parse().unwrap(), managed: true })
+                }),
+                "hostdevs[0] (0000:01:00.0)",
+            ),
+            (
+                Box::new(|d| {
+                    d.graphics.vnc =
+                        Some(vmdef::model::Vnc { port: None, listen: std::net::Ipv4Addr::LOCALHOST.into() })
+                }),
+                "graphics.vnc",
+            ),
+            (Box::new(|d| d.features.acpi = false), "features.acpi"),
+            (Box::new(|d| d.features.apic = false), "features.apic"),
+            (
+                Box::new(|d| {
+                    let mut c = disk("/x", DiskBus::Ide, DiskDevice::Cdrom, "hdc");
+                    c.path = None;
+                    d.disks.push(c)
+                }),
+                "disks[0] (hdc)",
+            ),
+            (
+                Box::new(|d| {
+                    for t in ["hda", "hdb", "hdc", "hdd"] {
+                        d.disks.push(disk("/x", DiskBus::Ide, DiskDevice::Disk, t));
+                    }
+                }),
+                "disks[3] (hdd)",
+            ),
+            (
+                Box::new(|d| {
+                    d.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: None };
+                    d.disks.push(disk("/x", DiskBus::Ide, DiskDevice::Disk, "hda"));
+                }),
+                "disks[0] (hda)",
+            ),
+        ];
+        for (change, device) in cases {
+            let mut def = base.clone();
+            change(&mut def);
+            let e = vmm_args(&def, &paths()).unwrap_err();
+            assert_eq!(e.device, device, "{e}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The `vmctl` command line: virsh-like verbs over the `vmctld` API.
+//!
+//! Exit codes ([`crate::api::exit`]): 0 ok, 1 error, 2 bad input, 3 not found, 4 conflict
+//! or wrong state.
+
+mod console;
+mod output;
+mod verbs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::api::exit;
+use crate::client::{Client, ClientError};
+
+/// Default state directory of the daemon.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rvmm";
+
+/// `vmctl`.
+#[derive(Parser, Debug, PartialEq)]
+#[command(
+    name = "vmctl",
+    version,
+    about = "Manage virtual machines through vmctld",
+    after_help = "Exit status: 0 ok, 1 error (daemon unreachable, host failure), 2 bad input, \
+                  3 no such VM, 4 conflict or wrong state."
+)]
+pub struct Cli {
+    /// The daemon's socket [default: <state-dir>/vmctld.sock].
+    #[arg(long, global = true, value_name = "PATH", env = "VMCTL_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The daemon's state directory, to find its socket.
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR, env = "VMCTLD_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Print JSON instead of tables and messages (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// The verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum Verb {
+    /// List VMs with their state.
+    List,
+    /// Define a VM from a file (.xml: libvirt domain XML; otherwise JSON), or replace the
+    /// definition with the same name and UUID.
+    Define {
+        /// The definition; `-` reads JSON from stdin.
+        file: PathBuf,
+    },
+    /// Remove a VM's definition (it must not be running).
+    Undefine {
+        /// VM name.
+        name: String,
+    },
+    /// Start a VM.
+    Start {
+        /// VM name.
+        name: String,
+        /// Attach to the console once it runs.
+        #[arg(long)]
+        console: bool,
+    },
+    /// Press the power button; stop the VM if the guest has not powered off in time.
+    Shutdown {
+        /// VM name.
+        name: String,
+        /// Seconds to wait for the guest.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Stop a VM at once.
+    Destroy {
+        /// VM name.
+        name: String,
+    },
+    /// Shut the guest down gracefully and start it again.
+    Reboot {
+        /// VM name.
+        name: String,
+        /// Seconds to wait for the guest to power off.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Hard-reset the machine.
+    Reset {
+        /// VM name.
+        name: String,
+    },
+    /// Pause the vCPUs.
+    Suspend {
+        /// VM name.
+        name: String,
+    },
+    /// Resume the vCPUs.
+    Resume {
+        /// VM name.
+        name: String,
+    },
+    /// Attach to the serial console (Ctrl-] detaches); recent output is replayed.
+    Console {
+        /// VM name.
+        name: String,
+    },
+    /// Print the definition as libvirt domain XML.
+    Dumpxml {
+        /// VM name.
+        name: String,
+    },
+    /// Print the definition as JSON.
+    Dumpjson {
+        /// VM name.
+        name: String,
+    },
+    /// Edit the definition with $EDITOR (JSON, or XML with --xml); it is validated again.
+    Edit {
+        /// VM name.
+        name: String,
+        /// Edit the XML form.
+        #[arg(long)]
+        xml: bool,
+    },
+    /// Show a VM's state and settings.
+    Info {
+        /// VM name.
+        name: String,
+    },
+    /// Follow state changes (one line per event) until interrupted.
+    Events,
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+impl Cli {
+    /// The socket to use.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| self.state_dir.join("vmctld.sock"))
+    }
+}
+
+/// A failed verb: the message and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure { code: e.exit_code(), message: e.to_string() }
+    }
+}
+
+impl Failure {
+    pub(crate) fn bad_input(message: impl Into<String>) -> Self {
+        Failure { code: exit::BAD_INPUT, message: message.into() }
+    }
+    pub(crate) fn error(message: impl Into<String>) -> Self {
+        Failure { code: exit::ERROR, message: message.into() }
+    }
+}
+
+/// Parses the arguments, runs the verb and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match &cli.verb {
+        Verb::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "vmctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Verb::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vmctl: error: {e}");
+                    ExitCode::from(exit::ERROR)
+                }
+            };
+        }
+        _ => {}
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmctl: error: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let client = Client::new(cli.socket_path());
+    match rt.block_on(verbs::run(&client, &cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if cli.json {
+                eprintln!("{}", serde_json::json!({ "error": f.message, "code": f.code }));
+            } else {
+                eprintln!("vmctl: error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vmctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn verbs_parse() {
+        let c = parse(&["--json", "shutdown", "web", "--timeout", "5"]).unwrap();
+        assert!(c.json);
+        assert_eq!(c.verb, Verb::Shutdown { name: "web".into(), timeout: 5 });
+        assert_eq!(
+            parse(&["shutdown", "web"]).unwrap().verb,
+            Verb::Shutdown { name: "web".into(), timeout: 60 }
+        );
+        assert_eq!(parse(&["define", "a.xml"]).unwrap().verb, Verb::Define { file: "a.xml".into() });
+        assert_eq!(parse(&["edit", "a", "--xml"]).unwrap().verb, Verb::Edit { name: "a".into(), xml: true });
+        assert!(parse(&["list", "--json"]).unwrap().json);
+        assert!(matches!(parse(&["completions", "bash"]).unwrap().verb, Verb::Completions { .. }));
+    }
+
+    #[test]
+    fn socket_defaults_to_the_state_dir() {
+        let c = parse(&["--state-dir", "/tmp/s", "list"]).unwrap();
+        if std::env::var_os("VMCTL_SOCKET").is_none() {
+            assert_eq!(c.socket_path(), PathBuf::from("/tmp/s/vmctld.sock"));
+        }
+        let c = parse(&["--socket", "/x.sock", "list"]).unwrap();
+        assert_eq!(c.socket_path(), PathBuf::from("/x.sock"));
+    }
+
+    #[test]
+    fn bad_usage_is_an_error() {
+        assert!(parse(&["start"]).is_err());
+        assert!(parse(&["fly", "x"]).is_err());
+        assert!(parse(&["shutdown", "a", "--timeout", "soon"]).is_err());
+        assert!(parse(&["completions", "cmd.exe"]).is_err());
+    }
+
+    #[test]
+    fn command_is_consistent_and_has_a_man_page() {
+        Cli::command().debug_assert();
+        let mut out = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("vmctl") && text.contains("shutdown"));
+        let mut comp = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "vmctl", &mut comp);
+        assert!(String::from_utf8(comp).unwrap().contains("dumpxml"));
+    }
+}

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Human output of `vmctl`: tables and key-value blocks.
+
+use crate::api::{state_name, VmDetail, VmInfo};
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
+            if i + 1 == n {
+                s.push_str(&c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = *w));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+/// `vmctl list`.
+pub fn vm_table(vms: &[VmInfo]) -> String {
+    let rows: Vec<Vec<String>> = vms
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                state_name(v.state).to_string(),
+                v.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                v.vcpus.to_string(),
+                format!("{} MiB", v.memory_mib),
+                if v.autostart { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STATE", "PID", "VCPUS", "MEMORY", "AUTOSTART"], &rows)
+}
+
+/// `vmctl info`.
+pub fn info_block(d: &VmDetail) -> String {
+    let i = &d.info;
+    let def = &d.definition;
+    let machine = match &def.os {
+        vmdef::model::Os::Pc { boot } => format!("pc (boot {boot:?})"),
+        vmdef::model::Os::Direct { kernel, .. } => format!("direct ({})", kernel.display()),
+    };
+    let mut rows = vec![
+        ("Name", i.name.clone()),
+        ("UUID", i.uuid.clone()),
+        ("State", state_name(i.state).to_string()),
+        ("PID", i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+        ("vCPUs", i.vcpus.to_string()),
+        ("Memory", format!("{} MiB", i.memory_mib)),
+        ("Machine", machine),
+        ("Disks", def.disks.len().to_string()),
+        ("Interfaces", def.interfaces.len().to_string()),
+        ("Autostart", if i.autostart { "yes" } else { "no" }.to_string()),
+    ];
+    if let Some(r) = &i.exit_reason {
+        rows.push(("Last exit", r.clone()));
+    }
+    rows.iter().map(|(k, v)| format!("{:<11} {v}\n", format!("{k}:"))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmdef::store::RunState;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn vm_table_shows_state_and_pid() {
+        let v = VmInfo {
+            name: "web".into(),
+            uuid: "u".into(),
+            state: RunState::Shutoff,
+            pid: None,
+            memory_mib: 512,
+            vcpus: 2,
+            autostart: true,
+            exit_reason: None,
+        };
+        let t = vm_table(&[v]);
+        assert!(t.lines().nth(1).unwrap().starts_with("web   shut off  -    2      512 MiB  yes"), "{t}");
+    }
+}

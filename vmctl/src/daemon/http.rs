@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The HTTP/JSON API of `vmctld` (see `docs/vmctl.md` and `/openapi.json`).
+//!
+//! Every route is listed in [`ROUTES`], which the test of the OpenAPI document checks
+//! against its `paths`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vmdef::VmDef;
+
+use super::{parse_name, Daemon, DaemonError};
+use crate::api::{ErrorBody, CONSOLE_PROTOCOL};
+
+/// The OpenAPI document served at `/openapi.json` (also `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route: (method, path in OpenAPI syntax).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/openapi.json"),
+    ("get", "/v1/vms"),
+    ("post", "/v1/vms"),
+    ("get", "/v1/vms/{name}"),
+    ("put", "/v1/vms/{name}"),
+    ("delete", "/v1/vms/{name}"),
+    ("get", "/v1/vms/{name}/xml"),
+    ("get", "/v1/vms/{name}/console"),
+    ("post", "/v1/vms/{name}/start"),
+    ("post", "/v1/vms/{name}/shutdown"),
+    ("post", "/v1/vms/{name}/destroy"),
+    ("post", "/v1/vms/{name}/reboot"),
+    ("post", "/v1/vms/{name}/reset"),
+    ("post", "/v1/vms/{name}/pause"),
+    ("post", "/v1/vms/{name}/resume"),
+    ("get", "/v1/events"),
+];
+
+/// Largest definition body accepted.
+const MAX_BODY: usize = 1024 * 1024;
+/// Default `timeout` of shutdown and reboot, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 60;
+
+impl IntoResponse for DaemonError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            DaemonError::BadInput(_) => StatusCode::BAD_REQUEST,
+            DaemonError::NotFound(_) => StatusCode::NOT_FOUND,
+            DaemonError::Conflict(_) => StatusCode::CONFLICT,
+            DaemonError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+    }
+}
+
+type Res = Result<Response, DaemonError>;
+
+/// The API router.
+pub fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/v1/vms", get(list).post(define))
+        .route("/v1/vms/{name}", get(detail).put(redefine).delete(undefine))
+        .route("/v1/vms/{name}/xml", get(dump_xml))
+        .route("/v1/vms/{name}/console", get(console))
+        .route("/v1/vms/{name}/{action}", post(action))
+        .route("/v1/events", get(events))
+        .fallback(|| async { DaemonError::NotFound("that path; see /openapi.json".into()) })
+        .with_state(d)
+}
+
+async fn list(State(d): State<Arc<Daemon>>) -> Res {
+    Ok(Json(d.list()).into_response())
+}
+
+async fn detail(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
+    Ok(Json(d.detail(&parse_name(&name)?)?).into_response())
+}
+
+async fn dump_xml(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
+    let detail = d.detail(&parse_name(&name)?)?;
+    Ok(([(header::CONTENT_TYPE, "application/xml")], vmdef::xml::to_xml(&detail.definition)).into_response())
+}
+
+/// Parses a definition body: XML when the content type says so, JSON otherwise.
+pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<VmDef, DaemonError> {
+    if body.len() > MAX_BODY {
+        return Err(DaemonError::BadInput(format!("the definition is larger than {MAX_BODY} bytes")));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| DaemonError::BadInput("the body is not UTF-8".into()))?;
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/xml" | "text/xml" => {
+            vmdef::xml::from_xml(text).map_err(|e| DaemonError::BadInput(format!("XML definition: {e}")))
+        }
+        "application/json" | "" => {
+            VmDef::from_json(text).map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}")))
+        }
+        other => Err(DaemonError::BadInput(format!(
+            "unsupported content type {other}; send application/json or application/xml"
+        ))),
+    }
+}
+
+async fn define(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> Res {
+    let def = parse_definition(&headers, &body)?;
+    Ok((StatusCode::CREATED, Json(d.define(def).await?)).into_response())
+}
+
+async fn redefine(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let name = parse_name(&name)?;
+    let def = parse_definition(&headers, &body)?;
+    if def.name != name {
+        return Err(DaemonError::BadInput(format!(
+            "the definition is named {}, not {name}; renaming is not supported",
+            def.name
+        )));
+    }
+    d.info(&name)?;
+    Ok(Json(d.define(def).await?).into_response())
+}
+
+async fn undefine(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
+    d.undefine(&parse_name(&name)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Query of shutdown and reboot.
+#[derive(Debug, Deserialize)]
+struct TimeoutQuery {
+    /// Seconds to wait for the guest before stopping it.
+    timeout: Option<u64>,
+}
+
+async fn action(
+    State(d): State<Arc<Daemon>>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Query<TimeoutQuery>,
+) -> Res {
+    let name = parse_name(&name)?;
+    let timeout = Duration::from_secs(q.timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT));
+    let info = match action.as_str() {
+        "start" => d.start(&name).await?,
+        "shutdown" => d.shutdown(&name, timeout).await?,
+        "destroy" => d.destroy(&name).await?,
+        "reboot" => d.reboot(&name, timeout).await?,
+        "reset" => d.reset(&name).await?,
+        "pause" => d.pause(&name).await?,
+        "resume" => d.resume(&name).await?,
+        other => {
+            return Err(DaemonError::NotFound(format!(
+                "action {other}; use start, shutdown, destroy, reboot, reset, pause or resume"
+            )))
+        }
+    };
+    Ok(Json(info).into_response())
+}
+
+/// Newline-delimited JSON events, one per line, until the client goes.
+async fn events(State(d): State<Arc<Daemon>>) -> Res {
+    let rx = d.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let line = format!("{}\n", serde_json::to_string(&e).unwrap_or_default());
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(line)), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("an events client missed {n} events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
+
+/// Upgrades to a raw byte stream joined to the VM's console: the replay first, then live
+/// output; bytes written go to the guest.
+async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req: Request) -> Res {
+    let name = parse_name(&name)?;
+    let wants = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()) == Some(CONSOLE_PROTOCOL);
+    if !wants {
+        return Err(DaemonError::BadInput(format!(
+            "the console needs `Connection: Upgrade` and `Upgrade: {CONSOLE_PROTOCOL}`"
+        )));
+    }
+    let viewer = d.console(&name)?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::warn!(vm = %name, "console upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut output = viewer.output;
+        let input = viewer.input;
+        let out = async move {
+            if wr.write_all(&viewer.replay).await.is_err() {
+                return;
+            }
+            loop {
+                match output.recv().await {
+                    Ok(b) => {
+                        if wr.write_all(&b).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let note = format!("\r\n[vmctld: {n} chunks of output skipped]\r\n");
+                        if wr.write_all(note.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        let _ = wr.shutdown().await;
+                        return;
+                    }
+                }
+            }
+        };
+        let inp = async move {
+            let mut buf = vec![0u8; 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if input.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = out => {}
+            _ = inp => {}
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, CONSOLE_PROTOCOL)
+        .body(Body::empty())
+        .map_err(|e| DaemonError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

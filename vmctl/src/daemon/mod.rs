@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The `vmctld` core: the table of VMs, definitions, recovery after a restart, events.
+//!
+//! Lifecycle operations (start, stop, exits and the `on_*` policies) are in [`lifecycle`];
+//! the HTTP API that exposes all of it is in [`http`].
+//!
+//! Concurrency: the table is a `std` mutex never held across an `.await`. Operations on one
+//! VM are serialised by a per-VM async lock ([`Daemon::op_lock`]); exits are handled by the
+//! VM's monitor task without that lock (an operation may be waiting for the exit).
+//!
+//! Files per VM under the state directory, besides the store's own (`vms/<name>.json`,
+//! `run/<name>.json`): `run/<name>.sock` (control), `run/<name>.serial.sock` (console),
+//! `run/<name>.exit` (the VMM's exit status), `logs/<name>.log` (console output, unless the
+//! definition names a log) and `logs/<name>.vmm.log` (the VMM's own stderr).
+
+pub mod http;
+pub mod lifecycle;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, watch};
+use vmdef::store::{RunState, RuntimeState, Store, StoreError};
+use vmdef::validate::{HostLimits, ProblemKind};
+use vmdef::{VmDef, VmName};
+
+use crate::api::{Event, EventKind, VmDetail, VmInfo};
+use crate::argv::RunPaths;
+use crate::console::{ConsoleMux, Viewer};
+
+/// Daemon settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The `vmm` binary.
+    pub vmm: PathBuf,
+    /// What a definition may ask for.
+    pub host: HostLimits,
+    /// How long a new VMM may take to open its control socket.
+    pub start_timeout: Duration,
+    /// How long `stop` may take before the VMM is killed.
+    pub stop_timeout: Duration,
+    /// Arguments added to every `vmm` command line (e.g. `--accept-slow-kvm`).
+    pub extra_vmm_args: Vec<std::ffi::OsString>,
+}
+
+/// An operation that failed, classed for the HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Bad input (HTTP 400).
+    #[error("{0}")]
+    BadInput(String),
+    /// No such VM (HTTP 404).
+    #[error("no VM named {0} is defined")]
+    NotFound(String),
+    /// Wrong state or a conflicting definition (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The host or a VMM failed (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for DaemonError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(n) => DaemonError::NotFound(n.to_string()),
+            other => DaemonError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Result of daemon operations.
+pub type Result<T, E = DaemonError> = std::result::Result<T, E>;
+
+/// What the daemon expects the next exit of a VM to mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Nothing asked: the exit is the guest's doing; apply its `on_*` policy.
+    None,
+    /// The daemon stopped it: shut off, no policy.
+    Stop,
+}
+
+/// One VM in the table.
+pub(crate) struct Slot {
+    pub(crate) def: VmDef,
+    pub(crate) rt: RuntimeState,
+    pub(crate) console: Option<Arc<ConsoleMux>>,
+    pub(crate) intent: Intent,
+    /// Counts exits; waiters subscribe before acting.
+    pub(crate) exits: watch::Sender<u64>,
+    /// Times of automatic restarts, for the restart-loop limit.
+    pub(crate) restarts: Vec<Instant>,
+}
+
+impl Slot {
+    fn new(def: VmDef, rt: RuntimeState) -> Slot {
+        Slot {
+            def,
+            rt,
+            console: None,
+            intent: Intent::None,
+            exits: watch::channel(0).0,
+            restarts: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        matches!(self.rt.state, RunState::Running | RunState::Paused)
+    }
+
+    fn info(&self) -> VmInfo {
+        VmInfo {
+            name: self.def.name.to_string(),
+            uuid: self.def.uuid.to_string(),
+            state: self.rt.state,
+            pid: self.rt.pid,
+            memory_mib: self.def.memory_mib,
+            vcpus: self.def.vcpus,
+            autostart: self.def.autostart,
+            exit_reason: self.rt.exit_reason.clone(),
+        }
+    }
+}
+
+/// The daemon.
+pub struct Daemon {
+    pub(crate) store: Store,
+    pub(crate) cfg: Config,
+    pub(crate) vms: Mutex<HashMap<VmName, Slot>>,
+    ops: Mutex<HashMap<VmName, Arc<tokio::sync::Mutex<()>>>>,
+    define_lock: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<Event>,
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Parses a VM name from a request.
+pub fn parse_name(name: &str) -> Result<VmName> {
+    VmName::new(name).map_err(|e| DaemonError::BadInput(e.to_string()))
+}
+
+impl Daemon {
+    /// Opens the state directory and loads every definition and runtime state; call
+    /// [`Daemon::recover`] next to re-adopt running VMs and autostart the others.
+    pub fn open(cfg: Config) -> Result<Arc<Daemon>> {
+        let store = Store::open(&cfg.state_dir)?;
+        for p in store.remove_temp_files()? {
+            tracing::warn!("removed {} left by an interrupted write", p.display());
+        }
+        let listing = store.list_defs()?;
+        for p in &listing.problems {
+            tracing::warn!("skipping {}: {:?}", p.path.display(), p.kind);
+        }
+        let mut vms = HashMap::new();
+        for def in listing.items {
+            let rt = match store.load_runtime(&def.name) {
+                Ok(rt) => rt.unwrap_or_else(RuntimeState::shutoff),
+                Err(e) => {
+                    tracing::warn!("{e}; treating {} as shut off", def.name);
+                    RuntimeState::shutoff()
+                }
+            };
+            vms.insert(def.name.clone(), Slot::new(def, rt));
+        }
+        Ok(Arc::new(Daemon {
+            store,
+            cfg,
+            vms: Mutex::new(vms),
+            ops: Mutex::new(HashMap::new()),
+            define_lock: tokio::sync::Mutex::new(()),
+            events: broadcast::channel(256).0,
+        }))
+    }
+
+    /// The state directory.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, HashMap<VmName, Slot>> {
+        self.vms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serialises operations on one VM.
+    pub(crate) async fn op_lock(&self, name: &VmName) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            ops.entry(name.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Paths of one run of `name`.
+    pub fn run_paths(&self, name: &VmName) -> RunPaths {
+        let run = self.store.run_dir();
+        RunPaths {
+            control: self.store.control_socket_path(name),
+            serial: run.join(format!("{name}.serial.sock")),
+            exit_status: run.join(format!("{name}.exit")),
+        }
+    }
+
+    /// Where the VMM's own output goes.
+    pub fn vmm_log_path(&self, name: &VmName) -> PathBuf {
+        self.store.log_dir().join(format!("{name}.vmm.log"))
+    }
+
+    /// Where the console output of `def` is logged.
+    pub fn console_log_path(&self, def: &VmDef) -> PathBuf {
+        def.serial
+            .as_ref()
+            .and_then(|s| s.log.clone())
+            .unwrap_or_else(|| self.store.serial_log_path(&def.name))
+    }
+
+    pub(crate) fn emit(&self, vm: &VmName, event: EventKind, state: RunState, detail: Option<String>) {
+        tracing::info!(vm = %vm, ?event, ?state, detail = detail.as_deref().unwrap_or(""), "event");
+        let _ = self.events.send(Event { time: now(), vm: vm.to_string(), event, state, detail });
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Every VM, sorted by name.
+    pub fn list(&self) -> Vec<VmInfo> {
+        let mut v: Vec<VmInfo> = self.table().values().map(Slot::info).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// One VM's state.
+    pub fn info(&self, name: &VmName) -> Result<VmInfo> {
+        self.table().get(name).map(Slot::info).ok_or_else(|| DaemonError::NotFound(name.to_string()))
+    }
+
+    /// One VM's state and definition.
+    pub fn detail(&self, name: &VmName) -> Result<VmDetail> {
+        let t = self.table();
+        let s = t.get(name).ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
+        Ok(VmDetail { info: s.info(), definition: s.def.clone() })
+    }
+
+    /// Validates and stores `def`, creating or replacing (same name and UUID) a definition.
+    /// A running VM keeps running; the new definition applies at its next start.
+    pub async fn define(&self, mut def: VmDef) -> Result<VmInfo> {
+        def.assign_disk_targets();
+        let _define = self.define_lock.lock().await;
+        let _op = self.op_lock(&def.name).await;
+        let existing: Vec<VmDef> = self.table().values().map(|s| s.def.clone()).collect();
+        if let Err(invalid) = vmdef::validate::validate_define(&def, &existing, &self.cfg.host) {
+            let conflict = invalid.problems.iter().any(|p| p.kind == ProblemKind::Conflict);
+            let msg = invalid.to_string();
+            return Err(if conflict { DaemonError::Conflict(msg) } else { DaemonError::BadInput(msg) });
+        }
+        self.store.save_def(&def)?;
+        let name = def.name.clone();
+        let info = {
+            let mut t = self.table();
+            match t.get_mut(&name) {
+                Some(s) => s.def = def,
+                None => {
+                    t.insert(name.clone(), Slot::new(def, RuntimeState::shutoff()));
+                }
+            }
+            t[&name].info()
+        };
+        self.emit(&name, EventKind::Defined, info.state, None);
+        Ok(info)
+    }
+
+    /// Removes a definition; refused while the VM runs.
+    pub async fn undefine(&self, name: &VmName) -> Result<()> {
+        let _define = self.define_lock.lock().await;
+        let _op = self.op_lock(name).await;
+        {
+            let t = self.table();
+            let s = t.get(name).ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
+            if s.is_active() {
+                return Err(DaemonError::Conflict(format!("{name} is running; destroy it first")));
+            }
+        }
+        self.store.remove_def(name)?;
+        self.store.remove_runtime(name)?;
+        let _ = std::fs::remove_file(self.run_paths(name).exit_status);
+        self.table().remove(name);
+        self.emit(name, EventKind::Undefined, RunState::Shutoff, None);
+        Ok(())
+    }
+
+    /// Attaches a console viewer.
+    pub fn console(&self, name: &VmName) -> Result<Viewer> {
+        let t = self.table();
+        let s = t.get(name).ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
+        s.console
+            .as_ref()
+            .and_then(|c| c.attach())
+            .ok_or_else(|| DaemonError::Conflict(format!("{name} is not running, or has no serial console")))
+    }
+
+    /// After a daemon start: re-adopts VMs whose process still runs, records the exit of
+    /// those that died meanwhile, then starts the autostart VMs that are not running.
+    pub async fn recover(self: &Arc<Self>) {
+        let names: Vec<VmName> = self.table().keys().cloned().collect();
+        for name in &names {
+            self.recover_one(name).await;
+        }
+        let autostart: Vec<VmName> = self
+            .table()
+            .values()
+            .filter(|s| s.def.autostart && !s.is_active())
+            .map(|s| s.def.name.clone())
+            .collect();
+        for name in autostart {
+            match self.start(&name).await {
+                Ok(_) => tracing::info!(vm = %name, "autostarted"),
+                Err(e) => tracing::error!(vm = %name, "autostart failed: {e}"),
+            }
+        }
+    }
+
+    async fn recover_one(self: &Arc<Self>, name: &VmName) {
+        let (rt, def) = match self.table().get(name) {
+            Some(s) if s.is_active() => (s.rt.clone(), s.def.clone()),
+            _ => return,
+        };
+        let paths = self.run_paths(name);
+        let alive = rt.pid.is_some_and(|pid| crate::process::is_alive(pid, rt.pid_start_ticks));
+        let (Some(pid), true) = (rt.pid, alive) else {
+            let (state, reason) = classify_absent_exit(&paths.exit_status);
+            let mut rt = RuntimeState::shutoff();
+            rt.state = state;
+            rt.exit_reason = Some(reason.clone());
+            self.save_runtime_logged(name, &rt);
+            if let Some(s) = self.table().get_mut(name) {
+                s.rt = rt;
+            }
+            let kind = if state == RunState::Crashed { EventKind::Crashed } else { EventKind::Stopped };
+            self.emit(name, kind, state, Some(reason));
+            return;
+        };
+        let socket = rt.control_socket.clone().unwrap_or(paths.control.clone());
+        let state = match crate::process::status(&socket, Duration::from_secs(2)).await {
+            Ok(st) if st.state == "paused" => RunState::Paused,
+            Ok(_) => RunState::Running,
+            Err(e) => {
+                tracing::warn!(vm = %name, "adopting pid {pid} although its control socket fails: {e}");
+                rt.state
+            }
+        };
+        let console = self.attach_console(&def, &paths.serial, true);
+        if let Some(s) = self.table().get_mut(name) {
+            s.rt.state = state;
+            s.console = console;
+        }
+        if state != rt.state {
+            let mut rt = rt.clone();
+            rt.state = state;
+            self.save_runtime_logged(name, &rt);
+        }
+        lifecycle::spawn_poll_monitor(self.clone(), name.clone(), pid, rt.pid_start_ticks);
+        self.emit(name, EventKind::Adopted, state, Some(format!("pid {pid}")));
+    }
+
+    pub(crate) fn save_runtime_logged(&self, name: &VmName, rt: &RuntimeState) {
+        if let Err(e) = self.store.save_runtime(name, rt) {
+            tracing::error!(vm = %name, "cannot save runtime state: {e}");
+        }
+    }
+
+    /// Starts the console multiplexer of a VM whose serial socket is at `serial`; with
+    /// `seed`, the replay buffer starts with the tail of the existing log (after an adoption).
+    pub(crate) fn attach_console(&self, def: &VmDef, serial: &Path, seed: bool) -> Option<Arc<ConsoleMux>> {
+        def.serial.as_ref()?;
+        let log = self.console_log_path(def);
+        let (mux, input) =
+            ConsoleMux::new(Some(&log), crate::console::REPLAY_LIMIT, crate::console::LOG_LIMIT);
+        if seed {
+            mux.seed_from_log(&log);
+        }
+        let mux = Arc::new(mux);
+        let (m, path, name) = (mux.clone(), serial.to_path_buf(), def.name.clone());
+        tokio::spawn(async move {
+            match crate::console::connect_serial(&path, Duration::from_secs(10)).await {
+                Ok(stream) => m.run(stream, input).await,
+                Err(e) => {
+                    tracing::warn!(vm = %name, "cannot connect to the serial socket {}: {e}", path.display());
+                    m.close();
+                }
+            }
+        });
+        Some(mux)
+    }
+}
+
+/// Starts `name` again in a task of its own (an `on_*` policy of `restart`). Defined outside
+/// `lifecycle` so the compiler can see that the start future is `Send`.
+pub(crate) fn spawn_restart(d: Arc<Daemon>, name: VmName) {
+    tokio::spawn(async move {
+        if let Err(e) = d.start(&name).await {
+            tracing::error!(vm = %name, "restart failed: {e}");
+        }
+    });
+}
+
+/// The state and reason of a VM whose process ended while no daemon watched it.
+fn classify_absent_exit(exit_file: &Path) -> (RunState, String) {
+    match crate::process::read_exit_status(exit_file) {
+        Some(e) if matches!(e.code, 0 | 3 | 130) => (RunState::Shutoff, format!("exited: {}", e.reason)),
+        Some(e) => (RunState::Crashed, format!("exit status {}: {}", e.code, e.reason)),
+        None => (RunState::Crashed, "the vmm process is gone and left no exit status".into()),
+    }
+}

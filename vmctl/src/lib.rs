@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The management domain: `vmctld`, a daemon that keeps VM definitions, runs each VM as a
+//! detached `vmm` process, multiplexes their consoles and serves an HTTP/JSON API on a unix
+//! socket; and `vmctl`, its command line.
+//!
+//! - [`api`]: wire types and exit codes shared by both.
+//! - [`daemon`]: the daemon's VM table, lifecycle and HTTP API; [`server`] runs it.
+//! - [`argv`]: a definition as `vmm` arguments; [`process`]: VM processes and their control
+//!   socket; [`console`]: the console multiplexer.
+//! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
+//!
+//! See `docs/vmctl.md`.
+
+pub mod api;
+pub mod argv;
+pub mod cli;
+pub mod client;
+pub mod console;
+pub mod daemon;
+pub mod process;
+pub mod server;

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+//! VM processes: starting a detached `vmm`, recognising it again by pid and start time,
+//! talking to its control socket, and reading its exit status.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use vmdef::store::proc_start_ticks;
+
+/// Exit status of `vmm` when the guest powered off.
+pub const EXIT_POWEROFF: i32 = 0;
+/// Exit status of `vmm` when the guest rebooted under `--no-reboot`.
+pub const EXIT_REBOOT: i32 = 3;
+/// Exit status of `vmm` when it was stopped (signal or `stop` request).
+pub const EXIT_STOPPED: i32 = 130;
+
+/// Starts `vmm` with `args`, detached: its own session and process group (so it outlives the
+/// daemon and a terminal hang-up), stdin from /dev/null, stdout and stderr appended to
+/// `log`. The caller reaps it through the returned child.
+pub fn spawn_detached(vmm: &Path, args: &[OsString], log: &Path) -> io::Result<tokio::process::Child> {
+    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = std::process::Command::new(vmm);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: the closure runs in the child between fork and exec and calls only setsid(2),
+    // which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut cmd = tokio::process::Command::from(cmd);
+    // The VM must survive the daemon; tokio still reaps it if the handle is dropped.
+    cmd.kill_on_drop(false);
+    cmd.spawn()
+}
+
+/// True if `pid` runs and, when `ticks` is given, started at that time (so it is not a later
+/// process that reused the pid). A zombie counts as gone.
+pub fn is_alive(pid: u32, ticks: Option<u64>) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    if matches!(state, Some("Z" | "X") | None) {
+        return false;
+    }
+    match ticks {
+        Some(t) => proc_start_ticks(pid).is_ok_and(|now| now == t),
+        None => true,
+    }
+}
+
+/// Sends `signal` to `pid` if it is still the process started at `ticks`.
+pub fn signal(pid: u32, ticks: Option<u64>, signal: nix::sys::signal::Signal) -> bool {
+    let Ok(raw) = i32::try_from(pid) else { return false };
+    is_alive(pid, ticks) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal).is_ok()
+}
+
+/// What `vmm` wrote to its exit-status file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExitStatus {
+    /// Its exit code.
+    pub code: i32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Reads an exit-status file; `None` if it is absent or unreadable.
+pub fn read_exit_status(path: &Path) -> Option<ExitStatus> {
+    let f = File::open(path).ok()?;
+    serde_json::from_reader(f).ok()
+}
+
+/// `{"cmd":"status"}` answered by a VMM.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VmmStatus {
+    /// `running` or `paused`.
+    pub state: String,
+    /// The VMM's pid.
+    pub pid: u32,
+    /// Boots so far.
+    pub boots: u32,
+}
+
+/// A failed control request.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The socket could not be reached or the connection failed.
+    #[error("cannot reach the VM's control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The VMM did not answer in time.
+    #[error("the VM's control socket did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The VMM refused the request.
+    #[error("the VM refused: {0}")]
+    Refused(String),
+    /// The answer was not JSON.
+    #[error("the VM answered something that is not JSON: {0}")]
+    BadAnswer(String),
+}
+
+/// Sends one request to a VMM's control socket and returns its answer.
+pub async fn control(
+    socket: &Path,
+    request: serde_json::Value,
+    timeout: Duration,
+) -> Result<serde_json::Value, ControlError> {
+    let io_err = |source| ControlError::Io { path: socket.display().to_string(), source };
+    let exchange = async {
+        let mut s = UnixStream::connect(socket).await.map_err(io_err)?;
+        s.write_all(format!("{request}\n").as_bytes()).await.map_err(io_err)?;
+        let mut line = String::new();
+        let mut r = BufReader::new(s);
+        if r.read_line(&mut line).await.map_err(io_err)? == 0 {
+            return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|_| ControlError::BadAnswer(line.trim().to_string()))?;
+        match v.get("error").and_then(|e| e.as_str()) {
+            Some(e) => Err(ControlError::Refused(e.to_string())),
+            None => Ok(v),
+        }
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| ControlError::Timeout(timeout))?
+}
+
+/// Asks a VMM for its status.
+pub async fn status(socket: &Path, timeout: Duration) -> Result<VmmStatus, ControlError> {
+    let v = control(socket, serde_json::json!({"cmd": "status"}), timeout).await?;
+    serde_json::from_value(v.clone()).map_err(|_| ControlError::BadAnswer(v.to_string()))
+}
+
+/// Sends a command without arguments (`stop`, `powerbutton`, `reset`, `pause`, `resume`).
+pub async fn command(socket: &Path, cmd: &str, timeout: Duration) -> Result<(), ControlError> {
+    control(socket, serde_json::json!({ "cmd": cmd }), timeout).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_with_its_ticks_only() {
+        let pid = std::process::id();
+        let ticks = proc_start_ticks(pid).unwrap();
+        assert!(is_alive(pid, Some(ticks)));
+        assert!(is_alive(pid, None));
+        assert!(!is_alive(pid, Some(ticks + 1)));
+        assert!(!is_alive(u32::MAX - 1, None));
+    }
+
+    #[tokio::test]
+    async fn detached_child_has_its_own_session_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let args: Vec<OsString> = vec!["-c".into(), "ps -o sid= -p $$; echo err >&2".into()];
+        let mut child = spawn_detached(Path::new("/bin/sh"), &args, &log).unwrap();
+        let pid = child.id().unwrap();
+        assert!(child.wait().await.unwrap().success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        let sid: u32 = text.lines().next().unwrap().trim().parse().unwrap();
+        assert_eq!(sid, pid, "the child leads its own session");
+        assert!(text.contains("err"));
+        assert!(!is_alive(pid, None));
+    }
+
+    #[test]
+    fn exit_status_file_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.json");
+        assert_eq!(read_exit_status(&p), None);
+        std::fs::write(&p, r#"{"code":4,"reason":"triple fault"}"#).unwrap();
+        assert_eq!(read_exit_status(&p), Some(ExitStatus { code: 4, reason: "triple fault".into() }));
+    }
+
+    #[tokio::test]
+    async fn control_errors_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.sock");
+        assert!(matches!(command(&p, "stop", Duration::from_secs(1)).await, Err(ControlError::Io { .. })));
+        let listener = tokio::net::UnixListener::bind(&p).unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut line = String::new();
+            BufReader::new(r).read_line(&mut line).await.unwrap();
+            assert_eq!(line, "{\"cmd\":\"pause\"}\n");
+            w.write_all(b"{\"error\":\"pause is not supported\"}\n").await.unwrap();
+        });
+        let e = command(&p, "pause", Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(e.to_string(), "the VM refused: pause is not supported");
+    }
+}

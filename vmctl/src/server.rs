@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Running `vmctld`: the state-directory lock, the API socket and the serve loop.
+
+use std::fs::{File, OpenOptions};
+use std::future::IntoFuture;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+use crate::daemon::{Config, Daemon};
+
+/// Group that may use the API socket, if it exists.
+pub const SOCKET_GROUP: &str = "vmctl";
+
+/// A failure to start the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another daemon holds the state directory.
+    #[error("another vmctld uses {0} (its lock file is held)")]
+    Locked(PathBuf),
+    /// Another daemon answers on the socket.
+    #[error("another vmctld listens on {0}")]
+    SocketInUse(PathBuf),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon could not open its state.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// A daemon bound to its socket, ready to serve.
+pub struct Server {
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    socket: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Server {
+    /// Takes the state directory's lock, opens the daemon, binds `socket` (mode 0660, group
+    /// `vmctl` when it exists), and re-adopts or autostarts VMs.
+    pub async fn bind(cfg: Config, socket: &Path) -> Result<Server, ServeError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(io(format!("create {}", cfg.state_dir.display())))?;
+        let lock_path = cfg.state_dir.join("vmctld.lock");
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(format!("open {}", lock_path.display())))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| ServeError::Locked(cfg.state_dir.clone()))?;
+        if socket.exists() {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return Err(ServeError::SocketInUse(socket.to_path_buf()));
+            }
+            std::fs::remove_file(socket).map_err(io(format!("remove stale {}", socket.display())))?;
+        }
+        let daemon = Daemon::open(cfg)?;
+        let listener = UnixListener::bind(socket).map_err(io(format!("listen on {}", socket.display())))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+            .map_err(io(format!("chmod {}", socket.display())))?;
+        match nix::unistd::Group::from_name(SOCKET_GROUP) {
+            Ok(Some(g)) => {
+                if let Err(e) = nix::unistd::chown(socket, None, Some(g.gid)) {
+                    tracing::warn!("cannot give {} to group {SOCKET_GROUP}: {e}", socket.display());
+                }
+            }
+            _ => tracing::debug!("no group {SOCKET_GROUP}: the socket stays with the daemon's group"),
+        }
+        daemon.recover().await;
+        Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
+    }
+
+    /// The daemon.
+    pub fn daemon(&self) -> &Arc<Daemon> {
+        &self.daemon
+    }
+
+    /// Serves until `shutdown` completes; the socket file is removed then. VMs keep running.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!("listening on {}", self.socket.display());
+        let app = crate::daemon::http::router(self.daemon.clone());
+        // Not a graceful shutdown: event streams would hold it open forever.
+        let r = tokio::select! {
+            r = axum::serve(self.listener, app).into_future() => r,
+            _ = shutdown => Ok(()),
+        };
+        let _ = std::fs::remove_file(&self.socket);
+        r
+    }
+}

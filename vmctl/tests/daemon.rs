@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: Apache-2.0
+//! End-to-end tests of `vmctld` and `vmctl` as processes, with the fake VMM of
+//! `examples/fake_vmm.rs` (the real `vmm` cannot boot guests on hosts without fast KVM).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vmctl::api::VmInfo;
+use vmctl::client::Client;
+use vmdef::store::RunState;
+
+fn fake_vmm() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
+}
+
+struct Daemon {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--vmm")
+            .arg(fake_vmm())
+            .arg("--log")
+            .arg("debug")
+            .stderr(std::fs::File::create(state.with_extension("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let sock = state.join("vmctld.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "vmctld did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, state: state.to_path_buf() }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.state.join("vmctld.sock"))
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vmctl(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmctl"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+fn define(state: &Path, json: &str) {
+    let file = state.join("def.json");
+    std::fs::write(&file, json).unwrap();
+    let (code, out, err) = vmctl(state, &["define", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+async fn list(c: &Client) -> Vec<VmInfo> {
+    c.get_json("/v1/vms").await.unwrap()
+}
+
+async fn info(c: &Client, name: &str) -> VmInfo {
+    let d: vmctl::api::VmDetail = c.get_json(&format!("/v1/vms/{name}")).await.unwrap();
+    d.info
+}
+
+async fn wait_state(c: &Client, name: &str, state: RunState) -> VmInfo {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = info(c, name).await;
+        if info.state == state {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "{name} never became {state:?}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads from the console until `want` appears; returns everything read.
+async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, want: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {want:?} in {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        assert!(n > 0, "console closed before {want:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn alive(pid: u32) -> bool {
+    vmctl::process::is_alive(pid, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_survive_a_daemon_sigkill_and_are_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let mut d = Daemon::start(&state);
+    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1}"#);
+    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1}"#);
+    let (code, out, err) = vmctl(&state, &["start", "a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(vmctl(&state, &["start", "b"]).0, 0);
+    let c = d.client();
+    let before = list(&c).await;
+    assert!(before.iter().all(|v| v.state == RunState::Running), "{before:?}");
+
+    // Two viewers at once; input from one is seen by both.
+    let mut v1 = c.console("a").await.unwrap();
+    let mut v2 = c.console("a").await.unwrap();
+    read_until(&mut v1, "login: ").await;
+    read_until(&mut v2, "login: ").await;
+    v2.write_all(b"root\r").await.unwrap();
+    read_until(&mut v1, "root").await;
+    read_until(&mut v2, "root").await;
+    drop((v1, v2));
+
+    d.kill9();
+    for v in &before {
+        assert!(alive(v.pid.unwrap()), "{} died with the daemon", v.name);
+    }
+    let d = Daemon::start(&state);
+    let c = d.client();
+    let after = list(&c).await;
+    assert_eq!(
+        after.iter().map(|v| (v.state, v.pid)).collect::<Vec<_>>(),
+        before.iter().map(|v| (v.state, v.pid)).collect::<Vec<_>>()
+    );
+    // The console re-attaches, replays what the last daemon logged, and still carries input.
+    let mut v = c.console("a").await.unwrap();
+    let replay = read_until(&mut v, "root").await;
+    assert!(replay.contains("login: "), "{replay:?}");
+    v.write_all(b"again\r").await.unwrap();
+    read_until(&mut v, "again").await;
+    drop(v);
+    assert!(std::fs::read_to_string(state.join("logs/a.log")).unwrap().contains("again"));
+
+    // Graceful shutdown of an adopted VM; destroy of the other.
+    let (code, out, err) = vmctl(&state, &["shutdown", "a", "--timeout", "10"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let info = wait_state(&c, "a", RunState::Shutoff).await;
+    assert!(info.exit_reason.unwrap().contains("powered off"));
+    assert_eq!(vmctl(&state, &["destroy", "b"]).0, 0);
+    wait_state(&c, "b", RunState::Shutoff).await;
+    assert!(before.iter().all(|v| !alive(v.pid.unwrap())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_dies_while_the_daemon_is_down_is_reported_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let mut d = Daemon::start(&state);
+    define(&state, r#"{"name":"c","memory_mib":64,"vcpus":1}"#);
+    define(&state, r#"{"name":"auto","memory_mib":64,"vcpus":1,"autostart":true}"#);
+    assert_eq!(vmctl(&state, &["start", "c"]).0, 0);
+    d.kill9();
+    let sock = state.join("run/c.sock");
+    vmctl::process::command(&sock, "crash", Duration::from_secs(5)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sock.exists() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let d = Daemon::start(&state);
+    let c = d.client();
+    let info = wait_state(&c, "c", RunState::Crashed).await;
+    assert!(info.exit_reason.unwrap().contains("triple fault"));
+    // Autostart happened when the daemon started.
+    let auto = wait_state(&c, "auto", RunState::Running).await;
+    assert_eq!(vmctl(&state, &["destroy", "auto"]).0, 0);
+    assert!(
+        !alive(auto.pid.unwrap()) || {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            !alive(auto.pid.unwrap())
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_timeouts_and_start_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let d = Daemon::start(&state);
+    let c = d.client();
+    // on_crash restart: a new process comes up.
+    define(&state, r#"{"name":"r","memory_mib":64,"vcpus":1,"on_crash":"restart"}"#);
+    let first: VmInfo = c.post_json("/v1/vms/r/start").await.unwrap();
+    vmctl::process::command(&state.join("run/r.sock"), "crash", Duration::from_secs(5)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = info(&c, "r").await;
+        if info.state == RunState::Running && info.pid != first.pid {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(vmctl(&state, &["destroy", "r"]).0, 0);
+
+    // A guest that ignores the power button is stopped after the timeout.
+    define(&state, r#"{"name":"deaf","memory_mib":55,"vcpus":1}"#);
+    assert_eq!(vmctl(&state, &["start", "deaf"]).0, 0);
+    let t = Instant::now();
+    let (code, out, err) = vmctl(&state, &["--json", "shutdown", "deaf", "--timeout", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    let info: VmInfo = serde_json::from_str(&out).unwrap();
+    assert_eq!(info.state, RunState::Shutoff);
+
+    // A VMM that fails at start: exit 1 and its reason.
+    define(&state, r#"{"name":"bad","memory_mib":77,"vcpus":1}"#);
+    let (code, _, err) = vmctl(&state, &["start", "bad"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("simulated start failure"), "{err}");
+}
+
+#[test]
+fn cli_exit_codes_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    // No daemon: exit 1.
+    std::fs::create_dir_all(&state).unwrap();
+    assert_eq!(vmctl(&state, &["list"]).0, 1);
+    let _d = Daemon::start(&state);
+    define(&state, r#"{"name":"x","memory_mib":64,"vcpus":1}"#);
+    let (code, out, _) = vmctl(&state, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("NAME") && out.contains("x ") && out.contains("shut off"), "{out}");
+    let (_, out, _) = vmctl(&state, &["--json", "list"]);
+    let vms: Vec<VmInfo> = serde_json::from_str(&out).unwrap();
+    assert_eq!(vms.len(), 1);
+    let bad = state.join("bad.json");
+    std::fs::write(&bad, "{\"name\": \"y\", \"memory_mib\": 64, \"vcpus\": 1, \"oops\": 1}").unwrap();
+    let (code, _, err) = vmctl(&state, &["define", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("oops"), "{err}");
+    assert_eq!(vmctl(&state, &["start", "nope"]).0, 3);
+    assert_eq!(vmctl(&state, &["destroy", "x"]).0, 4);
+    assert_eq!(vmctl(&state, &["start"]).0, 2);
+    let (code, xml, _) = vmctl(&state, &["dumpxml", "x"]);
+    assert_eq!(code, 0);
+    assert!(xml.contains("<domain"));
+    let (_, json, _) = vmctl(&state, &["dumpjson", "x"]);
+    assert!(json.contains("\"memory_mib\": 64"));
+    // edit: the editor doubles the memory; an invalid edit changes nothing (exit 2).
+    let run_edit = |script: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vmctl"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["edit", "x"])
+            .env("EDITOR", script)
+            .output()
+            .unwrap()
+    };
+    let out = run_edit("sed -i s/\\\"memory_mib\\\":\\ 64/\\\"memory_mib\\\":\\ 128/");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, json, _) = vmctl(&state, &["dumpjson", "x"]);
+    assert!(json.contains("\"memory_mib\": 128"), "{json}");
+    let out = run_edit("sed -i s/\\\"vcpus\\\"/\\\"cpus\\\"/");
+    assert_eq!(out.status.code(), Some(2));
+    let (_, info, _) = vmctl(&state, &["info", "x"]);
+    assert!(info.contains("Memory:     128 MiB"), "{info}");
+    assert_eq!(vmctl(&state, &["undefine", "x"]).0, 0);
+    assert_eq!(vmctl(&state, &["undefine", "x"]).0, 3);
+    let (code, comp, _) = vmctl(&state, &["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(comp.contains("vmctl"));
+}
