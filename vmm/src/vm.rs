@@ -169,7 +169,11 @@ pub(crate) fn create_legacy_devices(
     pio.insert(
         u64::from(I8042_BASE),
         u64::from(I8042_LEN),
-        Arc::new(Mutex::new(I8042::new(platform.clone()))),
+        Arc::new(Mutex::new(I8042::new(
+            platform.clone(),
+            Arc::new(KvmIrq::new(vm.clone(), 1)?),
+            Arc::new(KvmIrq::new(vm.clone(), 12)?),
+        ))),
     )
     .map_err(dev)?;
     let mut cmos = CmosRtc::new();
