@@ -176,7 +176,11 @@ pub(crate) fn create_legacy_devices(
     pio.insert(
         u64::from(I8042_BASE),
         u64::from(I8042_LEN),
-        Arc::new(Mutex::new(I8042::new(platform.clone()))),
+        Arc::new(Mutex::new(I8042::new(
+            platform.clone(),
+            Arc::new(KvmIrq::new(vm.clone(), 1)?),
+            Arc::new(KvmIrq::new(vm.clone(), 12)?),
+        ))),
     )
     .map_err(dev)?;
     // ISA IRQ 8 is an edge at the in-kernel PIC and IOAPIC: the RTC pulses it through an irqfd.
