@@ -116,7 +116,9 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
 }
 
-fn de_parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(d: D) -> Result<Option<T>, D::Error> {
+fn de_parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
 
@@ -595,13 +597,15 @@ mod tests {
         assert_eq!(field(VmConfigFile { disks: d(), ..with_kernel() }), "disk");
         assert_eq!(field(VmConfigFile { machine: Some(MachineKind::Pc), ..with_kernel() }), "kernel");
         assert_eq!(field(VmConfigFile { firmware: Some(tmp("short", &[0; 100])), ..pc(d()) }), "firmware");
-        let missing = Some(vec![DiskConfig { path: "/nonexistent.img".into(), format: None, readonly: false }]);
+        let missing =
+            Some(vec![DiskConfig { path: "/nonexistent.img".into(), format: None, readonly: false }]);
         assert_eq!(field(pc(missing)), "disk");
         assert_eq!(field(VmConfigFile { cdrom: Some("/nonexistent.iso".into()), ..pc(None) }), "cdrom");
         let four = Some(vec![d().unwrap()[0].clone(); 4]);
         assert_eq!(field(pc(four)), "disk");
-        let j = VmConfigFile::parse(r#"{"machine": "pc", "disks": ["/a,format=qcow2"], "boot": "cdrom,disk"}"#)
-            .unwrap();
+        let j =
+            VmConfigFile::parse(r#"{"machine": "pc", "disks": ["/a,format=qcow2"], "boot": "cdrom,disk"}"#)
+                .unwrap();
         assert_eq!(j.boot, Some(vec![BootDevice::Cdrom, BootDevice::Disk]));
         assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
         let e = VmConfigFile::parse(r#"{"machine": "q35"}"#).unwrap_err();

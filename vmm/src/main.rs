@@ -297,7 +297,10 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
                 break (EXIT_BAD_INPUT, Some(msg));
             }
             Err(e @ vm::Error::Disk(..)) => {
-                break (EXIT_BAD_INPUT, Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))))
+                break (
+                    EXIT_BAD_INPUT,
+                    Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))),
+                )
             }
             Err(e) => break (EXIT_ERROR, Some(error_chain(&e))),
         }

@@ -52,7 +52,8 @@ impl std::str::FromStr for DiskConfig {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.split(',');
-        let path = parts.next().filter(|p| !p.is_empty()).ok_or("needs a path first, e.g. disk.img,format=raw")?;
+        let path =
+            parts.next().filter(|p| !p.is_empty()).ok_or("needs a path first, e.g. disk.img,format=raw")?;
         let mut disk = DiskConfig { path: PathBuf::from(path), format: None, readonly: false };
         for opt in parts {
             match opt.split_once('=') {

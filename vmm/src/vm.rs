@@ -217,7 +217,8 @@ fn load_guest(
         acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
-    let kernel_path = cfg.kernel.as_deref().ok_or_else(|| Error::Devices("direct boot without a kernel".into()))?;
+    let kernel_path =
+        cfg.kernel.as_deref().ok_or_else(|| Error::Devices("direct boot without a kernel".into()))?;
     let mut kernel = open(kernel_path)?;
     let mut initramfs = cfg.initramfs.as_deref().map(open).transpose()?;
     Ok(boot::load_linux(mem, layout, &mut kernel, initramfs.as_mut(), &cfg.cmdline, rsdp)?)
@@ -329,8 +330,8 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             map_memory(vm.as_ref(), &mem)?;
             let (buses, acpi) = create_devices(&vm, m, &layout, &state)?;
             pm = acpi;
-            let vcpus =
-                load_guest(&mem, m, &layout).and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
+            let vcpus = load_guest(&mem, m, &layout)
+                .and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
             (buses, vcpus)
         }
         Some(fw) => {

@@ -88,8 +88,11 @@ impl BarMapper {
             let label = format!("pci-{:02x}.{}-bar{}", slot.0, slot.1, range.index);
             let adapter = PciBarAdapter { dev: dev.clone(), index: range.index, label };
             let size = if range.kind == BarKind::Io { range.size.min(0x1_0000) } else { range.size };
-            match self.bus(range.kind).insert(range.address, size, std::sync::Arc::new(std::sync::Mutex::new(adapter)))
-            {
+            match self.bus(range.kind).insert(
+                range.address,
+                size,
+                std::sync::Arc::new(std::sync::Mutex::new(adapter)),
+            ) {
                 Ok(()) => kept.push(*range),
                 // The guest may program overlapping BARs; the first one keeps the range.
                 Err(e) => log::warn!("pci {slot:?}: BAR {} not mapped: {e}", range.index),

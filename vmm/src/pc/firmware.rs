@@ -48,7 +48,11 @@ impl Firmware {
         let mut bytes = Vec::new();
         File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(open)?;
         if bytes.is_empty() || bytes.len() % 0x1_0000 != 0 || bytes.len() > 16 << 20 {
-            return Err(Error::Devices(format!("{}: not a BIOS image ({} bytes)", path.display(), bytes.len())));
+            return Err(Error::Devices(format!(
+                "{}: not a BIOS image ({} bytes)",
+                path.display(),
+                bytes.len()
+            )));
         }
         let region = MmapRegion::new(bytes.len()).map_err(|_| Error::Memory(1))?;
         // SAFETY: the region was just created with exactly `bytes.len()` bytes and nothing
@@ -69,7 +73,8 @@ impl Firmware {
         let alias = self.len().min(LOW_ALIAS_MAX);
         let tail_start = (self.len() - alias) as usize;
         // SAFETY: `tail_start + alias` is within the region, which lives as long as `self`.
-        let tail = unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(tail_start), alias as usize) };
+        let tail =
+            unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(tail_start), alias as usize) };
         use vm_memory::Bytes;
         mem.write_slice(tail, GuestAddress(SHADOW_END - alias))
             .map_err(|e| Error::Tables(format!("BIOS shadow copy: {e}")))

@@ -51,7 +51,11 @@ pub fn ide_path(channel: usize, unit: usize) -> String {
 
 /// `bootorder`: one device path per line, most preferred first; devices the user did not
 /// list are tried after these, in SeaBIOS's default order.
-pub fn bootorder(order: &[BootDevice], disk: Option<(usize, usize)>, cdrom: Option<(usize, usize)>) -> Vec<u8> {
+pub fn bootorder(
+    order: &[BootDevice],
+    disk: Option<(usize, usize)>,
+    cdrom: Option<(usize, usize)>,
+) -> Vec<u8> {
     let mut lines = Vec::new();
     for dev in order {
         match dev {

@@ -203,12 +203,24 @@ pub fn create_machine(
 
     let vga = if cfg.vga {
         let vga = Arc::new(Mutex::new(StdVga::new().map_err(|e| Error::Devices(format!("VGA: {e}")))?));
-        pio.insert(u64::from(VGA_PORTS_BASE), u64::from(VGA_PORTS_LEN), Arc::new(Mutex::new(VgaIoPorts(vga.clone()))))
-            .map_err(bus_err)?;
-        pio.insert(u64::from(VBE_PORTS_BASE), u64::from(VBE_PORTS_LEN), Arc::new(Mutex::new(VbeIoPorts(vga.clone()))))
-            .map_err(bus_err)?;
-        mmio.insert(LEGACY_WINDOW_BASE, LEGACY_WINDOW_SIZE, Arc::new(Mutex::new(VgaLegacyWindow(vga.clone()))))
-            .map_err(bus_err)?;
+        pio.insert(
+            u64::from(VGA_PORTS_BASE),
+            u64::from(VGA_PORTS_LEN),
+            Arc::new(Mutex::new(VgaIoPorts(vga.clone()))),
+        )
+        .map_err(bus_err)?;
+        pio.insert(
+            u64::from(VBE_PORTS_BASE),
+            u64::from(VBE_PORTS_LEN),
+            Arc::new(Mutex::new(VbeIoPorts(vga.clone()))),
+        )
+        .map_err(bus_err)?;
+        mmio.insert(
+            LEGACY_WINDOW_BASE,
+            LEGACY_WINDOW_SIZE,
+            Arc::new(Mutex::new(VgaLegacyWindow(vga.clone()))),
+        )
+        .map_err(bus_err)?;
         add(&mut root, 2, 0, vga.clone())?;
         Some(vga)
     } else {
@@ -235,10 +247,12 @@ pub fn create_machine(
         // No display: SeaBIOS shows its screen on COM1 instead.
         fw_cfg.add_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec()).map_err(file)?;
     }
-    pio.insert(u64::from(FW_CFG_BASE), u64::from(FW_CFG_LEN), Arc::new(Mutex::new(fw_cfg))).map_err(bus_err)?;
+    pio.insert(u64::from(FW_CFG_BASE), u64::from(FW_CFG_LEN), Arc::new(Mutex::new(fw_cfg)))
+        .map_err(bus_err)?;
 
     let ram_bars = RamBars { vm: vm.clone(), slots: Vec::new(), next: SLOT_FREE };
-    let listener = ChipsetListener { pam, bars: BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars))) };
+    let listener =
+        ChipsetListener { pam, bars: BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars))) };
     let mut config_io = PciConfigIo::new(root);
     config_io.set_listener(Box::new(listener));
     config_io.set_reset_control(platform);

@@ -163,7 +163,7 @@ fn pci_identity_and_bars() {
     d.config_write(4, 0, &[0xff; 4]);
     d.config_write(5, 0, &[0xff; 4]);
     assert_eq!(d.config_read(4), 0xfffe_0000, "128 KiB memory BAR");
-    assert_eq!(d.config_read(5), 0x0000_ffc1, "64-byte I/O BAR");
+    assert_eq!(d.config_read(5), 0xffff_ffc1, "64-byte I/O BAR");
     d.config_write(4, 0, &0xfebc_0000u32.to_le_bytes());
     d.config_write(5, 0, &0xc000u32.to_le_bytes());
     assert_eq!(
