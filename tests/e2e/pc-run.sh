@@ -61,7 +61,7 @@ host)
     ;;
 l1)
     log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
-    cpio=$(L1_NAME=pc L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4" \
+    cpio=$(L1_NAME=pc L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
         /usr/share/seabios/vgabios-stdvga.bin=/usr/share/seabios/vgabios-stdvga.bin)

@@ -93,8 +93,8 @@ sc_pc_cdrom_grub() {
     NOTE="GRUB on the VGA screen${banner:+, SeaBIOS banner seen first}, PNG $(wc -c <"$d/screen.png") bytes"
 }
 
-# Debian 12 from the IDE disk: BIOS and GRUB on VGA, login on the serial console, a file
-# written, ACPI poweroff, and the file found in the image afterwards.
+# Debian 12 from the IDE disk: BIOS and GRUB on VGA, login on the serial console, the e1000
+# answering ping on a tap, a file written, ACPI poweroff, and the file found in the image.
 sc_pc_debian() {
     d=$WORK/debian
     mkdir -p "$d"
@@ -104,9 +104,17 @@ sc_pc_debian() {
     log=$d/serial.log
     t0=$(now)
     "$VMM" --disk "$PC_DISK",format=raw --memory "${PC_GUEST_MEM:-1G}" --serial stdio \
-        --screen-dump "$d/screen" <"$d/in" >"$log" 2>"$d/err" &
+        --nic tap=vmmtap0,mac=52:54:00:12:34:56 --screen-dump "$d/screen" <"$d/in" >"$log" 2>"$d/err" &
     vpid=$!
-    step=wait-login banner='' grub='' token=$$-$(od -An -N2 -tu2 /dev/urandom | tr -dc 0-9)
+    # The guest's e1000 sits on tap vmmtap0 (the vmm creates it); its host side is 10.0.2.1/24.
+    _i=0
+    while [ ! -e /sys/class/net/vmmtap0 ] && [ $_i -lt 100 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    ip addr add 10.0.2.1/24 dev vmmtap0
+    ip link set vmmtap0 up
+    step=wait-login banner='' grub='' net='' token=$$-$(od -An -N2 -tu2 /dev/urandom | tr -dc 0-9)
     n=0 rc=''
     while :; do
         if ! kill -0 $vpid 2>/dev/null; then
@@ -155,6 +163,25 @@ sc_pc_debian() {
         wait-shell)
             if grep -aq 'root@vmm-guest:~#' "$log"; then
                 echo "E2E-TIME pc-debian shell_s=$(since "$t0")"
+                # Bring the e1000 up by its MAC (its name depends on udev's naming).
+                printf '%s\r' "n=\$(grep -l 52:54:00:12:34:56 /sys/class/net/*/address | cut -d/ -f5); \
+ip link set \$n up; ip addr add 10.0.2.15/24 dev \$n; echo NIC-UP-\$n-\$(cat /sys/class/net/\$n/device/vendor)" >&3
+                step=wait-nic
+            elif grep -aq 'Login incorrect' "$log"; then
+                REASON="login incorrect"
+                step=failed
+                stop $vpid
+            fi
+            ;;
+        wait-nic)
+            if grep -aq 'NIC-UP-[a-z0-9]*-0x8086' "$log"; then
+                sleep 2
+                if ping -c 3 -W 2 10.0.2.15 >"$d/ping.log" 2>&1; then
+                    net="e1000 answered ping from the host tap"
+                else
+                    net=''
+                    REASON="no ping reply from the guest's e1000: $(tail -n 2 "$d/ping.log" | tr '\n' ' ')"
+                fi
                 printf 'echo proof-%s > /root/proof; sync; systemctl poweroff\r' "$token" >&3
                 step=wait-poweroff
             elif grep -aq 'Login incorrect' "$log"; then
@@ -181,7 +208,8 @@ sc_pc_debian() {
         return 1
     fi
     [ "$rc" = 0 ] || { REASON="vmm exit status $rc after poweroff, expected 0"; show "$d/err" 20; return 1; }
-    [ -n "$banner" ] || REASON="no SeaBIOS banner on the VGA screen"
+    [ -n "$net" ] || REASON="${REASON:-no working e1000}"
+    [ -n "$banner" ] || REASON="${REASON:+$REASON; }no SeaBIOS banner on the VGA screen"
     [ -n "$grub" ] || REASON="${REASON:+$REASON; }no GRUB on the VGA screen"
     mkdir -p /mnt
     if mount -t ext4 -o ro "$PC_DISK_PART" /mnt 2>/dev/null; then
@@ -192,7 +220,8 @@ sc_pc_debian() {
         REASON="${REASON:+$REASON; }cannot mount $PC_DISK_PART to check the file"
     fi
     [ -z "${REASON:-}" ] || return 1
-    NOTE="BIOS banner and GRUB on VGA, root login on ttyS0, /root/proof in the image after ACPI poweroff"
+    ip link del vmmtap0 2>/dev/null
+    NOTE="BIOS banner and GRUB on VGA, root login on ttyS0, $net, /root/proof in the image after ACPI poweroff"
 }
 
 # Bad disk options: exit status 2 and a message naming the field.

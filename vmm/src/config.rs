@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind};
+use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
 
 /// Default command line when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
@@ -128,6 +128,12 @@ fn de_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<DiskConfig>>, 
         .transpose()
 }
 
+fn de_nics<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<NicConfig>>, D::Error> {
+    Option::<Vec<String>>::deserialize(d)?
+        .map(|v| v.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect())
+        .transpose()
+}
+
 fn de_boot<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<BootDevice>>, D::Error> {
     Option::<String>::deserialize(d)?
         .map(|s| pc_config::parse_boot_order(&s).map_err(serde::de::Error::custom))
@@ -175,6 +181,9 @@ pub struct VmConfigFile {
     pub vga: Option<bool>,
     /// On SIGUSR1, write the VGA screen to this path with .txt and .png extensions.
     pub screen_dump: Option<PathBuf>,
+    /// e1000 NICs, as `--nic` strings: "tap=NAME[,mac=52:54:00:..]".
+    #[serde(default, deserialize_with = "de_nics")]
+    pub nics: Option<Vec<NicConfig>>,
 }
 
 impl VmConfigFile {
@@ -210,6 +219,7 @@ impl VmConfigFile {
             boot: over.boot.or(self.boot),
             vga: over.vga.or(self.vga),
             screen_dump: over.screen_dump.or(self.screen_dump),
+            nics: over.nics.or(self.nics),
         }
     }
 }
@@ -254,6 +264,8 @@ pub struct VmConfig {
     pub vga: bool,
     /// Prefix of the SIGUSR1 screen dump files.
     pub screen_dump: Option<PathBuf>,
+    /// e1000 NICs (pc machine).
+    pub nics: Vec<NicConfig>,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -371,7 +383,26 @@ impl VmConfig {
                 ));
             }
         }
+        let nics = file.nics.clone().unwrap_or_default();
+        if !nics.is_empty() && machine != MachineKind::Pc {
+            return Err(ConfigError::new(
+                "nic",
+                "needs the BIOS machine; add --machine pc (and drop --kernel)",
+            ));
+        }
+        if nics.len() > pc_config::MAX_NICS {
+            return Err(ConfigError::new("nic", format!("at most {} NICs", pc_config::MAX_NICS)));
+        }
+        for (i, a) in nics.iter().enumerate() {
+            if nics[..i].iter().any(|b| b.mac == a.mac || b.tap == a.tap) {
+                return Err(ConfigError::new(
+                    "nic",
+                    format!("tap {} or its MAC is used twice; give each NIC its own", a.tap),
+                ));
+            }
+        }
         Ok(VmConfig {
+            nics,
             screen_dump: file.screen_dump,
             machine,
             firmware,

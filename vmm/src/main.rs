@@ -89,6 +89,9 @@ struct Cli {
     /// Display card for --machine pc: std (standard VGA with Bochs VBE) or none [default: std].
     #[arg(long, value_name = "KIND", value_parser = ["std", "none"])]
     vga: Option<String>,
+    /// Intel e1000 NIC on a host tap device: tap=NAME[,mac=52:54:00:12:34:56]; repeat for more.
+    #[arg(long = "nic", value_name = "SPEC")]
+    nics: Vec<pc_config::NicConfig>,
     /// On SIGUSR1, write the VGA screen as PREFIX.txt (text mode) and PREFIX.png.
     #[arg(long, value_name = "PREFIX")]
     screen_dump: Option<PathBuf>,
@@ -173,6 +176,7 @@ fn vmm_main(cli: &Cli) -> Exit {
         boot: cli.boot.clone(),
         vga: cli.vga.as_deref().map(|v| v == "std"),
         screen_dump: cli.screen_dump.clone(),
+        nics: (!cli.nics.is_empty()).then(|| cli.nics.clone()),
     };
     let merged = file.merge(flags);
 
@@ -296,7 +300,7 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
                 );
                 break (EXIT_BAD_INPUT, Some(msg));
             }
-            Err(e @ vm::Error::Disk(..)) => {
+            Err(e @ (vm::Error::Disk(..) | vm::Error::Nic(..))) => {
                 break (
                     EXIT_BAD_INPUT,
                     Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))),

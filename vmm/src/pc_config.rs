@@ -72,6 +72,64 @@ impl std::str::FromStr for DiskConfig {
     }
 }
 
+/// One `--nic`: an emulated Intel e1000 on a host tap interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicConfig {
+    /// The tap interface (created if it does not exist; needs CAP_NET_ADMIN).
+    pub tap: String,
+    /// Station address.
+    pub mac: [u8; 6],
+}
+
+/// Most NICs (PCI slots 3 to 6).
+pub const MAX_NICS: usize = 4;
+
+/// Parses `aa:bb:cc:dd:ee:ff` as a unicast MAC.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("MAC '{s}' is not six hex bytes like 52:54:00:12:34:56"));
+    }
+    for (m, p) in mac.iter_mut().zip(&parts) {
+        *m = u8::from_str_radix(p, 16)
+            .ok()
+            .filter(|_| p.len() == 2)
+            .ok_or_else(|| format!("MAC '{s}' is not six hex bytes like 52:54:00:12:34:56"))?;
+    }
+    if mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(format!("MAC '{s}' is multicast or zero; use a unicast address such as 52:54:00:..."));
+    }
+    Ok(mac)
+}
+
+impl std::str::FromStr for NicConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (mut tap, mut mac) = (None, None);
+        for opt in s.split(',') {
+            match opt.split_once('=') {
+                Some(("tap", name)) if !name.is_empty() && name.len() < 16 && !name.contains('/') => {
+                    tap = Some(name.to_string())
+                }
+                Some(("tap", name)) => {
+                    return Err(format!("tap name '{name}' must be 1-15 characters, no '/'"))
+                }
+                Some(("mac", m)) => mac = Some(parse_mac(m)?),
+                Some(("model", "e1000")) => {}
+                Some(("model", m)) => return Err(format!("model '{m}' is not emulated; use model=e1000")),
+                _ => {
+                    return Err(format!(
+                        "unknown option '{opt}'; use tap=NAME[,mac=52:54:00:..][,model=e1000]"
+                    ))
+                }
+            }
+        }
+        let tap = tap.ok_or("needs tap=NAME, e.g. tap=tap0")?;
+        Ok(NicConfig { tap, mac: mac.unwrap_or([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]) })
+    }
+}
+
 /// A device the firmware may boot from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootDevice {
@@ -141,6 +199,19 @@ mod tests {
         assert!("/a,format=vmdk".parse::<DiskConfig>().unwrap_err().contains("vmdk"));
         assert!("/a,bus=scsi".parse::<DiskConfig>().unwrap_err().contains("bus=ide"));
         assert!("/a,cache=none".parse::<DiskConfig>().unwrap_err().contains("cache=none"));
+    }
+
+    #[test]
+    fn nic_specs_parse() {
+        let n: NicConfig = "tap=tap0".parse().unwrap();
+        assert_eq!(n, NicConfig { tap: "tap0".into(), mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56] });
+        let n: NicConfig = "tap=t1,mac=52:54:00:aa:bb:0c,model=e1000".parse().unwrap();
+        assert_eq!(n.mac, [0x52, 0x54, 0, 0xaa, 0xbb, 0x0c]);
+        assert!("mac=52:54:00:aa:bb:0c".parse::<NicConfig>().unwrap_err().contains("tap="));
+        assert!("tap=a,mac=01:00:00:00:00:01".parse::<NicConfig>().unwrap_err().contains("multicast"));
+        assert!("tap=a,mac=52:54:00:aa:bb".parse::<NicConfig>().unwrap_err().contains("six"));
+        assert!("tap=a,model=virtio".parse::<NicConfig>().unwrap_err().contains("e1000"));
+        assert!("tap=averyveryverylongname".parse::<NicConfig>().is_err());
     }
 
     #[test]

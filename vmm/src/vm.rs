@@ -48,6 +48,9 @@ pub enum Error {
     /// A disk image could not be opened (a user-input problem).
     #[error("cannot open disk image {0}")]
     Disk(String, #[source] block::Error),
+    /// A NIC's host side could not be opened (a user-input or permission problem).
+    #[error("cannot open tap interface {0}: {1}")]
+    Nic(String, String),
     /// Devices could not be set up.
     #[error("cannot set up devices: {0}")]
     Devices(String),
@@ -324,6 +327,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
     let state = Arc::new(RunState::default());
     let mut vga = None;
+    let mut net_threads = Vec::new();
     let pm;
     let (buses, vcpus) = match &firmware {
         None => {
@@ -338,6 +342,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
             vga = devs.vga;
             pm = devs.acpi_pm;
+            net_threads = devs.net_threads;
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }
     };
@@ -366,6 +371,9 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
         }
     };
     vcpu::stop_all(threads);
+    for t in net_threads.drain(..) {
+        t.stop();
+    }
     // The UART holds the VM through its interrupt line: detach it so the VM goes now.
     m.serial.detach();
     Ok(outcome)

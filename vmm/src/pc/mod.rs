@@ -5,7 +5,7 @@
 //! ROMs through fw_cfg and the CMOS, as on QEMU's `pc` machine.
 //!
 //! PCI layout (QEMU's, which SeaBIOS and guests know): 00:00.0 i440FX, 00:01.0 PIIX3,
-//! 00:01.1 IDE, 00:01.3 PIIX4 PM, 00:02.0 VGA.
+//! 00:01.1 IDE, 00:01.3 PIIX4 PM, 00:02.0 VGA, 00:03.0 onwards e1000 NICs.
 
 pub mod firmware;
 pub mod fw_cfg_data;
@@ -25,6 +25,9 @@ use devices::legacy::debugcon::{Debugcon, DEBUGCON_PORT};
 use devices::legacy::fw_cfg::{FwCfg, FW_CFG_BASE, FW_CFG_LEN};
 use devices::legacy::port92::{Port92, PORT92};
 use devices::legacy::PlatformControl;
+use devices::net::e1000::E1000;
+use devices::net::io_thread::NetIoThread;
+use devices::net::tap::Tap;
 use devices::pci::bar_map::{BarMapper, RamBarHandler};
 use devices::pci::config_io::{CONFIG_IO_BASE, CONFIG_IO_LEN};
 use devices::pci::i440fx::I440fx;
@@ -53,6 +56,8 @@ pub struct PcMachine {
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// The display, if any.
     pub vga: Option<Arc<Mutex<StdVga>>>,
+    /// Receive threads of the NICs; they stop when the boot ends.
+    pub net_threads: Vec<NetIoThread>,
 }
 
 /// IDE positions (channel, unit) of the disks in `--disk` order; the CD-ROM is (1, 0).
@@ -227,6 +232,18 @@ pub fn create_machine(
         None
     };
 
+    let mut net_threads = Vec::new();
+    for (i, nic) in cfg.nics.iter().enumerate() {
+        let slot = fw_cfg_data::NIC_SLOT + i as u8;
+        let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
+        let e1000 =
+            Arc::new(Mutex::new(E1000::new(nic.mac, mem.clone(), router.intx(slot, 1), Box::new(tap))));
+        let thread = NetIoThread::start(&format!("net-{}", nic.tap), e1000.clone())
+            .map_err(|e| Error::Devices(format!("NIC {}: receive thread: {e}", nic.tap)))?;
+        net_threads.push(thread);
+        add(&mut root, slot, 0, e1000)?;
+    }
+
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());
     fw_cfg.add_item(fw_cfg_data::KEY_NB_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec());
@@ -258,5 +275,5 @@ pub fn create_machine(
     config_io.set_reset_control(platform);
     pio.insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
         .map_err(bus_err)?;
-    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga })
+    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga, net_threads })
 }
