@@ -195,6 +195,10 @@ ip link set \$n up; ip addr add 10.0.2.15/24 dev \$n; echo NIC-UP-\$n-\$(cat /sy
     done
     exec 3>&-
     echo "E2E-TIME pc-debian poweroff_s=$(since "$t0")"
+    # The whole console, for the log (what the guest reported as missing or broken).
+    echo "---- pc-debian serial console ----"
+    plain "$log" | sed 's/^/L2| /'
+    echo "---- end ----"
     echo "---- VGA text screen with the BIOS banner ----"
     grep -v '^$' "$d/bios-screen.txt" 2>/dev/null | head -n 10 | sed 's/^/  | /'
     echo "---- VGA text screen with GRUB ----"
