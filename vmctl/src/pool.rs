@@ -317,7 +317,14 @@ impl Pool {
             let p = self.dir.join(b);
             fs::canonicalize(&p).unwrap_or(p)
         });
-        Ok(Volume { name: name.to_string(), path, image, allocated: meta.blocks() * 512, backing_path, overlays: Vec::new() })
+        Ok(Volume {
+            name: name.to_string(),
+            path,
+            image,
+            allocated: meta.blocks() * 512,
+            backing_path,
+            overlays: Vec::new(),
+        })
     }
 
     /// Every volume, sorted by name, with its overlays. Hidden files, directories, symlinks
@@ -479,7 +486,11 @@ impl Pools {
         let def: PoolDef = serde_json::from_str(&text)
             .map_err(|e| PoolError::Invalid(format!("{}: {e}", file.display())))?;
         if def.name != name {
-            return Err(PoolError::Invalid(format!("{}: its name is {:?}, not {name:?}", file.display(), def.name)));
+            return Err(PoolError::Invalid(format!(
+                "{}: its name is {:?}, not {name:?}",
+                file.display(),
+                def.name
+            )));
         }
         Pool::open(name, &def.path).map_err(|e| PoolError::Invalid(format!("pool {name}: {e}")))
     }
@@ -574,4 +585,4 @@ impl Pools {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

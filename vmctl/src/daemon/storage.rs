@@ -69,7 +69,10 @@ impl Daemon {
             for p in s.def.disks.iter().filter_map(|d| d.path.as_deref()) {
                 let p = resolve(p);
                 if seen.insert(p.clone()) {
-                    users.entry(p).or_default().push(DiskUser { vm: s.def.name.to_string(), running: s.is_active() });
+                    users
+                        .entry(p)
+                        .or_default()
+                        .push(DiskUser { vm: s.def.name.to_string(), running: s.is_active() });
                 }
             }
         }
@@ -138,7 +141,13 @@ impl Daemon {
     }
 
     /// Creates an empty volume.
-    pub async fn create_volume(&self, pool: &str, name: &str, size: &Size, format: VolFormat) -> Result<VolumeInfo> {
+    pub async fn create_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        size: &Size,
+        format: VolFormat,
+    ) -> Result<VolumeInfo> {
         let pool = self.pools.get(pool)?;
         pool.volume_path(name)?;
         let size = size_of(size)?;
@@ -149,7 +158,11 @@ impl Daemon {
     }
 
     /// Running VMs that use `name` directly or through overlays in its pool.
-    fn running_users(pool: &Pool, name: &str, users: &HashMap<PathBuf, Vec<DiskUser>>) -> Result<Vec<String>> {
+    fn running_users(
+        pool: &Pool,
+        name: &str,
+        users: &HashMap<PathBuf, Vec<DiskUser>>,
+    ) -> Result<Vec<String>> {
         let vols: HashMap<String, Volume> = pool.list()?.into_iter().map(|v| (v.name.clone(), v)).collect();
         let mut running = Vec::new();
         let mut todo = vec![name.to_string()];

@@ -25,6 +25,18 @@ pub(crate) fn qemu_img(test: &str, args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Opens an image writable, retrying while it is locked: a child process that another test
+/// forks inherits our descriptors (and their `flock`) until it execs.
+fn open_writable(path: &Path) -> Box<dyn block::DiskImage> {
+    for _ in 0..100 {
+        match block::open_image(path, None, false) {
+            Err(block::Error::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{} stays locked", path.display());
+}
+
 fn pool() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().unwrap();
     let p = Pool::open("p", dir.path()).unwrap();
@@ -32,8 +44,10 @@ fn pool() -> (tempfile::TempDir, Pool) {
 }
 
 fn files(p: &Pool) -> Vec<String> {
-    let mut v: Vec<String> =
-        fs::read_dir(p.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = fs::read_dir(p.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -159,7 +173,7 @@ fn resize_grows_and_refuses_shrinking() {
         assert_eq!(p.get(name).unwrap().image.virtual_size, 4 << 20);
         assert!(matches!(p.resize(name, 100), Err(PoolError::Invalid(_))));
         // An image a VM holds open is locked.
-        let busy = block::open_image(&p.dir().join(name), None, false).unwrap();
+        let busy = open_writable(&p.dir().join(name));
         assert!(matches!(p.resize(name, 8 << 20), Err(PoolError::Conflict(_))));
         drop(busy);
     }
@@ -175,7 +189,7 @@ fn clone_makes_an_overlay_and_the_source_a_template() {
     let (_d, p) = pool();
     for (base, f) in [("base.raw", ImageFormat::Raw), ("base.qcow2", ImageFormat::Qcow2)] {
         p.create(base, 2 << 20, f).unwrap();
-        let mut img = block::open_image(&p.dir().join(base), None, false).unwrap();
+        let mut img = open_writable(&p.dir().join(base));
         img.write_at(4096, b"template data").unwrap();
         img.flush().unwrap();
         drop(img);
@@ -186,7 +200,7 @@ fn clone_makes_an_overlay_and_the_source_a_template() {
         assert_eq!(c.image.backing_file.as_deref(), Some(base), "relative to the pool");
         assert_eq!(c.backing_path.as_deref(), Some(p.dir().join(base).as_path()));
         // The clone reads the template's data and writes to itself.
-        let mut img = block::open_image(&c.path, None, false).unwrap();
+        let mut img = open_writable(&c.path);
         let mut buf = [0u8; 13];
         img.read_at(4096, &mut buf).unwrap();
         assert_eq!(&buf, b"template data");
