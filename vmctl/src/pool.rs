@@ -411,7 +411,25 @@ impl Pool {
                 vol.overlays.join(", ")
             )));
         }
-        block::resize(&vol.path, size).map_err(image_err)?;
+        if size < vol.image.virtual_size {
+            return Err(image_err(block::Error::Shrink {
+                path: vol.path,
+                size: vol.image.virtual_size,
+                new_size: size,
+            }));
+        }
+        // A child process forked elsewhere in this process holds copies of our descriptors
+        // (and so their image locks) until it execs: a lock that goes away at once was that.
+        let mut tries = 0;
+        loop {
+            match block::resize(&vol.path, size) {
+                Err(block::Error::Locked { .. }) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(image_err)?,
+            }
+        }
         self.get(name)
     }
 
@@ -571,9 +589,15 @@ impl Pools {
         }
     }
 
-    /// Removes the temporary files interrupted creations left in every pool.
+    /// Removes the temporary files interrupted creations left in every pool, and those of
+    /// interrupted pool definitions.
     pub fn remove_temp_files(&self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.defs).into_iter().flatten().flatten() {
+            if is_temp_name(&entry.file_name().to_string_lossy()) && fs::remove_file(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
         for pool in self.list().unwrap_or_default() {
             match pool.remove_temp_files() {
                 Ok(r) => removed.extend(r),

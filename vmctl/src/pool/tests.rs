@@ -155,6 +155,12 @@ fn temp_files_of_crashed_creations_are_removed() {
     let (_d, p) = pool();
     fs::write(p.dir().join(".web.qcow2.tmp-123-0"), b"x").unwrap();
     fs::write(p.dir().join(".keepme"), b"x").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let pools = Pools::open(state.path()).unwrap();
+    fs::write(pools.def_path(".x").with_file_name(".x.json.tmp-1-2"), b"{").unwrap();
+    fs::write(state.path().join("images/.v.tmp-1-3"), b"").unwrap();
+    assert_eq!(pools.remove_temp_files().len(), 2);
+    assert!(fs::read_dir(state.path().join("pools")).unwrap().next().is_none());
     p.create("v", 1 << 20, ImageFormat::Raw).unwrap();
     let removed = p.remove_temp_files().unwrap();
     assert_eq!(removed, [p.dir().join(".web.qcow2.tmp-123-0")]);
@@ -211,7 +217,7 @@ fn clone_makes_an_overlay_and_the_source_a_template() {
         img.read_at(4096, &mut buf).unwrap();
         assert_eq!(&buf, b"template data", "the template is untouched");
         drop(img);
-        assert_eq!(p.get(base).unwrap().overlays, [clone.clone()]);
+        assert_eq!(p.get(base).unwrap().overlays, std::slice::from_ref(&clone));
         // A template can be neither resized nor deleted (without force).
         let e = p.resize(base, 4 << 20).unwrap_err();
         assert!(matches!(e, PoolError::Conflict(_)) && e.to_string().contains(&clone), "{e}");
