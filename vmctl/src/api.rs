@@ -2,8 +2,8 @@
 //! Wire types of the `vmctld` HTTP API (`/v1`), shared by the daemon and `vmctl`.
 //!
 //! Every error is a JSON body [`ErrorBody`] with an HTTP status: 400 bad input, 404 no such
-//! VM, 409 the VM is in the wrong state or the definition conflicts with another, 500 the
-//! host failed. `vmctl` maps them to its exit codes (see [`exit_code_for_status`]).
+//! VM, pool or volume, 409 the VM is in the wrong state, the definition conflicts with
+//! another, or the volume is in use or a template, 500 the host failed. `vmctl` maps them to its exit codes (see [`exit_code_for_status`]).
 
 use serde::{Deserialize, Serialize};
 use vmdef::store::RunState;
@@ -43,6 +43,101 @@ pub struct VmDetail {
     pub info: VmInfo,
     /// The definition as stored.
     pub definition: VmDef,
+}
+
+/// One pool in `GET /v1/pools`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    /// Name.
+    pub name: String,
+    /// Its directory (absolute).
+    pub path: String,
+    /// Number of volumes.
+    pub volumes: usize,
+    /// Bytes free for unprivileged users on its file system, if known.
+    pub available: Option<u64>,
+}
+
+/// Image format of a new volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VolFormat {
+    /// A flat (sparse) image.
+    #[default]
+    Raw,
+    /// QEMU copy-on-write v3.
+    Qcow2,
+}
+
+impl From<VolFormat> for block::ImageFormat {
+    fn from(f: VolFormat) -> Self {
+        match f {
+            VolFormat::Raw => block::ImageFormat::Raw,
+            VolFormat::Qcow2 => block::ImageFormat::Qcow2,
+        }
+    }
+}
+
+/// A size in a request: bytes, or a string with a binary unit (`"10G"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// Bytes.
+    Bytes(u64),
+    /// Text such as `"512M"` or `"10G"` (units K, M, G, T are powers of 1024).
+    Text(String),
+}
+
+/// One volume in `GET /v1/pools/{pool}/volumes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// File name.
+    pub name: String,
+    /// Pool.
+    pub pool: String,
+    /// Absolute path: what a VM definition's disk `path` names.
+    pub path: String,
+    /// `raw` or `qcow2`.
+    pub format: VolFormat,
+    /// Size the guest sees, in bytes.
+    pub virtual_size: u64,
+    /// Bytes the file occupies on the host.
+    pub allocated: u64,
+    /// The backing file as its qcow2 header names it (a linked clone's template).
+    pub backing_file: Option<String>,
+    /// Volumes of the pool backed by this one (its linked clones): it is a template.
+    pub overlays: Vec<String>,
+    /// VMs whose definitions name this file as a disk.
+    pub used_by: Vec<String>,
+}
+
+/// Body of `POST /v1/pools/{pool}/volumes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolume {
+    /// File name in the pool.
+    pub name: String,
+    /// Virtual size.
+    pub size: Size,
+    /// Format; default raw.
+    #[serde(default)]
+    pub format: VolFormat,
+}
+
+/// Body of `POST /v1/pools/{pool}/volumes/{name}/resize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeVolume {
+    /// The new virtual size; larger than the current one.
+    pub size: Size,
+}
+
+/// Body of `POST /v1/pools/{pool}/volumes/{name}/clone`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneVolume {
+    /// Name of the new overlay volume.
+    pub name: String,
 }
 
 /// The body of every error response.
@@ -98,9 +193,10 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// Bad input: a definition or argument that does not parse or validate.
     pub const BAD_INPUT: u8 = 2;
-    /// No such VM.
+    /// No such VM, pool or volume.
     pub const NOT_FOUND: u8 = 3;
-    /// Conflict or wrong state (already running, not running, name taken).
+    /// Conflict or wrong state (already running, not running, name taken, volume in use or
+    /// a template).
     pub const CONFLICT: u8 = 4;
 }
 

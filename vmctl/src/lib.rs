@@ -7,6 +7,7 @@
 //! - [`daemon`]: the daemon's VM table, lifecycle and HTTP API; [`server`] runs it.
 //! - [`argv`]: a definition as `vmm` arguments; [`process`]: VM processes and their control
 //!   socket; [`console`]: the console multiplexer.
+//! - [`pool`]: directory storage pools and their volumes.
 //! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
 //!
 //! See `docs/vmctl.md`.
@@ -17,5 +18,6 @@ pub mod cli;
 pub mod client;
 pub mod console;
 pub mod daemon;
+pub mod pool;
 pub mod process;
 pub mod server;

@@ -294,3 +294,107 @@ fn cli_exit_codes_and_output() {
     assert_eq!(code, 0);
     assert!(comp.contains("vmctl"));
 }
+
+/// Runs `qemu-img args` if it is installed; `None` (and a SKIP note) otherwise.
+fn qemu_img(args: &[&str]) -> Option<String> {
+    let Ok(out) = Command::new("qemu-img").args(args).output() else {
+        println!("SKIP the qemu-img checks: qemu-img not found (apt-get install qemu-utils)");
+        return None;
+    };
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "qemu-img {args:?}: {text}");
+    Some(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_create_list_clone_resize_delete_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let _d = Daemon::start(&state);
+    assert!(state.join("images").is_dir(), "the default pool is made at start");
+    let ok = |args: &[&str]| {
+        let (code, out, err) = vmctl(&state, args);
+        assert_eq!(code, 0, "vmctl {args:?}: {out}{err}");
+        out
+    };
+    let fails = |args: &[&str], want_code: i32, want: &str| {
+        let (code, out, err) = vmctl(&state, args);
+        assert_eq!(code, want_code, "vmctl {args:?}: {out}{err}");
+        assert!(err.contains(want), "vmctl {args:?}: {err}");
+    };
+    assert_eq!(ok(&["vol", "list"]).lines().count(), 1, "only the header");
+    let out = ok(&["vol", "create", "base.qcow2", "64M", "--format", "qcow2"]);
+    assert!(out.contains("base.qcow2 created (qcow2 64 MiB"), "{out}");
+    ok(&["vol", "create", "data.raw", "1G"]);
+    fails(&["vol", "create", "base.qcow2", "1M"], 4, "already exists");
+    fails(&["vol", "create", "x", "10Q"], 2, "size");
+    fails(&["vol", "create", ".x", "1M"], 2, "volume name");
+    fails(&["vol", "create", "x", "1M", "--pool", "nope"], 3, "no pool named nope");
+    let base = ok(&["vol", "path", "base.qcow2"]).trim().to_string();
+    assert_eq!(Path::new(&base), std::fs::canonicalize(state.join("images/base.qcow2")).unwrap());
+    fails(&["vol", "path", "nope"], 3, "no volume named nope");
+
+    let out = ok(&["vol", "clone", "base.qcow2", "web.qcow2"]);
+    assert!(out.contains("linked clone of base.qcow2"), "{out}");
+    let web = ok(&["vol", "path", "web.qcow2"]).trim().to_string();
+    let vols: Vec<vmctl::api::VolumeInfo> = serde_json::from_str(&ok(&["--json", "vol", "list"])).unwrap();
+    let names: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["base.qcow2", "data.raw", "web.qcow2"]);
+    assert_eq!(vols[0].overlays, ["web.qcow2"]);
+    assert_eq!(vols[1].virtual_size, 1 << 30);
+    assert_eq!(vols[2].backing_file.as_deref(), Some("base.qcow2"));
+
+    // A VM on the clone.
+    define(
+        &state,
+        &format!(
+            r#"{{"name":"web","memory_mib":64,"vcpus":1,"disks":[{{"path":"{web}","format":"qcow2","bus":"ide"}}]}}"#
+        ),
+    );
+    let table = ok(&["vol", "list", "--pool", "default"]);
+    let row = table.lines().find(|l| l.starts_with("default  web.qcow2")).unwrap();
+    assert!(row.contains("base.qcow2") && row.ends_with("web"), "{table}");
+    assert!(table.lines().any(|l| l.contains("base.qcow2 ") && l.contains("web.qcow2")), "{table}");
+    ok(&["start", "web"]);
+    fails(&["vol", "resize", "web.qcow2", "128M"], 4, "running");
+    fails(&["vol", "delete", "web.qcow2", "--force"], 4, "running");
+    fails(&["vol", "delete", "base.qcow2", "--force"], 4, "running");
+    fails(&["vol", "clone", "web.qcow2", "c2"], 4, "running");
+    ok(&["destroy", "web"]);
+
+    fails(&["vol", "resize", "base.qcow2", "128M"], 4, "template");
+    fails(&["vol", "delete", "base.qcow2"], 4, "web.qcow2");
+    let out = ok(&["vol", "resize", "web.qcow2", "128M"]);
+    assert!(out.contains("128 MiB"), "{out}");
+    fails(&["vol", "resize", "web.qcow2", "1M"], 2, "only grow");
+    if let Some(info) = qemu_img(&["info", &web]) {
+        assert!(info.contains("virtual size: 128 MiB"), "{info}");
+        assert!(info.contains("backing file: base.qcow2"), "{info}");
+        qemu_img(&["check", &web]);
+        qemu_img(&["check", &base]);
+    }
+    fails(&["vol", "delete", "web.qcow2"], 4, "web");
+    ok(&["vol", "delete", "web.qcow2", "--force"]);
+    ok(&["vol", "delete", "base.qcow2"]);
+    fails(&["vol", "delete", "base.qcow2"], 3, "no volume");
+
+    // Another pool.
+    let extra = dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    ok(&["pool", "define", "extra", extra.to_str().unwrap()]);
+    fails(&["pool", "define", "again", extra.to_str().unwrap()], 4, "already uses");
+    let pools = ok(&["pool", "list"]);
+    assert!(pools.lines().nth(1).unwrap().starts_with("default") && pools.contains("extra"), "{pools}");
+    ok(&["vol", "create", "e.raw", "1M", "--pool", "extra"]);
+    assert!(extra.join("e.raw").exists());
+    let all = ok(&["vol", "list"]);
+    assert!(all.contains("extra    e.raw") && all.contains("default  data.raw"), "{all}");
+    ok(&["pool", "undefine", "extra"]);
+    fails(&["pool", "undefine", "default"], 4, "default");
+    assert!(extra.join("e.raw").exists(), "undefine keeps the files");
+    let leftovers: Vec<_> = std::fs::read_dir(state.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers, ["data.raw"]);
+}

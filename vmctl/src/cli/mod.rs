@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The `vmctl` command line: virsh-like verbs over the `vmctld` API.
 //!
-//! Exit codes ([`crate::api::exit`]): 0 ok, 1 error, 2 bad input, 3 not found, 4 conflict
-//! or wrong state.
+//! Exit codes ([`crate::api::exit`]): 0 ok, 1 error, 2 bad input, 3 not found (VM, pool or
+//! volume), 4 conflict or wrong state (including a volume in use or a template).
 
 mod console;
 mod output;
+mod storage;
 mod verbs;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/rvmm";
     version,
     about = "Manage virtual machines through vmctld",
     after_help = "Exit status: 0 ok, 1 error (daemon unreachable, host failure), 2 bad input, \
-                  3 no such VM, 4 conflict or wrong state."
+                  3 no such VM, pool or volume, 4 conflict or wrong state (a volume in use or a template)."
 )]
 pub struct Cli {
     /// The daemon's socket [default: <state-dir>/vmctld.sock].
@@ -133,6 +134,18 @@ pub enum Verb {
     },
     /// Follow state changes (one line per event) until interrupted.
     Events,
+    /// Storage volumes: disk images in a pool.
+    Vol {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: VolCmd,
+    },
+    /// Storage pools: directories of volumes.
+    Pool {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -140,6 +153,96 @@ pub enum Verb {
     },
     /// Print the man page (roff).
     Man,
+}
+
+/// The pool option of `vmctl vol` verbs.
+#[derive(clap::Args, Debug, PartialEq)]
+pub struct PoolArg {
+    /// The storage pool.
+    #[arg(long, value_name = "POOL", default_value = crate::pool::DEFAULT_POOL)]
+    pub pool: String,
+}
+
+/// `vmctl vol` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum VolCmd {
+    /// List volumes: of one pool, or of every pool.
+    List {
+        /// Only this pool.
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// Create an empty volume.
+    Create {
+        /// File name in the pool, e.g. web.qcow2.
+        name: String,
+        /// Virtual size: bytes, or with K, M, G, T (powers of 1024), e.g. 10G.
+        size: String,
+        /// Image format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::api::VolFormat,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+    /// Delete a volume (not while a VM uses it or it is a template, unless --force).
+    Delete {
+        /// Volume name.
+        name: String,
+        /// Delete even if a defined, stopped VM names it or clones are based on it.
+        #[arg(long)]
+        force: bool,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+    /// Grow a volume (never shrinks; not while a running VM uses it).
+    Resize {
+        /// Volume name.
+        name: String,
+        /// New virtual size, e.g. 20G.
+        size: String,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+    /// Make a linked clone: a qcow2 overlay backed by SRC, which becomes a template.
+    Clone {
+        /// The template volume.
+        src: String,
+        /// The new volume.
+        new: String,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+    /// Print a volume's absolute path (for a definition's disk path).
+    Path {
+        /// Volume name.
+        name: String,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+}
+
+/// `vmctl pool` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum PoolCmd {
+    /// List pools.
+    List,
+    /// Define a pool on an existing directory.
+    Define {
+        /// Pool name.
+        name: String,
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Remove a pool's definition; its directory and volumes stay.
+    Undefine {
+        /// Pool name.
+        name: String,
+    },
 }
 
 impl Cli {
@@ -245,6 +348,48 @@ mod tests {
     }
 
     #[test]
+    fn vol_and_pool_verbs_parse() {
+        let pool = |p: &str| PoolArg { pool: p.into() };
+        assert_eq!(
+            parse(&["vol", "create", "a.qcow2", "10G", "--format", "qcow2"]).unwrap().verb,
+            Verb::Vol {
+                cmd: VolCmd::Create {
+                    name: "a.qcow2".into(),
+                    size: "10G".into(),
+                    format: crate::api::VolFormat::Qcow2,
+                    pool: pool("default")
+                }
+            }
+        );
+        assert_eq!(
+            parse(&["vol", "create", "a", "1M", "--pool", "fast"]).unwrap().verb,
+            Verb::Vol {
+                cmd: VolCmd::Create {
+                    name: "a".into(),
+                    size: "1M".into(),
+                    format: crate::api::VolFormat::Raw,
+                    pool: pool("fast")
+                }
+            }
+        );
+        assert_eq!(
+            parse(&["vol", "delete", "a", "--force"]).unwrap().verb,
+            Verb::Vol { cmd: VolCmd::Delete { name: "a".into(), force: true, pool: pool("default") } }
+        );
+        assert_eq!(parse(&["vol", "list"]).unwrap().verb, Verb::Vol { cmd: VolCmd::List { pool: None } });
+        assert_eq!(
+            parse(&["vol", "clone", "base", "web"]).unwrap().verb,
+            Verb::Vol { cmd: VolCmd::Clone { src: "base".into(), new: "web".into(), pool: pool("default") } }
+        );
+        assert_eq!(
+            parse(&["pool", "define", "fast", "/srv"]).unwrap().verb,
+            Verb::Pool { cmd: PoolCmd::Define { name: "fast".into(), path: "/srv".into() } }
+        );
+        assert!(parse(&["vol", "create", "a", "1G", "--format", "vmdk"]).is_err());
+        assert!(parse(&["vol", "resize", "a"]).is_err());
+    }
+
+    #[test]
     fn socket_defaults_to_the_state_dir() {
         let c = parse(&["--state-dir", "/tmp/s", "list"]).unwrap();
         if std::env::var_os("VMCTL_SOCKET").is_none() {
@@ -256,6 +401,7 @@ mod tests {
 
     #[test]
     fn bad_usage_is_an_error() {
+        assert!(parse(&["vol"]).is_err());
         assert!(parse(&["start"]).is_err());
         assert!(parse(&["fly", "x"]).is_err());
         assert!(parse(&["shutdown", "a", "--timeout", "soon"]).is_err());

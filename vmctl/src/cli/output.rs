@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Human output of `vmctl`: tables and key-value blocks.
 
-use crate::api::{state_name, VmDetail, VmInfo};
+use crate::api::{state_name, PoolInfo, VmDetail, VmInfo, VolumeInfo};
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -48,6 +48,63 @@ pub fn vm_table(vms: &[VmInfo]) -> String {
     table(&["NAME", "STATE", "PID", "VCPUS", "MEMORY", "AUTOSTART"], &rows)
 }
 
+/// A byte count for people: exact in the largest binary unit that divides it, else one
+/// decimal (`10 GiB`, `1.5 MiB`, `512 B`).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut unit = 0;
+    let mut scale = 1024u64;
+    while unit + 1 < UNITS.len() && n >= scale * 1024 {
+        unit += 1;
+        scale *= 1024;
+    }
+    if n % scale == 0 {
+        format!("{} {}", n / scale, UNITS[unit])
+    } else {
+        format!("{:.1} {}", n as f64 / scale as f64, UNITS[unit])
+    }
+}
+
+/// `vmctl vol list`.
+pub fn volume_table(vols: &[VolumeInfo]) -> String {
+    let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(",") };
+    let rows: Vec<Vec<String>> = vols
+        .iter()
+        .map(|v| {
+            vec![
+                v.pool.clone(),
+                v.name.clone(),
+                block::ImageFormat::from(v.format).name().to_string(),
+                bytes(v.virtual_size),
+                bytes(v.allocated),
+                v.backing_file.clone().unwrap_or_else(|| "-".into()),
+                list(&v.overlays),
+                list(&v.used_by),
+            ]
+        })
+        .collect();
+    table(&["POOL", "NAME", "FORMAT", "SIZE", "ALLOCATED", "BACKING", "CLONES", "USED BY"], &rows)
+}
+
+/// `vmctl pool list`.
+pub fn pool_table(pools: &[PoolInfo]) -> String {
+    let rows: Vec<Vec<String>> = pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.volumes.to_string(),
+                p.available.map(bytes).unwrap_or_else(|| "-".into()),
+                p.path.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "VOLUMES", "AVAILABLE", "PATH"], &rows)
+}
+
 /// `vmctl info`.
 pub fn info_block(d: &VmDetail) -> String {
     let i = &d.info;
@@ -83,6 +140,41 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn byte_counts_for_people() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1024), "1 KiB");
+        assert_eq!(bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(bytes(10 << 30), "10 GiB");
+        assert_eq!(bytes(3 << 40), "3 TiB");
+        assert_eq!(bytes(u64::MAX), "16384.0 PiB");
+    }
+
+    #[test]
+    fn volume_table_shows_clones_and_users() {
+        let v = VolumeInfo {
+            name: "base.qcow2".into(),
+            pool: "default".into(),
+            path: "/s/images/base.qcow2".into(),
+            format: crate::api::VolFormat::Qcow2,
+            virtual_size: 10 << 30,
+            allocated: 196608,
+            backing_file: None,
+            overlays: vec!["a".into(), "b".into()],
+            used_by: vec![],
+        };
+        let t = volume_table(&[v]);
+        assert_eq!(
+            t.lines().next().unwrap(),
+            "POOL     NAME        FORMAT  SIZE    ALLOCATED  BACKING  CLONES  USED BY"
+        );
+        assert_eq!(
+            t.lines().nth(1).unwrap(),
+            "default  base.qcow2  qcow2   10 GiB  192 KiB    -        a,b     -"
+        );
     }
 
     #[test]

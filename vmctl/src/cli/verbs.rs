@@ -11,7 +11,7 @@ use super::{console, output, Cli, Failure, Verb};
 use crate::api::{Event, VmDetail, VmInfo};
 use crate::client::Client;
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub(super) fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -112,6 +112,8 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
         }
         Verb::Edit { name, xml } => edit(client, name, *xml).await?,
         Verb::Events => follow_events(client, json).await?,
+        Verb::Vol { cmd } => super::storage::vol(client, cmd, json).await?,
+        Verb::Pool { cmd } => super::storage::pool(client, cmd, json).await?,
         Verb::Completions { .. } | Verb::Man => {}
     }
     Ok(())

@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -42,6 +42,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/vms/{name}/pause"),
     ("post", "/v1/vms/{name}/resume"),
     ("get", "/v1/events"),
+    ("get", "/v1/pools"),
+    ("post", "/v1/pools"),
+    ("delete", "/v1/pools/{pool}"),
+    ("get", "/v1/pools/{pool}/volumes"),
+    ("post", "/v1/pools/{pool}/volumes"),
+    ("get", "/v1/pools/{pool}/volumes/{name}"),
+    ("delete", "/v1/pools/{pool}/volumes/{name}"),
+    ("post", "/v1/pools/{pool}/volumes/{name}/resize"),
+    ("post", "/v1/pools/{pool}/volumes/{name}/clone"),
 ];
 
 /// Largest definition body accepted.
@@ -53,7 +62,7 @@ impl IntoResponse for DaemonError {
     fn into_response(self) -> Response {
         let status = match &self {
             DaemonError::BadInput(_) => StatusCode::BAD_REQUEST,
-            DaemonError::NotFound(_) => StatusCode::NOT_FOUND,
+            DaemonError::NotFound(_) | DaemonError::Missing(_) => StatusCode::NOT_FOUND,
             DaemonError::Conflict(_) => StatusCode::CONFLICT,
             DaemonError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -73,6 +82,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/vms/{name}/console", get(console))
         .route("/v1/vms/{name}/{action}", post(action))
         .route("/v1/events", get(events))
+        .route("/v1/pools", get(volumes::list_pools).post(volumes::define_pool))
+        .route("/v1/pools/{pool}", delete(volumes::undefine_pool))
+        .route("/v1/pools/{pool}/volumes", get(volumes::list).post(volumes::create))
+        .route("/v1/pools/{pool}/volumes/{name}", get(volumes::get_one).delete(volumes::delete_one))
+        .route("/v1/pools/{pool}/volumes/{name}/{action}", post(volumes::action))
         .fallback(|| async { DaemonError::NotFound("that path; see /openapi.json".into()) })
         .with_state(d)
 }
@@ -263,6 +277,8 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
         .body(Body::empty())
         .map_err(|e| DaemonError::Internal(e.to_string()))
 }
+
+mod volumes;
 
 #[cfg(test)]
 mod tests;

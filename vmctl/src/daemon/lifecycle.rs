@@ -80,6 +80,7 @@ impl Daemon {
             }
             s.def.clone()
         };
+        self.check_templates(&def)?;
         let paths = self.run_paths(name);
         let mut args = crate::argv::vmm_args(&def, &paths)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;

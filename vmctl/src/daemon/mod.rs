@@ -12,9 +12,12 @@
 //! `run/<name>.json`): `run/<name>.sock` (control), `run/<name>.serial.sock` (console),
 //! `run/<name>.exit` (the VMM's exit status), `logs/<name>.log` (console output, unless the
 //! definition names a log) and `logs/<name>.vmm.log` (the VMM's own stderr).
+//!
+//! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`].
 
 pub mod http;
 pub mod lifecycle;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +59,9 @@ pub enum DaemonError {
     /// No such VM (HTTP 404).
     #[error("no VM named {0} is defined")]
     NotFound(String),
+    /// No such pool or volume, or another missing thing the message names (HTTP 404).
+    #[error("{0}")]
+    Missing(String),
     /// Wrong state or a conflicting definition (HTTP 409).
     #[error("{0}")]
     Conflict(String),
@@ -71,6 +77,33 @@ impl From<StoreError> for DaemonError {
             other => DaemonError::Internal(other.to_string()),
         }
     }
+}
+
+impl From<crate::pool::PoolError> for DaemonError {
+    fn from(e: crate::pool::PoolError) -> Self {
+        use crate::pool::PoolError;
+        match e {
+            PoolError::Invalid(m) => DaemonError::BadInput(m),
+            PoolError::NotFound(m) => DaemonError::Missing(m),
+            PoolError::Conflict(m) => DaemonError::Conflict(m),
+            e @ (PoolError::Io { .. } | PoolError::Image(_)) => DaemonError::Internal(error_chain(&e)),
+        }
+    }
+}
+
+/// `e` and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
 }
 
 /// Result of daemon operations.
@@ -130,10 +163,13 @@ impl Slot {
 /// The daemon.
 pub struct Daemon {
     pub(crate) store: Store,
+    pub(crate) pools: crate::pool::Pools,
     pub(crate) cfg: Config,
     pub(crate) vms: Mutex<HashMap<VmName, Slot>>,
     ops: Mutex<HashMap<VmName, Arc<tokio::sync::Mutex<()>>>>,
     define_lock: tokio::sync::Mutex<()>,
+    /// Serialises changes to pools and volumes.
+    storage_lock: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Event>,
 }
 
@@ -154,6 +190,10 @@ impl Daemon {
         for p in store.remove_temp_files()? {
             tracing::warn!("removed {} left by an interrupted write", p.display());
         }
+        let pools = crate::pool::Pools::open(&cfg.state_dir)?;
+        for p in pools.remove_temp_files() {
+            tracing::warn!("removed {} left by an interrupted volume creation", p.display());
+        }
         let listing = store.list_defs()?;
         for p in &listing.problems {
             tracing::warn!("skipping {}: {:?}", p.path.display(), p.kind);
@@ -171,10 +211,12 @@ impl Daemon {
         }
         Ok(Arc::new(Daemon {
             store,
+            pools,
             cfg,
             vms: Mutex::new(vms),
             ops: Mutex::new(HashMap::new()),
             define_lock: tokio::sync::Mutex::new(()),
+            storage_lock: tokio::sync::Mutex::new(()),
             events: broadcast::channel(256).0,
         }))
     }

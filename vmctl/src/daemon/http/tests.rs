@@ -232,3 +232,166 @@ async fn openapi_document_matches_docs_and_routes() {
     }
     assert_eq!(documented, ROUTES.len(), "a route is not documented");
 }
+
+fn vm_with_disk(path: &str) -> String {
+    format!(
+        r#"{{"name":"web","memory_mib":64,"vcpus":1,"disks":[{{"path":"{path}","format":"qcow2","bus":"ide"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn pools_are_listed_defined_and_undefined() {
+    let e = env();
+    let d = &e.daemon;
+    let (s, body) = call(d, Method::GET, "/v1/pools", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let pools: Vec<crate::api::PoolInfo> = serde_json::from_str(&body).unwrap();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0].name, "default");
+    let images = std::fs::canonicalize(e._dir.path().join("images")).unwrap();
+    assert_eq!(pools[0].path, images.display().to_string());
+    assert!(pools[0].available.is_some());
+
+    let other = tempfile::tempdir().unwrap();
+    let def = format!(r#"{{"name":"extra","path":"{}"}}"#, other.path().display());
+    let (s, body) = call(d, Method::POST, "/v1/pools", None, &def).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(call(d, Method::POST, "/v1/pools", None, &def).await.0, StatusCode::CONFLICT);
+    let (s, body) = call(d, Method::POST, "/v1/pools", None, r#"{"name":"x"}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("path"), "{body}");
+    let (s, body) = call(d, Method::GET, "/v1/pools", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Vec<crate::api::PoolInfo>>(&body).unwrap().len(), 2);
+    let vol = r#"{"name":"v","size":1048576}"#;
+    assert_eq!(call(d, Method::POST, "/v1/pools/extra/volumes", None, vol).await.0, StatusCode::CREATED);
+    assert!(other.path().join("v").exists());
+    assert_eq!(call(d, Method::DELETE, "/v1/pools/extra", None, "").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(d, Method::DELETE, "/v1/pools/extra", None, "").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(d, Method::DELETE, "/v1/pools/default", None, "").await.0, StatusCode::CONFLICT);
+    assert_eq!(call(d, Method::GET, "/v1/pools/extra/volumes", None, "").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn volume_create_errors_name_the_field() {
+    let e = env();
+    let d = &e.daemon;
+    let url = "/v1/pools/default/volumes";
+    let cases = [
+        (r#"{"name":"a","size":"16X"}"#, "size"),
+        (r#"{"name":"a","size":1000}"#, "size"),
+        (r#"{"name":"a","size":-1}"#, "size"),
+        (r#"{"name":"a","size":"1G","format":"vmdk"}"#, "vmdk"),
+        (r#"{"name":"a","size":"1G","colour":"red"}"#, "colour"),
+        (r#"{"name":"../a","size":"1G"}"#, "volume name"),
+        (r#"{"name":".a","size":"1G"}"#, "volume name"),
+        ("", "empty"),
+    ];
+    for (body, want) in cases {
+        let (s, resp) = call(d, Method::POST, url, None, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {resp}");
+        assert!(error_of(&resp).contains(want), "{body}: {resp}");
+    }
+    let images = e._dir.path().join("images");
+    assert!(std::fs::read_dir(&images).unwrap().next().is_none(), "nothing was created");
+    let (s, _) = call(d, Method::POST, "/v1/pools/nope/volumes", None, r#"{"name":"a","size":"1M"}"#).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn volume_lifecycle_with_clones_and_users() {
+    let e = env();
+    let d = &e.daemon;
+    let vols = "/v1/pools/default/volumes";
+    let (s, body) =
+        call(d, Method::POST, vols, None, r#"{"name":"base.qcow2","size":"16M","format":"qcow2"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let base: crate::api::VolumeInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!((base.format, base.virtual_size), (crate::api::VolFormat::Qcow2, 16 << 20));
+    let (s, _) = call(d, Method::POST, vols, None, r#"{"name":"base.qcow2","size":"1M"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // A VM names it: used_by, and delete needs force.
+    let (s, body) = call(d, Method::POST, "/v1/vms", None, &vm_with_disk(&base.path)).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (_, body) = call(d, Method::GET, vols, None, "").await;
+    let list: Vec<crate::api::VolumeInfo> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].used_by, ["web"]);
+    let (s, body) = call(d, Method::DELETE, &format!("{vols}/base.qcow2"), None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("web"), "{body}");
+
+    // Clone: an overlay; the base becomes a template the VM may not write.
+    let (s, body) =
+        call(d, Method::POST, &format!("{vols}/base.qcow2/clone"), None, r#"{"name":"web.qcow2"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let clone: crate::api::VolumeInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(clone.backing_file.as_deref(), Some("base.qcow2"));
+    assert_eq!(clone.virtual_size, 16 << 20);
+    let (_, body) = call(d, Method::GET, &format!("{vols}/base.qcow2"), None, "").await;
+    let base: crate::api::VolumeInfo = serde_json::from_str(&body).unwrap();
+    assert_eq!(base.overlays, ["web.qcow2"]);
+    let (s, body) = call(d, Method::POST, "/v1/vms/web/start", None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("disks[0].path") && error_of(&body).contains("web.qcow2"), "{body}");
+
+    // The VM moves to its clone and runs: its disk is busy.
+    let (_, body) = call(d, Method::GET, "/v1/vms/web", None, "").await;
+    let mut def = serde_json::from_str::<crate::api::VmDetail>(&body).unwrap().definition;
+    def.disks[0].path = Some(clone.path.clone().into());
+    assert_eq!(call(d, Method::PUT, "/v1/vms/web", None, &def.to_json().unwrap()).await.0, StatusCode::OK);
+    let (s, body) = call(d, Method::POST, "/v1/vms/web/start", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let resize = r#"{"size":"32M"}"#;
+    let (s, body) = call(d, Method::POST, &format!("{vols}/web.qcow2/resize"), None, resize).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("running"), "{body}");
+    assert_eq!(
+        call(d, Method::DELETE, &format!("{vols}/web.qcow2?force"), None, "").await.0,
+        StatusCode::CONFLICT
+    );
+    let (s, body) = call(d, Method::DELETE, &format!("{vols}/base.qcow2?force=true"), None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT, "a running VM reads it through its clone");
+    assert!(error_of(&body).contains("web"), "{body}");
+    let (s, _) = call(d, Method::POST, &format!("{vols}/web.qcow2/clone"), None, r#"{"name":"c2"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a running VM's disk cannot become a template");
+    assert_eq!(call(d, Method::POST, "/v1/vms/web/destroy", None, "").await.0, StatusCode::OK);
+
+    // Stopped: the clone grows, never shrinks; the template does neither.
+    let (s, body) = call(d, Method::POST, &format!("{vols}/web.qcow2/resize"), None, resize).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<crate::api::VolumeInfo>(&body).unwrap().virtual_size, 32 << 20);
+    let (s, body) =
+        call(d, Method::POST, &format!("{vols}/web.qcow2/resize"), None, r#"{"size":"1M"}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("size"), "{body}");
+    let (s, body) = call(d, Method::POST, &format!("{vols}/base.qcow2/resize"), None, resize).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("template"), "{body}");
+    let (s, body) = call(d, Method::DELETE, &format!("{vols}/base.qcow2"), None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("web.qcow2"), "{body}");
+    if let Some(info) = crate::pool::tests::qemu_img("lifecycle", &["info", &clone.path]) {
+        assert!(info.contains("backing file: base.qcow2") && info.contains("32 MiB"), "{info}");
+        crate::pool::tests::qemu_img("lifecycle", &["check", &clone.path]);
+    }
+
+    // Delete: the clone (named by a VM: force), then the freed template.
+    assert_eq!(call(d, Method::DELETE, &format!("{vols}/web.qcow2"), None, "").await.0, StatusCode::CONFLICT);
+    let (s, body) = call(d, Method::DELETE, &format!("{vols}/web.qcow2?force=maybe"), None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        call(d, Method::DELETE, &format!("{vols}/web.qcow2?force"), None, "").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(d, Method::DELETE, &format!("{vols}/base.qcow2"), None, "").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(d, Method::DELETE, &format!("{vols}/base.qcow2"), None, "").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(call(d, Method::POST, &format!("{vols}/x/fly"), None, "{}").await.0, StatusCode::NOT_FOUND);
+}
