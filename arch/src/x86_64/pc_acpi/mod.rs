@@ -38,7 +38,7 @@ use super::acpi::{
     bytes_of, io_gas, madt, IrqOverride, PmIoPorts, IAPC_8042, IAPC_LEGACY_DEVICES, MPS_CONFORMING,
     MPS_LEVEL_HIGH, OEM_ID, OEM_REVISION, OEM_TABLE_ID,
 };
-use super::layout::IOAPIC_ADDR;
+use super::layout::{IOAPIC_ADDR, PCI_HOLE_START};
 use crate::fw_cfg_loader::{self, TableLoader, Zone};
 
 /// fw_cfg file holding every table but the RSDP.
@@ -103,6 +103,14 @@ pub enum Error {
     /// The loader script could not be written.
     #[error("table-loader script")]
     Loader(#[from] fw_cfg_loader::Error),
+}
+
+/// The 32-bit PCI window as QEMU's PC machine describes it: from the end of RAM below 4 GiB
+/// (`low_ram_end`, at most [`PCI_HOLE_START`]) up to the IOAPIC. It contains the window
+/// SeaBIOS assigns BARs from (0x8000_0000 with up to 2 GiB of RAM below 4 GiB, else
+/// 0xc000_0000, up to 0xfec0_0000), so Linux finds every BAR inside the root bridge's `_CRS`.
+pub fn pci_hole_below_4g(low_ram_end: u64) -> RangeInclusive<u64> {
+    low_ram_end.clamp(0x10_0000, PCI_HOLE_START)..=IOAPIC_ADDR - 1
 }
 
 /// The three fw_cfg files — ([`TABLES_FILE`], [`RSDP_FILE`], [`LOADER_FILE`]) with their

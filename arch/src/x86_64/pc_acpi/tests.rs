@@ -280,6 +280,21 @@ fn pci_windows_are_in_the_root_bridge_crs() {
 }
 
 #[test]
+fn pci_window_covers_seabios_allocations() {
+    assert_eq!(pci_hole_below_4g(1 << 30), 0x4000_0000..=0xfebf_ffff);
+    assert_eq!(pci_hole_below_4g(0xa000_0000), 0xa000_0000..=0xfebf_ffff);
+    assert_eq!(pci_hole_below_4g(8 << 30), 0xc000_0000..=0xfebf_ffff);
+    for ram in [256 << 20, 1 << 30, 2 << 30, 0xb000_0000u64, 3 << 30, 16 << 30] {
+        let hole = pci_hole_below_4g(ram);
+        // SeaBIOS i440fx_mem_addr_setup: BARs from 2 GiB or 3 GiB up to the IOAPIC.
+        let seabios_start = if ram.min(3 << 30) <= 2 << 30 { 0x8000_0000 } else { 0xc000_0000 };
+        assert!(*hole.start() <= seabios_start && *hole.end() == 0xfebf_ffff, "{ram:#x}");
+        let cfg = PcAcpiConfig { pci_hole: hole, ..config(1) };
+        assert!(pc_acpi_fw_cfg_files(&cfg).is_ok());
+    }
+}
+
+#[test]
 fn refuses_what_it_cannot_describe() {
     assert!(matches!(pc_acpi_fw_cfg_files(&config(0)), Err(Error::TooManyCpus(0))));
     assert!(matches!(pc_acpi_fw_cfg_files(&config(255)), Err(Error::TooManyCpus(255))));
