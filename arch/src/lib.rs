@@ -3,4 +3,5 @@
 //! state, the Linux boot protocol, and the firmware tables (MP table, ACPI) a guest reads to
 //! find its CPUs and interrupt controllers.
 
+pub mod fw_cfg_loader;
 pub mod x86_64;

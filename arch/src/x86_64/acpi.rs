@@ -19,13 +19,30 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{ACPI_ADDR, ACPI_SIZE, IOAPIC_ADDR, LAPIC_ADDR};
 
-const OEM_ID: [u8; 6] = *b"RVMMPC";
-const OEM_TABLE_ID: [u8; 8] = *b"RVMMPC01";
-const OEM_REVISION: u32 = 1;
+pub(crate) const OEM_ID: [u8; 6] = *b"RVMMPC";
+pub(crate) const OEM_TABLE_ID: [u8; 8] = *b"RVMMPC01";
+pub(crate) const OEM_REVISION: u32 = 1;
 /// FADT IA-PC boot architecture flag: LPC/ISA devices present.
-const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
+pub(crate) const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
+/// FADT IA-PC boot architecture flag: an 8042 keyboard controller is present.
+pub(crate) const IAPC_8042: u16 = 1 << 1;
 /// FADT IA-PC boot architecture flag: do not probe for VGA.
 const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
+/// MADT interrupt source override flags: level-triggered, active high.
+pub(crate) const MPS_LEVEL_HIGH: u16 = 0x000d;
+/// MADT interrupt source override flags: conforming to the bus (ISA: edge, active high).
+pub(crate) const MPS_CONFORMING: u16 = 0;
+
+/// An ISA interrupt source override of the MADT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IrqOverride {
+    /// ISA IRQ.
+    pub irq: u8,
+    /// The global system interrupt (IOAPIC input) it arrives at.
+    pub gsi: u32,
+    /// MPS INTI flags (polarity bits 0-1, trigger mode bits 2-3).
+    pub flags: u16,
+}
 
 /// The I/O ports of the ACPI fixed hardware the tables describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +78,15 @@ pub fn ioapic_id(cpu_count: u32) -> u8 {
     cpu_count as u8
 }
 
-fn bytes_of(table: &dyn Aml) -> Vec<u8> {
+pub(crate) fn bytes_of(table: &dyn Aml) -> Vec<u8> {
     let mut v = Vec::new();
     table.to_aml_bytes(&mut v);
     v
 }
 
-fn madt(cpu_count: u32, pm: &PmIoPorts) -> Sdt {
+/// The MADT: one enabled local APIC per vCPU (IDs 0..), the IOAPIC after them, `overrides`,
+/// and LINT1 of every processor as NMI.
+pub(crate) fn madt(cpu_count: u32, overrides: &[IrqOverride]) -> Sdt {
     // MADT header: local APIC address, flags = PCAT_COMPAT (dual 8259s present).
     let mut madt = Sdt::new(*b"APIC", 44, 3, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     madt.write_u32(36, LAPIC_ADDR as u32);
@@ -81,11 +100,13 @@ fn madt(cpu_count: u32, pm: &PmIoPorts) -> Sdt {
     ioapic.extend_from_slice(&(IOAPIC_ADDR as u32).to_le_bytes());
     ioapic.extend_from_slice(&0u32.to_le_bytes());
     madt.append_slice(&ioapic);
-    // Interrupt source override for the SCI: ISA bus, level-triggered, active high.
-    let mut iso = vec![2, 10, 0, pm.sci_irq];
-    iso.extend_from_slice(&u32::from(pm.sci_irq).to_le_bytes());
-    iso.extend_from_slice(&0x000du16.to_le_bytes());
-    madt.append_slice(&iso);
+    for o in overrides {
+        // Interrupt source override: type 2, length 10, ISA bus, IRQ, GSI, flags.
+        let mut iso = vec![2, 10, 0, o.irq];
+        iso.extend_from_slice(&o.gsi.to_le_bytes());
+        iso.extend_from_slice(&o.flags.to_le_bytes());
+        madt.append_slice(&iso);
+    }
     // Local APIC NMI: all processors, LINT1.
     madt.append_slice(&[4, 6, 0xff, 0, 0, 1]);
     madt.update_checksum();
@@ -102,7 +123,8 @@ fn dsdt(pm: &PmIoPorts) -> Sdt {
     dsdt
 }
 
-fn io_gas(port: u16, bytes: u8) -> GAS {
+/// A system-I/O generic address of a `bytes`-wide (2 or 4) fixed-hardware register block.
+pub(crate) fn io_gas(port: u16, bytes: u8) -> GAS {
     let size = if bytes == 2 { AccessSize::WordAccess } else { AccessSize::DwordAccess };
     GAS::new(AddressSpace::SystemIo, bytes * 8, 0, size, u64::from(port))
 }
@@ -149,7 +171,9 @@ pub fn write_acpi_tables(mem: &GuestMemoryMmap, cpu_count: u32, pm: &PmIoPorts) 
     let facs = place(&mut blob, &bytes_of(&FACS::new()), 64);
     let dsdt = place(&mut blob, dsdt(pm).as_slice(), 16);
     let fadt = place(&mut blob, &fadt(pm, facs, dsdt), 16);
-    let madt = place(&mut blob, madt(cpu_count, pm).as_slice(), 16);
+    // The SCI is level-triggered, active high (ISA default is edge).
+    let sci = IrqOverride { irq: pm.sci_irq, gsi: u32::from(pm.sci_irq), flags: MPS_LEVEL_HIGH };
+    let madt = place(&mut blob, madt(cpu_count, &[sci]).as_slice(), 16);
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt);
     xsdt.add_entry(madt);

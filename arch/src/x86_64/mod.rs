@@ -7,4 +7,5 @@ pub mod cpuid;
 pub mod layout;
 pub mod mptable;
 pub mod msr;
+pub mod pc_acpi;
 pub mod regs;

@@ -3,7 +3,8 @@
 //! routing it does.
 //!
 //! PCI devices raise one of four shared, level-triggered lines PIRQA#-PIRQD#; slot `s`, pin
-//! `p` (1 = INTA#) drives PIRQ `(s + p - 1) mod 4`, the swizzle every PC BIOS and OS assumes.
+//! `p` (1 = INTA#) drives PIRQ `(s - 1 + p - 1) mod 4` (slot 1 INTA# is PIRQA#), the board
+//! wiring of QEMU's i440FX that SeaBIOS (`piix_pci_slot_get_irq`) and the ACPI `_PRT` assume.
 //! The PIRQ route control registers (0x60-0x63) send each PIRQ to an ISA IRQ (bits 3-0) unless
 //! bit 7 disables it; the firmware programs them and tells the OS through its tables. An ISA
 //! IRQ shared by several PIRQs is high while any of them is.
@@ -90,7 +91,8 @@ impl PirqRouter {
 
     /// The interrupt line of the device in `slot` using `pin` (1 = INTA#).
     pub fn intx(self: &Arc<Self>, slot: u8, pin: u8) -> Arc<dyn IrqLine> {
-        let pirq = (usize::from(slot) + usize::from(pin.max(1)) - 1) % 4;
+        // (slot - 1) + (pin - 1), kept non-negative.
+        let pirq = (usize::from(slot) + usize::from(pin.max(1)) + 2) % 4;
         Arc::new(PciIntx { router: self.clone(), pirq, source: u32::from(slot) * 4 + u32::from(pin) })
     }
 }
@@ -182,10 +184,10 @@ mod tests {
         // SeaBIOS: PIRQA/B -> 10, PIRQC/D -> 11.
         p.config_write(PIRQRC / 4, 0, &[10, 10, 11, 11]);
         assert_eq!((router.route(0), router.route(3)), (Some(10), Some(11)));
-        // Slot 3 INTA -> PIRQD -> 11; slot 4 INTA -> PIRQA -> 10; slot 5 INTA -> PIRQB -> 10.
-        let a = router.intx(3, 1);
-        let b = router.intx(4, 1);
-        let c = router.intx(5, 1);
+        // Slot 4 INTA -> PIRQD -> 11; slot 5 INTA -> PIRQA -> 10; slot 2 INTA -> PIRQB -> 10.
+        let a = router.intx(4, 1);
+        let b = router.intx(5, 1);
+        let c = router.intx(2, 1);
         a.set_level(true);
         assert!(irqs[11].level());
         b.set_level(true);
@@ -209,5 +211,27 @@ mod tests {
         // Bits 6-4 are reserved.
         p.config_write(PIRQRC / 4, 0, &[0x7a]);
         assert_eq!(p.config_read(PIRQRC / 4) & 0xff, 0x0a);
+    }
+
+    #[test]
+    fn slot_and_pin_swizzle_as_seabios() {
+        let (mut p, router, irqs) = setup();
+        // PIRQA-D -> IRQ 3, 4, 5, 6: which PIRQ a pin drives shows on its IRQ.
+        p.config_write(PIRQRC / 4, 0, &[3, 4, 5, 6]);
+        for slot in 1u8..32 {
+            for pin in 1u8..=4 {
+                // SeaBIOS piix_pci_slot_get_irq: pci_irqs[(pin - 1 + slot - 1) & 3].
+                let want = 3 + (usize::from(pin) - 1 + usize::from(slot) - 1) % 4;
+                let line = router.intx(slot, pin);
+                line.set_level(true);
+                let high: Vec<usize> = (0..16).filter(|&i| irqs[i].level()).collect();
+                assert_eq!(high, vec![want], "slot {slot} pin {pin}");
+                line.set_level(false);
+            }
+        }
+        // The e1000 at 00:03.0 is on PIRQC, the third link (LNKC).
+        let e1000 = router.intx(3, 1);
+        e1000.set_level(true);
+        assert!(irqs[5].level());
     }
 }
