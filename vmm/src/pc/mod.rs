@@ -13,6 +13,7 @@ pub mod fw_cfg_data;
 use std::sync::{Arc, Mutex};
 
 use arch::x86_64::layout::{self, MemoryLayout};
+use arch::x86_64::pc_acpi::{pc_acpi_fw_cfg_files, pci_hole_below_4g, PcAcpiConfig};
 use devices::bus::{lock, Bus};
 use devices::display::vga::{
     StdVga, VbeIoPorts, VgaIoPorts, VgaLegacyWindow, LEGACY_WINDOW_BASE, LEGACY_WINDOW_SIZE, VBE_PORTS_BASE,
@@ -252,6 +253,23 @@ pub fn create_machine(
     fw_cfg.add_item(fw_cfg_data::KEY_BOOT_MENU, 0u16.to_le_bytes().to_vec());
     let file = |e: devices::legacy::fw_cfg::Error| Error::Devices(e.to_string());
     fw_cfg.add_file("etc/e820", fw_cfg_data::e820(layout)).map_err(file)?;
+    // Our ACPI tables, which SeaBIOS installs through the table loader (instead of its own).
+    let acpi = PcAcpiConfig {
+        cpus: cfg.cpus,
+        pm: arch::x86_64::acpi::PmIoPorts {
+            pm1a_evt: acpi_pm::PM1A_EVT,
+            pm1a_cnt: acpi_pm::PM1A_CNT,
+            pm_tmr: acpi_pm::PM_TMR,
+            sci_irq: acpi_pm::SCI_IRQ as u8,
+            s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
+        },
+        pci_hole: pci_hole_below_4g(layout.low_ram_size()),
+        pci_hole64: None,
+        irq0_to_gsi2: false,
+    };
+    for (name, data) in pc_acpi_fw_cfg_files(&acpi).map_err(|e| Error::Tables(e.to_string()))? {
+        fw_cfg.add_file(&name, data).map_err(file)?;
+    }
     let disk = (!cfg.disks.is_empty()).then_some(DISK_POSITIONS[0]);
     let cdrom = cfg.cdrom.as_ref().map(|_| CDROM_POSITION);
     fw_cfg.add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom)).map_err(file)?;
