@@ -5,6 +5,7 @@
 # host and prints markers on the L1 console:
 #   CHECK-TIME <name> <seconds>        milestones, seconds since that QEMU was started
 #   CHECK-RESULT <disk|iso> PASS|FAIL [reason]
+# Order: iso, then disk.
 # disk: /dev/vda (the Debian image, via a qcow2 overlay of the outer QEMU) as an IDE disk;
 #   waits for "vmm-guest login:" on the serial port, logs in as root/root, runs
 #   "echo hello > /root/proof; sync; systemctl poweroff", waits for QEMU to exit, then mounts
@@ -12,7 +13,7 @@
 # iso: /guest/grub-rescue-cdrom.iso with -cdrom; its GRUB prompt is on VGA only, so the VGA
 #   text buffer (0xb8000) is read with the monitor's pmemsave until "grub>" shows.
 # Environment (l1env): CHECK_ONLY=disk|iso   one check only
-#                      CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   seconds
+#                      CHECK_DISK_TIMEOUT=900 CHECK_ISO_TIMEOUT=180   seconds
 #                      CHECK_GUEST_MEM=1024   MiB of the disk guest
 #                      CHECK_DISK_IF=ide      QEMU if= of the disk guest (ide, virtio, ...)
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -28,7 +29,7 @@ show_tail() { # show_tail FILE N: the guest output, readable
 }
 
 check_disk() {
-    tmo=${CHECK_DISK_TIMEOUT:-600}
+    tmo=${CHECK_DISK_TIMEOUT:-900}
     if [ ! -b /dev/vda ]; then
         echo "CHECK-RESULT disk FAIL no /dev/vda in L1 (virtio_blk loaded? disk passed?)"
         return
@@ -209,7 +210,8 @@ case ${CHECK_ONLY:-} in
 disk) check_disk ;;
 iso) check_iso ;;
 *)
-    check_disk
+    # the small, quick guest first: a hung disk guest then still leaves the ISO result
     check_iso
+    check_disk
     ;;
 esac

@@ -15,8 +15,8 @@
 #   4. Prints the CHECK-TIME/CHECK-RESULT lines and the L1 wall time; exits non-zero unless every
 #      check passed.
 # Environment: CHECK_ONLY=disk|iso    run one check only
-#              CHECK_L1_TIMEOUT=900   seconds for the whole L1 run
-#              CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   per-guest timeouts inside L1
+#              CHECK_L1_TIMEOUT=1200  seconds for the whole L1 run
+#              CHECK_DISK_TIMEOUT=900 CHECK_ISO_TIMEOUT=180   per-guest timeouts inside L1
 #              CHECK_DISK_IF=ide      disk interface of the Debian guest (virtio to compare)
 #              CHECK_KEEP=1           keep the temporary overlay (its path is printed)
 #              CHECK_LOG=path         L1 log (default .cache/testhost/logs/check-images.log)
@@ -26,7 +26,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 LOG=${CHECK_LOG:-$CACHE/logs/check-images.log}
-L1_TIMEOUT=${CHECK_L1_TIMEOUT:-900}
+L1_TIMEOUT=${CHECK_L1_TIMEOUT:-1200}
 ensure_pkgs qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86
 
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
