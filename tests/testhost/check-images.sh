@@ -10,8 +10,9 @@
 #      tests/testhost/check-images-l1.sh as the scenario, and boots it with run-l1.sh.
 #      In L1, QEMU -M pc -enable-kvm -cpu host boots the disk (IDE), logs in on ttyS0 as
 #      root/root, writes /root/proof and powers off; L1 then mounts /dev/vda1 read-only and
-#      checks the file. Then it boots the ISO (-cdrom) and looks for "grub>" on the VGA text
-#      screen (the rescue CD prints nothing on the serial port).
+#      checks the file. Before that it boots the ISO (-cdrom), waits for the GRUB menu on the VGA
+#      text screen (the rescue CD prints nothing on the serial port), presses 'c' and waits for
+#      the "grub>" prompt.
 #   4. Prints the CHECK-TIME/CHECK-RESULT lines and the L1 wall time; exits non-zero unless every
 #      check passed.
 # Environment: CHECK_ONLY=disk|iso    run one check only
