@@ -5,14 +5,16 @@
 # host and prints markers on the L1 console:
 #   CHECK-TIME <name> <seconds>        milestones, seconds since that QEMU was started
 #   CHECK-RESULT <disk|iso> PASS|FAIL [reason]
+# Order: iso, then disk.
 # disk: /dev/vda (the Debian image, via a qcow2 overlay of the outer QEMU) as an IDE disk;
 #   waits for "vmm-guest login:" on the serial port, logs in as root/root, runs
 #   "echo hello > /root/proof; sync; systemctl poweroff", waits for QEMU to exit, then mounts
 #   /dev/vda1 read-only and checks /root/proof.
-# iso: /guest/grub-rescue-cdrom.iso with -cdrom; its GRUB prompt is on VGA only, so the VGA
-#   text buffer (0xb8000) is read with the monitor's pmemsave until "grub>" shows.
+# iso: /guest/grub-rescue-cdrom.iso with -cdrom; it shows a GRUB menu (no timeout) on VGA only,
+#   so the VGA text buffer (0xb8000) is read with the monitor's pmemsave until "GNU GRUB" shows,
+#   then 'c' is pressed (monitor sendkey) and the check waits for the "grub>" prompt.
 # Environment (l1env): CHECK_ONLY=disk|iso   one check only
-#                      CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   seconds
+#                      CHECK_DISK_TIMEOUT=900 CHECK_ISO_TIMEOUT=180   seconds
 #                      CHECK_GUEST_MEM=1024   MiB of the disk guest
 #                      CHECK_DISK_IF=ide      QEMU if= of the disk guest (ide, virtio, ...)
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -27,8 +29,15 @@ show_tail() { # show_tail FILE N: the guest output, readable
     echo "---- end ----"
 }
 
+show_l2() { # show_l2 FILE: the whole guest serial output, prefixed "L2| ", progress lines dropped
+    echo "---- L2 serial console (disk guest) ----"
+    tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | grep -av 'running (.*/ no limit)' |
+        sed 's/^/L2| /'
+    echo "---- end ----"
+}
+
 check_disk() {
-    tmo=${CHECK_DISK_TIMEOUT:-600}
+    tmo=${CHECK_DISK_TIMEOUT:-900}
     if [ ! -b /dev/vda ]; then
         echo "CHECK-RESULT disk FAIL no /dev/vda in L1 (virtio_blk loaded? disk passed?)"
         return
@@ -55,7 +64,7 @@ check_disk() {
         fi
         if elapsed_ge "$t0" "$tmo"; then
             echo "CHECK-RESULT disk FAIL timeout after ${tmo}s in step $step"
-            show_tail $log 60
+            show_l2 $log
             cat $d/qemu.log
             kill $qpid
             sleep 2
@@ -106,9 +115,7 @@ check_disk() {
     exec 3>&-
     kill $catpid 2>/dev/null
     echo "CHECK-TIME disk-qemu-exit $(since "$t0")"
-    echo "---- L2 serial console (disk guest) ----"
-    tr -d '\r' <$log | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/^/L2| /'
-    echo "---- end ----"
+    show_l2 $log
     [ "$step" = login-failed ] && return
     if [ "$step" != wait-poweroff ]; then
         echo "CHECK-RESULT disk FAIL QEMU exited (status $rc) in step $step"
@@ -160,7 +167,8 @@ check_iso() {
         -no-reboot >qemu.log 2>&1) &
     qpid=$!
     exec 4<>$d/mon.in
-    ok=
+    # stage menu: wait for the GRUB menu; then press 'c' (monitor sendkey) and wait for grub>
+    stage=menu ok=''
     n=0
     while kill -0 $qpid 2>/dev/null && ! elapsed_ge "$t0" "$tmo"; do
         sleep 1
@@ -175,7 +183,11 @@ check_iso() {
         [ -s $d/vga.bin ] || continue
         # pmemsave may still be writing: give it a moment before reading
         sleep 0.1
-        if vga_text $d/vga.bin | grep -q 'grub>'; then
+        if [ $stage = menu ] && vga_text $d/vga.bin | grep -q 'GNU GRUB'; then
+            echo "CHECK-TIME iso-grub-menu $(since "$t0")"
+            echo "sendkey c" >&4
+            stage=prompt
+        elif [ $stage = prompt ] && vga_text $d/vga.bin | grep -q 'grub>'; then
             ok=1
             echo "CHECK-TIME iso-grub-prompt $(since "$t0")"
             break
@@ -194,11 +206,10 @@ check_iso() {
     exec 4>&-
     kill $catpid 2>/dev/null
     if [ -n "$ok" ]; then
-        echo "CHECK-RESULT iso PASS grub> prompt on the VGA text screen"
+        echo "CHECK-RESULT iso PASS GRUB menu, then the grub> prompt after 'c', on the VGA text screen"
     else
-        echo "CHECK-RESULT iso FAIL no grub> prompt on the VGA text screen within ${tmo}s ($n polls)"
+        echo "CHECK-RESULT iso FAIL stage $stage not passed within ${tmo}s ($n polls of the VGA text screen)"
         cat $d/qemu.log
-        tr -d '\r' <$d/mon.log | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | tail -c 2000
     fi
 }
 
@@ -209,7 +220,8 @@ case ${CHECK_ONLY:-} in
 disk) check_disk ;;
 iso) check_iso ;;
 *)
-    check_disk
+    # the small, quick guest first: a hung disk guest then still leaves the ISO result
     check_iso
+    check_disk
     ;;
 esac

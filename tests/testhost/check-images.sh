@@ -10,13 +10,14 @@
 #      tests/testhost/check-images-l1.sh as the scenario, and boots it with run-l1.sh.
 #      In L1, QEMU -M pc -enable-kvm -cpu host boots the disk (IDE), logs in on ttyS0 as
 #      root/root, writes /root/proof and powers off; L1 then mounts /dev/vda1 read-only and
-#      checks the file. Then it boots the ISO (-cdrom) and looks for "grub>" on the VGA text
-#      screen (the rescue CD prints nothing on the serial port).
+#      checks the file. Before that it boots the ISO (-cdrom), waits for the GRUB menu on the VGA
+#      text screen (the rescue CD prints nothing on the serial port), presses 'c' and waits for
+#      the "grub>" prompt.
 #   4. Prints the CHECK-TIME/CHECK-RESULT lines and the L1 wall time; exits non-zero unless every
 #      check passed.
 # Environment: CHECK_ONLY=disk|iso    run one check only
-#              CHECK_L1_TIMEOUT=900   seconds for the whole L1 run
-#              CHECK_DISK_TIMEOUT=600 CHECK_ISO_TIMEOUT=180   per-guest timeouts inside L1
+#              CHECK_L1_TIMEOUT=1200  seconds for the whole L1 run
+#              CHECK_DISK_TIMEOUT=900 CHECK_ISO_TIMEOUT=180   per-guest timeouts inside L1
 #              CHECK_DISK_IF=ide      disk interface of the Debian guest (virtio to compare)
 #              CHECK_KEEP=1           keep the temporary overlay (its path is printed)
 #              CHECK_LOG=path         L1 log (default .cache/testhost/logs/check-images.log)
@@ -26,7 +27,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 LOG=${CHECK_LOG:-$CACHE/logs/check-images.log}
-L1_TIMEOUT=${CHECK_L1_TIMEOUT:-900}
+L1_TIMEOUT=${CHECK_L1_TIMEOUT:-1200}
 ensure_pkgs qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86
 
 "$TESTHOST_DIR/fixtures.sh" >/dev/null

@@ -5,8 +5,9 @@
 #
 # Downloads Debian's grub-rescue-pc package with `apt-get download` (cached in
 # $REPO/.cache/images/debs/) and extracts usr/lib/grub-rescue/grub-rescue-cdrom.iso to
-# $REPO/.cache/images/grub-rescue-cdrom.iso: a bootable El Torito CD (BIOS, i386-pc GRUB) that
-# stops at the "grub>" prompt, on the VGA text console only (nothing on the serial port).
+# $REPO/.cache/images/grub-rescue-cdrom.iso: a bootable El Torito CD (BIOS, i386-pc GRUB 2.06)
+# that shows a GRUB menu without timeout ("GNU GRUB  version 2.06-...", entries GNU/Linux ...
+# Memtest86+) on the VGA text console only (nothing on the serial port); 'c' gives "grub>".
 # Idempotent: nothing is downloaded when the ISO is already there.
 # Environment: IMAGES_CACHE=dir  output directory (default $REPO/.cache/images)
 set -euo pipefail
