@@ -87,7 +87,7 @@ fi
 mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
 echo
 echo "==== e2e-pc results ($MODE, ${elapsed}s, status $rc, log $LOG) ===="
-tr -d '\r' <"$LOG" | grep -oE 'E2E-TIME .*$' || true
+tr -d '\r' <"$LOG" | grep -oE 'E2E-(TIME|GUEST-WARN|GUEST-INFO) .*$' || true
 passed=0 failed=0
 for name in "${expected[@]}"; do
     line="E2E-RESULT $name FAIL no result"

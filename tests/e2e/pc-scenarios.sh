@@ -131,6 +131,9 @@ sc_pc_debian() {
             return 1
         fi
         n=$((n + 1))
+        if [ $((n % 60)) = 0 ]; then
+            echo "E2E-PROGRESS pc-debian step=$step t=$(since "$t0") last: $(plain "$log" | grep -av '^ *$' | tail -n 1 | cut -c1-100)"
+        fi
         # The VGA screen, every 2 s until the kernel takes over.
         if [ -z "$grub" ] && [ $((n % 4)) = 0 ] && dump $vpid "$d/screen"; then
             if [ -z "$banner" ] && grep -q 'SeaBIOS' "$d/screen.txt"; then
@@ -199,6 +202,11 @@ ip link set \$n up; ip addr add 10.0.2.15/24 dev \$n; echo NIC-UP-\$n-\$(cat /sy
     echo "---- pc-debian serial console ----"
     plain "$log" | sed 's/^/L2| /'
     echo "---- end ----"
+    # What the guest complained about, for the notes.
+    plain "$log" | grep -aiE 'ACPI (BIOS )?Error|Invalid checksum|nobody cared|lost interrupt|timeout|timed out|FAILED|firmware bug' |
+        head -n 20 | sed 's/^/E2E-GUEST-WARN pc-debian: /'
+    plain "$log" | grep -aE 'ACPI: (PCI Root Bridge|PM-Timer|button)|LNK[A-DS].*(IRQ|Enabled)|ata[0-9].*(ATA|ATAPI)|e1000 .*Intel|rtc_cmos|i8042' |
+        head -n 20 | sed 's/^/E2E-GUEST-INFO pc-debian: /'
     echo "---- VGA text screen with the BIOS banner ----"
     grep -v '^$' "$d/bios-screen.txt" 2>/dev/null | head -n 10 | sed 's/^/  | /'
     echo "---- VGA text screen with GRUB ----"
