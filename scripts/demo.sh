@@ -16,7 +16,7 @@
 #
 # Input that is not a terminal (`printf 'uname -a\nexit\n' | ./scripts/demo.sh`) is passed to
 # the guest shell once it is ready, so the demo can be checked without a person.
-# Environment: DEMO_CPUS (default 2), DEMO_MEMORY_MIB (default 256), DEMO_TIMEOUT (seconds to
+# Environment: DEMO_CPUS (default 2 with real KVM, 1 in the one-CPU test host), DEMO_MEMORY_MIB (default 256), DEMO_TIMEOUT (seconds to
 # the guest shell, default 180), DEMO_L1_TIMEOUT (seconds for a whole test-host run whose
 # input is not a terminal, default 900).
 set -euo pipefail
@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$here/../tests/testhost/lib.sh"
 
-cpus=${DEMO_CPUS:-2}
+cpus=${DEMO_CPUS:-}
 memory=${DEMO_MEMORY_MIB:-256}
 boot_timeout=${DEMO_TIMEOUT:-180}
 cmdline="console=ttyS0 quiet l2test=shell"
@@ -58,6 +58,8 @@ bash "$TESTHOST_DIR/fixtures.sh" >&2
 
 # ---- real KVM: vmctld and the VM on this host -------------------------------------------
 if host_has_real_kvm; then
+    # vmctld refuses more vCPUs than the host has.
+    ((cpus > 0)) 2>/dev/null || cpus=$(($(nproc) >= 2 ? 2 : 1))
     state=$REPO/.cache/demo-state
     # Unix socket paths hold at most 108 bytes; the VM's sockets live under run/.
     if ((${#state} > 80)); then
@@ -101,6 +103,8 @@ if host_has_real_kvm; then
 fi
 
 # ---- no usable KVM here: the same inside the nested test host (L1) ----------------------
+# The test host has one CPU (see TESTHOST.md), and vmctld refuses more vCPUs than its host has.
+[[ -n $cpus ]] || cpus=1
 demo_json /guest/vmlinuz /guest/l2-initramfs.cpio.gz >"$CACHE/demo.json"
 scenario=$CACHE/demo-scenario.sh
 cat >"$scenario" <<SCEN
@@ -123,8 +127,12 @@ until grep -qF "L2-SHELL: type" /var/lib/rvmm/logs/demo.log 2>/dev/null; do
     [ \$n -lt $((boot_timeout * 2)) ] || { echo "DEMO: no shell in time:"; tail -n 20 /var/lib/rvmm/logs/demo.vmm.log; break; }
     sleep 0.5
 done
+# Input typed (or piped) before the console is attached stays queued in L1's terminal; do not
+# echo it there as well.
+stty -echo 2>/dev/null
 echo "DEMO-CONSOLE-READY: vmctl console demo (Ctrl-] detaches; 'exit' in the guest powers it off)"
 vmctl console demo
+stty echo 2>/dev/null
 vmctl destroy demo >/dev/null 2>&1
 vmctl list
 echo "DEMO: done"
@@ -157,3 +165,4 @@ if kill -0 "$qpid" 2>/dev/null; then
     cat >&3 || true
 fi
 wait "$qpid"
+grep -q 'DEMO-CONSOLE-READY' "$work/out" || die "the demo VM did not reach its shell (output above)"
