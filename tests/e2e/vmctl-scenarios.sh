@@ -303,7 +303,8 @@ sc_console() {
     fi
     con_close
     rc=$?
-    tr -d '\r' <"$CON_OUT" | tail -n 4 | sed 's/^/    console| /'
+    tr -d '\r\033' <"$CON_OUT" | tail -n 4 | sed 's/^/    console| /'
+    echo
     if [ $rc -ne 0 ]; then
         result console FAIL "vmctl console exited $rc after Ctrl-] ($(tr '\r\n' '  ' <"$CON_ERR"))"
         return
