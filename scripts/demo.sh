@@ -49,7 +49,9 @@ command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustu
 log "building static vmm, vmctld and vmctl"
 (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release -q -p vmm -p vmctl --bins --target x86_64-unknown-linux-gnu)
-BIN=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release
+tdir=${CARGO_TARGET_DIR:-target}
+[[ $tdir == /* ]] || tdir=$REPO/$tdir
+BIN=$tdir/x86_64-unknown-linux-gnu/release
 for b in vmm vmctld vmctl; do
     [[ -x $BIN/$b ]] || die "cargo build produced no $BIN/$b"
 done

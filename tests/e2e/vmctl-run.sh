@@ -39,7 +39,9 @@ else
     log "building static vmm, vmctld and vmctl"
     (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
         cargo build --release -p vmm -p vmctl --bins --target x86_64-unknown-linux-gnu)
-    BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release
+    tdir=${CARGO_TARGET_DIR:-target}
+    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    BIN_DIR=$tdir/x86_64-unknown-linux-gnu/release
 fi
 for b in vmm vmctld vmctl; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing"
