@@ -2,9 +2,11 @@
 # scripts/test.sh - every test: unit tests first, then end-to-end guest boots.
 #
 # Unit tests run with cargo-nextest when it is installed (cargo test otherwise). End-to-end
-# tests (tests/e2e/run.sh) boot real Linux guests in the vmm: directly on a host with real
-# VT-x/AMD-V, otherwise inside the nested test host, which is built from Debian packages and
-# cached under .cache/. Set SKIP_E2E=1 to run only the unit tests.
+# tests boot real Linux guests in the vmm: directly on a host with real VT-x/AMD-V, otherwise
+# inside the nested test host, which is built from Debian packages and cached under .cache/.
+# Three suites in this order, none reading stdin: tests/e2e/run.sh (direct kernel boot),
+# tests/e2e/pc-run.sh (SeaBIOS PC), tests/e2e/vmctl-run.sh (vmctld and vmctl managing real
+# VMs). Set SKIP_E2E=1 to run only the unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
@@ -22,7 +24,9 @@ if [[ ${SKIP_E2E:-0} == 1 ]]; then
 fi
 echo "== end-to-end tests: direct kernel boot"
 rc=0
-bash tests/e2e/run.sh || rc=1
+bash tests/e2e/run.sh </dev/null || rc=1
 echo "== end-to-end tests: SeaBIOS PC machine (IDE disk, CD-ROM, VGA)"
-bash tests/e2e/pc-run.sh || rc=1
+bash tests/e2e/pc-run.sh </dev/null || rc=1
+echo "== end-to-end tests: management daemon (vmctld + vmctl with the real vmm)"
+bash tests/e2e/vmctl-run.sh </dev/null || rc=1
 exit $rc

@@ -28,7 +28,9 @@ else
     log "building the static vmm"
     (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
         cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
-    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+    tdir=${CARGO_TARGET_DIR:-target}
+    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
 fi
 export VMM_BIN
 "$TESTHOST_DIR/fixtures.sh" >/dev/null

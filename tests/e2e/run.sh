@@ -40,7 +40,9 @@ else
     log "building the static vmm"
     (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
         cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
-    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+    tdir=${CARGO_TARGET_DIR:-target}
+    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
     [[ -f $VMM_BIN ]] || die "cargo build produced no $VMM_BIN"
 fi
 if ldd "$VMM_BIN" >/dev/null 2>&1; then

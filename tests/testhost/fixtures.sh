@@ -7,7 +7,8 @@
 #   kernel/               the kernel .deb extracted with dpkg -x
 #   modules               -> kernel/lib/modules/<version>
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
-#   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init
+#   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init,
+#                         and the ACPI button driver as /lib/modules/button.ko
 # Installs missing host packages with apt-get (qemu-system-x86, qemu-utils, seabios,
 # busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
 # crate's unit tests, which cross-check our qcow2 images with QEMU and skip without it.
@@ -126,8 +127,13 @@ else
 fi
 
 # ---- L2 initramfs -----------------------------------------------------------------------
+# The ACPI button driver (a module in Debian's kernel): the guest acts on the power button
+# only with it loaded (l2-init.sh, shell mode).
+button_ko=$(find "$CACHE/modules/kernel/drivers/acpi" -maxdepth 1 -name 'button.ko*' -print -quit)
+[[ -n $button_ko ]] || die "button.ko not found under $CACHE/modules/kernel/drivers/acpi"
 l2_inputs_hash() {
-    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" | sha256sum | cut -d' ' -f1
+    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" |
+        sha256sum | cut -d' ' -f1
 }
 l2=$CACHE/l2-initramfs.cpio.gz
 hash=$(l2_inputs_hash)
@@ -138,6 +144,12 @@ else
     rm -rf "$stage"
     install_busybox "$stage"
     install -m 0755 "$TESTHOST_DIR/l2-init.sh" "$stage/init"
+    mkdir -p "$stage/lib/modules"
+    case $button_ko in
+    *.ko.xz) xz -dc "$button_ko" >"$stage/lib/modules/button.ko" ;;
+    *.ko.zst) zstd -qdc "$button_ko" >"$stage/lib/modules/button.ko" ;;
+    *) cp "$button_ko" "$stage/lib/modules/button.ko" ;;
+    esac
     make_initramfs "$stage" "$l2"
     rm -rf "$stage"
     echo "$hash" >"$l2.stamp"

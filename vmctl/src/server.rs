@@ -15,6 +15,25 @@ use crate::daemon::{Config, Daemon};
 /// Group that may use the API socket, if it exists.
 pub const SOCKET_GROUP: &str = "vmctl";
 
+/// The group database read by [`group_gid`].
+const GROUP_FILE: &str = "/etc/group";
+
+/// The gid of group `name` in the text of an `/etc/group` file (`name:password:gid:members`).
+///
+/// The file is read directly, not through getgrnam(3): in a static build (the one the test
+/// host and the demo use) glibc would load the host's NSS modules for it (e.g.
+/// `libnss_systemd`), which crashes a static program. A group known only to another NSS
+/// source (LDAP, systemd's dynamic users) is therefore not found.
+pub fn group_gid(group_file: &str, name: &str) -> Option<u32> {
+    group_file.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        fields.nth(1)?.trim().parse().ok()
+    })
+}
+
 /// A failure to start the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -75,13 +94,14 @@ impl Server {
         let listener = UnixListener::bind(socket).map_err(io(format!("listen on {}", socket.display())))?;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
             .map_err(io(format!("chmod {}", socket.display())))?;
-        match nix::unistd::Group::from_name(SOCKET_GROUP) {
-            Ok(Some(g)) => {
-                if let Err(e) = nix::unistd::chown(socket, None, Some(g.gid)) {
+        let gid = std::fs::read_to_string(GROUP_FILE).ok().and_then(|t| group_gid(&t, SOCKET_GROUP));
+        match gid {
+            Some(gid) => {
+                if let Err(e) = nix::unistd::chown(socket, None, Some(nix::unistd::Gid::from_raw(gid))) {
                     tracing::warn!("cannot give {} to group {SOCKET_GROUP}: {e}", socket.display());
                 }
             }
-            _ => tracing::debug!("no group {SOCKET_GROUP}: the socket stays with the daemon's group"),
+            None => tracing::debug!("no group {SOCKET_GROUP}: the socket stays with the daemon's group"),
         }
         daemon.recover().await;
         Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
@@ -106,5 +126,21 @@ impl Server {
         };
         let _ = std::fs::remove_file(&self.socket);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_gid_reads_the_group_file() {
+        let text = "root:x:0:\nvmctl-old:x:7:\nvmctl:x:998:alice,bob\n# comment\nbad:x:nan:\n";
+        assert_eq!(group_gid(text, "vmctl"), Some(998));
+        assert_eq!(group_gid(text, "root"), Some(0));
+        assert_eq!(group_gid(text, "vmct"), None);
+        assert_eq!(group_gid(text, "bad"), None);
+        assert_eq!(group_gid(text, "nobody"), None);
+        assert_eq!(group_gid("vmctl:x", "vmctl"), None);
     }
 }

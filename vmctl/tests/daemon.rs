@@ -398,3 +398,53 @@ async fn volumes_create_list_clone_resize_delete_through_the_cli() {
         .collect();
     assert_eq!(leftovers, ["data.raw"]);
 }
+
+/// `vmctl console` whose input stays open but silent (a pipe, or a terminal nobody types on)
+/// ends when the VM stops: a read of stdin still pending must not keep the process alive.
+#[test]
+fn console_ends_when_the_vm_stops_while_stdin_stays_open() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let _d = Daemon::start(&state);
+    define(&state, r#"{"name":"k","memory_mib":64,"vcpus":1}"#);
+    assert_eq!(vmctl(&state, &["start", "k"]).0, 0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmctl"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["console", "k"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("login: ") {
+        seen.extend(rx.recv_timeout(Duration::from_secs(10)).expect("no console output"));
+    }
+    assert_eq!(vmctl(&state, &["destroy", "k"]).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vmctl console still runs after the VM stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(stdin);
+}

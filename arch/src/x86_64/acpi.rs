@@ -135,8 +135,9 @@ fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
         .dsdt_64(dsdt)
         .flag(Flags::Wbinvd)
         .flag(Flags::ProcC1)
-        .flag(Flags::SlpButton)
-        .flag(Flags::PwrButton);
+        // PWR_BUTTON clear: the power button is the fixed-feature one of PM1 (PWRBTN_STS/EN),
+        // which the VMM presses on request; SLP_BUTTON set: there is no sleep button.
+        .flag(Flags::SlpButton);
     f.sci_int = u16::from(pm.sci_irq).into();
     f.pm1a_evt_blk = u32::from(pm.pm1a_evt).into();
     f.pm1a_cnt_blk = u32::from(pm.pm1a_cnt).into();
@@ -233,6 +234,8 @@ mod tests {
         assert_eq!(u16::from_le_bytes([fadt[46], fadt[47]]), 9);
         assert_eq!((u32_at(&fadt, 56), u32_at(&fadt, 64), u32_at(&fadt, 76)), (0x600, 0x604, 0x608));
         assert_eq!(u16::from_le_bytes([fadt[109], fadt[110]]), 0x5, "legacy devices, no VGA, no 8042");
+        // Flags: WBINVD, PROC_C1, SLP_BUTTON (none); PWR_BUTTON clear (fixed-feature button).
+        assert_eq!(u32_at(&fadt, 112) & 0x3f, 0x1 | 0x4 | 0x20);
         let dsdt = table(&mem, u64_at(&fadt, 140));
         assert_eq!(&dsdt[..4], b"DSDT");
         assert!(sums_to_zero(&dsdt));

@@ -311,7 +311,11 @@ pub fn main() -> ExitCode {
         }
     };
     let client = Client::new(cli.socket_path());
-    match rt.block_on(verbs::run(&client, &cli)) {
+    let result = rt.block_on(verbs::run(&client, &cli));
+    // `console` can leave a read of stdin pending in tokio's blocking pool (the VM stopped
+    // while nothing was typed); dropping the runtime would wait for that read forever.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if cli.json {

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/e2e/vmctl-run.sh - end-to-end tests of the management daemon (vmctld + vmctl) with the
+# real vmm booting real guests (issue 5).
+#
+# Usage: tests/e2e/vmctl-run.sh
+#   1. Builds static vmm, vmctld and vmctl (RUSTFLAGS="-C target-feature=+crt-static" cargo
+#      build --release -p vmm -p vmctl --bins --target x86_64-unknown-linux-gnu) unless
+#      VMCTL_BIN_DIR names a directory holding prebuilt ones.
+#   2. Runs tests/testhost/fixtures.sh (Debian kernel, L2 test initramfs; cached in .cache/).
+#   3. With real hardware virtualization runs tests/e2e/vmctl-scenarios.sh here; otherwise
+#      boots one L1 nested test host carrying the three binaries (/bin/vmm, /bin/vmctld,
+#      /bin/vmctl) and runs the scenarios there.
+#   4. Collects the "E2E-RESULT" lines; a scenario without a result counts as failed.
+#   Last line: "vmctl-e2e: N passed, M failed". Exit status non-zero if M > 0, if no result
+#   was found or if the run timed out.
+# Environment:
+#   VMCTL_BIN_DIR=dir     prebuilt static vmm, vmctld and vmctl
+#   VMCTL_ONLY=a,b        run only these scenarios (names: vmctl-scenarios.sh --list)
+#   E2E_MODE=auto|host|l1 where to run (default auto)
+#   VMCTL_L1_TIMEOUT=900  seconds for the whole L1 (or host) run
+#   VMCTL_BOOT_TIMEOUT, VMCTL_BENCH_VMS, VMCTL_BENCH_RUNS, E2E_GUEST_EXTRA: see the scenarios
+#   VMCTL_LOG=path        log file (default .cache/testhost/logs/e2e-vmctl.log)
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/testhost/lib.sh
+source "$E2E_DIR/../testhost/lib.sh"
+
+L1_TIMEOUT=${VMCTL_L1_TIMEOUT:-900}
+LOG=${VMCTL_LOG:-$CACHE/logs/e2e-vmctl.log}
+MODE=${E2E_MODE:-auto}
+mkdir -p "$(dirname "$LOG")"
+
+# ---- binaries ---------------------------------------------------------------------------
+if [[ -n ${VMCTL_BIN_DIR:-} ]]; then
+    BIN_DIR=$(realpath "$VMCTL_BIN_DIR")
+    log "using prebuilt binaries in $BIN_DIR"
+else
+    command -v cargo >/dev/null || die "cargo not found (or set VMCTL_BIN_DIR)"
+    log "building static vmm, vmctld and vmctl"
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmm -p vmctl --bins --target x86_64-unknown-linux-gnu)
+    tdir=${CARGO_TARGET_DIR:-target}
+    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    BIN_DIR=$tdir/x86_64-unknown-linux-gnu/release
+fi
+for b in vmm vmctld vmctl; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing"
+    if ldd "$BIN_DIR/$b" >/dev/null 2>&1; then
+        log "warning: $BIN_DIR/$b is dynamically linked; copying its libraries into L1"
+    fi
+done
+export VMM_BIN=$BIN_DIR/vmm
+
+# ---- fixtures ---------------------------------------------------------------------------
+"$TESTHOST_DIR/fixtures.sh" >/dev/null
+
+if [[ -n ${VMCTL_ONLY:-} ]]; then
+    read -ra expected <<<"define ${VMCTL_ONLY//,/ }"
+    mapfile -t expected < <(printf '%s\n' "${expected[@]}" | awk '!seen[$0]++')
+else
+    mapfile -t expected < <(sh "$E2E_DIR/vmctl-scenarios.sh" --list)
+fi
+
+# ---- run --------------------------------------------------------------------------------
+if [[ $MODE == auto ]]; then
+    if host_has_real_kvm; then MODE=host; else MODE=l1; fi
+fi
+pass_env=(VMCTL_ONLY VMCTL_BOOT_TIMEOUT VMCTL_BENCH_VMS VMCTL_BENCH_RUNS E2E_GUEST_EXTRA)
+timed_out=0
+start=$(date +%s)
+case $MODE in
+host)
+    log "real hardware virtualization: running the vmctl scenarios on this host (log $LOG)"
+    set +e
+    VMM=$BIN_DIR/vmm VMCTLD=$BIN_DIR/vmctld VMCTL=$BIN_DIR/vmctl KERNEL=$CACHE/vmlinuz \
+        INITRD=$CACHE/l2-initramfs.cpio.gz \
+        timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/vmctl-scenarios.sh" </dev/null 2>&1 | tee "$LOG"
+    rc=${PIPESTATUS[0]}
+    set -e
+    ((rc == 124 || rc == 137)) && timed_out=1
+    ;;
+l1)
+    log "no usable hardware virtualization here: running the vmctl scenarios in an L1 test host"
+    cpio=$(L1_NAME=vmctl "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vmctl-scenarios.sh" \
+        "$BIN_DIR/vmctld=/bin/vmctld" "$BIN_DIR/vmctl=/bin/vmctl")
+    append=${L1_EXTRA_APPEND:-}
+    for v in "${pass_env[@]}"; do
+        [[ -n ${!v+set} ]] && append+=$(l1env "$v" "${!v}")
+    done
+    set +e
+    L1_EXTRA_APPEND=$append "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG"
+    rc=$?
+    set -e
+    ((rc == 124)) && timed_out=1
+    if grep -q 'L1-NOKVM' "$LOG"; then
+        log "L1 has no /dev/kvm (kvm-amd did not load); see $LOG"
+    elif ! grep -q 'L1-READY' "$LOG"; then
+        log "L1 never reached L1-READY; see $LOG"
+    fi
+    ;;
+*) die "E2E_MODE must be auto, host or l1 (got $MODE)" ;;
+esac
+elapsed=$(($(date +%s) - start))
+
+# ---- results ----------------------------------------------------------------------------
+mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
+passed=0 failed=0
+echo
+echo "==== vmctl-e2e results ($MODE, ${elapsed}s, log $LOG) ===="
+tr -d '\r' <"$LOG" | grep -oE 'E2E-TIME .*$' || true
+for name in "${expected[@]}"; do
+    line=
+    for r in "${results[@]}"; do
+        [[ $r == "E2E-RESULT $name "* ]] && line=$r
+    done
+    if [[ -z $line ]]; then
+        line="E2E-RESULT $name FAIL no result (run $( ((timed_out)) && echo "timed out" || echo "ended early"))"
+    fi
+    echo "$line"
+    if [[ $line == "E2E-RESULT $name PASS"* ]]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+done
+((timed_out)) && echo "vmctl-e2e: the run timed out after ${L1_TIMEOUT}s"
+((${#results[@]})) || echo "vmctl-e2e: no E2E-RESULT lines found in $LOG"
+echo "vmctl-e2e: $passed passed, $failed failed"
+if ((failed > 0 || passed == 0 || timed_out)); then
+    exit 1
+fi

@@ -1,0 +1,642 @@
+#!/bin/sh
+# shellcheck disable=SC2016,SC2015 # guest commands carry $((...)) unexpanded; a && b || fail
+# tests/e2e/vmctl-scenarios.sh - end-to-end scenarios of vmctld + vmctl with the real vmm
+# (POSIX sh; issue 5).
+#
+# Runs inside the L1 nested test host (busybox sh, started by tests/testhost/l1-init.sh) or
+# directly on a host with real KVM. Started by tests/e2e/vmctl-run.sh.
+#
+# Usage: vmctl-scenarios.sh [--list | NAME...]
+#   --list   print the scenario names (the list tests/e2e/vmctl-run.sh expects) and exit
+#   NAME...  run only these (default: $VMCTL_ONLY, comma-separated, or all). Later scenarios
+#            use the VMs the "define" scenario defines, which always runs first.
+# Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs of
+#   tests/testhost/fixtures.sh: l2test=shell gives a shell on ttyS0 that powers off on the
+#   ACPI power button, l2test=poweroff powers off at once).
+# Optional: VMCTLD, VMCTL (default: next to $VMM), VMCTL_BOOT_TIMEOUT (seconds for a guest to
+#   reach its shell, default 120), VMCTL_BENCH_VMS (default 200), VMCTL_BENCH_RUNS (boots per
+#   side in the start-to-init comparison, default 3), E2E_GUEST_EXTRA (default "quiet").
+# Output: "E2E-RESULT <name> PASS|FAIL <reason>" per scenario, measurements as "E2E-TIME ...",
+#   diagnostics (daemon log, vmm log, console) after a failure. Exit status 0 if all passed.
+#
+# Scenarios:
+#   define          define from libvirt XML (direct kernel boot) and from JSON; list shows them;
+#                   dumpxml -> undefine -> define gives the same VM (dumpjson compared)
+#   console         start; `vmctl console` (stdin a FIFO) sees the shell and a command's output;
+#                   Ctrl-] detaches with status 0
+#   shutdown        `vmctl shutdown` (ACPI power button): shut off, vmm exit status 0
+#   daemon-restart  two VMs run; SIGKILL vmctld; a new vmctld lists both running with the same
+#                   pids; the console re-attaches (replay shows earlier output), input works;
+#                   destroy both
+#   bad-input       malformed XML, malformed JSON and an unsupported XML element: exit 2, an
+#                   error with line and column, the store unchanged
+#   bench           `vmctl list` latency with 200 defined VMs (second daemon, own state dir);
+#                   `vmctl start` to guest init against the bare vmm (measurements)
+set -u
+
+VMCTL_SCENARIOS="define console shutdown daemon-restart bad-input bench"
+
+if [ "${1:-}" = "--list" ]; then
+    for s in $VMCTL_SCENARIOS; do echo "$s"; done
+    exit 0
+fi
+
+VMM=${VMM:?VMM is required}
+KERNEL=${KERNEL:?KERNEL is required}
+INITRD=${INITRD:?INITRD is required}
+BINDIR=$(dirname "$VMM")
+VMCTLD=${VMCTLD:-$BINDIR/vmctld}
+VMCTL=${VMCTL:-$BINDIR/vmctl}
+BOOT_TIMEOUT=${VMCTL_BOOT_TIMEOUT:-120}
+BENCH_VMS=${VMCTL_BENCH_VMS:-200}
+BENCH_RUNS=${VMCTL_BENCH_RUNS:-3}
+GUEST_EXTRA=${E2E_GUEST_EXTRA-quiet}
+SHELL_CMDLINE="console=ttyS0 $GUEST_EXTRA l2test=shell"
+OFF_CMDLINE="console=ttyS0 $GUEST_EXTRA l2test=poweroff"
+
+if [ $# -gt 0 ]; then
+    SELECTED="$*"
+elif [ -n "${VMCTL_ONLY:-}" ]; then
+    SELECTED=$(echo "$VMCTL_ONLY" | tr ',' ' ')
+else
+    SELECTED=$VMCTL_SCENARIOS
+fi
+case " $SELECTED " in
+*" define "*) ;;
+*) SELECTED="define $SELECTED" ;;
+esac
+
+# Unix socket paths are limited to 108 bytes: keep the state directories short.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmctl-e2e.XXXXXX") || exit 1
+S=$WORK/s
+B=$WORK/b
+TOKEN=t$$
+DPID=
+BPID=
+PASSED=0
+FAILED=0
+
+for bin in "$VMM" "$VMCTLD" "$VMCTL"; do
+    if [ ! -x "$bin" ]; then
+        echo "vmctl-scenarios: $bin is missing or not executable"
+        for s in $SELECTED; do echo "E2E-RESULT $s FAIL $bin missing"; done
+        exit 1
+    fi
+done
+
+# ---- helpers ---------------------------------------------------------------------------
+now_cs() { # NOW = /proc/uptime in centiseconds
+    read -r _up _rest </proc/uptime
+    _i=${_up%%.*}
+    _f=${_up#*.}
+    _f=${_f#0}
+    NOW=$((_i * 100 + _f))
+}
+secs() { # centiseconds -> "S.CC" in $SECS
+    _c=$(($1 % 100))
+    [ "$_c" -lt 10 ] && _c=0$_c
+    SECS=$(($1 / 100)).$_c
+}
+
+vc() { "$VMCTL" --state-dir "$S" "$@"; }
+
+# wait_for FILE TEXT SECONDS: until FILE contains TEXT (fixed string); polls every 0.5 s.
+wait_for() {
+    _n=0
+    while ! grep -qF -- "$2" "$1" 2>/dev/null; do
+        [ $_n -ge $(($3 * 2)) ] && return 1
+        sleep 0.5
+        _n=$((_n + 1))
+    done
+}
+
+# state_of NAME: "running PID", "shut off", "crashed"... from `vmctl list` ("" if absent).
+state_of() {
+    vc list 2>/dev/null | awk -v n="$1" '$1 == n { print $2, $3 }'
+}
+pid_of() { vc list 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "running" { print $3 }'; }
+
+alive() { # PID: running and not a zombie
+    [ -r "/proc/$1/stat" ] || return 1
+    read -r _p _comm _state _rest <"/proc/$1/stat" 2>/dev/null || return 1
+    [ "$_state" != Z ]
+}
+
+# start_daemon DIR LOG: vmctld on DIR in the background (pid in $LAST_DAEMON); waits until it
+# answers `vmctl list` (at most 30 s).
+start_daemon() {
+    mkdir -p "$1"
+    "$VMCTLD" --state-dir "$1" --log info </dev/null >>"$2" 2>&1 &
+    LAST_DAEMON=$!
+    _n=0
+    while ! "$VMCTL" --state-dir "$1" list >/dev/null 2>&1; do
+        if [ $_n -ge 300 ] || ! alive "$LAST_DAEMON"; then
+            echo "vmctld did not come up on $1; its log:"
+            tail -n 20 "$2" | sed 's/^/    | /'
+            return 1
+        fi
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+}
+
+stop_daemon() { # PID: SIGTERM and reap
+    [ -n "$1" ] || return 0
+    kill -TERM "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
+# Console sessions: `vmctl console NAME` with stdin from a FIFO this shell holds open on fd 7,
+# output in $CON_OUT. con_close sends Ctrl-] (detach) and returns vmctl's exit status.
+con_open() { # NAME TAG
+    CON_OUT=$WORK/$2.con
+    CON_ERR=$WORK/$2.conerr
+    rm -f "$WORK/$2.fifo"
+    mkfifo "$WORK/$2.fifo" || return 1
+    exec 7<>"$WORK/$2.fifo"
+    timeout 300 "$VMCTL" --state-dir "$S" console "$1" <"$WORK/$2.fifo" >"$CON_OUT" 2>"$CON_ERR" 7>&- &
+    CON_PID=$!
+}
+con_send() { printf '%s\n' "$1" >&7; }
+con_close() {
+    printf '\035' >&7
+    wait "$CON_PID"
+    _rc=$?
+    exec 7>&-
+    return $_rc
+}
+
+# boot_shell NAME: start NAME (fresh console log) and wait for its shell banner.
+boot_shell() {
+    rm -f "$S/logs/$1.log" "$S/logs/$1.log.1"
+    vc start "$1" >"$WORK/start-$1.out" 2>&1 || {
+        WHY="vmctl start $1 failed: $(tr '\n' ' ' <"$WORK/start-$1.out")"
+        return 1
+    }
+    wait_for "$S/logs/$1.log" "L2-SHELL: type" "$BOOT_TIMEOUT" || {
+        WHY="$1 did not reach its shell within ${BOOT_TIMEOUT}s"
+        return 1
+    }
+}
+
+diag() { # VM names: what the daemon, the vmm and the console said
+    echo "---- vmctld log (tail) ----"
+    tail -n 25 "$WORK/vmctld.log" 2>/dev/null | sed 's/^/    | /'
+    for _vm in "$@"; do
+        echo "---- $_vm: vmm log (tail) ----"
+        tail -n 15 "$S/logs/$_vm.vmm.log" 2>/dev/null | sed 's/^/    | /'
+        echo "---- $_vm: console log (tail) ----"
+        tail -n 15 "$S/logs/$_vm.log" 2>/dev/null | tr -d '\r' | sed 's/^/    | /'
+    done
+}
+
+result() { # NAME PASS|FAIL REASON
+    echo "E2E-RESULT $1 $2 $3"
+    if [ "$2" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
+}
+
+# ---- definitions -----------------------------------------------------------------------
+write_defs() {
+    cat >"$WORK/x1.xml" <<EOF
+<domain type='kvm'>
+  <name>x1</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>$KERNEL</kernel>
+    <initrd>$INITRD</initrd>
+    <cmdline>$SHELL_CMDLINE</cmdline>
+  </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='pty'/>
+    <console type='pty'/>
+  </devices>
+</domain>
+EOF
+    cat >"$WORK/j1.json" <<EOF
+{
+  "name": "j1",
+  "memory_mib": 256,
+  "vcpus": 1,
+  "os": { "machine": "direct", "kernel": "$KERNEL", "initrd": "$INITRD",
+          "cmdline": "$SHELL_CMDLINE" }
+}
+EOF
+}
+
+# ---- scenarios -------------------------------------------------------------------------
+sc_define() {
+    write_defs
+    vc define "$WORK/x1.xml" >"$WORK/d.out" 2>&1 || {
+        result define FAIL "define from XML: $(tr '\n' ' ' <"$WORK/d.out")"
+        return
+    }
+    vc define "$WORK/j1.json" >"$WORK/d.out" 2>&1 || {
+        result define FAIL "define from JSON: $(tr '\n' ' ' <"$WORK/d.out")"
+        return
+    }
+    vc list >"$WORK/list.out" 2>&1
+    cat "$WORK/list.out"
+    for vm in x1 j1; do
+        if [ "$(state_of $vm)" != "shut off" ]; then
+            result define FAIL "vmctl list does not show $vm shut off"
+            return
+        fi
+    done
+    for vm in x1 j1; do
+        vc dumpjson $vm >"$WORK/$vm.a.json" 2>&1 &&
+            vc dumpxml $vm >"$WORK/$vm.dump.xml" 2>&1 &&
+            vc undefine $vm >/dev/null 2>&1 &&
+            [ -z "$(state_of $vm)" ] &&
+            vc define "$WORK/$vm.dump.xml" >/dev/null 2>"$WORK/d.err" &&
+            vc dumpjson $vm >"$WORK/$vm.b.json" 2>&1 || {
+            result define FAIL "$vm: dumpxml/undefine/define failed: $(tr '\n' ' ' <"$WORK/d.err")"
+            return
+        }
+        if ! cmp -s "$WORK/$vm.a.json" "$WORK/$vm.b.json"; then
+            echo "---- $vm before:"
+            cat "$WORK/$vm.a.json"
+            echo "---- $vm after the XML round trip:"
+            cat "$WORK/$vm.b.json"
+            result define FAIL "$vm changed in the XML round trip"
+            return
+        fi
+    done
+    echo "---- x1 as dumped:"
+    cat "$WORK/x1.dump.xml"
+    result define PASS "XML and JSON definitions listed; dumpxml/undefine/define round trip identical"
+}
+
+sc_console() {
+    if ! boot_shell x1; then
+        result console FAIL "$WHY"
+        diag x1
+        return
+    fi
+    con_open x1 con1 || {
+        result console FAIL "mkfifo failed"
+        return
+    }
+    if ! wait_for "$CON_OUT" "L2-SHELL: type" 30; then
+        con_close
+        result console FAIL "vmctl console showed no shell banner (replay)"
+        diag x1
+        return
+    fi
+    # The echoed command line holds "$((20+3))"; only the shell's output holds "23".
+    con_send 'echo hello-$((20+3))-'"$TOKEN"
+    if ! wait_for "$CON_OUT" "hello-23-$TOKEN" 30; then
+        con_close
+        result console FAIL "no command output through vmctl console"
+        echo "---- console:"
+        tr -d '\r' <"$CON_OUT" | tail -n 10
+        diag x1
+        return
+    fi
+    con_close
+    rc=$?
+    tr -d '\r\033' <"$CON_OUT" | tail -n 4 | sed 's/^/    console| /'
+    echo
+    if [ $rc -ne 0 ]; then
+        result console FAIL "vmctl console exited $rc after Ctrl-] ($(tr '\r\n' '  ' <"$CON_ERR"))"
+        return
+    fi
+    result console PASS "shell banner and command output seen; Ctrl-] detached with status 0"
+}
+
+sc_shutdown() {
+    case $(state_of x1) in
+    running*) ;;
+    *)
+        if ! boot_shell x1; then
+            result shutdown FAIL "$WHY"
+            diag x1
+            return
+        fi
+        ;;
+    esac
+    pid=$(pid_of x1)
+    now_cs
+    t0=$NOW
+    vc shutdown x1 --timeout 60 >"$WORK/sd.out" 2>&1
+    rc=$?
+    now_cs
+    secs $((NOW - t0))
+    echo "E2E-TIME vmctl-shutdown s=$SECS"
+    st=$(state_of x1)
+    code=$(sed -n 's/.*"code":[ ]*\([0-9-]*\).*/\1/p' "$S/run/x1.exit" 2>/dev/null)
+    if [ $rc -ne 0 ]; then
+        result shutdown FAIL "vmctl shutdown exited $rc: $(tr '\n' ' ' <"$WORK/sd.out")"
+        diag x1
+    elif [ "$st" != "shut off" ]; then
+        result shutdown FAIL "state after shutdown: '$st'"
+        diag x1
+    elif [ "$code" != 0 ]; then
+        result shutdown FAIL "vmm exit status '$code' (0 is a guest power-off): $(cat "$S/run/x1.exit" 2>/dev/null)"
+        diag x1
+    elif [ -n "$pid" ] && alive "$pid"; then
+        result shutdown FAIL "vmm pid $pid still alive"
+    elif ! grep -q "L2-POWERBUTTON" "$S/logs/x1.log"; then
+        result shutdown FAIL "the guest did not report the power button"
+        diag x1
+    else
+        result shutdown PASS "power button -> guest powered off in ${SECS}s, vmm exit 0, state shut off"
+    fi
+}
+
+sc_daemon_restart() {
+    for vm in x1 j1; do
+        case $(state_of $vm) in running*) vc destroy $vm >/dev/null 2>&1 ;; esac
+    done
+    if ! boot_shell x1 || ! boot_shell j1; then
+        result daemon-restart FAIL "$WHY"
+        diag x1 j1
+        return
+    fi
+    con_open x1 pre || {
+        result daemon-restart FAIL "mkfifo failed"
+        return
+    }
+    con_send 'echo before-$((40+2))-'"$TOKEN"
+    wait_for "$CON_OUT" "before-42-$TOKEN" 30
+    ok=$?
+    con_close
+    if [ $ok -ne 0 ]; then
+        result daemon-restart FAIL "no command output before the restart"
+        diag x1
+        return
+    fi
+    p1=$(pid_of x1)
+    p2=$(pid_of j1)
+    echo "before: x1 pid $p1, j1 pid $p2, vmctld pid $DPID"
+    kill -KILL "$DPID"
+    wait "$DPID" 2>/dev/null
+    DPID=
+    for p in $p1 $p2; do
+        if ! alive "$p"; then
+            result daemon-restart FAIL "vmm $p died with the daemon"
+            diag x1 j1
+            return
+        fi
+    done
+    if ! start_daemon "$S" "$WORK/vmctld.log"; then
+        result daemon-restart FAIL "vmctld did not restart"
+        return
+    fi
+    DPID=$LAST_DAEMON
+    vc list
+    q1=$(pid_of x1)
+    q2=$(pid_of j1)
+    if [ "$q1" != "$p1" ] || [ "$q2" != "$p2" ]; then
+        result daemon-restart FAIL "after the restart: x1 '$(state_of x1)' (was pid $p1), j1 '$(state_of j1)' (was pid $p2)"
+        diag x1 j1
+        return
+    fi
+    for vm in x1 j1; do
+        con_open $vm post-$vm || {
+            result daemon-restart FAIL "mkfifo failed"
+            return
+        }
+        if [ $vm = x1 ] && ! wait_for "$CON_OUT" "before-42-$TOKEN" 20; then
+            con_close
+            result daemon-restart FAIL "x1: the replay after the restart lacks the earlier output"
+            diag x1
+            return
+        fi
+        con_send 'echo after-$((50+5))-'"$vm-$TOKEN"
+        if ! wait_for "$CON_OUT" "after-55-$vm-$TOKEN" 30; then
+            con_close
+            result daemon-restart FAIL "$vm: no command output through the re-attached console"
+            diag $vm
+            return
+        fi
+        con_close || {
+            result daemon-restart FAIL "$vm: vmctl console did not detach cleanly"
+            return
+        }
+    done
+    for vm in x1 j1; do
+        if ! vc destroy $vm >"$WORK/ds.out" 2>&1; then
+            result daemon-restart FAIL "destroy $vm: $(tr '\n' ' ' <"$WORK/ds.out")"
+            diag $vm
+            return
+        fi
+    done
+    sleep 0.5
+    for p in $p1 $p2; do
+        if alive "$p"; then
+            result daemon-restart FAIL "vmm $p still alive after destroy"
+            return
+        fi
+    done
+    if [ "$(state_of x1)" != "shut off" ] || [ "$(state_of j1)" != "shut off" ]; then
+        result daemon-restart FAIL "after destroy: x1 '$(state_of x1)', j1 '$(state_of j1)'"
+        return
+    fi
+    result daemon-restart PASS "both VMs adopted with pids $p1 $p2; replay and input work; destroyed"
+}
+
+sc_bad_input() {
+    vc list >"$WORK/bi.before" 2>&1
+    (cd "$S/vms" && ls -l && cat ./*) >"$WORK/bi.store.before" 2>&1
+    # An unclosed tag on line 4; a missing value on line 4; an element we do not support.
+    printf '%s\n' "<domain type='kvm'>" "  <name>bad</name>" "  <memory unit='MiB'>256</memory>" \
+        "  <vcpu>1</vcpu" "</domain>" >"$WORK/bad1.xml"
+    printf '%s\n' '{' '  "name": "badj",' '  "memory_mib": 256,' '  "vcpus": ,' '  "os": {}' '}' \
+        >"$WORK/bad2.json"
+    sed 's|<serial type=.pty./>|<sound model="ich9"/>|' "$WORK/x1.xml" | sed 's|<name>x1<|<name>bad3<|' \
+        >"$WORK/bad3.xml"
+    why=
+    for f in bad1.xml bad2.json bad3.xml; do
+        vc define "$WORK/$f" >"$WORK/bi.out" 2>"$WORK/bi.err"
+        rc=$?
+        msg=$(tr '\n' ' ' <"$WORK/bi.err")
+        echo "$f: exit $rc: $msg"
+        [ $rc -eq 2 ] || why="$why $f: exit $rc (want 2);"
+        echo "$msg" | grep -qE 'line [0-9]+, column [0-9]+' || why="$why $f: no line and column;"
+    done
+    echo "$msg" | grep -q "sound" || why="$why bad3.xml: the error does not name <sound>;"
+    vc list >"$WORK/bi.after" 2>&1
+    (cd "$S/vms" && ls -l && cat ./*) >"$WORK/bi.store.after" 2>&1
+    cmp -s "$WORK/bi.before" "$WORK/bi.after" || why="$why vmctl list changed;"
+    cmp -s "$WORK/bi.store.before" "$WORK/bi.store.after" || why="$why the store changed;"
+    if [ -n "$why" ]; then
+        result bad-input FAIL "$why"
+    else
+        result bad-input PASS "3 bad inputs: exit 2, line and column given, list and store unchanged"
+    fi
+}
+
+# median of the arguments (numbers like 5.23)
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# init_watch T0 OUT: stdin is a console stream; writes the seconds from T0 (uptime) to the
+# first L2-INIT line into OUT.
+init_watch() {
+    awk -v t0="$1" -v out="$2" 'index($0, "L2-INIT") && !done {
+        getline up < "/proc/uptime"; close("/proc/uptime")
+        split(up, u, " ")
+        printf "%.2f\n", u[1] - t0 > out; close(out)
+        done = 1
+    }'
+}
+
+sc_bench() {
+    why=
+    # -- vmctl list with $BENCH_VMS defined VMs, on a daemon of its own.
+    if ! start_daemon "$B" "$WORK/vmctld-bench.log"; then
+        result bench FAIL "the bench daemon did not start"
+        return
+    fi
+    BPID=$LAST_DAEMON
+    now_cs
+    t0=$NOW
+    i=1
+    while [ $i -le "$BENCH_VMS" ]; do
+        printf '{"name":"b%03d","memory_mib":256,"vcpus":1,"os":{"machine":"direct","kernel":"%s","initrd":"%s","cmdline":"%s"}}\n' \
+            $i "$KERNEL" "$INITRD" "$OFF_CMDLINE" >"$WORK/b.json"
+        if ! "$VMCTL" --state-dir "$B" define "$WORK/b.json" >/dev/null 2>"$WORK/b.err"; then
+            why="define b$i: $(cat "$WORK/b.err")"
+            break
+        fi
+        i=$((i + 1))
+    done
+    now_cs
+    secs $((NOW - t0))
+    echo "E2E-TIME vmctl-define-$BENCH_VMS s=$SECS (one vmctl process per VM)"
+    n=$("$VMCTL" --state-dir "$B" list | grep -c '^b[0-9]')
+    [ "$n" = "$BENCH_VMS" ] || why="$why list shows $n VMs, not $BENCH_VMS;"
+    runs=20
+    now_cs
+    t0=$NOW
+    i=0
+    while [ $i -lt $runs ]; do
+        "$VMCTL" --state-dir "$B" list >/dev/null
+        i=$((i + 1))
+    done
+    now_cs
+    list_ms=$(((NOW - t0) * 10 / runs))
+    echo "E2E-TIME vmctl-list-$BENCH_VMS ms=$list_ms (mean of $runs runs, process start included)"
+    now_cs
+    t0=$NOW
+    i=0
+    while [ $i -lt $runs ]; do
+        "$VMCTL" --state-dir "$B" --json list >/dev/null
+        i=$((i + 1))
+    done
+    now_cs
+    echo "E2E-TIME vmctl-list-json-$BENCH_VMS ms=$(((NOW - t0) * 10 / runs)) (mean of $runs runs)"
+    now_cs
+    t0=$NOW
+    i=0
+    while [ $i -lt $runs ]; do
+        "$VMCTL" --state-dir "$B" list --help >/dev/null
+        i=$((i + 1))
+    done
+    now_cs
+    echo "E2E-TIME vmctl-process-only ms=$(((NOW - t0) * 10 / runs)) (vmctl --help, no daemon call)"
+    stop_daemon "$BPID"
+    BPID=
+
+    # -- vmctl start -> guest init, against the bare vmm (same kernel, initramfs, cmdline).
+    cat >"$WORK/bt.json" <<EOF
+{"name": "bt", "memory_mib": 256, "vcpus": 1,
+ "os": {"machine": "direct", "kernel": "$KERNEL", "initrd": "$INITRD", "cmdline": "$OFF_CMDLINE"}}
+EOF
+    vc define "$WORK/bt.json" >/dev/null 2>&1 || why="$why define bt failed;"
+    via_vmctl=
+    bare=
+    calls=
+    r=1
+    while [ $r -le "$BENCH_RUNS" ]; do
+        # vmctl: the time counts from `vmctl start` to the guest's first line on the console.
+        rm -f "$WORK/bt.init"
+        read -r t0 _rest </proc/uptime
+        now_cs
+        c0=$NOW
+        if vc start bt >"$WORK/bt.start" 2>&1; then
+            now_cs
+            secs $((NOW - c0))
+            calls="$calls $SECS"
+            timeout 120 "$VMCTL" --state-dir "$S" console bt </dev/null 2>/dev/null | init_watch "$t0" "$WORK/bt.init"
+            _n=0
+            while [ "$(state_of bt)" != "shut off" ] && [ $_n -lt 100 ]; do
+                sleep 0.2
+                _n=$((_n + 1))
+            done
+            if [ -s "$WORK/bt.init" ]; then
+                via_vmctl="$via_vmctl $(cat "$WORK/bt.init")"
+                echo "E2E-TIME vmctl-start-to-init run=$r s=$(cat "$WORK/bt.init")"
+            else
+                why="$why run $r: no L2-INIT through vmctl;"
+                diag bt
+            fi
+        else
+            why="$why vmctl start bt: $(tr '\n' ' ' <"$WORK/bt.start");"
+        fi
+        # The bare vmm, started by hand with the console on stdout.
+        rm -f "$WORK/bare.init"
+        read -r t0 _rest </proc/uptime
+        timeout 120 "$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$OFF_CMDLINE" \
+            --cpus 1 --memory 256M </dev/null 2>"$WORK/bare.err" | init_watch "$t0" "$WORK/bare.init"
+        if [ -s "$WORK/bare.init" ]; then
+            bare="$bare $(cat "$WORK/bare.init")"
+            echo "E2E-TIME vmm-start-to-init run=$r s=$(cat "$WORK/bare.init")"
+        else
+            why="$why run $r: no L2-INIT from the bare vmm ($(tail -n 3 "$WORK/bare.err" | tr '\n' ' '));"
+        fi
+        r=$((r + 1))
+    done
+    # shellcheck disable=SC2086 # word lists
+    if [ -n "$via_vmctl" ] && [ -n "$bare" ]; then
+        echo "E2E-TIME start-to-init-median vmctl_s=$(median $via_vmctl) vmm_s=$(median $bare) vmctl_start_call_s=$(median $calls) runs=$BENCH_RUNS"
+    fi
+    if [ -n "$why" ]; then
+        result bench FAIL "$why"
+    else
+        result bench PASS "measured (figures above)"
+    fi
+}
+
+# ---- run -------------------------------------------------------------------------------
+echo "vmctl-scenarios: $SELECTED (work dir $WORK)"
+echo "vmctl-scenarios: vmm $VMM, vmctld $VMCTLD, vmctl $VMCTL"
+if ! start_daemon "$S" "$WORK/vmctld.log"; then
+    for s in $SELECTED; do echo "E2E-RESULT $s FAIL vmctld did not start"; done
+    exit 1
+fi
+DPID=$LAST_DAEMON
+for s in $SELECTED; do
+    now_cs
+    t_start=$NOW
+    echo "==== scenario $s"
+    case $s in
+    define) sc_define ;;
+    console) sc_console ;;
+    shutdown) sc_shutdown ;;
+    daemon-restart) sc_daemon_restart ;;
+    bad-input) sc_bad_input ;;
+    bench) sc_bench ;;
+    *) result "$s" FAIL "unknown scenario" ;;
+    esac
+    now_cs
+    secs $((NOW - t_start))
+    echo "E2E-TIME scenario-$s total_s=$SECS"
+done
+# Leave nothing running: stop every VM, then the daemons.
+vc list 2>/dev/null | awk '$2 == "running" || $2 == "paused" { print $1 }' | while read -r vm; do
+    vc destroy "$vm" >/dev/null 2>&1
+done
+stop_daemon "$BPID"
+stop_daemon "$DPID"
+echo "vmctl-scenarios: $PASSED passed, $FAILED failed"
+[ "${VMCTL_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+[ $FAILED -eq 0 ]
