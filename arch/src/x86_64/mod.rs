@@ -9,3 +9,4 @@ pub mod mptable;
 pub mod msr;
 pub mod pc_acpi;
 pub mod regs;
+pub mod smbios;

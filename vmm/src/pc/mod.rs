@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arch::x86_64::layout::{self, MemoryLayout};
 use arch::x86_64::pc_acpi::{pc_acpi_fw_cfg_files, pci_hole_below_4g, PcAcpiConfig};
+use arch::x86_64::smbios::pc_smbios_fw_cfg_files;
 use devices::bus::{lock, Bus};
 use devices::display::vga::{
     StdVga, VbeIoPorts, VgaIoPorts, VgaLegacyWindow, LEGACY_WINDOW_BASE, LEGACY_WINDOW_SIZE, VBE_PORTS_BASE,
@@ -268,6 +269,12 @@ pub fn create_machine(
         irq0_to_gsi2: false,
     };
     for (name, data) in pc_acpi_fw_cfg_files(&acpi).map_err(|e| Error::Tables(e.to_string()))? {
+        fw_cfg.add_file(&name, data).map_err(file)?;
+    }
+    // Our SMBIOS tables, which SeaBIOS installs (adding its own type 0) instead of its defaults.
+    let smbios = pc_smbios_fw_cfg_files(cfg.cpus, &layout.ram_ranges(), None)
+        .map_err(|e| Error::Tables(e.to_string()))?;
+    for (name, data) in smbios {
         fw_cfg.add_file(&name, data).map_err(file)?;
     }
     let disk = (!cfg.disks.is_empty()).then_some(DISK_POSITIONS[0]);
