@@ -7,7 +7,7 @@
 # Usage: pc-scenarios.sh [--list | NAME...]
 # Environment: VMM (vmm binary), PC_DISK (the Debian 12 image, raw: a block device it may
 #   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 600 s),
-#   PC_ISO_TIMEOUT (default 180 s), PC_GUEST_MEM (default 1G).
+#   PC_ISO_TIMEOUT (default 180 s), PC_GUEST_MEM (default 512M).
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
@@ -103,7 +103,7 @@ sc_pc_debian() {
     exec 3<>"$d/in"
     log=$d/serial.log
     t0=$(now)
-    "$VMM" --disk "$PC_DISK",format=raw --memory "${PC_GUEST_MEM:-1G}" --serial stdio \
+    "$VMM" --disk "$PC_DISK",format=raw --memory "${PC_GUEST_MEM:-512M}" --serial stdio \
         --nic tap=vmmtap0,mac=52:54:00:12:34:56 --screen-dump "$d/screen" <"$d/in" >"$log" 2>"$d/err" &
     vpid=$!
     # The guest's e1000 sits on tap vmmtap0 (the vmm creates it); its host side is 10.0.2.1/24.
