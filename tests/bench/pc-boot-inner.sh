@@ -3,7 +3,7 @@
 #
 # For BENCH_RUNS rounds (default 2), boots /dev/vda (the Debian 12 image, raw) under our vmm
 # (--disk, IDE, standard VGA) and under QEMU -M pc (-enable-kvm -cpu host, IDE, -vga std), each
-# with 1 GiB and one vCPU, and prints the seconds from process start to "login:" on the serial
+# with 512 MiB and one vCPU, and prints the seconds from process start to "login:" on the serial
 # console: "BENCH-PC <vmm|qemu> run=<n> login_s=<s>". Each guest is killed at the prompt, so
 # the image is never changed by a completed boot (the outer script gives L1 a throwaway
 # overlay). Environment: VMM, BENCH_RUNS, BENCH_TIMEOUT (default 600).
@@ -34,8 +34,8 @@ boot() { # NAME CMD...
 }
 run=1
 while [ $run -le "${BENCH_RUNS:-2}" ]; do
-    boot vmm "$VMM" --disk /dev/vda,format=raw --memory 1G --serial stdio
-    boot qemu qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 1024 -smp 1 \
+    boot vmm "$VMM" --disk /dev/vda,format=raw --memory 512M --serial stdio
+    boot qemu qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 512 -smp 1 \
         -drive file=/dev/vda,format=raw,if=ide,cache=none -serial stdio -display none -vga std \
         -nic none -no-reboot
     run=$((run + 1))

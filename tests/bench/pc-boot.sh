@@ -32,7 +32,7 @@ if host_has_real_kvm; then
 else
     cpio=$(L1_NAME=bench-pc L1_WITH_QEMU=1 L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk" \
         "$TESTHOST_DIR/build-l1.sh" "$BENCH_DIR/pc-boot-inner.sh")
-    append=${L1_EXTRA_APPEND:-}
+    append="idle=poll ${L1_EXTRA_APPEND:-}"
     for v in BENCH_RUNS BENCH_TIMEOUT; do
         [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
     done

@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 900 per L1 boot), PC_RETRY=1 (one
+# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 660 per L1 boot), PC_RETRY=1 (one
 #   more L1 boot for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT.
 set -euo pipefail
@@ -17,7 +17,7 @@ E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$E2E_DIR/../testhost/lib.sh"
 
-L1_TIMEOUT=${PC_L1_TIMEOUT:-900}
+L1_TIMEOUT=${PC_L1_TIMEOUT:-660}
 LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
 MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
@@ -70,7 +70,9 @@ l1)
     run_l1() { # LOGFILE: one L1 boot running $PC_ONLY (or all) on a fresh overlay
         rm -f "$tmp/overlay.qcow2"
         qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
-        local append=${L1_EXTRA_APPEND:-} v
+        # idle=poll: with a Debian guest running, an idle L1 sometimes stopped for good (its
+        # QEMU at low CPU, no output until the timeout); L1 never halting avoided it in our runs.
+        local append="idle=poll ${L1_EXTRA_APPEND:-}" v
         for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_GUEST_MEM; do
             [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
         done

@@ -6,7 +6,7 @@
 #
 # Usage: pc-scenarios.sh [--list | NAME...]
 # Environment: VMM (vmm binary), PC_DISK (the Debian 12 image, raw: a block device it may
-#   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 600 s),
+#   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
 #   PC_ISO_TIMEOUT (default 180 s), PC_GUEST_MEM (default 512M).
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
@@ -122,7 +122,7 @@ sc_pc_debian() {
             rc=$?
             break
         fi
-        if elapsed_ge "$t0" "${PC_DEBIAN_TIMEOUT:-600}"; then
+        if elapsed_ge "$t0" "${PC_DEBIAN_TIMEOUT:-480}"; then
             REASON="timeout in step $step"
             stop $vpid
             exec 3>&-
