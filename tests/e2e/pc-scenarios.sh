@@ -58,23 +58,30 @@ dump() {
     [ -f "$2.txt" ]
 }
 
-# The grub-rescue CD boots from the IDE CD-ROM to GRUB, which only draws on the VGA screen.
+# The grub-rescue CD boots from the IDE CD-ROM to GRUB, which only draws on the VGA screen;
+# 'c' typed through the control socket (PS/2 keyboard) opens GRUB's command prompt.
 sc_pc_cdrom_grub() {
     d=$WORK/iso
     mkdir -p "$d"
     [ -f "$PC_ISO" ] || { REASON="no $PC_ISO"; return 1; }
     t0=$(now)
     "$VMM" --cdrom "$PC_ISO" --memory 256M --serial file:"$d/serial.log" --screen-dump "$d/screen" \
-        </dev/null >"$d/out" 2>"$d/err" &
+        --control "$d/ctl" </dev/null >"$d/out" 2>"$d/err" &
     vpid=$!
-    ok='' banner=''
+    menu='' prompt='' banner=''
     while kill -0 $vpid 2>/dev/null && ! elapsed_ge "$t0" "${PC_ISO_TIMEOUT:-180}"; do
         sleep 1
         dump $vpid "$d/screen" || continue
         grep -q 'SeaBIOS' "$d/screen.txt" && banner=1
-        if grep -q 'GNU GRUB' "$d/screen.txt"; then
-            ok=1
+        if [ -z "$menu" ] && grep -q 'GNU GRUB' "$d/screen.txt"; then
+            menu=1
             echo "E2E-TIME pc-cdrom-grub grub_on_screen_s=$(since "$t0")"
+            cp "$d/screen.txt" "$d/menu.txt"
+            "$VMM" control "$d/ctl" '{"cmd":"sendkey","keys":"c"}' >"$d/sendkey.out" 2>&1
+        fi
+        if [ -n "$menu" ] && grep -q 'grub>' "$d/screen.txt"; then
+            prompt=1
+            echo "E2E-TIME pc-cdrom-grub grub_prompt_s=$(since "$t0")"
             break
         fi
     done
@@ -84,13 +91,17 @@ sc_pc_cdrom_grub() {
     echo "---- VGA text screen (pc-cdrom-grub) ----"
     grep -v '^$' "$d/screen.txt" 2>/dev/null | head -n 25 | sed 's/^/  | /'
     echo "---- end ----"
-    if [ -z "$ok" ]; then
+    if [ -z "$menu" ]; then
         REASON="no 'GNU GRUB' on the VGA text screen (vmm alive=$alive)"
         show "$d/err" 20
         return 1
     fi
+    if [ -z "$prompt" ]; then
+        REASON="GRUB menu shown, but no 'grub>' after typing c ($(cat "$d/sendkey.out"))"
+        return 1
+    fi
     [ -s "$d/screen.png" ] || { REASON="no PNG screen dump"; return 1; }
-    NOTE="GRUB on the VGA screen${banner:+, SeaBIOS banner seen first}, PNG $(wc -c <"$d/screen.png") bytes"
+    NOTE="GRUB menu on the VGA screen${banner:+ after the SeaBIOS banner}, 'c' typed via the control socket gave the grub> prompt, PNG $(wc -c <"$d/screen.png") bytes"
 }
 
 # Debian 12 from the IDE disk: BIOS and GRUB on VGA, login on the serial console, the e1000

@@ -15,7 +15,8 @@
 //! | `{"cmd":"screendump","path":"/x.png"}` | `{"ok":true}` |
 //!
 //! Any failure is `{"error":"..."}`. `stop` and `reset` work through flags the run loop
-//! checks; `powerbutton`, `pause`, `resume` and `screendump` call [`ControlHooks`] that the
+//! checks; `powerbutton`, `pause`, `resume`, `screendump` and `sendkey` (`{"cmd":"sendkey",
+//! "keys":"text"}`, typed on the PS/2 keyboard) call [`ControlHooks`] that the
 //! machine installs for each boot ([`Control::set_hooks`]); a hook not installed answers
 //! `{"error":"... is not supported by this machine"}`.
 //!
@@ -39,6 +40,8 @@ const MAX_REQUEST: usize = 64 * 1024;
 
 /// An action on the current boot; `Err` is the message for the client.
 pub type Hook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Types the given text on the guest's keyboard.
+pub type SendkeyHook = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 /// Writes the display to a PNG file.
 pub type ScreendumpHook = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
 
@@ -53,6 +56,8 @@ pub struct ControlHooks {
     pub resume: Option<Hook>,
     /// Save the display as PNG.
     pub screendump: Option<ScreendumpHook>,
+    /// Type text on the keyboard.
+    pub sendkey: Option<SendkeyHook>,
 }
 
 /// State shared by the control socket and the run loop.
@@ -77,6 +82,7 @@ enum Request {
     Pause,
     Resume,
     Screendump { path: PathBuf },
+    Sendkey { keys: String },
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,8 +182,27 @@ impl Control {
                 Some(h) => h(&path).map_or_else(err, |_| ok()),
                 None => missing("screendump"),
             },
+            Request::Sendkey { keys } => match hooks.sendkey {
+                Some(h) => h(&keys).map_or_else(err, |_| ok()),
+                None => missing("sendkey"),
+            },
         }
     }
+}
+
+/// `vmm control PATH REQUEST`: sends one request line to a running vmm's control socket,
+/// prints the response, and tells whether it was a success (no `"error"` key).
+pub fn client(path: &Path, request: &str) -> io::Result<bool> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    stream.write_all(request.trim_end().as_bytes())?;
+    stream.write_all(b"\n")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    println!("{}", line.trim_end());
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+    Ok(value.get("error").is_none() && !value.is_null())
 }
 
 /// A listening control socket; the socket file is removed on drop.
@@ -336,8 +361,37 @@ mod tests {
         assert_eq!(pressed.load(Ordering::SeqCst), 1);
         let v = value(&c.handle(r#"{"cmd":"screendump","path":"/x.png"}"#));
         assert_eq!(v["error"], "cannot write /x.png");
+        assert!(value(&c.handle(r#"{"cmd":"sendkey","keys":"c"}"#))["error"]
+            .as_str()
+            .unwrap()
+            .contains("sendkey"));
+        let typed = Arc::new(Mutex::new(String::new()));
+        let t = typed.clone();
+        c.set_hooks(ControlHooks {
+            sendkey: Some(Arc::new(move |k: &str| {
+                t.lock().unwrap().push_str(k);
+                Ok(())
+            })),
+            ..Default::default()
+        });
+        assert_eq!(value(&c.handle(r#"{"cmd":"sendkey","keys":"root\n"}"#))["ok"], true);
+        assert_eq!(*typed.lock().unwrap(), "root\n");
+        assert!(value(&c.handle(r#"{"cmd":"sendkey"}"#))["error"].is_string(), "keys is required");
         c.clear_hooks();
         assert!(value(&c.handle(r#"{"cmd":"powerbutton"}"#))["error"].is_string());
+    }
+
+    #[test]
+    fn client_sends_a_request_and_reports_errors() {
+        let (c, _, _) = control();
+        let dir = std::env::temp_dir().join(format!("vmm-control-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl");
+        let _server = ControlServer::start(&path, c).unwrap();
+        assert!(client(&path, r#"{"cmd":"status"}"#).unwrap());
+        assert!(!client(&path, r#"{"cmd":"powerbutton"}"#).unwrap(), "no hook: an error response");
+        assert!(client(&dir.join("absent"), r#"{"cmd":"status"}"#).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

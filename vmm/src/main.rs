@@ -136,6 +136,22 @@ fn error_exit(e: &dyn std::error::Error) -> Exit {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // `vmm control PATH REQUEST`: a client of another vmm's control socket (for scripts).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "control") {
+        let (Some(path), Some(req)) = (args.get(2), args.get(3).and_then(|r| r.to_str())) else {
+            eprintln!("usage: vmm control SOCKET '{{\"cmd\":\"status\"}}'");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        };
+        return match control::client(std::path::Path::new(path), req) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_ERROR),
+            Err(e) => {
+                eprintln!("vmm: control: {}: {e}", std::path::Path::new(path).display());
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -162,37 +162,49 @@ pub(crate) fn bus_err(e: devices::bus::Error) -> Error {
     Error::Devices(e.to_string())
 }
 
-/// The devices every machine has: COM1, the i8042 reset line, the CMOS RTC and port 0x80.
+/// The legacy devices the machines keep a handle on.
+pub(crate) struct LegacyDevices {
+    /// The CMOS RTC (the PC machine fills in its boot-order bytes).
+    pub(crate) cmos: Arc<Mutex<CmosRtc>>,
+    /// The PS/2 controller (keys typed through the control socket).
+    pub(crate) keyboard: Arc<Mutex<I8042>>,
+}
+
+/// What `create_devices` builds for the direct machine.
+struct DirectDevices {
+    buses: Buses,
+    acpi_pm: Arc<Mutex<AcpiPm>>,
+    keyboard: Arc<Mutex<I8042>>,
+}
+
+/// The devices every machine has: COM1, the i8042 with keyboard and mouse, the CMOS RTC and
+/// port 0x80.
 pub(crate) fn create_legacy_devices(
     vm: &Arc<dyn Vm>,
     m: &Machine<'_>,
     layout: &layout::MemoryLayout,
     platform: &Arc<dyn PlatformControl>,
     pio: &Bus,
-) -> Result<Arc<Mutex<CmosRtc>>, Error> {
+) -> Result<LegacyDevices, Error> {
     let com1_irq: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), COM1_IRQ)?);
     let out = m.serial.writer().map_err(|e| Error::Devices(format!("serial output: {e}")))?;
     let uart = Arc::new(Mutex::new(Uart16550::new(com1_irq, out)));
     m.serial.attach(uart.clone());
     let dev = bus_err;
     pio.insert(u64::from(COM1_BASE), u64::from(UART_LEN), uart).map_err(dev)?;
-    pio.insert(
-        u64::from(I8042_BASE),
-        u64::from(I8042_LEN),
-        Arc::new(Mutex::new(I8042::new(
-            platform.clone(),
-            Arc::new(KvmIrq::new(vm.clone(), 1)?),
-            Arc::new(KvmIrq::new(vm.clone(), 12)?),
-        ))),
-    )
-    .map_err(dev)?;
+    let i8042 = Arc::new(Mutex::new(I8042::new(
+        platform.clone(),
+        Arc::new(KvmIrq::new(vm.clone(), 1)?),
+        Arc::new(KvmIrq::new(vm.clone(), 12)?),
+    )));
+    pio.insert(u64::from(I8042_BASE), u64::from(I8042_LEN), i8042.clone()).map_err(dev)?;
     // ISA IRQ 8 is an edge at the in-kernel PIC and IOAPIC: the RTC pulses it through an irqfd.
     let mut cmos = CmosRtc::with_irq(Arc::new(KvmIrq::new(vm.clone(), CMOS_IRQ)?));
     cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
     let cmos = Arc::new(Mutex::new(cmos));
     pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), cmos.clone()).map_err(dev)?;
     pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
-    Ok(cmos)
+    Ok(LegacyDevices { cmos, keyboard: i8042 })
 }
 
 fn create_devices(
@@ -200,14 +212,14 @@ fn create_devices(
     m: &Machine<'_>,
     layout: &layout::MemoryLayout,
     state: &Arc<RunState>,
-) -> Result<(Buses, Arc<Mutex<AcpiPm>>), Error> {
+) -> Result<DirectDevices, Error> {
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
     let pio = Bus::new();
-    create_legacy_devices(vm, m, layout, &platform, &pio)?;
+    let keyboard = create_legacy_devices(vm, m, layout, &platform, &pio)?.keyboard;
     let pm = Arc::new(Mutex::new(AcpiPm::new(sci, platform)));
     pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), pm.clone()).map_err(bus_err)?;
-    Ok((Buses { pio, mmio: Bus::new() }, pm))
+    Ok(DirectDevices { buses: Buses { pio, mmio: Bus::new() }, acpi_pm: pm, keyboard })
 }
 
 fn load_guest(
@@ -266,8 +278,11 @@ fn create_vcpus(
 fn install_control_hooks(
     m: &Machine<'_>,
     pm: &Arc<Mutex<AcpiPm>>,
+    keyboard: &Arc<Mutex<I8042>>,
     vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>,
 ) {
+    let kbd = keyboard.clone();
+    let sendkey: crate::control::SendkeyHook = Arc::new(move |text: &str| type_text(&kbd, text));
     let pm = pm.clone();
     let power_button: crate::control::Hook = Arc::new(move || {
         devices::bus::lock(&pm).press_power_button();
@@ -287,7 +302,36 @@ fn install_control_hooks(
         pause: None,
         resume: None,
         screendump,
+        sendkey: Some(sendkey),
     });
+}
+
+/// Types `text` on the PS/2 keyboard, one key at a time with a pause after each, so that
+/// the guest (often a BIOS or boot loader polling the controller) can drain its buffer.
+fn type_text(kbd: &Arc<Mutex<I8042>>, text: &str) -> Result<(), String> {
+    use devices::legacy::i8042::keymap::{key_for_char, LEFT_SHIFT};
+    use devices::legacy::i8042::Key;
+    if let Some(c) = text.chars().find(|c| key_for_char(*c).is_none()) {
+        return Err(format!("no key types {c:?} on a US keyboard"));
+    }
+    if text.chars().count() > 4096 {
+        return Err("at most 4096 characters per request".into());
+    }
+    for c in text.chars() {
+        let Some((key, shift)) = key_for_char(c) else { continue };
+        for (k, pressed) in [(shift.then_some(Key::Plain(LEFT_SHIFT)), true), (Some(key), true)] {
+            if let Some(k) = k {
+                devices::bus::lock(kbd).key_event(k, pressed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        devices::bus::lock(kbd).key_event(key, false);
+        if shift {
+            devices::bus::lock(kbd).key_event(Key::Plain(LEFT_SHIFT), false);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    Ok(())
 }
 
 /// Writes the text screen to `PREFIX.txt` and the picture to `PREFIX.png`, each through a
@@ -329,11 +373,14 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     let mut vga = None;
     let mut net_threads = Vec::new();
     let pm;
+    let keyboard;
     let (buses, vcpus) = match &firmware {
         None => {
             map_memory(vm.as_ref(), &mem)?;
-            let (buses, acpi) = create_devices(&vm, m, &layout, &state)?;
-            pm = acpi;
+            let devs = create_devices(&vm, m, &layout, &state)?;
+            pm = devs.acpi_pm;
+            keyboard = devs.keyboard;
+            let buses = devs.buses;
             let vcpus = load_guest(&mem, m, &layout)
                 .and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
             (buses, vcpus)
@@ -342,11 +389,12 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
             vga = devs.vga;
             pm = devs.acpi_pm;
+            keyboard = devs.keyboard;
             net_threads = devs.net_threads;
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }
     };
-    install_control_hooks(m, &pm, vga.as_ref());
+    install_control_hooks(m, &pm, &keyboard, vga.as_ref());
     let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
     let mut threads = Vec::with_capacity(vcpus.len());

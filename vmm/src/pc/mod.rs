@@ -60,6 +60,8 @@ pub struct PcMachine {
     pub vga: Option<Arc<Mutex<StdVga>>>,
     /// Receive threads of the NICs; they stop when the boot ends.
     pub net_threads: Vec<NetIoThread>,
+    /// The PS/2 keyboard controller (keys typed through the control socket).
+    pub keyboard: Arc<Mutex<devices::legacy::i8042::I8042>>,
 }
 
 /// IDE positions (channel, unit) of the disks in `--disk` order; the CD-ROM is (1, 0).
@@ -170,7 +172,8 @@ pub fn create_machine(
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let pio = Bus::new();
     let mmio = Bus::new();
-    let cmos = create_legacy_devices(vm, m, layout, &platform, &pio)?;
+    let legacy = create_legacy_devices(vm, m, layout, &platform, &pio)?;
+    let (cmos, keyboard) = (legacy.cmos, legacy.keyboard);
     let (boot1, boot2) = fw_cfg_data::cmos_boot_order(&cfg.boot);
     {
         let mut c = lock(&cmos);
@@ -300,5 +303,5 @@ pub fn create_machine(
     config_io.set_reset_control(platform);
     pio.insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
         .map_err(bus_err)?;
-    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga, net_threads })
+    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga, net_threads, keyboard })
 }

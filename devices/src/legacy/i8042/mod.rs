@@ -27,6 +27,7 @@
 //! The host feeds input through [`I8042::key_event`] and [`I8042::mouse_event`].
 
 pub mod keyboard;
+pub mod keymap;
 pub mod mouse;
 mod queue;
 #[cfg(test)]
