@@ -110,24 +110,33 @@ struct RamBars {
     vm: Arc<dyn Vm>,
     slots: Vec<((u8, u8), usize, u32)>,
     next: u32,
+    /// Memory slots given back by unmapped BARs, used again first (a guest moving a BAR
+    /// over and over must not run out of slots).
+    free: Vec<u32>,
 }
 
 impl RamBarHandler for RamBars {
     fn map(&mut self, slot: (u8, u8), range: PciBarRange, host_addr: u64) {
-        let id = self.next;
-        self.next += 1;
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
         // SAFETY: `bar_host_memory` promises the memory lives as long as the device, which the
         // buses (and so the VM's users) hold until the boot ends.
         match unsafe { self.vm.map_memory(id, range.address, range.size, host_addr, false) } {
             Ok(()) => self.slots.push((slot, range.index, id)),
-            Err(e) => log::warn!("pci {slot:?}: cannot map BAR {} at {:#x}: {e}", range.index, range.address),
+            Err(e) => {
+                self.free.push(id);
+                log::warn!("pci {slot:?}: cannot map BAR {} at {:#x}: {e}", range.index, range.address)
+            }
         }
     }
     fn unmap(&mut self, slot: (u8, u8), range: PciBarRange) {
         if let Some(pos) = self.slots.iter().position(|(s, i, _)| *s == slot && *i == range.index) {
             let (_, _, id) = self.slots.remove(pos);
-            if let Err(e) = self.vm.unmap_memory(id) {
-                log::warn!("pci {slot:?}: cannot unmap BAR {}: {e}", range.index);
+            match self.vm.unmap_memory(id) {
+                Ok(()) => self.free.push(id),
+                Err(e) => log::warn!("pci {slot:?}: cannot unmap BAR {}: {e}", range.index),
             }
         }
     }
@@ -295,7 +304,7 @@ pub fn create_machine(
     pio.insert(u64::from(FW_CFG_BASE), u64::from(FW_CFG_LEN), Arc::new(Mutex::new(fw_cfg)))
         .map_err(bus_err)?;
 
-    let ram_bars = RamBars { vm: vm.clone(), slots: Vec::new(), next: SLOT_FREE };
+    let ram_bars = RamBars { vm: vm.clone(), slots: Vec::new(), next: SLOT_FREE, free: Vec::new() };
     let listener =
         ChipsetListener { pam, bars: BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars))) };
     let mut config_io = PciConfigIo::new(root);
