@@ -9,8 +9,8 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 660 per L1 boot), PC_RETRY=1 (one
-#   more L1 boot for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
+# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 660 per L1 boot), PC_RETRY=1 (up to two
+#   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT.
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -80,23 +80,48 @@ l1)
             L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
             "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$1"
     }
-    run_l1 "$LOG"
+    # A stalled L1 prints nothing (the scenarios print progress every 30 s): stop it after
+    # 180 s of silence instead of waiting for its timeout, so the retry comes sooner.
+    run_l1_watched() { # LOGFILE
+        run_l1 "$1" &
+        local pid=$! last=-1 quiet=0 size
+        while kill -0 "$pid" 2>/dev/null; do
+            sleep 10
+            size=$(stat -c %s "$1" 2>/dev/null || echo 0)
+            if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
+            if ((quiet >= 180)); then
+                log "L1 silent for 180 s: stopping it"
+                echo "E2E-INFO L1 printed nothing for 180 s and was stopped" >>"$1"
+                pkill -f -- "$cpio" || true
+                quiet=0
+            fi
+        done
+        wait "$pid"
+    }
+    run_l1_watched "$LOG"
     rc=$?
-    # The nested test host occasionally stalls with a large guest (TESTHOST.md): scenarios
-    # that failed or gave no result get one more L1 boot, and the summary says so.
+    # The nested test host sometimes stalls while the Debian guest's kernel starts (L1 stops
+    # printing; cause unknown, see the issue notes): scenarios that failed or gave no result
+    # get up to two more L1 boots, and the summary says which attempt passed.
     if [[ ${PC_RETRY:-1} == 1 ]]; then
         mapfile -t names < <(if [[ -n ${PC_ONLY:-} ]]; then tr ',' '\n' <<<"$PC_ONLY"; else sh "$E2E_DIR/pc-scenarios.sh" --list; fi)
         again=()
         for n in "${names[@]}"; do
             tr -d '\r' <"$LOG" | grep -q "E2E-RESULT $n PASS" || again+=("$n")
         done
-        if ((${#again[@]})); then
-            log "retrying in a new L1: ${again[*]}"
-            echo "E2E-INFO retry of: ${again[*]}" >>"$LOG"
-            PC_ONLY=$(IFS=,; echo "${again[*]}") run_l1 "$LOG.retry"
+        for attempt in 2 3; do
+            ((${#again[@]})) || break
+            log "attempt $attempt in a new L1: ${again[*]}"
+            echo "E2E-INFO attempt $attempt of: ${again[*]}" >>"$LOG"
+            PC_ONLY=$(IFS=,; echo "${again[*]}") run_l1_watched "$LOG.retry"
             rc=$?
-            sed 's/E2E-RESULT \([^ ]*\) PASS/E2E-RESULT \1 PASS (on retry)/' "$LOG.retry" >>"$LOG"
-        fi
+            sed "s/E2E-RESULT \([^ ]*\) PASS/E2E-RESULT \1 PASS (attempt $attempt)/" "$LOG.retry" >>"$LOG"
+            left=()
+            for n in "${again[@]}"; do
+                tr -d '\r' <"$LOG.retry" | grep -q "E2E-RESULT $n PASS" || left+=("$n")
+            done
+            again=("${left[@]}")
+        done
     fi
     ;;
 *) die "E2E_MODE must be auto, host or l1 (got $MODE)" ;;
