@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 660 per L1 boot), PC_RETRY=1 (up to two
+# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 660 per L1 boot), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT.
 set -euo pipefail
@@ -81,7 +81,8 @@ l1)
             "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$1"
     }
     # A stalled L1 prints nothing (the scenarios print progress every 30 s): stop it after
-    # 180 s of silence instead of waiting for its timeout, so the retry comes sooner.
+    # PC_L1_SILENCE (180) s of silence instead of waiting for its timeout, so the retry comes
+    # sooner.
     run_l1_watched() { # LOGFILE
         run_l1 "$1" &
         local pid=$! last=-1 quiet=0 size
@@ -89,9 +90,9 @@ l1)
             sleep 10
             size=$(stat -c %s "$1" 2>/dev/null || echo 0)
             if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
-            if ((quiet >= 180)); then
-                log "L1 silent for 180 s: stopping it"
-                echo "E2E-INFO L1 printed nothing for 180 s and was stopped" >>"$1"
+            if ((quiet >= ${PC_L1_SILENCE:-180})); then
+                log "L1 silent for $quiet s: stopping it"
+                echo "E2E-INFO L1 printed nothing for $quiet s and was stopped" >>"$1"
                 pkill -f -- "$cpio" || true
                 quiet=0
             fi
@@ -102,14 +103,14 @@ l1)
     rc=$?
     # The nested test host sometimes stalls while the Debian guest's kernel starts (L1 stops
     # printing; cause unknown, see the issue notes): scenarios that failed or gave no result
-    # get up to two more L1 boots, and the summary says which attempt passed.
+    # get up to three more L1 boots, and the summary says which attempt passed.
     if [[ ${PC_RETRY:-1} == 1 ]]; then
         mapfile -t names < <(if [[ -n ${PC_ONLY:-} ]]; then tr ',' '\n' <<<"$PC_ONLY"; else sh "$E2E_DIR/pc-scenarios.sh" --list; fi)
         again=()
         for n in "${names[@]}"; do
             tr -d '\r' <"$LOG" | grep -q "E2E-RESULT $n PASS" || again+=("$n")
         done
-        for attempt in 2 3; do
+        for attempt in 2 3 4; do
             ((${#again[@]})) || break
             log "attempt $attempt in a new L1: ${again[*]}"
             echo "E2E-INFO attempt $attempt of: ${again[*]}" >>"$LOG"
