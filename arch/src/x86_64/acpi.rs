@@ -129,15 +129,9 @@ pub(crate) fn io_gas(port: u16, bytes: u8) -> GAS {
     GAS::new(AddressSpace::SystemIo, bytes * 8, 0, size, u64::from(port))
 }
 
-fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
-    let mut f = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
-        .firmware_ctrl_64(facs)
-        .dsdt_64(dsdt)
-        .flag(Flags::Wbinvd)
-        .flag(Flags::ProcC1)
-        // PWR_BUTTON clear: the power button is the fixed-feature one of PM1 (PWRBTN_STS/EN),
-        // which the VMM presses on request; SLP_BUTTON set: there is no sleep button.
-        .flag(Flags::SlpButton);
+/// Fills in the FADT's SCI and the PM1a event, PM1a control and PM timer blocks, in both the
+/// 32-bit and the generic-address fields.
+pub(super) fn set_pm_blocks(f: &mut FADTBuilder, pm: &PmIoPorts) {
     f.sci_int = u16::from(pm.sci_irq).into();
     f.pm1a_evt_blk = u32::from(pm.pm1a_evt).into();
     f.pm1a_cnt_blk = u32::from(pm.pm1a_cnt).into();
@@ -148,9 +142,21 @@ fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
     f.x_pm1a_evt_blk = io_gas(pm.pm1a_evt, 4);
     f.x_pm1a_cnt_blk = io_gas(pm.pm1a_cnt, 2);
     f.x_pm_tmr_blk = io_gas(pm.pm_tmr, 4);
+}
+
+fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
+    let mut f = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .firmware_ctrl_64(facs)
+        .dsdt_64(dsdt)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::ProcC1)
+        // PWR_BUTTON clear: the power button is the fixed-feature one of PM1 (PWRBTN_STS/EN),
+        // which the VMM presses on request; SLP_BUTTON set: there is no sleep button.
+        .flag(Flags::SlpButton);
+    set_pm_blocks(&mut f, pm);
     // IA-PC boot architecture: legacy (ISA) devices present; no VGA. The 8042 flag stays
-    // clear: only its reset line is emulated, so the guest should not probe for a keyboard
-    // (Linux waits ~0.5 s of timeouts for one); keyboard-controller reset still works.
+    // clear on this serial-console machine (the PC machine's FADT sets it), so the guest
+    // does not spend boot time probing a keyboard; keyboard-controller reset still works.
     f.iapc_boot_arch = (IAPC_LEGACY_DEVICES | IAPC_VGA_NOT_PRESENT).into();
     bytes_of(&f.finalize())
 }

@@ -35,7 +35,7 @@ use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 
 use super::acpi::{
-    bytes_of, io_gas, madt, IrqOverride, PmIoPorts, IAPC_8042, IAPC_LEGACY_DEVICES, MPS_CONFORMING,
+    bytes_of, madt, set_pm_blocks, IrqOverride, PmIoPorts, IAPC_8042, IAPC_LEGACY_DEVICES, MPS_CONFORMING,
     MPS_LEVEL_HIGH, OEM_ID, OEM_REVISION, OEM_TABLE_ID,
 };
 use super::layout::{IOAPIC_ADDR, PCI_HOLE_START};
@@ -229,13 +229,7 @@ fn fadt(pm: &PmIoPorts) -> Vec<u8> {
         .flag(Flags::ProcC1)
         .flag(Flags::SlpButton)
         .flag(Flags::ResetRegSup);
-    f.sci_int = u16::from(pm.sci_irq).into();
-    f.pm1a_evt_blk = u32::from(pm.pm1a_evt).into();
-    f.pm1a_cnt_blk = u32::from(pm.pm1a_cnt).into();
-    f.pm_tmr_blk = u32::from(pm.pm_tmr).into();
-    f.pm1_evt_len = 4;
-    f.pm1_cnt_len = 2;
-    f.pm_tmr_len = 4;
+    set_pm_blocks(&mut f, pm);
     // C2 and C3 are not supported (latencies above 100 and 1000 us).
     f.p_lvl2_lat = 0x0fff.into();
     f.p_lvl3_lat = 0xffff.into();
@@ -243,9 +237,6 @@ fn fadt(pm: &PmIoPorts) -> Vec<u8> {
     f.iapc_boot_arch = (IAPC_LEGACY_DEVICES | IAPC_8042).into();
     f.reset_reg = GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, u64::from(RESET_PORT));
     f.reset_value = RESET_VALUE;
-    f.x_pm1a_evt_blk = io_gas(pm.pm1a_evt, 4);
-    f.x_pm1a_cnt_blk = io_gas(pm.pm1a_cnt, 2);
-    f.x_pm_tmr_blk = io_gas(pm.pm_tmr, 4);
     let mut b = bytes_of(&f.finalize());
     b.truncate(FADT_REV3_LEN);
     b[4..8].copy_from_slice(&(FADT_REV3_LEN as u32).to_le_bytes());
