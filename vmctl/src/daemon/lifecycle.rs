@@ -130,6 +130,7 @@ impl Daemon {
             pid_start_ticks: ticks,
             control_socket: Some(paths.control.clone()),
             exit_reason: None,
+            taps: Vec::new(),
         };
         self.save_runtime_logged(name, &rt);
         let console = self.attach_console(&def, &paths.serial, false);
