@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::model::MacAddr;
 use crate::validate::{Invalid, Problem, ProblemKind};
 
-// XML_TODO
+pub mod xml;
 
 /// Longest network name (it becomes part of file names and the nftables table name).
 pub const MAX_NET_NAME: usize = 32;
