@@ -369,7 +369,14 @@ impl Daemon {
                     }
                     s.def.bridge.clone()
                 }
-                NetSource::Bridge(b) => b.clone(),
+                NetSource::Bridge(b) => {
+                    if !host::is_bridge(b) {
+                        return Err(DaemonError::BadInput(format!(
+                            "{field}.source.bridge: {b} is not a bridge on this host; create it, or use a network"
+                        )));
+                    }
+                    b.clone()
+                }
             };
             out.push(TapState { tap: tap_name(def.name.as_str(), i), bridge });
         }
