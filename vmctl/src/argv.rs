@@ -302,7 +302,11 @@ mod tests {
     }
 
     fn nic(net: &str, mac: &str) -> Interface {
-        Interface { source: NetSource::Network(net.into()), model: NicModel::E1000, mac: mac.parse().unwrap() }
+        Interface {
+            source: NetSource::Network(net.into()),
+            model: NicModel::E1000,
+            mac: mac.parse().unwrap(),
+        }
     }
 
     #[test]
@@ -326,7 +330,11 @@ mod tests {
     #[test]
     fn a_kernel_with_nics_boots_on_the_pc_machine() {
         let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
-        def.os = Os::Direct { kernel: "/k/vmlinuz".into(), initrd: Some("/k/initrd".into()), cmdline: Some("console=ttyS0".into()) };
+        def.os = Os::Direct {
+            kernel: "/k/vmlinuz".into(),
+            initrd: Some("/k/initrd".into()),
+            cmdline: Some("console=ttyS0".into()),
+        };
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
         let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()]).unwrap()).join(" ");

@@ -47,7 +47,8 @@ fn in_ns(ns: &str, args: &[&str]) -> (bool, String) {
 }
 
 fn daemon(ns: &str, state: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.with_extension("log")).unwrap();
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(state.with_extension("log")).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vmctld"), "--state-dir"])
         .arg(state)
@@ -117,7 +118,10 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
     ok(&state, &["net", "define", &lan]);
     assert_eq!(net_info(&state).bridge, "vmbr0");
     // Overlapping subnet: conflict (4); a bad field: bad input (2).
-    let clash = file("clash.xml", "<network><name>clash</name><forward mode='nat'/><ip address='10.77.0.129' prefix='25'/></network>");
+    let clash = file(
+        "clash.xml",
+        "<network><name>clash</name><forward mode='nat'/><ip address='10.77.0.129' prefix='25'/></network>",
+    );
     assert_eq!(vmctl(&state, &["net", "define", &clash]).0, 4);
     let bad = file("bad.json", r#"{"name": "bad", "bridge": "a-very-long-bridge", "ipv4": "10.9.0.1/24"}"#);
     assert_eq!(vmctl(&state, &["net", "define", &bad]).0, 2);
@@ -174,7 +178,8 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
     let info = net_info(&state);
     assert!(info.active && info.dnsmasq_pid.is_some() && info.dnsmasq_pid != pid, "{info:?}");
 
-    let leases: Vec<serde_json::Value> = serde_json::from_str(&ok(&state, &["--json", "net", "leases", "lan"])).unwrap();
+    let leases: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&state, &["--json", "net", "leases", "lan"])).unwrap();
     assert!(leases.is_empty());
     ok(&state, &["net", "autostart", "lan"]);
     assert!(net_info(&state).autostart);

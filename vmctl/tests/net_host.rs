@@ -22,8 +22,9 @@ fn skip_reason() -> Option<String> {
         return Some("not root".into());
     }
     for tool in ["ip", "nft", "dnsmasq", "busybox"] {
-        let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-            || Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        let found =
+            Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+                || Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
         if !found {
             return Some(format!("{tool} is not installed"));
         }
@@ -210,7 +211,8 @@ fn run_in_namespace() {
     assert!(!host::link_exists("vt-test-0"));
 
     // dnsmasq killed behind our back is restarted on adoption.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while host::dnsmasq_pid(&paths).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -333,12 +333,20 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
         bad(
             &mut out,
             "ipv4".into(),
-            format!("{} is the network or broadcast address of {}; use a host address", net.addr, net.subnet()),
+            format!(
+                "{} is the network or broadcast address of {}; use a host address",
+                net.addr,
+                net.subnet()
+            ),
         );
     }
     let host_addr = |out: &mut Vec<Problem>, f: String, ip: Ipv4Addr| {
         if !net.is_host(ip) {
-            out.push(problem(ProblemKind::Invalid, f, format!("{ip} is not a host address of {}", net.subnet())));
+            out.push(problem(
+                ProblemKind::Invalid,
+                f,
+                format!("{ip} is not a host address of {}", net.subnet()),
+            ));
         } else if ip == net.addr {
             out.push(problem(ProblemKind::Invalid, f, format!("{ip} is the gateway (the host's address)")));
         }
@@ -355,7 +363,11 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
             bad(&mut out, "dhcp".into(), format!("the range includes the gateway {}", net.addr));
         }
         if r.lease_secs < 120 {
-            bad(&mut out, "dhcp.lease_secs".into(), format!("{} s is below dnsmasq's minimum of 120", r.lease_secs));
+            bad(
+                &mut out,
+                "dhcp.lease_secs".into(),
+                format!("{} s is below dnsmasq's minimum of 120", r.lease_secs),
+            );
         }
     }
     let (mut macs, mut ips, mut names) = (HashSet::new(), HashSet::new(), HashSet::new());
@@ -369,7 +381,11 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
         }
         if let Some(n) = &h.name {
             if !hostname_ok(n) {
-                bad(&mut out, format!("hosts[{i}].name"), format!("{n:?} is not a host name (letters, digits, - and .)"));
+                bad(
+                    &mut out,
+                    format!("hosts[{i}].name"),
+                    format!("{n:?} is not a host name (letters, digits, - and .)"),
+                );
             } else if !names.insert(n.to_ascii_lowercase()) {
                 bad(&mut out, format!("hosts[{i}].name"), format!("{n:?} is used by an earlier host"));
             }
@@ -391,7 +407,11 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
         if f.host_port == 0 {
             bad(&mut out, field("host_port"), "is 0; use 1 to 65535".into());
         } else if !ports.insert((f.proto, f.host_port)) {
-            bad(&mut out, field("host_port"), format!("{} {} is forwarded by an earlier entry", f.proto.name(), f.host_port));
+            bad(
+                &mut out,
+                field("host_port"),
+                format!("{} {} is forwarded by an earlier entry", f.proto.name(), f.host_port),
+            );
         }
         if f.guest_port == Some(0) {
             bad(&mut out, field("guest_port"), "is 0; use 1 to 65535".into());
@@ -413,14 +433,18 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
 /// one being replaced).
 pub fn check_network_conflicts(def: &NetDef, existing: &[NetDef]) -> Vec<Problem> {
     let mut out = Vec::new();
-    let conflict = |out: &mut Vec<Problem>, f: String, m: String| out.push(problem(ProblemKind::Conflict, f, m));
+    let conflict =
+        |out: &mut Vec<Problem>, f: String, m: String| out.push(problem(ProblemKind::Conflict, f, m));
     for o in existing {
         if o.name == def.name {
             if o.uuid != def.uuid {
                 conflict(
                     &mut out,
                     "name".into(),
-                    format!("network {} exists with UUID {}; undefine it first or use its UUID", o.name, o.uuid),
+                    format!(
+                        "network {} exists with UUID {}; undefine it first or use its UUID",
+                        o.name, o.uuid
+                    ),
                 );
             }
             continue;
@@ -429,7 +453,11 @@ pub fn check_network_conflicts(def: &NetDef, existing: &[NetDef]) -> Vec<Problem
             conflict(&mut out, "uuid".into(), format!("{} is the UUID of network {}", def.uuid, o.name));
         }
         if o.bridge == def.bridge {
-            conflict(&mut out, "bridge".into(), format!("{} is the bridge of network {}", def.bridge, o.name));
+            conflict(
+                &mut out,
+                "bridge".into(),
+                format!("{} is the bridge of network {}", def.bridge, o.name),
+            );
         }
         if o.ipv4.overlaps(&def.ipv4) {
             conflict(

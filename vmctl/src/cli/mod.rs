@@ -455,7 +455,10 @@ mod tests {
             parse(&["net", "define", "lan.xml"]).unwrap().verb,
             Verb::Net { cmd: NetCmd::Define { file: "lan.xml".into() } }
         );
-        assert_eq!(parse(&["net", "leases", "lan"]).unwrap().verb, Verb::Net { cmd: NetCmd::Leases { name: "lan".into() } });
+        assert_eq!(
+            parse(&["net", "leases", "lan"]).unwrap().verb,
+            Verb::Net { cmd: NetCmd::Leases { name: "lan".into() } }
+        );
         assert!(parse(&["net", "start"]).is_err());
         assert!(parse(&["vol", "create", "a", "1G", "--format", "vmdk"]).is_err());
         assert!(parse(&["vol", "resize", "a"]).is_err());

@@ -63,7 +63,12 @@ pub fn net_detail(d: &NetDetail) -> String {
         s.push_str(&format!("DHCP:       {} - {} (lease {} s)\n", r.start, r.end, r.lease_secs));
     }
     for h in &def.hosts {
-        s.push_str(&format!("Host:       {} -> {}{}\n", h.mac, h.ip, h.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()));
+        s.push_str(&format!(
+            "Host:       {} -> {}{}\n",
+            h.mac,
+            h.ip,
+            h.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        ));
     }
     for f in &def.forwards {
         let to = match (&f.guest_ip, &f.vm) {

@@ -165,7 +165,11 @@ impl Daemon {
         let name = def.name.clone();
         let slot = {
             let mut t = self.net_table();
-            let s = t.entry(name.clone()).or_insert(NetSlot { def: def.clone(), active: false, dnsmasq_pid: None });
+            let s = t.entry(name.clone()).or_insert(NetSlot {
+                def: def.clone(),
+                active: false,
+                dnsmasq_pid: None,
+            });
             s.def = def;
             s.clone()
         };
@@ -360,7 +364,9 @@ impl Daemon {
                 NetSource::Network(n) => {
                     let t = self.net_table();
                     let s = t.get(n).ok_or_else(|| {
-                        DaemonError::BadInput(format!("{field}.source.network: no network named {n} is defined"))
+                        DaemonError::BadInput(format!(
+                            "{field}.source.network: no network named {n} is defined"
+                        ))
                     })?;
                     if !s.active {
                         return Err(DaemonError::Conflict(format!(
@@ -400,7 +406,9 @@ impl Daemon {
             let mut guard = TapGuard { taps: Vec::new(), armed: true };
             for t in planned {
                 host::create_tap(&t.tap, &t.bridge).map_err(|e| match e {
-                    HostError::Conflict(m) => DaemonError::BadInput(format!("cannot plug a tap into {}: {m}", t.bridge)),
+                    HostError::Conflict(m) => {
+                        DaemonError::BadInput(format!("cannot plug a tap into {}: {m}", t.bridge))
+                    }
                     e => DaemonError::from(e),
                 })?;
                 guard.taps.push(t);

@@ -117,7 +117,8 @@ pub fn nft_ruleset(net: &NetDef, forwards: &[Forward]) -> String {
             )
         })
         .collect();
-    let _ = writeln!(s, "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;");
+    let _ =
+        writeln!(s, "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;");
     for r in &dnat {
         let _ = writeln!(s, "    {r}");
     }
@@ -125,15 +126,20 @@ pub fn nft_ruleset(net: &NetDef, forwards: &[Forward]) -> String {
     for r in &dnat {
         let _ = writeln!(s, "    {r}");
     }
-    let _ = writeln!(s, "  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;");
+    let _ = writeln!(
+        s,
+        "  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+    );
     if net.nat {
         let out = net.uplink.as_ref().map(|u| format!("oifname \"{u}\" ")).unwrap_or_default();
         let _ = writeln!(s, "    {out}ip saddr {sub} ip daddr != {sub} masquerade");
         if !forwards.is_empty() {
-            let _ = writeln!(s, "    oifname \"{br}\" ip saddr {sub} ip daddr {sub} ct status dnat masquerade");
+            let _ =
+                writeln!(s, "    oifname \"{br}\" ip saddr {sub} ip daddr {sub} ct status dnat masquerade");
         }
     }
-    let _ = writeln!(s, "  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;");
+    let _ =
+        writeln!(s, "  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;");
     let _ = writeln!(s, "    iifname \"{br}\" ip saddr {sub} accept");
     let _ = writeln!(s, "    oifname \"{br}\" ip daddr {sub} ct state established,related accept");
     let _ = writeln!(s, "    oifname \"{br}\" ip daddr {sub} ct status dnat accept");
@@ -200,7 +206,8 @@ pub fn tap_name(vm: &str, index: usize) -> String {
         return full;
     }
     // FNV-1a of the full name: distinct long names sharing a prefix get distinct taps.
-    let hash = vm.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash =
+        vm.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     let suffix = format!("{:04x}-{index}", hash & 0xffff);
     let room = MAX_IFNAME.saturating_sub(3 + suffix.len());
     let head: String = vm.chars().take(room).collect();

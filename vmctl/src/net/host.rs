@@ -77,7 +77,9 @@ fn run_input(tool: &'static str, args: &[&str], input: Option<&str>) -> Result<S
             _ => HostError::Io { what: format!("cannot run {tool}"), source: e },
         })?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes()).map_err(|e| HostError::Io { what: format!("{tool} stdin"), source: e })?;
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| HostError::Io { what: format!("{tool} stdin"), source: e })?;
     }
     let out = child.wait_with_output().map_err(|e| HostError::Io { what: command.clone(), source: e })?;
     if !out.status.success() {
@@ -128,7 +130,8 @@ fn host_addresses() -> Result<Vec<(String, vmdef::network::Ipv4Cidr)>> {
 fn set_ip_forward() -> Result<()> {
     // /proc/sys/net belongs to the network namespace of the thread that opens it.
     let p = Path::new("/proc/sys/net/ipv4/ip_forward");
-    std::fs::write(p, b"1").map_err(|e| HostError::Io { what: format!("cannot write 1 to {}", p.display()), source: e })
+    std::fs::write(p, b"1")
+        .map_err(|e| HostError::Io { what: format!("cannot write 1 to {}", p.display()), source: e })
 }
 
 /// Builds the network: bridge with the gateway address, IPv4 forwarding, the nftables table

@@ -88,7 +88,8 @@ impl NetStore {
     /// Writes a definition atomically.
     pub fn save(&self, def: &NetDef) -> Result<(), NetStoreError> {
         let path = self.def_path(&def.name);
-        let json = def.to_json().map_err(|e| NetStoreError::Parse { path: path.clone(), message: e.to_string() })?;
+        let json =
+            def.to_json().map_err(|e| NetStoreError::Parse { path: path.clone(), message: e.to_string() })?;
         write_atomic(&path, format!("{json}\n").as_bytes()).map_err(io_err(&path))
     }
 
@@ -137,7 +138,8 @@ impl NetStore {
     /// Records a started network.
     pub fn save_runtime(&self, name: &str, rt: &NetRuntime) -> Result<(), NetStoreError> {
         let path = self.runtime_path(name);
-        let json = serde_json::to_string(rt).map_err(|e| NetStoreError::Parse { path: path.clone(), message: e.to_string() })?;
+        let json = serde_json::to_string(rt)
+            .map_err(|e| NetStoreError::Parse { path: path.clone(), message: e.to_string() })?;
         write_atomic(&path, format!("{json}\n").as_bytes()).map_err(io_err(&path))
     }
 
@@ -174,7 +176,8 @@ mod tests {
         let def = NetDef::from_json(r#"{"name": "lan", "bridge": "vmbr0", "ipv4": "10.77.0.1/24"}"#).unwrap();
         s.save(&def).unwrap();
         std::fs::write(dir.path().join("networks/.lan.json.tmp-1-2"), "x").unwrap();
-        std::fs::write(dir.path().join("networks/other.json"), r#"{"name": "x", "ipv4": "10.1.0.1/24"}"#).unwrap();
+        std::fs::write(dir.path().join("networks/other.json"), r#"{"name": "x", "ipv4": "10.1.0.1/24"}"#)
+            .unwrap();
         let (defs, problems) = s.list().unwrap();
         assert_eq!(defs, vec![def.clone()]);
         assert_eq!(problems.len(), 2, "{problems:?}");

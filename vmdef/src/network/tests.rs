@@ -37,8 +37,10 @@ fn json_defaults_and_errors_with_position() {
     assert!(n.bridge.is_empty() && n.dhcp.is_none() && n.forwards.is_empty());
     let e = NetDef::from_json("{\"name\": \"lan\",\n \"ipv4\": \"10.77.0.1\"}").unwrap_err();
     assert_eq!((e.line, e.path.as_str()), (2, "ipv4"), "{e}");
-    let e = NetDef::from_json(r#"{"name": "lan", "ipv4": "10.77.0.1/24", "forwards": [{"proto": "sctp", "host_port": 1}]}"#)
-        .unwrap_err();
+    let e = NetDef::from_json(
+        r#"{"name": "lan", "ipv4": "10.77.0.1/24", "forwards": [{"proto": "sctp", "host_port": 1}]}"#,
+    )
+    .unwrap_err();
     assert!(e.path.starts_with("forwards[0]"), "{e}");
     let e = NetDef::from_json(r#"{"name": "lan", "ipv4": "10.77.0.1/24", "colour": 1}"#).unwrap_err();
     assert!(e.message.contains("colour"), "{e}");
@@ -112,7 +114,11 @@ fn every_problem_names_its_field() {
 #[test]
 fn gateway_in_the_range_and_bad_prefixes_are_refused() {
     let mut n = net("a", "10.77.0.1/24");
-    n.dhcp = Some(DhcpRange { start: "10.77.0.1".parse().unwrap(), end: "10.77.0.9".parse().unwrap(), lease_secs: 3600 });
+    n.dhcp = Some(DhcpRange {
+        start: "10.77.0.1".parse().unwrap(),
+        end: "10.77.0.9".parse().unwrap(),
+        lease_secs: 3600,
+    });
     assert_eq!(fields(&check_network(&n)), ["dhcp.start", "dhcp"]);
     n.dhcp = None;
     n.ipv4 = "10.77.0.1/31".parse().unwrap();

@@ -25,8 +25,8 @@ use uuid::Uuid;
 use super::{DhcpHost, DhcpRange, Ipv4Cidr, NetDef};
 use crate::model::MacAddr;
 use crate::xml::read::{
-    attr, attr_value_err, check_attrs, elements, empty, err, missing, name, once, required_attr, required_choice,
-    text, unsupported, value_err,
+    attr, attr_value_err, check_attrs, elements, empty, err, missing, name, once, required_attr,
+    required_choice, text, unsupported, value_err,
 };
 use crate::xml::{XmlError, XmlErrorKind};
 
@@ -45,16 +45,25 @@ fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
     let addr = ip_attr(node, "address")?;
     let prefix = match (attr(node, "netmask"), attr(node, "prefix")) {
         (Some((m, off)), None) => {
-            let mask: Ipv4Addr = m.parse().map_err(|_| attr_value_err(node, "netmask", off, m, "a netmask"))?;
+            let mask: Ipv4Addr =
+                m.parse().map_err(|_| attr_value_err(node, "netmask", off, m, "a netmask"))?;
             let bits = u32::from(mask);
             if bits.leading_ones() + bits.trailing_zeros() != 32 {
-                return Err(attr_value_err(node, "netmask", off, m, "a contiguous netmask like 255.255.255.0"));
+                return Err(attr_value_err(
+                    node,
+                    "netmask",
+                    off,
+                    m,
+                    "a contiguous netmask like 255.255.255.0",
+                ));
             }
             bits.leading_ones() as u8
         }
-        (None, Some((p, off))) => {
-            p.parse::<u8>().ok().filter(|p| *p <= 32).ok_or_else(|| attr_value_err(node, "prefix", off, p, "0 to 32"))?
-        }
+        (None, Some((p, off))) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| attr_value_err(node, "prefix", off, p, "0 to 32"))?,
         _ => return Err(missing(node, "exactly one of netmask= and prefix=")),
     };
     def.ipv4 = Ipv4Cidr { addr, prefix };
@@ -72,7 +81,8 @@ fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
                     if def.dhcp.is_some() {
                         return Err(err(d, XmlErrorKind::Duplicate { element: "range".into() }));
                     }
-                    let mut range = DhcpRange { start: ip_attr(d, "start")?, end: ip_attr(d, "end")?, lease_secs: 3600 };
+                    let mut range =
+                        DhcpRange { start: ip_attr(d, "start")?, end: ip_attr(d, "end")?, lease_secs: 3600 };
                     for l in elements(d)? {
                         if name(l) != "lease" {
                             return Err(unsupported(l));
@@ -80,14 +90,21 @@ fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
                         check_attrs(l, &["expiry", "unit"])?;
                         empty(l)?;
                         let (e, off) = required_attr(l, "expiry")?;
-                        let n: u32 = e.parse().map_err(|_| attr_value_err(l, "expiry", off, e, "a number"))?;
+                        let n: u32 =
+                            e.parse().map_err(|_| attr_value_err(l, "expiry", off, e, "a number"))?;
                         let scale = match attr(l, "unit").map(|u| u.0) {
                             None | Some("minutes") => 60,
                             Some("seconds") => 1,
                             Some("hours") => 3600,
                             Some(u) => {
                                 let off = attr(l, "unit").map_or(0, |a| a.1);
-                                return Err(attr_value_err(l, "unit", off, u, "'seconds', 'minutes' or 'hours'"));
+                                return Err(attr_value_err(
+                                    l,
+                                    "unit",
+                                    off,
+                                    u,
+                                    "'seconds', 'minutes' or 'hours'",
+                                ));
                             }
                         };
                         range.lease_secs = n.saturating_mul(scale);
@@ -98,7 +115,9 @@ fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
                     check_attrs(d, &["mac", "ip", "name"])?;
                     empty(d)?;
                     let (m, off) = required_attr(d, "mac")?;
-                    let mac: MacAddr = m.parse().map_err(|e: crate::ValueError| attr_value_err(d, "mac", off, m, &e.to_string()))?;
+                    let mac: MacAddr = m
+                        .parse()
+                        .map_err(|e: crate::ValueError| attr_value_err(d, "mac", off, m, &e.to_string()))?;
                     let host_name = attr(d, "name").map(|n| n.0.to_string());
                     def.hosts.push(DhcpHost { mac, ip: ip_attr(d, "ip")?, name: host_name });
                 }
@@ -119,7 +138,10 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
     })?;
     let root = doc.root_element();
     if name(root) != "network" || root.tag_name().namespace().is_some() {
-        return Err(err(root, XmlErrorKind::Element { element: name(root).into(), parent: "document".into() }));
+        return Err(err(
+            root,
+            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
+        ));
     }
     check_attrs(root, &[])?;
     let mut def = NetDef {
@@ -194,7 +216,10 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
         return Err(missing(root, "a <name>"));
     }
     if forward_seen.is_none() {
-        return Err(missing(root, "<forward mode='nat'/> or <forward mode='route'/> (isolated networks are not supported)"));
+        return Err(missing(
+            root,
+            "<forward mode='nat'/> or <forward mode='route'/> (isolated networks are not supported)",
+        ));
     }
     if ip_seen.is_none() {
         return Err(missing(root, "an <ip address=… prefix=…> element"));
@@ -231,7 +256,10 @@ mod tests {
         assert!(n.nat && n.dns);
         assert_eq!(n.uplink.as_deref(), Some("eth0"));
         let r = n.dhcp.as_ref().unwrap();
-        assert_eq!((r.start.to_string(), r.end.to_string(), r.lease_secs), ("192.168.122.2".into(), "192.168.122.254".into(), 7200));
+        assert_eq!(
+            (r.start.to_string(), r.end.to_string(), r.lease_secs),
+            ("192.168.122.2".into(), "192.168.122.254".into(), 7200)
+        );
         assert_eq!(n.hosts[0].name.as_deref(), Some("web"));
         assert!(super::super::check_network(&n).is_empty());
     }

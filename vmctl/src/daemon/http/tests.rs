@@ -396,7 +396,8 @@ async fn volume_lifecycle_with_clones_and_users() {
     assert_eq!(call(d, Method::POST, &format!("{vols}/x/fly"), None, "{}").await.0, StatusCode::NOT_FOUND);
 }
 
-const NET: &str = r#"{"name": "lan", "ipv4": "10.77.0.1/24", "dhcp": {"start": "10.77.0.100", "end": "10.77.0.199"}}"#;
+const NET: &str =
+    r#"{"name": "lan", "ipv4": "10.77.0.1/24", "dhcp": {"start": "10.77.0.100", "end": "10.77.0.199"}}"#;
 
 #[tokio::test]
 async fn networks_are_defined_listed_and_undefined() {
@@ -404,7 +405,11 @@ async fn networks_are_defined_listed_and_undefined() {
     let (s, body) = call(&e.daemon, Method::POST, "/v1/networks", None, NET).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let info: crate::api::NetInfo = serde_json::from_str(&body).unwrap();
-    assert!(info.bridge.starts_with("vmbr") && !info.active && info.dhcp.as_deref() == Some("10.77.0.100-10.77.0.199"));
+    assert!(
+        info.bridge.starts_with("vmbr")
+            && !info.active
+            && info.dhcp.as_deref() == Some("10.77.0.100-10.77.0.199")
+    );
     assert!(e.daemon.store().root().join("networks/lan.json").is_file());
     // XML, a second network on another subnet.
     let xml = "<network><name>r</name><forward mode='route'/><ip address='10.78.0.1' prefix='24'/></network>";
@@ -429,15 +434,22 @@ async fn networks_are_defined_listed_and_undefined() {
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(error_of(&body).contains("interfaces[0].source.network: network lan is not started"), "{body}");
     // Not started: stop is a conflict; leases are empty; autostart toggles.
-    assert_eq!(call(&e.daemon, Method::POST, "/v1/networks/lan/stop", None, "").await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        call(&e.daemon, Method::POST, "/v1/networks/lan/stop", None, "").await.0,
+        StatusCode::CONFLICT
+    );
     let (s, body) = call(&e.daemon, Method::GET, "/v1/networks/lan/leases", None, "").await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, "[]"));
-    let (s, body) = call(&e.daemon, Method::POST, "/v1/networks/lan/autostart", None, r#"{"autostart": true}"#).await;
+    let (s, body) =
+        call(&e.daemon, Method::POST, "/v1/networks/lan/autostart", None, r#"{"autostart": true}"#).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(serde_json::from_str::<crate::api::NetInfo>(&body).unwrap().autostart);
     let (s, _) = call(&e.daemon, Method::POST, "/v1/networks/lan/autostart", None, "yes").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(call(&e.daemon, Method::POST, "/v1/networks/lan/fly", None, "").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&e.daemon, Method::POST, "/v1/networks/lan/fly", None, "").await.0,
+        StatusCode::NOT_FOUND
+    );
     // Undefine.
     assert_eq!(call(&e.daemon, Method::DELETE, "/v1/networks/r", None, "").await.0, StatusCode::NO_CONTENT);
     assert_eq!(call(&e.daemon, Method::GET, "/v1/networks/r", None, "").await.0, StatusCode::NOT_FOUND);
@@ -449,9 +461,21 @@ async fn network_errors_name_the_field() {
     let e = env();
     assert_eq!(call(&e.daemon, Method::POST, "/v1/networks", None, NET).await.0, StatusCode::CREATED);
     let cases = [
-        (r#"{"name": "b", "ipv4": "10.77.0.200/25"}"#, StatusCode::CONFLICT, "ipv4: 10.77.0.128/25 overlaps 10.77.0.0/24 of network lan"),
-        (r#"{"name": "b", "bridge": "vmbr-much-too-long", "ipv4": "10.9.0.1/24"}"#, StatusCode::BAD_REQUEST, "bridge:"),
-        (r#"{"name": "b", "ipv4": "10.9.0.1/24", "dhcp": {"start": "10.9.1.1", "end": "10.9.0.9"}}"#, StatusCode::BAD_REQUEST, "dhcp.start:"),
+        (
+            r#"{"name": "b", "ipv4": "10.77.0.200/25"}"#,
+            StatusCode::CONFLICT,
+            "ipv4: 10.77.0.128/25 overlaps 10.77.0.0/24 of network lan",
+        ),
+        (
+            r#"{"name": "b", "bridge": "vmbr-much-too-long", "ipv4": "10.9.0.1/24"}"#,
+            StatusCode::BAD_REQUEST,
+            "bridge:",
+        ),
+        (
+            r#"{"name": "b", "ipv4": "10.9.0.1/24", "dhcp": {"start": "10.9.1.1", "end": "10.9.0.9"}}"#,
+            StatusCode::BAD_REQUEST,
+            "dhcp.start:",
+        ),
         (r#"{"name": "b", "ipv4": "10.9.0.1"}"#, StatusCode::BAD_REQUEST, "ipv4"),
         (r#"{"name": "b/c", "ipv4": "10.9.0.1/24"}"#, StatusCode::BAD_REQUEST, "name:"),
     ];
@@ -460,7 +484,14 @@ async fn network_errors_name_the_field() {
         assert_eq!(s, status, "{body}: {answer}");
         assert!(error_of(&answer).contains(want), "{body}: {answer}");
     }
-    let (s, body) = call(&e.daemon, Method::POST, "/v1/networks", Some("application/xml"), "<network><name>x</name></network>").await;
+    let (s, body) = call(
+        &e.daemon,
+        Method::POST,
+        "/v1/networks",
+        Some("application/xml"),
+        "<network><name>x</name></network>",
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&body).contains("line 1"), "{body}");
     // A virtio NIC is refused at start, naming the field.

@@ -30,8 +30,18 @@ fn forwards_resolve_vm_names_through_hosts() {
     assert_eq!(
         f,
         [
-            Forward { proto: Proto::Tcp, host_port: 8080, guest_ip: "10.77.0.10".parse().unwrap(), guest_port: 80 },
-            Forward { proto: Proto::Udp, host_port: 5353, guest_ip: "10.77.0.11".parse().unwrap(), guest_port: 5353 },
+            Forward {
+                proto: Proto::Tcp,
+                host_port: 8080,
+                guest_ip: "10.77.0.10".parse().unwrap(),
+                guest_port: 80
+            },
+            Forward {
+                proto: Proto::Udp,
+                host_port: 5353,
+                guest_ip: "10.77.0.11".parse().unwrap(),
+                guest_port: 5353
+            },
         ]
     );
     let e = resolve_forwards(&lan(), &[]).unwrap_err();
@@ -83,13 +93,19 @@ fn nft_ruleset_uplink_and_routed() {
     n.forwards.clear();
     n.uplink = Some("eth0".into());
     let r = nft_ruleset(&n, &[]);
-    assert!(r.contains("    oifname \"eth0\" ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade\n"), "{r}");
+    assert!(
+        r.contains("    oifname \"eth0\" ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade\n"),
+        "{r}"
+    );
     assert!(!r.contains("dnat to") && !r.contains("ct status dnat masquerade"), "{r}");
     n.uplink = None;
     n.nat = false;
     let r = nft_ruleset(&n, &[]);
     assert!(!r.contains("masquerade"), "{r}");
-    assert!(r.contains("oifname \"vmbr0\" ip daddr 10.77.0.0/24 accept\n    iifname \"vmbr0\" reject"), "{r}");
+    assert!(
+        r.contains("oifname \"vmbr0\" ip daddr 10.77.0.0/24 accept\n    iifname \"vmbr0\" reject"),
+        "{r}"
+    );
     assert!(!r.contains("oifname \"vmbr0\" reject"), "{r}");
 }
 
@@ -159,5 +175,14 @@ fn leases_parse() {
     assert_eq!(l.len(), 2);
     assert_eq!(l[0].hostname.as_deref(), Some("guest1"));
     assert_eq!(l[0].ip, "10.77.0.150");
-    assert_eq!(l[1], Lease { expiry: 0, mac: "52:54:00:00:00:01".into(), ip: "10.77.0.10".into(), hostname: None, client_id: None });
+    assert_eq!(
+        l[1],
+        Lease {
+            expiry: 0,
+            mac: "52:54:00:00:00:01".into(),
+            ip: "10.77.0.10".into(),
+            hostname: None,
+            client_id: None
+        }
+    );
 }
