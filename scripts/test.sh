@@ -11,6 +11,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
 
+# The network tests (vmctl/tests/net_*.rs) build bridges, nftables tables and dnsmasq inside
+# network namespaces of their own; they need these tools and root, and skip without them.
+if [[ $(id -u) == 0 ]]; then
+    # shellcheck source=tests/testhost/lib.sh
+    source tests/testhost/lib.sh
+    ensure_pkgs ip:iproute2 nft:nftables dnsmasq:dnsmasq-base busybox:busybox
+else
+    echo "== not root: the network namespace tests will be skipped" >&2
+fi
+
 echo "== unit tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast

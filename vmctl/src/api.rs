@@ -2,7 +2,7 @@
 //! Wire types of the `vmctld` HTTP API (`/v1`), shared by the daemon and `vmctl`.
 //!
 //! Every error is a JSON body [`ErrorBody`] with an HTTP status: 400 bad input, 404 no such
-//! VM, pool or volume, 409 the VM is in the wrong state, the definition conflicts with
+//! VM, pool, volume or network, 409 the VM is in the wrong state, the definition conflicts with
 //! another, or the volume is in use or a template, 500 the host failed. `vmctl` maps them to its exit codes (see [`exit_code_for_status`]).
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,42 @@ pub struct ResizeVolume {
 pub struct CloneVolume {
     /// Name of the new overlay volume.
     pub name: String,
+}
+
+/// One network in `GET /v1/networks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInfo {
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Started: its bridge, nftables table and dnsmasq exist.
+    pub active: bool,
+    /// Started when the daemon starts.
+    pub autostart: bool,
+    /// The host bridge.
+    pub bridge: String,
+    /// The host's address and prefix on the bridge, e.g. `10.77.0.1/24`.
+    pub ipv4: String,
+    /// Masquerade to the uplink.
+    pub nat: bool,
+    /// The dynamic DHCP range as `start-end`, if any.
+    pub dhcp: Option<String>,
+    /// Number of port forwards.
+    pub forwards: usize,
+    /// dnsmasq's pid while active.
+    pub dnsmasq_pid: Option<u32>,
+    /// VMs whose definitions have an interface on it.
+    pub used_by: Vec<String>,
+}
+
+/// `GET /v1/networks/{name}`: the state and the stored definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetDetail {
+    /// State.
+    pub info: NetInfo,
+    /// The definition as stored.
+    pub definition: vmdef::network::NetDef,
 }
 
 /// The body of every error response.

@@ -3,14 +3,19 @@
 //!
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
-//! virtio disks, network interfaces, host PCI devices, VNC, an empty CD-ROM drive, more than
-//! one CD-ROM, more than three IDE disks, disks on a direct-boot machine, and turning ACPI or
-//! the APIC off.
+//! virtio disks, virtio-net interfaces, host PCI devices, VNC, an empty CD-ROM drive, more
+//! than one CD-ROM, more than three IDE disks, disks on a direct-boot machine without
+//! interfaces, and turning ACPI or the APIC off.
+//!
+//! Network interfaces are e1000 NICs on the taps the daemon made (`--nic tap=..,mac=..`),
+//! which exist only on the PC machine (the direct machine has no PCI bus): a direct kernel
+//! boot with interfaces becomes `--machine pc --kernel K [--initramfs I] [--cmdline C]`,
+//! the PC machine booting the kernel through fw_cfg.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, Os, Video};
+use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, NicModel, Os, Video};
 use vmdef::VmDef;
 
 /// Most IDE hard disks `vmm` attaches (the CD-ROM takes the fourth position).
@@ -45,9 +50,16 @@ fn path_arg(flag: &str, p: &Path) -> [OsString; 2] {
     [OsString::from(flag), p.as_os_str().to_owned()]
 }
 
-/// The arguments (without the program name) that run `def` with `paths`.
-pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsupported> {
+/// The arguments (without the program name) that run `def` with `paths`; `taps` are the
+/// host taps of its interfaces, in order.
+pub fn vmm_args(def: &VmDef, paths: &RunPaths, taps: &[String]) -> Result<Vec<OsString>, Unsupported> {
     check_unsupported(def)?;
+    if taps.len() != def.interfaces.len() {
+        return Err(unsupported(
+            "interfaces",
+            format!("{} interfaces but {} taps were made for them", def.interfaces.len(), taps.len()),
+        ));
+    }
     let mut args: Vec<OsString> = vec![
         "--memory".into(),
         format!("{}M", def.memory_mib).into(),
@@ -55,6 +67,12 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsuppor
         def.vcpus.to_string().into(),
     ];
     match &def.os {
+        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() => {
+            args.extend(["--machine".into(), "pc".into()]);
+            kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
+            pc_args(def, &mut args)?;
+            vga_arg(def, &mut args);
+        }
         Os::Direct { kernel, initrd, cmdline } => {
             if let Some(i) = def.disks.iter().position(|d| d.bus == DiskBus::Ide) {
                 return Err(unsupported(
@@ -63,13 +81,7 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsuppor
                 ));
             }
             args.extend(["--machine".into(), "direct".into()]);
-            args.extend(path_arg("--kernel", kernel));
-            if let Some(i) = initrd {
-                args.extend(path_arg("--initramfs", i));
-            }
-            if let Some(c) = cmdline {
-                args.extend(["--cmdline".into(), c.into()]);
-            }
+            kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
         }
         Os::Pc { boot } => {
             args.extend(["--machine".into(), "pc".into()]);
@@ -85,12 +97,11 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsuppor
             if !order.is_empty() {
                 args.extend(["--boot".into(), order.join(",").into()]);
             }
-            let vga = match def.graphics.video {
-                Video::Vga => "std",
-                Video::None => "none",
-            };
-            args.extend(["--vga".into(), vga.into()]);
+            vga_arg(def, &mut args);
         }
+    }
+    for (nic, tap) in def.interfaces.iter().zip(taps) {
+        args.extend(["--nic".into(), format!("tap={tap},mac={}", nic.mac).into()]);
     }
     let mut serial = OsString::from("unix:");
     match &def.serial {
@@ -106,6 +117,24 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths) -> Result<Vec<OsString>, Unsuppor
         args.push("--no-reboot".into());
     }
     Ok(args)
+}
+
+fn kernel_args(args: &mut Vec<OsString>, kernel: &Path, initrd: Option<&Path>, cmdline: Option<&str>) {
+    args.extend(path_arg("--kernel", kernel));
+    if let Some(i) = initrd {
+        args.extend(path_arg("--initramfs", i));
+    }
+    if let Some(c) = cmdline {
+        args.extend(["--cmdline".into(), c.into()]);
+    }
+}
+
+fn vga_arg(def: &VmDef, args: &mut Vec<OsString>) {
+    let vga = match def.graphics.video {
+        Video::Vga => "std",
+        Video::None => "none",
+    };
+    args.extend(["--vga".into(), vga.into()]);
 }
 
 /// IDE disks in target order, then the CD-ROM.
@@ -158,10 +187,10 @@ fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
             "virtio disks are not supported by vmm yet; use bus \"ide\"",
         ));
     }
-    if let Some(n) = def.interfaces.first() {
+    if let Some((i, n)) = def.interfaces.iter().enumerate().find(|(_, n)| n.model != NicModel::E1000) {
         return Err(unsupported(
-            format!("interfaces[0] ({})", n.mac),
-            "network interfaces are not supported by vmm yet; remove the interface",
+            format!("interfaces[{i}] ({})", n.mac),
+            "virtio-net is not supported by vmm yet; use model \"e1000\"",
         ));
     }
     if let Some(h) = def.hostdevs.first() {
@@ -226,7 +255,7 @@ mod tests {
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
         def.disks.push(disk("/i/x.iso", DiskBus::Ide, DiskDevice::Cdrom, "hdc"));
         def.graphics.video = Video::Vga;
-        let args = strings(&vmm_args(&def, &paths()).unwrap());
+        let args = strings(&vmm_args(&def, &paths(), &[]).unwrap());
         assert_eq!(
             args.join(" "),
             "--memory 512M --cpus 2 --machine pc --disk /i/a.img,format=raw \
@@ -245,7 +274,7 @@ mod tests {
         };
         def.on_reboot = LifecycleAction::Destroy;
         def.serial = None;
-        let args = strings(&vmm_args(&def, &paths()).unwrap());
+        let args = strings(&vmm_args(&def, &paths(), &[]).unwrap());
         assert_eq!(
             args,
             [
@@ -272,6 +301,52 @@ mod tests {
         );
     }
 
+    fn nic(net: &str, mac: &str) -> Interface {
+        Interface {
+            source: NetSource::Network(net.into()),
+            model: NicModel::E1000,
+            mac: mac.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn nics_on_a_pc_machine() {
+        let mut def = VmDef::new("a".parse().unwrap(), 512, 1);
+        def.os = Os::Pc { boot: vec![BootDevice::Network] };
+        def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
+        def.interfaces.push(nic("wan", "52:54:00:00:00:02"));
+        let taps = ["vt-a-0".to_string(), "vt-a-1".to_string()];
+        let args = strings(&vmm_args(&def, &paths(), &taps).unwrap()).join(" ");
+        assert!(
+            args.contains(
+                "--boot net --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01 --nic tap=vt-a-1,mac=52:54:00:00:00:02 --serial"
+            ),
+            "{args}"
+        );
+        let e = vmm_args(&def, &paths(), &taps[..1]).unwrap_err();
+        assert_eq!(e.device, "interfaces");
+    }
+
+    #[test]
+    fn a_kernel_with_nics_boots_on_the_pc_machine() {
+        let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
+        def.os = Os::Direct {
+            kernel: "/k/vmlinuz".into(),
+            initrd: Some("/k/initrd".into()),
+            cmdline: Some("console=ttyS0".into()),
+        };
+        def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
+        def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
+        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()]).unwrap()).join(" ");
+        assert!(
+            args.starts_with(
+                "--memory 256M --cpus 1 --machine pc --kernel /k/vmlinuz --initramfs /k/initrd \
+                 --cmdline console=ttyS0 --disk /i/a.img,format=raw --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01"
+            ),
+            "{args}"
+        );
+    }
+
     #[test]
     fn unsupported_devices_are_named() {
         let base = VmDef::new("a".parse().unwrap(), 256, 1);
@@ -285,7 +360,7 @@ mod tests {
                 Box::new(|d| {
                     d.interfaces.push(Interface {
                         source: NetSource::Bridge("br0".into()),
-                        model: NicModel::E1000,
+                        model: NicModel::Virtio,
                         mac: "52:54:00:00:00:01".parse().unwrap(),
                     })
                 }),
@@ -334,7 +409,7 @@ mod tests {
         for (change, device) in cases {
             let mut def = base.clone();
             change(&mut def);
-            let e = vmm_args(&def, &paths()).unwrap_err();
+            let e = vmm_args(&def, &paths(), &[]).unwrap_err();
             assert_eq!(e.device, device, "{e}");
         }
     }

@@ -8,6 +8,7 @@
 //! - [`argv`]: a definition as `vmm` arguments; [`process`]: VM processes and their control
 //!   socket; [`console`]: the console multiplexer.
 //! - [`pool`]: directory storage pools and their volumes.
+//! - [`net`]: managed networks: their store and the host's bridge, nftables and dnsmasq.
 //! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
 //!
 //! See `docs/vmctl.md`.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod console;
 pub mod daemon;
+pub mod net;
 pub mod pool;
 pub mod process;
 pub mod server;

@@ -4,11 +4,13 @@
 //! - [`model`]: the native definition ([`VmDef`]), parsed from and written as JSON.
 //! - [`xml`]: import and export of the libvirt domain XML subset the model expresses.
 //! - [`validate`]: the checks `define` runs against the host and the other definitions.
+//! - [`network`]: managed network definitions (`vmctl net`).
 //! - [`store`]: the state directory, every write atomic.
 //!
 //! Nothing here touches KVM or starts processes.
 
 pub mod model;
+pub mod network;
 pub mod store;
 pub mod validate;
 pub mod xml;

@@ -612,6 +612,20 @@ pub struct JsonError {
     pub message: String,
 }
 
+/// Parses JSON into `T`, reporting the field path, line and column of an error.
+pub(crate) fn from_json_with_path<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsonError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let full = inner.to_string();
+        // serde_json appends " at line L column C"; we report those separately.
+        let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+        JsonError { line: inner.line(), column: inner.column(), path, message }
+    })
+}
+
 fn field_prefix(path: &str) -> String {
     if path.is_empty() || path == "." {
         String::new()
@@ -646,16 +660,7 @@ impl VmDef {
     /// Parses a JSON definition, fills generated values (UUID, MACs, disk targets) and
     /// reports the first error with its line, column and field path.
     pub fn from_json(text: &str) -> Result<VmDef, JsonError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let mut def: VmDef = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let full = inner.to_string();
-            // serde_json appends " at line L column C"; we report those separately.
-            let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
-            JsonError { line: inner.line(), column: inner.column(), path, message }
-        })?;
+        let mut def: VmDef = from_json_with_path(text)?;
         def.assign_disk_targets();
         Ok(def)
     }

@@ -119,6 +119,19 @@ pub struct RuntimeState {
     /// Why the process last stopped (exit status, signal, guest crash), if known.
     #[serde(default)]
     pub exit_reason: Option<String>,
+    /// The tap interfaces the daemon made for this run, removed when the process ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taps: Vec<TapState>,
+}
+
+/// A host tap interface made for one NIC of a running VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapState {
+    /// The tap's name.
+    pub tap: String,
+    /// The bridge it is a port of.
+    pub bridge: String,
 }
 
 impl RuntimeState {
@@ -130,6 +143,7 @@ impl RuntimeState {
             pid_start_ticks: None,
             control_socket: None,
             exit_reason: None,
+            taps: Vec::new(),
         }
     }
 }

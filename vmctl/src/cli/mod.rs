@@ -5,6 +5,7 @@
 //! volume), 4 conflict or wrong state (including a volume in use or a template).
 
 mod console;
+mod net;
 mod output;
 mod storage;
 mod verbs;
@@ -27,7 +28,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/rvmm";
     version,
     about = "Manage virtual machines through vmctld",
     after_help = "Exit status: 0 ok, 1 error (daemon unreachable, host failure), 2 bad input, \
-                  3 no such VM, pool or volume, 4 conflict or wrong state (a volume in use or a template)."
+                  3 no such VM, pool, volume or network, 4 conflict or wrong state (a volume in use or a template, a network in use or not started)."
 )]
 pub struct Cli {
     /// The daemon's socket [default: <state-dir>/vmctld.sock].
@@ -146,6 +147,12 @@ pub enum Verb {
         #[command(subcommand)]
         cmd: PoolCmd,
     },
+    /// Managed networks: a bridge with NAT, DHCP and DNS, and port forwards.
+    Net {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: NetCmd,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -241,6 +248,57 @@ pub enum PoolCmd {
     /// Remove a pool's definition; its directory and volumes stay.
     Undefine {
         /// Pool name.
+        name: String,
+    },
+}
+
+/// `vmctl net` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum NetCmd {
+    /// List networks.
+    List,
+    /// Define a network from a file (.xml: libvirt network XML; otherwise JSON), or replace
+    /// the stopped network with the same name and UUID.
+    Define {
+        /// The definition; `-` reads JSON from stdin.
+        file: PathBuf,
+    },
+    /// Remove a stopped network's definition.
+    Undefine {
+        /// Network name.
+        name: String,
+    },
+    /// Build the network on the host: bridge, address, nftables table, dnsmasq.
+    Start {
+        /// Network name.
+        name: String,
+    },
+    /// Remove the network from the host (not while running VMs use it).
+    Stop {
+        /// Network name.
+        name: String,
+    },
+    /// Start the network when the daemon starts (or not, with --disable).
+    Autostart {
+        /// Network name.
+        name: String,
+        /// Do not start it with the daemon.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Show a network's settings and state.
+    Info {
+        /// Network name.
+        name: String,
+    },
+    /// Print the definition as JSON.
+    Dumpjson {
+        /// Network name.
+        name: String,
+    },
+    /// List the DHCP leases dnsmasq gave out.
+    Leases {
+        /// Network name.
         name: String,
     },
 }
@@ -389,6 +447,19 @@ mod tests {
             parse(&["pool", "define", "fast", "/srv"]).unwrap().verb,
             Verb::Pool { cmd: PoolCmd::Define { name: "fast".into(), path: "/srv".into() } }
         );
+        assert_eq!(
+            parse(&["net", "autostart", "lan", "--disable"]).unwrap().verb,
+            Verb::Net { cmd: NetCmd::Autostart { name: "lan".into(), disable: true } }
+        );
+        assert_eq!(
+            parse(&["net", "define", "lan.xml"]).unwrap().verb,
+            Verb::Net { cmd: NetCmd::Define { file: "lan.xml".into() } }
+        );
+        assert_eq!(
+            parse(&["net", "leases", "lan"]).unwrap().verb,
+            Verb::Net { cmd: NetCmd::Leases { name: "lan".into() } }
+        );
+        assert!(parse(&["net", "start"]).is_err());
         assert!(parse(&["vol", "create", "a", "1G", "--format", "vmdk"]).is_err());
         assert!(parse(&["vol", "resize", "a"]).is_err());
     }

@@ -25,7 +25,7 @@ pub fn content_type_for(path: &Path, text: &str) -> &'static str {
     }
 }
 
-fn read_definition(file: &Path) -> Result<String, Failure> {
+pub(super) fn read_definition(file: &Path) -> Result<String, Failure> {
     if file == Path::new("-") {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map_err(|e| Failure::bad_input(format!("stdin: {e}")))?;
@@ -114,6 +114,7 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
         Verb::Events => follow_events(client, json).await?,
         Verb::Vol { cmd } => super::storage::vol(client, cmd, json).await?,
         Verb::Pool { cmd } => super::storage::pool(client, cmd, json).await?,
+        Verb::Net { cmd } => super::net::net(client, cmd, json).await?,
         Verb::Completions { .. } | Verb::Man => {}
     }
     Ok(())

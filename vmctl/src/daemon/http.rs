@@ -51,6 +51,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/pools/{pool}/volumes/{name}"),
     ("post", "/v1/pools/{pool}/volumes/{name}/resize"),
     ("post", "/v1/pools/{pool}/volumes/{name}/clone"),
+    ("get", "/v1/networks"),
+    ("post", "/v1/networks"),
+    ("get", "/v1/networks/{name}"),
+    ("delete", "/v1/networks/{name}"),
+    ("get", "/v1/networks/{name}/leases"),
+    ("post", "/v1/networks/{name}/start"),
+    ("post", "/v1/networks/{name}/stop"),
+    ("post", "/v1/networks/{name}/autostart"),
 ];
 
 /// Largest definition body accepted.
@@ -87,6 +95,10 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pools/{pool}/volumes", get(volumes::list).post(volumes::create))
         .route("/v1/pools/{pool}/volumes/{name}", get(volumes::get_one).delete(volumes::delete_one))
         .route("/v1/pools/{pool}/volumes/{name}/{action}", post(volumes::action))
+        .route("/v1/networks", get(networks::list).post(networks::define))
+        .route("/v1/networks/{name}", get(networks::get_one).delete(networks::undefine))
+        .route("/v1/networks/{name}/leases", get(networks::leases))
+        .route("/v1/networks/{name}/{action}", post(networks::action))
         .fallback(|| async { DaemonError::NotFound("that path; see /openapi.json".into()) })
         .with_state(d)
 }
@@ -278,6 +290,7 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
         .map_err(|e| DaemonError::Internal(e.to_string()))
 }
 
+pub mod networks;
 mod volumes;
 
 #[cfg(test)]

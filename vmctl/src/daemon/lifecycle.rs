@@ -82,8 +82,12 @@ impl Daemon {
         };
         self.check_templates(&def)?;
         let paths = self.run_paths(name);
-        let mut args = crate::argv::vmm_args(&def, &paths)
+        let planned = self.plan_taps(&def)?;
+        let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();
+        let mut args = crate::argv::vmm_args(&def, &paths, &tap_names)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
+        // Removed again if the start fails.
+        let taps = self.make_taps(planned).await?;
         args.extend(self.cfg.extra_vmm_args.iter().cloned());
         for stale in [&paths.control, &paths.serial, &paths.exit_status] {
             let _ = std::fs::remove_file(stale);
@@ -130,6 +134,7 @@ impl Daemon {
             pid_start_ticks: ticks,
             control_socket: Some(paths.control.clone()),
             exit_reason: None,
+            taps: taps.keep(),
         };
         self.save_runtime_logged(name, &rt);
         let console = self.attach_console(&def, &paths.serial, false);
@@ -166,15 +171,16 @@ impl Daemon {
             (None, None) => (None, "the vmm process ended without an exit status".to_string()),
         };
         let kind = exit_kind(code);
-        let (intent, def, console) = {
+        let (intent, def, console, taps) = {
             let mut t = self.table();
             let Some(s) = t.get_mut(name) else { return };
             if s.rt.pid != Some(pid) {
                 return; // A stale monitor of an earlier process.
             }
             let intent = std::mem::replace(&mut s.intent, Intent::None);
-            (intent, s.def.clone(), s.console.take())
+            (intent, s.def.clone(), s.console.take(), std::mem::take(&mut s.rt.taps))
         };
+        self.remove_taps(taps).await;
         if let Some(c) = console {
             c.close();
         }

@@ -13,10 +13,12 @@
 //! `run/<name>.exit` (the VMM's exit status), `logs/<name>.log` (console output, unless the
 //! definition names a log) and `logs/<name>.vmm.log` (the VMM's own stderr).
 //!
-//! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`].
+//! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`]; managed
+//! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
 pub mod http;
 pub mod lifecycle;
+pub mod networks;
 pub mod storage;
 
 use std::collections::HashMap;
@@ -170,6 +172,12 @@ pub struct Daemon {
     define_lock: tokio::sync::Mutex<()>,
     /// Serialises changes to pools and volumes.
     storage_lock: tokio::sync::Mutex<()>,
+    /// Network definitions and runtime files.
+    pub(crate) nets: crate::net::NetStore,
+    /// The networks by name.
+    pub(crate) networks: Mutex<HashMap<String, networks::NetSlot>>,
+    /// Serialises changes to networks.
+    pub(crate) net_lock: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Event>,
 }
 
@@ -194,6 +202,15 @@ impl Daemon {
         for p in pools.remove_temp_files() {
             tracing::warn!("removed {} left by an interrupted volume creation", p.display());
         }
+        let nets = crate::net::NetStore::open(&cfg.state_dir)?;
+        let (net_defs, net_problems) = nets.list()?;
+        for p in net_problems {
+            tracing::warn!("{p}");
+        }
+        let networks = net_defs
+            .into_iter()
+            .map(|def| (def.name.clone(), networks::NetSlot { def, active: false, dnsmasq_pid: None }))
+            .collect();
         let listing = store.list_defs()?;
         for p in &listing.problems {
             tracing::warn!("skipping {}: {:?}", p.path.display(), p.kind);
@@ -217,6 +234,9 @@ impl Daemon {
             ops: Mutex::new(HashMap::new()),
             define_lock: tokio::sync::Mutex::new(()),
             storage_lock: tokio::sync::Mutex::new(()),
+            nets,
+            networks: Mutex::new(networks),
+            net_lock: tokio::sync::Mutex::new(()),
             events: broadcast::channel(256).0,
         }))
     }
@@ -348,9 +368,12 @@ impl Daemon {
             .ok_or_else(|| DaemonError::Conflict(format!("{name} is not running, or has no serial console")))
     }
 
-    /// After a daemon start: re-adopts VMs whose process still runs, records the exit of
-    /// those that died meanwhile, then starts the autostart VMs that are not running.
+    /// After a daemon start: adopts or rebuilds the started networks and autostarts the
+    /// others ([`Daemon::recover_networks`]); re-adopts VMs whose process still runs, records
+    /// the exit of those that died meanwhile (removing their taps), then starts the autostart
+    /// VMs that are not running.
     pub async fn recover(self: &Arc<Self>) {
+        self.recover_networks().await;
         let names: Vec<VmName> = self.table().keys().cloned().collect();
         for name in &names {
             self.recover_one(name).await;
@@ -378,6 +401,7 @@ impl Daemon {
         let alive = rt.pid.is_some_and(|pid| crate::process::is_alive(pid, rt.pid_start_ticks));
         let (Some(pid), true) = (rt.pid, alive) else {
             let (state, reason) = classify_absent_exit(&paths.exit_status);
+            self.remove_taps(rt.taps.clone()).await;
             let mut rt = RuntimeState::shutoff();
             rt.state = state;
             rt.exit_reason = Some(reason.clone());

@@ -110,6 +110,7 @@ fn runtime_state_round_trip() {
         pid_start_ticks: Some(123456),
         control_socket: Some(s.control_socket_path(&n)),
         exit_reason: None,
+        taps: vec![TapState { tap: "vt-a-0".into(), bridge: "vmbr0".into() }],
     };
     s.save_runtime(&n, &st).unwrap();
     let mut crashed = RuntimeState::shutoff();

@@ -41,7 +41,7 @@
 //!
 //! Comments are allowed anywhere; text only where a value is expected.
 
-mod read;
+pub(crate) mod read;
 mod write;
 
 #[cfg(test)]

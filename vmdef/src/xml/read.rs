@@ -14,20 +14,20 @@ use crate::model::{
 
 type Result<T> = std::result::Result<T, XmlError>;
 
-fn at(doc: &Document, offset: usize, kind: XmlErrorKind) -> XmlError {
+pub(crate) fn at(doc: &Document, offset: usize, kind: XmlErrorKind) -> XmlError {
     let p = doc.text_pos_at(offset);
     XmlError { line: p.row, column: p.col, kind }
 }
 
-fn err(node: Node, kind: XmlErrorKind) -> XmlError {
+pub(crate) fn err(node: Node, kind: XmlErrorKind) -> XmlError {
     at(node.document(), node.range().start, kind)
 }
 
-fn name<'a>(node: Node<'a, '_>) -> &'a str {
+pub(crate) fn name<'a>(node: Node<'a, '_>) -> &'a str {
     node.tag_name().name()
 }
 
-fn value_err(node: Node, what: &str, value: &str, expected: &str) -> XmlError {
+pub(crate) fn value_err(node: Node, what: &str, value: &str, expected: &str) -> XmlError {
     err(
         node,
         XmlErrorKind::Value {
@@ -39,7 +39,7 @@ fn value_err(node: Node, what: &str, value: &str, expected: &str) -> XmlError {
 }
 
 /// Refuses any attribute not in `allowed` (and every namespaced attribute).
-fn check_attrs(node: Node, allowed: &[&str]) -> Result<()> {
+pub(crate) fn check_attrs(node: Node, allowed: &[&str]) -> Result<()> {
     for a in node.attributes() {
         if a.namespace().is_some() || !allowed.contains(&a.name()) {
             return Err(at(
@@ -53,11 +53,11 @@ fn check_attrs(node: Node, allowed: &[&str]) -> Result<()> {
 }
 
 /// An attribute's value and an error builder pointing at it.
-fn attr<'a>(node: Node<'a, '_>, attr: &str) -> Option<(&'a str, usize)> {
+pub(crate) fn attr<'a>(node: Node<'a, '_>, attr: &str) -> Option<(&'a str, usize)> {
     node.attribute_node(attr).map(|a| (a.value(), a.range().start))
 }
 
-fn attr_value_err(node: Node, attr: &str, offset: usize, value: &str, expected: &str) -> XmlError {
+pub(crate) fn attr_value_err(node: Node, attr: &str, offset: usize, value: &str, expected: &str) -> XmlError {
     at(
         node.document(),
         offset,
@@ -69,7 +69,7 @@ fn attr_value_err(node: Node, attr: &str, offset: usize, value: &str, expected: 
     )
 }
 
-fn required_attr<'a>(node: Node<'a, '_>, a: &str) -> Result<(&'a str, usize)> {
+pub(crate) fn required_attr<'a>(node: Node<'a, '_>, a: &str) -> Result<(&'a str, usize)> {
     attr(node, a).ok_or_else(|| {
         err(
             node,
@@ -79,7 +79,7 @@ fn required_attr<'a>(node: Node<'a, '_>, a: &str) -> Result<(&'a str, usize)> {
 }
 
 /// Checks an optional attribute against fixed values; returns the index of the match.
-fn choice(node: Node, a: &str, values: &[&str]) -> Result<Option<usize>> {
+pub(crate) fn choice(node: Node, a: &str, values: &[&str]) -> Result<Option<usize>> {
     let Some((v, off)) = attr(node, a) else { return Ok(None) };
     match values.iter().position(|x| *x == v) {
         Some(i) => Ok(Some(i)),
@@ -90,13 +90,13 @@ fn choice(node: Node, a: &str, values: &[&str]) -> Result<Option<usize>> {
     }
 }
 
-fn required_choice(node: Node, a: &str, values: &[&str]) -> Result<usize> {
+pub(crate) fn required_choice(node: Node, a: &str, values: &[&str]) -> Result<usize> {
     required_attr(node, a)?;
     choice(node, a, values).map(|c| c.unwrap_or(0))
 }
 
 /// The child elements; refuses non-blank text and foreign-namespace elements.
-fn elements<'a, 'i>(node: Node<'a, 'i>) -> Result<Vec<Node<'a, 'i>>> {
+pub(crate) fn elements<'a, 'i>(node: Node<'a, 'i>) -> Result<Vec<Node<'a, 'i>>> {
     let mut out = Vec::new();
     for c in node.children() {
         match c.node_type() {
@@ -124,7 +124,7 @@ fn elements<'a, 'i>(node: Node<'a, 'i>) -> Result<Vec<Node<'a, 'i>>> {
 }
 
 /// An element that must be empty (attributes only).
-fn empty(node: Node) -> Result<()> {
+pub(crate) fn empty(node: Node) -> Result<()> {
     match elements(node)?.first() {
         Some(c) => Err(unsupported(*c)),
         None => Ok(()),
@@ -132,7 +132,7 @@ fn empty(node: Node) -> Result<()> {
 }
 
 /// The text of a value element: no child elements, text as written.
-fn text(node: Node) -> Result<String> {
+pub(crate) fn text(node: Node) -> Result<String> {
     let mut s = String::new();
     for c in node.children() {
         match c.node_type() {
@@ -144,7 +144,7 @@ fn text(node: Node) -> Result<String> {
     Ok(s)
 }
 
-fn unsupported(node: Node) -> XmlError {
+pub(crate) fn unsupported(node: Node) -> XmlError {
     let parent = node.parent_element().map(|p| name(p).to_string()).unwrap_or_default();
     let element = match node.tag_name().namespace() {
         Some(ns) => format!("{} xmlns='{ns}'", name(node)),
@@ -153,16 +153,16 @@ fn unsupported(node: Node) -> XmlError {
     err(node, XmlErrorKind::Element { element, parent })
 }
 
-fn duplicate(node: Node) -> XmlError {
+pub(crate) fn duplicate(node: Node) -> XmlError {
     err(node, XmlErrorKind::Duplicate { element: name(node).to_string() })
 }
 
-fn missing(node: Node, what: &str) -> XmlError {
+pub(crate) fn missing(node: Node, what: &str) -> XmlError {
     err(node, XmlErrorKind::Missing { element: name(node).to_string(), what: what.to_string() })
 }
 
 /// Sets `slot` once; a second occurrence of `node` is an error.
-fn once<T>(slot: &mut Option<T>, node: Node, v: T) -> Result<()> {
+pub(crate) fn once<T>(slot: &mut Option<T>, node: Node, v: T) -> Result<()> {
     if slot.is_some() {
         return Err(duplicate(node));
     }

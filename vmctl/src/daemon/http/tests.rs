@@ -176,11 +176,11 @@ async fn unsupported_devices_fail_start_naming_the_device() {
     let e = env();
     let d = &e.daemon;
     let def = r#"{"name":"n","memory_mib":64,"vcpus":1,
-        "interfaces":[{"source":{"bridge":"br0"},"model":"e1000","mac":"52:54:00:00:00:07"}]}"#;
+        "interfaces":[{"source":{"bridge":"vmctlnobr0"},"model":"e1000","mac":"52:54:00:00:00:07"}]}"#;
     assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
     let (s, body) = call(d, Method::POST, "/v1/vms/n/start", None, "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(error_of(&body).contains("interfaces[0] (52:54:00:00:00:07)"), "{body}");
+    assert!(error_of(&body).contains("interfaces[0].source.bridge: vmctlnobr0 is not a bridge"), "{body}");
 }
 
 #[tokio::test]
@@ -394,4 +394,111 @@ async fn volume_lifecycle_with_clones_and_users() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(call(d, Method::POST, &format!("{vols}/x/fly"), None, "{}").await.0, StatusCode::NOT_FOUND);
+}
+
+const NET: &str =
+    r#"{"name": "lan", "ipv4": "10.77.0.1/24", "dhcp": {"start": "10.77.0.100", "end": "10.77.0.199"}}"#;
+
+#[tokio::test]
+async fn networks_are_defined_listed_and_undefined() {
+    let e = env();
+    let (s, body) = call(&e.daemon, Method::POST, "/v1/networks", None, NET).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let info: crate::api::NetInfo = serde_json::from_str(&body).unwrap();
+    assert!(
+        info.bridge.starts_with("vmbr")
+            && !info.active
+            && info.dhcp.as_deref() == Some("10.77.0.100-10.77.0.199")
+    );
+    assert!(e.daemon.store().root().join("networks/lan.json").is_file());
+    // XML, a second network on another subnet.
+    let xml = "<network><name>r</name><forward mode='route'/><ip address='10.78.0.1' prefix='24'/></network>";
+    let (s, body) = call(&e.daemon, Method::POST, "/v1/networks", Some("application/xml"), xml).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = call(&e.daemon, Method::GET, "/v1/networks", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let list: Vec<crate::api::NetInfo> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["lan", "r"]);
+    assert_ne!(list[0].bridge, list[1].bridge);
+    // Detail, with the VMs using it.
+    let vm = r#"{"name": "web", "memory_mib": 64, "vcpus": 1,
+                 "interfaces": [{"source": {"network": "lan"}, "model": "e1000"}]}"#;
+    assert_eq!(call(&e.daemon, Method::POST, "/v1/vms", None, vm).await.0, StatusCode::CREATED);
+    let (s, body) = call(&e.daemon, Method::GET, "/v1/networks/lan", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let d: crate::api::NetDetail = serde_json::from_str(&body).unwrap();
+    assert_eq!(d.info.used_by, ["web"]);
+    assert_eq!(d.definition.ipv4.to_string(), "10.77.0.1/24");
+    // Starting the VM needs the network started.
+    let (s, body) = call(&e.daemon, Method::POST, "/v1/vms/web/start", None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("interfaces[0].source.network: network lan is not started"), "{body}");
+    // Not started: stop is a conflict; leases are empty; autostart toggles.
+    assert_eq!(
+        call(&e.daemon, Method::POST, "/v1/networks/lan/stop", None, "").await.0,
+        StatusCode::CONFLICT
+    );
+    let (s, body) = call(&e.daemon, Method::GET, "/v1/networks/lan/leases", None, "").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "[]"));
+    let (s, body) =
+        call(&e.daemon, Method::POST, "/v1/networks/lan/autostart", None, r#"{"autostart": true}"#).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(serde_json::from_str::<crate::api::NetInfo>(&body).unwrap().autostart);
+    let (s, _) = call(&e.daemon, Method::POST, "/v1/networks/lan/autostart", None, "yes").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&e.daemon, Method::POST, "/v1/networks/lan/fly", None, "").await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Undefine.
+    assert_eq!(call(&e.daemon, Method::DELETE, "/v1/networks/r", None, "").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&e.daemon, Method::GET, "/v1/networks/r", None, "").await.0, StatusCode::NOT_FOUND);
+    assert!(!e.daemon.store().root().join("networks/r.json").exists());
+}
+
+#[tokio::test]
+async fn network_errors_name_the_field() {
+    let e = env();
+    assert_eq!(call(&e.daemon, Method::POST, "/v1/networks", None, NET).await.0, StatusCode::CREATED);
+    let cases = [
+        (
+            r#"{"name": "b", "ipv4": "10.77.0.200/25"}"#,
+            StatusCode::CONFLICT,
+            "ipv4: 10.77.0.128/25 overlaps 10.77.0.0/24 of network lan",
+        ),
+        (
+            r#"{"name": "b", "bridge": "vmbr-much-too-long", "ipv4": "10.9.0.1/24"}"#,
+            StatusCode::BAD_REQUEST,
+            "bridge:",
+        ),
+        (
+            r#"{"name": "b", "ipv4": "10.9.0.1/24", "dhcp": {"start": "10.9.1.1", "end": "10.9.0.9"}}"#,
+            StatusCode::BAD_REQUEST,
+            "dhcp.start:",
+        ),
+        (r#"{"name": "b", "ipv4": "10.9.0.1"}"#, StatusCode::BAD_REQUEST, "ipv4"),
+        (r#"{"name": "b/c", "ipv4": "10.9.0.1/24"}"#, StatusCode::BAD_REQUEST, "name:"),
+    ];
+    for (body, status, want) in cases {
+        let (s, answer) = call(&e.daemon, Method::POST, "/v1/networks", None, body).await;
+        assert_eq!(s, status, "{body}: {answer}");
+        assert!(error_of(&answer).contains(want), "{body}: {answer}");
+    }
+    let (s, body) = call(
+        &e.daemon,
+        Method::POST,
+        "/v1/networks",
+        Some("application/xml"),
+        "<network><name>x</name></network>",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("line 1"), "{body}");
+    // A virtio NIC is refused at start, naming the field.
+    let vm = r#"{"name": "v", "memory_mib": 64, "vcpus": 1,
+                 "interfaces": [{"source": {"bridge": "br0"}, "model": "virtio"}]}"#;
+    assert_eq!(call(&e.daemon, Method::POST, "/v1/vms", None, vm).await.0, StatusCode::CREATED);
+    let (s, body) = call(&e.daemon, Method::POST, "/v1/vms/v/start", None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("interfaces[0].model: virtio-net is not supported"), "{body}");
 }

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Import of the libvirt `<network>` XML subset that [`NetDef`] expresses.
+//!
+//! Strict like the domain import: anything outside the subset is an error naming it with its
+//! line and column. The subset:
+//! - `<network>`; `<name>`; `[<uuid>]`.
+//! - `<forward mode='nat'|'route' [dev=…]>`, with an optional `<nat>` holding
+//!   `<port start='1024' end='65535'/>` (accepted, not kept: masquerade picks ports itself).
+//!   `dev` becomes `uplink` (NAT only). Without `<forward>` the network would be isolated,
+//!   which is not supported.
+//! - `[<bridge name=… [stp=…] [delay=…]/>]` (STP settings are accepted, not kept).
+//! - `[<dns enable='yes'|'no'/>]`.
+//! - one `<ip address=… netmask=…|prefix=…>` with optional `<dhcp>`: `<range start end>`
+//!   (with an optional `<lease expiry=… unit='seconds'|'minutes'|'hours'/>`) and
+//!   `<host mac ip [name]/>`…
+//!
+//! Port forwards have no libvirt element; define them in JSON. Autostart is set with
+//! `vmctl net autostart`, as with `virsh net-autostart`.
+
+use std::net::Ipv4Addr;
+
+use roxmltree::{Document, Node};
+use uuid::Uuid;
+
+use super::{DhcpHost, DhcpRange, Ipv4Cidr, NetDef};
+use crate::model::MacAddr;
+use crate::xml::read::{
+    attr, attr_value_err, check_attrs, elements, empty, err, missing, name, once, required_attr,
+    required_choice, text, unsupported, value_err,
+};
+use crate::xml::{XmlError, XmlErrorKind};
+
+type Result<T> = std::result::Result<T, XmlError>;
+
+fn ip_attr(node: Node, a: &str) -> Result<Ipv4Addr> {
+    let (v, off) = required_attr(node, a)?;
+    v.parse().map_err(|_| attr_value_err(node, a, off, v, "an IPv4 address"))
+}
+
+fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
+    check_attrs(node, &["address", "netmask", "prefix", "family"])?;
+    if let Some((f, off)) = attr(node, "family").filter(|(f, _)| *f != "ipv4") {
+        return Err(attr_value_err(node, "family", off, f, "'ipv4' (IPv6 is not supported)"));
+    }
+    let addr = ip_attr(node, "address")?;
+    let prefix = match (attr(node, "netmask"), attr(node, "prefix")) {
+        (Some((m, off)), None) => {
+            let mask: Ipv4Addr =
+                m.parse().map_err(|_| attr_value_err(node, "netmask", off, m, "a netmask"))?;
+            let bits = u32::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(attr_value_err(
+                    node,
+                    "netmask",
+                    off,
+                    m,
+                    "a contiguous netmask like 255.255.255.0",
+                ));
+            }
+            bits.leading_ones() as u8
+        }
+        (None, Some((p, off))) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| attr_value_err(node, "prefix", off, p, "0 to 32"))?,
+        _ => return Err(missing(node, "exactly one of netmask= and prefix=")),
+    };
+    def.ipv4 = Ipv4Cidr { addr, prefix };
+    let mut dhcp_seen = None;
+    for c in elements(node)? {
+        if name(c) != "dhcp" {
+            return Err(unsupported(c));
+        }
+        once(&mut dhcp_seen, c, ())?;
+        check_attrs(c, &[])?;
+        for d in elements(c)? {
+            match name(d) {
+                "range" => {
+                    check_attrs(d, &["start", "end"])?;
+                    if def.dhcp.is_some() {
+                        return Err(err(d, XmlErrorKind::Duplicate { element: "range".into() }));
+                    }
+                    let mut range =
+                        DhcpRange { start: ip_attr(d, "start")?, end: ip_attr(d, "end")?, lease_secs: 3600 };
+                    for l in elements(d)? {
+                        if name(l) != "lease" {
+                            return Err(unsupported(l));
+                        }
+                        check_attrs(l, &["expiry", "unit"])?;
+                        empty(l)?;
+                        let (e, off) = required_attr(l, "expiry")?;
+                        let n: u32 =
+                            e.parse().map_err(|_| attr_value_err(l, "expiry", off, e, "a number"))?;
+                        let scale = match attr(l, "unit").map(|u| u.0) {
+                            None | Some("minutes") => 60,
+                            Some("seconds") => 1,
+                            Some("hours") => 3600,
+                            Some(u) => {
+                                let off = attr(l, "unit").map_or(0, |a| a.1);
+                                return Err(attr_value_err(
+                                    l,
+                                    "unit",
+                                    off,
+                                    u,
+                                    "'seconds', 'minutes' or 'hours'",
+                                ));
+                            }
+                        };
+                        range.lease_secs = n.saturating_mul(scale);
+                    }
+                    def.dhcp = Some(range);
+                }
+                "host" => {
+                    check_attrs(d, &["mac", "ip", "name"])?;
+                    empty(d)?;
+                    let (m, off) = required_attr(d, "mac")?;
+                    let mac: MacAddr = m
+                        .parse()
+                        .map_err(|e: crate::ValueError| attr_value_err(d, "mac", off, m, &e.to_string()))?;
+                    let host_name = attr(d, "name").map(|n| n.0.to_string());
+                    def.hosts.push(DhcpHost { mac, ip: ip_attr(d, "ip")?, name: host_name });
+                }
+                _ => return Err(unsupported(d)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a libvirt `<network>` document.
+pub fn from_xml(text_in: &str) -> Result<NetDef> {
+    let doc = Document::parse(text_in).map_err(|e| {
+        let p = e.pos();
+        let msg = e.to_string();
+        let msg = msg.strip_suffix(&format!(" at {p}")).unwrap_or(&msg).to_string();
+        XmlError { line: p.row, column: p.col, kind: XmlErrorKind::Syntax(msg) }
+    })?;
+    let root = doc.root_element();
+    if name(root) != "network" || root.tag_name().namespace().is_some() {
+        return Err(err(
+            root,
+            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
+        ));
+    }
+    check_attrs(root, &[])?;
+    let mut def = NetDef {
+        name: String::new(),
+        uuid: Uuid::new_v4(),
+        bridge: String::new(),
+        ipv4: Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix: 0 },
+        dhcp: None,
+        hosts: Vec::new(),
+        nat: true,
+        uplink: None,
+        dns: true,
+        forwards: Vec::new(),
+        autostart: false,
+    };
+    let (mut name_seen, mut uuid_seen, mut forward_seen, mut bridge_seen, mut dns_seen, mut ip_seen) =
+        (None, None, None, None, None, None);
+    for c in elements(root)? {
+        match name(c) {
+            "name" => {
+                check_attrs(c, &[])?;
+                let t = text(c)?;
+                super::check_net_name(&t).map_err(|e| value_err(c, "<name>", &t, &e))?;
+                once(&mut name_seen, c, ())?;
+                def.name = t;
+            }
+            "uuid" => {
+                check_attrs(c, &[])?;
+                let t = text(c)?;
+                def.uuid = t.trim().parse().map_err(|_| value_err(c, "<uuid>", &t, "a UUID"))?;
+                once(&mut uuid_seen, c, ())?;
+            }
+            "forward" => {
+                check_attrs(c, &["mode", "dev"])?;
+                once(&mut forward_seen, c, ())?;
+                def.nat = required_choice(c, "mode", &["nat", "route"])? == 0;
+                def.uplink = attr(c, "dev").map(|d| d.0.to_string());
+                for n in elements(c)? {
+                    if name(n) != "nat" || !def.nat {
+                        return Err(unsupported(n));
+                    }
+                    check_attrs(n, &[])?;
+                    for p in elements(n)? {
+                        if name(p) != "port" {
+                            return Err(unsupported(p));
+                        }
+                        check_attrs(p, &["start", "end"])?;
+                        empty(p)?;
+                    }
+                }
+            }
+            "bridge" => {
+                check_attrs(c, &["name", "stp", "delay"])?;
+                empty(c)?;
+                once(&mut bridge_seen, c, ())?;
+                def.bridge = attr(c, "name").map(|n| n.0.to_string()).unwrap_or_default();
+            }
+            "dns" => {
+                check_attrs(c, &["enable"])?;
+                empty(c)?;
+                once(&mut dns_seen, c, ())?;
+                def.dns = required_choice(c, "enable", &["yes", "no"])? == 0;
+            }
+            "ip" => {
+                once(&mut ip_seen, c, ())?;
+                ip_block(c, &mut def)?;
+            }
+            _ => return Err(unsupported(c)),
+        }
+    }
+    if name_seen.is_none() {
+        return Err(missing(root, "a <name>"));
+    }
+    if forward_seen.is_none() {
+        return Err(missing(
+            root,
+            "<forward mode='nat'/> or <forward mode='route'/> (isolated networks are not supported)",
+        ));
+    }
+    if ip_seen.is_none() {
+        return Err(missing(root, "an <ip address=… prefix=…> element"));
+    }
+    Ok(def)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = r#"<network>
+  <name>default</name>
+  <uuid>9a05da11-e96b-47f3-8253-a3a482e445f5</uuid>
+  <forward mode='nat' dev='eth0'>
+    <nat><port start='1024' end='65535'/></nat>
+  </forward>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'><lease expiry='2' unit='hours'/></range>
+      <host mac='52:54:00:6b:3c:58' name='web' ip='192.168.122.10'/>
+    </dhcp>
+  </ip>
+</network>"#;
+
+    #[test]
+    fn libvirt_default_network_imports() {
+        let n = from_xml(DEFAULT).unwrap();
+        assert_eq!(n.name, "default");
+        assert_eq!(n.uuid.to_string(), "9a05da11-e96b-47f3-8253-a3a482e445f5");
+        assert_eq!(n.bridge, "virbr0");
+        assert_eq!(n.ipv4.to_string(), "192.168.122.1/24");
+        assert!(n.nat && n.dns);
+        assert_eq!(n.uplink.as_deref(), Some("eth0"));
+        let r = n.dhcp.as_ref().unwrap();
+        assert_eq!(
+            (r.start.to_string(), r.end.to_string(), r.lease_secs),
+            ("192.168.122.2".into(), "192.168.122.254".into(), 7200)
+        );
+        assert_eq!(n.hosts[0].name.as_deref(), Some("web"));
+        assert!(super::super::check_network(&n).is_empty());
+    }
+
+    #[test]
+    fn routed_with_prefix_and_no_dns() {
+        let n = from_xml(
+            "<network><name>r</name><forward mode='route'/><dns enable='no'/><ip address='10.9.0.1' prefix='16'/></network>",
+        )
+        .unwrap();
+        assert!(!n.nat && !n.dns && n.bridge.is_empty() && n.dhcp.is_none());
+        assert_eq!(n.ipv4.prefix, 16);
+    }
+
+    #[test]
+    fn errors_name_the_element_and_position() {
+        let cases = [
+            ("<network><name>x</name><ip address='10.0.0.1' prefix='8'/></network>", "forward"),
+            ("<network><name>x</name><forward mode='bridge'/></network>", "'nat' or 'route'"),
+            ("<network><name>x</name><forward mode='nat'/><mtu size='9000'/></network>", "<mtu>"),
+            ("<network><name>x</name><forward mode='nat'/><ip address='10.0.0.1' netmask='255.0.255.0'/></network>", "contiguous"),
+            ("<network><name>x</name><forward mode='nat'/><ip address='10.0.0.1'/></network>", "netmask"),
+            ("<network><name>x</name><forward mode='nat'/><ip family='ipv6' address='fd00::1' prefix='64'/></network>", "IPv6"),
+            ("<network><name>a b</name></network>", "<name>"),
+            ("<domain/>", "<domain>"),
+            ("<network><name>x</name>", "malformed"),
+        ];
+        for (xml, want) in cases {
+            let e = from_xml(xml).unwrap_err();
+            assert!(e.to_string().contains(want), "{xml}: {e}");
+            assert!(e.line >= 1);
+        }
+    }
+}
