@@ -94,17 +94,16 @@ impl RunState {
     }
 
     /// Called by a vCPU thread between two runs: while a pause is requested (and the VM is
-    /// not stopping), counts itself parked and waits. `on_park` runs once when it parks.
+    /// not stopping), runs `on_park`, then counts itself parked and waits.
     pub fn park_while_paused(&self, on_park: impl FnOnce()) {
-        let mut p = devices::bus::lock(&self.pause);
-        if !p.requested || self.stopping() {
+        if !devices::bus::lock(&self.pause).requested || self.stopping() {
             return;
         }
+        // Before the thread counts as parked, so `pause` returns after it.
+        on_park();
+        let mut p = devices::bus::lock(&self.pause);
         p.parked += 1;
         self.pause_changed.notify_all();
-        drop(p);
-        on_park();
-        let p = devices::bus::lock(&self.pause);
         let mut p = self
             .pause_changed
             .wait_while(p, |p| p.requested && !self.stopping())
