@@ -53,6 +53,10 @@ export VMM_BIN=$BIN_DIR/vmm
 
 # ---- fixtures ---------------------------------------------------------------------------
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
+# The net scenario: managed networks need ip, nft and dnsmasq; its VM is a PC machine (SeaBIOS
+# and the linuxboot option ROM boot the kernel through fw_cfg).
+ensure_pkgs ip:iproute2 nft:nftables dnsmasq:dnsmasq-base \
+    /usr/share/seabios/bios-256k.bin:seabios /usr/share/qemu/linuxboot_dma.bin:qemu-system-data
 
 if [[ -n ${VMCTL_ONLY:-} ]]; then
     read -ra expected <<<"define ${VMCTL_ONLY//,/ }"
@@ -81,8 +85,15 @@ host)
     ;;
 l1)
     log "no usable hardware virtualization here: running the vmctl scenarios in an L1 test host"
-    cpio=$(L1_NAME=vmctl "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vmctl-scenarios.sh" \
-        "$BIN_DIR/vmctld=/bin/vmctld" "$BIN_DIR/vmctl=/bin/vmctl")
+    fw=()
+    for f in /usr/share/seabios/bios-256k.bin /usr/share/seabios/vgabios-stdvga.bin \
+        /usr/share/qemu/linuxboot_dma.bin; do
+        fw+=("$(realpath "$f")=$f")
+    done
+    cpio=$(L1_NAME=vmctl L1_BINS="ip nft dnsmasq" \
+        L1_MODULES="${L1_MODULES:-} tun bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_reject_ipv4" \
+        "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vmctl-scenarios.sh" \
+        "$BIN_DIR/vmctld=/bin/vmctld" "$BIN_DIR/vmctl=/bin/vmctl" "${fw[@]}")
     append=${L1_EXTRA_APPEND:-}
     for v in "${pass_env[@]}"; do
         [[ -n ${!v+set} ]] && append+=$(l1env "$v" "${!v}")

@@ -30,13 +30,19 @@
 #   daemon-restart  two VMs run; SIGKILL vmctld; a new vmctld lists both running with the same
 #                   pids; the console re-attaches (replay shows earlier output), input works;
 #                   destroy both
+#   net             `vmctl net define/start` a NAT network (bridge, dnsmasq, nftables) with a
+#                   fixed address for a MAC and a port forward; a VM with an e1000 on it (PC
+#                   machine, kernel through fw_cfg, l2test=net) gets that address by DHCP
+#                   (seen on its console and in `vmctl net leases`); the host reaches its HTTP
+#                   server directly and through the forwarded port; destroy removes the tap;
+#                   `net stop` leaves no bridge, table or dnsmasq
 #   bad-input       malformed XML, malformed JSON and an unsupported XML element: exit 2, an
 #                   error with line and column, the store unchanged
 #   bench           `vmctl list` latency with 200 defined VMs (second daemon, own state dir);
 #                   `vmctl start` to guest init against the bare vmm (measurements)
 set -u
 
-VMCTL_SCENARIOS="define console suspend shutdown daemon-restart bad-input bench"
+VMCTL_SCENARIOS="define console suspend shutdown daemon-restart net bad-input bench"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $VMCTL_SCENARIOS; do echo "$s"; done
@@ -370,6 +376,99 @@ sc_suspend() {
     esac
 }
 
+# The managed network's tools (iproute2 ip, nft, dnsmasq) may sit in /usr/bin or /usr/sbin,
+# ahead of busybox's ip in an L1 test host.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export PATH
+
+sc_net() {
+    for tool in nft dnsmasq; do
+        command -v $tool >/dev/null || {
+            result net FAIL "$tool is not installed here"
+            return
+        }
+    done
+    # dnsmasq looks its user and group up.
+    grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0:root:/root:/bin/sh' >>/etc/passwd
+    grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >>/etc/group
+    grep -q '^dip:' /etc/group 2>/dev/null || echo 'dip:x:30:' >>/etc/group
+    mac=52:54:00:77:00:10
+    cat >"$WORK/net.json" <<EOF
+{"name": "e2enet", "bridge": "vmbr77", "ipv4": "10.77.0.1/24",
+ "dhcp": {"start": "10.77.0.100", "end": "10.77.0.150"},
+ "hosts": [{"mac": "$mac", "ip": "10.77.0.10", "name": "xnet"}],
+ "forwards": [{"proto": "tcp", "host_port": 18080, "vm": "xnet", "guest_port": 8080}]}
+EOF
+    sed -e 's|<name>x1</name>|<name>xnet</name>|' -e 's|l2test=shell|l2test=net|' \
+        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac'/></interface>|" \
+        "$WORK/x1.xml" >"$WORK/xnet.xml"
+    why=
+    vc net define "$WORK/net.json" >"$WORK/n.out" 2>&1 || why="net define: $(tr '\n' ' ' <"$WORK/n.out")"
+    [ -z "$why" ] && { vc net start e2enet >"$WORK/n.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/n.out")"; }
+    [ -z "$why" ] && { vc define "$WORK/xnet.xml" >"$WORK/n.out" 2>&1 || why="define xnet: $(tr '\n' ' ' <"$WORK/n.out")"; }
+    if [ -z "$why" ]; then
+        ip -d link show vmbr77 >"$WORK/n.link" 2>&1 || why="no bridge vmbr77"
+        nft list table ip vmctl-e2enet >/dev/null 2>&1 || why="${why:+$why; }no nft table vmctl-e2enet"
+    fi
+    if [ -n "$why" ]; then
+        result net FAIL "$why"
+        diag
+        return
+    fi
+    now_cs
+    t0=$NOW
+    rm -f "$S/logs/xnet.log"
+    if ! vc start xnet >"$WORK/n.out" 2>&1; then
+        result net FAIL "start xnet: $(tr '\n' ' ' <"$WORK/n.out")"
+        diag xnet
+        vc net stop e2enet >/dev/null 2>&1
+        return
+    fi
+    # shellcheck disable=SC2012 # interface names are plain
+    tap=$(ls /sys/class/net/vmbr77/brif 2>/dev/null | tr '\n' ' ')
+    if wait_for "$S/logs/xnet.log" "L2-NET " "$BOOT_TIMEOUT"; then
+        now_cs
+        secs $((NOW - t0))
+        echo "E2E-TIME vmctl-net start_to_dhcp_lease_s=$SECS"
+        got=$(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET .*' | head -n 1)
+        echo "    console| $got"
+        case $got in
+        *"addr=10.77.0.10/24 gw=10.77.0.1"*) ;;
+        *) why="the guest's address is not 10.77.0.10/24 via 10.77.0.1: $got" ;;
+        esac
+    else
+        why="no L2-NET line on the console: $(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET-FAIL.*' | head -n 1)"
+    fi
+    if [ -z "$why" ]; then
+        vc net leases e2enet >"$WORK/n.leases" 2>&1
+        grep -q "10.77.0.10" "$WORK/n.leases" || why="vmctl net leases lacks 10.77.0.10: $(tr '\n' ' ' <"$WORK/n.leases")"
+        sed 's/^/    leases| /' "$WORK/n.leases"
+    fi
+    if [ -z "$why" ]; then
+        direct=$(wget -q -T 10 -O - http://10.77.0.10:8080/ 2>&1)
+        fwd=$(wget -q -T 10 -O - http://10.77.0.1:18080/ 2>&1)
+        echo "    http direct| $direct"
+        echo "    http forward| $fwd"
+        [ "$direct" = "hello-from-l2 $mac" ] || why="HTTP to 10.77.0.10:8080 gave '$direct'"
+        [ "$fwd" = "hello-from-l2 $mac" ] || why="${why:+$why; }HTTP to the forwarded port 10.77.0.1:18080 gave '$fwd'"
+    fi
+    [ -n "$tap" ] || why="${why:+$why; }no tap on vmbr77 while xnet ran"
+    vc destroy xnet >/dev/null 2>&1
+    sleep 1
+    for t in $tap; do
+        [ -e "/sys/class/net/$t" ] && why="${why:+$why; }tap $t still exists after destroy"
+    done
+    vc net stop e2enet >"$WORK/n.out" 2>&1 || why="${why:+$why; }net stop: $(tr '\n' ' ' <"$WORK/n.out")"
+    [ -e /sys/class/net/vmbr77 ] && why="${why:+$why; }bridge vmbr77 left after net stop"
+    nft list table ip vmctl-e2enet >/dev/null 2>&1 && why="${why:+$why; }nft table left after net stop"
+    if [ -n "$why" ]; then
+        result net FAIL "$why"
+        diag xnet
+        return
+    fi
+    result net PASS "DHCP lease 10.77.0.10 for the e1000 (console and leases), HTTP direct and through tcp 18080 -> 8080, tap ($tap) removed on destroy, nothing left after net stop"
+}
+
 sc_shutdown() {
     case $(state_of x1) in
     running*) ;;
@@ -682,6 +781,7 @@ for s in $SELECTED; do
     suspend) sc_suspend ;;
     shutdown) sc_shutdown ;;
     daemon-restart) sc_daemon_restart ;;
+    net) sc_net ;;
     bad-input) sc_bad_input ;;
     bench) sc_bench ;;
     *) result "$s" FAIL "unknown scenario" ;;

@@ -8,7 +8,7 @@
 #   modules               -> kernel/lib/modules/<version>
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
 #   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init,
-#                         and the ACPI button driver as /lib/modules/button.ko
+#                         and the ACPI button and e1000 drivers as /lib/modules/{button,e1000}.ko
 # Installs missing host packages with apt-get (qemu-system-x86, qemu-utils, seabios,
 # busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
 # crate's unit tests, which cross-check our qcow2 images with QEMU and skip without it.
@@ -129,11 +129,22 @@ fi
 # ---- L2 initramfs -----------------------------------------------------------------------
 # The ACPI button driver (a module in Debian's kernel): the guest acts on the power button
 # only with it loaded (l2-init.sh, shell mode).
+# The e1000 driver: l2test=net brings the PC machine's NIC up with it.
 button_ko=$(find "$CACHE/modules/kernel/drivers/acpi" -maxdepth 1 -name 'button.ko*' -print -quit)
 [[ -n $button_ko ]] || die "button.ko not found under $CACHE/modules/kernel/drivers/acpi"
+e1000_ko=$(find "$CACHE/modules/kernel/drivers/net/ethernet/intel/e1000" -maxdepth 1 -name 'e1000.ko*' -print -quit)
+[[ -n $e1000_ko ]] || die "e1000.ko not found under $CACHE/modules/kernel/drivers/net/ethernet/intel/e1000"
 l2_inputs_hash() {
-    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" |
+    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" "$e1000_ko" |
         sha256sum | cut -d' ' -f1
+}
+# l2_module KO NAME: the module, decompressed, as $stage/lib/modules/NAME.ko.
+l2_module() {
+    case $1 in
+    *.ko.xz) xz -dc "$1" >"$stage/lib/modules/$2.ko" ;;
+    *.ko.zst) zstd -qdc "$1" >"$stage/lib/modules/$2.ko" ;;
+    *) cp "$1" "$stage/lib/modules/$2.ko" ;;
+    esac
 }
 l2=$CACHE/l2-initramfs.cpio.gz
 hash=$(l2_inputs_hash)
@@ -145,11 +156,8 @@ else
     install_busybox "$stage"
     install -m 0755 "$TESTHOST_DIR/l2-init.sh" "$stage/init"
     mkdir -p "$stage/lib/modules"
-    case $button_ko in
-    *.ko.xz) xz -dc "$button_ko" >"$stage/lib/modules/button.ko" ;;
-    *.ko.zst) zstd -qdc "$button_ko" >"$stage/lib/modules/button.ko" ;;
-    *) cp "$button_ko" "$stage/lib/modules/button.ko" ;;
-    esac
+    l2_module "$button_ko" button
+    l2_module "$e1000_ko" e1000
     make_initramfs "$stage" "$l2"
     rm -rf "$stage"
     echo "$hash" >"$l2.stamp"

@@ -8,6 +8,9 @@
 #   echo      print L2-READY, read one console line, print L2-ECHO:<line>, poweroff -f
 #   shell     interactive busybox sh with job control on ttyS0 (demo); poweroff when it exits,
 #             or when the ACPI power button is pressed (prints L2-POWERBUTTON first)
+#   net       the e1000 (/lib/modules/e1000.ko) configured by DHCP (udhcpc), printing
+#             "L2-NET mac=M addr=A/P gw=G" (or L2-NET-FAIL), an HTTP server on port 8080
+#             answering "hello-from-l2 M", then the shell as above
 #   (other)   poweroff -f
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -44,6 +47,41 @@ powerbutton_watch() {
     done &
 }
 
+# net_up: load the e1000 driver, get an address by DHCP, serve HTTP on port 8080.
+net_up() {
+    insmod /lib/modules/e1000.ko 2>/dev/null
+    ip link set lo up
+    _i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $_i -lt 50 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    [ -e /sys/class/net/eth0 ] || { echo "L2-NET-FAIL no eth0"; return 1; }
+    ip link set eth0 up
+    # udhcpc's hook: configure what the server offered.
+    cat >/bin/udhcpc-hook <<'HOOK'
+#!/bin/sh
+case $1 in
+bound | renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+    echo "$router" >/tmp/router
+    ;;
+esac
+HOOK
+    chmod +x /bin/udhcpc-hook
+    if ! udhcpc -i eth0 -n -q -t 10 -T 2 -s /bin/udhcpc-hook >/tmp/udhcpc.log 2>&1; then
+        echo "L2-NET-FAIL no DHCP lease: $(tail -n 3 /tmp/udhcpc.log | tr '\n' ' ')"
+        return 1
+    fi
+    _mac=$(cat /sys/class/net/eth0/address)
+    mkdir -p /www
+    echo "hello-from-l2 $_mac" >/www/index.html
+    httpd -p 8080 -h /www
+    echo "L2-NET mac=$_mac addr=$(ip -4 -o addr show eth0 | awk '{print $4}') gw=$(cat /tmp/router 2>/dev/null)"
+}
+
 case $mode in
 reboot)
     reboot -f
@@ -54,7 +92,8 @@ echo)
     echo "L2-ECHO:$line"
     poweroff -f
     ;;
-shell)
+shell | net)
+    [ "$mode" = net ] && net_up
     mkdir -p /dev/pts
     mount -t devpts devpts /dev/pts 2>/dev/null
     hostname l2
