@@ -9,6 +9,7 @@
 
 pub mod firmware;
 pub mod fw_cfg_data;
+pub mod linuxboot;
 
 use std::sync::{Arc, Mutex};
 
