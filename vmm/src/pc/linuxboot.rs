@@ -224,7 +224,7 @@ fn put_u32(b: &mut [u8], off: usize, v: u32) {
 /// The video mode a `vga=` parameter asks for (the last one wins, as for other parameters),
 /// or `None` without one. The real-mode code, not the kernel, reads it from `vid_mode`.
 fn vga_mode(cmdline: &str) -> Result<Option<u16>, LinuxBootError> {
-    let Some(v) = cmdline.split_ascii_whitespace().filter_map(|w| w.strip_prefix("vga=")).last() else {
+    let Some(v) = cmdline.split_ascii_whitespace().rev().find_map(|w| w.strip_prefix("vga=")) else {
         return Ok(None);
     };
     let mode = match v {
@@ -307,15 +307,14 @@ pub fn plan(
         None => None,
         Some(0) => return Err(InitramfsEmpty),
         Some(size) => {
-            let addr_max = if protocol >= 0x020c
-                && u16_at(kernel, hdr::XLOADFLAGS) & XLF_CAN_BE_LOADED_ABOVE_4G != 0
-            {
-                u32::MAX
-            } else if protocol >= 0x0203 {
-                u32_at(kernel, hdr::INITRD_ADDR_MAX)
-            } else {
-                OLD_INITRD_ADDR_MAX
-            };
+            let addr_max =
+                if protocol >= 0x020c && u16_at(kernel, hdr::XLOADFLAGS) & XLF_CAN_BE_LOADED_ABOVE_4G != 0 {
+                    u32::MAX
+                } else if protocol >= 0x0203 {
+                    u32_at(kernel, hdr::INITRD_ADDR_MAX)
+                } else {
+                    OLD_INITRD_ADDR_MAX
+                };
             // Exclusive end.
             let limit = (u64::from(addr_max) + 1).min(usable_end);
             let start_min = kernel_end.next_multiple_of(4096);
@@ -380,12 +379,29 @@ pub fn check_rom(rom: &[u8]) -> Result<(), String> {
     }
     let declared = usize::from(rom[2]) * 512;
     if declared == 0 || declared > rom.len() || rom.len() > 0x1_0000 {
-        return Err(format!(
-            "is not an option ROM ({} bytes, {declared} declared in its header)",
-            rom.len()
-        ));
+        return Err(format!("is not an option ROM ({} bytes, {declared} declared in its header)", rom.len()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+/// A bzImage: `sects` setup sectors with a header, then a payload of `payload` bytes.
+pub(crate) fn test_bzimage(version: u16, sects: u8, payload: usize) -> Vec<u8> {
+    let setup = (usize::from(if sects == 0 { 4 } else { sects }) + 1) * 512;
+    let mut k = vec![0u8; setup + payload];
+    k[hdr::SETUP_SECTS] = sects;
+    put_u16(&mut k, hdr::VID_MODE, 0xffff);
+    put_u16(&mut k, hdr::BOOT_FLAG, 0xaa55);
+    k[hdr::HEADER..hdr::HEADER + 4].copy_from_slice(HDRS);
+    put_u16(&mut k, hdr::VERSION, version);
+    k[hdr::LOADFLAGS] = LOADED_HIGH;
+    put_u32(&mut k, hdr::CODE32_START, 0x10_0000);
+    put_u32(&mut k, hdr::INITRD_ADDR_MAX, 0x7fff_ffff);
+    put_u32(&mut k, hdr::CMDLINE_SIZE, 2047);
+    for (i, b) in k[setup..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    k
 }
 
 #[cfg(test)]
@@ -394,24 +410,7 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    /// A bzImage: `sects` setup sectors with a header, then a payload of `payload` bytes.
-    fn bzimage(version: u16, sects: u8, payload: usize) -> Vec<u8> {
-        let setup = (usize::from(if sects == 0 { 4 } else { sects }) + 1) * 512;
-        let mut k = vec![0u8; setup + payload];
-        k[hdr::SETUP_SECTS] = sects;
-        put_u16(&mut k, hdr::VID_MODE, 0xffff);
-        put_u16(&mut k, hdr::BOOT_FLAG, 0xaa55);
-        k[hdr::HEADER..hdr::HEADER + 4].copy_from_slice(HDRS);
-        put_u16(&mut k, hdr::VERSION, version);
-        k[hdr::LOADFLAGS] = LOADED_HIGH;
-        put_u32(&mut k, hdr::CODE32_START, 0x10_0000);
-        put_u32(&mut k, hdr::INITRD_ADDR_MAX, 0x7fff_ffff);
-        put_u32(&mut k, hdr::CMDLINE_SIZE, 2047);
-        for (i, b) in k[setup..].iter_mut().enumerate() {
-            *b = (i % 251) as u8;
-        }
-        k
-    }
+    use super::test_bzimage as bzimage;
 
     fn modern() -> Vec<u8> {
         bzimage(0x020f, 27, 8 << 20)
@@ -589,13 +588,19 @@ mod tests {
         // The kernel's own cmdline_size (2.06+).
         let mut k = modern();
         put_u32(&mut k, hdr::CMDLINE_SIZE, 10);
-        assert_eq!(plan(&k, None, "console=ttyS0", 64 * MIB).unwrap_err(), CmdlineTooLong { len: 13, max: 10 });
+        assert_eq!(
+            plan(&k, None, "console=ttyS0", 64 * MIB).unwrap_err(),
+            CmdlineTooLong { len: 13, max: 10 }
+        );
         assert_eq!(plan(&k, None, "console=ttyS0", 64 * MIB).unwrap_err().field(), "cmdline");
         // Before 2.06: 255 bytes, whatever the field says.
         let mut k = bzimage(0x0205, 4, 4096);
         put_u32(&mut k, hdr::CMDLINE_SIZE, 4000);
         assert!(plan(&k, None, &"y".repeat(255), 64 * MIB).is_ok());
-        assert_eq!(plan(&k, None, &"y".repeat(256), 64 * MIB).unwrap_err(), CmdlineTooLong { len: 256, max: 255 });
+        assert_eq!(
+            plan(&k, None, &"y".repeat(256), 64 * MIB).unwrap_err(),
+            CmdlineTooLong { len: 256, max: 255 }
+        );
         assert_eq!(plan(&modern(), None, "a\0b", 64 * MIB).unwrap_err(), CmdlineNul);
     }
 
@@ -642,6 +647,23 @@ mod tests {
         let mut big = vec![0u8; 0x2_0000];
         big[..3].copy_from_slice(&[0x55, 0xaa, 4]);
         assert!(check_rom(&big).is_err());
+    }
+
+    #[test]
+    fn debian_kernel_if_cached() {
+        // The test host's kernel (tests/testhost/fixtures.sh), when it has been fetched.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/testhost/vmlinuz");
+        let Ok(k) = std::fs::read(&path) else { return };
+        let p = plan(&k, Some(1 << 20), "console=ttyS0", 256 * MIB).unwrap();
+        assert!(p.protocol >= 0x020c, "{:#x}", p.protocol);
+        assert_eq!(p.setup.len(), (usize::from(k[hdr::SETUP_SECTS]) + 1) * 512);
+        assert!(p.setup.len() <= MAX_SETUP_SIZE);
+        assert_eq!(p.kernel_size as usize, k.len() - p.setup.len());
+        assert!(p.setup[hdr::LOADFLAGS] & (LOADED_HIGH | CAN_USE_HEAP) == LOADED_HIGH | CAN_USE_HEAP);
+        assert_eq!(
+            plan(&k[..k.len() / 2], None, "", 64 * MIB).map(|p| p.kernel_size as usize),
+            Ok(k.len() / 2 - p.setup.len())
+        );
     }
 
     #[test]
