@@ -197,4 +197,7 @@ pub trait Vcpu: Send {
     fn lapic(&self) -> Result<LapicState>;
     /// Writes the local APIC page.
     fn set_lapic(&self, lapic: &LapicState) -> Result<()>;
+    /// Tells a guest with a paravirtual clock that the VMM paused it (so its watchdogs do not
+    /// report the gap as a lockup). Call it on the vCPU's own thread while it is stopped.
+    fn notify_paused(&self) -> Result<()>;
 }

@@ -21,7 +21,7 @@ L1_TIMEOUT=${PC_L1_TIMEOUT:-660}
 LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
 MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
-ensure_pkgs qemu-img:qemu-utils
+ensure_pkgs qemu-img:qemu-utils socat:socat
 
 if [[ -n ${VMM_BIN:-} ]]; then
     VMM_BIN=$(realpath "$VMM_BIN")
@@ -63,7 +63,7 @@ host)
     ;;
 l1)
     log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
-    cpio=$(L1_NAME=pc L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
+    cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
         /usr/share/seabios/vgabios-stdvga.bin=/usr/share/seabios/vgabios-stdvga.bin \
@@ -78,7 +78,7 @@ l1)
             [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
         done
         L1_EXTRA_APPEND=$append \
-            L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
+            L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
             "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$1"
     }
     # A stalled L1 prints nothing (the scenarios print progress every 30 s): stop it after
@@ -92,8 +92,10 @@ l1)
             size=$(stat -c %s "$1" 2>/dev/null || echo 0)
             if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
             if ((quiet >= ${PC_L1_SILENCE:-180})); then
-                log "L1 silent for $quiet s: stopping it"
-                echo "E2E-INFO L1 printed nothing for $quiet s and was stopped" >>"$1"
+                log "L1 silent for $quiet s: its state, then stopping it"
+                l1_monitor_dump "$tmp/l1-monitor.sock" >"$1.stall"
+                sed 's/^/L1-STALL /' "$1.stall" >>"$1"
+                echo "E2E-INFO L1 printed nothing for $quiet s and was stopped (its registers: L1-STALL lines)" >>"$1"
                 pkill -f -- "$cpio" || true
                 quiet=0
             fi

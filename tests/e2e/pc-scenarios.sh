@@ -6,15 +6,17 @@
 #
 # Usage: pc-scenarios.sh [--list | NAME...]
 # Environment: VMM (vmm binary), KERNEL (L2 bzImage, default /guest/vmlinuz), INITRD (L2 test
-#   initramfs, default /guest/l2-initramfs.cpio.gz), VMLINUX (optional ELF vmlinux), PC_DISK (the Debian 12 image, raw: a block device it may
-#   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
+#   initramfs, default /guest/l2-initramfs.cpio.gz), VMLINUX (optional ELF vmlinux), PC_DISK (the
+#   Debian 12 image, raw: a block device it may write), PC_DISK_PART (its root partition, default
+#   ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
 #   PC_ISO_TIMEOUT (default 180 s), PC_KERNEL_TIMEOUT (default 120 s), PC_GUEST_MEM (default 512M).
+#   pc-qcow2-reboot needs qemu-img.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-bad-input"
+PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input"
 if [ "${1:-}" = "--list" ]; then
     for s in $PC_SCENARIOS; do echo "$s"; done
     exit 0
@@ -313,6 +315,102 @@ ip link set \$n up; ip addr add 10.0.2.15/24 dev \$n; echo NIC-UP-\$n-\$(cat /sy
     [ -z "${REASON:-}" ] || return 1
     ip link del vmmtap0 2>/dev/null
     NOTE="BIOS banner and GRUB on VGA, root login on ttyS0, $net, /root/proof in the image after ACPI poweroff"
+}
+
+# wait_serial LOG PATTERN COUNT TIMEOUT PID STEP: until PATTERN (grep -E) occurs COUNT times in
+# LOG. Fails (REASON set) if PID exits or TIMEOUT seconds pass; progress every 30 s.
+wait_serial() {
+    _t=$(now) _n=0
+    while [ "$(plain "$1" | grep -caE "$2")" -lt "$3" ]; do
+        if ! kill -0 "$5" 2>/dev/null; then
+            REASON="vmm exited while waiting for '$2' ($6)"
+            return 1
+        fi
+        if elapsed_ge "$_t" "$4"; then
+            REASON="timeout ($4 s) waiting for '$2' ($6)"
+            return 1
+        fi
+        _n=$((_n + 1))
+        [ $((_n % 60)) = 0 ] &&
+            echo "E2E-PROGRESS $6 t=$(since "$_t") last: $(plain "$1" | grep -av '^ *$' | tail -n 1 | cut -c1-100)"
+        sleep 0.5
+    done
+}
+
+# The Debian image through a qcow2 overlay (the vmm writes qcow2 clusters): root writes a
+# file and reboots (the guest resets through the FADT reset register, 0xCF9; the vmm boots
+# the machine again); after the second boot the file is there; an ACPI power-button press
+# from the control socket powers the guest off (vmm exit 0); `qemu-img check` passes.
+sc_pc_qcow2_reboot() {
+    d=$WORK/qcow2
+    mkdir -p "$d"
+    command -v qemu-img >/dev/null || { REASON="no qemu-img in this host"; return 1; }
+    qemu-img create -q -f qcow2 -b "$PC_DISK" -F raw "$d/disk.qcow2" ||
+        { REASON="qemu-img create failed"; return 1; }
+    mkfifo "$d/in"
+    exec 3<>"$d/in"
+    log=$d/serial.log token=$$-$(od -An -N2 -tu2 /dev/urandom | tr -dc 0-9)
+    t0=$(now)
+    RUST_LOG=info "$VMM" --disk "$d/disk.qcow2",format=qcow2 --memory "${PC_GUEST_MEM:-512M}" --serial stdio \
+        --control "$d/ctl" <"$d/in" >"$log" 2>"$d/err" &
+    vpid=$!
+    tmo=${PC_DEBIAN_TIMEOUT:-480}
+    login() { # N: the Nth login prompt of this run
+        wait_serial "$log" 'vmm-guest login:' "$1" "$tmo" $vpid "pc-qcow2-reboot boot $1" || return 1
+        echo "E2E-TIME pc-qcow2-reboot boot${1}_login_prompt_s=$(since "$t0")"
+        sleep 1
+        printf 'root\r' >&3
+        wait_serial "$log" 'Password:' "$1" 60 $vpid "pc-qcow2-reboot password $1" || return 1
+        sleep 1
+        printf 'root\r' >&3
+        wait_serial "$log" 'root@vmm-guest:~#' "$1" 60 $vpid "pc-qcow2-reboot shell $1"
+    }
+    ok=''
+    if login 1; then
+        printf 'echo qproof-%s > /root/qproof; sync; systemctl reboot\r' "$token" >&3
+        if login 2; then
+            printf 'cat /root/qproof\r' >&3
+            if wait_serial "$log" "^qproof-$token" 1 30 $vpid "pc-qcow2-reboot cat"; then
+                sleep 2
+                t1=$(now)
+                if "$VMM" control "$d/ctl" '{"cmd":"powerbutton"}' >"$d/pb.out" 2>&1; then
+                    ok=1
+                else
+                    REASON="control powerbutton failed: $(cat "$d/pb.out")"
+                fi
+            fi
+        fi
+    fi
+    # The vmm ends by itself after the power button (or is stopped on failure).
+    _i=0
+    while [ -n "$ok" ] && kill -0 $vpid 2>/dev/null && [ $_i -lt 240 ]; do
+        sleep 0.5
+        _i=$((_i + 1))
+    done
+    if kill -0 $vpid 2>/dev/null; then
+        [ -n "$ok" ] && REASON="the guest did not power off within 120 s of the power button"
+        ok=''
+        stop $vpid
+    fi
+    wait $vpid
+    rc=$?
+    exec 3>&-
+    if [ -z "$ok" ]; then
+        show "$log" 40
+        show "$d/err" 20
+        return 1
+    fi
+    echo "E2E-TIME pc-qcow2-reboot powerbutton_to_exit_s=$(since "$t1") total_s=$(since "$t0")"
+    [ "$rc" = 0 ] || { REASON="vmm exit status $rc after the power button, expected 0"; show "$d/err" 20; return 1; }
+    grep -q 'guest reset: booting again' "$d/err" ||
+        { REASON="the vmm did not log the guest's reset"; show "$d/err" 20; return 1; }
+    [ "$(plain "$log" | grep -c 'Power Button')" -ge 1 ] || echo "E2E-GUEST-WARN pc-qcow2-reboot: no 'Power Button' line on the console"
+    if ! qemu-img check -q "$d/disk.qcow2" >"$d/check.out" 2>&1; then
+        REASON="qemu-img check failed: $(head -c 300 "$d/check.out")"
+        return 1
+    fi
+    alloc=$(qemu-img info "$d/disk.qcow2" | sed -n 's/^disk size: //p')
+    NOTE="qcow2 overlay (grew to $alloc): file written, reboot via the guest's reset, file read back after the second boot, ACPI power button -> exit 0, qemu-img check clean"
 }
 
 # Bad disk options: exit status 2 and a message naming the field.

@@ -24,6 +24,8 @@
 #                   dumpxml -> undefine -> define gives the same VM (dumpjson compared)
 #   console         start; `vmctl console` (stdin a FIFO) sees the shell and a command's output;
 #                   Ctrl-] detaches with status 0
+#   suspend         `vmctl suspend`: listed paused, a command typed on the console gives no
+#                   output for 5 s; `vmctl resume`: listed running, the output comes
 #   shutdown        `vmctl shutdown` (ACPI power button): shut off, vmm exit status 0
 #   daemon-restart  two VMs run; SIGKILL vmctld; a new vmctld lists both running with the same
 #                   pids; the console re-attaches (replay shows earlier output), input works;
@@ -34,7 +36,7 @@
 #                   `vmctl start` to guest init against the bare vmm (measurements)
 set -u
 
-VMCTL_SCENARIOS="define console shutdown daemon-restart bad-input bench"
+VMCTL_SCENARIOS="define console suspend shutdown daemon-restart bad-input bench"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $VMCTL_SCENARIOS; do echo "$s"; done
@@ -310,6 +312,62 @@ sc_console() {
         return
     fi
     result console PASS "shell banner and command output seen; Ctrl-] detached with status 0"
+}
+
+sc_suspend() {
+    case $(state_of x1) in
+    running*) ;;
+    *)
+        if ! boot_shell x1; then
+            result suspend FAIL "$WHY"
+            diag x1
+            return
+        fi
+        ;;
+    esac
+    con_open x1 con2 || {
+        result suspend FAIL "mkfifo failed"
+        return
+    }
+    wait_for "$CON_OUT" "L2-SHELL: type" 30
+    if ! vc suspend x1 >"$WORK/susp.out" 2>&1; then
+        con_close
+        result suspend FAIL "vmctl suspend failed: $(tr '\n' ' ' <"$WORK/susp.out")"
+        return
+    fi
+    st=$(state_of x1)
+    con_send 'echo resumed-$((40+2))-'"$TOKEN"
+    sleep 5
+    if grep -qF "resumed-42-$TOKEN" "$CON_OUT"; then
+        con_close
+        result suspend FAIL "the paused guest ran the command (state '$st')"
+        return
+    fi
+    case $st in
+    paused*) ;;
+    *)
+        con_close
+        result suspend FAIL "vmctl list says '$st' after suspend, not paused"
+        return
+        ;;
+    esac
+    if ! vc resume x1 >"$WORK/res.out" 2>&1; then
+        con_close
+        result suspend FAIL "vmctl resume failed: $(tr '\n' ' ' <"$WORK/res.out")"
+        return
+    fi
+    st=$(state_of x1)
+    if ! wait_for "$CON_OUT" "resumed-42-$TOKEN" 30; then
+        con_close
+        result suspend FAIL "no output within 30 s of resume (state '$st')"
+        diag x1
+        return
+    fi
+    con_close
+    case $st in
+    running*) result suspend PASS "paused: no output for 5 s; resumed: the command's output came, listed running" ;;
+    *) result suspend FAIL "vmctl list says '$st' after resume" ;;
+    esac
 }
 
 sc_shutdown() {
@@ -621,6 +679,7 @@ for s in $SELECTED; do
     case $s in
     define) sc_define ;;
     console) sc_console ;;
+    suspend) sc_suspend ;;
     shutdown) sc_shutdown ;;
     daemon-restart) sc_daemon_restart ;;
     bad-input) sc_bad_input ;;

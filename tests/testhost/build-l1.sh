@@ -13,6 +13,8 @@
 #                                   dynamic binary are copied too); omitted if VMM_BIN is unset
 #     /e2e/<scenario>               the scenario script, run by /init
 #     EXTRA                         FILE -> /e2e/<basename>, or FILE=/abs/dest
+#   L1_BINS: host programs (names on PATH, space-separated) copied to /usr/bin with their
+#   shared libraries (e.g. qemu-img for the qcow2 checks).
 #   With L1_WITH_QEMU=1 it also carries qemu-system-x86_64, its shared libraries and the
 #   firmware it needs (SeaBIOS, qboot, option ROMs) at their usual paths (for the benchmark).
 # Run tests/testhost/fixtures.sh first.
@@ -104,6 +106,11 @@ if [[ -n ${VMM_BIN:-} ]]; then
 else
     log "VMM_BIN unset: no /bin/vmm in this L1"
 fi
+
+for b in ${L1_BINS:-}; do
+    p=$(command -v "$b") || die "L1_BINS: $b is not installed"
+    copy_bin "$p" "/usr/bin/$b"
+done
 
 install -m 0755 "$scenario" "$stage/e2e/$(basename "$scenario")"
 echo "/e2e/$(basename "$scenario")" >"$stage/etc/l1-scenario"

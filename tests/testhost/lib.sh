@@ -96,3 +96,21 @@ load_kernel_env() {
     # shellcheck disable=SC1091
     source "$CACHE/kernel.env"
 }
+
+# l1_monitor_dump SOCKET [SAMPLES]: what a stalled L1 is doing, from its QEMU's HMP monitor
+# (run-l1.sh callers add `-monitor unix:SOCKET,server,nowait`): SAMPLES (default 3) snapshots,
+# 2 s apart, of the vCPU registers, the instructions at RIP and the local APIC. Printed to
+# stdout; nothing if the socket is gone.
+l1_monitor_dump() {
+    local sock=$1 n=${2:-3} i
+    [[ -S $sock ]] || return 0
+    command -v socat >/dev/null 2>&1 || return 0
+    for ((i = 1; i <= n; i++)); do
+        echo "---- L1 monitor sample $i ----"
+        # shellcheck disable=SC2016 # $pc is the monitor's, not the shell's
+        printf 'info registers\nx/6i $pc\ninfo lapic\ninfo cpus\n' |
+            timeout 10 socat -t 3 - "UNIX-CONNECT:$sock" 2>&1 | tr -d '\r' |
+            grep -v '^(qemu)\|^QEMU [0-9].*monitor' || true
+        sleep 2
+    done
+}

@@ -34,6 +34,15 @@ pub struct RunState {
     outcome: Mutex<Option<Outcome>>,
     stopping: AtomicBool,
     changed: Condvar,
+    pause: Mutex<PauseState>,
+    pause_changed: Condvar,
+}
+
+/// Whether the vCPUs are asked to stay out of the guest, and how many already do.
+#[derive(Default)]
+struct PauseState {
+    requested: bool,
+    parked: usize,
 }
 
 impl RunState {
@@ -45,6 +54,62 @@ impl RunState {
         }
         self.stopping.store(true, Ordering::SeqCst);
         self.changed.notify_all();
+        drop(o);
+        // Paused vCPU threads wake up and end.
+        let _p = devices::bus::lock(&self.pause);
+        self.pause_changed.notify_all();
+    }
+
+    /// Asks the vCPUs to stay out of the guest; `kick` interrupts the ones inside it. Returns
+    /// once all `vcpus` are parked, or an error after `timeout`.
+    pub fn pause(&self, vcpus: usize, kick: &dyn Fn(), timeout: Duration) -> Result<(), String> {
+        devices::bus::lock(&self.pause).requested = true;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // A kick can land just before a thread enters KVM_RUN and be missed: repeat it.
+            kick();
+            let p = devices::bus::lock(&self.pause);
+            let (p, _) = self
+                .pause_changed
+                .wait_timeout_while(p, Duration::from_millis(2), |p| p.parked < vcpus)
+                .unwrap_or_else(|e| e.into_inner());
+            if p.parked >= vcpus {
+                return Ok(());
+            }
+            if self.stopping() {
+                return Err("the VM is stopping".into());
+            }
+            if std::time::Instant::now() >= deadline {
+                drop(p);
+                self.resume();
+                return Err(format!("the vCPUs did not stop within {} ms", timeout.as_millis()));
+            }
+        }
+    }
+
+    /// Lets paused vCPUs run the guest again.
+    pub fn resume(&self) {
+        devices::bus::lock(&self.pause).requested = false;
+        self.pause_changed.notify_all();
+    }
+
+    /// Called by a vCPU thread between two runs: while a pause is requested (and the VM is
+    /// not stopping), counts itself parked and waits. `on_park` runs once when it parks.
+    pub fn park_while_paused(&self, on_park: impl FnOnce()) {
+        let mut p = devices::bus::lock(&self.pause);
+        if !p.requested || self.stopping() {
+            return;
+        }
+        p.parked += 1;
+        self.pause_changed.notify_all();
+        drop(p);
+        on_park();
+        let p = devices::bus::lock(&self.pause);
+        let mut p = self
+            .pause_changed
+            .wait_while(p, |p| p.requested && !self.stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        p.parked -= 1;
     }
 
     /// Whether vCPUs should stop.
@@ -146,12 +211,28 @@ pub fn spawn(
             if let Some(o) = outcome {
                 state.finish(o);
             }
+            state.park_while_paused(|| {
+                // Only guests with kvmclock accept it; others need nothing.
+                if let Err(e) = vcpu.notify_paused() {
+                    log::trace!("vcpu{cpu}: {e}");
+                }
+            });
         }
     })
 }
 
 fn error_source(e: &dyn std::error::Error) -> String {
     e.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Interrupts the vCPU threads once (a pause request repeats it until they are parked).
+pub fn kick_all(threads: &[libc::pthread_t]) {
+    for &t in threads {
+        // SAFETY: pthread_kill only sends a signal whose handler does nothing; the caller
+        // guarantees the threads are not joined yet (vm.rs empties its list under the same
+        // lock before joining them).
+        unsafe { libc::pthread_kill(t, kick_signal()) };
+    }
 }
 
 /// Interrupts every vCPU thread until all have returned, then joins them.
@@ -226,6 +307,52 @@ mod tests {
         ));
         assert_eq!(handle_exit(VmExit::Hlt, 0, &b), None);
         assert_eq!(handle_exit(VmExit::Interrupted, 0, &b), None);
+    }
+
+    #[test]
+    fn pause_waits_for_every_vcpu_and_stop_releases_them() {
+        let s = Arc::new(RunState::default());
+        let kicks = std::sync::atomic::AtomicUsize::new(0);
+        // Nobody parks: the pause times out and is withdrawn.
+        let err = s.pause(1, &|| _ = kicks.fetch_add(1, Ordering::SeqCst), Duration::from_millis(20));
+        assert!(err.unwrap_err().contains("did not stop"));
+        assert!(kicks.load(Ordering::SeqCst) > 1);
+        let mut ran = false;
+        s.park_while_paused(|| ran = true);
+        assert!(!ran, "no pause is requested any more");
+
+        // Two "vCPU threads" that park when asked; the pause returns once both are parked.
+        let parked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, parked, runs) = (s.clone(), parked.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    while !s.stopping() {
+                        s.park_while_paused(|| _ = parked.fetch_add(1, Ordering::SeqCst));
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        s.pause(2, &|| {}, Duration::from_secs(10)).unwrap();
+        assert_eq!(parked.load(Ordering::SeqCst), 2);
+        let before = runs.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(runs.load(Ordering::SeqCst), before, "parked threads do not run");
+        s.resume();
+        while runs.load(Ordering::SeqCst) < before + 4 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.pause(2, &|| {}, Duration::from_secs(10)).unwrap();
+        assert_eq!(parked.load(Ordering::SeqCst), 4);
+        // Stopping a paused VM ends the parked threads.
+        s.finish(Outcome::Stopped);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(s.pause(2, &|| {}, Duration::from_millis(10)).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! all again, as a power cycle would).
 
 use std::fs::File;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -277,13 +278,31 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
-/// Gives the control socket this boot's power button and screen.
+/// pthread ids of a boot's vCPU threads.
+type VcpuThreads = Arc<Mutex<Vec<libc::pthread_t>>>;
+
+/// How long `pause` waits for every vCPU to leave the guest.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Gives the control socket this boot's power button, pause/resume and screen.
 fn install_control_hooks(
     m: &Machine<'_>,
     pm: &Arc<Mutex<AcpiPm>>,
     keyboard: &Arc<Mutex<I8042>>,
     vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>,
+    state: &Arc<RunState>,
+    running: &VcpuThreads,
 ) {
+    let (st, threads) = (state.clone(), running.clone());
+    let pause: crate::control::Hook = Arc::new(move || {
+        let threads = devices::bus::lock(&threads);
+        st.pause(threads.len(), &|| vcpu::kick_all(&threads), PAUSE_TIMEOUT)
+    });
+    let st = state.clone();
+    let resume: crate::control::Hook = Arc::new(move || {
+        st.resume();
+        Ok(())
+    });
     let kbd = keyboard.clone();
     let sendkey: crate::control::SendkeyHook = Arc::new(move |text: &str| type_text(&kbd, text));
     let pm = pm.clone();
@@ -302,8 +321,8 @@ fn install_control_hooks(
     });
     m.control.set_hooks(crate::control::ControlHooks {
         power_button: Some(power_button),
-        pause: None,
-        resume: None,
+        pause: Some(pause),
+        resume: Some(resume),
         screendump,
         sendkey: Some(sendkey),
     });
@@ -397,13 +416,18 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }
     };
-    install_control_hooks(m, &pm, &keyboard, vga.as_ref());
+    // The running vCPU threads, for pause: emptied (under its lock) before they are joined.
+    let running: VcpuThreads = Arc::new(Mutex::new(Vec::new()));
+    install_control_hooks(m, &pm, &keyboard, vga.as_ref(), &state, &running);
     let vcpus = vcpus.inspect_err(|_| m.serial.detach())?;
 
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, v) in vcpus.into_iter().enumerate() {
         match vcpu::spawn(v, id as u32, buses.clone(), state.clone()) {
-            Ok(t) => threads.push(t),
+            Ok(t) => {
+                devices::bus::lock(&running).push(t.as_pthread_t());
+                threads.push(t);
+            }
             Err(e) => {
                 state.finish(Outcome::Error(format!("cannot start vCPU thread: {e}")));
                 break;
@@ -421,6 +445,7 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             dump_screen(vga.as_ref(), m.config.screen_dump.as_deref());
         }
     };
+    devices::bus::lock(&running).clear();
     vcpu::stop_all(threads);
     for t in net_threads.drain(..) {
         t.stop();

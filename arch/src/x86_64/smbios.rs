@@ -18,8 +18,8 @@
 //! inserts its own BIOS information (vendor "SeaBIOS", its version and date) when the tables
 //! lack one, which is what QEMU relies on by default too.
 //!
-//! Not provided: the processor ID (CPUID signature and features) of type 4 is zero, because
-//! the builder does not know the guest CPUID; QEMU fills it from the first vCPU's CPUID.
+//! Type 4's processor ID is the caller's: CPUID leaf 1 EAX (signature) and EDX (features) of
+//! the first vCPU, as QEMU fills it and `dmidecode` decodes it.
 
 /// fw_cfg file holding the entry point.
 pub const ANCHOR_FILE: &str = "etc/smbios/smbios-anchor";
@@ -217,12 +217,13 @@ fn type3() -> Structure {
 
 /// Type 4, Processor Information, for vCPU `n`: one socket per vCPU with one core and one
 /// thread, as the MADT and MP table describe them.
-fn type4(n: u16) -> Structure {
+fn type4(n: u16, processor_id: u64) -> Structure {
     let mut s = Structure::new(4, T4_LEN, T4_HANDLE + n);
     s.string(4, &format!("CPU {n}"));
     s.u8(5, 0x03); // central processor
     s.u8(6, 0xfe); // family: see processor family 2
     s.string(7, MANUFACTURER);
+    s.u64(8, processor_id);
     s.string(16, VERSION);
     s.u16(20, 2000).u16(22, 2000); // max and current speed, MHz
     s.u8(24, 0x41); // socket populated, CPU enabled
@@ -318,12 +319,15 @@ pub fn fix_anchor_checksums(ep: &mut [u8]) {
 /// The two fw_cfg files — ([`ANCHOR_FILE`], [`TABLES_FILE`]) with their contents — that make
 /// SeaBIOS install this machine's SMBIOS tables: `cpus` processors, RAM in `ram_ranges`
 /// (`(start, length)` in bytes, e.g. below and above 4 GiB), the system UUID `uuid` in RFC 4122
-/// byte order (all zero if `None`).
+/// byte order (all zero if `None`), and `cpuid1` = (EAX, EDX) of CPUID leaf 1 as every
+/// processor's ID.
 pub fn pc_smbios_fw_cfg_files(
     cpus: u32,
     ram_ranges: &[(u64, u64)],
     uuid: Option<[u8; 16]>,
+    cpuid1: (u32, u32),
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let processor_id = u64::from(cpuid1.0) | (u64::from(cpuid1.1) << 32);
     if cpus == 0 || cpus > MAX_CPUS {
         return Err(Error::BadCpuCount(cpus));
     }
@@ -343,7 +347,7 @@ pub fn pc_smbios_fw_cfg_files(
     table.push(&type1(uuid));
     table.push(&type3());
     for n in 0..cpus {
-        table.push(&type4(n as u16));
+        table.push(&type4(n as u16, processor_id));
     }
     table.push(&type16(ram, dimms as u16));
     for (n, size) in dimm_sizes(ram).into_iter().enumerate() {

@@ -187,6 +187,10 @@ impl Vcpu for KvmVcpu {
     fn set_lapic(&self, lapic: &LapicState) -> Result<()> {
         self.fd.set_lapic(lapic).map_err(Error::ioctl("KVM_SET_LAPIC"))
     }
+
+    fn notify_paused(&self) -> Result<()> {
+        self.fd.kvmclock_ctrl().map_err(Error::ioctl("KVM_KVMCLOCK_CTRL"))
+    }
 }
 
 fn translate_exit(exit: VcpuExit<'_>) -> VmExit<'_> {

@@ -320,7 +320,11 @@ pub fn create_machine(
         fw_cfg.add_file(&name, data).map_err(file)?;
     }
     // Our SMBIOS tables, which SeaBIOS installs (adding its own type 0) instead of its defaults.
-    let smbios = pc_smbios_fw_cfg_files(cfg.cpus, &layout.ram_ranges(), None)
+    let cpuid1 = arch::x86_64::cpuid::vcpu_cpuid(m.supported_cpuid, 0, cfg.cpus)
+        .iter()
+        .find(|e| e.function == 1)
+        .map_or((0, 0), |e| (e.eax, e.edx));
+    let smbios = pc_smbios_fw_cfg_files(cfg.cpus, &layout.ram_ranges(), None, cpuid1)
         .map_err(|e| Error::Tables(e.to_string()))?;
     for (name, data) in smbios {
         fw_cfg.add_file(&name, data).map_err(file)?;

@@ -64,8 +64,11 @@ fn parse(mut t: &[u8]) -> Vec<Parsed> {
     out
 }
 
+/// CPUID leaf 1 (EAX, EDX) of an AMD EPYC-like vCPU, the processor ID of every type 4.
+const CPUID1: (u32, u32) = (0x0083_0f10, 0x178b_fbff);
+
 fn files(cpus: u32, ranges: &[(u64, u64)], uuid: Option<[u8; 16]>) -> (Vec<u8>, Vec<u8>) {
-    let f = pc_smbios_fw_cfg_files(cpus, ranges, uuid).unwrap();
+    let f = pc_smbios_fw_cfg_files(cpus, ranges, uuid, CPUID1).unwrap();
     assert_eq!(f.len(), 2);
     assert_eq!(f[0].0, ANCHOR_FILE);
     assert_eq!(f[1].0, TABLES_FILE);
@@ -202,6 +205,11 @@ fn type4_per_vcpu() {
         assert_eq!(p.formatted[5], 0x03, "central processor");
         assert_eq!((p.formatted[6], p.u16(40)), (0xfe, 0x01), "family via family 2: other");
         assert_eq!(p.string(7), Some(MANUFACTURER));
+        assert_eq!(
+            &p.formatted[8..16],
+            &[0x10, 0x0f, 0x83, 0x00, 0xff, 0xfb, 0x8b, 0x17],
+            "CPUID 1 EAX, EDX"
+        );
         assert_eq!(p.string(16), Some(VERSION));
         assert_eq!((p.u16(20), p.u16(22)), (2000, 2000));
         assert_eq!(p.formatted[24], 0x41, "populated, enabled");
@@ -274,17 +282,20 @@ fn huge_ram_uses_extended_fields() {
 #[test]
 fn bad_inputs_are_errors() {
     let r = [(0, GIB)];
-    assert_eq!(pc_smbios_fw_cfg_files(0, &r, None), Err(Error::BadCpuCount(0)));
-    assert_eq!(pc_smbios_fw_cfg_files(MAX_CPUS + 1, &r, None), Err(Error::BadCpuCount(MAX_CPUS + 1)));
-    assert_eq!(pc_smbios_fw_cfg_files(1, &[], None), Err(Error::BadRam(0, 0)));
-    assert_eq!(pc_smbios_fw_cfg_files(1, &[(0, 0)], None), Err(Error::BadRamRange(0, 0)));
-    assert_eq!(pc_smbios_fw_cfg_files(1, &[(u64::MAX, 2)], None), Err(Error::BadRamRange(u64::MAX, 2)));
+    assert_eq!(pc_smbios_fw_cfg_files(0, &r, None, (0, 0)), Err(Error::BadCpuCount(0)));
+    assert_eq!(pc_smbios_fw_cfg_files(MAX_CPUS + 1, &r, None, (0, 0)), Err(Error::BadCpuCount(MAX_CPUS + 1)));
+    assert_eq!(pc_smbios_fw_cfg_files(1, &[], None, (0, 0)), Err(Error::BadRam(0, 0)));
+    assert_eq!(pc_smbios_fw_cfg_files(1, &[(0, 0)], None, (0, 0)), Err(Error::BadRamRange(0, 0)));
+    assert_eq!(
+        pc_smbios_fw_cfg_files(1, &[(u64::MAX, 2)], None, (0, 0)),
+        Err(Error::BadRamRange(u64::MAX, 2))
+    );
     let many = vec![(0, 1 << 20); 257];
-    assert!(matches!(pc_smbios_fw_cfg_files(1, &many, None), Err(Error::BadRam(_, 257))));
+    assert!(matches!(pc_smbios_fw_cfg_files(1, &many, None, (0, 0)), Err(Error::BadRam(_, 257))));
     // 8 TiB + 1 byte needs a 513th memory device.
     let big = [(0, 3 * GIB), (4 * GIB, 8192 * GIB - 3 * GIB + 1)];
-    assert!(matches!(pc_smbios_fw_cfg_files(1, &big, None), Err(Error::BadRam(..))));
-    assert!(matches!(pc_smbios_fw_cfg_files(2000, &r, None), Err(Error::TooLarge(_))));
+    assert!(matches!(pc_smbios_fw_cfg_files(1, &big, None, (0, 0)), Err(Error::BadRam(..))));
+    assert!(matches!(pc_smbios_fw_cfg_files(2000, &r, None, (0, 0)), Err(Error::TooLarge(_))));
     // The machine's largest vCPU count fits with room for SeaBIOS's type 0.
     let (ep, table) = files(254, &[(0, 3 * GIB), (4 * GIB, 1024 * GIB)], None);
     assert!(table.len() <= 0xffff - TYPE0_RESERVE);
