@@ -9,7 +9,8 @@
 #   initramfs, default /guest/l2-initramfs.cpio.gz), VMLINUX (optional ELF vmlinux), PC_DISK (the
 #   Debian 12 image, raw: a block device it may write), PC_DISK_PART (its root partition, default
 #   ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
-#   PC_ISO_TIMEOUT (default 180 s), PC_KERNEL_TIMEOUT (default 120 s), PC_GUEST_MEM (default 512M).
+#   PC_ISO_TIMEOUT (default 180 s), PC_KERNEL_TIMEOUT (default 120 s), PC_KERNEL_COMPARE=1 (also
+#   boot the kernel on the direct machine, for the time ratio), PC_GUEST_MEM (default 512M).
 #   pc-qcow2-reboot needs qemu-img.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
@@ -64,20 +65,17 @@ dump() {
     [ -f "$2.txt" ]
 }
 
-# QEMU-style -kernel: SeaBIOS runs the linuxboot_dma option ROM, which loads the L2 kernel and
-# test initramfs from fw_cfg; without VGA, SeaBIOS mirrors its screen on the serial console.
-# The guest's init prints L2-INIT and powers off (vmm exit 0). An awk filter stamps the first
-# SeaBIOS line and L2-INIT with L1's uptime as they arrive, so the one-second polling loop does
-# not blur the times.
-sc_pc_kernel() {
-    d=$WORK/kernel
-    mkdir -p "$d"
-    for f in "$KERNEL" "$INITRD"; do
-        [ -f "$f" ] || { REASON="no $f"; return 1; }
-    done
-    mkfifo "$d/fifo" || { REASON="mkfifo failed"; return 1; }
-    t0=$(now)
-    awk -v t0="$t0" -v tf="$d/times" '
+# run_kernel DIR ARGS...: "$VMM ARGS" with --serial stdio into DIR/serial.log, through an awk
+# filter that stamps the first SeaBIOS line, "Booting from ROM" and L2-INIT with L1's uptime as
+# they arrive (DIR/times, k=v lines), so the one-second polling loop does not blur the times.
+# Sets RC (exit status), TIMED_OUT and TOTAL (seconds).
+run_kernel() {
+    _d=$1
+    shift
+    rm -f "$_d/fifo" "$_d/times"
+    mkfifo "$_d/fifo" || return 1
+    _t0=$(now)
+    awk -v t0="$_t0" -v tf="$_d/times" '
         function stamp(name) {
             getline up < "/proc/uptime"; close("/proc/uptime")
             split(up, u, " ")
@@ -86,26 +84,50 @@ sc_pc_kernel() {
         { print; fflush() }
         !b && index($0, "SeaBIOS") { b = 1; stamp("bios_banner_s") }
         !r && index($0, "Booting from ROM") { r = 1; stamp("rom_boot_s") }
-        !i && index($0, "L2-INIT") { i = 1; stamp("boot_to_init_s") }' <"$d/fifo" >"$d/serial.log" &
-    apid=$!
-    "$VMM" --machine pc --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --vga none \
-        --cmdline "console=ttyS0 l2test=poweroff panic=-1 quiet" --serial stdio </dev/null >"$d/fifo" 2>"$d/err" &
-    vpid=$!
-    timed_out=''
-    while kill -0 $vpid 2>/dev/null; do
-        if elapsed_ge "$t0" "${PC_KERNEL_TIMEOUT:-120}"; then
-            timed_out=1
-            stop $vpid
+        !i && index($0, "L2-INIT") { i = 1; stamp("boot_to_init_s") }' <"$_d/fifo" >"$_d/serial.log" &
+    _apid=$!
+    "$VMM" "$@" --serial stdio </dev/null >"$_d/fifo" 2>"$_d/err" &
+    _vpid=$!
+    TIMED_OUT=''
+    while kill -0 $_vpid 2>/dev/null; do
+        if elapsed_ge "$_t0" "${PC_KERNEL_TIMEOUT:-120}"; then
+            TIMED_OUT=1
+            stop $_vpid
             break
         fi
         sleep 1
     done
-    wait $vpid
-    rc=$?
-    total=$(since "$t0")
-    wait $apid
-    echo "E2E-TIME pc-kernel $(tr '\n' ' ' <"$d/times" 2>/dev/null)total_s=$total"
-    if [ -n "$timed_out" ]; then
+    wait $_vpid
+    RC=$?
+    TOTAL=$(since "$_t0")
+    wait $_apid
+    touch "$_d/times"
+}
+
+# QEMU-style -kernel: SeaBIOS runs the linuxboot_dma option ROM, which loads the L2 kernel and
+# test initramfs from fw_cfg; without VGA, SeaBIOS mirrors its screen on the serial console.
+# The guest's init prints L2-INIT and powers off (vmm exit 0). With PC_KERNEL_COMPARE=1 the
+# same kernel and initramfs also boot on the direct machine, for the time ratio.
+sc_pc_kernel() {
+    d=$WORK/kernel
+    mkdir -p "$d"
+    for f in "$KERNEL" "$INITRD"; do
+        [ -f "$f" ] || { REASON="no $f"; return 1; }
+    done
+    line="console=ttyS0 l2test=poweroff panic=-1 quiet"
+    run_kernel "$d" --machine pc --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --vga none \
+        --cmdline "$line" || { REASON="mkfifo failed"; return 1; }
+    times=$(tr '\n' ' ' <"$d/times")
+    pc_rc=$RC pc_timed_out=$TIMED_OUT pc_total=$TOTAL
+    direct=''
+    if [ "${PC_KERNEL_COMPARE:-0}" = 1 ]; then
+        mkdir -p "$d/direct"
+        run_kernel "$d/direct" --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --cmdline "$line"
+        direct=$(sed -n 's/^boot_to_init_s=/direct_boot_to_init_s=/p' "$d/direct/times")
+        [ "$RC" = 0 ] || direct="$direct direct_exit=$RC"
+    fi
+    echo "E2E-TIME pc-kernel ${times}total_s=$pc_total${direct:+ $direct}"
+    if [ -n "$pc_timed_out" ]; then
         REASON="timeout after ${PC_KERNEL_TIMEOUT:-120} s"
         show "$d/serial.log" 30
         show "$d/err" 20
@@ -115,7 +137,7 @@ sc_pc_kernel() {
     plain "$d/serial.log" | grep -q 'SeaBIOS' || fails="$fails; no SeaBIOS banner on the serial console"
     plain "$d/serial.log" | grep -q 'Booting from ROM' || fails="$fails; SeaBIOS did not boot the option ROM"
     plain "$d/serial.log" | grep -q 'L2-INIT cpus=1' || fails="$fails; no 'L2-INIT cpus=1' from the guest"
-    [ "$rc" = 0 ] || fails="$fails; vmm exit status $rc, expected 0"
+    [ "$pc_rc" = 0 ] || fails="$fails; vmm exit status $pc_rc, expected 0"
     if [ -n "$fails" ]; then
         REASON=${fails#; }
         show "$d/serial.log" 30
@@ -125,7 +147,7 @@ sc_pc_kernel() {
     echo "---- pc-kernel serial console (first lines) ----"
     plain "$d/serial.log" | grep -av '^ *$' | head -n 12 | sed 's/^/  | /'
     echo "---- end ----"
-    NOTE="SeaBIOS banner on ttyS0, 'Booting from ROM', L2 init reached, exit 0 ($(tr '\n' ' ' <"$d/times"))"
+    NOTE="SeaBIOS banner on ttyS0, 'Booting from ROM', L2 init reached, exit 0 (${times% })"
 }
 
 # The grub-rescue CD boots from the IDE CD-ROM to GRUB, which only draws on the VGA screen;
