@@ -11,7 +11,8 @@
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
 # Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE, PC_L1_NMIS (see run_l1_watched), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
-#   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT.
+#   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
+#   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio).
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
@@ -57,7 +58,7 @@ host)
     qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
     qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/disk.raw"
     loop=$(losetup -fP --show "$tmp/disk.raw")
-    VMM=$VMM_BIN PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
+    PC_KERNEL_COMPARE=${PC_KERNEL_COMPARE:-0} VMM=$VMM_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz VMLINUX=$CACHE/vmlinux PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
         timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/pc-scenarios.sh" </dev/null 2>&1 | tee "$LOG"
     rc=${PIPESTATUS[0]}
     ;;
@@ -66,14 +67,15 @@ l1)
     cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
-        /usr/share/seabios/vgabios-stdvga.bin=/usr/share/seabios/vgabios-stdvga.bin)
+        /usr/share/seabios/vgabios-stdvga.bin=/usr/share/seabios/vgabios-stdvga.bin \
+        /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
     run_l1() { # LOGFILE: one L1 boot running $PC_ONLY (or all) on a fresh overlay
         rm -f "$tmp/overlay.qcow2"
         qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
         # idle=poll: with a Debian guest running, an idle L1 sometimes stopped for good (its
         # QEMU at low CPU, no output until the timeout); L1 never halting avoided it in our runs.
         local append="idle=poll ${L1_EXTRA_APPEND:-}" v
-        for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_GUEST_MEM; do
+        for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_KERNEL_TIMEOUT PC_KERNEL_COMPARE PC_GUEST_MEM; do
             [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
         done
         L1_EXTRA_APPEND=$append \

@@ -5,15 +5,19 @@
 # KVM. Guests know nothing of the VMM: SeaBIOS, its VGA BIOS and the guests' own boot loaders.
 #
 # Usage: pc-scenarios.sh [--list | NAME...]
-# Environment: VMM (vmm binary), PC_DISK (the Debian 12 image, raw: a block device it may
-#   write), PC_DISK_PART (its root partition, default ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
-#   PC_ISO_TIMEOUT (default 180 s), PC_GUEST_MEM (default 512M). pc-qcow2-reboot needs qemu-img.
+# Environment: VMM (vmm binary), KERNEL (L2 bzImage, default /guest/vmlinuz), INITRD (L2 test
+#   initramfs, default /guest/l2-initramfs.cpio.gz), VMLINUX (optional ELF vmlinux), PC_DISK (the
+#   Debian 12 image, raw: a block device it may write), PC_DISK_PART (its root partition, default
+#   ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
+#   PC_ISO_TIMEOUT (default 180 s), PC_KERNEL_TIMEOUT (default 120 s), PC_KERNEL_COMPARE=1 (also
+#   boot the kernel on the direct machine, for the time ratio), PC_GUEST_MEM (default 512M).
+#   pc-qcow2-reboot needs qemu-img.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-PC_SCENARIOS="pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input"
+PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input"
 if [ "${1:-}" = "--list" ]; then
     for s in $PC_SCENARIOS; do echo "$s"; done
     exit 0
@@ -22,6 +26,9 @@ VMM=${VMM:-}
 PC_DISK=${PC_DISK:-/dev/vda}
 PC_DISK_PART=${PC_DISK_PART:-${PC_DISK}1}
 PC_ISO=${PC_ISO:-/guest/grub-rescue-cdrom.iso}
+KERNEL=${KERNEL:-/guest/vmlinuz}
+INITRD=${INITRD:-/guest/l2-initramfs.cpio.gz}
+VMLINUX=${VMLINUX:-/guest/vmlinux}
 SELECTED=${*:-${PC_ONLY:-$PC_SCENARIOS}}
 SELECTED=$(echo "$SELECTED" | tr ',' ' ')
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pc-e2e.XXXXXX") || exit 1
@@ -56,6 +63,91 @@ dump() {
         _i=$((_i + 1))
     done
     [ -f "$2.txt" ]
+}
+
+# run_kernel DIR ARGS...: "$VMM ARGS" with --serial stdio into DIR/serial.log, through an awk
+# filter that stamps the first SeaBIOS line, "Booting from ROM" and L2-INIT with L1's uptime as
+# they arrive (DIR/times, k=v lines), so the one-second polling loop does not blur the times.
+# Sets RC (exit status), TIMED_OUT and TOTAL (seconds).
+run_kernel() {
+    _d=$1
+    shift
+    rm -f "$_d/fifo" "$_d/times"
+    mkfifo "$_d/fifo" || return 1
+    _t0=$(now)
+    awk -v t0="$_t0" -v tf="$_d/times" '
+        function stamp(name) {
+            getline up < "/proc/uptime"; close("/proc/uptime")
+            split(up, u, " ")
+            printf "%s=%.2f\n", name, u[1] - t0 >> tf; close(tf)
+        }
+        { print; fflush() }
+        !b && index($0, "SeaBIOS") { b = 1; stamp("bios_banner_s") }
+        !r && index($0, "Booting from ROM") { r = 1; stamp("rom_boot_s") }
+        !i && index($0, "L2-INIT") { i = 1; stamp("boot_to_init_s") }' <"$_d/fifo" >"$_d/serial.log" &
+    _apid=$!
+    "$VMM" "$@" --serial stdio </dev/null >"$_d/fifo" 2>"$_d/err" &
+    _vpid=$!
+    TIMED_OUT=''
+    while kill -0 $_vpid 2>/dev/null; do
+        if elapsed_ge "$_t0" "${PC_KERNEL_TIMEOUT:-120}"; then
+            TIMED_OUT=1
+            stop $_vpid
+            break
+        fi
+        sleep 1
+    done
+    wait $_vpid
+    RC=$?
+    TOTAL=$(since "$_t0")
+    wait $_apid
+    touch "$_d/times"
+}
+
+# QEMU-style -kernel: SeaBIOS runs the linuxboot_dma option ROM, which loads the L2 kernel and
+# test initramfs from fw_cfg; without VGA, SeaBIOS mirrors its screen on the serial console.
+# The guest's init prints L2-INIT and powers off (vmm exit 0). With PC_KERNEL_COMPARE=1 the
+# same kernel and initramfs also boot on the direct machine, for the time ratio.
+sc_pc_kernel() {
+    d=$WORK/kernel
+    mkdir -p "$d"
+    for f in "$KERNEL" "$INITRD"; do
+        [ -f "$f" ] || { REASON="no $f"; return 1; }
+    done
+    line="console=ttyS0 l2test=poweroff panic=-1 quiet"
+    run_kernel "$d" --machine pc --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --vga none \
+        --cmdline "$line" || { REASON="mkfifo failed"; return 1; }
+    times=$(tr '\n' ' ' <"$d/times")
+    pc_rc=$RC pc_timed_out=$TIMED_OUT pc_total=$TOTAL
+    direct=''
+    if [ "${PC_KERNEL_COMPARE:-0}" = 1 ]; then
+        mkdir -p "$d/direct"
+        run_kernel "$d/direct" --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --cmdline "$line"
+        direct=$(sed -n 's/^boot_to_init_s=/direct_boot_to_init_s=/p' "$d/direct/times")
+        [ "$RC" = 0 ] || direct="$direct direct_exit=$RC"
+    fi
+    echo "E2E-TIME pc-kernel ${times}total_s=$pc_total${direct:+ $direct}"
+    if [ -n "$pc_timed_out" ]; then
+        REASON="timeout after ${PC_KERNEL_TIMEOUT:-120} s"
+        show "$d/serial.log" 30
+        show "$d/err" 20
+        return 1
+    fi
+    fails=''
+    plain "$d/serial.log" | grep -q 'SeaBIOS' || fails="$fails; no SeaBIOS banner on the serial console"
+    plain "$d/serial.log" | grep -q 'Booting from ROM' || fails="$fails; SeaBIOS did not boot the option ROM"
+    plain "$d/serial.log" | grep -q 'L2-INIT cpus=1' || fails="$fails; no 'L2-INIT cpus=1' from the guest"
+    [ "$pc_rc" = 0 ] || fails="$fails; vmm exit status $pc_rc, expected 0"
+    if [ -n "$fails" ]; then
+        REASON=${fails#; }
+        show "$d/serial.log" 30
+        show "$d/err" 20
+        return 1
+    fi
+    echo "---- pc-kernel serial console (first lines) ----"
+    plain "$d/serial.log" | grep -av '^ *$' | head -n 12 | sed 's/^/  | /'
+    echo "---- end ----"
+    NOTE="SeaBIOS banner on ttyS0, 'Booting from ROM', L2 init reached, exit 0 (${times% })"
 }
 
 # The grub-rescue CD boots from the IDE CD-ROM to GRUB, which only draws on the VGA screen;
@@ -364,9 +456,20 @@ sc_pc_bad_input() {
     check wrong-format 'disk' --disk "$PC_ISO",format=qcow2
     check corrupt-qcow2 'disk' --disk "$d/fake.qcow2"
     check kernel-and-pc 'kernel' --machine pc --kernel "$PC_ISO"
+    ncheck=6
+    if [ -f "$VMLINUX" ]; then
+        check vmlinux-on-pc 'ELF vmlinux' --machine pc --kernel "$VMLINUX"
+        ncheck=$((ncheck + 1))
+    fi
+    if [ -f "$KERNEL" ]; then
+        check pc-rom-missing 'linuxboot-rom' --machine pc --kernel "$KERNEL" --linuxboot-rom /nonexistent.bin
+        dd if=/dev/zero of="$d/big.cpio" bs=1048576 count=0 seek=64 2>/dev/null
+        check pc-initrd-too-big 'initramfs' --machine pc --kernel "$KERNEL" --initramfs "$d/big.cpio" --memory 32M
+        ncheck=$((ncheck + 2))
+    fi
     check bad-boot 'boot' --cdrom "$PC_ISO" --boot floppy
     [ -z "$fails" ] || { REASON="not rejected with status 2:$fails"; return 1; }
-    NOTE="6 bad inputs rejected with status 2"
+    NOTE="$ncheck bad inputs rejected with status 2"
 }
 
 PASSED=0 FAILED=0

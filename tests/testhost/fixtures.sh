@@ -9,8 +9,9 @@
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
 #   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init,
 #                         and the ACPI button and e1000 drivers as /lib/modules/{button,e1000}.ko
-# Installs missing host packages with apt-get (qemu-system-x86, qemu-utils, seabios,
-# busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
+# Installs missing host packages with apt-get (qemu-system-x86, qemu-system-data (qboot, and
+# linuxboot_dma.bin, the option ROM with which `vmm --machine pc --kernel` boots), qemu-utils,
+# seabios, busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
 # crate's unit tests, which cross-check our qcow2 images with QEMU and skip without it.
 # Prints the cache directory on stdout.
 #
@@ -26,6 +27,7 @@ ensure_pkgs \
     qemu-img:qemu-utils qemu-io:qemu-utils \
     /usr/share/seabios/bios-256k.bin:seabios \
     /usr/share/qemu/qboot.rom:qemu-system-data \
+    /usr/share/qemu/linuxboot_dma.bin:qemu-system-data \
     /bin/busybox:busybox-static \
     cpio:cpio modinfo:kmod xz:xz-utils zstd:zstd gzip:gzip \
     apt-get:apt dpkg:dpkg ldd:libc-bin

@@ -148,7 +148,8 @@ fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D:
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfigFile {
-    /// Path of the kernel: a bzImage, or an ELF vmlinux with a PVH entry note.
+    /// Path of the kernel: a bzImage, or an ELF vmlinux with a PVH entry note (direct machine
+    /// only).
     pub kernel: Option<PathBuf>,
     /// Path of the initramfs.
     pub initramfs: Option<PathBuf>,
@@ -169,6 +170,8 @@ pub struct VmConfigFile {
     pub machine: Option<MachineKind>,
     /// BIOS image for the pc machine.
     pub firmware: Option<PathBuf>,
+    /// Option ROM that boots `kernel` on the pc machine (QEMU's linuxboot_dma.bin).
+    pub linuxboot_rom: Option<PathBuf>,
     /// IDE disks, as `--disk` strings: "PATH[,format=raw|qcow2][,bus=ide][,readonly]".
     #[serde(default, deserialize_with = "de_disks")]
     pub disks: Option<Vec<DiskConfig>>,
@@ -214,6 +217,7 @@ impl VmConfigFile {
             no_reboot: over.no_reboot.or(self.no_reboot),
             machine: over.machine.or(self.machine),
             firmware: over.firmware.or(self.firmware),
+            linuxboot_rom: over.linuxboot_rom.or(self.linuxboot_rom),
             disks: over.disks.or(self.disks),
             cdrom: over.cdrom.or(self.cdrom),
             boot: over.boot.or(self.boot),
@@ -238,7 +242,8 @@ pub struct HostLimits {
 pub struct VmConfig {
     /// The machine.
     pub machine: MachineKind,
-    /// Kernel path (exists, has a bzImage or ELF header); set exactly for direct boot.
+    /// Kernel path (exists, has a bzImage or ELF header); always set for direct boot, and on
+    /// the pc machine (a bzImage there) when the BIOS is to boot it.
     pub kernel: Option<PathBuf>,
     /// initramfs path (exists).
     pub initramfs: Option<PathBuf>,
@@ -254,6 +259,8 @@ pub struct VmConfig {
     pub no_reboot: bool,
     /// BIOS image (pc machine).
     pub firmware: PathBuf,
+    /// The option ROM that boots `kernel` through fw_cfg (pc machine with a kernel).
+    pub linuxboot_rom: Option<PathBuf>,
     /// IDE disks in attach order (primary master, primary slave, secondary slave).
     pub disks: Vec<DiskConfig>,
     /// CD-ROM image (secondary master).
@@ -320,14 +327,16 @@ impl VmConfig {
                 check_kernel(&kernel, check_readable("kernel", &kernel)?)?;
                 Some(kernel)
             }
-            MachineKind::Pc if file.kernel.is_some() || file.initramfs.is_some() => {
-                return Err(ConfigError::new(
-                    "kernel",
-                    "kernel boot through the BIOS (fw_cfg) is not supported yet; drop --machine pc to boot \
-                     the kernel directly, or boot a disk with the kernel installed",
-                ))
-            }
-            MachineKind::Pc => None,
+            MachineKind::Pc => match &file.kernel {
+                Some(kernel) => {
+                    check_kernel(kernel, check_readable("kernel", kernel)?)?;
+                    Some(kernel.clone())
+                }
+                None if file.initramfs.is_some() => {
+                    return Err(ConfigError::new("initramfs", "needs --kernel as well"))
+                }
+                None => None,
+            },
         };
         if let Some(initramfs) = &file.initramfs {
             check_readable("initramfs", initramfs)?;
@@ -363,7 +372,7 @@ impl VmConfig {
         if memory % 4096 != 0 {
             return Err(ConfigError::new("memory", "must be a multiple of 4 KiB"));
         }
-        let cmdline = file.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+        let cmdline = file.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
         if cmdline.len() >= arch::x86_64::layout::CMDLINE_MAX {
             return Err(ConfigError::new(
                 "cmdline",
@@ -383,12 +392,13 @@ impl VmConfig {
                 ));
             }
         }
+        let linuxboot_rom = match (&kernel, machine) {
+            (Some(k), MachineKind::Pc) => Some(Self::validate_pc_kernel(&file, k, memory, &cmdline)?),
+            _ => None,
+        };
         let nics = file.nics.clone().unwrap_or_default();
         if !nics.is_empty() && machine != MachineKind::Pc {
-            return Err(ConfigError::new(
-                "nic",
-                "needs the BIOS machine; add --machine pc (and drop --kernel)",
-            ));
+            return Err(ConfigError::new("nic", "needs the BIOS machine; add --machine pc"));
         }
         if nics.len() > pc_config::MAX_NICS {
             return Err(ConfigError::new("nic", format!("at most {} NICs", pc_config::MAX_NICS)));
@@ -406,6 +416,7 @@ impl VmConfig {
             screen_dump: file.screen_dump,
             machine,
             firmware,
+            linuxboot_rom,
             disks,
             cdrom,
             boot,
@@ -424,22 +435,72 @@ impl VmConfig {
 type PcParts = (PathBuf, Vec<DiskConfig>, Option<PathBuf>, Vec<BootDevice>, bool);
 
 impl VmConfig {
+    /// A kernel on the PC machine: the option ROM is there, and the kernel, initramfs and
+    /// command line fit the BIOS boot (checked as the boot will do it); returns the ROM.
+    fn validate_pc_kernel(
+        file: &VmConfigFile,
+        kernel: &Path,
+        memory: u64,
+        cmdline: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        if file.linuxboot_rom.is_none() && !Path::new(pc_config::DEFAULT_LINUXBOOT_ROM).exists() {
+            return Err(ConfigError::new(
+                "linuxboot-rom",
+                format!(
+                    "{} is missing; install Debian's qemu-system-data (apt-get install qemu-system-data) \
+                     or pass --linuxboot-rom PATH",
+                    pc_config::DEFAULT_LINUXBOOT_ROM
+                ),
+            ));
+        }
+        let rom =
+            file.linuxboot_rom.clone().unwrap_or_else(|| PathBuf::from(pc_config::DEFAULT_LINUXBOOT_ROM));
+        let mut bytes = Vec::new();
+        check_readable("linuxboot-rom", &rom)?
+            .take(0x1_0001)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ConfigError::new("linuxboot-rom", format!("{}: {e}", rom.display())))?;
+        crate::pc::linuxboot::check_rom(&bytes)
+            .map_err(|e| ConfigError::new("linuxboot-rom", format!("{} {e}", rom.display())))?;
+        let image = std::fs::read(kernel)
+            .map_err(|e| ConfigError::new("kernel", format!("cannot read {}: {e}", kernel.display())))?;
+        let initrd_len = match &file.initramfs {
+            Some(p) => Some(
+                check_readable("initramfs", p)?
+                    .metadata()
+                    .map_err(|e| ConfigError::new("initramfs", format!("{}: {e}", p.display())))?
+                    .len(),
+            ),
+            None => None,
+        };
+        let low_ram = arch::x86_64::layout::MemoryLayout::new(memory).low_ram_size();
+        crate::pc::linuxboot::plan(&image, initrd_len, cmdline, low_ram).map_err(|e| {
+            let what = match e.field() {
+                "kernel" => format!("{}: ", kernel.display()),
+                "initramfs" => {
+                    file.initramfs.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            ConfigError::new(e.field(), format!("{what}{e}"))
+        })?;
+        Ok(rom)
+    }
+
     /// The PC-machine fields: refused on the direct machine, checked and defaulted on pc.
     fn validate_pc(file: &VmConfigFile, machine: MachineKind) -> Result<PcParts, ConfigError> {
         let disks = file.disks.clone().unwrap_or_default();
         if machine == MachineKind::Direct {
             let given = [
                 ("firmware", file.firmware.is_some()),
+                ("linuxboot-rom", file.linuxboot_rom.is_some()),
                 ("disk", !disks.is_empty()),
                 ("cdrom", file.cdrom.is_some()),
                 ("boot", file.boot.is_some()),
                 ("vga", file.vga == Some(true)),
             ];
             if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
-                return Err(ConfigError::new(
-                    *field,
-                    "needs the BIOS machine; add --machine pc (and drop --kernel)",
-                ));
+                return Err(ConfigError::new(*field, "needs the BIOS machine; add --machine pc"));
             }
             return Ok((PathBuf::new(), Vec::new(), None, Vec::new(), false));
         }
@@ -626,7 +687,9 @@ mod tests {
         let c = VmConfig::validate(VmConfigFile { cdrom: Some(disk.clone()), ..pc(None) }, HOST).unwrap();
         assert_eq!(c.boot, vec![BootDevice::Cdrom]);
         assert_eq!(field(VmConfigFile { disks: d(), ..with_kernel() }), "disk");
-        assert_eq!(field(VmConfigFile { machine: Some(MachineKind::Pc), ..with_kernel() }), "kernel");
+        let pc_kernel =
+            VmConfigFile { machine: Some(MachineKind::Pc), firmware: Some(bios.clone()), ..with_kernel() };
+        assert_eq!(field(pc_kernel), "kernel", "HdrS alone is not a bootable bzImage");
         assert_eq!(field(VmConfigFile { firmware: Some(tmp("short", &[0; 100])), ..pc(d()) }), "firmware");
         let missing =
             Some(vec![DiskConfig { path: "/nonexistent.img".into(), format: None, readonly: false }]);
@@ -641,6 +704,65 @@ mod tests {
         assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
         let e = VmConfigFile::parse(r#"{"machine": "q35"}"#).unwrap_err();
         assert!(e.contains("use pc") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn pc_machine_boots_a_bzimage_through_the_bios() {
+        let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err();
+        let bios = tmp("bios.bin", &vec![0; 0x2_0000]);
+        let mut rom = vec![0u8; 1536];
+        rom[..3].copy_from_slice(&[0x55, 0xaa, 3]);
+        let rom = tmp("linuxboot_dma.bin", &rom);
+        let bz = tmp("vmlinuz", &crate::pc::linuxboot::test_bzimage(0x020f, 4, 1 << 20));
+        let initrd = tmp("initrd", &[1; 4096]);
+        let pc = || VmConfigFile {
+            machine: Some(MachineKind::Pc),
+            firmware: Some(bios.clone()),
+            linuxboot_rom: Some(rom.clone()),
+            kernel: Some(bz.clone()),
+            initramfs: Some(initrd.clone()),
+            ..Default::default()
+        };
+        let c = VmConfig::validate(pc(), HOST).unwrap();
+        assert_eq!(
+            (c.machine, c.kernel.as_ref(), c.linuxboot_rom.as_ref()),
+            (MachineKind::Pc, Some(&bz), Some(&rom))
+        );
+        assert_eq!(c.initramfs.as_ref(), Some(&initrd));
+        // From JSON too.
+        let j = format!(
+            r#"{{"machine": "pc", "kernel": "{}", "initramfs": "{}", "linuxboot_rom": "{}", "firmware": "{}"}}"#,
+            bz.display(),
+            initrd.display(),
+            rom.display(),
+            bios.display()
+        );
+        let c = VmConfig::validate(VmConfigFile::parse(&j).unwrap(), HOST).unwrap();
+        assert_eq!(c.linuxboot_rom.as_ref(), Some(&rom));
+
+        let elf = tmp("vmlinux", b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        let e = field(VmConfigFile { kernel: Some(elf), ..pc() });
+        assert_eq!(e.field, "kernel");
+        assert!(e.problem.contains("ELF vmlinux") && e.problem.contains("bzImage"), "{e}");
+        let e = field(VmConfigFile { kernel: Some(kernel()), ..pc() });
+        assert!(e.field == "kernel" && e.problem.contains("not a Linux bzImage"), "{e}");
+        let e = field(VmConfigFile { kernel: None, ..pc() });
+        assert_eq!(e.field, "initramfs");
+        let e = field(VmConfigFile { linuxboot_rom: Some("/nonexistent/rom.bin".into()), ..pc() });
+        assert_eq!(e.field, "linuxboot-rom");
+        let e = field(VmConfigFile { linuxboot_rom: Some(initrd.clone()), ..pc() });
+        assert!(e.field == "linuxboot-rom" && e.problem.contains("option ROM"), "{e}");
+        let big = tmp("big-initrd", &[]);
+        std::fs::File::options().write(true).open(&big).unwrap().set_len(40 << 20).unwrap();
+        let e = field(VmConfigFile { initramfs: Some(big), memory: Some(32 << 20), ..pc() });
+        assert!(e.field == "initramfs" && e.problem.contains("do not fit"), "{e}");
+        let e = field(VmConfigFile { cmdline: Some("console=ttyS0 vga=huge".into()), ..pc() });
+        assert!(e.field == "cmdline" && e.problem.contains("vga=huge"), "{e}");
+        let e = field(VmConfigFile { initramfs: Some(tmp("empty", &[])), ..pc() });
+        assert_eq!(e.field, "initramfs");
+        // The ROM option belongs to the pc machine.
+        let e = field(VmConfigFile { linuxboot_rom: Some(rom.clone()), ..with_kernel() });
+        assert_eq!(e.field, "linuxboot-rom");
     }
 
     #[test]

@@ -38,7 +38,8 @@ const EXIT_STOPPED: u8 = 130;
 #[command(
     name = "vmm",
     version,
-    about = "Run one KVM virtual machine: direct Linux boot with a serial console",
+    about = "Run one KVM virtual machine: direct Linux boot, or a PC booted by SeaBIOS (from disk, \
+             CD-ROM or a Linux kernel)",
     after_help = "Exit status: 0 guest powered off, 1 internal error, 2 bad input, 3 guest rebooted \
                   (--no-reboot), 4 guest triple fault, 5 host lacks hardware virtualization, \
                   130 stopped (signal or Ctrl-A x on the console).\n\
@@ -49,6 +50,8 @@ struct Cli {
     #[arg(long, value_name = "FILE.json")]
     config: Option<PathBuf>,
     /// Linux kernel: a bzImage (vmlinuz), or an uncompressed ELF vmlinux (PVH entry, faster).
+    /// With --machine pc, SeaBIOS boots it (a bzImage) through fw_cfg and --linuxboot-rom,
+    /// as QEMU's -kernel does.
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// Initial ramdisk.
@@ -70,12 +73,16 @@ struct Cli {
     #[arg(long)]
     no_reboot: bool,
     /// Machine: pc (i440FX PC booted by SeaBIOS) or direct (kernel boot) [default: direct
-    /// with --kernel, pc with --disk or --cdrom].
+    /// with --kernel, pc with --disk or --cdrom without --kernel].
     #[arg(long, value_name = "KIND")]
     machine: Option<pc_config::MachineKind>,
     /// BIOS image for --machine pc [default: /usr/share/seabios/bios-256k.bin].
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
+    /// Option ROM that boots --kernel on --machine pc (read by SeaBIOS from fw_cfg)
+    /// [default: /usr/share/qemu/linuxboot_dma.bin, from Debian's qemu-system-data].
+    #[arg(long, value_name = "PATH")]
+    linuxboot_rom: Option<PathBuf>,
     /// IDE disk: PATH[,format=raw|qcow2][,bus=ide][,readonly]; repeat for more (up to 3).
     #[arg(long = "disk", value_name = "SPEC")]
     disks: Vec<pc_config::DiskConfig>,
@@ -187,6 +194,7 @@ fn vmm_main(cli: &Cli) -> Exit {
         no_reboot: cli.no_reboot.then_some(true),
         machine: cli.machine,
         firmware: cli.firmware.clone(),
+        linuxboot_rom: cli.linuxboot_rom.clone(),
         disks: (!cli.disks.is_empty()).then(|| cli.disks.clone()),
         cdrom: cli.cdrom.clone(),
         boot: cli.boot.clone(),
@@ -315,6 +323,12 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
                     error_chain(&e)
                 );
                 break (EXIT_BAD_INPUT, Some(msg));
+            }
+            Err(e @ vm::Error::LinuxBoot(_)) => {
+                break (
+                    EXIT_BAD_INPUT,
+                    Some(format!("{}\nvmm: invalid configuration: kernel", error_chain(&e))),
+                )
             }
             Err(e @ (vm::Error::Disk(..) | vm::Error::Nic(..))) => {
                 break (

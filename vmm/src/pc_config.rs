@@ -11,6 +11,9 @@ use crate::config::ConfigError;
 pub const DEFAULT_FIRMWARE: &str = "/usr/share/seabios/bios-256k.bin";
 /// SeaVGABIOS for the standard VGA, from the same package.
 pub const DEFAULT_VGA_ROM: &str = "/usr/share/seabios/vgabios-stdvga.bin";
+/// QEMU's Linux loader option ROM (fw_cfg DMA flavour), from Debian's `qemu-system-data`;
+/// SeaBIOS runs it to boot `--kernel` on the PC machine.
+pub const DEFAULT_LINUXBOOT_ROM: &str = "/usr/share/qemu/linuxboot_dma.bin";
 /// IDE has two channels of two drives; the CD-ROM takes the secondary master.
 pub const MAX_IDE_DISKS: usize = 3;
 

@@ -40,6 +40,9 @@ pub enum Error {
     /// The kernel or initramfs could not be loaded (a user-input problem).
     #[error("cannot load the kernel")]
     Boot(#[from] boot::Error),
+    /// The kernel cannot boot through the BIOS (a user-input problem).
+    #[error("cannot boot the kernel through the BIOS: {}", .0.field())]
+    LinuxBoot(#[from] pc::linuxboot::LinuxBootError),
     /// A file could not be opened.
     #[error("cannot open {0}")]
     Open(String, #[source] std::io::Error),

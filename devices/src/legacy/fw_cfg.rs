@@ -44,8 +44,9 @@ const DMA_SKIP: u32 = 1 << 2;
 const DMA_SELECT: u32 = 1 << 3;
 const DMA_WRITE: u32 = 1 << 4;
 const FILE_NAME_LEN: usize = 56;
-/// Largest single DMA transfer accepted (larger requests are errors, not host allocations).
-const MAX_DMA_LEN: usize = 64 << 20;
+/// Zeros written per step when a DMA read runs past the end of its item (no host buffer of
+/// the guest's length is ever allocated).
+const ZERO_CHUNK: usize = 64 << 10;
 
 /// Errors when adding items.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -164,19 +165,27 @@ impl FwCfg {
         status
     }
 
+    /// Copies `len` bytes of the selected item (zeros past its end) to guest memory at `target`,
+    /// straight from the item: a kernel or initramfs of any size the guest's RAM holds.
     fn dma_read(&mut self, target: u64, len: usize) -> u32 {
-        if len > MAX_DMA_LEN || !self.mem.check_range(GuestAddress(target), len) {
+        if !self.mem.check_range(GuestAddress(target), len) {
             log::debug!("fw_cfg: DMA read of {len} bytes to {target:#x} rejected");
             return DMA_ERROR;
         }
         let data = self.items.get(&self.selector).map(Vec::as_slice).unwrap_or(&[]);
-        let mut buf = vec![0u8; len];
-        if let Some(src) = data.get(self.offset.min(data.len())..) {
-            let n = src.len().min(len);
-            buf[..n].copy_from_slice(&src[..n]);
-        }
-        if self.mem.write_slice(&buf, GuestAddress(target)).is_err() {
+        let src = data.get(self.offset.min(data.len())..).unwrap_or(&[]);
+        let n = src.len().min(len);
+        if self.mem.write_slice(&src[..n], GuestAddress(target)).is_err() {
             return DMA_ERROR;
+        }
+        static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
+        let mut done = n;
+        while done < len {
+            let step = (len - done).min(ZERO_CHUNK);
+            if self.mem.write_slice(&ZEROS[..step], GuestAddress(target + done as u64)).is_err() {
+                return DMA_ERROR;
+            }
+            done += step;
         }
         self.offset = self.offset.saturating_add(len);
         0
@@ -307,12 +316,46 @@ mod tests {
     }
 
     #[test]
+    fn large_dma_reads_copy_the_item_and_zero_the_rest() {
+        // A kernel-sized item in a memory of two regions: copied straight, zeros after it.
+        let mem = GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0), 0x10_0000),
+            (GuestAddress(0x10_0000), 0x40_0000),
+        ])
+        .unwrap();
+        let mut f = FwCfg::new(mem);
+        let item: Vec<u8> = (0..0x18_0001u32).map(|i| (i % 253) as u8).collect();
+        f.add_item(0x0011, item.clone());
+        let len = 0x18_0001 + 3 * ZERO_CHUNK as u32 + 7;
+        // Dirty the target first, so the zeros are seen to be written.
+        f.mem.write_slice(&vec![0xee; len as usize], GuestAddress(0x8_0000)).unwrap();
+        dma_request(&f, 0x1000, (0x11 << 16) | DMA_SELECT | DMA_READ, len, 0x8_0000);
+        assert_eq!(start_dma(&mut f, 0x1000), 0);
+        let mut got = vec![0u8; len as usize];
+        f.mem.read_slice(&mut got, GuestAddress(0x8_0000)).unwrap();
+        assert_eq!(&got[..item.len()], &item[..]);
+        assert!(got[item.len()..].iter().all(|b| *b == 0));
+        // The next read continues past the end: zeros only.
+        f.mem.write_slice(&[0xee; 16], GuestAddress(0x2000)).unwrap();
+        dma_request(&f, 0x1000, DMA_READ, 16, 0x2000);
+        assert_eq!(start_dma(&mut f, 0x1000), 0);
+        let v: [u8; 16] = f.mem.read_obj(GuestAddress(0x2000)).unwrap();
+        assert_eq!(v, [0; 16]);
+        // A length running past the end of RAM is refused before anything is written.
+        f.mem.write_slice(&[0xee; 16], GuestAddress(0x4f_fff0)).unwrap();
+        dma_request(&f, 0x1000, (0x11 << 16) | DMA_SELECT | DMA_READ, 17, 0x4f_fff0);
+        assert_eq!(start_dma(&mut f, 0x1000), DMA_ERROR);
+        let v: [u8; 16] = f.mem.read_obj(GuestAddress(0x4f_fff0)).unwrap();
+        assert_eq!(v, [0xee; 16]);
+    }
+
+    #[test]
     fn bad_dma_requests_set_the_error_bit_and_touch_nothing() {
         let mut f = fw();
         // Target outside guest memory.
         dma_request(&f, 0x1000, (KEY_SIGNATURE as u32) << 16 | DMA_SELECT | DMA_READ, 16, 0xfff8);
         assert_eq!(start_dma(&mut f, 0x1000), DMA_ERROR);
-        // Huge length.
+        // Huge length (beyond guest memory).
         dma_request(&f, 0x1000, DMA_READ, u32::MAX, 0);
         assert_eq!(start_dma(&mut f, 0x1000), DMA_ERROR);
         // Writes are refused.

@@ -50,13 +50,18 @@ pub fn ide_path(channel: usize, unit: usize) -> String {
 }
 
 /// `bootorder`: one device path per line, most preferred first; devices the user did not
-/// list are tried after these, in SeaBIOS's default order.
+/// list are tried after these, in SeaBIOS's default order. With `kernel_rom`, the Linux
+/// loader option ROM comes first (a `--kernel` boots before any disk).
 pub fn bootorder(
     order: &[BootDevice],
     disk: Option<(usize, usize)>,
     cdrom: Option<(usize, usize)>,
+    kernel_rom: bool,
 ) -> Vec<u8> {
     let mut lines = Vec::new();
+    if kernel_rom {
+        lines.push(super::linuxboot::ROM_BOOT_PATH.to_string());
+    }
     for dev in order {
         match dev {
             BootDevice::Disk => lines.extend(disk.map(|(c, u)| ide_path(c, u))),
@@ -106,13 +111,18 @@ mod tests {
     #[test]
     fn boot_order_paths_and_cmos() {
         use BootDevice::*;
-        let b = bootorder(&[Cdrom, Disk, Net], Some((0, 0)), Some((1, 0)));
+        let b = bootorder(&[Cdrom, Disk, Net], Some((0, 0)), Some((1, 0)), false);
         assert_eq!(
             String::from_utf8(b).unwrap(),
             "/pci@i0cf8/ide@1,1/drive@1/disk@0\n/pci@i0cf8/ide@1,1/drive@0/disk@0\n\
              /pci@i0cf8/ethernet@3/ethernet-phy@0\0"
         );
-        assert_eq!(bootorder(&[Cdrom], Some((0, 0)), None), b"\0");
+        assert_eq!(bootorder(&[Cdrom], Some((0, 0)), None, false), b"\0");
+        assert_eq!(
+            bootorder(&[Disk], Some((0, 0)), None, true),
+            b"/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/ide@1,1/drive@0/disk@0\0"
+        );
+        assert_eq!(bootorder(&[Cdrom], None, None, true), b"/rom@genroms/linuxboot_dma.bin\0");
         assert_eq!(cmos_boot_order(&[Disk, Cdrom]), (0x32, 0x01));
         assert_eq!(cmos_boot_order(&[Cdrom, Disk, Net]), (0x23, 0x41));
     }

@@ -9,6 +9,7 @@
 
 pub mod firmware;
 pub mod fw_cfg_data;
+pub mod linuxboot;
 
 use std::sync::{Arc, Mutex};
 
@@ -163,6 +164,41 @@ impl PciConfigListener for ChipsetListener {
     }
 }
 
+/// Puts the kernel, initramfs and command line in fw_cfg for the Linux loader option ROM, and
+/// the ROM itself where SeaBIOS runs it from.
+fn add_kernel(
+    fw_cfg: &mut FwCfg,
+    cfg: &crate::config::VmConfig,
+    kernel: &std::path::Path,
+    layout: &MemoryLayout,
+) -> Result<(), Error> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::Open(p.display().to_string(), e));
+    let image = read(kernel)?;
+    let initrd = cfg.initramfs.as_deref().map(read).transpose()?;
+    let plan = linuxboot::plan(
+        &image,
+        initrd.as_ref().map(|i| i.len() as u64),
+        &cfg.cmdline,
+        layout.low_ram_size(),
+    )?;
+    log::info!(
+        "kernel for the BIOS: boot protocol {:#x}, {} bytes of setup, {} of kernel, initramfs {:?}",
+        plan.protocol,
+        plan.setup.len(),
+        plan.kernel_size,
+        plan.initrd
+    );
+    for (key, data) in plan.into_items(image, initrd) {
+        fw_cfg.add_item(key, data);
+    }
+    let rom_path =
+        cfg.linuxboot_rom.as_deref().unwrap_or(std::path::Path::new(crate::pc_config::DEFAULT_LINUXBOOT_ROM));
+    let rom = read(rom_path)?;
+    linuxboot::check_rom(&rom).map_err(|e| Error::Devices(format!("{} {e}", rom_path.display())))?;
+    fw_cfg.add_file(linuxboot::ROM_FILE, rom).map_err(|e| Error::Devices(e.to_string()))?;
+    Ok(())
+}
+
 /// Builds the machine for one boot: RAM and firmware mappings, chipset, devices, fw_cfg.
 pub fn create_machine(
     vm: &Arc<dyn Vm>,
@@ -295,7 +331,12 @@ pub fn create_machine(
     }
     let disk = (!cfg.disks.is_empty()).then_some(DISK_POSITIONS[0]);
     let cdrom = cfg.cdrom.as_ref().map(|_| CDROM_POSITION);
-    fw_cfg.add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom)).map_err(file)?;
+    fw_cfg
+        .add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom, cfg.kernel.is_some()))
+        .map_err(file)?;
+    if let Some(kernel) = &cfg.kernel {
+        add_kernel(&mut fw_cfg, cfg, kernel, layout)?;
+    }
     if vga.is_some() {
         // SeaBIOS runs a PCI device's option ROM from the fw_cfg file named after its IDs.
         let rom = std::fs::read(crate::pc_config::DEFAULT_VGA_ROM)
