@@ -12,11 +12,13 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
 
 # The network tests (vmctl/tests/net_*.rs) build bridges, nftables tables and dnsmasq inside
-# network namespaces of their own; they need these tools and root, and skip without them.
+# network namespaces of their own; they need these tools and root, and skip without them. The
+# PC-machine reboot test (vmm/tests/tiny_guests.rs) needs SeaBIOS and the Linux loader ROM.
 if [[ $(id -u) == 0 ]]; then
     # shellcheck source=tests/testhost/lib.sh
     source tests/testhost/lib.sh
-    ensure_pkgs ip:iproute2 nft:nftables dnsmasq:dnsmasq-base busybox:busybox
+    ensure_pkgs ip:iproute2 nft:nftables dnsmasq:dnsmasq-base /bin/busybox:busybox-static \
+        /usr/share/seabios/bios-256k.bin:seabios /usr/share/qemu/linuxboot_dma.bin:qemu-system-data
 else
     echo "== not root: the network namespace tests will be skipped" >&2
 fi

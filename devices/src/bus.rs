@@ -78,6 +78,16 @@ impl Bus {
         self.ranges.write().unwrap_or_else(|p| p.into_inner()).remove(&base).is_some()
     }
 
+    /// Unmaps everything. A machine's buses must be cleared when it is torn down: devices
+    /// such as the PCI configuration port hold clones of the bus they sit on (to map BARs),
+    /// a reference cycle that would otherwise keep every device (and its open disk images and
+    /// their locks) alive after the machine is gone.
+    pub fn clear(&self) {
+        let ranges = std::mem::take(&mut *self.ranges.write().unwrap_or_else(|p| p.into_inner()));
+        // The devices are dropped here, outside the lock, so a device's Drop may use the bus.
+        drop(ranges);
+    }
+
     fn find(&self, addr: u64) -> Option<(u64, SharedDevice)> {
         let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
         let (base, entry) = ranges.range(..=addr).next_back()?;
@@ -131,6 +141,32 @@ mod tests {
         fn write(&mut self, offset: u64, data: &[u8]) {
             self.last.push((offset, data.to_vec()));
         }
+    }
+
+    /// A device holding a clone of the bus it is mapped on, like the PCI configuration port.
+    struct HoldsBus(#[allow(dead_code)] Bus);
+    impl BusDevice for HoldsBus {
+        fn debug_label(&self) -> &str {
+            "holds-bus"
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) {}
+        fn write(&mut self, _: u64, _: &[u8]) {}
+    }
+
+    #[test]
+    fn clear_breaks_the_cycle_through_a_device_that_holds_its_bus() {
+        let bus = Bus::new();
+        let dev = Arc::new(Mutex::new(HoldsBus(bus.clone())));
+        let weak = Arc::downgrade(&dev);
+        bus.insert(0xcf8, 8, dev).unwrap();
+        let echo = Arc::new(Mutex::new(Echo { last: vec![] }));
+        bus.insert(0x3f8, 8, echo.clone()).unwrap();
+        drop(bus.clone());
+        assert!(weak.upgrade().is_some());
+        bus.clear();
+        assert!(weak.upgrade().is_none(), "the device is dropped");
+        assert_eq!(Arc::strong_count(&echo), 1, "the bus holds no device any more");
+        assert!(!bus.read(0x3f8, &mut [0]));
     }
 
     #[test]

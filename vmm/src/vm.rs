@@ -450,6 +450,11 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     for t in net_threads.drain(..) {
         t.stop();
     }
+    // Devices that hold their own bus (the PCI configuration port, to map BARs) keep the
+    // whole machine alive otherwise, open disk images and their locks included, and the
+    // next boot of a reset could not open them again.
+    buses.pio.clear();
+    buses.mmio.clear();
     // The UART holds the VM through its interrupt line: detach it so the VM goes now.
     m.serial.detach();
     Ok(outcome)
