@@ -19,14 +19,14 @@
 
 use std::net::Ipv4Addr;
 
-use roxmltree::{Document, Node};
+use roxmltree::Node;
 use uuid::Uuid;
 
 use super::{DhcpHost, DhcpRange, Ipv4Cidr, NetDef};
 use crate::model::MacAddr;
 use crate::xml::read::{
-    attr, attr_value_err, check_attrs, elements, empty, err, missing, name, once, required_attr,
-    required_choice, text, unsupported, value_err,
+    attr, attr_value_err, check_attrs, elements, empty, err, missing, name, once, parse_document,
+    required_attr, required_choice, text, unsupported, value_err,
 };
 use crate::xml::{XmlError, XmlErrorKind};
 
@@ -130,19 +130,8 @@ fn ip_block(node: Node, def: &mut NetDef) -> Result<()> {
 
 /// Parses a libvirt `<network>` document.
 pub fn from_xml(text_in: &str) -> Result<NetDef> {
-    let doc = Document::parse(text_in).map_err(|e| {
-        let p = e.pos();
-        let msg = e.to_string();
-        let msg = msg.strip_suffix(&format!(" at {p}")).unwrap_or(&msg).to_string();
-        XmlError { line: p.row, column: p.col, kind: XmlErrorKind::Syntax(msg) }
-    })?;
+    let doc = parse_document(text_in, "network")?;
     let root = doc.root_element();
-    if name(root) != "network" || root.tag_name().namespace().is_some() {
-        return Err(err(
-            root,
-            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
-        ));
-    }
     check_attrs(root, &[])?;
     let mut def = NetDef {
         name: String::new(),

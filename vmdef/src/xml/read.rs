@@ -19,6 +19,25 @@ pub(crate) fn at(doc: &Document, offset: usize, kind: XmlErrorKind) -> XmlError 
     XmlError { line: p.row, column: p.col, kind }
 }
 
+/// Parses `text` as an XML document whose root element is `<root_name>` in no namespace;
+/// a syntax error or another root is an error with its line and column.
+pub(crate) fn parse_document<'a>(text: &'a str, root_name: &str) -> Result<Document<'a>> {
+    let doc = Document::parse(text).map_err(|e| {
+        let p = e.pos();
+        let msg = e.to_string();
+        let msg = msg.strip_suffix(&format!(" at {p}")).unwrap_or(&msg).to_string();
+        XmlError { line: p.row, column: p.col, kind: XmlErrorKind::Syntax(msg) }
+    })?;
+    let root = doc.root_element();
+    if name(root) != root_name || root.tag_name().namespace().is_some() {
+        return Err(err(
+            root,
+            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
+        ));
+    }
+    Ok(doc)
+}
+
 pub(crate) fn err(node: Node, kind: XmlErrorKind) -> XmlError {
     at(node.document(), node.range().start, kind)
 }
@@ -640,19 +659,8 @@ fn devices(node: Node) -> Result<Devices> {
 /// A missing UUID or MAC is generated, and disks keep their `<target dev>`. Checks that need
 /// the host or other VMs are left to [`crate::validate`].
 pub fn from_xml(text_in: &str) -> Result<VmDef> {
-    let doc = Document::parse(text_in).map_err(|e| {
-        let p = e.pos();
-        let msg = e.to_string();
-        let msg = msg.strip_suffix(&format!(" at {p}")).unwrap_or(&msg).to_string();
-        XmlError { line: p.row, column: p.col, kind: XmlErrorKind::Syntax(msg) }
-    })?;
+    let doc = parse_document(text_in, "domain")?;
     let root = doc.root_element();
-    if name(root) != "domain" || root.tag_name().namespace().is_some() {
-        return Err(err(
-            root,
-            XmlErrorKind::Element { element: name(root).into(), parent: "document".into() },
-        ));
-    }
     check_attrs(root, &["type"])?;
     required_choice(root, "type", &["kvm"])?;
 
