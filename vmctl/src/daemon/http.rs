@@ -116,8 +116,20 @@ async fn dump_xml(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res
     Ok(([(header::CONTENT_TYPE, "application/xml")], vmdef::xml::to_xml(&detail.definition)).into_response())
 }
 
-/// Parses a definition body: XML when the content type says so, JSON otherwise.
-pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<VmDef, DaemonError> {
+/// A definition body's text and its syntax: XML when the content type says so, JSON
+/// otherwise.
+pub(crate) enum DefinitionBody<'a> {
+    /// `application/xml` or `text/xml`.
+    Xml(&'a str),
+    /// `application/json` or no content type.
+    Json(&'a str),
+}
+
+/// Checks a definition body's size, encoding and content type.
+pub(crate) fn definition_body<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+) -> Result<DefinitionBody<'a>, DaemonError> {
     if body.len() > MAX_BODY {
         return Err(DaemonError::BadInput(format!("the definition is larger than {MAX_BODY} bytes")));
     }
@@ -126,15 +138,23 @@ pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<VmDef, Daemo
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
-        "application/xml" | "text/xml" => {
-            vmdef::xml::from_xml(text).map_err(|e| DaemonError::BadInput(format!("XML definition: {e}")))
-        }
-        "application/json" | "" => {
-            VmDef::from_json(text).map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}")))
-        }
+        "application/xml" | "text/xml" => Ok(DefinitionBody::Xml(text)),
+        "application/json" | "" => Ok(DefinitionBody::Json(text)),
         other => Err(DaemonError::BadInput(format!(
             "unsupported content type {other}; send application/json or application/xml"
         ))),
+    }
+}
+
+/// Parses a definition body: XML when the content type says so, JSON otherwise.
+pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<VmDef, DaemonError> {
+    match definition_body(headers, body)? {
+        DefinitionBody::Xml(text) => {
+            vmdef::xml::from_xml(text).map_err(|e| DaemonError::BadInput(format!("XML definition: {e}")))
+        }
+        DefinitionBody::Json(text) => {
+            VmDef::from_json(text).map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}")))
+        }
     }
 }
 

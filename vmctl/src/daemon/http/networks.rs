@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use vmdef::network::NetDef;
 
-use super::{Res, MAX_BODY};
+use super::{definition_body, DefinitionBody, Res};
 use crate::daemon::{Daemon, DaemonError};
 
 /// Body of `POST /v1/networks/{name}/autostart`.
@@ -25,22 +25,12 @@ pub struct Autostart {
 /// Parses a network definition: libvirt `<network>` XML when the content type says so,
 /// JSON otherwise.
 pub fn parse_network(headers: &HeaderMap, body: &[u8]) -> Result<NetDef, DaemonError> {
-    if body.len() > MAX_BODY {
-        return Err(DaemonError::BadInput(format!("the definition is larger than {MAX_BODY} bytes")));
-    }
-    let text =
-        std::str::from_utf8(body).map_err(|_| DaemonError::BadInput("the body is not UTF-8".into()))?;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match mime.as_str() {
-        "application/xml" | "text/xml" => vmdef::network::xml::from_xml(text)
+    match definition_body(headers, body)? {
+        DefinitionBody::Xml(text) => vmdef::network::xml::from_xml(text)
             .map_err(|e| DaemonError::BadInput(format!("XML network: {e}"))),
-        "application/json" | "" => {
+        DefinitionBody::Json(text) => {
             NetDef::from_json(text).map_err(|e| DaemonError::BadInput(format!("JSON network: {e}")))
         }
-        other => Err(DaemonError::BadInput(format!(
-            "unsupported content type {other}; send application/json or application/xml"
-        ))),
     }
 }
 
