@@ -109,7 +109,10 @@ l1)
             else
                 log "L1 silent for $quiet s: stopping it"
                 echo "E2E-INFO L1 printed nothing for $quiet s and was stopped" >>"$1"
-                pkill -f -- "$cpio" || true
+                # Through its own monitor: other test hosts (another checkout's) may share
+                # the initramfs path, so no pkill.
+                echo quit | timeout 10 socat -t 2 - "UNIX-CONNECT:$tmp/l1-monitor.sock" >/dev/null 2>&1 ||
+                    pkill -f -- "-monitor unix:$tmp/l1-monitor.sock" || true
             fi
             quiet=0
         done
