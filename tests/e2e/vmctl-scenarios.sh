@@ -403,9 +403,10 @@ EOF
         -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac'/></interface>|" \
         "$WORK/x1.xml" >"$WORK/xnet.xml"
     why=
+    # The VM first: the port forward names it (its MAC's fixed address), resolved at net start.
     vc net define "$WORK/net.json" >"$WORK/n.out" 2>&1 || why="net define: $(tr '\n' ' ' <"$WORK/n.out")"
-    [ -z "$why" ] && { vc net start e2enet >"$WORK/n.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/n.out")"; }
     [ -z "$why" ] && { vc define "$WORK/xnet.xml" >"$WORK/n.out" 2>&1 || why="define xnet: $(tr '\n' ' ' <"$WORK/n.out")"; }
+    [ -z "$why" ] && { vc net start e2enet >"$WORK/n.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/n.out")"; }
     if [ -z "$why" ]; then
         ip -d link show vmbr77 >"$WORK/n.link" 2>&1 || why="no bridge vmbr77"
         nft list table ip vmctl-e2enet >/dev/null 2>&1 || why="${why:+$why; }no nft table vmctl-e2enet"
