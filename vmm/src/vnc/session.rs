@@ -225,9 +225,8 @@ impl<C: Conn> Session<'_, C> {
                     Some((false, r)) if incremental => (false, r),
                     _ => (incremental, rect),
                 });
-                if !incremental {
-                    self.last_look = None;
-                }
+                // Full requests too wait for the next look: a client asking in a loop gets
+                // no more than ~30 frames a second.
             }
             ClientMessage::Key { down, keysym } => self.key(down, keysym),
             ClientMessage::Pointer { buttons, x, y } => self.pointer_event(buttons, x, y),
