@@ -63,7 +63,8 @@ dump() {
 # With vnc-probe (VNC_PROBE, vmm/examples/vnc_probe.rs) the screen is also read over the VNC
 # server (--vnc unix:...), must be 720x400 and not blank, and 'c' is typed over VNC; without
 # it 'c' goes through the control socket. Either way 'c' (PS/2 keyboard) opens GRUB's command
-# prompt; then the VNC frame must equal the PNG screen dump pixel for pixel.
+# prompt; then the VNC frame must equal the PNG screen dump pixel for pixel, and GRUB's
+# graphical terminal (typed over VNC) must resize the viewer to the VBE mode.
 sc_pc_cdrom_grub() {
     d=$WORK/iso
     mkdir -p "$d"
@@ -74,7 +75,7 @@ sc_pc_cdrom_grub() {
     "$VMM" --cdrom "$PC_ISO" --memory 256M --serial file:"$d/serial.log" --screen-dump "$d/screen" \
         --control "$d/ctl" --vnc unix:"$d/vnc.sock" </dev/null >"$d/out" 2>"$d/err" &
     vpid=$!
-    menu='' prompt='' banner='' vnc_menu='' vnc_compare='' typed_at='' again=''
+    menu='' prompt='' banner='' vnc_menu='' vnc_compare='' vnc_resize='' typed_at='' again=''
     while kill -0 $vpid 2>/dev/null && ! elapsed_ge "$t0" "${PC_ISO_TIMEOUT:-180}"; do
         sleep 1
         dump $vpid "$d/screen" || continue
@@ -114,6 +115,11 @@ sc_pc_cdrom_grub() {
         dump $vpid "$d/screen" && "$probe" unix:"$d/vnc.sock" --expect-size 720x400 --compare "$d/screen.png" \
             >"$d/compare.out" 2>&1 && vnc_compare=1
         cat "$d/compare.out"
+        # A VBE mode: GRUB's graphical terminal, typed over VNC; the viewer must be resized
+        # (DesktopSize) from 720x400 to the new mode.
+        "$probe" unix:"$d/vnc.sock" --type 'insmod all_video\nloadfont unicode\nterminal_output gfxterm\n' \
+            --wait-resize 60 >"$d/resize.out" 2>&1 && vnc_resize=$(grep -o 'resized from .*' "$d/resize.out")
+        cat "$d/resize.out"
     fi
     alive=0
     kill -0 $vpid 2>/dev/null && alive=1
@@ -135,7 +141,8 @@ sc_pc_cdrom_grub() {
     if [ -n "$probe" ]; then
         [ -n "$vnc_menu" ] || { REASON="VNC frame of the GRUB menu wrong: $(tr '\n' ' ' <"$d/sendkey.out")"; return 1; }
         [ -n "$vnc_compare" ] || { REASON="VNC frame differs from the screen dump: $(tr '\n' ' ' <"$d/compare.out")"; return 1; }
-        NOTE="GRUB menu on the VGA screen${banner:+ after the SeaBIOS banner}, read over VNC (720x400, not blank), 'c' typed over VNC gave the grub> prompt${again:+ (typed twice)}, VNC frame equal to the PNG screen dump"
+        [ -n "$vnc_resize" ] || { REASON="no VNC resize after 'terminal_output gfxterm': $(tr '\n' ' ' <"$d/resize.out")"; return 1; }
+        NOTE="GRUB menu on the VGA screen${banner:+ after the SeaBIOS banner}, read over VNC (720x400, not blank), 'c' typed over VNC gave the grub> prompt${again:+ (typed twice)}, VNC frame equal to the PNG screen dump, gfxterm typed over VNC: viewer $vnc_resize"
     else
         NOTE="GRUB menu on the VGA screen${banner:+ after the SeaBIOS banner}, 'c' typed via the control socket gave the grub> prompt${again:+ (typed twice)}, PNG $(wc -c <"$d/screen.png") bytes (no vnc-probe: VNC not checked)"
     fi

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `vnc_probe`: a minimal VNC client for the end-to-end tests (static, no viewer needed).
 //!
-//! Usage: `vnc_probe ADDR [--type TEXT] [--compare FILE.png] [--expect-size WxH]`
+//! Usage: `vnc_probe ADDR [--expect-size WxH] [--compare FILE.png] [--type TEXT]
+//! [--wait-resize SECS]`
 //! where ADDR is `unix:PATH` or `HOST:PORT`. It does the RFB 3.8 handshake (security None),
 //! asks for Raw and DesktopSize, reads one whole frame and prints
 //! `vnc-probe: frame WxH colours=N nonblack=M name="..."`. With `--type` it then types the
-//! (lower-case ASCII) text as key presses and releases; with `--compare` it checks the frame
+//! text as keysym presses and releases, without Shift (`\n` is Return; the server adds Shift
+//! for shifted symbols, upper-case letters come out lower-case); with `--wait-resize` it then
+//! waits up to SECS seconds for the server to resize the screen (DesktopSize) and reads the
+//! new frame (`vnc-probe: resized from WxH to WxH nonblack=M`); with `--compare` it checks the frame
 //! against an 8-bit RGB PNG (e.g. the vmm's screen dump) and prints `vnc-probe: compare D
 //! of N pixels differ`. Exit status 0 when every check passed, 1 otherwise.
 
@@ -173,8 +177,9 @@ fn compare(p: &Probe, path: &str) -> Res<usize> {
 }
 
 fn run(args: &[String]) -> Res<bool> {
-    let addr =
-        args.first().ok_or("usage: vnc_probe ADDR [--type TEXT] [--compare FILE.png] [--expect-size WxH]")?;
+    let addr = args.first().ok_or(
+        "usage: vnc_probe ADDR [--expect-size WxH] [--compare FILE.png] [--type TEXT] [--wait-resize SECS]",
+    )?;
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
     let mut p = Probe::connect(addr)?;
     p.frame()?;
@@ -200,13 +205,35 @@ fn run(args: &[String]) -> Res<bool> {
         ok &= differ == 0;
     }
     if let Some(text) = opt("--type") {
+        let text = text.replace("\\n", "\n");
         for c in text.chars() {
-            if !c.is_ascii_graphic() && c != ' ' {
-                return Err(format!("cannot type {c:?}"));
-            }
-            p.key(u32::from(c))?;
+            let keysym = match c {
+                '\n' => 0xff0d,
+                ' ' => 0x20,
+                c if c.is_ascii_graphic() => u32::from(c),
+                c => return Err(format!("cannot type {c:?}")),
+            };
+            p.key(keysym)?;
         }
         println!("vnc-probe: typed {text:?}");
+    }
+    if let Some(secs) = opt("--wait-resize") {
+        let secs: u64 = secs.parse().map_err(|_| format!("--wait-resize {secs}: not a number of seconds"))?;
+        let start = std::time::Instant::now();
+        let (w0, h0) = (p.width, p.height);
+        loop {
+            if start.elapsed().as_secs() >= secs {
+                println!("vnc-probe: no resize within {secs} s");
+                return Ok(false);
+            }
+            p.request(true)?;
+            if p.read_update()? {
+                break;
+            }
+        }
+        p.frame()?;
+        let nonblack = p.fb.iter().filter(|&&v| v != 0).count();
+        println!("vnc-probe: resized from {w0}x{h0} to {}x{} nonblack={nonblack}", p.width, p.height);
     }
     Ok(ok)
 }

@@ -45,6 +45,13 @@ fn ascii_key(c: u8) -> Option<u8> {
     })
 }
 
+/// Whether a US keyboard types this keysym only with Shift held: the shifted symbols of the
+/// digit and punctuation keys. Letters are left out: with Caps Lock on, a client sends `A`
+/// for the A key without Shift.
+pub fn needs_shift(keysym: u32) -> bool {
+    u8::try_from(keysym).is_ok_and(|c| b"~!@#$%^&*()_+{}|:\"<>?".contains(&c))
+}
+
 /// The PS/2 key for an X11 keysym, or None if a US keyboard has no such key.
 pub fn keysym_to_key(keysym: u32) -> Option<Key> {
     use Key::{Extended as E, Plain as P};
@@ -179,6 +186,17 @@ mod tests {
             assert!(k.set2_sequence(true).is_some());
             assert!(!keys[..i].contains(k), "F{} repeats a key", i + 1);
         }
+    }
+
+    #[test]
+    fn shifted_symbols() {
+        for c in "~!@#$%^&*()_+{}|:\"<>?".chars() {
+            assert!(needs_shift(c as u32), "{c}");
+        }
+        for c in "`1234567890-=[]\\;',./ aZ".chars() {
+            assert!(!needs_shift(c as u32), "{c}");
+        }
+        assert!(!needs_shift(0xff0d));
     }
 
     #[test]

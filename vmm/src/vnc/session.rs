@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use devices::legacy::i8042::{Key, MOUSE_LEFT, MOUSE_MIDDLE, MOUSE_RIGHT};
 
-use super::keysym::keysym_to_key;
+use super::keysym::{keysym_to_key, needs_shift};
 use super::rfb::{self, ClientMessage, PixelConverter, PixelFormat, ProtocolError, Rect, Version};
 use super::tiles;
 use super::Console;
@@ -27,6 +27,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Keys remembered as held (released when the client goes).
 const MAX_HELD_KEYS: usize = 32;
+/// Left and right Shift.
+const SHIFTS: [Key; 2] = [Key::Plain(0x12), Key::Plain(0x59)];
 /// Size shown before the guest has drawn anything.
 const DEFAULT_SIZE: (u16, u16) = (720, 400);
 
@@ -247,7 +249,16 @@ impl<C: Conn> Session<'_, C> {
         } else {
             self.held.retain(|k| *k != key);
         }
+        // A client that sends `_` without pressing Shift (a script typing text) gets Shift
+        // held around the key, so the guest sees `_` rather than `-`.
+        let fake_shift = down && needs_shift(keysym) && !self.held.iter().any(|k| SHIFTS.contains(k));
+        if fake_shift {
+            self.console.key(SHIFTS[0], true);
+        }
         self.console.key(key, down);
+        if fake_shift {
+            self.console.key(SHIFTS[0], false);
+        }
     }
 
     /// Absolute client positions become relative PS/2 movement (y up is positive there);

@@ -286,6 +286,36 @@ fn keys_reach_the_console_and_held_keys_are_released() {
 }
 
 #[test]
+fn shifted_symbols_get_shift_when_the_client_sends_none() {
+    let console = FakeConsole::with_frame(pattern(8, 8));
+    let (mut c, t, _) = connect(&console);
+    c.key(true, u32::from(b'_'));
+    c.key(false, u32::from(b'_'));
+    // With Shift held by the client, nothing is added.
+    c.key(true, 0xffe2);
+    c.key(true, u32::from(b'_'));
+    c.key(false, u32::from(b'_'));
+    c.key(false, 0xffe2);
+    wait_for(|| (console.keys().len() == 8).then_some(()));
+    drop(c);
+    ended(t).unwrap();
+    let (shift, rshift, minus) = (Key::Plain(0x12), Key::Plain(0x59), Key::Plain(0x4e));
+    assert_eq!(
+        console.keys(),
+        vec![
+            (shift, true),
+            (minus, true),
+            (shift, false),
+            (minus, false),
+            (rshift, true),
+            (minus, true),
+            (minus, false),
+            (rshift, false),
+        ]
+    );
+}
+
+#[test]
 fn pointer_positions_become_relative_moves() {
     let console = FakeConsole::with_frame(pattern(8, 8));
     let (mut c, t, _) = connect(&console);
