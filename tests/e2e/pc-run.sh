@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE, PC_L1_NMIS (see run_l1_watched), PC_RETRY=1 (up to three
+# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE, PC_L1_NMIS (see run_l1_watched), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
 #   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio).
@@ -24,17 +24,28 @@ MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
 ensure_pkgs qemu-img:qemu-utils socat:socat
 
+# The static vmm and vnc-probe (vmm/examples/vnc_probe.rs, the VNC client of pc-cdrom-grub).
+tdir=${CARGO_TARGET_DIR:-target}
+[[ $tdir == /* ]] || tdir=$REPO/$tdir
+build_static() { # cargo build arguments
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmm --target x86_64-unknown-linux-gnu "$@")
+}
 if [[ -n ${VMM_BIN:-} ]]; then
     VMM_BIN=$(realpath "$VMM_BIN")
 else
     log "building the static vmm"
-    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-        cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
-    tdir=${CARGO_TARGET_DIR:-target}
-    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    build_static --bin vmm
     VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
 fi
-export VMM_BIN
+if [[ -n ${VNC_PROBE_BIN:-} ]]; then
+    VNC_PROBE_BIN=$(realpath "$VNC_PROBE_BIN")
+else
+    log "building the static vnc-probe"
+    build_static --example vnc_probe
+    VNC_PROBE_BIN=$tdir/x86_64-unknown-linux-gnu/release/examples/vnc_probe
+fi
+export VMM_BIN VNC_PROBE_BIN
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
 img=$("$TESTHOST_DIR/debian-image.sh")
 iso=$("$TESTHOST_DIR/grub-rescue-iso.sh")
@@ -58,7 +69,7 @@ host)
     qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
     qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/disk.raw"
     loop=$(losetup -fP --show "$tmp/disk.raw")
-    PC_KERNEL_COMPARE=${PC_KERNEL_COMPARE:-0} VMM=$VMM_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz VMLINUX=$CACHE/vmlinux PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
+    PC_KERNEL_COMPARE=${PC_KERNEL_COMPARE:-0} VMM=$VMM_BIN VNC_PROBE=$VNC_PROBE_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz VMLINUX=$CACHE/vmlinux PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
         timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/pc-scenarios.sh" </dev/null 2>&1 | tee "$LOG"
     rc=${PIPESTATUS[0]}
     ;;
@@ -66,6 +77,7 @@ l1)
     log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
     cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
+        "$VNC_PROBE_BIN=/usr/bin/vnc-probe" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
         /usr/share/seabios/vgabios-stdvga.bin=/usr/share/seabios/vgabios-stdvga.bin \
         /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)

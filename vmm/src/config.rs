@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
+use crate::vnc::VncListen;
 
 /// Default command line when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
@@ -187,6 +188,9 @@ pub struct VmConfigFile {
     /// e1000 NICs, as `--nic` strings: "tap=NAME[,mac=52:54:00:..]".
     #[serde(default, deserialize_with = "de_nics")]
     pub nics: Option<Vec<NicConfig>>,
+    /// VNC server address, as `--vnc`: "127.0.0.1:5900", ":0", "unix:PATH" [",allow-remote"].
+    #[serde(default, deserialize_with = "de_parsed")]
+    pub vnc: Option<VncListen>,
 }
 
 impl VmConfigFile {
@@ -224,6 +228,7 @@ impl VmConfigFile {
             vga: over.vga.or(self.vga),
             screen_dump: over.screen_dump.or(self.screen_dump),
             nics: over.nics.or(self.nics),
+            vnc: over.vnc.or(self.vnc),
         }
     }
 }
@@ -273,6 +278,8 @@ pub struct VmConfig {
     pub screen_dump: Option<PathBuf>,
     /// e1000 NICs (pc machine).
     pub nics: Vec<NicConfig>,
+    /// Where the VNC server listens (pc machine with VGA).
+    pub vnc: Option<VncListen>,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -342,6 +349,7 @@ impl VmConfig {
             check_readable("initramfs", initramfs)?;
         }
         let (firmware, disks, cdrom, boot, vga) = Self::validate_pc(&file, machine)?;
+        let vnc = Self::validate_vnc(&file, machine, vga)?;
         let max = host.max_vcpus.min(MAX_CPUS);
         let cpus = file.cpus.unwrap_or(1);
         if cpus == 0 || cpus > max {
@@ -412,6 +420,7 @@ impl VmConfig {
             }
         }
         Ok(VmConfig {
+            vnc,
             nics,
             screen_dump: file.screen_dump,
             machine,
@@ -429,6 +438,36 @@ impl VmConfig {
             serial: file.serial.unwrap_or_default(),
             no_reboot: file.no_reboot.unwrap_or(false),
         })
+    }
+}
+
+impl VmConfig {
+    /// The VNC server needs a screen: the PC machine's standard VGA.
+    fn validate_vnc(
+        file: &VmConfigFile,
+        machine: MachineKind,
+        vga: bool,
+    ) -> Result<Option<VncListen>, ConfigError> {
+        let Some(vnc) = file.vnc.clone() else { return Ok(None) };
+        if machine != MachineKind::Pc {
+            return Err(ConfigError::new(
+                "vnc",
+                "needs the BIOS machine's VGA; add --machine pc (and drop --kernel), or use the serial console",
+            ));
+        }
+        if !vga {
+            return Err(ConfigError::new("vnc", "needs a display card; drop --vga none (or use --vga std)"));
+        }
+        if let VncListen::Unix(p) = &vnc {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(ConfigError::new(
+                    "vnc",
+                    format!("directory {} does not exist", parent.display()),
+                ));
+            }
+        }
+        Ok(Some(vnc))
     }
 }
 
@@ -763,6 +802,30 @@ mod tests {
         // The ROM option belongs to the pc machine.
         let e = field(VmConfigFile { linuxboot_rom: Some(rom.clone()), ..with_kernel() });
         assert_eq!(e.field, "linuxboot-rom");
+    }
+
+    #[test]
+    fn vnc_needs_the_pc_vga() {
+        let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err();
+        let disk = tmp("disk.img", &[0; 512]);
+        let bios = tmp("bios.bin", &vec![0; 0x2_0000]);
+        let vnc = |s: &str| Some(s.parse::<VncListen>().unwrap());
+        let pc =
+            VmConfigFile { firmware: Some(bios), cdrom: Some(disk), vnc: vnc(":1"), ..Default::default() };
+        let c = VmConfig::validate(pc.clone(), HOST).unwrap();
+        assert_eq!(c.vnc, vnc("127.0.0.1:5901"));
+        let e = field(VmConfigFile { vga: Some(false), ..pc.clone() });
+        assert!(e.field == "vnc" && e.problem.contains("--vga"), "{e}");
+        let e = field(VmConfigFile { vnc: vnc(":0"), ..with_kernel() });
+        assert!(e.field == "vnc" && e.problem.contains("--machine pc"), "{e}");
+        let e = field(VmConfigFile { vnc: vnc("unix:/nonexistent-dir/v.sock"), ..pc });
+        assert_eq!(e.field, "vnc");
+        let j = VmConfigFile::parse(r#"{"vnc": "unix:/run/v.sock"}"#).unwrap();
+        assert_eq!(j.vnc, Some(VncListen::Unix("/run/v.sock".into())));
+        let e = VmConfigFile::parse(r#"{"vnc": "0.0.0.0:5900"}"#).unwrap_err();
+        assert!(e.contains("allow-remote") && e.contains("no authentication"), "{e}");
+        let j = VmConfigFile::parse(r#"{"vnc": "0.0.0.0:5900,allow-remote"}"#).unwrap();
+        assert!(matches!(j.vnc, Some(VncListen::Tcp { allow_remote: true, .. })));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod pc_config;
 mod serial;
 mod vcpu;
 mod vm;
+mod vnc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,11 @@ struct Cli {
     /// Intel e1000 NIC on a host tap device: tap=NAME[,mac=52:54:00:12:34:56]; repeat for more.
     #[arg(long = "nic", value_name = "SPEC")]
     nics: Vec<pc_config::NicConfig>,
+    /// VNC server on the VGA screen, PS/2 keyboard and mouse: HOST:PORT, :N (127.0.0.1 port
+    /// 5900+N) or unix:PATH. No authentication: only loopback TCP addresses unless
+    /// ADDR,allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    vnc: Option<vnc::VncListen>,
     /// On SIGUSR1, write the VGA screen as PREFIX.txt (text mode) and PREFIX.png.
     #[arg(long, value_name = "PREFIX")]
     screen_dump: Option<PathBuf>,
@@ -201,6 +207,7 @@ fn vmm_main(cli: &Cli) -> Exit {
         vga: cli.vga.as_deref().map(|v| v == "std"),
         screen_dump: cli.screen_dump.clone(),
         nics: (!cli.nics.is_empty()).then(|| cli.nics.clone()),
+        vnc: cli.vnc.clone(),
     };
     let merged = file.merge(flags);
 
@@ -279,7 +286,27 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
             return (EXIT_BAD_INPUT, msg);
         }
     };
+    // Clients stay connected across reboots; each boot attaches its screen and keyboard.
+    let console = Arc::new(vnc::ConsoleHub::default());
+    let _vnc_server = match &cfg.vnc {
+        None => None,
+        Some(listen) => {
+            let name = format!("vmm {}", std::process::id());
+            match vnc::VncServer::start(listen, console.clone(), &name) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let msg = format!(
+                        "vmm: invalid configuration: vnc: {}",
+                        error_chain(&e).trim_start_matches("vmm: error: ")
+                    );
+                    eprintln!("{msg}");
+                    return (EXIT_BAD_INPUT, msg);
+                }
+            }
+        }
+    };
     let machine = vm::Machine {
+        console: &console,
         hypervisor: hv,
         supported_cpuid: &supported_cpuid,
         msr_list: &msr_list,
@@ -293,6 +320,7 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
         control.boot_started();
         let outcome = vm::run_boot(&machine);
         control.clear_hooks();
+        console.detach();
         // A reset through the control socket ends the boot with the stop flag; boot again.
         if matches!(outcome, Ok(Outcome::Stopped | Outcome::Reset)) && control.take_reset() {
             log::info!("reset requested: booting again");

@@ -78,6 +78,8 @@ pub struct Machine<'a> {
     pub dump_requested: &'a AtomicBool,
     /// The control socket's state: each boot installs its power button and screen dump.
     pub control: &'a crate::control::Control,
+    /// The VNC server's view of the machine: each boot attaches its VGA and keyboard.
+    pub console: &'a crate::vnc::ConsoleHub,
 }
 
 /// An interrupt line of the in-kernel irqchip: edges through an irqfd, levels through
@@ -412,6 +414,9 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
             vga = devs.vga;
             pm = devs.acpi_pm;
             keyboard = devs.keyboard;
+            if let Some(vga) = &vga {
+                m.console.attach(vga.clone(), keyboard.clone());
+            }
             net_threads = devs.net_threads;
             (devs.buses, create_vcpus(vm.as_ref(), &mem, m, None))
         }

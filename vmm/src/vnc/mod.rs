@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+//! A VNC (RFB 3.8, RFC 6143) server for the PC machine's standard VGA (`--vnc ADDR`).
+//!
+//! Any VNC viewer (TigerVNC, Remmina, virt-viewer) sees the screen and types on the guest's
+//! PS/2 keyboard; its pointer drives the PS/2 mouse. The server lives as long as the
+//! process, across guest reboots: each boot attaches its VGA and i8042 to the
+//! [`ConsoleHub`], and clients stay connected while a reset swaps them.
+//!
+//! Protocol: versions 3.3, 3.7 and 3.8; security type None only (no authentication: the
+//! address must be loopback or a unix socket unless `,allow-remote`); Raw encoding with the
+//! DesktopSize pseudo-encoding (mode changes resize the viewer; a viewer without it gets the
+//! screen cropped or padded to its first size); true-colour pixel formats at 8, 16 and 32
+//! bits per pixel (colour-map formats are refused and the client disconnected); updates are
+//! 64x64 tiles that changed since the client's last update, looked at no more than ~30 times
+//! a second and only when the client asked. Keys are X11 keysyms on a US layout
+//! ([`keysym`]); `ClientCutText` is discarded.
+//!
+//! The mouse is a relative PS/2 mouse: the server sends the difference between successive
+//! absolute positions, and the guest applies its own acceleration, so the guest's pointer
+//! drifts away from the viewer's (as with QEMU's PS/2 mouse). An absolute pointing device
+//! (USB tablet, virtio-input) does not exist yet.
+//!
+//! Not implemented: authentication (VncAuth, VeNCrypt, TLS), encodings other than Raw
+//! (CopyRect, ZRLE, Tight), QEMU's extended key events (raw scan codes), audio, clipboard.
+
+pub mod addr;
+mod keysym;
+pub mod rfb;
+mod session;
+#[cfg(test)]
+mod test_client;
+mod tiles;
+
+use std::fs;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use devices::bus::lock;
+use devices::display::vga::{Frame, StdVga};
+use devices::legacy::i8042::{Key, I8042};
+
+pub use addr::VncListen;
+
+/// Most clients served at once; more are closed at once.
+pub const MAX_CLIENTS: usize = 16;
+
+/// What a VNC client sees and drives: the screen, the keyboard and the mouse.
+pub trait Console: Send + Sync {
+    /// The current screen, at most [`session::FRAME_INTERVAL`] old; None when there is no
+    /// display (no boot running yet).
+    fn frame(&self) -> Option<Arc<Frame>>;
+    /// A key pressed or released.
+    fn key(&self, key: Key, pressed: bool);
+    /// Relative mouse movement (`dy` > 0 is up, `dz` > 0 towards the user) and the PS/2
+    /// buttons held.
+    fn pointer(&self, dx: i32, dy: i32, dz: i32, buttons: u8);
+}
+
+#[derive(Default)]
+struct HubState {
+    vga: Option<Arc<Mutex<StdVga>>>,
+    keyboard: Option<Arc<Mutex<I8042>>>,
+    cache: Option<(Instant, Arc<Frame>)>,
+}
+
+/// The [`Console`] of the running boot: its VGA and keyboard controller, swapped at each
+/// boot. Renders are shared between clients (one per [`session::FRAME_INTERVAL`]).
+#[derive(Default)]
+pub struct ConsoleHub {
+    state: Mutex<HubState>,
+}
+
+impl ConsoleHub {
+    /// Gives clients the devices of the boot that starts now.
+    pub fn attach(&self, vga: Arc<Mutex<StdVga>>, keyboard: Arc<Mutex<I8042>>) {
+        let mut s = lock(&self.state);
+        s.vga = Some(vga);
+        s.keyboard = Some(keyboard);
+        s.cache = None;
+    }
+
+    /// Lets go of a boot that ended; clients keep the last screen until the next boot.
+    pub fn detach(&self) {
+        let mut s = lock(&self.state);
+        s.vga = None;
+        s.keyboard = None;
+    }
+}
+
+impl Console for ConsoleHub {
+    fn frame(&self) -> Option<Arc<Frame>> {
+        let mut s = lock(&self.state);
+        if let Some((t, f)) = &s.cache {
+            if s.vga.is_none() || t.elapsed() < session::FRAME_INTERVAL {
+                return Some(f.clone());
+            }
+        }
+        // The VGA lock is held only while rendering into the new frame.
+        let frame = Arc::new(lock(s.vga.as_ref()?).render());
+        s.cache = Some((Instant::now(), frame.clone()));
+        Some(frame)
+    }
+
+    fn key(&self, key: Key, pressed: bool) {
+        let kbd = lock(&self.state).keyboard.clone();
+        if let Some(kbd) = kbd {
+            lock(&kbd).key_event(key, pressed);
+        }
+    }
+
+    fn pointer(&self, dx: i32, dy: i32, dz: i32, buttons: u8) {
+        let kbd = lock(&self.state).keyboard.clone();
+        if let Some(kbd) = kbd {
+            lock(&kbd).mouse_wheel_event(dx, dy, dz, buttons);
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address could not be bound.
+    #[error("cannot listen on {0}")]
+    Listen(String, #[source] io::Error),
+    /// The listener thread could not start.
+    #[error("cannot start the VNC thread")]
+    Thread(#[source] io::Error),
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A listening VNC server; on drop it stops accepting, ends its sessions and removes its
+/// unix socket.
+pub struct VncServer {
+    stop: Arc<AtomicBool>,
+    listen: VncListen,
+    /// The bound address (the real port when 0 was asked for).
+    local: Option<std::net::SocketAddr>,
+}
+
+impl VncServer {
+    /// Binds `listen` (a unix socket replaces a stale socket, never another kind of file, and
+    /// is made mode 0600) and serves clients of `console` on background threads.
+    pub fn start(listen: &VncListen, console: Arc<dyn Console>, name: &str) -> Result<VncServer, Error> {
+        let err = |e| Error::Listen(listen.to_string(), e);
+        let (listener, local) = match listen {
+            VncListen::Tcp { addr, .. } => {
+                let l = TcpListener::bind(addr).map_err(err)?;
+                let local = l.local_addr().map_err(err)?;
+                (Listener::Tcp(l), Some(local))
+            }
+            VncListen::Unix(path) => {
+                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                    fs::remove_file(path).map_err(err)?;
+                }
+                let l = UnixListener::bind(path).map_err(err)?;
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+                (Listener::Unix(l), None)
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, name) = (stop.clone(), name.to_string());
+        std::thread::Builder::new()
+            .name("vnc".into())
+            .spawn(move || accept_loop(listener, console, &name, stop2))
+            .map_err(Error::Thread)?;
+        Ok(VncServer { stop, listen: listen.clone(), local })
+    }
+
+    /// The TCP address bound (None for a unix socket).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local
+    }
+}
+
+impl Drop for VncServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        match &self.listen {
+            VncListen::Tcp { .. } => {
+                if let Some(a) = self.local {
+                    let _ = TcpStream::connect(a);
+                }
+            }
+            VncListen::Unix(p) => {
+                let _ = UnixStream::connect(p);
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: Arc<AtomicBool>) {
+    let clients = Arc::new(AtomicUsize::new(0));
+    loop {
+        let conn: Box<dyn session::Conn> = match &listener {
+            Listener::Tcp(l) => match l.accept() {
+                Ok((s, peer)) => {
+                    log::info!("vnc: client {peer} connected");
+                    let _ = s.set_nodelay(true);
+                    Box::new(s)
+                }
+                Err(e) => {
+                    log::warn!("vnc: accept: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+            },
+            Listener::Unix(l) => match l.accept() {
+                Ok((s, _)) => Box::new(s),
+                Err(e) => {
+                    log::warn!("vnc: accept: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+            },
+        };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("vnc: {MAX_CLIENTS} clients already connected; refusing another");
+            continue;
+        }
+        let (console, stop, count, name) = (console.clone(), stop.clone(), clients.clone(), name.to_string());
+        let spawned = std::thread::Builder::new().name("vnc-client".into()).spawn(move || {
+            match session::serve(conn, console.as_ref(), &name, &stop) {
+                Ok(()) => log::info!("vnc: client disconnected"),
+                Err(e) => log::info!("vnc: client dropped: {e}"),
+            }
+            count.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("vnc: cannot start a client thread: {e}");
+        }
+    }
+}
+
+impl<T: session::Conn + ?Sized> session::Conn for Box<T> {
+    fn set_read_timeout(&self, d: Option<std::time::Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(d)
+    }
+    fn set_write_timeout(&self, d: Option<std::time::Duration>) -> io::Result<()> {
+        (**self).set_write_timeout(d)
+    }
+}
+
+#[cfg(test)]
+mod tests;
