@@ -90,8 +90,9 @@ l1)
         /usr/share/qemu/linuxboot_dma.bin; do
         fw+=("$(realpath "$f")=$f")
     done
+    # crc32c_generic first: libcrc32c (under nf_conntrack and nf_tables) needs a crc32c.
     cpio=$(L1_NAME=vmctl L1_BINS="ip nft dnsmasq" \
-        L1_MODULES="${L1_MODULES:-} tun bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_reject_ipv4" \
+        L1_MODULES="${L1_MODULES:-} crc32c_generic tun bridge nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_reject_ipv4" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vmctl-scenarios.sh" \
         "$BIN_DIR/vmctld=/bin/vmctld" "$BIN_DIR/vmctl=/bin/vmctl" "${fw[@]}")
     append=${L1_EXTRA_APPEND:-}
