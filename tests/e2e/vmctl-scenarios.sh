@@ -408,7 +408,7 @@ EOF
     [ -z "$why" ] && { vc define "$WORK/xnet.xml" >"$WORK/n.out" 2>&1 || why="define xnet: $(tr '\n' ' ' <"$WORK/n.out")"; }
     [ -z "$why" ] && { vc net start e2enet >"$WORK/n.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/n.out")"; }
     if [ -z "$why" ]; then
-        ip -d link show vmbr77 >"$WORK/n.link" 2>&1 || why="no bridge vmbr77"
+        [ -e /sys/class/net/vmbr77/bridge ] || why="no bridge vmbr77"
         nft list table ip vmctl-e2enet >/dev/null 2>&1 || why="${why:+$why; }no nft table vmctl-e2enet"
     fi
     if [ -n "$why" ]; then

@@ -12,6 +12,7 @@
 #                                allocates it lazily)
 #              L1_EXTRA_APPEND  extra L1 kernel parameters (e.g. "l1env.E2E_ONLY=boot-1cpu")
 #              L1_QEMU_EXTRA    extra QEMU arguments (word-split)
+#              L1_QEMU          the QEMU binary (default qemu-system-x86_64 on PATH)
 set -euo pipefail
 # shellcheck source=tests/testhost/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +27,7 @@ mkdir -p "$(dirname "$logf")"
 append="console=ttyS0 quiet panic=-1 ${L1_EXTRA_APPEND:-}"
 read -ra extra <<<"${L1_QEMU_EXTRA:-}"
 # shellcheck disable=SC2054 # commas are QEMU option syntax
-cmd=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "${L1_MEMORY_MIB:-5120}" -smp 1
+cmd=("${L1_QEMU:-qemu-system-x86_64}" -machine q35,accel=tcg -cpu max -m "${L1_MEMORY_MIB:-5120}" -smp 1
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "${append% }"
     -nographic -no-reboot "${extra[@]}")
 log "L1: ${cmd[*]} (timeout ${tmo}s, log $logf)"
