@@ -174,6 +174,18 @@ con_close() {
     return $_rc
 }
 
+# running_shell NAME SCENARIO: NAME runs (booted to its shell now if it was not running);
+# otherwise SCENARIO fails with the reason and the diagnostics.
+running_shell() {
+    case $(state_of "$1") in
+    running*) return 0 ;;
+    esac
+    boot_shell "$1" && return 0
+    result "$2" FAIL "$WHY"
+    diag "$1"
+    return 1
+}
+
 # boot_shell NAME: start NAME (fresh console log) and wait for its shell banner.
 boot_shell() {
     rm -f "$S/logs/$1.log" "$S/logs/$1.log.1"
@@ -321,16 +333,7 @@ sc_console() {
 }
 
 sc_suspend() {
-    case $(state_of x1) in
-    running*) ;;
-    *)
-        if ! boot_shell x1; then
-            result suspend FAIL "$WHY"
-            diag x1
-            return
-        fi
-        ;;
-    esac
+    running_shell x1 suspend || return
     con_open x1 con2 || {
         result suspend FAIL "mkfifo failed"
         return
@@ -471,16 +474,7 @@ EOF
 }
 
 sc_shutdown() {
-    case $(state_of x1) in
-    running*) ;;
-    *)
-        if ! boot_shell x1; then
-            result shutdown FAIL "$WHY"
-            diag x1
-            return
-        fi
-        ;;
-    esac
+    running_shell x1 shutdown || return
     pid=$(pid_of x1)
     now_cs
     t0=$NOW
