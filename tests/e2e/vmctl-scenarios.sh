@@ -449,8 +449,9 @@ EOF
         sed 's/^/    leases| /' "$WORK/n.leases"
     fi
     if [ -z "$why" ]; then
-        direct=$(wget -q -T 10 -O - http://10.77.0.10:8080/ 2>&1)
-        fwd=$(wget -q -T 10 -O - http://10.77.0.1:18080/ 2>&1)
+        # Not wget -T: busybox 1.35's wget segfaults with it.
+        direct=$(timeout 15 wget -q -O - http://10.77.0.10:8080/ 2>&1)
+        fwd=$(timeout 15 wget -q -O - http://10.77.0.1:18080/ 2>&1)
         echo "    http direct| $direct"
         echo "    http forward| $fwd"
         [ "$direct" = "hello-from-l2 $mac" ] || why="HTTP to 10.77.0.10:8080 gave '$direct'"
