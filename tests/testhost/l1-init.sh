@@ -7,7 +7,8 @@
 # named in /etc/l1-scenario with VMM=/bin/vmm KERNEL=/guest/vmlinuz
 # INITRD=/guest/l2-initramfs.cpio.gz, prints L1-SCENARIO-EXIT rc=N and powers off.
 # Kernel parameters l1env.NAME=VALUE are exported to the scenario as NAME=VALUE (%20 in VALUE
-# stands for a space; see l1env in lib.sh).
+# stands for a space; see l1env in lib.sh). Module parameters on the kernel command line
+# (MODULE.PARAM=VALUE, e.g. kvm_amd.vgif=0) are passed to insmod, as modprobe would.
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PATH
 mount -t proc proc /proc
@@ -18,9 +19,22 @@ exec </dev/console >/dev/console 2>&1
 uptime_s() { read -r _up _ </proc/uptime; echo "$_up"; }
 
 echo "L1-INIT uptime=$(uptime_s) kernel=$(uname -r)"
+# modparams NAME: the MODULE.PARAM=VALUE words of the kernel command line for module NAME
+# (- and _ are the same in module names).
+modparams() {
+    _m=$(echo "$1" | tr - _)
+    # shellcheck disable=SC2013 # words, not lines
+    for _a in $(cat /proc/cmdline); do
+        case $_a in
+        *.*=*) [ "$(echo "${_a%%.*}" | tr - _)" = "$_m" ] && printf '%s ' "${_a#*.}" ;;
+        esac
+    done
+}
 while read -r ko; do
     [ -n "$ko" ] || continue
-    insmod "$ko" || echo "L1-INSMOD-FAIL $ko"
+    _name=$(basename "$ko" .ko)
+    # shellcheck disable=SC2046 # one word per parameter
+    insmod "$ko" $(modparams "$_name") || echo "L1-INSMOD-FAIL $ko"
 done </etc/l1-modules
 
 if [ ! -c /dev/kvm ]; then
