@@ -37,6 +37,11 @@ while read -r ko; do
     insmod "$ko" $(modparams "$_name") || echo "L1-INSMOD-FAIL $ko"
 done </etc/l1-modules
 
+# KVM's SVM features in use (module parameters), for the log.
+if [ -d /sys/module/kvm_amd/parameters ]; then
+    echo "L1-KVM-AMD $(cd /sys/module/kvm_amd/parameters && for p in npt vgif vls avic nested; do
+        [ -r $p ] && printf '%s=%s ' $p "$(cat $p)"; done)"
+fi
 if [ ! -c /dev/kvm ]; then
     echo "L1-NOKVM (no /dev/kvm after loading modules; svm in cpuinfo: $(grep -c -w svm /proc/cpuinfo))"
     poweroff -f
