@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE, PC_L1_NMIS (see run_l1_watched), PC_RETRY=1 (up to three
+# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
 #   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio).
@@ -84,8 +84,8 @@ l1)
     run_l1() { # LOGFILE: one L1 boot running $PC_ONLY (or all) on a fresh overlay
         rm -f "$tmp/overlay.qcow2"
         qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
-        # idle=poll: with a Debian guest running, an idle L1 sometimes stopped for good (its
-        # QEMU at low CPU, no output until the timeout); L1 never halting avoided it in our runs.
+        # idle=poll: first tried against the L1 stall (see l1_watch in lib.sh); it did not
+        # prevent it, but the runs that measured everything so far had it.
         local append="idle=poll ${L1_EXTRA_APPEND:-}" v
         for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_KERNEL_TIMEOUT PC_KERNEL_COMPARE PC_GUEST_MEM; do
             [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
@@ -94,41 +94,10 @@ l1)
             L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
             "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$1"
     }
-    # A stalled L1 prints nothing (the scenarios print progress every 30 s). Seen: L1 idle
-    # with interrupts enabled and its LAPIC timer vector pending in the IRR, never delivered
-    # (TCG's emulated SVM). After PC_L1_SILENCE (120) s of silence: the L1 vCPU's state goes
-    # to LOGFILE.stall and the log (L1-STALL lines), and an NMI is sent through L1's QEMU
-    # monitor (up to PC_L1_NMIS (3) times), which makes TCG look at its pending interrupts
-    # again; if L1 stays silent after that, it is stopped so the retry comes sooner.
-    run_l1_watched() { # LOGFILE
+    run_l1_watched() { # LOGFILE: run_l1, stopped if silent for PC_L1_SILENCE (120) s
+        rm -f "$tmp/l1-monitor.sock"
         run_l1 "$1" &
-        local pid=$! last=-1 quiet=0 size nmis=0
-        while kill -0 "$pid" 2>/dev/null; do
-            sleep 10
-            size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-            if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
-            ((quiet >= ${PC_L1_SILENCE:-120})) || continue
-            if ((nmis == 0)); then
-                l1_monitor_dump "$tmp/l1-monitor.sock" >"$1.stall"
-                sed 's/^/L1-STALL /' "$1.stall" >>"$1"
-            fi
-            if ((nmis < ${PC_L1_NMIS:-3})) && [[ -S $tmp/l1-monitor.sock ]]; then
-                nmis=$((nmis + 1))
-                log "L1 silent for $quiet s: NMI $nmis through its monitor"
-                echo "E2E-INFO L1 printed nothing for $quiet s: NMI $nmis sent (registers: L1-STALL lines)" >>"$1"
-                echo nmi | timeout 10 socat -t 2 - "UNIX-CONNECT:$tmp/l1-monitor.sock" >/dev/null 2>&1
-                last=$(stat -c %s "$1" 2>/dev/null || echo 0)
-            else
-                log "L1 silent for $quiet s: stopping it"
-                echo "E2E-INFO L1 printed nothing for $quiet s and was stopped" >>"$1"
-                # Through its own monitor: other test hosts (another checkout's) may share
-                # the initramfs path, so no pkill.
-                echo quit | timeout 10 socat -t 2 - "UNIX-CONNECT:$tmp/l1-monitor.sock" >/dev/null 2>&1 ||
-                    pkill -f -- "-monitor unix:$tmp/l1-monitor.sock" || true
-            fi
-            quiet=0
-        done
-        wait "$pid"
+        l1_watch $! "$1" "$tmp/l1-monitor.sock" "${PC_L1_SILENCE:-120}"
     }
     run_l1_watched "$LOG"
     rc=$?
