@@ -2,6 +2,8 @@
 //! End-to-end tests of `vmctld` and `vmctl` as processes, with the fake VMM of
 //! `examples/fake_vmm.rs` (the real `vmm` cannot boot guests on hosts without fast KVM).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +36,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         let sock = state.join("vmctld.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "vmctld did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_socket(&sock);
         Daemon { child, state: state.to_path_buf() }
     }
 

@@ -5,9 +5,11 @@
 //!
 //! Needs root, `ip`, `nft` and `dnsmasq`; skipped with the reason printed otherwise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmctl::api::{NetInfo, VmInfo};
 
@@ -58,11 +60,7 @@ fn daemon(ns: &str, state: &Path) -> Child {
         .spawn()
         .unwrap();
     let sock = state.join("vmctld.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "vmctld did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_socket(&sock);
     child
 }
 
