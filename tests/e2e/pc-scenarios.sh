@@ -435,7 +435,9 @@ sc_pc_qcow2_reboot() {
         printf 'echo qproof-%s > /root/qproof; sync; systemctl reboot\r' "$token" >&3
         if login 2; then
             printf 'cat /root/qproof\r' >&3
-            if wait_serial "$log" "^qproof-$token" 1 30 $vpid "pc-qcow2-reboot cat"; then
+            # The token is on the console twice: in the echo command of the first boot and
+            # in cat's output now (a line start may carry terminal escapes, so no ^).
+            if wait_serial "$log" "qproof-$token" 2 30 $vpid "pc-qcow2-reboot cat"; then
                 sleep 2
                 t1=$(now)
                 if "$VMM" control "$d/ctl" '{"cmd":"powerbutton"}' >"$d/pb.out" 2>&1; then
