@@ -280,8 +280,9 @@ sc_pc_debian() {
         if [ $((n % 60)) = 0 ]; then
             echo "E2E-PROGRESS pc-debian step=$step t=$(since "$t0") last: $(plain "$log" | grep -av '^ *$' | tail -n 1 | cut -c1-100)"
         fi
-        # The VGA screen, every 2 s until the kernel takes over.
-        if [ -z "$grub" ] && [ $((n % 4)) = 0 ] && dump $vpid "$d/screen"; then
+        # The VGA screen: every 0.5 s until the SeaBIOS banner was seen (on a quiet host GRUB
+        # replaces it within a few seconds), then every 2 s until GRUB is there.
+        if [ -z "$grub" ] && { [ -z "$banner" ] || [ $((n % 4)) = 0 ]; } && dump $vpid "$d/screen"; then
             if [ -z "$banner" ] && grep -q 'SeaBIOS' "$d/screen.txt"; then
                 banner=1
                 cp "$d/screen.txt" "$d/bios-screen.txt"
