@@ -15,9 +15,12 @@ ensure_pkgs qemu-img:qemu-utils
 if [[ -z ${VMM_BIN:-} ]]; then
     (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
         cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
-    VMM_BIN=$REPO/target/x86_64-unknown-linux-gnu/release/vmm
+    tdir=${CARGO_TARGET_DIR:-target}
+    [[ $tdir == /* ]] || tdir=$REPO/$tdir
+    VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
 fi
-export VMM_BIN=$(realpath "$VMM_BIN")
+VMM_BIN=$(realpath "$VMM_BIN") || die "no vmm binary at $VMM_BIN"
+export VMM_BIN
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
 img=$("$TESTHOST_DIR/debian-image.sh")
 tmp=$(mktemp -d /tmp/bench-pc.XXXXXX)
