@@ -11,7 +11,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 source "$BENCH_DIR/../testhost/lib.sh"
 LOG=${BENCH_LOG:-$CACHE/logs/bench-pc.log}
 mkdir -p "$(dirname "$LOG")"
-ensure_pkgs qemu-img:qemu-utils
+ensure_pkgs qemu-img:qemu-utils socat:socat
 if [[ -z ${VMM_BIN:-} ]]; then
     (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
         cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
@@ -39,9 +39,12 @@ else
     for v in BENCH_RUNS BENCH_TIMEOUT; do
         [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
     done
+    # The L1 stall of l1_watch (lib.sh): an L1 silent for BENCH_L1_SILENCE (420) s, longer
+    # than one guest boot, is stopped; the figures it printed before still count.
     L1_EXTRA_APPEND=$append \
-        L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe" \
-        "$TESTHOST_DIR/run-l1.sh" "$cpio" "${BENCH_L1_TIMEOUT:-3000}" "$LOG" || true
+        L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
+        "$TESTHOST_DIR/run-l1.sh" "$cpio" "${BENCH_L1_TIMEOUT:-3000}" "$LOG" &
+    l1_watch $! "$LOG" "$tmp/l1-monitor.sock" "${BENCH_L1_SILENCE:-420}" || true
 fi
 echo "==== pc boot: seconds from process start to the serial login prompt ===="
 tr -d '\r' <"$LOG" | grep -oE 'BENCH-PC [a-z]+ run=[0-9]+ login_s=[0-9.a-z]+' | sort -k2
