@@ -11,7 +11,7 @@ use std::time::Duration;
 use devices::display::vga::Frame;
 use devices::legacy::i8042::{Key, MOUSE_LEFT, MOUSE_RIGHT};
 
-use super::super::test_client::{pattern, same_as, Client, FakeConsole};
+use super::super::test_client::{pattern, same_as, Client, FakeConsole, RGB565};
 use super::*;
 
 type Server = JoinHandle<Result<(), SessionError>>;
@@ -226,18 +226,7 @@ fn sixteen_bit_pixels() {
     f.put(3, 0, [255, 255, 255]);
     let console = FakeConsole::with_frame(f);
     let (mut c, t, _) = connect(&console);
-    c.set_format(PixelFormat {
-        bpp: 16,
-        depth: 16,
-        big_endian: false,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    });
+    c.set_format(RGB565);
     c.request_all(false);
     c.read_update();
     assert_eq!(c.fb, vec![0xf800, 0x07e0, 0x001f, 0xffff]);

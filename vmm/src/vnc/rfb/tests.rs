@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+use super::super::test_client::RGB565;
 use super::*;
 
 #[test]
@@ -41,18 +42,7 @@ fn server_init_bytes() {
 
 #[test]
 fn pixel_format_round_trip_and_checks() {
-    let rgb565 = PixelFormat {
-        bpp: 16,
-        depth: 16,
-        big_endian: true,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    };
+    let rgb565 = PixelFormat { big_endian: true, ..RGB565 };
     assert_eq!(PixelFormat::from_bytes(&rgb565.to_bytes()), rgb565);
     assert_eq!(rgb565.check(), Ok(()));
     assert_eq!(PixelFormat::NATIVE.check(), Ok(()));
@@ -87,18 +77,7 @@ fn pixel_conversion() {
     native.convert(&[0x12, 0x34, 0x56, 0xff, 0, 0, 9], &mut out);
     assert_eq!(out, vec![0x56, 0x34, 0x12, 0, 0, 0, 0xff, 0]);
 
-    let rgb565 = PixelFormat {
-        bpp: 16,
-        depth: 16,
-        big_endian: false,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    };
+    let rgb565 = RGB565;
     let c = PixelConverter::new(rgb565);
     assert_eq!(c.pixel([255, 255, 255]), 0xffff);
     assert_eq!(c.pixel([255, 0, 0]), 0xf800);
