@@ -34,11 +34,31 @@ if [[ ${SKIP_E2E:-0} == 1 ]]; then
     echo "== end-to-end tests skipped (SKIP_E2E=1)"
     exit 0
 fi
-echo "== end-to-end tests: direct kernel boot"
-rc=0
-bash tests/e2e/run.sh </dev/null || rc=1
-echo "== end-to-end tests: SeaBIOS PC machine (IDE disk, CD-ROM, VGA)"
-bash tests/e2e/pc-run.sh </dev/null || rc=1
-echo "== end-to-end tests: management daemon (vmctld + vmctl with the real vmm)"
-bash tests/e2e/vmctl-run.sh </dev/null || rc=1
+# Each suite's output goes to the terminal and to a file; the summary at the end repeats every
+# suite's verdict and the result lines of failed scenarios, so the last lines of a long run
+# (CI shows the tail) say what failed.
+out=$(mktemp -d /tmp/vmm-tests.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+rc=0 summary=()
+suite() { # NAME TITLE SCRIPT
+    local name=$1 title=$2 script=$3 status verdict
+    echo "== end-to-end tests: $title"
+    set +e
+    bash "$script" </dev/null 2>&1 | tee "$out/$name"
+    status=${PIPESTATUS[0]}
+    set -e
+    verdict=$(tr -d '\r' <"$out/$name" | { grep -E "^$name: [0-9]+ passed, [0-9]+ failed" || true; } | tail -n 1)
+    ((status == 0)) || rc=1
+    summary+=("$(printf '%-10s %s' "$name" "${verdict:-no verdict}, exit status $status")")
+    if ((status != 0)); then
+        mapfile -t -O "${#summary[@]}" summary < <(tr -d '\r' <"$out/$name" |
+            grep -E '^E2E-RESULT [^ ]+ FAIL|^E2E-INFO|run timed out|ERROR' | sed 's/^/    /' | tail -n 30)
+    fi
+}
+suite e2e "direct kernel boot" tests/e2e/run.sh
+suite e2e-pc "SeaBIOS PC machine (IDE disk, CD-ROM, VGA)" tests/e2e/pc-run.sh
+suite vmctl-e2e "management daemon (vmctld + vmctl with the real vmm)" tests/e2e/vmctl-run.sh
+echo
+echo "== summary: unit tests passed; end-to-end suites:"
+printf '%s\n' "${summary[@]}"
 exit $rc

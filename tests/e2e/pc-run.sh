@@ -101,28 +101,12 @@ l1)
     }
     run_l1_watched "$LOG"
     rc=$?
-    # The nested test host sometimes stalls while the Debian guest's kernel starts (L1 stops
-    # printing; cause unknown, see the issue notes): scenarios that failed or gave no result
-    # get up to three more L1 boots, and the summary says which attempt passed.
+    # The nested test host sometimes stalls while a guest kernel starts (see l1_watch):
+    # scenarios that failed or gave no result get up to three more L1 boots.
     if [[ ${PC_RETRY:-1} == 1 ]]; then
         mapfile -t names < <(if [[ -n ${PC_ONLY:-} ]]; then tr ',' '\n' <<<"$PC_ONLY"; else sh "$E2E_DIR/pc-scenarios.sh" --list; fi)
-        again=()
-        for n in "${names[@]}"; do
-            tr -d '\r' <"$LOG" | grep -q "E2E-RESULT $n PASS" || again+=("$n")
-        done
-        for attempt in 2 3 4; do
-            ((${#again[@]})) || break
-            log "attempt $attempt in a new L1: ${again[*]}"
-            echo "E2E-INFO attempt $attempt of: ${again[*]}" >>"$LOG"
-            PC_ONLY=$(IFS=,; echo "${again[*]}") run_l1_watched "$LOG.retry"
-            rc=$?
-            sed "s/E2E-RESULT \([^ ]*\) PASS/E2E-RESULT \1 PASS (attempt $attempt)/" "$LOG.retry" >>"$LOG"
-            left=()
-            for n in "${again[@]}"; do
-                tr -d '\r' <"$LOG.retry" | grep -q "E2E-RESULT $n PASS" || left+=("$n")
-            done
-            again=("${left[@]}")
-        done
+        l1_retry "$LOG" 4 PC_ONLY run_l1_watched "${names[@]}"
+        rc=$?
     fi
     ;;
 *) die "E2E_MODE must be auto, host or l1 (got $MODE)" ;;

@@ -16,7 +16,9 @@
 #                       self-tests the bench with QEMU in place of the vmm)
 #   E2E_ONLY=a,b        run only these scenarios (names: tests/e2e/scenarios.sh --list)
 #   E2E_MODE=auto|host|l1   where to run (default auto)
-#   E2E_L1_TIMEOUT=900  seconds for the whole L1 run (or the host run)
+#   E2E_L1_TIMEOUT=900  seconds for one L1 run (or the host run)
+#   E2E_L1_SILENCE=150  an L1 silent this long is stopped (see l1_watch in tests/testhost/lib.sh)
+#   E2E_RETRY=1         up to two more L1 runs for scenarios that failed or gave no result
 #   E2E_VMM_TIMEOUT=60  seconds per vmm invocation
 #   E2E_GUEST_EXTRA     extra guest kernel parameters (default "quiet")
 #   E2E_LOG=path        log file (default .cache/testhost/logs/e2e.log)
@@ -24,6 +26,7 @@ set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$E2E_DIR/../testhost/lib.sh"
+ensure_pkgs socat:socat
 
 L1_TIMEOUT=${E2E_L1_TIMEOUT:-900}
 LOG=${E2E_LOG:-$CACHE/logs/e2e.log}
@@ -84,13 +87,27 @@ host)
 l1)
     log "no usable hardware virtualization here: running the scenarios in an L1 nested test host"
     cpio=$(L1_NAME=${L1_NAME:-e2e} "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/scenarios.sh")
-    append=${L1_EXTRA_APPEND:-}
-    [[ -n ${E2E_ONLY:-} ]] && append+=$(l1env E2E_ONLY "$E2E_ONLY")
-    [[ -n ${E2E_VMM_TIMEOUT:-} ]] && append+=$(l1env E2E_VMM_TIMEOUT "$E2E_VMM_TIMEOUT")
-    [[ -n ${E2E_GUEST_EXTRA+set} ]] && append+=$(l1env E2E_GUEST_EXTRA "$E2E_GUEST_EXTRA")
+    mon=$(mktemp -u /tmp/e2e-l1-monitor.XXXXXX)
+    run_e2e_l1() { # LOGFILE: one L1 run of $E2E_ONLY (or all), stopped if it stalls
+        local append=${L1_EXTRA_APPEND:-}
+        [[ -n ${E2E_ONLY:-} ]] && append+=$(l1env E2E_ONLY "$E2E_ONLY")
+        [[ -n ${E2E_VMM_TIMEOUT:-} ]] && append+=$(l1env E2E_VMM_TIMEOUT "$E2E_VMM_TIMEOUT")
+        [[ -n ${E2E_GUEST_EXTRA+set} ]] && append+=$(l1env E2E_GUEST_EXTRA "$E2E_GUEST_EXTRA")
+        rm -f "$mon"
+        L1_EXTRA_APPEND=$append L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -monitor unix:$mon,server,nowait" \
+            "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$1" &
+        # Each vmm run is limited to E2E_VMM_TIMEOUT (60 s) and prints as it goes: a longer
+        # silence is the L1 stall of l1_watch.
+        l1_watch $! "$1" "$mon" "${E2E_L1_SILENCE:-150}"
+    }
     set +e
-    L1_EXTRA_APPEND=$append "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG"
+    run_e2e_l1 "$LOG"
     rc=$?
+    # A stalled L1 leaves scenarios without a result: up to two more L1 runs for them.
+    if ((${E2E_RETRY:-1})); then
+        l1_retry "$LOG" 3 E2E_ONLY run_e2e_l1 "${expected[@]}"
+        rc=$?
+    fi
     set -e
     ((rc == 124)) && timed_out=1
     if grep -q 'L1-NOKVM' "$LOG"; then

@@ -113,21 +113,12 @@ l1)
     run_vmctl_l1 "$LOG"
     rc=$?
     # A stalled L1 (see l1_watch) leaves scenarios without a result: up to two more L1 runs
-    # for the ones that failed or gave none; the result line names the attempt.
-    for attempt in 2 3; do
-        ((${VMCTL_RETRY:-1})) || break
-        again=()
-        for n in "${expected[@]}"; do
-            [[ $n == define ]] && continue
-            tr -d '\r' <"$LOG" | grep -q "E2E-RESULT $n PASS" || again+=("$n")
-        done
-        ((${#again[@]})) || break
-        log "attempt $attempt in a new L1: ${again[*]}"
-        echo "E2E-INFO attempt $attempt of: ${again[*]}" >>"$LOG"
-        VMCTL_ONLY=$(IFS=,; echo "${again[*]}") run_vmctl_l1 "$LOG.retry"
+    # for the ones that failed or gave none (`define` runs first in every L1 anyway).
+    if ((${VMCTL_RETRY:-1})); then
+        mapfile -t names < <(printf '%s\n' "${expected[@]}" | grep -vx define)
+        l1_retry "$LOG" 3 VMCTL_ONLY run_vmctl_l1 "${names[@]}"
         rc=$?
-        sed "s/E2E-RESULT \([^ ]*\) PASS/E2E-RESULT \1 PASS (attempt $attempt)/" "$LOG.retry" >>"$LOG"
-    done
+    fi
     set -e
     ((rc == 124)) && timed_out=1
     if grep -q 'L1-NOKVM' "$LOG"; then
