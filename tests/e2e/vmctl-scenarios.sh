@@ -403,7 +403,7 @@ sc_net() {
  "forwards": [{"proto": "tcp", "host_port": 18080, "vm": "xnet", "guest_port": 8080}]}
 EOF
     sed -e 's|<name>x1</name>|<name>xnet</name>|' -e 's|l2test=shell|l2test=net|' \
-        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac'/></interface>|" \
+        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac'/></interface><graphics type='vnc'/>|" \
         "$WORK/x1.xml" >"$WORK/xnet.xml"
     why=
     # The VM first: the port forward names it (its MAC's fixed address), resolved at net start.
@@ -444,6 +444,15 @@ EOF
         why="no L2-NET line on the console: $(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET-FAIL.*' | head -n 1)"
     fi
     if [ -z "$why" ]; then
+        # The VNC server of the definition's <graphics type='vnc'/>: the first free port from
+        # 5900, reported by vncdisplay, greeting with the RFB version.
+        vnc=$(vc vncdisplay xnet 2>&1)
+        rfb=$(sleep 2 | timeout 5 nc 127.0.0.1 5900 2>/dev/null | head -c 12)
+        echo "    vncdisplay| $vnc; port 5900 says: $rfb"
+        [ "$vnc" = "127.0.0.1:0" ] || why="vmctl vncdisplay xnet gave '$vnc', not 127.0.0.1:0"
+        [ "$rfb" = "RFB 003.008" ] || why="${why:+$why; }127.0.0.1:5900 greeted with '$rfb', not RFB 003.008"
+    fi
+    if [ -z "$why" ]; then
         vc net leases e2enet >"$WORK/n.leases" 2>&1
         grep -q "10.77.0.10" "$WORK/n.leases" || why="vmctl net leases lacks 10.77.0.10: $(tr '\n' ' ' <"$WORK/n.leases")"
         sed 's/^/    leases| /' "$WORK/n.leases"
@@ -471,7 +480,7 @@ EOF
         diag xnet
         return
     fi
-    result net PASS "DHCP lease 10.77.0.10 for the e1000 (console and leases), HTTP direct and through tcp 18080 -> 8080, tap ($tap) removed on destroy, nothing left after net stop"
+    result net PASS "DHCP lease 10.77.0.10 for the e1000 (console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0, tap ($tap) removed on destroy, nothing left after net stop"
 }
 
 sc_shutdown() {

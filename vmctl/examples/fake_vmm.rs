@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but speaks the control socket
 //! protocol (`--control`), serves a serial console (`--serial unix:PATH`: a banner, then echoes
-//! input) and writes `--exit-status-file` as `vmm` does. Other flags are accepted and ignored.
+//! input), listens on `--vnc HOST:PORT` (only the RFB version greeting) and writes
+//! `--exit-status-file` as `vmm` does. Other flags are accepted and ignored.
 //!
 //! Test-only behaviour: `--memory 77M` fails at start (exit 1); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
@@ -26,6 +27,7 @@ struct Args {
     serial: Option<PathBuf>,
     exit_file: Option<PathBuf>,
     memory: String,
+    vnc: Option<String>,
 }
 
 fn parse() -> Args {
@@ -41,6 +43,7 @@ fn parse() -> Args {
             "--serial" => a.serial = v.strip_prefix("unix:").map(PathBuf::from),
             "--exit-status-file" => a.exit_file = Some(v.into()),
             "--memory" => a.memory = v,
+            "--vnc" => a.vnc = Some(v),
             _ => {}
         }
     }
@@ -97,6 +100,23 @@ fn main() {
         eprintln!("fake-vmm: simulated start failure");
         write_exit(&a, 1, "vmm: error: simulated start failure");
         std::process::exit(1);
+    }
+    if let Some(v) = &a.vnc {
+        // Like vmm: refuses a port it cannot listen on; greets each client with the RFB
+        // version (no framebuffer behind it).
+        let addr = v.strip_suffix(",allow-remote").unwrap_or(v);
+        let listener = match std::net::TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                write_exit(&a, 2, &format!("vmm: invalid configuration: vnc: cannot listen on {addr}: {e}"));
+                std::process::exit(2);
+            }
+        };
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let _ = s.write_all(b"RFB 003.008\n");
+            }
+        });
     }
     let console: Console = Arc::new(Mutex::new(None));
     if let Some(p) = &a.serial {

@@ -34,6 +34,9 @@ pub struct VmInfo {
     pub autostart: bool,
     /// Why the VM last stopped, if known.
     pub exit_reason: Option<String>,
+    /// Where its VNC server listens while it runs (`127.0.0.1:5900`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<std::net::SocketAddr>,
 }
 
 /// `GET /v1/vms/{name}`: the state and the stored definition.

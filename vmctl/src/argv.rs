@@ -3,16 +3,19 @@
 //!
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
-//! virtio disks, virtio-net interfaces, host PCI devices, VNC, an empty CD-ROM drive, more
-//! than one CD-ROM, more than three IDE disks, disks on a direct-boot machine without
-//! interfaces, and turning ACPI or the APIC off.
+//! virtio disks, virtio-net interfaces, host PCI devices, an empty CD-ROM drive, more than
+//! one CD-ROM, more than three IDE disks, disks on a direct-boot machine without interfaces,
+//! and turning ACPI or the APIC off.
 //!
 //! Network interfaces are e1000 NICs on the taps the daemon made (`--nic tap=..,mac=..`),
-//! which exist only on the PC machine (the direct machine has no PCI bus): a direct kernel
-//! boot with interfaces becomes `--machine pc --kernel K [--initramfs I] [--cmdline C]`,
-//! the PC machine booting the kernel through fw_cfg.
+//! and the VNC server shows the standard VGA card; both exist only on the PC machine (the
+//! direct machine has no PCI bus): a direct kernel boot with interfaces or VNC becomes
+//! `--machine pc --kernel K [--initramfs I] [--cmdline C]`, the PC machine booting the kernel
+//! through fw_cfg. Like libvirt, which adds a video card to a domain with `<graphics>`, a VNC
+//! server implies the VGA card.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, NicModel, Os, Video};
@@ -51,9 +54,18 @@ fn path_arg(flag: &str, p: &Path) -> [OsString; 2] {
 }
 
 /// The arguments (without the program name) that run `def` with `paths`; `taps` are the
-/// host taps of its interfaces, in order.
-pub fn vmm_args(def: &VmDef, paths: &RunPaths, taps: &[String]) -> Result<Vec<OsString>, Unsupported> {
+/// host taps of its interfaces, in order; `vnc` is the address the daemon chose for the VNC
+/// server of a definition with one (its port fixed or the first free one).
+pub fn vmm_args(
+    def: &VmDef,
+    paths: &RunPaths,
+    taps: &[String],
+    vnc: Option<SocketAddr>,
+) -> Result<Vec<OsString>, Unsupported> {
     check_unsupported(def)?;
+    if def.graphics.vnc.is_some() != vnc.is_some() {
+        return Err(unsupported("graphics.vnc", "no address was chosen for the VNC server"));
+    }
     if taps.len() != def.interfaces.len() {
         return Err(unsupported(
             "interfaces",
@@ -67,7 +79,7 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths, taps: &[String]) -> Result<Vec<Os
         def.vcpus.to_string().into(),
     ];
     match &def.os {
-        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() => {
+        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() || vnc.is_some() => {
             args.extend(["--machine".into(), "pc".into()]);
             kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
             pc_args(def, &mut args)?;
@@ -103,6 +115,12 @@ pub fn vmm_args(def: &VmDef, paths: &RunPaths, taps: &[String]) -> Result<Vec<Os
     for (nic, tap) in def.interfaces.iter().zip(taps) {
         args.extend(["--nic".into(), format!("tap={tap},mac={}", nic.mac).into()]);
     }
+    if let Some(addr) = vnc {
+        // The definition's listen address is the user's choice: an address other than
+        // loopback is what they asked for, so vmm's guard against that is lifted.
+        let remote = if addr.ip().is_loopback() { "" } else { ",allow-remote" };
+        args.extend(["--vnc".into(), format!("{addr}{remote}").into()]);
+    }
     let mut serial = OsString::from("unix:");
     match &def.serial {
         Some(_) => serial.push(paths.serial.as_os_str()),
@@ -131,6 +149,7 @@ fn kernel_args(args: &mut Vec<OsString>, kernel: &Path, initrd: Option<&Path>, c
 
 fn vga_arg(def: &VmDef, args: &mut Vec<OsString>) {
     let vga = match def.graphics.video {
+        _ if def.graphics.vnc.is_some() => "std",
         Video::Vga => "std",
         Video::None => "none",
     };
@@ -199,9 +218,6 @@ fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
             "PCI passthrough is not supported by vmm yet; remove the hostdev",
         ));
     }
-    if def.graphics.vnc.is_some() {
-        return Err(unsupported("graphics.vnc", "a VNC server is not supported by vmm yet; remove it"));
-    }
     if !def.features.acpi {
         return Err(unsupported(
             "features.acpi",
@@ -255,7 +271,7 @@ mod tests {
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
         def.disks.push(disk("/i/x.iso", DiskBus::Ide, DiskDevice::Cdrom, "hdc"));
         def.graphics.video = Video::Vga;
-        let args = strings(&vmm_args(&def, &paths(), &[]).unwrap());
+        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap());
         assert_eq!(
             args.join(" "),
             "--memory 512M --cpus 2 --machine pc --disk /i/a.img,format=raw \
@@ -274,7 +290,7 @@ mod tests {
         };
         def.on_reboot = LifecycleAction::Destroy;
         def.serial = None;
-        let args = strings(&vmm_args(&def, &paths(), &[]).unwrap());
+        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap());
         assert_eq!(
             args,
             [
@@ -316,14 +332,14 @@ mod tests {
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
         def.interfaces.push(nic("wan", "52:54:00:00:00:02"));
         let taps = ["vt-a-0".to_string(), "vt-a-1".to_string()];
-        let args = strings(&vmm_args(&def, &paths(), &taps).unwrap()).join(" ");
+        let args = strings(&vmm_args(&def, &paths(), &taps, None).unwrap()).join(" ");
         assert!(
             args.contains(
                 "--boot net --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01 --nic tap=vt-a-1,mac=52:54:00:00:00:02 --serial"
             ),
             "{args}"
         );
-        let e = vmm_args(&def, &paths(), &taps[..1]).unwrap_err();
+        let e = vmm_args(&def, &paths(), &taps[..1], None).unwrap_err();
         assert_eq!(e.device, "interfaces");
     }
 
@@ -337,7 +353,7 @@ mod tests {
         };
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
-        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()]).unwrap()).join(" ");
+        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()], None).unwrap()).join(" ");
         assert!(
             args.starts_with(
                 "--memory 256M --cpus 1 --machine pc --kernel /k/vmlinuz --initramfs /k/initrd \
@@ -345,6 +361,33 @@ mod tests {
             ),
             "{args}"
         );
+    }
+
+    #[test]
+    fn vnc_on_a_kernel_boot_runs_the_pc_machine_with_vga() {
+        let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
+        def.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: None };
+        def.graphics.vnc =
+            Some(vmdef::model::Vnc { port: None, listen: std::net::Ipv4Addr::LOCALHOST.into() });
+        let addr: SocketAddr = "127.0.0.1:5903".parse().unwrap();
+        let args = strings(&vmm_args(&def, &paths(), &[], Some(addr)).unwrap()).join(" ");
+        assert!(
+            args.starts_with(
+                "--memory 256M --cpus 1 --machine pc --kernel /k --vga std --vnc 127.0.0.1:5903 "
+            ),
+            "{args}"
+        );
+        // A listen address other than loopback is the user's explicit choice.
+        let args =
+            strings(&vmm_args(&def, &paths(), &[], Some("0.0.0.0:5900".parse().unwrap())).unwrap()).join(" ");
+        assert!(args.contains(" --vnc 0.0.0.0:5900,allow-remote "), "{args}");
+        // The PC machine keeps its boot order and gets the VGA card even if video says none.
+        def.os = Os::Pc { boot: vec![BootDevice::Disk] };
+        let args = strings(&vmm_args(&def, &paths(), &[], Some(addr)).unwrap()).join(" ");
+        assert!(args.contains("--boot disk --vga std --vnc 127.0.0.1:5903 "), "{args}");
+        // A chosen address without a VNC server in the definition is a daemon bug, refused.
+        def.graphics.vnc = None;
+        assert_eq!(vmm_args(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc");
     }
 
     #[test]
@@ -409,7 +452,7 @@ mod tests {
         for (change, device) in cases {
             let mut def = base.clone();
             change(&mut def);
-            let e = vmm_args(&def, &paths(), &[]).unwrap_err();
+            let e = vmm_args(&def, &paths(), &[], None).unwrap_err();
             assert_eq!(e.device, device, "{e}");
         }
     }

@@ -446,3 +446,67 @@ fn console_ends_when_the_vm_stops_while_stdin_stays_open() {
     assert!(status.success(), "{status}");
     drop(stdin);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let mut d = Daemon::start(&state);
+    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    assert_eq!(vmctl(&state, &["start", "a"]).0, 0);
+    assert_eq!(vmctl(&state, &["start", "b"]).0, 0);
+    let c = d.client();
+    let (a, b) = (info(&c, "a").await.vnc.unwrap(), info(&c, "b").await.vnc.unwrap());
+    // Automatic ports: the first free ones from 5900, different for the two VMs.
+    assert!(a.ip().is_loopback() && a.port() >= 5900 && b.port() > a.port(), "{a} {b}");
+    let (code, out, _) = vmctl(&state, &["vncdisplay", "b"]);
+    assert_eq!((code, out.trim()), (0, format!("127.0.0.1:{}", b.port() - 5900).as_str()));
+    let (_, out, _) = vmctl(&state, &["info", "a"]);
+    assert!(out.contains(&format!("VNC:        {a} (display 127.0.0.1:{})", a.port() - 5900)), "{out}");
+    // The VM's VNC server is there (the fake vmm greets with the RFB version).
+    let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
+    let mut hello = [0u8; 12];
+    s.read_exact(&mut hello).await.unwrap();
+    assert_eq!(&hello, b"RFB 003.008\n");
+
+    // A fixed port another running VM holds: refused (exit 4), naming the field and the VM.
+    define(
+        &state,
+        &format!(r#"{{"name":"f","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{}}}}}}}"#, a.port()),
+    );
+    let (code, _, err) = vmctl(&state, &["start", "f"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("graphics.vnc.port") && err.contains("running VM a"), "{err}");
+    // A fixed port something else on the host listens on: refused as well.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = other.local_addr().unwrap().port();
+    define(
+        &state,
+        &format!(r#"{{"name":"h","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{taken}}}}}}}"#),
+    );
+    let (code, _, err) = vmctl(&state, &["start", "h"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("graphics.vnc: cannot listen on"), "{err}");
+    drop(other);
+    assert_eq!(vmctl(&state, &["start", "h"]).0, 0);
+    assert_eq!(info(&c, "h").await.vnc.unwrap().port(), taken);
+
+    // A restarted daemon still knows the ports; a stopped VM has none.
+    d.kill9();
+    let d = Daemon::start(&state);
+    let c = d.client();
+    assert_eq!(info(&c, "a").await.vnc, Some(a));
+    assert_eq!(vmctl(&state, &["destroy", "a"]).0, 0);
+    wait_state(&c, "a", RunState::Shutoff).await;
+    assert_eq!(info(&c, "a").await.vnc, None);
+    let (code, _, err) = vmctl(&state, &["vncdisplay", "a"]);
+    assert!(code != 0 && err.contains("a is not running"), "{code} {err}");
+    // With `a` gone its port is free again for the next automatic choice.
+    define(&state, r#"{"name":"g","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    assert_eq!(vmctl(&state, &["start", "g"]).0, 0);
+    assert_eq!(info(&c, "g").await.vnc, Some(a));
+    for vm in ["b", "h", "g"] {
+        assert_eq!(vmctl(&state, &["destroy", vm]).0, 0);
+    }
+}

@@ -122,6 +122,9 @@ pub struct RuntimeState {
     /// The tap interfaces the daemon made for this run, removed when the process ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taps: Vec<TapState>,
+    /// Where this run's VNC server listens (`127.0.0.1:5900`), when the definition has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<std::net::SocketAddr>,
 }
 
 /// A host tap interface made for one NIC of a running VM.
@@ -144,6 +147,7 @@ impl RuntimeState {
             control_socket: None,
             exit_reason: None,
             taps: Vec::new(),
+            vnc: None,
         }
     }
 }

@@ -133,6 +133,12 @@ pub enum Verb {
         /// VM name.
         name: String,
     },
+    /// Print where a running VM's VNC server listens, as virsh does (`127.0.0.1:0` is port
+    /// 5900); `--json` gives the socket address too.
+    Vncdisplay {
+        /// VM name.
+        name: String,
+    },
     /// Follow state changes (one line per event) until interrupted.
     Events,
     /// Storage volumes: disk images in a pool.

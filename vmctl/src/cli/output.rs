@@ -105,6 +105,28 @@ pub fn pool_table(pools: &[PoolInfo]) -> String {
     table(&["NAME", "VOLUMES", "AVAILABLE", "PATH"], &rows)
 }
 
+/// The VNC display of a running VM, or why there is none.
+pub fn vnc_display(d: &VmDetail) -> Result<std::net::SocketAddr, String> {
+    if let Some(a) = d.info.vnc {
+        return Ok(a);
+    }
+    Err(match (&d.definition.graphics.vnc, d.info.state) {
+        (None, _) => {
+            format!("{} has no VNC server; add graphics.vnc (XML: <graphics type='vnc'/>)", d.info.name)
+        }
+        (Some(_), _) => format!("{} is not running (state {})", d.info.name, state_name(d.info.state)),
+    })
+}
+
+/// A VNC address as virsh `vncdisplay` prints it: `127.0.0.1:0` for port 5900.
+pub fn display_name(a: std::net::SocketAddr) -> String {
+    let display = a.port().saturating_sub(crate::daemon::lifecycle::VNC_PORT_FIRST);
+    match a.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{display}"),
+        ip => format!("{ip}:{display}"),
+    }
+}
+
 /// `vmctl info`.
 pub fn info_block(d: &VmDetail) -> String {
     let i = &d.info;
@@ -125,6 +147,9 @@ pub fn info_block(d: &VmDetail) -> String {
         ("Interfaces", def.interfaces.len().to_string()),
         ("Autostart", if i.autostart { "yes" } else { "no" }.to_string()),
     ];
+    if let Some(a) = i.vnc {
+        rows.push(("VNC", format!("{a} (display {})", display_name(a))));
+    }
     if let Some(r) = &i.exit_reason {
         rows.push(("Last exit", r.clone()));
     }
@@ -188,6 +213,7 @@ mod tests {
             vcpus: 2,
             autostart: true,
             exit_reason: None,
+            vnc: None,
         };
         let t = vm_table(&[v]);
         assert!(t.lines().nth(1).unwrap().starts_with("web   shut off  -    2      512 MiB  yes"), "{t}");

@@ -110,6 +110,16 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
                 print!("{}", output::info_block(&d));
             }
         }
+        Verb::Vncdisplay { name } => {
+            let d: VmDetail = client.get_json(&vm(name)).await?;
+            let addr = output::vnc_display(&d).map_err(Failure::error)?;
+            if json {
+                print_json(&serde_json::json!({ "address": addr.to_string(),
+                    "display": addr.port().saturating_sub(crate::daemon::lifecycle::VNC_PORT_FIRST) }));
+            } else {
+                println!("{}", output::display_name(addr));
+            }
+        }
         Verb::Edit { name, xml } => edit(client, name, *xml).await?,
         Verb::Events => follow_events(client, json).await?,
         Verb::Vol { cmd } => super::storage::vol(client, cmd, json).await?,

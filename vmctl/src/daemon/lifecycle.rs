@@ -8,6 +8,7 @@
 //! VM shut off (or crashed) for inspection of its logs, like `destroy`. An automatic restart
 //! loop is cut after [`MAX_RESTARTS`] restarts within [`RESTART_WINDOW`].
 
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Timeout of one control request.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first port tried for a VNC server without a fixed port (display :0).
+pub const VNC_PORT_FIRST: u16 = 5900;
 
 /// Why a VM process ended, as far as its exit tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +87,16 @@ impl Daemon {
         let paths = self.run_paths(name);
         let planned = self.plan_taps(&def)?;
         let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();
-        let mut args = crate::argv::vmm_args(&def, &paths, &tap_names)
+        // Until this VM is recorded running with its VNC port (or fails to start).
+        let _vnc_guard = match def.graphics.vnc {
+            Some(_) => Some(self.vnc_lock.lock().await),
+            None => None,
+        };
+        let vnc = match &def.graphics.vnc {
+            Some(v) => Some(self.choose_vnc_address(name, v)?),
+            None => None,
+        };
+        let mut args = crate::argv::vmm_args(&def, &paths, &tap_names, vnc)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
         // Removed again if the start fails.
         let taps = self.make_taps(planned).await?;
@@ -135,6 +147,7 @@ impl Daemon {
             control_socket: Some(paths.control.clone()),
             exit_reason: None,
             taps: taps.keep(),
+            vnc,
         };
         self.save_runtime_logged(name, &rt);
         let console = self.attach_console(&def, &paths.serial, false);
@@ -154,6 +167,47 @@ impl Daemon {
         });
         self.emit(name, EventKind::Started, RunState::Running, Some(format!("pid {pid}")));
         Ok(info)
+    }
+
+    /// The address for the VNC server of `name`: its fixed port, or the first port from
+    /// [`VNC_PORT_FIRST`] that no running VM of this daemon holds and that nothing else on the
+    /// host listens on (libvirt's `autoport`). Call with `vnc_lock` held.
+    fn choose_vnc_address(&self, name: &VmName, vnc: &vmdef::model::Vnc) -> Result<SocketAddr> {
+        let held: Vec<(SocketAddr, String)> = self
+            .table()
+            .iter()
+            .filter(|(n, s)| *n != name && s.is_active())
+            .filter_map(|(n, s)| s.rt.vnc.map(|a| (a, n.to_string())))
+            .collect();
+        let holder = |port: u16| held.iter().find(|(a, _)| a.port() == port).map(|(_, n)| n.clone());
+        let free = |port: u16| std::net::TcpListener::bind(SocketAddr::new(vnc.listen, port));
+        match vnc.port {
+            Some(port) => {
+                if let Some(other) = holder(port) {
+                    return Err(DaemonError::Conflict(format!(
+                        "cannot start {name}: graphics.vnc.port {port} is used by the running VM {other}; \
+                         choose another port or leave it out for the first free one"
+                    )));
+                }
+                free(port).map_err(|e| {
+                    DaemonError::Conflict(format!(
+                        "cannot start {name}: graphics.vnc: cannot listen on {}: {e}; choose another port \
+                         or leave it out for the first free one",
+                        SocketAddr::new(vnc.listen, port)
+                    ))
+                })?;
+                Ok(SocketAddr::new(vnc.listen, port))
+            }
+            None => (VNC_PORT_FIRST..=u16::MAX)
+                .find(|&p| holder(p).is_none() && free(p).is_ok())
+                .map(|p| SocketAddr::new(vnc.listen, p))
+                .ok_or_else(|| {
+                    DaemonError::Conflict(format!(
+                        "cannot start {name}: graphics.vnc: no free port from {VNC_PORT_FIRST} on {}",
+                        vnc.listen
+                    ))
+                }),
+        }
     }
 
     /// Handles the end of the VM process `pid`: records state and reason, applies policy.

@@ -158,6 +158,7 @@ impl Slot {
             vcpus: self.def.vcpus,
             autostart: self.def.autostart,
             exit_reason: self.rt.exit_reason.clone(),
+            vnc: if self.is_active() { self.rt.vnc } else { None },
         }
     }
 }
@@ -178,6 +179,9 @@ pub struct Daemon {
     pub(crate) networks: Mutex<HashMap<String, networks::NetSlot>>,
     /// Serialises changes to networks.
     pub(crate) net_lock: tokio::sync::Mutex<()>,
+    /// Held while a VM with a VNC server starts, from choosing its port until the VM is
+    /// recorded running with it, so two starts never pick the same port.
+    pub(crate) vnc_lock: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Event>,
 }
 
@@ -237,6 +241,7 @@ impl Daemon {
             nets,
             networks: Mutex::new(networks),
             net_lock: tokio::sync::Mutex::new(()),
+            vnc_lock: tokio::sync::Mutex::new(()),
             events: broadcast::channel(256).0,
         }))
     }

@@ -111,6 +111,7 @@ fn runtime_state_round_trip() {
         control_socket: Some(s.control_socket_path(&n)),
         exit_reason: None,
         taps: vec![TapState { tap: "vt-a-0".into(), bridge: "vmbr0".into() }],
+        vnc: Some("127.0.0.1:5901".parse().unwrap()),
     };
     s.save_runtime(&n, &st).unwrap();
     let mut crashed = RuntimeState::shutoff();
