@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Display adapters.
+//! Display adapters, and the RFB (VNC) protocol that shows them remotely.
 
+pub mod rfb;
 pub mod vga;

@@ -25,7 +25,8 @@
 
 pub mod addr;
 mod keysym;
-pub mod rfb;
+/// The RFB protocol codec lives in `devices` (pure functions, reachable by `fuzz/`).
+pub use devices::display::rfb;
 mod session;
 #[cfg(test)]
 mod test_client;

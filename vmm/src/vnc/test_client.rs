@@ -11,18 +11,7 @@ use super::rfb::{PixelFormat, Rect};
 use super::Console;
 
 /// 16 bpp true colour, little-endian RGB565: the usual low-bandwidth client format.
-pub const RGB565: PixelFormat = PixelFormat {
-    bpp: 16,
-    depth: 16,
-    big_endian: false,
-    true_colour: true,
-    red_max: 31,
-    green_max: 63,
-    blue_max: 31,
-    red_shift: 11,
-    green_shift: 5,
-    blue_shift: 0,
-};
+pub const RGB565: PixelFormat = PixelFormat::RGB565;
 
 /// A console with a frame the test sets and a record of the input it got.
 #[derive(Default)]

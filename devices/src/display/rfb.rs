@@ -135,6 +135,20 @@ pub struct PixelFormat {
 }
 
 impl PixelFormat {
+    /// 16 bpp true colour, little-endian RGB565: the usual low-bandwidth client format.
+    pub const RGB565: PixelFormat = PixelFormat {
+        bpp: 16,
+        depth: 16,
+        big_endian: false,
+        true_colour: true,
+        red_max: 31,
+        green_max: 63,
+        blue_max: 31,
+        red_shift: 11,
+        green_shift: 5,
+        blue_shift: 0,
+    };
+
     /// The server's native format: 32 bpp, depth 24, little-endian, 0x00RRGGBB.
     pub const NATIVE: PixelFormat = PixelFormat {
         bpp: 32,

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-use super::super::test_client::RGB565;
 use super::*;
 
 #[test]
@@ -42,7 +41,7 @@ fn server_init_bytes() {
 
 #[test]
 fn pixel_format_round_trip_and_checks() {
-    let rgb565 = PixelFormat { big_endian: true, ..RGB565 };
+    let rgb565 = PixelFormat { big_endian: true, ..PixelFormat::RGB565 };
     assert_eq!(PixelFormat::from_bytes(&rgb565.to_bytes()), rgb565);
     assert_eq!(rgb565.check(), Ok(()));
     assert_eq!(PixelFormat::NATIVE.check(), Ok(()));
@@ -77,7 +76,7 @@ fn pixel_conversion() {
     native.convert(&[0x12, 0x34, 0x56, 0xff, 0, 0, 9], &mut out);
     assert_eq!(out, vec![0x56, 0x34, 0x12, 0, 0, 0, 0xff, 0]);
 
-    let rgb565 = RGB565;
+    let rgb565 = PixelFormat::RGB565;
     let c = PixelConverter::new(rgb565);
     assert_eq!(c.pixel([255, 255, 255]), 0xffff);
     assert_eq!(c.pixel([255, 0, 0]), 0xf800);
