@@ -15,6 +15,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
+# Loopback, as on any host (VNC servers and port forwards listen on 127.0.0.1).
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
 
 uptime_s() { read -r _up _ </proc/uptime; echo "$_up"; }
 

@@ -130,7 +130,9 @@ l1_watch() {
 
 # scenario_passed LOGFILE NAME: LOGFILE holds "E2E-RESULT NAME PASS".
 scenario_passed() {
-    tr -d '\r' <"$1" | grep -q "E2E-RESULT $2 PASS"
+    # Not `tr | grep -q`: grep -q stops at the first match, tr dies of SIGPIPE and pipefail
+    # turns a found PASS into a failure.
+    grep -q "E2E-RESULT $2 PASS" "$1"
 }
 
 # l1_retry LOGFILE ATTEMPTS ONLY_VAR RUN_FN SCENARIO...: the fallback for a stalled L1 (see
@@ -175,4 +177,21 @@ l1_monitor_dump() {
             grep -v '^(qemu)\|^QEMU [0-9].*monitor' || true
         sleep 2
     done
+    l1_hidden_flags "$sock"
+}
+
+# l1_hidden_flags SOCKET: stops the L1 behind SOCKET and prints its vCPU's hidden flags (GIF
+# and friends, see qemu-hflags.pl) as one "L1-HFLAGS" line, also to stderr (the CI log).
+l1_hidden_flags() {
+    local sock=$1 pid p regs line
+    for p in $(pgrep -f -- "-monitor unix:$sock" 2>/dev/null); do
+        [[ $(cat "/proc/$p/comm" 2>/dev/null) == qemu-system* ]] && pid=$p
+    done
+    [[ -n ${pid:-} ]] || return 0
+    regs=$(printf 'stop\ninfo registers\n' | timeout 10 socat -t 3 - "UNIX-CONNECT:$sock" 2>/dev/null |
+        tr -d '\r' | grep -oE 'R(8 |9 |10|11|12|13|14|15)=[0-9a-f]+' | cut -d= -f2 | tr '\n' ' ')
+    # shellcheck disable=SC2086 # eight words
+    line=$(timeout 60 perl "$TESTHOST_DIR/qemu-hflags.pl" "$pid" $regs 2>&1 | head -n 3 | tr '\n' ' ')
+    echo "L1-HFLAGS $line"
+    log "stalled L1's hidden CPU flags: $line"
 }

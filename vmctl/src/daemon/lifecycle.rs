@@ -198,15 +198,30 @@ impl Daemon {
                 })?;
                 Ok(SocketAddr::new(vnc.listen, port))
             }
-            None => (VNC_PORT_FIRST..=u16::MAX)
-                .find(|&p| holder(p).is_none() && free(p).is_ok())
-                .map(|p| SocketAddr::new(vnc.listen, p))
-                .ok_or_else(|| {
-                    DaemonError::Conflict(format!(
-                        "cannot start {name}: graphics.vnc: no free port from {VNC_PORT_FIRST} on {}",
-                        vnc.listen
-                    ))
-                }),
+            None => {
+                for port in VNC_PORT_FIRST..=u16::MAX {
+                    if holder(port).is_some() {
+                        continue;
+                    }
+                    match free(port) {
+                        Ok(_) => return Ok(SocketAddr::new(vnc.listen, port)),
+                        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                        // Not about this port (an address the host does not have, no
+                        // loopback): no other port would do better.
+                        Err(e) => {
+                            return Err(DaemonError::Conflict(format!(
+                                "cannot start {name}: graphics.vnc: cannot listen on {}: {e}; \
+                                 check graphics.vnc.listen",
+                                SocketAddr::new(vnc.listen, port)
+                            )))
+                        }
+                    }
+                }
+                Err(DaemonError::Conflict(format!(
+                    "cannot start {name}: graphics.vnc: no free port from {VNC_PORT_FIRST} on {}",
+                    vnc.listen
+                )))
+            }
         }
     }
 
