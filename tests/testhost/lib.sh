@@ -109,7 +109,7 @@ load_kernel_env() {
 # without idle=poll, with kvm_amd.vgif=0 too; cause not found. Scenarios print progress often,
 # so silence means a stall, and the callers retry in a new L1.
 l1_watch() {
-    local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size
+    local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size unstuck=0
     while kill -0 "$pid" 2>/dev/null; do
         sleep 10
         size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
@@ -117,6 +117,17 @@ l1_watch() {
         ((quiet >= silence)) || continue
         l1_monitor_dump "$sock" >"$logf.stall"
         sed 's/^/L1-STALL /' "$logf.stall" >>"$logf"
+        # L1_UNSTICK=1 (experiment): a stall with GIF clear outside guest mode gets GIF set
+        # in QEMU's memory and the L1 continued, at most 3 times per run.
+        if [[ ${L1_UNSTICK:-0} == 1 ]] && ((unstuck < 3)) &&
+            grep -q 'L1-HFLAGS .*GIF=0 .*GUEST=0' "$logf.stall"; then
+            unstuck=$((unstuck + 1))
+            l1_set_gif "$sock" >>"$logf" 2>&1
+            log "L1 silent for $quiet s with GIF clear: GIF set, L1 continued (unstick $unstuck)"
+            echo "E2E-INFO L1 printed nothing for $quiet s with GIF clear; GIF set and L1 continued" >>"$logf"
+            quiet=0
+            continue
+        fi
         log "L1 silent for $quiet s: stopping it"
         echo "E2E-INFO L1 printed nothing for $quiet s and was stopped (its registers: L1-STALL lines)" >>"$logf"
         # Through its own monitor: another checkout's test host may share the initramfs
@@ -183,15 +194,34 @@ l1_monitor_dump() {
 # l1_hidden_flags SOCKET: stops the L1 behind SOCKET and prints its vCPU's hidden flags (GIF
 # and friends, see qemu-hflags.pl) as one "L1-HFLAGS" line, also to stderr (the CI log).
 l1_hidden_flags() {
-    local sock=$1 pid p regs line
-    for p in $(pgrep -f -- "-monitor unix:$sock" 2>/dev/null); do
-        [[ $(cat "/proc/$p/comm" 2>/dev/null) == qemu-system* ]] && pid=$p
-    done
-    [[ -n ${pid:-} ]] || return 0
+    local sock=$1 pid regs line
+    pid=$(l1_qemu_pid "$sock" | head -n 1)
+    [[ -n $pid ]] || return 0
     regs=$(printf 'stop\ninfo registers\n' | timeout 10 socat -t 3 - "UNIX-CONNECT:$sock" 2>/dev/null |
         tr -d '\r' | grep -oE 'R(8 |9 |10|11|12|13|14|15)=[0-9a-f]+' | cut -d= -f2 | tr '\n' ' ')
     # shellcheck disable=SC2086 # eight words
     line=$(timeout 60 perl "$TESTHOST_DIR/qemu-hflags.pl" "$pid" $regs 2>&1 | head -n 3 | tr '\n' ' ')
     echo "L1-HFLAGS $line"
     log "stalled L1's hidden CPU flags: $line"
+}
+
+# l1_qemu_pid SOCKET: the QEMU process whose monitor is SOCKET.
+l1_qemu_pid() {
+    local p
+    for p in $(pgrep -f -- "-monitor unix:$1" 2>/dev/null); do
+        [[ $(cat "/proc/$p/comm" 2>/dev/null) == qemu-system* ]] && echo "$p"
+    done
+}
+
+# l1_set_gif SOCKET: the L1_UNSTICK experiment on a stopped, stalled L1: sets GIF in its
+# QEMU's CPU state and continues it. Prints what it did.
+l1_set_gif() {
+    local sock=$1 pid regs
+    pid=$(l1_qemu_pid "$sock" | head -n 1)
+    [[ -n $pid ]] || return 0
+    regs=$(printf 'info registers\n' | timeout 10 socat -t 3 - "UNIX-CONNECT:$sock" 2>/dev/null |
+        tr -d '\r' | grep -oE 'R(8 |9 |10|11|12|13|14|15)=[0-9a-f]+' | cut -d= -f2 | tr '\n' ' ')
+    # shellcheck disable=SC2086 # eight words
+    timeout 60 perl "$TESTHOST_DIR/qemu-hflags.pl" --set-gif "$pid" $regs 2>&1 | sed 's/^/L1-UNSTICK /'
+    printf 'cont\n' | timeout 10 socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1
 }
