@@ -119,18 +119,4 @@ if [[ -n ${PC_ONLY:-} ]]; then
 else
     mapfile -t expected < <(sh "$E2E_DIR/pc-scenarios.sh" --list)
 fi
-mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
-echo
-echo "==== e2e-pc results ($MODE, ${elapsed}s, status $rc, log $LOG) ===="
-tr -d '\r' <"$LOG" | grep -oE 'E2E-(TIME|GUEST-WARN|GUEST-INFO) .*$' || true
-passed=0 failed=0
-for name in "${expected[@]}"; do
-    line="E2E-RESULT $name FAIL no result"
-    for r in "${results[@]}"; do
-        [[ $r == "E2E-RESULT $name "* ]] && line=$r
-    done
-    echo "$line"
-    if [[ $line == "E2E-RESULT $name PASS"* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-done
-echo "e2e-pc: $passed passed, $failed failed"
-((failed == 0 && passed > 0))
+e2e_report e2e-pc "$LOG" "$MODE, ${elapsed}s, status $rc" 0 "${expected[@]}"

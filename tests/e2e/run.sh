@@ -121,34 +121,4 @@ esac
 elapsed=$(($(date +%s) - start))
 
 # ---- results ----------------------------------------------------------------------------
-mapfile -t results < <(tr -d '\r' <"$LOG" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
-passed=0 failed=0
-echo
-echo "==== e2e results ($MODE, ${elapsed}s, log $LOG) ===="
-tr -d '\r' <"$LOG" | grep -oE 'E2E-TIME .*$' || true
-for name in "${expected[@]}"; do
-    line=
-    for r in "${results[@]}"; do
-        [[ $r == "E2E-RESULT $name "* ]] && line=$r
-    done
-    if [[ -z $line ]]; then
-        line="E2E-RESULT $name FAIL no result (run $( ((timed_out)) && echo "timed out" || echo "ended early"))"
-    fi
-    echo "$line"
-    if [[ $line == "E2E-RESULT $name PASS"* ]]; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-    fi
-done
-for r in "${results[@]}"; do
-    name=${r#E2E-RESULT }
-    name=${name%% *}
-    [[ " ${expected[*]} " == *" $name "* ]] || echo "(unexpected) $r"
-done
-((timed_out)) && echo "e2e: the run timed out after ${L1_TIMEOUT}s"
-((${#results[@]})) || echo "e2e: no E2E-RESULT lines found in $LOG"
-echo "e2e: $passed passed, $failed failed"
-if ((failed > 0 || passed == 0 || timed_out)); then
-    exit 1
-fi
+e2e_report e2e "$LOG" "$MODE, ${elapsed}s" "$timed_out" "${expected[@]}"

@@ -172,6 +172,40 @@ l1_retry() {
     return "$_r_rc"
 }
 
+# e2e_report SUITE LOGFILE HEADER TIMED_OUT SCENARIO...: the result section of an e2e runner:
+# the E2E-TIME and guest warning lines of LOGFILE, one result line per SCENARIO (its last in
+# LOGFILE; none is a failure), result lines of scenarios not asked for, and the verdict line
+# "SUITE: N passed, M failed". Fails if any failed, none passed or TIMED_OUT is 1.
+e2e_report() {
+    local suite=$1 logf=$2 header=$3 timed_out=$4 name line r passed=0 failed=0
+    shift 4
+    local results=()
+    mapfile -t results < <(tr -d '\r' <"$logf" | grep -oE 'E2E-RESULT [^ ]+ (PASS|FAIL)( .*)?$' || true)
+    echo
+    echo "==== $suite results ($header, log $logf) ===="
+    tr -d '\r' <"$logf" | grep -oE 'E2E-(TIME|GUEST-WARN|GUEST-INFO) .*$' || true
+    for name in "$@"; do
+        line=
+        for r in ${results[@]+"${results[@]}"}; do
+            [[ $r == "E2E-RESULT $name "* ]] && line=$r
+        done
+        if [[ -z $line ]]; then
+            line="E2E-RESULT $name FAIL no result (run $( ((timed_out)) && echo "timed out" || echo "ended early"))"
+        fi
+        echo "$line"
+        if [[ $line == "E2E-RESULT $name PASS"* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    done
+    for r in ${results[@]+"${results[@]}"}; do
+        name=${r#E2E-RESULT }
+        name=${name%% *}
+        [[ " $* " == *" $name "* ]] || echo "(unexpected) $r"
+    done
+    ((timed_out)) && echo "$suite: the run timed out"
+    ((${#results[@]})) || echo "$suite: no E2E-RESULT lines found in $logf"
+    echo "$suite: $passed passed, $failed failed"
+    ((failed == 0 && passed > 0 && !timed_out))
+}
+
 # l1_monitor_dump SOCKET [SAMPLES]: what a stalled L1 is doing, from its QEMU's HMP monitor
 # (run-l1.sh callers add `-monitor unix:SOCKET,server,nowait`): SAMPLES (default 3) snapshots,
 # 2 s apart, of the vCPU registers, the instructions at RIP and the local APIC. Printed to
