@@ -1,6 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 use super::*;
 
+/// 8 bpp true colour, BGR233 (blue in the top two bits), as old viewers ask for.
+const BGR233: PixelFormat = PixelFormat {
+    bpp: 8,
+    depth: 8,
+    big_endian: false,
+    true_colour: true,
+    red_max: 7,
+    green_max: 7,
+    blue_max: 3,
+    red_shift: 0,
+    green_shift: 3,
+    blue_shift: 6,
+};
+
 #[test]
 fn versions() {
     assert_eq!(parse_version(b"RFB 003.008\n"), Ok(Version::V3_8));
@@ -45,18 +59,7 @@ fn pixel_format_round_trip_and_checks() {
     assert_eq!(PixelFormat::from_bytes(&rgb565.to_bytes()), rgb565);
     assert_eq!(rgb565.check(), Ok(()));
     assert_eq!(PixelFormat::NATIVE.check(), Ok(()));
-    let bgr233 = PixelFormat {
-        bpp: 8,
-        depth: 8,
-        red_max: 7,
-        green_max: 7,
-        blue_max: 3,
-        red_shift: 0,
-        green_shift: 3,
-        blue_shift: 6,
-        ..rgb565
-    };
-    assert_eq!(bgr233.check(), Ok(()));
+    assert_eq!(BGR233.check(), Ok(()));
     let colour_map = PixelFormat { true_colour: false, ..PixelFormat::NATIVE };
     assert!(matches!(colour_map.check(), Err(ProtocolError::PixelFormat(m)) if m.contains("colour-map")));
     for bpp in [0, 1, 4, 24, 64] {
@@ -96,18 +99,7 @@ fn pixel_conversion() {
     be32.convert(&[1, 2, 3], &mut out);
     assert_eq!(out, vec![0, 1, 2, 3]);
 
-    let bgr233 = PixelConverter::new(PixelFormat {
-        bpp: 8,
-        depth: 8,
-        big_endian: false,
-        true_colour: true,
-        red_max: 7,
-        green_max: 7,
-        blue_max: 3,
-        red_shift: 0,
-        green_shift: 3,
-        blue_shift: 6,
-    });
+    let bgr233 = PixelConverter::new(BGR233);
     out.clear();
     bgr233.convert(&[255, 255, 255, 255, 0, 0, 0, 0, 255], &mut out);
     assert_eq!(out, vec![0xff, 0x07, 0xc0]);
