@@ -1,9 +1,8 @@
 #!/usr/bin/perl
-# tests/testhost/qemu-hflags.pl [--set-gif] PID R8 R9 R10 R11 R12 R13 R14 R15 (hex, from
-# `info registers` of a stopped L1): finds the x86 CPU state of the QEMU process PID in its
-# memory by those registers and prints its hidden flags, above all SVM's global interrupt flag
-# (GIF), which `info registers` does not show. Used by l1_monitor_dump (lib.sh) on a stalled
-# L1. --set-gif (only with exactly one match) sets GIF in it: the experiment of L1_UNSTICK.
+# tests/testhost/qemu-hflags.pl PID R8 R9 R10 R11 R12 R13 R14 R15 (hex, from `info registers`
+# of a stopped L1): finds the x86 CPU state of the QEMU process PID in its memory by those
+# registers and prints its hidden flags, above all SVM's global interrupt flag (GIF), which
+# `info registers` does not show. Used by l1_monitor_dump (lib.sh) on a stalled L1.
 #
 # Layout (QEMU's target/i386/cpu.h, CPUArchState, stable for years): regs[16], eip, eflags,
 # cc_dst, cc_src, cc_src2 (8 bytes each), cc_op, df, hflags, hflags2 (4 bytes each): hflags
@@ -12,7 +11,6 @@
 use strict;
 use warnings;
 no warnings 'portable';
-my $set_gif = @ARGV && $ARGV[0] eq '--set-gif' ? shift @ARGV : 0;
 my ($pid, @r) = @ARGV;
 die "usage: $0 PID R8..R15\n" unless defined $pid && @r == 8;
 my $pat = join('', map { pack('Q<', hex($_)) } @r);
@@ -43,12 +41,3 @@ for my $h (@hits) {
         ($hf >> 21) & 1, ($hf >> 19) & 1;
 }
 print "no CPU state with these registers found\n" unless @hits;
-if ($set_gif && @hits == 1) {
-    my $at = $hits[0] - 64 + 180;
-    open(my $w, '+<:raw', "/proc/$pid/mem") or die "mem: $!\n";
-    my $b;
-    sysseek($w, $at, 0) && sysread($w, $b, 4) == 4 or die "read hflags2: $!\n";
-    my $hf2 = unpack('L<', $b) | 1;
-    sysseek($w, $at, 0) && syswrite($w, pack('L<', $hf2)) == 4 or die "write hflags2: $!\n";
-    printf "GIF set: hflags2=%#x\n", $hf2;
-}
