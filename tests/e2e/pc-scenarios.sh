@@ -427,9 +427,13 @@ sc_pc_qcow2_reboot() {
         sleep 1
         printf 'root\r' >&3
         wait_serial "$log" 'Password:' "$1" 60 $vpid "pc-qcow2-reboot password $1" || return 1
+        # One shell prompt more than now: not the Nth, since the first boot's shell may print
+        # one more after `systemctl reboot` returns (typing on before the new shell is up
+        # loses the input to login).
+        _prompts=$(plain "$log" | grep -caE 'root@vmm-guest:~#')
         sleep 1
         printf 'root\r' >&3
-        wait_serial "$log" 'root@vmm-guest:~#' "$1" 60 $vpid "pc-qcow2-reboot shell $1"
+        wait_serial "$log" 'root@vmm-guest:~#' $((_prompts + 1)) 60 $vpid "pc-qcow2-reboot shell $1"
     }
     ok=''
     if login 1; then
