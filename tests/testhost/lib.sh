@@ -119,14 +119,14 @@ l1_watch() {
         l1_monitor_dump "$sock" >"$logf.stall"
         sed 's/^/L1-STALL /' "$logf.stall" >>"$logf"
         # L1_UNSTICK=1 (experiment): instead of stopping a stalled L1, continue it (the dump
-        # left it stopped; a restarted vCPU loop looks at its pending interrupts again), the
-        # second time also with an NMI; stopped as usual if it stays silent after that.
+        # left it stopped) with a key press on its PS/2 keyboard (a new interrupt makes its
+        # local APIC look at the pending ones again), the second time with an NMI; stopped
+        # as usual if it stays silent after that. (`cont` alone was tried: no effect.)
         if [[ ${L1_UNSTICK:-0} == 1 ]] && ((unstuck < 2)); then
             unstuck=$((unstuck + 1))
-            local how=cont
-            ((unstuck == 2)) && how="cont + nmi"
-            printf 'cont\n%s' "$( ((unstuck == 2)) && printf 'nmi\n')" |
-                timeout 10 socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1
+            local how='cont + sendkey shift'
+            ((unstuck == 2)) && how='cont + nmi'
+            printf 'cont\n%s\n' "${how#cont + }" | timeout 10 socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1
             log "L1 silent for $quiet s: trying to unstick it ($how)"
             echo "E2E-INFO L1 printed nothing for $quiet s; L1_UNSTICK: $how" >>"$logf"
             quiet=0
