@@ -106,9 +106,11 @@ load_kernel_env() {
 # the guest's kernel starts: L1 idle in its kernel with interrupts enabled and its LAPIC timer
 # vector pending in the IRR, never delivered. Seen with QEMU 7.2 and 10.0, with and without
 # idle=poll, with kvm_amd.vgif=0 too. SVM's global interrupt flag is set at such a stall (read
-# from QEMU's memory, L1-HFLAGS line): nothing in the CPU state masks the interrupt, so QEMU's
-# vCPU loop seems not to look at it again (cause not found; see L1_UNSTICK). Scenarios print
-# progress often, so silence means a stall, and the callers retry in a new L1.
+# from QEMU's memory, L1-HFLAGS line): nothing in the CPU state masks the interrupt, and a
+# `stop`/`cont` of the L1 (QEMU's vCPU loop starts again by looking at the CPU's interrupt
+# requests) does not deliver it either: QEMU's APIC holds the vector without having told its
+# CPU (cause not found; see L1_UNSTICK). Scenarios print progress often, so silence means a
+# stall, and the callers retry in a new L1.
 l1_watch() {
     local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size unstuck=0
     while kill -0 "$pid" 2>/dev/null; do
