@@ -100,38 +100,44 @@ load_kernel_env() {
 # l1_watch PID LOGFILE MONITOR_SOCKET SILENCE: waits for PID (an L1 run started with
 # `-monitor unix:MONITOR_SOCKET,server,nowait` in L1_QEMU_EXTRA, logging to LOGFILE); if
 # LOGFILE does not grow for SILENCE seconds, the L1 vCPU's state goes to LOGFILE.stall and to
-# the log (L1-STALL lines) and L1 is stopped through its monitor. Returns PID's status.
+# the log (L1-STALL lines) and L1 gets a new interrupt through its monitor: a key press on its
+# PS/2 keyboard, and if it stays silent, an NMI (L1_UNSTICK=0 turns this off; at most 6 per
+# run). If it is still silent after that, it is stopped through its monitor. Returns PID's
+# status.
 #
-# Why: in about a third of the L1 runs that boot a Debian guest, L1 stalls for good right when
-# the guest's kernel starts: L1 idle in its kernel with interrupts enabled and its LAPIC timer
-# vector pending in the IRR, never delivered. Seen with QEMU 7.2 and 10.0, with and without
-# idle=poll, with kvm_amd.vgif=0 too. SVM's global interrupt flag is set at such a stall (read
-# from QEMU's memory, L1-HFLAGS line): nothing in the CPU state masks the interrupt, and a
-# `stop`/`cont` of the L1 (QEMU's vCPU loop starts again by looking at the CPU's interrupt
-# requests) does not deliver it either: QEMU's APIC holds the vector without having told its
-# CPU (cause not found; see L1_UNSTICK). Scenarios print progress often, so silence means a
-# stall, and the callers retry in a new L1.
+# Why: in about a third of the L1 runs that boot a Debian guest, L1 stalls for good, mostly
+# when the guest's kernel starts: L1 idle in its kernel with interrupts enabled and its LAPIC
+# timer vector pending in the IRR, never delivered. Seen with QEMU 7.2 and 10.0, with and
+# without idle=poll, with kvm_amd.vgif=0 too. SVM's global interrupt flag is set at such a
+# stall (read from QEMU's memory, L1-HFLAGS line) and nothing in the CPU state masks the
+# interrupt; a `stop`/`cont` of the L1 does not deliver it either: QEMU's APIC holds the vector
+# without having told its CPU (cause in QEMU not found). Any new interrupt makes it look again:
+# a key press, or an NMI, unstuck both stalls they were tried on (the L1 kernel then reports a
+# soft lockup, or "NMI received for unknown reason"). Scenarios print progress often, so
+# silence means a stall; the callers retry scenarios of an L1 that had to be stopped.
 l1_watch() {
-    local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size unstuck=0
+    local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size kicks=0 total=0 kicked='' how
     while kill -0 "$pid" 2>/dev/null; do
         sleep 10
         size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
         if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
+        if [[ -n $kicked ]] && ((quiet == 0)); then
+            log "L1 runs again after: $kicked"
+            echo "E2E-INFO L1 runs again after: $kicked" >>"$logf"
+            kicked='' kicks=0
+        fi
         ((quiet >= silence)) || continue
         l1_monitor_dump "$sock" >"$logf.stall"
         sed 's/^/L1-STALL /' "$logf.stall" >>"$logf"
-        # L1_UNSTICK=1 (experiment): instead of stopping a stalled L1, continue it (the dump
-        # left it stopped) with a key press on its PS/2 keyboard (a new interrupt makes its
-        # local APIC look at the pending ones again), the second time with an NMI; stopped
-        # as usual if it stays silent after that. (`cont` alone was tried: no effect.)
-        if [[ ${L1_UNSTICK:-0} == 1 ]] && ((unstuck < 2)); then
-            unstuck=$((unstuck + 1))
-            local how='cont + sendkey shift'
-            ((unstuck == 2)) && how='cont + nmi'
-            printf 'cont\n%s\n' "${how#cont + }" | timeout 10 socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1
-            log "L1 silent for $quiet s: trying to unstick it ($how)"
-            echo "E2E-INFO L1 printed nothing for $quiet s; L1_UNSTICK: $how" >>"$logf"
-            quiet=0
+        if [[ ${L1_UNSTICK:-1} == 1 ]] && ((kicks < 2 && total < 6)); then
+            kicks=$((kicks + 1)) total=$((total + 1))
+            if ((kicks == 1)); then how='sendkey shift'; else how=nmi; fi
+            # The dump left L1 stopped.
+            printf 'cont\n%s\n' "$how" | timeout 10 socat -t 2 - "UNIX-CONNECT:$sock" >/dev/null 2>&1
+            kicked="$how (kick $total)"
+            log "L1 silent for $quiet s: giving it a new interrupt ($how)"
+            echo "E2E-INFO L1 printed nothing for $quiet s; new interrupt: $how" >>"$logf"
+            last=$(stat -c %s "$logf" 2>/dev/null || echo 0) quiet=0
             continue
         fi
         log "L1 silent for $quiet s: stopping it"

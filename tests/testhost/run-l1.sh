@@ -34,11 +34,14 @@ log "L1: ${cmd[*]} (timeout ${tmo}s, log $logf)"
 
 start=$(date +%s.%N)
 set +e
+# Appending (O_APPEND) after one truncation: l1_watch (lib.sh) adds lines to the same log while
+# L1 runs, and a writer with its own file offset would overwrite them.
+: >"$logf"
 if [[ ${RUN_L1_QUIET:-0} == 1 ]]; then
-    timeout -k 10 "$tmo" "${cmd[@]}" </dev/null >"$logf" 2>&1
+    timeout -k 10 "$tmo" "${cmd[@]}" </dev/null >>"$logf" 2>&1
     rc=$?
 else
-    timeout -k 10 "$tmo" "${cmd[@]}" </dev/null 2>&1 | tee "$logf"
+    timeout -k 10 "$tmo" "${cmd[@]}" </dev/null 2>&1 | tee -a "$logf"
     rc=${PIPESTATUS[0]}
 fi
 set -e
