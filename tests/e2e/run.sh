@@ -17,7 +17,7 @@
 #   E2E_ONLY=a,b        run only these scenarios (names: tests/e2e/scenarios.sh --list)
 #   E2E_MODE=auto|host|l1   where to run (default auto)
 #   E2E_L1_TIMEOUT=900  seconds for one L1 run (or the host run)
-#   E2E_L1_SILENCE=150  an L1 silent this long is stopped (see l1_watch in tests/testhost/lib.sh)
+#   E2E_L1_SILENCE=150  an L1 silent this long has stalled: kicked, then stopped (l1_watch, tests/testhost/lib.sh)
 #   E2E_RETRY=1         up to two more L1 runs for scenarios that failed or gave no result
 #   E2E_VMM_TIMEOUT=60  seconds per vmm invocation
 #   E2E_GUEST_EXTRA     extra guest kernel parameters (default "quiet")

@@ -18,7 +18,7 @@
 #   VMCTL_ONLY=a,b        run only these scenarios (names: vmctl-scenarios.sh --list)
 #   E2E_MODE=auto|host|l1 where to run (default auto)
 #   VMCTL_L1_TIMEOUT=900  seconds for the whole L1 (or host) run
-#   VMCTL_L1_SILENCE=300  an L1 silent this long is stopped (see l1_watch in lib.sh)
+#   VMCTL_L1_SILENCE=300  an L1 silent this long has stalled: kicked, then stopped (l1_watch in lib.sh)
 #   VMCTL_RETRY=1         up to two more L1 runs for scenarios that failed or gave no result
 #   VMCTL_BOOT_TIMEOUT, VMCTL_BENCH_VMS, VMCTL_BENCH_RUNS, E2E_GUEST_EXTRA: see the scenarios
 #   VMCTL_LOG=path        log file (default .cache/testhost/logs/e2e-vmctl.log)
