@@ -110,11 +110,10 @@ pub fn vnc_display(d: &VmDetail) -> Result<std::net::SocketAddr, String> {
     if let Some(a) = d.info.vnc {
         return Ok(a);
     }
-    Err(match (&d.definition.graphics.vnc, d.info.state) {
-        (None, _) => {
-            format!("{} has no VNC server; add graphics.vnc (XML: <graphics type='vnc'/>)", d.info.name)
-        }
-        (Some(_), _) => format!("{} is not running (state {})", d.info.name, state_name(d.info.state)),
+    Err(if d.definition.graphics.vnc.is_none() {
+        format!("{} has no VNC server; add graphics.vnc (XML: <graphics type='vnc'/>)", d.info.name)
+    } else {
+        format!("{} is not running (state {})", d.info.name, state_name(d.info.state))
     })
 }
 
@@ -200,6 +199,13 @@ mod tests {
             t.lines().nth(1).unwrap(),
             "default  base.qcow2  qcow2   10 GiB  192 KiB    -        a,b     -"
         );
+    }
+
+    #[test]
+    fn vnc_display_names_as_virsh_prints_them() {
+        assert_eq!(display_name("127.0.0.1:5900".parse().unwrap()), "127.0.0.1:0");
+        assert_eq!(display_name("0.0.0.0:5917".parse().unwrap()), "0.0.0.0:17");
+        assert_eq!(display_name("[::1]:5901".parse().unwrap()), "[::1]:1");
     }
 
     #[test]
