@@ -117,9 +117,14 @@ pub fn vnc_display(d: &VmDetail) -> Result<std::net::SocketAddr, String> {
     })
 }
 
+/// The VNC display number of an address: port 5900 is display 0.
+pub fn display_number(a: std::net::SocketAddr) -> u16 {
+    a.port().saturating_sub(crate::daemon::lifecycle::VNC_PORT_FIRST)
+}
+
 /// A VNC address as virsh `vncdisplay` prints it: `127.0.0.1:0` for port 5900.
 pub fn display_name(a: std::net::SocketAddr) -> String {
-    let display = a.port().saturating_sub(crate::daemon::lifecycle::VNC_PORT_FIRST);
+    let display = display_number(a);
     match a.ip() {
         std::net::IpAddr::V6(ip) => format!("[{ip}]:{display}"),
         ip => format!("{ip}:{display}"),

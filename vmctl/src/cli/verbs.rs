@@ -115,7 +115,7 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
             let addr = output::vnc_display(&d).map_err(Failure::error)?;
             if json {
                 print_json(&serde_json::json!({ "address": addr.to_string(),
-                    "display": addr.port().saturating_sub(crate::daemon::lifecycle::VNC_PORT_FIRST) }));
+                    "display": output::display_number(addr) }));
             } else {
                 println!("{}", output::display_name(addr));
             }
