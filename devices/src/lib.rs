@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod display;
 pub mod ide;
+pub mod interrupt;
 pub mod irq;
 pub mod legacy;
 pub mod net;
