@@ -42,4 +42,11 @@ pub trait PciDevice: Send {
     fn bar_write(&mut self, index: usize, offset: u64, data: &[u8]) {
         let _ = (index, offset, data);
     }
+    /// Doorbells in BAR `index`: eventfds the machine signals on guest writes at each offset
+    /// without a trip through `bar_write` (KVM ioeventfds), registered where the BAR decodes
+    /// now and moved with it. Each call returns new handles of the same eventfds.
+    fn ioeventfds(&self, index: usize) -> Vec<(u64, vmm_sys_util::eventfd::EventFd)> {
+        let _ = index;
+        Vec::new()
+    }
 }
