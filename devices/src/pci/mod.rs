@@ -7,11 +7,13 @@ pub mod bar_map;
 pub mod config_io;
 pub mod config_space;
 pub mod i440fx;
+pub mod msix;
 pub mod piix3;
 pub mod piix4_pm;
 
 pub use config_io::{PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
 pub use config_space::{BarKind, PciBarRange, PciConfigSpace};
+pub use msix::{MsixState, MsixTable};
 
 /// A device on the PCI bus, as configuration cycles see it.
 pub trait PciDevice: Send {
