@@ -13,3 +13,4 @@ pub mod irq;
 pub mod legacy;
 pub mod net;
 pub mod pci;
+pub mod virtio;

@@ -5,10 +5,14 @@
 //! [`RamBarHandler`], which maps them as guest RAM instead of trapping every access.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use super::config_io::SharedPciDevice;
 use super::{BarKind, PciBarRange};
 use crate::bus::{lock, Bus, BusDevice};
+use crate::interrupt::{IoEventAddress, IoEventRegistrar};
 
 /// One BAR of one device, as a bus sees it.
 pub struct PciBarAdapter {
@@ -37,27 +41,73 @@ pub trait RamBarHandler: Send {
     fn unmap(&mut self, slot: (u8, u8), range: PciBarRange);
 }
 
+/// Doorbells registered for one BAR.
+type Doorbells = Vec<(IoEventAddress, EventFd)>;
+
 /// The BARs mapped now, per device.
 pub struct BarMapper {
     pio: Bus,
     mmio: Bus,
     ram: Option<Box<dyn RamBarHandler>>,
+    ioevents: Option<Arc<dyn IoEventRegistrar>>,
     mapped: BTreeMap<(u8, u8), Vec<PciBarRange>>,
+    doorbells: BTreeMap<((u8, u8), usize), Doorbells>,
 }
 
 impl BarMapper {
     /// Maps I/O BARs on `pio` and memory BARs on `mmio`.
     pub fn new(pio: Bus, mmio: Bus, ram: Option<Box<dyn RamBarHandler>>) -> Self {
-        BarMapper { pio, mmio, ram, mapped: BTreeMap::new() }
+        BarMapper { pio, mmio, ram, ioevents: None, mapped: BTreeMap::new(), doorbells: BTreeMap::new() }
+    }
+
+    /// Registers the devices' doorbells ([`super::PciDevice::ioeventfds`]) with `registrar`
+    /// where their BARs decode, and moves them with the BARs.
+    pub fn set_ioevents(&mut self, registrar: Arc<dyn IoEventRegistrar>) {
+        self.ioevents = Some(registrar);
+    }
+
+    fn add_doorbells(&mut self, slot: (u8, u8), range: &PciBarRange, fds: Vec<(u64, EventFd)>) {
+        let Some(reg) = &self.ioevents else { return };
+        let mut done = Vec::new();
+        for (offset, fd) in fds {
+            let Some(addr) = range.address.checked_add(offset) else { continue };
+            let addr = if range.kind == BarKind::Io {
+                IoEventAddress::Pio(addr)
+            } else {
+                IoEventAddress::Mmio(addr)
+            };
+            match reg.register(addr, &fd) {
+                Ok(()) => done.push((addr, fd)),
+                // The write still reaches the device through the bus, only slower.
+                Err(e) => log::warn!("pci {slot:?}: doorbell at {addr:?} not registered: {e}"),
+            }
+        }
+        if !done.is_empty() {
+            self.doorbells.insert((slot, range.index), done);
+        }
+    }
+
+    fn remove_doorbells(&mut self, slot: (u8, u8), index: usize) {
+        let (Some(reg), Some(done)) = (&self.ioevents, self.doorbells.remove(&(slot, index))) else { return };
+        for (addr, fd) in done {
+            if let Err(e) = reg.unregister(addr, &fd) {
+                log::warn!("pci {slot:?}: doorbell at {addr:?} not unregistered: {e}");
+            }
+        }
     }
 
     /// Brings the mapping of device `slot` in line with the ranges it decodes now.
     pub fn update(&mut self, slot: (u8, u8), dev: &SharedPciDevice) {
-        let (now, host) = {
+        let (now, host, mut fds) = {
             let d = lock(dev);
             let now = d.bar_ranges();
             let host: Vec<Option<u64>> = now.iter().map(|r| d.bar_host_memory(r.index)).collect();
-            (now, host)
+            let fds: Vec<Vec<(u64, EventFd)>> = if self.ioevents.is_some() {
+                now.iter().map(|r| d.ioeventfds(r.index)).collect()
+            } else {
+                now.iter().map(|_| Vec::new()).collect()
+            };
+            (now, host, fds)
         };
         let before = self.mapped.remove(&slot).unwrap_or_default();
         for old in before.iter().filter(|r| !now.contains(r)) {
@@ -67,10 +117,11 @@ impl BarMapper {
                 }
             } else {
                 self.bus(old.kind).remove(old.address);
+                self.remove_doorbells(slot, old.index);
             }
         }
         let mut kept = Vec::new();
-        for (range, host) in now.iter().zip(host) {
+        for ((range, host), fds) in now.iter().zip(host).zip(fds.iter_mut()) {
             if before.contains(range) {
                 kept.push(*range);
                 continue;
@@ -93,7 +144,10 @@ impl BarMapper {
                 size,
                 std::sync::Arc::new(std::sync::Mutex::new(adapter)),
             ) {
-                Ok(()) => kept.push(*range),
+                Ok(()) => {
+                    kept.push(*range);
+                    self.add_doorbells(slot, range, std::mem::take(fds));
+                }
                 // The guest may program overlapping BARs; the first one keeps the range.
                 Err(e) => log::warn!("pci {slot:?}: BAR {} not mapped: {e}", range.index),
             }
@@ -202,5 +256,71 @@ mod tests {
         assert!(!mmio.read(0xfe10_0000, &mut b));
         assert!(!pio.read(0xc000, &mut b));
         assert_eq!(log.lock().unwrap().last().unwrap(), "unmap (3, 0) 0xfd000000");
+    }
+
+    /// A device with one doorbell at offset 0x10 of its memory BAR.
+    struct Doorbell {
+        config: PciConfigSpace,
+        kick: EventFd,
+    }
+
+    impl PciDevice for Doorbell {
+        fn debug_label(&self) -> &str {
+            "doorbell"
+        }
+        fn config_read(&self, reg: usize) -> u32 {
+            self.config.read(reg)
+        }
+        fn config_write(&mut self, reg: usize, offset: usize, data: &[u8]) {
+            self.config.write(reg, offset, data)
+        }
+        fn bar_ranges(&self) -> Vec<PciBarRange> {
+            self.config.bar_ranges()
+        }
+        fn ioeventfds(&self, index: usize) -> Vec<(u64, EventFd)> {
+            if index == 0 {
+                vec![(0x10, self.kick.try_clone().unwrap())]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    #[test]
+    fn a_moved_bar_takes_its_doorbells_along() {
+        use std::os::fd::AsRawFd;
+
+        use crate::interrupt::test_util::FakeIoEvents;
+        let mut config = PciConfigSpace::new(1, 2, [2, 0, 0], 0, 0);
+        config.add_bar(0, 0x1000, BarKind::Mem32, false);
+        config.add_bar(1, 0x20, BarKind::Io, false);
+        let kick = EventFd::new(0).unwrap();
+        let raw = kick.as_raw_fd();
+        let dev: SharedPciDevice = Arc::new(Mutex::new(Doorbell { config, kick }));
+        let events = Arc::new(FakeIoEvents::default());
+        let mut m = BarMapper::new(Bus::new(), Bus::new(), None);
+        m.set_ioevents(events.clone());
+        let program = |reg: usize, v: u32| lock(&dev).config_write(reg, 0, &v.to_le_bytes());
+        let registered =
+            || -> Vec<IoEventAddress> { events.registered.lock().unwrap().iter().map(|e| e.0).collect() };
+        program(4, 0xfe00_0000);
+        program(5, 0xc000);
+        m.update((4, 0), &dev);
+        assert!(registered().is_empty(), "decoding disabled");
+        program(1, 0x3);
+        m.update((4, 0), &dev);
+        assert_eq!(registered(), [IoEventAddress::Mmio(0xfe00_0010)]);
+        // The registered eventfd is the device's (a new handle of the same eventfd).
+        assert_ne!(events.registered.lock().unwrap()[0].1, raw);
+        program(4, 0xfe20_0000);
+        m.update((4, 0), &dev);
+        assert_eq!(registered(), [IoEventAddress::Mmio(0xfe20_0010)]);
+        // Moving the I/O BAR leaves the doorbell alone.
+        program(5, 0xd000);
+        m.update((4, 0), &dev);
+        assert_eq!(registered(), [IoEventAddress::Mmio(0xfe20_0010)]);
+        program(1, 0);
+        m.update((4, 0), &dev);
+        assert!(registered().is_empty());
     }
 }

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The thread that serves a virtio-blk device's queues: it waits on the queues' kick
+//! eventfds (KVM ioeventfds, so a guest notification never stops in a vCPU exit handler),
+//! executes requests on the image, and signals completions through the transport's
+//! interrupt (an irqfd write for MSI-X). Disk I/O blocks, so it runs here, off the vCPU
+//! threads and off the machine's event loop.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use block::DiskImage;
+use virtio_queue::QueueOwnedT;
+use virtio_queue::QueueT;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::request;
+use crate::bus::lock;
+use crate::virtio::{ActiveQueue, VirtioInterrupt, VirtioInterruptKind};
+
+const KILL_TOKEN: u64 = u64::MAX;
+
+/// A running worker; dropping it without [`BlockWorker::stop`] stops it too.
+pub struct BlockWorker {
+    kill: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// What the thread works with.
+pub struct WorkerContext {
+    /// Name for logs.
+    pub label: String,
+    /// Guest memory.
+    pub mem: GuestMemoryMmap,
+    /// The queues the driver enabled.
+    pub queues: Vec<ActiveQueue>,
+    /// The image.
+    pub disk: Arc<Mutex<Box<dyn DiskImage>>>,
+    /// The GET_ID answer.
+    pub id: Vec<u8>,
+    /// Completion notifications.
+    pub interrupt: Arc<dyn VirtioInterrupt>,
+    /// Make every write durable before it completes (the driver did not negotiate flushes).
+    pub writethrough: bool,
+}
+
+impl BlockWorker {
+    /// Starts serving `ctx.queues`.
+    pub fn start(ctx: WorkerContext) -> std::io::Result<Self> {
+        let kill = EventFd::new(libc::EFD_NONBLOCK)?;
+        let epoll = Epoll::new()?;
+        epoll.ctl(ControlOperation::Add, kill.as_raw_fd(), EpollEvent::new(EventSet::IN, KILL_TOKEN))?;
+        for (i, q) in ctx.queues.iter().enumerate() {
+            epoll.ctl(ControlOperation::Add, q.kick.as_raw_fd(), EpollEvent::new(EventSet::IN, i as u64))?;
+        }
+        let handle = std::thread::Builder::new().name(ctx.label.clone()).spawn(move || run(epoll, ctx))?;
+        Ok(BlockWorker { kill, handle: Some(handle) })
+    }
+
+    /// Stops the thread and waits for it: no request is in flight afterwards.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            if let Err(e) = self.kill.write(1) {
+                log::error!("virtio-blk: cannot stop the worker: {e}");
+                return;
+            }
+            if handle.join().is_err() {
+                log::error!("virtio-blk: the worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for BlockWorker {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(epoll: Epoll, mut ctx: WorkerContext) {
+    let mut events = vec![EpollEvent::default(); ctx.queues.len() + 1];
+    // Buffers made available before activation were announced by a kick the worker missed.
+    let mut broken: Vec<bool> = (0..ctx.queues.len()).map(|i| !serve_queue(&mut ctx, i)).collect();
+    loop {
+        let n = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("{}: epoll: {e}", ctx.label);
+                return;
+            }
+        };
+        for ev in &events[..n] {
+            let token = ev.data();
+            if token == KILL_TOKEN {
+                return;
+            }
+            let i = token as usize;
+            let Some(q) = ctx.queues.get(i) else { continue };
+            // Drain the counter; a failure only means it was already zero.
+            let _ = q.kick.read();
+            if !broken[i] {
+                broken[i] = !serve_queue(&mut ctx, i);
+            }
+        }
+    }
+}
+
+/// Executes every available request of queue `i`; false if the queue is broken (the device
+/// then asks the driver for a reset and ignores the queue until it gets one).
+fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
+    let WorkerContext { label, mem, queues, disk, id, interrupt, writethrough } = ctx;
+    let q = &mut queues[i];
+    let mut used = 0usize;
+    loop {
+        let chains: Vec<_> = match q.queue.iter(&*mem) {
+            Ok(iter) => iter.collect(),
+            Err(e) => {
+                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                interrupt.needs_reset();
+                return false;
+            }
+        };
+        if chains.is_empty() && !q.queue.event_idx_enabled() {
+            break;
+        }
+        used += chains.len();
+        for chain in chains {
+            let head = chain.head_index();
+            let done = request::execute(mem, chain, lock(disk).as_mut(), id, *writethrough);
+            if let Err(e) = q.queue.add_used(&*mem, head, done.used_len) {
+                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                interrupt.needs_reset();
+                return false;
+            }
+        }
+        if !q.queue.event_idx_enabled() {
+            continue;
+        }
+        // With event indexes: ask to be kicked for the next buffer, then look once more, so a
+        // buffer made available in between is not left waiting for a kick that never comes.
+        match q.queue.enable_notification(&*mem) {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                interrupt.needs_reset();
+                return false;
+            }
+        }
+    }
+    if used == 0 {
+        return true;
+    }
+    match q.queue.needs_notification(&*mem) {
+        Ok(true) => interrupt.signal(VirtioInterruptKind::Queue(q.index)),
+        Ok(false) => {}
+        Err(e) => {
+            log::warn!("{label}: queue {}: {e}", q.index);
+            interrupt.signal(VirtioInterruptKind::Queue(q.index));
+        }
+    }
+    true
+}

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+//! How a virtio-pci device notifies its driver: through the MSI-X vector the driver chose
+//! for the queue (or the configuration), or, with MSI-X off, through the ISR status bits and
+//! the INTx line (virtio 1.2, 4.1.4.5).
+//!
+//! Called from the device's worker threads; it takes the MSI-X table's lock but never the
+//! device's own, so a vCPU that holds the device (and waits for its worker to stop) cannot
+//! deadlock with a worker that is signalling.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::common_config::{Vectors, NO_VECTOR};
+use crate::bus::lock;
+use crate::irq::IrqLine;
+use crate::pci::msix::MsixTable;
+use crate::virtio::{VirtioInterrupt, VirtioInterruptKind};
+
+/// ISR bit: a queue was used.
+pub const ISR_QUEUE: u8 = 1;
+/// ISR bit: the device configuration changed.
+pub const ISR_CONFIG: u8 = 2;
+
+/// The notification path of one virtio-pci device.
+pub struct VirtioPciInterrupt {
+    msix: Arc<Mutex<MsixTable>>,
+    vectors: Arc<Vectors>,
+    isr: AtomicU8,
+    intx: Arc<dyn IrqLine>,
+    needs_reset: AtomicBool,
+}
+
+impl VirtioPciInterrupt {
+    /// Signals through `msix` (when the driver enabled it) or `intx`.
+    pub fn new(msix: Arc<Mutex<MsixTable>>, vectors: Arc<Vectors>, intx: Arc<dyn IrqLine>) -> Self {
+        VirtioPciInterrupt { msix, vectors, isr: AtomicU8::new(0), intx, needs_reset: AtomicBool::new(false) }
+    }
+
+    /// The driver read the ISR status: returns it, clears it and lowers INTx.
+    pub fn read_isr(&self) -> u8 {
+        let isr = self.isr.swap(0, Ordering::SeqCst);
+        if isr != 0 {
+            self.intx.set_level(false);
+        }
+        isr
+    }
+
+    /// Whether the device asked for a reset.
+    pub fn reset_requested(&self) -> bool {
+        self.needs_reset.load(Ordering::SeqCst)
+    }
+
+    /// A device reset: no pending ISR bits, INTx low, no reset request.
+    pub fn reset(&self) {
+        self.isr.store(0, Ordering::SeqCst);
+        self.intx.set_level(false);
+        self.needs_reset.store(false, Ordering::SeqCst);
+    }
+}
+
+impl VirtioInterrupt for VirtioPciInterrupt {
+    fn signal(&self, kind: VirtioInterruptKind) {
+        let (vector, bit) = match kind {
+            VirtioInterruptKind::Queue(q) => (
+                self.vectors.queues.get(usize::from(q)).map_or(NO_VECTOR, |v| v.load(Ordering::SeqCst)),
+                ISR_QUEUE,
+            ),
+            VirtioInterruptKind::Config => (self.vectors.config.load(Ordering::SeqCst), ISR_CONFIG),
+        };
+        {
+            let mut msix = lock(&self.msix);
+            if msix.enabled() {
+                // With MSI-X on, a queue without a vector is not signalled at all.
+                if vector != NO_VECTOR {
+                    msix.trigger(vector);
+                }
+                return;
+            }
+        }
+        self.isr.fetch_or(bit, Ordering::SeqCst);
+        self.intx.set_level(true);
+    }
+
+    fn needs_reset(&self) {
+        self.needs_reset.store(true, Ordering::SeqCst);
+        self.signal(VirtioInterruptKind::Config);
+    }
+}
