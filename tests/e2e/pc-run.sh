@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1200 per L1 boot), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
+# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1800 per L1 boot: five Debian boots), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
 #   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio).
@@ -18,7 +18,7 @@ E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$E2E_DIR/../testhost/lib.sh"
 
-L1_TIMEOUT=${PC_L1_TIMEOUT:-1200}
+L1_TIMEOUT=${PC_L1_TIMEOUT:-1800}
 LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
 MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
