@@ -3,9 +3,10 @@
 //!
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
-//! virtio disks, virtio-net interfaces, host PCI devices, an empty CD-ROM drive, more than
-//! one CD-ROM, more than three IDE disks, disks on a direct-boot machine without interfaces,
-//! and turning ACPI or the APIC off.
+//! virtio-net interfaces, host PCI devices, an empty CD-ROM drive, more than one CD-ROM, a
+//! virtio CD-ROM, more than three IDE disks, IDE disks on a direct-boot machine without
+//! interfaces, and turning ACPI or the APIC off. Virtio disks are virtio-blk PCI functions, so
+//! a direct kernel boot with them runs on the PC machine as below.
 //!
 //! Network interfaces are e1000 NICs on the taps the daemon made (`--nic tap=..,mac=..`),
 //! and the VNC server shows the standard VGA card; both exist only on the PC machine (the
@@ -79,7 +80,11 @@ pub fn vmm_args(
         def.vcpus.to_string().into(),
     ];
     match &def.os {
-        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() || vnc.is_some() => {
+        Os::Direct { kernel, initrd, cmdline }
+            if !def.interfaces.is_empty()
+                || vnc.is_some()
+                || def.disks.iter().any(|d| d.bus == DiskBus::Virtio) =>
+        {
             args.extend(["--machine".into(), "pc".into()]);
             kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
             pc_args(def, &mut args)?;
@@ -156,14 +161,14 @@ fn vga_arg(def: &VmDef, args: &mut Vec<OsString>) {
     args.extend(["--vga".into(), vga.into()]);
 }
 
-/// IDE disks in target order, then the CD-ROM.
+/// Disks in target order (so `hd*` IDE disks come before `vd*` virtio ones and the first is
+/// the one `<boot dev='hd'/>` boots), and the CD-ROM.
 fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
-    let mut ide: Vec<(usize, &vmdef::model::Disk)> =
-        def.disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Ide).collect();
-    ide.sort_by(|a, b| a.1.target.cmp(&b.1.target));
+    let mut sorted: Vec<(usize, &vmdef::model::Disk)> = def.disks.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.target.cmp(&b.1.target));
     let mut cdrom_seen = false;
     let mut disks = 0;
-    for (i, d) in ide {
+    for (i, d) in sorted {
         let name = || format!("disks[{i}] ({})", d.target);
         let Some(path) = &d.path else {
             return Err(unsupported(
@@ -172,6 +177,9 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
             ));
         };
         if d.device == DiskDevice::Cdrom {
+            if d.bus == DiskBus::Virtio {
+                return Err(unsupported(name(), "a CD-ROM drive is on the IDE bus; use bus \"ide\""));
+            }
             if cdrom_seen {
                 return Err(unsupported(name(), "vmm has one CD-ROM drive; remove the others"));
             }
@@ -179,7 +187,7 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
             args.extend(path_arg("--cdrom", path));
             continue;
         }
-        disks += 1;
+        disks += usize::from(d.bus == DiskBus::Ide);
         if disks > MAX_IDE_DISKS {
             return Err(unsupported(
                 name(),
@@ -191,6 +199,9 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
             DiskFormat::Raw => ",format=raw",
             DiskFormat::Qcow2 => ",format=qcow2",
         });
+        if d.bus == DiskBus::Virtio {
+            spec.push(",bus=virtio");
+        }
         if d.is_readonly() {
             spec.push(",readonly");
         }
@@ -200,12 +211,6 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
 }
 
 fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
-    if let Some((i, d)) = def.disks.iter().enumerate().find(|(_, d)| d.bus == DiskBus::Virtio) {
-        return Err(unsupported(
-            format!("disks[{i}] ({})", d.target),
-            "virtio disks are not supported by vmm yet; use bus \"ide\"",
-        ));
-    }
     if let Some((i, n)) = def.interfaces.iter().enumerate().find(|(_, n)| n.model != NicModel::E1000) {
         return Err(unsupported(
             format!("interfaces[{i}] ({})", n.mac),
@@ -277,6 +282,35 @@ mod tests {
             "--memory 512M --cpus 2 --machine pc --disk /i/a.img,format=raw \
              --disk /i/b.qcow2,format=qcow2,readonly --cdrom /i/x.iso --boot cdrom,disk,net --vga std \
              --serial unix:/s/run/a.serial.sock --control /s/run/a.sock --exit-status-file /s/run/a.exit.json"
+        );
+    }
+
+    #[test]
+    fn virtio_disks_follow_ide_disks() {
+        let mut def = VmDef::new("a".parse().unwrap(), 512, 1);
+        def.os = Os::Pc { boot: vec![BootDevice::Disk] };
+        def.disks.push(disk("/i/v2.qcow2", DiskBus::Virtio, DiskDevice::Disk, "vdb"));
+        def.disks[0].format = DiskFormat::Qcow2;
+        def.disks.push(disk("/i/v1.img", DiskBus::Virtio, DiskDevice::Disk, "vda"));
+        def.disks[1].readonly = true;
+        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
+        assert!(
+            args.contains(
+                "--disk /i/v1.img,format=raw,bus=virtio,readonly --disk /i/v2.qcow2,format=qcow2,bus=virtio "
+            ),
+            "{args}"
+        );
+        def.disks.push(disk("/i/h.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
+        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
+        assert!(args.contains("--machine pc --disk /i/h.img,format=raw --disk /i/v1.img"), "{args}");
+        // A direct kernel boot with a virtio disk runs on the PC machine (virtio is on PCI).
+        def.disks.truncate(2);
+        def.os =
+            Os::Direct { kernel: "/k/vmlinuz".into(), initrd: None, cmdline: Some("root=/dev/vda".into()) };
+        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
+        assert!(
+            args.contains("--machine pc --kernel /k/vmlinuz --cmdline root=/dev/vda --disk /i/v1.img"),
+            "{args}"
         );
     }
 
@@ -396,7 +430,7 @@ mod tests {
         type Change = Box<dyn Fn(&mut VmDef)>;
         let cases: Vec<(Change, &str)> = vec![
             (
-                Box::new(|d| d.disks.push(disk("/v.img", DiskBus::Virtio, DiskDevice::Disk, "vda"))),
+                Box::new(|d| d.disks.push(disk("/v.iso", DiskBus::Virtio, DiskDevice::Cdrom, "vda"))),
                 "disks[0] (vda)",
             ),
             (

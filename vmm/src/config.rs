@@ -557,10 +557,24 @@ impl VmConfig {
                 ),
             ));
         }
-        if disks.len() > pc_config::MAX_IDE_DISKS {
+        let ide = disks.iter().filter(|d| d.bus == pc_config::DiskBus::Ide).count();
+        if ide > pc_config::MAX_IDE_DISKS {
             return Err(ConfigError::new(
                 "disk",
-                format!("{} disks given; IDE takes at most {}", disks.len(), pc_config::MAX_IDE_DISKS),
+                format!(
+                    "{ide} IDE disks given; IDE takes at most {} (attach more with bus=virtio)",
+                    pc_config::MAX_IDE_DISKS
+                ),
+            ));
+        }
+        if disks.len() - ide > pc_config::MAX_VIRTIO_DISKS {
+            return Err(ConfigError::new(
+                "disk",
+                format!(
+                    "{} virtio disks given; at most {} fit",
+                    disks.len() - ide,
+                    pc_config::MAX_VIRTIO_DISKS
+                ),
             ));
         }
         for d in &disks {
@@ -716,7 +730,7 @@ mod tests {
     fn pc_machine_fields() {
         let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err().field;
         let disk = tmp("disk.img", &[0; 512]);
-        let d = || Some(vec![DiskConfig { path: disk.clone(), format: None, readonly: false }]);
+        let d = || Some(vec![DiskConfig::new(disk.clone())]);
         let bios = tmp("bios.bin", &vec![0; 0x2_0000]);
         let pc = |disks| VmConfigFile { firmware: Some(bios.clone()), disks, ..Default::default() };
         let c = VmConfig::validate(pc(d()), HOST).unwrap();
@@ -730,8 +744,7 @@ mod tests {
             VmConfigFile { machine: Some(MachineKind::Pc), firmware: Some(bios.clone()), ..with_kernel() };
         assert_eq!(field(pc_kernel), "kernel", "HdrS alone is not a bootable bzImage");
         assert_eq!(field(VmConfigFile { firmware: Some(tmp("short", &[0; 100])), ..pc(d()) }), "firmware");
-        let missing =
-            Some(vec![DiskConfig { path: "/nonexistent.img".into(), format: None, readonly: false }]);
+        let missing = Some(vec![DiskConfig::new("/nonexistent.img")]);
         assert_eq!(field(pc(missing)), "disk");
         assert_eq!(field(VmConfigFile { cdrom: Some("/nonexistent.iso".into()), ..pc(None) }), "cdrom");
         let four = Some(vec![d().unwrap()[0].clone(); 4]);

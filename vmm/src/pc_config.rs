@@ -40,8 +40,23 @@ impl std::str::FromStr for MachineKind {
 /// Disk image formats.
 pub use block::ImageFormat as DiskFormat;
 
+/// How a disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskBus {
+    /// The PIIX IDE controller (every guest has a driver).
+    #[default]
+    Ide,
+    /// A virtio-blk PCI device (paravirtual; guests need a virtio driver).
+    Virtio,
+}
+
+/// Most virtio disks.
+pub const MAX_VIRTIO_DISKS: usize = 16;
+/// Most queues of one virtio disk.
+pub const MAX_DISK_QUEUES: u16 = devices::virtio::block::MAX_QUEUES;
+
 /// One `--disk`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DiskConfig {
     /// Image file.
     pub path: PathBuf,
@@ -49,7 +64,22 @@ pub struct DiskConfig {
     pub format: Option<DiskFormat>,
     /// Refuse guest writes.
     pub readonly: bool,
+    /// IDE or virtio.
+    pub bus: DiskBus,
+    /// Serial number the guest sees (virtio: up to 20 printable ASCII characters).
+    pub serial: Option<String>,
+    /// Request queues (virtio only).
+    pub queues: u16,
 }
+
+impl DiskConfig {
+    /// An IDE disk with the format detected from the file.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DiskConfig { path: path.into(), queues: 1, ..Default::default() }
+    }
+}
+
+const DISK_OPTIONS: &str = "format=raw|qcow2, bus=ide|virtio, readonly, serial=ID, queues=N";
 
 impl std::str::FromStr for DiskConfig {
     type Err = String;
@@ -57,19 +87,41 @@ impl std::str::FromStr for DiskConfig {
         let mut parts = s.split(',');
         let path =
             parts.next().filter(|p| !p.is_empty()).ok_or("needs a path first, e.g. disk.img,format=raw")?;
-        let mut disk = DiskConfig { path: PathBuf::from(path), format: None, readonly: false };
+        let mut disk = DiskConfig::new(path);
+        let mut queues_given = false;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("format", "raw")) => disk.format = Some(DiskFormat::Raw),
                 Some(("format", "qcow2")) => disk.format = Some(DiskFormat::Qcow2),
                 Some(("format", f)) => return Err(format!("format '{f}' is not raw or qcow2")),
-                Some(("bus", "ide")) => {}
-                Some(("bus", b)) => return Err(format!("bus '{b}' is not supported; use bus=ide")),
+                Some(("bus", "ide")) => disk.bus = DiskBus::Ide,
+                Some(("bus", "virtio")) => disk.bus = DiskBus::Virtio,
+                Some(("bus", b)) => {
+                    return Err(format!("bus '{b}' is not supported; use bus=ide or bus=virtio"))
+                }
                 None if opt == "readonly" || opt == "ro" => disk.readonly = true,
                 Some(("readonly", "on" | "true")) => disk.readonly = true,
                 Some(("readonly", "off" | "false")) => disk.readonly = false,
-                _ => return Err(format!("unknown option '{opt}'; use format=raw|qcow2, bus=ide, readonly")),
+                Some(("serial", id)) => {
+                    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(format!(
+                            "serial '{id}' must be 1 to 20 printable ASCII characters without spaces"
+                        ));
+                    }
+                    disk.serial = Some(id.to_string());
+                }
+                Some(("queues", n)) => {
+                    disk.queues =
+                        n.parse().ok().filter(|q| (1..=MAX_DISK_QUEUES).contains(q)).ok_or_else(|| {
+                            format!("queues '{n}' must be a number from 1 to {MAX_DISK_QUEUES}")
+                        })?;
+                    queues_given = true;
+                }
+                _ => return Err(format!("unknown option '{opt}'; use {DISK_OPTIONS}")),
             }
+        }
+        if queues_given && disk.bus != DiskBus::Virtio {
+            return Err("queues= needs bus=virtio (an IDE disk has one channel)".into());
         }
         Ok(disk)
     }
@@ -195,13 +247,22 @@ mod tests {
     #[test]
     fn disk_specs_parse() {
         let d: DiskConfig = "/a.img".parse().unwrap();
-        assert_eq!(d, DiskConfig { path: "/a.img".into(), format: None, readonly: false });
+        assert_eq!(d, DiskConfig::new("/a.img"));
+        assert_eq!((d.bus, d.queues, d.serial), (DiskBus::Ide, 1, None));
         let d: DiskConfig = "/b.qcow2,format=qcow2,bus=ide,readonly".parse().unwrap();
         assert_eq!((d.format, d.readonly), (Some(DiskFormat::Qcow2), true));
+        let d: DiskConfig = "/c.img,bus=virtio,serial=disk-01,queues=4".parse().unwrap();
+        assert_eq!((d.bus, d.serial.as_deref(), d.queues), (DiskBus::Virtio, Some("disk-01"), 4));
         assert!("".parse::<DiskConfig>().is_err());
         assert!("/a,format=vmdk".parse::<DiskConfig>().unwrap_err().contains("vmdk"));
-        assert!("/a,bus=scsi".parse::<DiskConfig>().unwrap_err().contains("bus=ide"));
+        assert!("/a,bus=scsi".parse::<DiskConfig>().unwrap_err().contains("bus=virtio"));
         assert!("/a,cache=none".parse::<DiskConfig>().unwrap_err().contains("cache=none"));
+        assert!("/a,bus=virtio,queues=0".parse::<DiskConfig>().unwrap_err().contains("1 to 64"));
+        assert!("/a,bus=virtio,queues=x".parse::<DiskConfig>().unwrap_err().contains("queues"));
+        assert!("/a,queues=2".parse::<DiskConfig>().unwrap_err().contains("bus=virtio"));
+        assert!("/a,serial=".parse::<DiskConfig>().unwrap_err().contains("serial"));
+        assert!("/a,serial=123456789012345678901".parse::<DiskConfig>().unwrap_err().contains("20"));
+        assert!("/a,serial=a b".parse::<DiskConfig>().unwrap_err().contains("printable"));
     }
 
     #[test]

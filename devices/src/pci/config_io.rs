@@ -52,6 +52,12 @@ impl PciRoot {
         self.devices.get(&(device, function))
     }
 
+    /// The first slot at or after `from` with no function in use (slot allocation for
+    /// devices whose address the guest does not need to know in advance).
+    pub fn free_slot(&self, from: u8) -> Option<u8> {
+        (from..32).find(|&slot| !self.devices.keys().any(|&(d, _)| d == slot))
+    }
+
     /// Every device with its (device, function) address, in address order.
     pub fn devices(&self) -> impl Iterator<Item = ((u8, u8), &SharedPciDevice)> {
         self.devices.iter().map(|(k, v)| (*k, v))
@@ -181,6 +187,22 @@ mod tests {
         let mut b = [0u8; 4];
         io.read(4, &mut b);
         u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn free_slots() {
+        let mut root = PciRoot::new();
+        let dev = || -> SharedPciDevice { Arc::new(Mutex::new(I440fx::new())) };
+        assert!(root.add(0, 0, dev()));
+        assert!(root.add(1, 3, dev()));
+        assert!(root.add(3, 0, dev()));
+        assert_eq!(root.free_slot(0), Some(2));
+        assert_eq!(root.free_slot(3), Some(4));
+        for slot in 4..32 {
+            assert!(root.add(slot, 0, dev()));
+        }
+        assert_eq!(root.free_slot(3), None);
+        assert_eq!(root.free_slot(40), None);
     }
 
     #[test]

@@ -49,13 +49,20 @@ pub fn ide_path(channel: usize, unit: usize) -> String {
     format!("/pci@i0cf8/ide@{:x},{:x}/drive@{channel:x}/disk@{unit:x}", IDE_DEVFN.0, IDE_DEVFN.1)
 }
 
+/// The OpenFirmware path of the virtio-blk function in PCI `slot` (SeaBIOS matches a
+/// virtio disk by its PCI address, `/pci@i0cf8/*@SLOT`, whatever the node is called).
+pub fn virtio_blk_path(slot: u8) -> String {
+    format!("/pci@i0cf8/scsi@{slot:x}/disk@0,0")
+}
+
 /// `bootorder`: one device path per line, most preferred first; devices the user did not
-/// list are tried after these, in SeaBIOS's default order. With `kernel_rom`, the Linux
-/// loader option ROM comes first (a `--kernel` boots before any disk).
+/// list are tried after these, in SeaBIOS's default order. `disk` and `cdrom` are the paths
+/// of the first disk and the CD-ROM. With `kernel_rom`, the Linux loader option ROM comes
+/// first (a `--kernel` boots before any disk).
 pub fn bootorder(
     order: &[BootDevice],
-    disk: Option<(usize, usize)>,
-    cdrom: Option<(usize, usize)>,
+    disk: Option<String>,
+    cdrom: Option<String>,
     kernel_rom: bool,
 ) -> Vec<u8> {
     let mut lines = Vec::new();
@@ -64,8 +71,8 @@ pub fn bootorder(
     }
     for dev in order {
         match dev {
-            BootDevice::Disk => lines.extend(disk.map(|(c, u)| ide_path(c, u))),
-            BootDevice::Cdrom => lines.extend(cdrom.map(|(c, u)| ide_path(c, u))),
+            BootDevice::Disk => lines.extend(disk.clone()),
+            BootDevice::Cdrom => lines.extend(cdrom.clone()),
             BootDevice::Net => lines.push(format!("/pci@i0cf8/ethernet@{NIC_SLOT:x}/ethernet-phy@0")),
         }
     }
@@ -111,18 +118,23 @@ mod tests {
     #[test]
     fn boot_order_paths_and_cmos() {
         use BootDevice::*;
-        let b = bootorder(&[Cdrom, Disk, Net], Some((0, 0)), Some((1, 0)), false);
+        let ide = |c, u| Some(ide_path(c, u));
+        let b = bootorder(&[Cdrom, Disk, Net], ide(0, 0), ide(1, 0), false);
         assert_eq!(
             String::from_utf8(b).unwrap(),
             "/pci@i0cf8/ide@1,1/drive@1/disk@0\n/pci@i0cf8/ide@1,1/drive@0/disk@0\n\
              /pci@i0cf8/ethernet@3/ethernet-phy@0\0"
         );
-        assert_eq!(bootorder(&[Cdrom], Some((0, 0)), None, false), b"\0");
+        assert_eq!(bootorder(&[Cdrom], ide(0, 0), None, false), b"\0");
         assert_eq!(
-            bootorder(&[Disk], Some((0, 0)), None, true),
+            bootorder(&[Disk], ide(0, 0), None, true),
             b"/rom@genroms/linuxboot_dma.bin\n/pci@i0cf8/ide@1,1/drive@0/disk@0\0"
         );
         assert_eq!(bootorder(&[Cdrom], None, None, true), b"/rom@genroms/linuxboot_dma.bin\0");
+        assert_eq!(
+            bootorder(&[Disk, Cdrom], Some(virtio_blk_path(10)), ide(1, 0), false),
+            b"/pci@i0cf8/scsi@a/disk@0,0\n/pci@i0cf8/ide@1,1/drive@1/disk@0\0"
+        );
         assert_eq!(cmos_boot_order(&[Disk, Cdrom]), (0x32, 0x01));
         assert_eq!(cmos_boot_order(&[Cdrom, Disk, Net]), (0x23, 0x41));
     }

@@ -5,11 +5,13 @@
 //! ROMs through fw_cfg and the CMOS, as on QEMU's `pc` machine.
 //!
 //! PCI layout (QEMU's, which SeaBIOS and guests know): 00:00.0 i440FX, 00:01.0 PIIX3,
-//! 00:01.1 IDE, 00:01.3 PIIX4 PM, 00:02.0 VGA, 00:03.0 onwards e1000 NICs.
+//! 00:01.1 IDE, 00:01.3 PIIX4 PM, 00:02.0 VGA, 00:03.0 onwards e1000 NICs, 00:07.0 onwards
+//! virtio devices.
 
 pub mod firmware;
 pub mod fw_cfg_data;
 pub mod linuxboot;
+pub mod virtio;
 
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +42,8 @@ use devices::pci::{PciBarRange, PciConfigIo, PciConfigListener, PciRoot, SharedP
 use hypervisor::Vm;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use crate::interrupts::{GsiRouting, KvmIoEvents};
+use crate::pc_config::DiskBus;
 use crate::vcpu::{Buses, RunState};
 use crate::vm::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 use firmware::{Firmware, Pam, SHADOW_END, SLOT_FREE};
@@ -76,7 +80,8 @@ fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
     let open = |path: &std::path::Path, format, ro| {
         block::open_image(path, format, ro).map_err(|e| Error::Disk(path.display().to_string(), e))
     };
-    for (disk, (channel, unit)) in cfg.disks.iter().zip(DISK_POSITIONS) {
+    let ide_disks = cfg.disks.iter().filter(|d| d.bus == DiskBus::Ide);
+    for (disk, (channel, unit)) in ide_disks.zip(DISK_POSITIONS) {
         let image = open(&disk.path, disk.format, disk.readonly)?;
         ide.attach(channel, unit, IdeDrive::Disk(image)).map_err(|e| Error::Devices(e.to_string()))?;
     }
@@ -294,6 +299,9 @@ pub fn create_machine(
         add(&mut root, slot, 0, e1000)?;
     }
 
+    let interrupts = GsiRouting::new(vm.clone());
+    let virtio_disks = virtio::attach_virtio_disks(&mut root, &cfg.disks, mem, &interrupts, &router)?;
+
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());
     fw_cfg.add_item(fw_cfg_data::KEY_NB_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec());
@@ -329,8 +337,14 @@ pub fn create_machine(
     for (name, data) in smbios {
         fw_cfg.add_file(&name, data).map_err(file)?;
     }
-    let disk = (!cfg.disks.is_empty()).then_some(DISK_POSITIONS[0]);
-    let cdrom = cfg.cdrom.as_ref().map(|_| CDROM_POSITION);
+    // The first --disk is the one `--boot disk` means, IDE or virtio.
+    let disk = cfg.disks.first().and_then(|d| match d.bus {
+        DiskBus::Ide => Some(fw_cfg_data::ide_path(DISK_POSITIONS[0].0, DISK_POSITIONS[0].1)),
+        DiskBus::Virtio => {
+            virtio_disks.iter().find(|v| v.index == 0).map(|v| fw_cfg_data::virtio_blk_path(v.slot))
+        }
+    });
+    let cdrom = cfg.cdrom.as_ref().map(|_| fw_cfg_data::ide_path(CDROM_POSITION.0, CDROM_POSITION.1));
     fw_cfg
         .add_file("bootorder", fw_cfg_data::bootorder(&cfg.boot, disk, cdrom, cfg.kernel.is_some()))
         .map_err(file)?;
@@ -350,8 +364,9 @@ pub fn create_machine(
         .map_err(bus_err)?;
 
     let ram_bars = RamBars { vm: vm.clone(), slots: Vec::new(), next: SLOT_FREE, free: Vec::new() };
-    let listener =
-        ChipsetListener { pam, bars: BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars))) };
+    let mut bars = BarMapper::new(pio.clone(), mmio.clone(), Some(Box::new(ram_bars)));
+    bars.set_ioevents(Arc::new(KvmIoEvents(vm.clone())));
+    let listener = ChipsetListener { pam, bars };
     let mut config_io = PciConfigIo::new(root);
     config_io.set_listener(Box::new(listener));
     config_io.set_reset_control(platform);

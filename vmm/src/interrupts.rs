@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The KVM side of the devices' interrupt traits: MSI vectors as GSI routes with an irqfd
+//! each ([`GsiRouting`]), and doorbells as ioeventfds ([`KvmIoEvents`]).
+//!
+//! KVM keeps one routing table per VM and replaces it whole on every change, so the table is
+//! kept here: the routes KVM_CREATE_IRQCHIP installed (PIC and IOAPIC pins), which must be
+//! repeated, plus one MSI route per routed vector.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use devices::interrupt::{
+    InterruptError, InterruptManager, IoEventAddress, IoEventRegistrar, MsiMessage, MsiVectors,
+};
+use hypervisor::{IrqRoute, Vm};
+use vmm_sys_util::eventfd::EventFd;
+
+/// First GSI for MSI routes: 0-23 are the IOAPIC's pins.
+const FIRST_MSI_GSI: u32 = 24;
+/// KVM's limit on routing entries (KVM_MAX_IRQ_ROUTES).
+const MAX_GSI: u32 = 4096;
+
+struct Table {
+    msi: BTreeMap<u32, MsiMessage>,
+    next_gsi: u32,
+    free: Vec<u32>,
+}
+
+/// The VM's GSI routing table, shared by the manager and the vector groups it made.
+struct Routing {
+    vm: Arc<dyn Vm>,
+    defaults: Vec<IrqRoute>,
+    table: Mutex<Table>,
+}
+
+/// Hands out MSI vectors on the VM's GSI routing table.
+pub struct GsiRouting(Arc<Routing>);
+
+fn host(e: impl std::fmt::Display) -> InterruptError {
+    InterruptError::Host(e.to_string())
+}
+
+impl GsiRouting {
+    /// Routing for `vm`, whose in-kernel irqchip exists already.
+    pub fn new(vm: Arc<dyn Vm>) -> Self {
+        GsiRouting(Arc::new(Routing {
+            vm,
+            defaults: hypervisor::pc_default_routes(),
+            table: Mutex::new(Table { msi: BTreeMap::new(), next_gsi: FIRST_MSI_GSI, free: Vec::new() }),
+        }))
+    }
+}
+
+impl Routing {
+    /// Installs the table in KVM (the caller holds the lock, so commits do not interleave).
+    fn commit(&self, table: &Table) -> Result<(), InterruptError> {
+        let mut routes = self.defaults.clone();
+        routes.extend(table.msi.iter().map(|(&gsi, m)| IrqRoute::Msi {
+            gsi,
+            address: m.address,
+            data: m.data,
+        }));
+        self.vm.set_gsi_routing(&routes).map_err(host)
+    }
+
+    fn update(&self, gsi: u32, msg: Option<MsiMessage>) -> Result<(), InterruptError> {
+        let mut t = devices::bus::lock(&self.table);
+        let changed = match msg {
+            Some(m) => t.msi.insert(gsi, m) != Some(m),
+            None => t.msi.remove(&gsi).is_some(),
+        };
+        if changed {
+            self.commit(&t)?;
+        }
+        Ok(())
+    }
+}
+
+impl InterruptManager for GsiRouting {
+    /// `count` vectors, each with its own GSI and irqfd, none routed yet.
+    fn msi_vectors(&self, count: usize) -> Result<Arc<dyn MsiVectors>, InterruptError> {
+        let mut gsis = Vec::with_capacity(count);
+        {
+            let mut t = devices::bus::lock(&self.0.table);
+            for _ in 0..count {
+                let gsi = match t.free.pop() {
+                    Some(g) => g,
+                    None if t.next_gsi < MAX_GSI => {
+                        t.next_gsi += 1;
+                        t.next_gsi - 1
+                    }
+                    None => {
+                        t.free.extend(gsis);
+                        return Err(InterruptError::Exhausted(count));
+                    }
+                };
+                gsis.push(gsi);
+            }
+        }
+        // Built up one vector at a time, so a failure part-way gives back what was taken.
+        let mut group = KvmMsiVectors { routing: self.0.clone(), gsis: Vec::new(), fds: Vec::new() };
+        for (i, &gsi) in gsis.iter().enumerate() {
+            let registered = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(host)
+                .and_then(|fd| self.0.vm.register_irqfd(&fd, gsi).map(|()| fd).map_err(host));
+            match registered {
+                Ok(fd) => {
+                    group.gsis.push(gsi);
+                    group.fds.push(fd);
+                }
+                Err(e) => {
+                    devices::bus::lock(&self.0.table).free.extend(&gsis[i..]);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Arc::new(group))
+    }
+}
+
+/// MSI vectors on GSI routes with one irqfd each.
+pub struct KvmMsiVectors {
+    routing: Arc<Routing>,
+    gsis: Vec<u32>,
+    fds: Vec<EventFd>,
+}
+
+impl KvmMsiVectors {
+    fn gsi(&self, vector: usize) -> Result<u32, InterruptError> {
+        self.gsis.get(vector).copied().ok_or(InterruptError::NoSuchVector(vector))
+    }
+}
+
+impl MsiVectors for KvmMsiVectors {
+    fn len(&self) -> usize {
+        self.gsis.len()
+    }
+
+    fn set_route(&self, vector: usize, msg: MsiMessage) -> Result<(), InterruptError> {
+        self.routing.update(self.gsi(vector)?, Some(msg))
+    }
+
+    fn clear_route(&self, vector: usize) -> Result<(), InterruptError> {
+        self.routing.update(self.gsi(vector)?, None)
+    }
+
+    fn trigger(&self, vector: usize) -> Result<(), InterruptError> {
+        let fd = self.fds.get(vector).ok_or(InterruptError::NoSuchVector(vector))?;
+        fd.write(1).map_err(host)
+    }
+
+    fn notifier(&self, vector: usize) -> Option<&EventFd> {
+        self.fds.get(vector)
+    }
+}
+
+impl Drop for KvmMsiVectors {
+    fn drop(&mut self) {
+        for (fd, &gsi) in self.fds.iter().zip(&self.gsis) {
+            if let Err(e) = self.routing.vm.unregister_irqfd(fd, gsi) {
+                log::debug!("irqfd of GSI {gsi}: {e}");
+            }
+        }
+        let mut t = devices::bus::lock(&self.routing.table);
+        let mut changed = false;
+        for gsi in &self.gsis {
+            changed |= t.msi.remove(gsi).is_some();
+            t.free.push(*gsi);
+        }
+        if changed {
+            if let Err(e) = self.routing.commit(&t) {
+                log::debug!("GSI routes: {e}");
+            }
+        }
+    }
+}
+
+/// Doorbells as KVM ioeventfds.
+pub struct KvmIoEvents(pub Arc<dyn Vm>);
+
+fn hv_addr(addr: IoEventAddress) -> hypervisor::IoEventAddress {
+    match addr {
+        IoEventAddress::Pio(a) => hypervisor::IoEventAddress::Pio(a),
+        IoEventAddress::Mmio(a) => hypervisor::IoEventAddress::Mmio(a),
+    }
+}
+
+impl IoEventRegistrar for KvmIoEvents {
+    fn register(&self, addr: IoEventAddress, fd: &EventFd) -> Result<(), InterruptError> {
+        self.0.register_ioeventfd(fd, hv_addr(addr), None).map_err(host)
+    }
+
+    fn unregister(&self, addr: IoEventAddress, fd: &EventFd) -> Result<(), InterruptError> {
+        self.0.unregister_ioeventfd(fd, hv_addr(addr), None).map_err(host)
+    }
+}

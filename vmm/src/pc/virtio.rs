@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Virtio devices of the PC machine: each `--disk ...,bus=virtio` becomes a virtio-blk PCI
+//! function in the first free slot, its MSI-X vectors on KVM GSI routes and its doorbells on
+//! ioeventfds.
+
+use std::sync::{Arc, Mutex};
+
+use devices::interrupt::InterruptManager;
+use devices::pci::piix3::PirqRouter;
+use devices::pci::PciRoot;
+use devices::virtio::block::{BlockOptions, VirtioBlk};
+use devices::virtio::pci::VirtioPciDevice;
+use vm_memory::GuestMemoryMmap;
+
+use crate::pc_config::{DiskBus, DiskConfig};
+use crate::vm::Error;
+
+/// First slot tried for virtio devices (after the chipset, VGA and the e1000s).
+const FIRST_VIRTIO_SLOT: u8 = super::fw_cfg_data::NIC_SLOT + crate::pc_config::MAX_NICS as u8;
+
+/// Where each virtio disk went: the index in `--disk` order and the PCI slot.
+pub struct VirtioDisk {
+    /// Position among all `--disk`s.
+    pub index: usize,
+    /// PCI device number.
+    pub slot: u8,
+}
+
+/// Opens the virtio disks' images and puts a virtio-blk function for each on `root`.
+pub fn attach_virtio_disks(
+    root: &mut PciRoot,
+    disks: &[DiskConfig],
+    mem: &GuestMemoryMmap,
+    interrupts: &dyn InterruptManager,
+    router: &Arc<PirqRouter>,
+) -> Result<Vec<VirtioDisk>, Error> {
+    let mut placed = Vec::new();
+    for (index, disk) in disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Virtio) {
+        let name = disk.path.display().to_string();
+        let image = block::open_image(&disk.path, disk.format, disk.readonly)
+            .map_err(|e| Error::Disk(name.clone(), e))?;
+        let label = format!("vd{}", (b'a' + placed.len() as u8) as char);
+        let options =
+            BlockOptions { serial: disk.serial.clone().unwrap_or_default(), queues: disk.queues.max(1) };
+        let blk =
+            VirtioBlk::new(&label, image, &options).map_err(|e| Error::Devices(format!("{name}: {e}")))?;
+        let slot = root
+            .free_slot(FIRST_VIRTIO_SLOT)
+            .ok_or_else(|| Error::Devices(format!("{name}: no free PCI slot left")))?;
+        let vectors = interrupts
+            .msi_vectors(usize::from(options.queues) + 1)
+            .map_err(|e| Error::Devices(format!("{name}: MSI vectors: {e}")))?;
+        let dev = VirtioPciDevice::new(Box::new(blk), mem.clone(), vectors, router.intx(slot, 1))
+            .map_err(|e| Error::Devices(format!("{name}: {e}")))?;
+        if !root.add(slot, 0, Arc::new(Mutex::new(dev))) {
+            return Err(Error::Devices(format!("{name}: PCI slot {slot} taken")));
+        }
+        log::info!("{label}: virtio-blk for {name} at PCI 00:{slot:02x}.0");
+        placed.push(VirtioDisk { index, slot });
+    }
+    Ok(placed)
+}
