@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Conventional PCI: configuration space, the 0xCF8/0xCFC configuration mechanism #1, and the
-//! i440FX host bridge. Groundwork for the SeaBIOS PC machine (issue 4): not yet wired into
-//! the VMM, which still boots guests with no PCI bus.
+//! Conventional PCI: configuration space, the 0xCF8/0xCFC configuration mechanism #1, the
+//! i440FX host bridge and PIIX chipset functions, BAR mapping onto the buses, and BAR
+//! assignment for the direct machine, which has no firmware to do it.
 
+pub mod bar_alloc;
 pub mod bar_map;
 pub mod config_io;
 pub mod config_space;
