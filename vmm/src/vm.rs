@@ -234,8 +234,8 @@ fn load_guest(
     layout: &layout::MemoryLayout,
 ) -> Result<boot::KernelEntry, Error> {
     let cfg = m.config;
-    let rsdp =
-        acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports()).map_err(|e| Error::Tables(e.to_string()))?;
+    let rsdp = acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports(), None)
+        .map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
     let kernel_path =

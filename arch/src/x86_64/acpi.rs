@@ -6,6 +6,13 @@
 //! `\_S5` sleep-type package the guest writes to PM1a_CNT to power itself off. The MADT
 //! lists one local APIC per vCPU, the IOAPIC, the SCI override and LINT1 as NMI, so every
 //! vCPU is found and started by an SMP guest.
+//!
+//! A machine with a PCI bus ([`PciHostBridge`]) also gets `\_SB.PCI0` in the DSDT: a
+//! PNP0A03 root bridge for bus 0 whose `_CRS` holds the configuration ports 0xCF8-0xCFF and
+//! the windows the VMM placed BARs in, and whose `_PRT` wires INTx pins straight to IOAPIC
+//! inputs 16-23 ([`pci_intx_gsi`]; no interrupt links, since nothing reroutes them).
+
+use std::ops::RangeInclusive;
 
 use acpi_tables::aml;
 use acpi_tables::facs::FACS;
@@ -18,6 +25,7 @@ use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{ACPI_ADDR, ACPI_SIZE, IOAPIC_ADDR, LAPIC_ADDR};
+use super::pc_acpi::dsdt::{eisa_hid, io, name, raw, Raw};
 
 pub(crate) const OEM_ID: [u8; 6] = *b"RVMMPC";
 pub(crate) const OEM_TABLE_ID: [u8; 8] = *b"RVMMPC01";
@@ -57,6 +65,29 @@ pub struct PmIoPorts {
     pub sci_irq: u8,
     /// The SLP_TYP value of S5 (soft off) in `\_S5`.
     pub s5_sleep_type: u8,
+}
+
+/// The PCI root bridge of bus 0 the DSDT describes, with the windows its BARs are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciHostBridge {
+    /// I/O port window.
+    pub io: RangeInclusive<u16>,
+    /// Memory window below 4 GiB.
+    pub mem32: RangeInclusive<u32>,
+    /// Memory window above RAM, if any BAR is there.
+    pub mem64: Option<RangeInclusive<u64>>,
+}
+
+/// First IOAPIC input of the PCI interrupt pins.
+pub const PCI_INTX_FIRST_GSI: u32 = 16;
+/// IOAPIC inputs the PCI interrupt pins share (16-23).
+pub const PCI_INTX_GSIS: u32 = 8;
+
+/// The IOAPIC input (GSI) that pin `pin` (0 = INTA#) of device `slot` on bus 0 drives on a
+/// machine with [`PciHostBridge`]: 16 + (slot + pin) mod 8, the rotation of the usual board
+/// swizzle, so neighbouring slots' INTA# lines do not share an input.
+pub fn pci_intx_gsi(slot: u8, pin: u8) -> u32 {
+    PCI_INTX_FIRST_GSI + (u32::from(slot) + u32::from(pin)) % PCI_INTX_GSIS
 }
 
 /// Errors while writing the tables.
@@ -113,12 +144,51 @@ pub(crate) fn madt(cpu_count: u32, overrides: &[IrqOverride]) -> Sdt {
     madt
 }
 
-fn dsdt(pm: &PmIoPorts) -> Sdt {
+/// `_PRT` of bus 0: every pin of slots 1-31 to its IOAPIC input ([`pci_intx_gsi`]), as
+/// `{address, pin, 0, GSI}` packages (a zero source names a GSI, level-triggered).
+fn pci_prt() -> Raw {
+    let entries: Vec<(u32, u8, u32)> = (1u8..32)
+        .flat_map(|slot| (0u8..4).map(move |pin| (slot, pin)))
+        .map(|(slot, pin)| ((u32::from(slot) << 16) | 0xffff, pin, pci_intx_gsi(slot, pin)))
+        .collect();
+    let packages: Vec<aml::Package> =
+        entries.iter().map(|(adr, pin, gsi)| aml::Package::new(vec![adr, pin, &aml::ZERO, gsi])).collect();
+    name("_PRT", &aml::Package::new(packages.iter().map(|p| p as &dyn Aml).collect()))
+}
+
+/// `\_SB.PCI0`: the root bridge of bus 0 with its windows and interrupt routing.
+fn pci_root_bridge(pci: &PciHostBridge) -> Raw {
+    use aml::AddressSpaceCacheable::NotCacheable;
+    let bus = aml::AddressSpace::new_bus_number(0u16, 0u16);
+    let cf8 = io(0xcf8, 8);
+    let io_window = aml::AddressSpace::new_io(*pci.io.start(), *pci.io.end(), None);
+    let mem32 = aml::AddressSpace::new_memory(NotCacheable, true, *pci.mem32.start(), *pci.mem32.end(), None);
+    let mem64 = pci
+        .mem64
+        .as_ref()
+        .map(|m| aml::AddressSpace::new_memory(NotCacheable, true, *m.start(), *m.end(), None));
+    let mut windows: Vec<&dyn Aml> = vec![&bus, &cf8, &io_window, &mem32];
+    if let Some(m) = &mem64 {
+        windows.push(m);
+    }
+    let hid = eisa_hid("PNP0A03");
+    let uid = name("_UID", &0u8);
+    let bbn = name("_BBN", &0u8);
+    let crs = name("_CRS", &aml::ResourceTemplate::new(windows));
+    let prt = pci_prt();
+    raw(&aml::Device::new("PCI0".into(), vec![&hid, &uid, &bbn, &crs, &prt]))
+}
+
+fn dsdt(pm: &PmIoPorts, pci: Option<&PciHostBridge>) -> Sdt {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 2, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     let typ = aml::Path::new("_S5_");
     let sleep_type = pm.s5_sleep_type;
     let s5 = aml::Name::new(typ, &aml::Package::new(vec![&sleep_type, &sleep_type, &0u8, &0u8]));
     s5.to_aml_bytes(&mut dsdt);
+    if let Some(pci) = pci {
+        let pci0 = pci_root_bridge(pci);
+        aml::Scope::new("\\_SB_".into(), vec![&pci0]).to_aml_bytes(&mut dsdt);
+    }
     dsdt.update_checksum();
     dsdt
 }
@@ -161,8 +231,14 @@ fn fadt(pm: &PmIoPorts, facs: u64, dsdt: u64) -> Vec<u8> {
     bytes_of(&f.finalize())
 }
 
-/// Builds every table, writes them at [`ACPI_ADDR`] and returns the RSDP's address.
-pub fn write_acpi_tables(mem: &GuestMemoryMmap, cpu_count: u32, pm: &PmIoPorts) -> Result<u64, Error> {
+/// Builds every table, writes them at [`ACPI_ADDR`] and returns the RSDP's address. `pci`
+/// describes the PCI bus, if the machine has one.
+pub fn write_acpi_tables(
+    mem: &GuestMemoryMmap,
+    cpu_count: u32,
+    pm: &PmIoPorts,
+    pci: Option<&PciHostBridge>,
+) -> Result<u64, Error> {
     if cpu_count >= 255 {
         return Err(Error::TooManyCpus(cpu_count));
     }
@@ -176,7 +252,7 @@ pub fn write_acpi_tables(mem: &GuestMemoryMmap, cpu_count: u32, pm: &PmIoPorts) 
     // RSDP first, so a scan of the BIOS area finds it at a 16-byte boundary.
     blob.resize(Rsdp::len(), 0);
     let facs = place(&mut blob, &bytes_of(&FACS::new()), 64);
-    let dsdt = place(&mut blob, dsdt(pm).as_slice(), 16);
+    let dsdt = place(&mut blob, dsdt(pm, pci).as_slice(), 16);
     let fadt = place(&mut blob, &fadt(pm, facs, dsdt), 16);
     // The SCI is level-triggered, active high (ISA default is edge).
     let sci = IrqOverride { irq: pm.sci_irq, gsi: u32::from(pm.sci_irq), flags: MPS_LEVEL_HIGH };
@@ -224,7 +300,7 @@ mod tests {
     #[test]
     fn tables_chain_from_rsdp_with_valid_checksums() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let rsdp_addr = write_acpi_tables(&mem, 4, &PM).unwrap();
+        let rsdp_addr = write_acpi_tables(&mem, 4, &PM, None).unwrap();
         let mut rsdp = [0u8; 36];
         mem.read_slice(&mut rsdp, GuestAddress(rsdp_addr)).unwrap();
         assert_eq!(&rsdp[..8], b"RSD PTR ");
@@ -269,11 +345,103 @@ mod tests {
         assert_eq!(iso, Some((9, 9)));
     }
 
+    const PCI: PciHostBridge =
+        PciHostBridge { io: 0x1000..=0xffff, mem32: 0xc000_0000..=0xfebf_ffff, mem64: None };
+
+    /// The DSDT the tables at the RSDP in `mem` point to.
+    fn dsdt_of(mem: &GuestMemoryMmap, rsdp: u64) -> Vec<u8> {
+        let mut r = [0u8; 36];
+        mem.read_slice(&mut r, GuestAddress(rsdp)).unwrap();
+        let xsdt = table(mem, u64_at(&r, 24));
+        let fadt = table(mem, u64_at(&xsdt, 36));
+        table(mem, u64_at(&fadt, 140))
+    }
+
+    #[test]
+    fn pci_pins_rotate_over_ioapic_inputs_16_to_23() {
+        assert_eq!(pci_intx_gsi(1, 0), 17);
+        assert_eq!(pci_intx_gsi(7, 0), 23);
+        assert_eq!(pci_intx_gsi(8, 0), 16);
+        assert_eq!(pci_intx_gsi(9, 0), 17);
+        assert_eq!(pci_intx_gsi(7, 1), 16, "INTB# of slot 7 is INTA# of slot 8");
+        assert_eq!(pci_intx_gsi(31, 3), 18);
+        for slot in 0..32 {
+            let inta: Vec<u32> = (0..4).map(|pin| pci_intx_gsi(slot, pin)).collect();
+            assert!(inta.iter().all(|g| (16..24).contains(g)), "{inta:?}");
+            assert_eq!(inta.iter().collect::<std::collections::BTreeSet<_>>().len(), 4, "slot {slot}");
+        }
+    }
+
+    #[test]
+    fn dsdt_has_the_pci_root_bridge_only_with_a_pci_bus() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let plain = dsdt_of(&mem, write_acpi_tables(&mem, 1, &PM, None).unwrap());
+        // Header, then Name(_S5_, Package(4) {0, 0, 0, 0}) and nothing else.
+        assert_eq!(&plain[36..], &[0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0, 0, 0, 0]);
+        let pci = dsdt_of(&mem, write_acpi_tables(&mem, 1, &PM, Some(&PCI)).unwrap());
+        assert!(sums_to_zero(&pci));
+        let has = |pat: &[u8]| pci.windows(pat.len()).any(|w| w == pat);
+        for name in [&b"_SB_"[..], b"PCI0", b"_CRS", b"_PRT", b"_BBN", b"_UID"] {
+            assert!(has(name), "{}", String::from_utf8_lossy(name));
+        }
+        // _HID EISAID PNP0A03; DWordMemory 0xc0000000-0xfebfffff; WordIO 0x1000-0xffff;
+        // IO(Decode16, 0xcf8, 0xcf8, 1, 8).
+        assert!(has(&[0x08, b'_', b'H', b'I', b'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03]));
+        assert!(has(&[0xc000_0000u32, 0xfebf_ffff, 0, 0x3ec0_0000].map(u32::to_le_bytes).concat()));
+        assert!(has(&[0x00, 0x10, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf0]));
+        assert!(has(&[0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08]));
+        // No 64-bit window unless one is given.
+        assert!(!has(&[0x8a, 0x2b, 0x00]));
+        let with64 = PciHostBridge { mem64: Some(0x10_0000_0000..=0x1f_ffff_ffff), ..PCI };
+        let pci64 = dsdt_of(&mem, write_acpi_tables(&mem, 1, &PM, Some(&with64)).unwrap());
+        let qword = [0x10_0000_0000u64, 0x1f_ffff_ffff, 0, 0x10_0000_0000].map(u64::to_le_bytes).concat();
+        assert!(pci64.windows(qword.len()).any(|w| w == qword));
+    }
+
+    #[test]
+    fn iasl_reads_the_pci_root_bridge() {
+        use std::process::Command;
+        if Command::new("iasl").arg("-v").output().is_err() {
+            eprintln!("SKIPPED: iasl not installed (apt-get install acpica-tools)");
+            return;
+        }
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let dsdt = dsdt_of(&mem, write_acpi_tables(&mem, 2, &PM, Some(&PCI)).unwrap());
+        let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/direct-acpi-").unwrap();
+        let dir = dir.as_path();
+        std::fs::write(dir.join("dsdt.dat"), &dsdt).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("iasl").args(args).current_dir(dir).output().unwrap();
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), text)
+        };
+        let (ok, out) = run(&["-d", "dsdt.dat"]);
+        assert!(ok, "iasl -d:\n{out}");
+        let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap();
+        let (ok, out) = run(&["-p", "recompiled", "dsdt.dsl"]);
+        assert!(ok && out.contains("0 Errors, 0 Warnings"), "iasl dsdt.dsl:\n{out}\n{dsl}");
+        let flat = dsl.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            "Device (PCI0) { Name (_HID, EisaId (\"PNP0A03\")",
+            "Name (_UID, Zero)",
+            "Name (_BBN, Zero)",
+            "0x0000, // Range Minimum 0x0000, // Range Maximum 0x0000, // Translation Offset 0x0001, // Length",
+            "0x1000, // Range Minimum 0xFFFF, // Range Maximum 0x0000, // Translation Offset 0xF000, // Length",
+            "0xC0000000, // Range Minimum 0xFEBFFFFF, // Range Maximum",
+            "Package (0x04) { 0x0001FFFF, Zero, Zero, 0x11 }",
+            "Package (0x04) { 0x0008FFFF, Zero, Zero, 0x10 }",
+            "Package (0x04) { 0x001FFFFF, 0x03, Zero, 0x12 }",
+        ] {
+            assert!(flat.contains(want), "dsdt.dsl lacks {want:?}:\n{dsl}");
+        }
+    }
+
     #[test]
     fn refuses_what_it_cannot_describe() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        assert!(matches!(write_acpi_tables(&mem, 255, &PM), Err(Error::TooManyCpus(255))));
+        assert!(matches!(write_acpi_tables(&mem, 255, &PM, None), Err(Error::TooManyCpus(255))));
         let small = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x8_0000)]).unwrap();
-        assert!(matches!(write_acpi_tables(&small, 1, &PM), Err(Error::GuestWrite)));
+        assert!(matches!(write_acpi_tables(&small, 1, &PM, None), Err(Error::GuestWrite)));
     }
 }

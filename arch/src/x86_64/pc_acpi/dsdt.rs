@@ -39,7 +39,7 @@ pub const SCI_LINK_IRQ: u8 = 9;
 pub const LINKS: [&str; 4] = ["LNKA", "LNKB", "LNKC", "LNKD"];
 
 /// Already-encoded AML.
-struct Raw(Vec<u8>);
+pub(crate) struct Raw(Vec<u8>);
 
 impl Aml for Raw {
     fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
@@ -47,7 +47,8 @@ impl Aml for Raw {
     }
 }
 
-fn raw(a: &dyn Aml) -> Raw {
+/// `a`, encoded.
+pub(crate) fn raw(a: &dyn Aml) -> Raw {
     let mut v = Vec::new();
     a.to_aml_bytes(&mut v);
     Raw(v)
@@ -80,15 +81,18 @@ impl Aml for SharedLevelIrqs {
     }
 }
 
-fn name(path: &str, value: &dyn Aml) -> Raw {
+/// `Name(path, value)`.
+pub(crate) fn name(path: &str, value: &dyn Aml) -> Raw {
     raw(&aml::Name::new(path.into(), value))
 }
 
-fn eisa_hid(id: &str) -> Raw {
+/// `Name(_HID, EisaId(id))`.
+pub(crate) fn eisa_hid(id: &str) -> Raw {
     name("_HID", &aml::EISAName::new(id))
 }
 
-fn io(port: u16, len: u8) -> aml::IO {
+/// `IO(Decode16, port, port, 1, len)`.
+pub(crate) fn io(port: u16, len: u8) -> aml::IO {
     aml::IO::new(port, port, 1, len)
 }
 
