@@ -13,4 +13,5 @@ pub mod irq;
 pub mod legacy;
 pub mod net;
 pub mod pci;
+pub mod persist;
 pub mod virtio;

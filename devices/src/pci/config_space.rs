@@ -268,6 +268,21 @@ impl PciConfigSpace {
         out
     }
 
+    /// Every register as the guest sees it now (for snapshots).
+    pub fn registers(&self) -> Vec<u32> {
+        self.regs.to_vec()
+    }
+
+    /// Takes registers saved by [`PciConfigSpace::registers`]; false (and nothing changed) if
+    /// there are not exactly 64 of them.
+    pub fn set_registers(&mut self, regs: &[u32]) -> bool {
+        if regs.len() != NUM_REGS {
+            return false;
+        }
+        self.regs.copy_from_slice(regs);
+        true
+    }
+
     /// The command register (I/O, memory, bus master enables).
     pub fn command(&self) -> u16 {
         self.regs[COMMAND_REG] as u16
@@ -277,6 +292,20 @@ impl PciConfigSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registers_save_and_restore() {
+        let mut c = PciConfigSpace::new(1, 2, [2, 0, 0], 0, 0);
+        c.add_bar(0, 0x1000, BarKind::Mem32, false);
+        c.write(4, 0, &0xfe00_0000u32.to_le_bytes());
+        c.write(1, 0, &[0x6]);
+        let saved = c.registers();
+        let mut d = PciConfigSpace::new(1, 2, [2, 0, 0], 0, 0);
+        d.add_bar(0, 0x1000, BarKind::Mem32, false);
+        assert!(d.set_registers(&saved));
+        assert_eq!((d.bar_address(0), d.command()), (0xfe00_0000, 0x6));
+        assert!(!d.set_registers(&saved[..10]));
+    }
 
     #[test]
     fn ids_and_class_are_read_only() {

@@ -62,8 +62,27 @@ impl Entry {
     }
 }
 
+impl crate::persist::Persist for MsixTable {
+    type State = MsixState;
+
+    fn save(&self) -> Result<MsixState, crate::persist::PersistError> {
+        Ok(self.state())
+    }
+
+    fn restore(&mut self, s: &MsixState) -> Result<(), crate::persist::PersistError> {
+        if s.entries.len() != self.len() {
+            return Err(crate::persist::PersistError::Mismatch {
+                device: "msix".into(),
+                why: format!("{} entries saved, the table has {}", s.entries.len(), self.len()),
+            });
+        }
+        MsixTable::restore(self, s);
+        Ok(())
+    }
+}
+
 /// The MSI-X state of one function, for snapshots.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MsixState {
     /// Each entry's message address low, high, message data and vector control.
     pub entries: Vec<[u32; 4]>,
@@ -627,6 +646,10 @@ mod tests {
         set_masked(&mut t, 2, false);
         t.set_control(MSIX_ENABLE | MSIX_FUNCTION_MASK);
         assert!(t.trigger(2));
+        let (mut fresh, _) = enabled_table(3);
+        crate::persist::round_trip(&t, &mut fresh);
+        let (mut small, _) = enabled_table(2);
+        assert!(crate::persist::Persist::restore(&mut small, &t.state()).is_err());
         let state = t.state();
         assert_eq!(
             state,

@@ -120,6 +120,23 @@ pub trait VirtioDevice: Send {
     /// Stops serving the queues and returns to the state before activation; the host
     /// resources (open image, tap) stay. Returns when no work of the device is in flight.
     fn reset(&mut self);
+    /// Where the device is in each active queue (`(queue, next_avail, next_used)`), read
+    /// between two batches of work, for a snapshot of a paused machine; `None` if the device
+    /// cannot tell (it cannot be snapshotted then).
+    fn queue_positions(&self) -> Option<Vec<QueuePosition>> {
+        None
+    }
+}
+
+/// How far a device got in one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueuePosition {
+    /// Queue number.
+    pub index: u16,
+    /// The next available-ring entry the device will take.
+    pub next_avail: u16,
+    /// The next used-ring entry the device will fill.
+    pub next_used: u16,
 }
 
 /// Reads `data.len()` bytes at `offset` of a configuration structure `bytes`; bytes beyond

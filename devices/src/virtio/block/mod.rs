@@ -15,8 +15,8 @@ use virtio_bindings::virtio_blk::{
 };
 
 use super::{
-    device_type, read_config_bytes, ActivateContext, ActivateError, VirtioDevice, VIRTIO_F_RING_EVENT_IDX,
-    VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+    device_type, read_config_bytes, ActivateContext, ActivateError, QueuePosition, VirtioDevice,
+    VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
 use request::{MAX_SEGMENTS, MAX_ZERO_SECTORS, SECTOR_SIZE};
 use worker::{BlockWorker, WorkerContext};
@@ -43,7 +43,7 @@ pub struct VirtioBlk {
     config: Vec<u8>,
     queue_sizes: Vec<u16>,
     id: Vec<u8>,
-    worker: Option<BlockWorker>,
+    worker: Option<(BlockWorker, Arc<Mutex<Vec<QueuePosition>>>)>,
 }
 
 /// Errors building the device.
@@ -137,9 +137,11 @@ impl VirtioDevice for VirtioBlk {
         if ctx.queues.is_empty() {
             return Err(ActivateError::BadQueues(0));
         }
+        let positions = Arc::new(Mutex::new(worker::positions_of(&ctx.queues)));
         let worker = BlockWorker::start(WorkerContext {
             label: self.label.clone(),
             mem: ctx.mem,
+            positions: positions.clone(),
             queues: ctx.queues,
             disk: self.disk.clone(),
             id: self.id.clone(),
@@ -147,14 +149,18 @@ impl VirtioDevice for VirtioBlk {
             writethrough: ctx.acked_features & bit(VIRTIO_BLK_F_FLUSH) == 0,
         })
         .map_err(|e| ActivateError::Host(format!("worker thread: {e}")))?;
-        self.worker = Some(worker);
+        self.worker = Some((worker, positions));
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(worker) = self.worker.take() {
+        if let Some((worker, _)) = self.worker.take() {
             worker.stop();
         }
+    }
+
+    fn queue_positions(&self) -> Option<Vec<QueuePosition>> {
+        self.worker.as_ref().map(|(_, p)| crate::bus::lock(p).clone())
     }
 }
 

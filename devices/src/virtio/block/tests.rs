@@ -95,9 +95,13 @@ fn the_worker_serves_kicks_and_signals_completions() {
     let mut got = vec![0u8; 512];
     mem.read_slice(&mut got, GuestAddress(0x20_0000)).unwrap();
     assert_eq!(got, data[1536..2048]);
+    // The worker's place in the queue, for snapshots.
+    let pos = dev.queue_positions().unwrap();
+    assert_eq!(pos, [crate::virtio::QueuePosition { index: 0, next_avail: 1, next_used: 1 }]);
     // Reset stops the worker; the image stays for the next activation.
     dev.reset();
     assert!(dev.worker.is_none());
+    assert_eq!(dev.queue_positions(), None);
     assert_eq!(lock(&dev.disk).size(), 4096);
 }
 

@@ -18,7 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::request;
 use crate::bus::lock;
-use crate::virtio::{ActiveQueue, VirtioInterrupt, VirtioInterruptKind};
+use crate::virtio::{ActiveQueue, QueuePosition, VirtioInterrupt, VirtioInterruptKind};
 
 const KILL_TOKEN: u64 = u64::MAX;
 
@@ -44,6 +44,21 @@ pub struct WorkerContext {
     pub interrupt: Arc<dyn VirtioInterrupt>,
     /// Make every write durable before it completes (the driver did not negotiate flushes).
     pub writethrough: bool,
+    /// Where the worker is in each queue; locked for the whole of each batch of work, so a
+    /// reader sees the positions between two batches.
+    pub positions: Arc<Mutex<Vec<QueuePosition>>>,
+}
+
+/// The positions of `queues` now.
+pub fn positions_of(queues: &[ActiveQueue]) -> Vec<QueuePosition> {
+    queues
+        .iter()
+        .map(|q| QueuePosition {
+            index: q.index,
+            next_avail: q.queue.next_avail(),
+            next_used: q.queue.next_used(),
+        })
+        .collect()
 }
 
 impl BlockWorker {
@@ -115,11 +130,27 @@ fn run(epoll: Epoll, mut ctx: WorkerContext) {
 /// Executes every available request of queue `i`; false if the queue is broken (the device
 /// then asks the driver for a reset and ignores the queue until it gets one).
 fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
-    let WorkerContext { label, mem, queues, disk, id, interrupt, writethrough } = ctx;
-    let q = &mut queues[i];
+    let WorkerContext { label, mem, queues, disk, id, interrupt, writethrough, positions } = ctx;
+    let mut positions = lock(positions);
+    let result = serve_batch(label, mem, &mut queues[i], disk, id, interrupt.as_ref(), *writethrough);
+    if let Some(p) = positions.get_mut(i) {
+        *p = positions_of(std::slice::from_ref(&queues[i]))[0];
+    }
+    result
+}
+
+fn serve_batch(
+    label: &str,
+    mem: &GuestMemoryMmap,
+    q: &mut ActiveQueue,
+    disk: &Mutex<Box<dyn DiskImage>>,
+    id: &[u8],
+    interrupt: &dyn VirtioInterrupt,
+    writethrough: bool,
+) -> bool {
     let mut used = 0usize;
     loop {
-        let chains: Vec<_> = match q.queue.iter(&*mem) {
+        let chains: Vec<_> = match q.queue.iter(mem) {
             Ok(iter) => iter.collect(),
             Err(e) => {
                 log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
@@ -133,8 +164,8 @@ fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
         used += chains.len();
         for chain in chains {
             let head = chain.head_index();
-            let done = request::execute(mem, chain, lock(disk).as_mut(), id, *writethrough);
-            if let Err(e) = q.queue.add_used(&*mem, head, done.used_len) {
+            let done = request::execute(mem, chain, lock(disk).as_mut(), id, writethrough);
+            if let Err(e) = q.queue.add_used(mem, head, done.used_len) {
                 log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
                 interrupt.needs_reset();
                 return false;
@@ -145,7 +176,7 @@ fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
         }
         // With event indexes: ask to be kicked for the next buffer, then look once more, so a
         // buffer made available in between is not left waiting for a kick that never comes.
-        match q.queue.enable_notification(&*mem) {
+        match q.queue.enable_notification(mem) {
             Ok(true) => continue,
             Ok(false) => break,
             Err(e) => {
@@ -158,7 +189,7 @@ fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
     if used == 0 {
         return true;
     }
-    match q.queue.needs_notification(&*mem) {
+    match q.queue.needs_notification(mem) {
         Ok(true) => interrupt.signal(VirtioInterruptKind::Queue(q.index)),
         Ok(false) => {}
         Err(e) => {

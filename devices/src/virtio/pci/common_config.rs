@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueState, QueueT};
 
 use super::super::status;
 
@@ -266,6 +266,64 @@ impl CommonConfig {
         }
     }
 
+    /// The state for a snapshot (queue positions are the device's; see `QueuePosition`).
+    pub fn save(&self, vectors: &Vectors) -> CommonConfigState {
+        CommonConfigState {
+            device_feature_select: self.device_feature_select,
+            driver_feature_select: self.driver_feature_select,
+            driver_features: self.driver_features,
+            status: self.status,
+            config_generation: self.config_generation,
+            queue_select: self.queue_select,
+            queues: self
+                .queues
+                .iter()
+                .map(|q| QueueConfigState {
+                    size: q.size(),
+                    ready: q.ready(),
+                    desc_table: q.desc_table(),
+                    avail_ring: q.avail_ring(),
+                    used_ring: q.used_ring(),
+                })
+                .collect(),
+            config_vector: vectors.config.load(Ordering::SeqCst),
+            queue_vectors: vectors.queues.iter().map(|v| v.load(Ordering::SeqCst)).collect(),
+        }
+    }
+
+    /// Takes a saved state; an error (and nothing changed) if it does not fit this device.
+    pub fn restore(&mut self, s: &CommonConfigState, vectors: &Vectors) -> Result<(), String> {
+        if s.queues.len() != self.queues.len() || s.queue_vectors.len() != vectors.queues.len() {
+            return Err(format!("{} queues saved, the device has {}", s.queues.len(), self.queues.len()));
+        }
+        let mut queues = Vec::with_capacity(s.queues.len());
+        for (i, (q, saved)) in self.queues.iter().zip(&s.queues).enumerate() {
+            let state = QueueState {
+                max_size: q.max_size(),
+                size: saved.size,
+                ready: saved.ready,
+                desc_table: saved.desc_table,
+                avail_ring: saved.avail_ring,
+                used_ring: saved.used_ring,
+                ..Default::default()
+            };
+            queues.push(Queue::try_from(state).map_err(|e| format!("queue {i}: {e}"))?);
+        }
+        self.queues = queues;
+        self.device_feature_select = s.device_feature_select;
+        self.driver_feature_select = s.driver_feature_select;
+        self.driver_features = s.driver_features;
+        self.status = s.status;
+        self.config_generation = s.config_generation;
+        self.queue_select = s.queue_select;
+        let vector = |v: u16| if v < self.msix_count { v } else { NO_VECTOR };
+        vectors.config.store(vector(s.config_vector), Ordering::SeqCst);
+        for (v, saved) in vectors.queues.iter().zip(&s.queue_vectors) {
+            v.store(vector(*saved), Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// Whether the driver accepted only features the device offered, including VERSION_1.
     pub fn features_acceptable(&self) -> bool {
         self.driver_features & !self.device_features == 0
@@ -294,6 +352,44 @@ fn apply_queue(q: &mut Queue, field: Field, value: u32) {
         Field::QueueDeviceHi => q.set_used_ring_address(None, Some(value)),
         _ => {}
     }
+}
+
+/// A queue's configuration as the driver set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueConfigState {
+    /// Size the driver chose.
+    pub size: u16,
+    /// Enabled.
+    pub ready: bool,
+    /// Descriptor table address.
+    pub desc_table: u64,
+    /// Available (driver) ring address.
+    pub avail_ring: u64,
+    /// Used (device) ring address.
+    pub used_ring: u64,
+}
+
+/// The common configuration's state, for snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommonConfigState {
+    /// Device feature word selector.
+    pub device_feature_select: u32,
+    /// Driver feature word selector.
+    pub driver_feature_select: u32,
+    /// Features the driver wrote.
+    pub driver_features: u64,
+    /// Device status.
+    pub status: u8,
+    /// Configuration generation.
+    pub config_generation: u8,
+    /// Queue selector.
+    pub queue_select: u16,
+    /// Each queue's configuration.
+    pub queues: Vec<QueueConfigState>,
+    /// Configuration-change MSI-X vector.
+    pub config_vector: u16,
+    /// Each queue's MSI-X vector.
+    pub queue_vectors: Vec<u16>,
 }
 
 #[cfg(test)]
@@ -418,6 +514,37 @@ mod tests {
         assert_eq!(c.write(u64::MAX, &[1], &v), None);
         c.write(0x13, &[0xff, 0x07], &v); // num_queues high byte and status
         assert_eq!(r16(&c, &v, 0x12), 2);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let (mut c, v) = cfg();
+        w32(&mut c, &v, 0x0c, 5);
+        w16(&mut c, &v, 0x16, 1);
+        w16(&mut c, &v, 0x18, 16);
+        c.write(0x20, &0x1_0000_1000u64.to_le_bytes(), &v);
+        w16(&mut c, &v, 0x1a, 2);
+        w16(&mut c, &v, 0x1c, 1);
+        w16(&mut c, &v, 0x10, 1);
+        c.status = 0xf;
+        let saved = c.save(&v);
+        let json = serde_json::to_string(&saved).unwrap();
+        let (mut d, dv) = cfg();
+        d.restore(&serde_json::from_str(&json).unwrap(), &dv).unwrap();
+        assert_eq!(d.save(&dv), saved);
+        assert_eq!(
+            (d.queues[1].size(), d.queues[1].desc_table(), d.queues[1].ready()),
+            (16, 0x1_0000_1000, true)
+        );
+        // Another queue count, or a size the queue cannot take, is refused and changes nothing.
+        let mut bad = saved.clone();
+        bad.queues.pop();
+        assert!(d.restore(&bad, &dv).is_err());
+        let mut bad = saved.clone();
+        bad.queues[0].size = 1000;
+        let (mut e, ev) = cfg();
+        assert!(e.restore(&bad, &ev).is_err());
+        assert_eq!(e.status, 0);
     }
 
     #[test]

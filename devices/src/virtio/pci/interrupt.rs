@@ -50,6 +50,19 @@ impl VirtioPciInterrupt {
         self.needs_reset.load(Ordering::SeqCst)
     }
 
+    /// The ISR bits and the reset request, for a snapshot.
+    pub fn state(&self) -> (u8, bool) {
+        (self.isr.load(Ordering::SeqCst), self.needs_reset.load(Ordering::SeqCst))
+    }
+
+    /// Takes saved ISR bits and reset request; INTx follows the ISR bits when MSI-X is off.
+    pub fn restore(&self, isr: u8, needs_reset: bool) {
+        self.isr.store(isr, Ordering::SeqCst);
+        self.needs_reset.store(needs_reset, Ordering::SeqCst);
+        let msix = lock(&self.msix).enabled();
+        self.intx.set_level(isr != 0 && !msix);
+    }
+
     /// A device reset: no pending ISR bits, INTx low, no reset request.
     pub fn reset(&self) {
         self.isr.store(0, Ordering::SeqCst);

@@ -30,12 +30,14 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::bus::lock;
 use crate::interrupt::MsiVectors;
 use crate::irq::IrqLine;
-use crate::pci::msix::{MsixTable, MSIX_CAP_ID};
+use crate::pci::msix::{MsixState, MsixTable, MSIX_CAP_ID};
 use crate::pci::{BarKind, PciBarRange, PciConfigSpace, PciDevice};
+use crate::persist::{Persist, PersistError};
 use crate::virtio::{
-    device_type, status, ActivateContext, ActiveQueue, VirtioDevice, VirtioInterrupt, VIRTIO_F_RING_EVENT_IDX,
+    device_type, status, ActivateContext, ActiveQueue, QueuePosition, VirtioDevice, VirtioInterrupt,
+    VIRTIO_F_RING_EVENT_IDX,
 };
-use common_config::{CommonConfig, Vectors, COMMON_CONFIG_LEN};
+use common_config::{CommonConfig, CommonConfigState, Vectors, COMMON_CONFIG_LEN};
 use interrupt::VirtioPciInterrupt;
 
 /// The virtio PCI vendor ID.
@@ -220,11 +222,13 @@ impl VirtioPciDevice {
                 self.interrupt.needs_reset();
                 return;
             }
-            self.activate();
+            self.activate(&[]);
         }
     }
 
-    fn activate(&mut self) {
+    /// Hands the enabled queues to the device, each starting at its saved position if
+    /// `positions` has one (a restored snapshot) or at the beginning.
+    fn activate(&mut self, positions: &[QueuePosition]) {
         let acked = self.common.driver_features;
         let mut queues = Vec::new();
         for (index, q) in self.common.queues.iter_mut().enumerate() {
@@ -247,7 +251,12 @@ impl VirtioPciDevice {
             };
             // The device gets its own copy of the validated configuration (the transport's
             // stays frozen until a reset).
-            let queue = match Queue::try_from(q.state()) {
+            let mut state = q.state();
+            if let Some(p) = positions.iter().find(|p| usize::from(p.index) == index) {
+                state.next_avail = p.next_avail;
+                state.next_used = p.next_used;
+            }
+            let queue = match Queue::try_from(state) {
                 Ok(queue) => queue,
                 Err(e) => {
                     log::warn!("{}: queue {index}: {e}", self.label);
@@ -371,6 +380,72 @@ impl PciDevice for VirtioPciDevice {
                 kick.try_clone().ok().map(|fd| (offset, fd))
             })
             .collect()
+    }
+}
+
+/// A virtio-pci function's state, for snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioPciState {
+    /// Configuration space registers.
+    pub config: Vec<u32>,
+    /// Common configuration: negotiation, status, queues, vectors.
+    pub common: CommonConfigState,
+    /// ISR status bits.
+    pub isr: u8,
+    /// The device asked for a reset.
+    pub needs_reset: bool,
+    /// MSI-X table and pending bits.
+    pub msix: MsixState,
+    /// The device was serving its queues.
+    pub active: bool,
+    /// Where the device was in each active queue.
+    pub positions: Vec<QueuePosition>,
+}
+
+impl Persist for VirtioPciDevice {
+    type State = VirtioPciState;
+
+    fn save(&self) -> Result<VirtioPciState, PersistError> {
+        let positions = if self.active {
+            self.device.queue_positions().ok_or_else(|| PersistError::Unsupported(self.label.clone()))?
+        } else {
+            Vec::new()
+        };
+        let (isr, needs_reset) = self.interrupt.state();
+        Ok(VirtioPciState {
+            config: self.config.registers(),
+            common: self.common.save(&self.vectors),
+            isr,
+            needs_reset,
+            msix: lock(&self.msix).state(),
+            active: self.active,
+            positions,
+        })
+    }
+
+    fn restore(&mut self, s: &VirtioPciState) -> Result<(), PersistError> {
+        let mismatch = |why: String| PersistError::Mismatch { device: self.label.clone(), why };
+        if s.config.len() != self.config.registers().len() {
+            return Err(mismatch(format!("{} configuration registers", s.config.len())));
+        }
+        if s.msix.entries.len() != lock(&self.msix).len() {
+            return Err(mismatch(format!("{} MSI-X entries", s.msix.entries.len())));
+        }
+        if self.active {
+            self.device.reset();
+            self.active = false;
+        }
+        self.common.restore(&s.common, &self.vectors).map_err(mismatch)?;
+        self.config.set_registers(&s.config);
+        lock(&self.msix).restore(&s.msix);
+        self.interrupt.restore(s.isr, s.needs_reset);
+        if s.active {
+            self.activate(&s.positions);
+            if !self.active {
+                return Err(PersistError::Resume { device: self.label.clone(), why: "see the log".into() });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -44,6 +44,15 @@ impl VirtioDevice for Probe {
     fn reset(&mut self) {
         self.resets.fetch_add(1, Ordering::SeqCst);
     }
+    fn queue_positions(&self) -> Option<Vec<crate::virtio::QueuePosition>> {
+        let active = self.activations.lock().unwrap().last().map(|a| a.1.clone()).unwrap_or_default();
+        Some(
+            active
+                .iter()
+                .map(|&index| crate::virtio::QueuePosition { index, next_avail: 7, next_used: 5 })
+                .collect(),
+        )
+    }
 }
 
 struct Rig {
@@ -271,4 +280,34 @@ fn device_config_and_odd_accesses() {
     r.w(MSIX_PBA_OFFSET, &[0xff; 8]);
     assert_eq!(r.r(MSIX_PBA_OFFSET, 8), 0);
     assert_eq!(r.r(0x38, 4), 0, "past the common configuration");
+}
+
+#[test]
+fn state_round_trips_and_restarts_the_device() {
+    use crate::persist::{round_trip, Persist};
+    let mut r = rig();
+    let msix = capabilities(&r.dev).into_iter().find(|c| c.1 == MSIX_CAP_ID).unwrap().0;
+    r.w(MSIX_TABLE_OFFSET, &0xfee0_0000u32.to_le_bytes());
+    r.w(MSIX_TABLE_OFFSET + 8, &0x41u32.to_le_bytes());
+    r.dev.config_write(msix / 4, 2, &0x8000u16.to_le_bytes());
+    r.w(0x16, &1u16.to_le_bytes());
+    r.w(0x1a, &0u16.to_le_bytes());
+    r.queue(1, 0x1000);
+    r.negotiate(VIRTIO_F_VERSION_1 | VIRTIO_F_RING_EVENT_IDX);
+    r.driver_ok();
+    let mut fresh = rig();
+    let state = round_trip(&r.dev, &mut fresh.dev);
+    assert!(state.active);
+    assert_eq!(state.positions, [crate::virtio::QueuePosition { index: 1, next_avail: 7, next_used: 5 }]);
+    // The restored function runs its device again with the negotiated features.
+    assert_eq!(*fresh.activations.lock().unwrap(), [(VIRTIO_F_VERSION_1 | VIRTIO_F_RING_EVENT_IDX, vec![1])]);
+    assert_eq!(fresh.r(0x14, 1) as u8 & status::DRIVER_OK, status::DRIVER_OK);
+    assert_eq!(fresh.msi.route(0).map(|m| m.data), Some(0x41), "MSI-X routes are back");
+    // A state from another device shape is refused.
+    let mut other = state.clone();
+    other.msix.entries.pop();
+    assert!(fresh.dev.restore(&other).is_err());
+    let mut other = state;
+    other.common.queues.pop();
+    assert!(fresh.dev.restore(&other).is_err());
 }
