@@ -4,13 +4,14 @@
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
 //! virtio-net interfaces, host PCI devices, an empty CD-ROM drive, more than one CD-ROM, a
-//! virtio CD-ROM, more than three IDE disks, IDE disks on a direct-boot machine without
-//! interfaces, and turning ACPI or the APIC off. Virtio disks are virtio-blk PCI functions, so
-//! a direct kernel boot with them runs on the PC machine as below.
+//! virtio CD-ROM, more than three IDE disks, IDE disks or a CD-ROM on a direct-boot machine
+//! without interfaces, and turning ACPI or the APIC off.
 //!
-//! Network interfaces are e1000 NICs on the taps the daemon made (`--nic tap=..,mac=..`),
-//! and the VNC server shows the standard VGA card; both exist only on the PC machine (the
-//! direct machine has no PCI bus): a direct kernel boot with interfaces or VNC becomes
+//! Virtio disks are virtio-blk PCI functions (`--disk PATH,format=..,bus=virtio`), which both
+//! machines have: a direct kernel boot with them stays on the direct machine, which then gets
+//! a PCI bus. Network interfaces are e1000 NICs on the taps the daemon made
+//! (`--nic tap=..,mac=..`), and the VNC server shows the standard VGA card; both exist only on
+//! the PC machine: a direct kernel boot with interfaces or VNC becomes
 //! `--machine pc --kernel K [--initramfs I] [--cmdline C]`, the PC machine booting the kernel
 //! through fw_cfg. Like libvirt, which adds a video card to a domain with `<graphics>`, a VNC
 //! server implies the VGA card.
@@ -80,25 +81,27 @@ pub fn vmm_args(
         def.vcpus.to_string().into(),
     ];
     match &def.os {
-        Os::Direct { kernel, initrd, cmdline }
-            if !def.interfaces.is_empty()
-                || vnc.is_some()
-                || def.disks.iter().any(|d| d.bus == DiskBus::Virtio) =>
-        {
+        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() || vnc.is_some() => {
             args.extend(["--machine".into(), "pc".into()]);
             kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
             pc_args(def, &mut args)?;
             vga_arg(def, &mut args);
         }
         Os::Direct { kernel, initrd, cmdline } => {
-            if let Some(i) = def.disks.iter().position(|d| d.bus == DiskBus::Ide) {
-                return Err(unsupported(
-                    format!("disks[{i}] ({})", def.disks[i].target),
-                    "a direct-boot machine has no IDE controller; use os.machine \"pc\"",
-                ));
+            for (i, d) in def.disks.iter().enumerate() {
+                let why = match (d.device, d.bus) {
+                    (DiskDevice::Cdrom, _) => {
+                        "a direct-boot machine has no CD-ROM drive; use os.machine \"pc\""
+                    }
+                    (_, DiskBus::Ide) => "a direct-boot machine has no IDE controller; use os.machine \"pc\"",
+                    _ => continue,
+                };
+                return Err(unsupported(format!("disks[{i}] ({})", d.target), why));
             }
             args.extend(["--machine".into(), "direct".into()]);
             kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
+            // Only virtio disks are left: the direct machine puts them on its PCI bus.
+            pc_args(def, &mut args)?;
         }
         Os::Pc { boot } => {
             args.extend(["--machine".into(), "pc".into()]);
@@ -303,11 +306,23 @@ mod tests {
         def.disks.push(disk("/i/h.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
         let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
         assert!(args.contains("--machine pc --disk /i/h.img,format=raw --disk /i/v1.img"), "{args}");
-        // A direct kernel boot with a virtio disk runs on the PC machine (virtio is on PCI).
+        // A direct kernel boot with virtio disks stays on the direct machine, which has PCI.
         def.disks.truncate(2);
         def.os =
             Os::Direct { kernel: "/k/vmlinuz".into(), initrd: None, cmdline: Some("root=/dev/vda".into()) };
         let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
+        assert!(
+            args.starts_with(
+                "--memory 512M --cpus 1 --machine direct --kernel /k/vmlinuz --cmdline root=/dev/vda \
+                 --disk /i/v1.img,format=raw,bus=virtio,readonly --disk /i/v2.qcow2,format=qcow2,bus=virtio \
+                 --serial "
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("--vga"), "{args}");
+        // With an interface it moves to the PC machine, virtio disks and all.
+        def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
+        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()], None).unwrap()).join(" ");
         assert!(
             args.contains("--machine pc --kernel /k/vmlinuz --cmdline root=/dev/vda --disk /i/v1.img"),
             "{args}"
@@ -481,6 +496,14 @@ mod tests {
                     d.disks.push(disk("/x", DiskBus::Ide, DiskDevice::Disk, "hda"));
                 }),
                 "disks[0] (hda)",
+            ),
+            (
+                Box::new(|d| {
+                    d.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: None };
+                    d.disks.push(disk("/v", DiskBus::Virtio, DiskDevice::Disk, "vda"));
+                    d.disks.push(disk("/x.iso", DiskBus::Ide, DiskDevice::Cdrom, "hdc"));
+                }),
+                "disks[1] (hdc)",
             ),
         ];
         for (change, device) in cases {

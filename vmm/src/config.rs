@@ -474,6 +474,36 @@ impl VmConfig {
 type PcParts = (PathBuf, Vec<DiskConfig>, Option<PathBuf>, Vec<BootDevice>, bool);
 
 impl VmConfig {
+    /// At most 3 IDE and 16 virtio disks, each an image that can be opened.
+    fn validate_disks(disks: &[DiskConfig]) -> Result<(), ConfigError> {
+        let ide = disks.iter().filter(|d| d.bus == pc_config::DiskBus::Ide).count();
+        if ide > pc_config::MAX_IDE_DISKS {
+            return Err(ConfigError::new(
+                "disk",
+                format!(
+                    "{ide} IDE disks given; IDE takes at most {} (attach more with bus=virtio)",
+                    pc_config::MAX_IDE_DISKS
+                ),
+            ));
+        }
+        if disks.len() - ide > pc_config::MAX_VIRTIO_DISKS {
+            return Err(ConfigError::new(
+                "disk",
+                format!(
+                    "{} virtio disks given; at most {} fit",
+                    disks.len() - ide,
+                    pc_config::MAX_VIRTIO_DISKS
+                ),
+            ));
+        }
+        for d in disks {
+            pc_config::check_image("disk", &d.path)?;
+        }
+        Ok(())
+    }
+}
+
+impl VmConfig {
     /// A kernel on the PC machine: the option ROM is there, and the kernel, initramfs and
     /// command line fit the BIOS boot (checked as the boot will do it); returns the ROM.
     fn validate_pc_kernel(
@@ -526,14 +556,15 @@ impl VmConfig {
         Ok(rom)
     }
 
-    /// The PC-machine fields: refused on the direct machine, checked and defaulted on pc.
+    /// The PC-machine fields: refused on the direct machine (which takes virtio disks only),
+    /// checked and defaulted on pc.
     fn validate_pc(file: &VmConfigFile, machine: MachineKind) -> Result<PcParts, ConfigError> {
         let disks = file.disks.clone().unwrap_or_default();
         if machine == MachineKind::Direct {
             let given = [
                 ("firmware", file.firmware.is_some()),
                 ("linuxboot-rom", file.linuxboot_rom.is_some()),
-                ("disk", !disks.is_empty()),
+                ("disk", disks.iter().any(|d| d.bus == pc_config::DiskBus::Ide)),
                 ("cdrom", file.cdrom.is_some()),
                 ("boot", file.boot.is_some()),
                 ("vga", file.vga == Some(true)),
@@ -541,7 +572,8 @@ impl VmConfig {
             if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::new(*field, "needs the BIOS machine; add --machine pc"));
             }
-            return Ok((PathBuf::new(), Vec::new(), None, Vec::new(), false));
+            Self::validate_disks(&disks)?;
+            return Ok((PathBuf::new(), disks, None, Vec::new(), false));
         }
         let firmware = file.firmware.clone().unwrap_or_else(|| PathBuf::from(pc_config::DEFAULT_FIRMWARE));
         let f = check_readable("firmware", &firmware)?;
@@ -557,29 +589,7 @@ impl VmConfig {
                 ),
             ));
         }
-        let ide = disks.iter().filter(|d| d.bus == pc_config::DiskBus::Ide).count();
-        if ide > pc_config::MAX_IDE_DISKS {
-            return Err(ConfigError::new(
-                "disk",
-                format!(
-                    "{ide} IDE disks given; IDE takes at most {} (attach more with bus=virtio)",
-                    pc_config::MAX_IDE_DISKS
-                ),
-            ));
-        }
-        if disks.len() - ide > pc_config::MAX_VIRTIO_DISKS {
-            return Err(ConfigError::new(
-                "disk",
-                format!(
-                    "{} virtio disks given; at most {} fit",
-                    disks.len() - ide,
-                    pc_config::MAX_VIRTIO_DISKS
-                ),
-            ));
-        }
-        for d in &disks {
-            pc_config::check_image("disk", &d.path)?;
-        }
+        Self::validate_disks(&disks)?;
         if let Some(c) = &file.cdrom {
             pc_config::check_image("cdrom", c)?;
         }
@@ -756,6 +766,38 @@ mod tests {
         assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
         let e = VmConfigFile::parse(r#"{"machine": "q35"}"#).unwrap_err();
         assert!(e.contains("use pc") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn direct_machine_takes_virtio_disks_only() {
+        let field = |f: VmConfigFile| VmConfig::validate(f, HOST).unwrap_err();
+        let disk = tmp("vda.img", &[0; 512]);
+        let virtio = |p: &Path| DiskConfig { bus: crate::pc_config::DiskBus::Virtio, ..DiskConfig::new(p) };
+        let c = VmConfig::validate(VmConfigFile { disks: Some(vec![virtio(&disk)]), ..with_kernel() }, HOST)
+            .unwrap();
+        assert_eq!(c.machine, MachineKind::Direct, "--kernel still means the direct machine");
+        assert_eq!((c.disks.len(), c.disks[0].bus), (1, crate::pc_config::DiskBus::Virtio));
+        assert!(c.boot.is_empty() && c.cdrom.is_none() && !c.vga);
+        // IDE disks and the CD-ROM need the BIOS machine, virtio disks or not.
+        let mixed = Some(vec![virtio(&disk), DiskConfig::new(disk.clone())]);
+        let e = field(VmConfigFile { disks: mixed, ..with_kernel() });
+        assert_eq!(
+            (e.field.as_str(), e.to_string().contains("needs the BIOS machine")),
+            ("disk", true),
+            "{e}"
+        );
+        let e = field(VmConfigFile {
+            disks: Some(vec![virtio(&disk)]),
+            cdrom: Some(disk.clone()),
+            ..with_kernel()
+        });
+        assert_eq!(e.field, "cdrom");
+        // The virtio limits and image checks of the PC machine.
+        let e = field(VmConfigFile { disks: Some(vec![virtio(&disk); 17]), ..with_kernel() });
+        assert!(e.field == "disk" && e.to_string().contains("at most 16"), "{e}");
+        let e =
+            field(VmConfigFile { disks: Some(vec![virtio(Path::new("/nonexistent.img"))]), ..with_kernel() });
+        assert_eq!(e.field, "disk");
     }
 
     #[test]

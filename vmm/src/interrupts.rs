@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The KVM side of the devices' interrupt traits: MSI vectors as GSI routes with an irqfd
-//! each ([`GsiRouting`]), and doorbells as ioeventfds ([`KvmIoEvents`]).
+//! each ([`GsiRouting`]), doorbells as ioeventfds ([`KvmIoEvents`]), and level-triggered
+//! inputs shared by several PCI interrupt pins ([`SharedLevelLines`]).
 //!
 //! KVM keeps one routing table per VM and replaces it whole on every change, so the table is
 //! kept here: the routes KVM_CREATE_IRQCHIP installed (PIC and IOAPIC pins), which must be
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use devices::interrupt::{
     InterruptError, InterruptManager, IoEventAddress, IoEventRegistrar, MsiMessage, MsiVectors,
 };
+use devices::irq::IrqLine;
 use hypervisor::{IrqRoute, Vm};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -192,5 +194,131 @@ impl IoEventRegistrar for KvmIoEvents {
 
     fn unregister(&self, addr: IoEventAddress, fd: &EventFd) -> Result<(), InterruptError> {
         self.0.unregister_ioeventfd(fd, hv_addr(addr), None).map_err(host)
+    }
+}
+
+/// Level-triggered interrupt inputs shared by several sources (PCI INTx pins wired straight
+/// to IOAPIC inputs on the direct machine): an input is high while any of its sources is.
+/// KVM keeps one level per input for all of user space, so sources cannot drive it directly
+/// without one lowering what another raised.
+pub struct SharedLevelLines {
+    inputs: Vec<Arc<dyn IrqLine>>,
+    state: Mutex<SharedState>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    /// The input of each source, by source number.
+    input_of: Vec<usize>,
+    /// The level of each source.
+    high: Vec<bool>,
+    /// The level driven on each input now.
+    driven: Vec<bool>,
+}
+
+/// One source on a [`SharedLevelLines`] input.
+struct SharedSource {
+    lines: Arc<SharedLevelLines>,
+    id: usize,
+}
+
+impl SharedLevelLines {
+    /// Sharing of `inputs`, all low.
+    pub fn new(inputs: Vec<Arc<dyn IrqLine>>) -> Arc<Self> {
+        let driven = vec![false; inputs.len()];
+        Arc::new(SharedLevelLines { inputs, state: Mutex::new(SharedState { driven, ..Default::default() }) })
+    }
+
+    /// A new source on input `input`, or `None` if there is no such input.
+    pub fn source(self: &Arc<Self>, input: usize) -> Option<Arc<dyn IrqLine>> {
+        if input >= self.inputs.len() {
+            return None;
+        }
+        let mut s = devices::bus::lock(&self.state);
+        s.input_of.push(input);
+        s.high.push(false);
+        Some(Arc::new(SharedSource { lines: self.clone(), id: s.input_of.len() - 1 }))
+    }
+
+    fn set(&self, id: usize, high: bool) {
+        let mut guard = devices::bus::lock(&self.state);
+        let s = &mut *guard;
+        let (Some(&input), Some(level)) = (s.input_of.get(id), s.high.get_mut(id)) else { return };
+        *level = high;
+        let any = s.input_of.iter().zip(&s.high).any(|(&i, &h)| i == input && h);
+        if s.driven[input] != any {
+            s.driven[input] = any;
+            // Under the lock, so two sources' changes reach the input in order.
+            self.inputs[input].set_level(any);
+        }
+    }
+}
+
+impl IrqLine for SharedSource {
+    fn pulse(&self) {
+        self.lines.set(self.id, true);
+        self.lines.set(self.id, false);
+    }
+
+    fn set_level(&self, high: bool) {
+        self.lines.set(self.id, high);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Records the level and counts the changes.
+    #[derive(Default)]
+    struct Input {
+        high: Mutex<bool>,
+        changes: AtomicUsize,
+    }
+
+    impl IrqLine for Input {
+        fn pulse(&self) {}
+        fn set_level(&self, high: bool) {
+            *self.high.lock().unwrap() = high;
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_shared_input_is_high_while_any_source_is() {
+        let inputs: Vec<Arc<Input>> = (0..2).map(|_| Arc::new(Input::default())).collect();
+        let lines = SharedLevelLines::new(inputs.iter().map(|i| i.clone() as Arc<dyn IrqLine>).collect());
+        let (a, b, c) = (lines.source(0).unwrap(), lines.source(0).unwrap(), lines.source(1).unwrap());
+        assert!(lines.source(2).is_none());
+        let level = |i: usize| *inputs[i].high.lock().unwrap();
+        let changes = |i: usize| inputs[i].changes.load(Ordering::SeqCst);
+        a.set_level(true);
+        b.set_level(true);
+        assert!(level(0) && !level(1));
+        assert_eq!(changes(0), 1, "already high");
+        a.set_level(false);
+        assert!(level(0), "b still holds it");
+        b.set_level(false);
+        assert!(!level(0));
+        c.set_level(true);
+        assert!(level(1) && !level(0));
+        c.set_level(true);
+        assert_eq!(changes(1), 1);
+        // A pulse is a high-low pair on the input, unless another source holds it high.
+        a.pulse();
+        assert_eq!((level(0), changes(0)), (false, 4));
+        b.set_level(true);
+        a.pulse();
+        assert_eq!((level(0), changes(0)), (true, 5));
+    }
+
+    #[test]
+    fn direct_machine_inta_pins_land_on_distinct_inputs_for_eight_slots() {
+        use arch::x86_64::acpi::{pci_intx_gsi, PCI_INTX_FIRST_GSI, PCI_INTX_GSIS};
+        let inputs: Vec<u32> = (1u8..9).map(|slot| pci_intx_gsi(slot, 0) - PCI_INTX_FIRST_GSI).collect();
+        assert!(inputs.iter().all(|&i| i < PCI_INTX_GSIS));
+        assert_eq!(inputs.iter().collect::<std::collections::BTreeSet<_>>().len(), 8);
     }
 }

@@ -2,6 +2,12 @@
 //! One boot of the VM: guest memory, interrupt controllers, devices, firmware tables, the
 //! kernel, and the vCPU threads; torn down completely when the boot ends (a reset builds it
 //! all again, as a power cycle would).
+//!
+//! The direct machine gets a PCI bus when it has virtio disks: the i440FX host bridge at
+//! 00:00.0 (Linux looks for a host bridge before it trusts configuration mechanism #1) and a
+//! virtio-blk function per disk from slot 1 on, their BARs placed by the VMM (there is no
+//! firmware to do it) in the windows the DSDT describes, INTA# of slot `s` on IOAPIC input
+//! 16 + s mod 8 (`acpi::pci_intx_gsi`).
 
 use std::fs::File;
 use std::os::unix::thread::JoinHandleExt;
@@ -18,13 +24,19 @@ use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::port80::Port80;
 use devices::legacy::uart16550::{Uart16550, COM1_BASE, COM1_IRQ, UART_LEN};
 use devices::legacy::{PlatformControl, PlatformRequest};
+use devices::pci::bar_alloc::{BarAllocator, PciWindows};
+use devices::pci::bar_map::BarMapper;
+use devices::pci::config_io::{CONFIG_IO_BASE, CONFIG_IO_LEN};
+use devices::pci::i440fx::I440fx;
+use devices::pci::{PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
 use hypervisor::{CpuidEntry, Hypervisor, Vm};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
+use crate::interrupts::{GsiRouting, KvmIoEvents, SharedLevelLines};
 use crate::pc;
-use crate::pc_config::MachineKind;
+use crate::pc_config::{DiskBus, MachineKind};
 use crate::serial::SerialBackend;
 use crate::vcpu::{self, Buses, Outcome, RunState};
 
@@ -181,6 +193,88 @@ struct DirectDevices {
     buses: Buses,
     acpi_pm: Arc<Mutex<AcpiPm>>,
     keyboard: Arc<Mutex<I8042>>,
+    /// The PCI bus for the ACPI tables, if the machine has one.
+    pci: Option<acpi::PciHostBridge>,
+}
+
+/// I/O ports BARs may take on the direct machine (below are the legacy devices).
+const PCI_IO_WINDOW: std::ops::Range<u64> = 0x1000..0x1_0000;
+/// Size of the window above RAM for 64-bit BARs that do not fit below 4 GiB.
+const PCI_MEM64_SIZE: u64 = 64 << 30;
+
+/// The direct machine's BAR windows: I/O from 0x1000, memory from the PCI hole up to the
+/// IOAPIC, and 64-bit memory from the first GiB boundary above RAM (and 4 GiB).
+fn direct_pci_windows(layout: &layout::MemoryLayout) -> PciWindows {
+    let high = layout.ram_end().max(layout::RAM_ABOVE_4G_START).next_multiple_of(1 << 30);
+    PciWindows {
+        io: PCI_IO_WINDOW,
+        mem32: layout::PCI_HOLE_START..layout::IOAPIC_ADDR,
+        mem64: Some(high..high + PCI_MEM64_SIZE),
+    }
+}
+
+/// Moves BARs on the buses when the guest reprograms them.
+struct BarListener(BarMapper);
+
+impl PciConfigListener for BarListener {
+    fn config_written(&mut self, slot: (u8, u8), _reg: usize, dev: &SharedPciDevice) {
+        self.0.update(slot, dev);
+    }
+}
+
+/// The direct machine's PCI bus, if it has virtio disks: devices, BARs assigned and mapped,
+/// the configuration ports at 0xCF8. Returns what the DSDT describes.
+fn create_direct_pci(
+    vm: &Arc<dyn Vm>,
+    m: &Machine<'_>,
+    mem: &GuestMemoryMmap,
+    layout: &layout::MemoryLayout,
+    platform: &Arc<dyn PlatformControl>,
+    buses: &Buses,
+) -> Result<Option<acpi::PciHostBridge>, Error> {
+    if !m.config.disks.iter().any(|d| d.bus == DiskBus::Virtio) {
+        return Ok(None);
+    }
+    let mut root = PciRoot::new();
+    root.add(0, 0, Arc::new(Mutex::new(I440fx::new())));
+    let inputs = (0..acpi::PCI_INTX_GSIS)
+        .map(|i| Arc::new(KvmIrq::level(vm.clone(), acpi::PCI_INTX_FIRST_GSI + i)) as Arc<dyn IrqLine>)
+        .collect();
+    let intx = SharedLevelLines::new(inputs);
+    let inta = |slot: u8| {
+        let input = acpi::pci_intx_gsi(slot, 0) - acpi::PCI_INTX_FIRST_GSI;
+        intx.source(input as usize)
+            .ok_or_else(|| Error::Devices(format!("no interrupt input for slot {slot}")))
+    };
+    let interrupts = GsiRouting::new(vm.clone());
+    pc::virtio::attach_virtio_disks(&mut root, &m.config.disks, mem, &interrupts, 1, &inta)?;
+
+    let windows = direct_pci_windows(layout);
+    let mut allocator = BarAllocator::new(&windows);
+    let placed = allocator.assign_bus(&root).map_err(|e| Error::Devices(e.to_string()))?;
+    for a in &placed {
+        log::debug!("pci 00:{:02x}.{} BAR {}: {:#x} + {:#x}", a.slot.0, a.slot.1, a.index, a.address, a.size);
+    }
+    let mut bars = BarMapper::new(buses.pio.clone(), buses.mmio.clone(), None);
+    bars.set_ioevents(Arc::new(KvmIoEvents(vm.clone())));
+    for (slot, dev) in root.devices() {
+        bars.update(slot, dev);
+    }
+    let mut config_io = PciConfigIo::new(root);
+    config_io.set_listener(Box::new(BarListener(bars)));
+    config_io.set_reset_control(platform.clone());
+    buses
+        .pio
+        .insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
+        .map_err(bus_err)?;
+    // The windows fit their descriptors: the I/O window is below 64 KiB and the 32-bit one
+    // below the IOAPIC.
+    let (io, mem32) = (&windows.io, &windows.mem32);
+    Ok(Some(acpi::PciHostBridge {
+        io: io.start as u16..=(io.end - 1) as u16,
+        mem32: mem32.start as u32..=(mem32.end - 1) as u32,
+        mem64: windows.mem64.filter(|_| allocator.used_mem64()).map(|w| w.start..=w.end - 1),
+    }))
 }
 
 /// The devices every machine has: COM1, the i8042 with keyboard and mouse, the CMOS RTC and
@@ -216,26 +310,29 @@ pub(crate) fn create_legacy_devices(
 fn create_devices(
     vm: &Arc<dyn Vm>,
     m: &Machine<'_>,
+    mem: &GuestMemoryMmap,
     layout: &layout::MemoryLayout,
     state: &Arc<RunState>,
 ) -> Result<DirectDevices, Error> {
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
-    let pio = Bus::new();
-    let keyboard = create_legacy_devices(vm, m, layout, &platform, &pio)?.keyboard;
+    let buses = Buses { pio: Bus::new(), mmio: Bus::new() };
+    let keyboard = create_legacy_devices(vm, m, layout, &platform, &buses.pio)?.keyboard;
+    let pci = create_direct_pci(vm, m, mem, layout, &platform, &buses)?;
     let pm = Arc::new(Mutex::new(AcpiPm::new(sci, platform)));
-    pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), pm.clone()).map_err(bus_err)?;
-    Ok(DirectDevices { buses: Buses { pio, mmio: Bus::new() }, acpi_pm: pm, keyboard })
+    buses.pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), pm.clone()).map_err(bus_err)?;
+    Ok(DirectDevices { buses, acpi_pm: pm, keyboard, pci })
 }
 
 fn load_guest(
     mem: &GuestMemoryMmap,
     m: &Machine<'_>,
     layout: &layout::MemoryLayout,
+    pci: Option<&acpi::PciHostBridge>,
 ) -> Result<boot::KernelEntry, Error> {
     let cfg = m.config;
-    let rsdp = acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports(), None)
-        .map_err(|e| Error::Tables(e.to_string()))?;
+    let rsdp =
+        acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports(), pci).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
     let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
     let kernel_path =
@@ -401,11 +498,11 @@ pub fn run_boot(m: &Machine<'_>) -> Result<Outcome, Error> {
     let (buses, vcpus) = match &firmware {
         None => {
             map_memory(vm.as_ref(), &mem)?;
-            let devs = create_devices(&vm, m, &layout, &state)?;
+            let devs = create_devices(&vm, m, &mem, &layout, &state)?;
             pm = devs.acpi_pm;
             keyboard = devs.keyboard;
             let buses = devs.buses;
-            let vcpus = load_guest(&mem, m, &layout)
+            let vcpus = load_guest(&mem, m, &layout, devs.pci.as_ref())
                 .and_then(|entry| create_vcpus(vm.as_ref(), &mem, m, Some(entry)));
             (buses, vcpus)
         }

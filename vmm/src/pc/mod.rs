@@ -300,7 +300,14 @@ pub fn create_machine(
     }
 
     let interrupts = GsiRouting::new(vm.clone());
-    let virtio_disks = virtio::attach_virtio_disks(&mut root, &cfg.disks, mem, &interrupts, &router)?;
+    let virtio_disks = virtio::attach_virtio_disks(
+        &mut root,
+        &cfg.disks,
+        mem,
+        &interrupts,
+        virtio::FIRST_VIRTIO_SLOT,
+        &|slot| Ok(router.intx(slot, 1)),
+    )?;
 
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Virtio devices of the PC machine: each `--disk ...,bus=virtio` becomes a virtio-blk PCI
+//! Virtio devices of both machines: each `--disk ...,bus=virtio` becomes a virtio-blk PCI
 //! function in the first free slot, its MSI-X vectors on KVM GSI routes and its doorbells on
-//! ioeventfds.
+//! ioeventfds. The machine says where the INTx pin of each slot goes (a PIIX3 PIRQ on the PC
+//! machine, an IOAPIC input on the direct machine).
 
 use std::sync::{Arc, Mutex};
 
 use devices::interrupt::InterruptManager;
-use devices::pci::piix3::PirqRouter;
+use devices::irq::IrqLine;
 use devices::pci::PciRoot;
 use devices::virtio::block::{BlockOptions, VirtioBlk};
 use devices::virtio::pci::VirtioPciDevice;
@@ -15,8 +16,9 @@ use vm_memory::GuestMemoryMmap;
 use crate::pc_config::{DiskBus, DiskConfig};
 use crate::vm::Error;
 
-/// First slot tried for virtio devices (after the chipset, VGA and the e1000s).
-const FIRST_VIRTIO_SLOT: u8 = super::fw_cfg_data::NIC_SLOT + crate::pc_config::MAX_NICS as u8;
+/// First slot tried for virtio devices on the PC machine (after the chipset, VGA and the
+/// e1000s).
+pub const FIRST_VIRTIO_SLOT: u8 = super::fw_cfg_data::NIC_SLOT + crate::pc_config::MAX_NICS as u8;
 
 /// Where each virtio disk went: the index in `--disk` order and the PCI slot.
 pub struct VirtioDisk {
@@ -26,13 +28,15 @@ pub struct VirtioDisk {
     pub slot: u8,
 }
 
-/// Opens the virtio disks' images and puts a virtio-blk function for each on `root`.
+/// Opens the virtio disks' images and puts a virtio-blk function for each on `root`, in the
+/// free slots from `first_slot` on; `intx` gives the interrupt line of INTA# of a slot.
 pub fn attach_virtio_disks(
     root: &mut PciRoot,
     disks: &[DiskConfig],
     mem: &GuestMemoryMmap,
     interrupts: &dyn InterruptManager,
-    router: &Arc<PirqRouter>,
+    first_slot: u8,
+    intx: &dyn Fn(u8) -> Result<Arc<dyn IrqLine>, Error>,
 ) -> Result<Vec<VirtioDisk>, Error> {
     let mut placed = Vec::new();
     for (index, disk) in disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Virtio) {
@@ -45,12 +49,12 @@ pub fn attach_virtio_disks(
         let blk =
             VirtioBlk::new(&label, image, &options).map_err(|e| Error::Devices(format!("{name}: {e}")))?;
         let slot = root
-            .free_slot(FIRST_VIRTIO_SLOT)
+            .free_slot(first_slot)
             .ok_or_else(|| Error::Devices(format!("{name}: no free PCI slot left")))?;
         let vectors = interrupts
             .msi_vectors(usize::from(options.queues) + 1)
             .map_err(|e| Error::Devices(format!("{name}: MSI vectors: {e}")))?;
-        let dev = VirtioPciDevice::new(Box::new(blk), mem.clone(), vectors, router.intx(slot, 1))
+        let dev = VirtioPciDevice::new(Box::new(blk), mem.clone(), vectors, intx(slot)?)
             .map_err(|e| Error::Devices(format!("{name}: {e}")))?;
         if !root.add(slot, 0, Arc::new(Mutex::new(dev))) {
             return Err(Error::Devices(format!("{name}: PCI slot {slot} taken")));
