@@ -3,7 +3,7 @@
 # QEMU -M pc, in one L1 test host (or on this host with real KVM), same image, same run.
 #
 # Usage: tests/bench/pc-boot.sh   (a benchmark, not a test: it fails only if nothing ran)
-# Environment: VMM_BIN (default: build the static vmm), BENCH_RUNS=2, BENCH_TIMEOUT=600,
+# Environment: VMM_BIN (default: build the static vmm), BENCH_RUNS=2, BENCH_TIMEOUT=600, BENCH_BUS=ide|virtio|both,
 #   BENCH_L1_TIMEOUT=3000, BENCH_LOG (default .cache/testhost/logs/bench-pc.log)
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +36,7 @@ else
     cpio=$(L1_NAME=bench-pc L1_WITH_QEMU=1 L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk" \
         "$TESTHOST_DIR/build-l1.sh" "$BENCH_DIR/pc-boot-inner.sh")
     append="idle=poll ${L1_EXTRA_APPEND:-}"
-    for v in BENCH_RUNS BENCH_TIMEOUT; do
+    for v in BENCH_RUNS BENCH_TIMEOUT BENCH_BUS; do
         [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
     done
     # The L1 stall of l1_watch (lib.sh): an L1 silent for BENCH_L1_SILENCE (420) s, longer
@@ -49,5 +49,5 @@ else
     L1_UNSTICK=0 l1_watch $! "$LOG" "$tmp/l1-monitor.sock" "${BENCH_L1_SILENCE:-420}" || true
 fi
 echo "==== pc boot: seconds from process start to the serial login prompt ===="
-tr -d '\r' <"$LOG" | grep -oE 'BENCH-PC [a-z]+ run=[0-9]+ login_s=[0-9.a-z]+' | sort -k2
+tr -d '\r' <"$LOG" | grep -oE 'BENCH-PC [a-z-]+ run=[0-9]+ login_s=[0-9.a-z]+ rss_kib=[0-9-]+' | sort -k2
 tr -d '\r' <"$LOG" | grep -q 'BENCH-PC-DONE'
