@@ -28,6 +28,27 @@ struct Table {
     free: Vec<u32>,
 }
 
+impl Table {
+    fn new() -> Self {
+        Table { msi: BTreeMap::new(), next_gsi: FIRST_MSI_GSI, free: Vec::new() }
+    }
+
+    /// Takes `count` unused GSIs (given-back ones first), or none if there are not enough.
+    fn take(&mut self, count: usize) -> Result<Vec<u32>, InterruptError> {
+        let fresh = (MAX_GSI - self.next_gsi) as usize;
+        if count > self.free.len() + fresh {
+            return Err(InterruptError::Exhausted(count));
+        }
+        let reused = self.free.len().min(count);
+        let mut gsis = self.free.split_off(self.free.len() - reused);
+        for _ in reused..count {
+            gsis.push(self.next_gsi);
+            self.next_gsi += 1;
+        }
+        Ok(gsis)
+    }
+}
+
 /// The VM's GSI routing table, shared by the manager and the vector groups it made.
 struct Routing {
     vm: Arc<dyn Vm>,
@@ -48,7 +69,7 @@ impl GsiRouting {
         GsiRouting(Arc::new(Routing {
             vm,
             defaults: hypervisor::pc_default_routes(),
-            table: Mutex::new(Table { msi: BTreeMap::new(), next_gsi: FIRST_MSI_GSI, free: Vec::new() }),
+            table: Mutex::new(Table::new()),
         }))
     }
 }
@@ -81,24 +102,7 @@ impl Routing {
 impl InterruptManager for GsiRouting {
     /// `count` vectors, each with its own GSI and irqfd, none routed yet.
     fn msi_vectors(&self, count: usize) -> Result<Arc<dyn MsiVectors>, InterruptError> {
-        let mut gsis = Vec::with_capacity(count);
-        {
-            let mut t = devices::bus::lock(&self.0.table);
-            for _ in 0..count {
-                let gsi = match t.free.pop() {
-                    Some(g) => g,
-                    None if t.next_gsi < MAX_GSI => {
-                        t.next_gsi += 1;
-                        t.next_gsi - 1
-                    }
-                    None => {
-                        t.free.extend(gsis);
-                        return Err(InterruptError::Exhausted(count));
-                    }
-                };
-                gsis.push(gsi);
-            }
-        }
+        let gsis = devices::bus::lock(&self.0.table).take(count)?;
         // Built up one vector at a time, so a failure part-way gives back what was taken.
         let mut group = KvmMsiVectors { routing: self.0.clone(), gsis: Vec::new(), fds: Vec::new() };
         for (i, &gsi) in gsis.iter().enumerate() {
@@ -320,5 +324,61 @@ mod tests {
         let inputs: Vec<u32> = (1u8..9).map(|slot| pci_intx_gsi(slot, 0) - PCI_INTX_FIRST_GSI).collect();
         assert!(inputs.iter().all(|&i| i < PCI_INTX_GSIS));
         assert_eq!(inputs.iter().collect::<std::collections::BTreeSet<_>>().len(), 8);
+    }
+}
+
+#[cfg(test)]
+mod gsi_tests {
+    use super::*;
+
+    #[test]
+    fn gsis_are_taken_above_the_ioapic_and_given_back() {
+        let mut t = Table::new();
+        assert_eq!(t.take(3).unwrap(), [24, 25, 26]);
+        assert_eq!(t.take(2).unwrap(), [27, 28]);
+        t.free.extend([25, 24]);
+        assert_eq!(t.take(3).unwrap(), [25, 24, 29], "given-back GSIs first");
+        assert!(t.free.is_empty());
+        assert!(matches!(t.take((MAX_GSI - 30 + 1) as usize), Err(InterruptError::Exhausted(_))));
+        assert_eq!(t.next_gsi, 30, "a refused request takes nothing");
+        assert_eq!(t.take((MAX_GSI - 30) as usize).unwrap().last(), Some(&(MAX_GSI - 1)));
+        assert!(t.take(1).is_err());
+        assert_eq!(t.take(0).unwrap(), Vec::<u32>::new());
+    }
+
+    /// With /dev/kvm: vectors get routes in KVM's table, their irqfds deliver, and dropping
+    /// a group gives its GSIs back.
+    #[test]
+    fn msi_vectors_on_kvm() {
+        use hypervisor::Hypervisor;
+        let Ok(kvm) = hypervisor::kvm::KvmHypervisor::new() else {
+            eprintln!("skipped: no usable /dev/kvm");
+            return;
+        };
+        let vm: Arc<dyn Vm> = Arc::from(kvm.create_vm().unwrap());
+        vm.create_pc_platform(
+            arch::x86_64::layout::KVM_TSS_ADDR,
+            arch::x86_64::layout::KVM_IDENTITY_MAP_ADDR,
+        )
+        .unwrap();
+        let routing = GsiRouting::new(vm.clone());
+        let a = routing.msi_vectors(3).unwrap();
+        assert_eq!(a.len(), 3);
+        a.set_route(0, MsiMessage { address: 0xfee0_0000, data: 0x31 }).unwrap();
+        a.set_route(2, MsiMessage { address: 0xfee0_0000, data: 0x32 }).unwrap();
+        assert_eq!(routing.0.table.lock().unwrap().msi.len(), 2);
+        a.trigger(0).unwrap();
+        assert!(a.notifier(2).is_some());
+        assert!(matches!(a.trigger(3), Err(InterruptError::NoSuchVector(3))));
+        a.clear_route(0).unwrap();
+        assert_eq!(routing.0.table.lock().unwrap().msi.len(), 1);
+        drop(a);
+        let t = routing.0.table.lock().unwrap();
+        assert!(t.msi.is_empty());
+        assert_eq!(t.free.len(), 3);
+        drop(t);
+        let b = routing.msi_vectors(2).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(routing.0.table.lock().unwrap().free.len(), 1, "GSIs reused");
     }
 }
