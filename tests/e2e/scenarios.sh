@@ -9,7 +9,7 @@
 #   --list   print the scenario names (the single list tests/e2e/run.sh expects) and exit
 #   NAME...  run only these scenarios (default: $E2E_ONLY, comma-separated, or all)
 # Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs built by
-#   tests/testhost/fixtures.sh, whose /init obeys l2test=poweroff|reboot|echo|shell).
+#   tests/testhost/fixtures.sh, whose /init obeys l2test=poweroff|reboot|echo|shell|blk).
 #   VMLINUX: the same kernel as an uncompressed ELF (the pvh-vmlinux scenario).
 # Optional: E2E_VMM_TIMEOUT (seconds per vmm invocation, default 60),
 #   E2E_GUEST_EXTRA (extra guest kernel parameters, default "quiet"), E2E_KEEP=1 (keep workdir).
@@ -18,12 +18,13 @@
 #   Exit status: 0 if every selected scenario passed.
 #
 # vmm CLI under test: vmm --kernel PATH --initramfs PATH --cmdline STR --cpus N --memory SIZE
-#   --serial stdio|file:PATH|unix:PATH [--no-reboot] [--config FILE]; exit codes: 0 guest powered
+#   --serial stdio|file:PATH|unix:PATH [--no-reboot] [--config FILE] [--disk PATH,format=raw,bus=virtio];
+#   exit codes: 0 guest powered
 #   off, 3 guest rebooted under --no-reboot, 4 triple fault, 1 internal error, 2 bad user input.
 set -u
 
 # The one list of scenarios (tests/e2e/run.sh reads it through --list).
-E2E_SCENARIOS="boot-1cpu boot-4cpu high-memory pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input"
+E2E_SCENARIOS="boot-1cpu boot-4cpu high-memory pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input direct-virtio-blk"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $E2E_SCENARIOS; do echo "$s"; done
@@ -322,6 +323,28 @@ sc_config_file() {
     grep -q 'L2-INIT cpus=3' "$OUT" || fail "no 'L2-INIT cpus=3' in guest output (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="JSON config booted, --cpus 3 overrode the file's 2"
+}
+
+# A virtio-blk disk on the direct machine's PCI bus: the guest reads the host's token from
+# sector 0 of /dev/vda and writes its own at sector 8; after power-off the image must hold it.
+sc_direct_virtio_blk() {
+    _img=$WORK/$SC.img
+    _tok=$(od -An -N4 -tu4 /dev/urandom 2>/dev/null | tr -dc '0-9')
+    [ -n "$_tok" ] || _tok=$$
+    dd if=/dev/zero of="$_img" bs=1024 count=1024 2>/dev/null || fail "cannot create $_img" || return 1
+    printf 'E2E-BLK-IN %s\n' "$_tok" | dd of="$_img" conv=notrunc 2>/dev/null
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline blk)" --cpus 1 --memory "$MEM" --serial stdio \
+        --disk "$_img,format=raw,bus=virtio"
+    finish_vmm || return 1
+    grep -q "L2-BLK read=E2E-BLK-IN $_tok" "$OUT" ||
+        fail "the guest did not read 'E2E-BLK-IN $_tok' from /dev/vda (exit $RC)" || return 1
+    _back=$(dd if="$_img" bs=512 skip=8 count=1 2>/dev/null | head -n 1)
+    [ "$_back" = "L2-BLK-OUT $_tok" ] ||
+        fail "sector 8 of the image holds '$_back', expected 'L2-BLK-OUT $_tok' (exit $RC)" || return 1
+    [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
+    _irq=$(sed -n 's/.*L2-BLK wrote=.* irq=//p' "$OUT" | tr -d '\r' | head -n 1)
+    NOTE="guest read token $_tok from /dev/vda and wrote its reply into the image (irq: ${_irq:-?}), init after ${TINIT:-?}s"
 }
 
 # A bzImage-shaped file whose 64-bit entry point (load address + 0x200, file offset 0x600) is

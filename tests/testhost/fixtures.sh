@@ -8,7 +8,9 @@
 #   modules               -> kernel/lib/modules/<version>
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
 #   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init,
-#                         and the ACPI button and e1000 drivers as /lib/modules/{button,e1000}.ko
+#                         the ACPI button and e1000 drivers as /lib/modules/{button,e1000}.ko,
+#                         and virtio-blk over virtio-pci with its dependencies as
+#                         /lib/modules/NAME.ko, listed in load order in /lib/modules/virtio.order
 # Installs missing host packages with apt-get (qemu-system-x86, qemu-system-data (qboot, and
 # linuxboot_dma.bin, the option ROM with which `vmm --machine pc --kernel` boots), qemu-utils,
 # seabios, busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
@@ -136,9 +138,30 @@ button_ko=$(find "$CACHE/modules/kernel/drivers/acpi" -maxdepth 1 -name 'button.
 [[ -n $button_ko ]] || die "button.ko not found under $CACHE/modules/kernel/drivers/acpi"
 e1000_ko=$(find "$CACHE/modules/kernel/drivers/net/ethernet/intel/e1000" -maxdepth 1 -name 'e1000.ko*' -print -quit)
 [[ -n $e1000_ko ]] || die "e1000.ko not found under $CACHE/modules/kernel/drivers/net/ethernet/intel/e1000"
+# virtio_blk and virtio_pci (l2test=blk) with what they depend on, dependencies first: the
+# kernel tree has no modules.dep (dpkg -x runs no depmod), so modinfo's "depends" is followed.
+# Built-in modules are skipped. virtio_mods holds NAME:PATH in load order.
+virtio_mods=()
+declare -A mod_seen=()
+add_module() { # NAME
+    local name=${1//-/_} ko dep
+    [[ -n ${mod_seen[$name]:-} ]] && return 0
+    mod_seen[$name]=1
+    ko=$(find "$CACHE/modules/kernel" -name "${name//_/[-_]}.ko*" -print -quit)
+    if [[ -z $ko ]]; then
+        grep -qE "/${name//_/[-_]}\.ko\$" "$CACHE/modules/modules.builtin" && return 0
+        die "module $name not found under $CACHE/modules/kernel"
+    fi
+    for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
+        add_module "$dep"
+    done
+    virtio_mods+=("$name:$ko")
+}
+add_module virtio_pci
+add_module virtio_blk
 l2_inputs_hash() {
-    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" "$e1000_ko" |
-        sha256sum | cut -d' ' -f1
+    cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" "$e1000_ko" \
+        "${virtio_mods[@]#*:}" | sha256sum | cut -d' ' -f1
 }
 # l2_module KO NAME: the module, decompressed, as $stage/lib/modules/NAME.ko.
 l2_module() {
@@ -160,6 +183,10 @@ else
     mkdir -p "$stage/lib/modules"
     l2_module "$button_ko" button
     l2_module "$e1000_ko" e1000
+    for m in "${virtio_mods[@]}"; do
+        l2_module "${m#*:}" "${m%%:*}"
+        echo "${m%%:*}" >>"$stage/lib/modules/virtio.order"
+    done
     make_initramfs "$stage" "$l2"
     rm -rf "$stage"
     echo "$hash" >"$l2.stamp"

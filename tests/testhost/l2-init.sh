@@ -11,6 +11,11 @@
 #   net       the e1000 (/lib/modules/e1000.ko) configured by DHCP (udhcpc), printing
 #             "L2-NET mac=M addr=A/P gw=G" (or L2-NET-FAIL), an HTTP server on port 8080
 #             answering "hello-from-l2 M", then the shell as above
+#   blk       the virtio-blk drivers (/lib/modules/virtio.order), then the first line of
+#             /dev/vda printed as "L2-BLK read=<line>"; for a line "E2E-BLK-IN <token>" the
+#             line "L2-BLK-OUT <token>" is written at byte 4096 (sector 8) and synced, printing
+#             "L2-BLK wrote=L2-BLK-OUT <token> irq=<the virtio request queue's /proc/interrupts
+#             line>" (or L2-BLK-FAIL); poweroff -f
 #   (other)   poweroff -f
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -82,7 +87,42 @@ HOOK
     echo "L2-NET mac=$_mac addr=$(ip -4 -o addr show eth0 | awk '{print $4}') gw=$(cat /tmp/router 2>/dev/null)"
 }
 
+# blk_test: see "blk" above.
+blk_test() {
+    while read -r _m; do
+        insmod "/lib/modules/$_m.ko" || echo "L2-BLK-FAIL insmod $_m"
+    done </lib/modules/virtio.order
+    _i=0
+    while [ ! -b /dev/vda ] && [ $_i -lt 100 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    if [ ! -b /dev/vda ]; then
+        echo "L2-BLK-FAIL no /dev/vda; PCI functions: $(echo /sys/bus/pci/devices/*)"
+        return 1
+    fi
+    _in=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n 1)
+    echo "L2-BLK read=$_in"
+    case $_in in
+    "E2E-BLK-IN "*) ;;
+    *) return 1 ;;
+    esac
+    _out="L2-BLK-OUT ${_in#E2E-BLK-IN }"
+    if ! echo "$_out" | dd of=/dev/vda bs=512 seek=8 conv=notrunc 2>/dev/null; then
+        echo "L2-BLK-FAIL write"
+        return 1
+    fi
+    # poweroff -f does not sync: write the dirty block out (and flush the disk) first.
+    sync
+    _irq=$(grep -m 1 'virtio0-req' /proc/interrupts | tr -s ' ')
+    echo "L2-BLK wrote=$_out irq=$_irq"
+}
+
 case $mode in
+blk)
+    blk_test
+    poweroff -f
+    ;;
 reboot)
     reboot -f
     ;;
