@@ -11,6 +11,7 @@ pub mod ide;
 pub mod interrupt;
 pub mod irq;
 pub mod legacy;
+pub mod log_limit;
 pub mod net;
 pub mod pci;
 pub mod persist;

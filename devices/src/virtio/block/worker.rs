@@ -153,7 +153,7 @@ fn serve_batch(
         let chains: Vec<_> = match q.queue.iter(mem) {
             Ok(iter) => iter.collect(),
             Err(e) => {
-                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
                 interrupt.needs_reset();
                 return false;
             }
@@ -166,7 +166,7 @@ fn serve_batch(
             let head = chain.head_index();
             let done = request::execute(mem, chain, lock(disk).as_mut(), id, writethrough);
             if let Err(e) = q.queue.add_used(mem, head, done.used_len) {
-                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
                 interrupt.needs_reset();
                 return false;
             }
@@ -180,7 +180,7 @@ fn serve_batch(
             Ok(true) => continue,
             Ok(false) => break,
             Err(e) => {
-                log::warn!("{label}: queue {}: {e}; the device needs a reset", q.index);
+                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
                 interrupt.needs_reset();
                 return false;
             }
@@ -193,7 +193,7 @@ fn serve_batch(
         Ok(true) => interrupt.signal(VirtioInterruptKind::Queue(q.index)),
         Ok(false) => {}
         Err(e) => {
-            log::warn!("{label}: queue {}: {e}", q.index);
+            crate::warn_limited!("{label}: queue {}: {e}", q.index);
             interrupt.signal(VirtioInterruptKind::Queue(q.index));
         }
     }

@@ -207,7 +207,7 @@ impl VirtioPciDevice {
             && old & status::FEATURES_OK == 0
             && !self.common.features_acceptable()
         {
-            log::warn!(
+            crate::warn_limited!(
                 "{}: the driver accepted features {:#x} the device does not offer (or not VERSION_1)",
                 self.label,
                 self.common.driver_features
@@ -218,7 +218,7 @@ impl VirtioPciDevice {
         self.common.status = status;
         if driver_ok && !self.active {
             if status & status::FEATURES_OK == 0 {
-                log::warn!("{}: DRIVER_OK without FEATURES_OK", self.label);
+                crate::warn_limited!("{}: DRIVER_OK without FEATURES_OK", self.label);
                 self.interrupt.needs_reset();
                 return;
             }
@@ -236,7 +236,10 @@ impl VirtioPciDevice {
                 continue;
             }
             if !q.is_valid(&self.mem) {
-                log::warn!("{}: queue {index} lies outside guest memory or is malformed", self.label);
+                crate::warn_limited!(
+                    "{}: queue {index} lies outside guest memory or is malformed",
+                    self.label
+                );
                 self.interrupt.needs_reset();
                 return;
             }
@@ -259,7 +262,7 @@ impl VirtioPciDevice {
             let queue = match Queue::try_from(state) {
                 Ok(queue) => queue,
                 Err(e) => {
-                    log::warn!("{}: queue {index}: {e}", self.label);
+                    crate::warn_limited!("{}: queue {index}: {e}", self.label);
                     self.interrupt.needs_reset();
                     return;
                 }
@@ -271,7 +274,7 @@ impl VirtioPciDevice {
         match self.device.activate(ctx) {
             Ok(()) => self.active = true,
             Err(e) => {
-                log::warn!("{}: cannot start: {e}", self.label);
+                crate::warn_limited!("{}: cannot start: {e}", self.label);
                 self.interrupt.needs_reset();
             }
         }
@@ -353,7 +356,7 @@ impl PciDevice for VirtioPciDevice {
                 match self.kicks.get(queue as usize) {
                     Some(kick) => {
                         if let Err(e) = kick.write(1) {
-                            log::warn!("{}: queue {queue} notification: {e}", self.label);
+                            crate::warn_limited!("{}: queue {queue} notification: {e}", self.label);
                         }
                     }
                     None => {
