@@ -39,8 +39,9 @@ SIZE=${IMAGE_SIZE:-3G}
 SUITE=bookworm
 VARIANT=minbase
 # minbase brings login, passwd, util-linux (agetty), e2fsprogs, apt; the rest is added here.
-# dbus: systemd-logind needs it to act on the ACPI power button; isc-dhcp-client for ifupdown.
-INCLUDE=systemd-sysv,udev,kmod,initramfs-tools,linux-image-amd64,grub-pc,ifupdown,iproute2,e2fsprogs,procps,dbus,isc-dhcp-client
+# dbus: systemd-logind needs it to act on the ACPI power button; isc-dhcp-client for ifupdown;
+# fio and iperf3 for the disk and network benchmarks (tests/bench/), iputils-ping for tests.
+INCLUDE=systemd-sysv,udev,kmod,initramfs-tools,linux-image-amd64,grub-pc,ifupdown,iproute2,e2fsprogs,procps,dbus,isc-dhcp-client,fio,iperf3,iputils-ping
 # Modules the BIOS-disk tests need from the initramfs (disk on IDE/ATA, SCSI CD, virtio).
 NEED_MODULES="ata_piix ata_generic sd_mod sr_mod virtio_blk virtio_pci"
 # The initramfs module list (MODULES=list; dependencies are added by initramfs-tools).
