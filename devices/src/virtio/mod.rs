@@ -8,6 +8,7 @@
 //! `virtio-queue` crate, which checks every descriptor index, length and address it reads.
 
 pub mod block;
+pub mod net;
 pub mod pci;
 
 use std::sync::Arc;
