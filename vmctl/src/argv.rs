@@ -3,15 +3,15 @@
 //!
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
-//! virtio-net interfaces, host PCI devices, an empty CD-ROM drive, more than one CD-ROM, a
+//! host PCI devices, an empty CD-ROM drive, more than one CD-ROM, a
 //! virtio CD-ROM, more than three IDE disks, IDE disks or a CD-ROM on a direct-boot machine
 //! without interfaces, and turning ACPI or the APIC off.
 //!
 //! Virtio disks are virtio-blk PCI functions (`--disk PATH,format=..,bus=virtio`), which both
 //! machines have: a direct kernel boot with them stays on the direct machine, which then gets
-//! a PCI bus. Network interfaces are e1000 NICs on the taps the daemon made
-//! (`--nic tap=..,mac=..`), and the VNC server shows the standard VGA card; both exist only on
-//! the PC machine: a direct kernel boot with interfaces or VNC becomes
+//! a PCI bus. Network interfaces are e1000 or virtio-net NICs on the taps the daemon made
+//! (`--nic tap=..,mac=..,model=..`), and the VNC server shows the standard VGA card; both
+//! exist only on the PC machine: a direct kernel boot with interfaces or VNC becomes
 //! `--machine pc --kernel K [--initramfs I] [--cmdline C]`, the PC machine booting the kernel
 //! through fw_cfg. Like libvirt, which adds a video card to a domain with `<graphics>`, a VNC
 //! server implies the VGA card.
@@ -121,7 +121,11 @@ pub fn vmm_args(
         }
     }
     for (nic, tap) in def.interfaces.iter().zip(taps) {
-        args.extend(["--nic".into(), format!("tap={tap},mac={}", nic.mac).into()]);
+        let model = match nic.model {
+            NicModel::E1000 => "e1000",
+            NicModel::Virtio => "virtio",
+        };
+        args.extend(["--nic".into(), format!("tap={tap},mac={},model={model}", nic.mac).into()]);
     }
     if let Some(addr) = vnc {
         // The definition's listen address is the user's choice: an address other than
@@ -214,12 +218,6 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
 }
 
 fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
-    if let Some((i, n)) = def.interfaces.iter().enumerate().find(|(_, n)| n.model != NicModel::E1000) {
-        return Err(unsupported(
-            format!("interfaces[{i}] ({})", n.mac),
-            "virtio-net is not supported by vmm yet; use model \"e1000\"",
-        ));
-    }
     if let Some(h) = def.hostdevs.first() {
         return Err(unsupported(
             format!("hostdevs[0] ({})", h.address),
@@ -380,11 +378,12 @@ mod tests {
         def.os = Os::Pc { boot: vec![BootDevice::Network] };
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
         def.interfaces.push(nic("wan", "52:54:00:00:00:02"));
+        def.interfaces[1].model = NicModel::Virtio;
         let taps = ["vt-a-0".to_string(), "vt-a-1".to_string()];
         let args = strings(&vmm_args(&def, &paths(), &taps, None).unwrap()).join(" ");
         assert!(
             args.contains(
-                "--boot net --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01 --nic tap=vt-a-1,mac=52:54:00:00:00:02 --serial"
+                "--boot net --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000 --nic tap=vt-a-1,mac=52:54:00:00:00:02,model=virtio --serial"
             ),
             "{args}"
         );
@@ -406,7 +405,7 @@ mod tests {
         assert!(
             args.starts_with(
                 "--memory 256M --cpus 1 --machine pc --kernel /k/vmlinuz --initramfs /k/initrd \
-                 --cmdline console=ttyS0 --disk /i/a.img,format=raw --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01"
+                 --cmdline console=ttyS0 --disk /i/a.img,format=raw --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000"
             ),
             "{args}"
         );
@@ -447,16 +446,6 @@ mod tests {
             (
                 Box::new(|d| d.disks.push(disk("/v.iso", DiskBus::Virtio, DiskDevice::Cdrom, "vda"))),
                 "disks[0] (vda)",
-            ),
-            (
-                Box::new(|d| {
-                    d.interfaces.push(Interface {
-                        source: NetSource::Bridge("br0".into()),
-                        model: NicModel::Virtio,
-                        mac: "52:54:00:00:00:01".parse().unwrap(),
-                    })
-                }),
-                "interfaces[0] (52:54:00:00:00:01)",
             ),
             (
                 Box::new(|d| {

@@ -43,7 +43,7 @@ use hypervisor::Vm;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::interrupts::{GsiRouting, KvmIoEvents};
-use crate::pc_config::DiskBus;
+use crate::pc_config::{DiskBus, NicModel};
 use crate::vcpu::{Buses, RunState};
 use crate::vm::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 use firmware::{Firmware, Pam, SHADOW_END, SLOT_FREE};
@@ -287,9 +287,14 @@ pub fn create_machine(
         None
     };
 
+    let interrupts = GsiRouting::new(vm.clone());
     let mut net_threads = Vec::new();
     for (i, nic) in cfg.nics.iter().enumerate() {
         let slot = fw_cfg_data::NIC_SLOT + i as u8;
+        if nic.model == NicModel::Virtio {
+            virtio::attach_virtio_nic(&mut root, slot, nic, mem, &interrupts, router.intx(slot, 1))?;
+            continue;
+        }
         let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
         let e1000 =
             Arc::new(Mutex::new(E1000::new(nic.mac, mem.clone(), router.intx(slot, 1), Box::new(tap))));
@@ -299,7 +304,6 @@ pub fn create_machine(
         add(&mut root, slot, 0, e1000)?;
     }
 
-    let interrupts = GsiRouting::new(vm.clone());
     let virtio_disks = virtio::attach_virtio_disks(
         &mut root,
         &cfg.disks,

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Virtio devices of both machines: each `--disk ...,bus=virtio` becomes a virtio-blk PCI
-//! function in the first free slot, its MSI-X vectors on KVM GSI routes and its doorbells on
-//! ioeventfds. The machine says where the INTx pin of each slot goes (a PIIX3 PIRQ on the PC
+//! function in the first free slot and each `--nic ...,model=virtio` a virtio-net function in
+//! its NIC slot, their MSI-X vectors on KVM GSI routes and their doorbells on ioeventfds. The machine says where the INTx pin of each slot goes (a PIIX3 PIRQ on the PC
 //! machine, an IOAPIC input on the direct machine).
 
 use std::sync::{Arc, Mutex};
@@ -10,10 +10,11 @@ use devices::interrupt::InterruptManager;
 use devices::irq::IrqLine;
 use devices::pci::PciRoot;
 use devices::virtio::block::{BlockOptions, VirtioBlk};
+use devices::virtio::net::{NetOptions, VirtioNet};
 use devices::virtio::pci::VirtioPciDevice;
 use vm_memory::GuestMemoryMmap;
 
-use crate::pc_config::{DiskBus, DiskConfig};
+use crate::pc_config::{DiskBus, DiskConfig, NicConfig};
 use crate::vm::Error;
 
 /// First slot tried for virtio devices on the PC machine (after the chipset, VGA and the
@@ -63,4 +64,30 @@ pub fn attach_virtio_disks(
         placed.push(VirtioDisk { index, slot });
     }
     Ok(placed)
+}
+
+/// Opens the tap of `nic` (one queue per queue pair, with virtio-net headers) and puts a
+/// virtio-net function on `root` at `slot`.
+pub fn attach_virtio_nic(
+    root: &mut PciRoot,
+    slot: u8,
+    nic: &NicConfig,
+    mem: &GuestMemoryMmap,
+    interrupts: &dyn InterruptManager,
+    intx: Arc<dyn IrqLine>,
+) -> Result<(), Error> {
+    let label = format!("net-{}", nic.tap);
+    let net = VirtioNet::with_tap(&label, &nic.tap, nic.queues, &NetOptions { mac: nic.mac, mtu: None })
+        .map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
+    // A vector per receive and transmit queue, one for the control queue, one for configuration.
+    let vectors = interrupts
+        .msi_vectors(2 * usize::from(nic.queues) + 2)
+        .map_err(|e| Error::Devices(format!("{label}: MSI vectors: {e}")))?;
+    let dev = VirtioPciDevice::new(Box::new(net), mem.clone(), vectors, intx)
+        .map_err(|e| Error::Devices(format!("{label}: {e}")))?;
+    if !root.add(slot, 0, Arc::new(Mutex::new(dev))) {
+        return Err(Error::Devices(format!("{label}: PCI slot {slot} taken")));
+    }
+    log::info!("{label}: virtio-net with {} queue pairs at PCI 00:{slot:02x}.0", nic.queues);
+    Ok(())
 }
