@@ -73,6 +73,10 @@ rootfs_key=$(printf '%s\n' "$SUITE" "$VARIANT" "$INCLUDE" "${MIRROR%/}" | sha256
 ROOTFS_TAR=$IMAGES/debian12-rootfs-$rootfs_key.tar.zst
 stamp=$( (cat "$0" "$TESTHOST_DIR/lib.sh" && echo "$rootfs_key $SIZE") | sha256sum | cut -d' ' -f1)
 
+# One build at a time (suites and benchmarks may start side by side): a second caller waits
+# here and then finds the image the first one built.
+exec 9>"$IMAGES/.build.lock"
+flock 9
 if [[ -f $IMG && -f $IMG.stamp && $(cat "$IMG.stamp") == "$stamp" && -z ${IMAGE_REBUILD:-} ]]; then
     log "cached: $IMG"
     echo "$IMG"
