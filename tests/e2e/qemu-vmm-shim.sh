@@ -2,7 +2,7 @@
 # tests/e2e/qemu-vmm-shim.sh - stand-in for the vmm binary, built on QEMU (test-bench self-test).
 #
 # Accepts the vmm command line (--kernel --initramfs --cmdline --cpus --memory --serial
-# --no-reboot) and runs the guest with qemu-system-x86_64 -M pc -enable-kvm -cpu host, mapping
+# --no-reboot, --disk PATH,format=raw,bus=virtio) and runs the guest with qemu-system-x86_64 -M pc -enable-kvm -cpu host, mapping
 # results to the vmm exit codes (0 powered off, 3 rebooted under --no-reboot, 2 bad input).
 # It exists only to validate tests/e2e/scenarios.sh and the nested test host before the real
 # vmm exists:
@@ -17,7 +17,7 @@ bad() {
     exit 2
 }
 
-kernel='' initrd='' cmdline='' cpus=1 mem=256M serial=stdio noreboot=0
+kernel='' initrd='' cmdline='' cpus=1 mem=256M serial=stdio noreboot=0 disks=''
 while [ $# -gt 0 ]; do
     case $1 in
     --no-reboot)
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
         shift
         continue
         ;;
-    --kernel | --initramfs | --cmdline | --cpus | --memory | --serial | --config)
+    --kernel | --initramfs | --cmdline | --cpus | --memory | --serial | --config | --disk)
         [ $# -ge 2 ] || bad "$1 needs a value"
         ;;
     *) bad "unknown argument '$1'" ;;
@@ -38,6 +38,12 @@ while [ $# -gt 0 ]; do
     --memory) mem=$2 ;;
     --serial) serial=$2 ;;
     --config) bad "--config is not supported by the QEMU shim" ;;
+    --disk)
+        case $2 in
+        *,format=raw,bus=virtio) disks="$disks ${2%,format=raw,bus=virtio}" ;;
+        *) bad "the QEMU shim takes --disk PATH,format=raw,bus=virtio only" ;;
+        esac
+        ;;
     esac
     shift 2
 done
@@ -60,6 +66,9 @@ esac
 set -- -M pc -enable-kvm -cpu host -smp "$cpus" -m "$mem" -display none -monitor none \
     -nic none -serial "$ser" -kernel "$kernel" -append "$cmdline"
 [ -n "$initrd" ] && set -- "$@" -initrd "$initrd"
+for d in $disks; do
+    set -- "$@" -drive "file=$d,format=raw,if=virtio"
+done
 
 if [ "$noreboot" = 0 ]; then
     exec "$QEMU" "$@"
