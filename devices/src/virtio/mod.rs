@@ -10,6 +10,7 @@
 pub mod block;
 pub mod net;
 pub mod pci;
+pub mod queue;
 
 use std::sync::Arc;
 

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use block::DiskImage;
-use virtio_queue::QueueOwnedT;
 use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -18,7 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::request;
 use crate::bus::lock;
-use crate::virtio::{ActiveQueue, QueuePosition, VirtioInterrupt, VirtioInterruptKind};
+use crate::virtio::{queue, ActiveQueue, QueuePosition, VirtioInterrupt};
 
 const KILL_TOKEN: u64 = u64::MAX;
 
@@ -148,54 +147,8 @@ fn serve_batch(
     interrupt: &dyn VirtioInterrupt,
     writethrough: bool,
 ) -> bool {
-    let mut used = 0usize;
-    loop {
-        let chains: Vec<_> = match q.queue.iter(mem) {
-            Ok(iter) => iter.collect(),
-            Err(e) => {
-                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
-                interrupt.needs_reset();
-                return false;
-            }
-        };
-        if chains.is_empty() && !q.queue.event_idx_enabled() {
-            break;
-        }
-        used += chains.len();
-        for chain in chains {
-            let head = chain.head_index();
-            let done = request::execute(mem, chain, lock(disk).as_mut(), id, writethrough);
-            if let Err(e) = q.queue.add_used(mem, head, done.used_len) {
-                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
-                interrupt.needs_reset();
-                return false;
-            }
-        }
-        if !q.queue.event_idx_enabled() {
-            continue;
-        }
-        // With event indexes: ask to be kicked for the next buffer, then look once more, so a
-        // buffer made available in between is not left waiting for a kick that never comes.
-        match q.queue.enable_notification(mem) {
-            Ok(true) => continue,
-            Ok(false) => break,
-            Err(e) => {
-                crate::warn_limited!("{label}: queue {}: {e}; the device needs a reset", q.index);
-                interrupt.needs_reset();
-                return false;
-            }
-        }
-    }
-    if used == 0 {
-        return true;
-    }
-    match q.queue.needs_notification(mem) {
-        Ok(true) => interrupt.signal(VirtioInterruptKind::Queue(q.index)),
-        Ok(false) => {}
-        Err(e) => {
-            crate::warn_limited!("{label}: queue {}: {e}", q.index);
-            interrupt.signal(VirtioInterruptKind::Queue(q.index));
-        }
-    }
-    true
+    queue::drain_queue(label, mem, q, interrupt, |chain| {
+        request::execute(mem, chain, lock(disk).as_mut(), id, writethrough).used_len
+    })
+    .is_some()
 }

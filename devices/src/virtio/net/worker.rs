@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -27,7 +27,8 @@ use super::backend::VnetTap;
 use super::ctrl::{self, CtrlState};
 use super::rx::{self, RxOutcome, RX_BUF_LEN};
 use super::tx;
-use crate::virtio::{ActiveQueue, VirtioInterrupt, VirtioInterruptKind};
+use crate::virtio::queue;
+use crate::virtio::{ActiveQueue, VirtioInterrupt};
 
 const KILL_TOKEN: u64 = u64::MAX;
 const CTRL_TOKEN: u64 = u64::MAX - 1;
@@ -182,22 +183,6 @@ impl NetQueues {
         }
     }
 
-    fn queue_broken(label: &str, interrupt: &dyn VirtioInterrupt, index: u16, e: &dyn std::fmt::Display) {
-        crate::warn_limited!("{label}: queue {index}: {e}; the device needs a reset");
-        interrupt.needs_reset();
-    }
-
-    fn notify(label: &str, interrupt: &dyn VirtioInterrupt, q: &mut ActiveQueue, mem: &GuestMemoryMmap) {
-        match q.queue.needs_notification(mem) {
-            Ok(true) => interrupt.signal(VirtioInterruptKind::Queue(q.index)),
-            Ok(false) => {}
-            Err(e) => {
-                crate::warn_limited!("{label}: queue {}: {e}", q.index);
-                interrupt.signal(VirtioInterruptKind::Queue(q.index));
-            }
-        }
-    }
-
     /// Transmits every available chain of pair `i`'s transmit queue. A pair not in use
     /// (the driver still draining it after lowering the pair count) sends through the first
     /// pair's tap, since its own is detached.
@@ -208,7 +193,7 @@ impl NetQueues {
         if pair.tx_broken {
             return;
         }
-        let served = drain_queue(label, mem, &mut pair.tx, interrupt.as_ref(), |chain| {
+        let served = queue::drain_queue(label, mem, &mut pair.tx, interrupt.as_ref(), |chain| {
             let head = chain.head_index();
             match tx::transmit(mem, chain, tap.as_mut()) {
                 Ok(_) => stats.tx_frames += 1,
@@ -270,7 +255,7 @@ impl NetQueues {
                     d.outcome
                 }
                 Err(e) => {
-                    Self::queue_broken(label, interrupt.as_ref(), pair.rx.index, &e);
+                    queue::queue_broken(label, interrupt.as_ref(), pair.rx.index, &e);
                     pair.rx_broken = true;
                     break RxPoll::Wait;
                 }
@@ -294,7 +279,7 @@ impl NetQueues {
                         Ok(true) => continue,
                         Ok(false) => break RxPoll::Wait,
                         Err(e) => {
-                            Self::queue_broken(label, interrupt.as_ref(), pair.rx.index, &e);
+                            queue::queue_broken(label, interrupt.as_ref(), pair.rx.index, &e);
                             pair.rx_broken = true;
                             break RxPoll::Wait;
                         }
@@ -304,7 +289,7 @@ impl NetQueues {
             pair.pending = None;
         };
         if used > 0 {
-            Self::notify(label, interrupt.as_ref(), &mut pair.rx, mem);
+            queue::notify(label, interrupt.as_ref(), &mut pair.rx, mem);
         }
         poll
     }
@@ -317,8 +302,9 @@ impl NetQueues {
         if *ctrl_broken {
             return false;
         }
-        let served =
-            drain_queue(label, mem, q, interrupt.as_ref(), |chain| ctrl::execute(mem, chain, ctrl_state));
+        let served = queue::drain_queue(label, mem, q, interrupt.as_ref(), |chain| {
+            ctrl::execute(mem, chain, ctrl_state)
+        });
         *ctrl_broken = served.is_none();
         let changed = self.ctrl_state.pairs != before;
         if changed {
@@ -340,60 +326,6 @@ fn ask_for_kick(q: &mut ActiveQueue, mem: &GuestMemoryMmap) -> Result<bool, virt
     let more = q.queue.enable_notification(mem);
     q.queue.set_next_avail(position);
     more
-}
-
-/// Completes every available chain of `q` with `serve` (which returns the used length), then
-/// notifies the driver if it wants to be. Returns the number of chains, or `None` if the
-/// queue is broken (the driver was asked to reset the device; the queue is ignored until it
-/// does).
-fn drain_queue(
-    label: &str,
-    mem: &GuestMemoryMmap,
-    q: &mut ActiveQueue,
-    interrupt: &dyn VirtioInterrupt,
-    mut serve: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> u32,
-) -> Option<usize> {
-    let index = q.index;
-    let broken = |e: &dyn std::fmt::Display| NetQueues::queue_broken(label, interrupt, index, e);
-    let mut used = 0usize;
-    loop {
-        let chains: Vec<_> = match q.queue.iter(mem) {
-            Ok(iter) => iter.collect(),
-            Err(e) => {
-                broken(&e);
-                return None;
-            }
-        };
-        if chains.is_empty() && !q.queue.event_idx_enabled() {
-            break;
-        }
-        used += chains.len();
-        for chain in chains {
-            let head = chain.head_index();
-            let len = serve(chain);
-            if let Err(e) = q.queue.add_used(mem, head, len) {
-                broken(&e);
-                return None;
-            }
-        }
-        if !q.queue.event_idx_enabled() {
-            continue;
-        }
-        // With event indexes: ask to be kicked for the next chain, then look once more, so a
-        // chain made available in between is not left waiting for a kick that never comes.
-        match q.queue.enable_notification(mem) {
-            Ok(true) => continue,
-            Ok(false) => break,
-            Err(e) => {
-                broken(&e);
-                return None;
-            }
-        }
-    }
-    if used > 0 {
-        NetQueues::notify(label, interrupt, q, mem);
-    }
-    Some(used)
 }
 
 /// Why [`NetWorker::start`] failed, with the taps it was given when they survived.
