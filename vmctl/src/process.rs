@@ -10,17 +10,21 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use vmdef::store::proc_start_ticks;
 
+pub use api::control::{Request, Response, Status as VmmStatus};
+pub use api::{ExitStatus, VmmExit};
+
 /// Exit status of `vmm` when the guest powered off.
-pub const EXIT_POWEROFF: i32 = 0;
+pub const EXIT_POWEROFF: i32 = VmmExit::PowerOff.code() as i32;
+/// Exit status of `vmm` for bad input (nothing was run).
+pub const EXIT_BAD_INPUT: i32 = VmmExit::BadInput.code() as i32;
 /// Exit status of `vmm` when the guest rebooted under `--no-reboot`.
-pub const EXIT_REBOOT: i32 = 3;
+pub const EXIT_REBOOT: i32 = VmmExit::Reboot.code() as i32;
 /// Exit status of `vmm` when it was stopped (signal or `stop` request).
-pub const EXIT_STOPPED: i32 = 130;
+pub const EXIT_STOPPED: i32 = VmmExit::Stopped.code() as i32;
 
 /// Starts `vmm` with `args`, detached: its own session and process group (so it outlives the
 /// daemon and a terminal hang-up), stdin from /dev/null, stdout and stderr appended to
@@ -66,30 +70,10 @@ pub fn signal(pid: u32, ticks: Option<u64>, signal: nix::sys::signal::Signal) ->
     is_alive(pid, ticks) && nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal).is_ok()
 }
 
-/// What `vmm` wrote to its exit-status file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ExitStatus {
-    /// Its exit code.
-    pub code: i32,
-    /// Why.
-    pub reason: String,
-}
-
 /// Reads an exit-status file; `None` if it is absent or unreadable.
 pub fn read_exit_status(path: &Path) -> Option<ExitStatus> {
     let f = File::open(path).ok()?;
     serde_json::from_reader(f).ok()
-}
-
-/// `{"cmd":"status"}` answered by a VMM.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct VmmStatus {
-    /// `running` or `paused`.
-    pub state: String,
-    /// The VMM's pid.
-    pub pid: u32,
-    /// Boots so far.
-    pub boots: u32,
 }
 
 /// A failed control request.
@@ -115,12 +99,8 @@ pub enum ControlError {
     BadAnswer(String),
 }
 
-/// Sends one request to a VMM's control socket and returns its answer.
-pub async fn control(
-    socket: &Path,
-    request: serde_json::Value,
-    timeout: Duration,
-) -> Result<serde_json::Value, ControlError> {
+/// Sends one line to a VMM's control socket and returns the line it answers.
+async fn exchange(socket: &Path, request: String, timeout: Duration) -> Result<String, ControlError> {
     let io_err = |source| ControlError::Io { path: socket.display().to_string(), source };
     let exchange = async {
         let mut s = UnixStream::connect(socket).await.map_err(io_err)?;
@@ -130,25 +110,50 @@ pub async fn control(
         if r.read_line(&mut line).await.map_err(io_err)? == 0 {
             return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")));
         }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|_| ControlError::BadAnswer(line.trim().to_string()))?;
-        match v.get("error").and_then(|e| e.as_str()) {
-            Some(e) => Err(ControlError::Refused(e.to_string())),
-            None => Ok(v),
-        }
+        Ok(line)
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| ControlError::Timeout(timeout))?
 }
 
-/// Asks a VMM for its status.
-pub async fn status(socket: &Path, timeout: Duration) -> Result<VmmStatus, ControlError> {
-    let v = control(socket, serde_json::json!({"cmd": "status"}), timeout).await?;
-    serde_json::from_value(v.clone()).map_err(|_| ControlError::BadAnswer(v.to_string()))
+/// Sends any JSON object (also requests [`Request`] does not have, like the test VMM's) and
+/// returns the answer.
+pub async fn control(
+    socket: &Path,
+    request: serde_json::Value,
+    timeout: Duration,
+) -> Result<serde_json::Value, ControlError> {
+    let line = exchange(socket, request.to_string(), timeout).await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|_| ControlError::BadAnswer(line.trim().to_string()))?;
+    match v.get("error").and_then(|e| e.as_str()) {
+        Some(e) => Err(ControlError::Refused(e.to_string())),
+        None => Ok(v),
+    }
 }
 
-/// Sends a command without arguments (`stop`, `powerbutton`, `reset`, `pause`, `resume`).
-pub async fn command(socket: &Path, cmd: &str, timeout: Duration) -> Result<(), ControlError> {
-    control(socket, serde_json::json!({ "cmd": cmd }), timeout).await.map(|_| ())
+/// Sends one request to a VMM's control socket and returns its answer (never
+/// [`Response::Error`], which is [`ControlError::Refused`]).
+pub async fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {
+    let line = exchange(socket, request.to_line(), timeout).await?;
+    match serde_json::from_str(&line) {
+        Ok(Response::Error { error }) => Err(ControlError::Refused(error)),
+        Ok(r) => Ok(r),
+        Err(_) => Err(ControlError::BadAnswer(line.trim().to_string())),
+    }
+}
+
+/// Asks a VMM for its status.
+pub async fn status(socket: &Path, timeout: Duration) -> Result<VmmStatus, ControlError> {
+    match request(socket, &Request::Status, timeout).await? {
+        Response::Status(s) => Ok(s),
+        other => Err(ControlError::BadAnswer(other.to_line())),
+    }
+}
+
+/// Sends a request that answers `{"ok":true}` (`stop`, `powerbutton`, `reset`, `pause`,
+/// `resume`, ...).
+pub async fn command(socket: &Path, cmd: Request, timeout: Duration) -> Result<(), ControlError> {
+    request(socket, &cmd, timeout).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -193,7 +198,10 @@ mod tests {
     async fn control_errors_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.sock");
-        assert!(matches!(command(&p, "stop", Duration::from_secs(1)).await, Err(ControlError::Io { .. })));
+        assert!(matches!(
+            command(&p, Request::Stop, Duration::from_secs(1)).await,
+            Err(ControlError::Io { .. })
+        ));
         let listener = tokio::net::UnixListener::bind(&p).unwrap();
         tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
@@ -203,7 +211,7 @@ mod tests {
             assert_eq!(line, "{\"cmd\":\"pause\"}\n");
             w.write_all(b"{\"error\":\"pause is not supported\"}\n").await.unwrap();
         });
-        let e = command(&p, "pause", Duration::from_secs(5)).await.unwrap_err();
+        let e = command(&p, Request::Pause, Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(e.to_string(), "the VM refused: pause is not supported");
     }
 }

@@ -181,7 +181,9 @@ async fn a_vm_that_dies_while_the_daemon_is_down_is_reported_crashed() {
     assert_eq!(vmctl(&state, &["start", "c"]).0, 0);
     d.kill9();
     let sock = state.join("run/c.sock");
-    vmctl::process::command(&sock, "crash", Duration::from_secs(5)).await.unwrap();
+    vmctl::process::control(&sock, serde_json::json!({"cmd": "crash"}), Duration::from_secs(5))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while sock.exists() {
         assert!(Instant::now() < deadline);
@@ -211,7 +213,13 @@ async fn policies_timeouts_and_start_failures() {
     // on_crash restart: a new process comes up.
     define(&state, r#"{"name":"r","memory_mib":64,"vcpus":1,"on_crash":"restart"}"#);
     let first: VmInfo = c.post_json("/v1/vms/r/start").await.unwrap();
-    vmctl::process::command(&state.join("run/r.sock"), "crash", Duration::from_secs(5)).await.unwrap();
+    vmctl::process::control(
+        &state.join("run/r.sock"),
+        serde_json::json!({"cmd": "crash"}),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let info = info(&c, "r").await;

@@ -1,17 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The VM configuration: one serde type for command-line flags and `--config FILE.json`.
+//! The VM configuration: [`VmConfigFile`] (in the `api` crate: one serde type for
+//! command-line flags, `--config FILE.json` and the file `vmctld` writes) checked into a
+//! [`VmConfig`].
 //!
 //! Flags override the fields of the file. Every value is checked before anything is built, and
 //! an error names the field and how to fix it (exit status 2).
 
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
-
 use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
 use crate::vnc::VncListen;
+
+pub use api::config::{parse_size, ConfigError, SerialConfig, VmConfigFile};
 
 /// Default command line when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
@@ -21,217 +22,6 @@ pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const MIN_MEMORY: u64 = arch::x86_64::layout::MemoryLayout::MIN_RAM;
 /// Most vCPUs this VMM describes (8-bit APIC IDs with the IOAPIC after them).
 pub const MAX_CPUS: u32 = 254;
-
-/// A user-input error: which field, what is wrong, how to fix it.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct ConfigError {
-    /// The flag or JSON field.
-    pub field: String,
-    /// What is wrong and what to do instead.
-    pub problem: String,
-}
-
-impl ConfigError {
-    /// An error for `field`.
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError { field: field.into(), problem: problem.into() }
-    }
-}
-
-/// Where the guest's COM1 goes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum SerialConfig {
-    /// The VMM's own stdin and stdout (a raw-mode terminal when stdin is one).
-    #[default]
-    Stdio,
-    /// Output appended to a file; no input.
-    File(PathBuf),
-    /// A unix socket the VMM listens on; a connected client reads output and writes input.
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for SerialConfig {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let nonempty = |p: &str, kind: &str| {
-            if p.is_empty() {
-                Err(format!(
-                    "'{kind}:' needs a path, e.g. {kind}:/tmp/vm.{}",
-                    if kind == "file" { "log" } else { "sock" }
-                ))
-            } else {
-                Ok(PathBuf::from(p))
-            }
-        };
-        match s.split_once(':') {
-            None if s == "stdio" => Ok(SerialConfig::Stdio),
-            Some(("file", p)) => nonempty(p, "file").map(SerialConfig::File),
-            Some(("unix", p)) => nonempty(p, "unix").map(SerialConfig::Unix),
-            _ => Err(format!("'{s}' is not one of stdio, file:PATH, unix:PATH")),
-        }
-    }
-}
-
-impl fmt::Display for SerialConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SerialConfig::Stdio => write!(f, "stdio"),
-            SerialConfig::File(p) => write!(f, "file:{}", p.display()),
-            SerialConfig::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
-/// Parses sizes like `512M`, `2G`, `1GiB`, `268435456B`; a bare number is MiB.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size; use e.g. 512M or 2G"))?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "" | "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return Err(format!("'{s}' has an unknown unit; use K, M, G or T")),
-    };
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("'{s}' is too large"))
-}
-
-fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Mib(u64),
-        Text(String),
-    }
-    match Option::<Size>::deserialize(d)? {
-        None => Ok(None),
-        Some(Size::Mib(m)) => {
-            m.checked_mul(1 << 20).map(Some).ok_or_else(|| serde::de::Error::custom("memory is too large"))
-        }
-        Some(Size::Text(t)) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
-}
-
-fn de_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<DiskConfig>>, D::Error> {
-    Option::<Vec<String>>::deserialize(d)?
-        .map(|v| v.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect())
-        .transpose()
-}
-
-fn de_nics<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<NicConfig>>, D::Error> {
-    Option::<Vec<String>>::deserialize(d)?
-        .map(|v| v.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect())
-        .transpose()
-}
-
-fn de_boot<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<BootDevice>>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| pc_config::parse_boot_order(&s).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-fn de_serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SerialConfig>, D::Error> {
-    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
-}
-
-/// The VM as given by the user; all fields optional until merged and validated.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct VmConfigFile {
-    /// Path of the kernel: a bzImage, or an ELF vmlinux with a PVH entry note (direct machine
-    /// only).
-    pub kernel: Option<PathBuf>,
-    /// Path of the initramfs.
-    pub initramfs: Option<PathBuf>,
-    /// Kernel command line.
-    pub cmdline: Option<String>,
-    /// Number of vCPUs.
-    pub cpus: Option<u32>,
-    /// Guest memory: a number of MiB or a string with a unit ("1G").
-    #[serde(default, deserialize_with = "de_size")]
-    pub memory: Option<u64>,
-    /// Serial backend: "stdio", "file:PATH" or "unix:PATH".
-    #[serde(default, deserialize_with = "de_serial")]
-    pub serial: Option<SerialConfig>,
-    /// Exit instead of rebooting when the guest resets.
-    pub no_reboot: Option<bool>,
-    /// "pc" (SeaBIOS) or "direct" (kernel boot); direct when a kernel is given.
-    #[serde(default, deserialize_with = "de_parsed")]
-    pub machine: Option<MachineKind>,
-    /// BIOS image for the pc machine.
-    pub firmware: Option<PathBuf>,
-    /// Option ROM that boots `kernel` on the pc machine (QEMU's linuxboot_dma.bin).
-    pub linuxboot_rom: Option<PathBuf>,
-    /// IDE disks, as `--disk` strings: "PATH[,format=raw|qcow2][,bus=ide][,readonly]".
-    #[serde(default, deserialize_with = "de_disks")]
-    pub disks: Option<Vec<DiskConfig>>,
-    /// ISO image in the IDE CD-ROM drive.
-    pub cdrom: Option<PathBuf>,
-    /// Boot order, e.g. "cdrom,disk".
-    #[serde(default, deserialize_with = "de_boot")]
-    pub boot: Option<Vec<BootDevice>>,
-    /// Standard VGA card: true (default on pc) or false (firmware and console on serial only).
-    pub vga: Option<bool>,
-    /// On SIGUSR1, write the VGA screen to this path with .txt and .png extensions.
-    pub screen_dump: Option<PathBuf>,
-    /// e1000 NICs, as `--nic` strings: "tap=NAME[,mac=52:54:00:..]".
-    #[serde(default, deserialize_with = "de_nics")]
-    pub nics: Option<Vec<NicConfig>>,
-    /// VNC server address, as `--vnc`: "127.0.0.1:5900", ":0", "unix:PATH" [",allow-remote"].
-    #[serde(default, deserialize_with = "de_parsed")]
-    pub vnc: Option<VncListen>,
-}
-
-impl VmConfigFile {
-    /// Reads and parses a JSON configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| ConfigError::new(format!("--config {}", path.display()), e))
-    }
-
-    /// Parses JSON text; the error carries the line, column and offending field.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        // serde_json's message ends with "at line L column C".
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
-    }
-
-    /// Fields set in `over` replace those in `self`.
-    pub fn merge(self, over: VmConfigFile) -> VmConfigFile {
-        VmConfigFile {
-            kernel: over.kernel.or(self.kernel),
-            initramfs: over.initramfs.or(self.initramfs),
-            cmdline: over.cmdline.or(self.cmdline),
-            cpus: over.cpus.or(self.cpus),
-            memory: over.memory.or(self.memory),
-            serial: over.serial.or(self.serial),
-            no_reboot: over.no_reboot.or(self.no_reboot),
-            machine: over.machine.or(self.machine),
-            firmware: over.firmware.or(self.firmware),
-            linuxboot_rom: over.linuxboot_rom.or(self.linuxboot_rom),
-            disks: over.disks.or(self.disks),
-            cdrom: over.cdrom.or(self.cdrom),
-            boot: over.boot.or(self.boot),
-            vga: over.vga.or(self.vga),
-            screen_dump: over.screen_dump.or(self.screen_dump),
-            nics: over.nics.or(self.nics),
-            vnc: over.vnc.or(self.vnc),
-        }
-    }
-}
 
 /// What the host allows; checked against the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -644,57 +434,6 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_size("256"), Ok(256 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("4096B"), Ok(4096));
-        assert_eq!(parse_size("64k"), Ok(64 << 10));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("-1G").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
-
-    #[test]
-    fn serial_specs_parse() {
-        assert_eq!("stdio".parse(), Ok(SerialConfig::Stdio));
-        assert_eq!("file:/tmp/a".parse(), Ok(SerialConfig::File("/tmp/a".into())));
-        assert_eq!("unix:/tmp/s".parse(), Ok(SerialConfig::Unix("/tmp/s".into())));
-        assert!("file:".parse::<SerialConfig>().is_err());
-        assert!("tcp:1234".parse::<SerialConfig>().is_err());
-        assert!("".parse::<SerialConfig>().is_err());
-        assert_eq!(SerialConfig::File("/x".into()).to_string(), "file:/x");
-    }
-
-    #[test]
-    fn json_config_parses_and_names_bad_fields() {
-        let c =
-            VmConfigFile::parse(r#"{"kernel": "/k", "cpus": 4, "memory": "1G", "serial": "file:/tmp/x"}"#)
-                .unwrap();
-        assert_eq!(c.cpus, Some(4));
-        assert_eq!(c.memory, Some(1 << 30));
-        assert_eq!(VmConfigFile::parse(r#"{"memory": 512}"#).unwrap().memory, Some(512 << 20));
-        let e = VmConfigFile::parse("{\n  \"kernel\": \"/k\",\n  \"cpu\": 2\n}").unwrap_err();
-        assert!(e.contains("line 3") && e.contains("unknown field `cpu`"), "{e}");
-        let e = VmConfigFile::parse("{\"cpus\": \"four\"}").unwrap_err();
-        assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
-        let e = VmConfigFile::parse("{\"kernel\": ").unwrap_err();
-        assert!(e.contains("EOF"), "{e}");
-        let e = VmConfigFile::parse(r#"{"serial": "tcp:1"}"#).unwrap_err();
-        assert!(e.contains("not one of"), "{e}");
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let file = VmConfigFile { cpus: Some(2), cmdline: Some("a".into()), ..Default::default() };
-        let flags = VmConfigFile { cpus: Some(4), ..Default::default() };
-        let m = file.merge(flags);
-        assert_eq!((m.cpus, m.cmdline.as_deref()), (Some(4), Some("a")));
-    }
-
-    #[test]
     fn validation_fills_defaults() {
         let c = VmConfig::validate(with_kernel(), HOST).unwrap();
         assert_eq!(
@@ -764,8 +503,6 @@ mod tests {
                 .unwrap();
         assert_eq!(j.boot, Some(vec![BootDevice::Cdrom, BootDevice::Disk]));
         assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
-        let e = VmConfigFile::parse(r#"{"machine": "q35"}"#).unwrap_err();
-        assert!(e.contains("use pc") && e.contains("line 1"), "{e}");
     }
 
     #[test]

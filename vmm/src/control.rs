@@ -3,16 +3,8 @@
 //!
 //! The socket is a unix stream socket (mode 0600) the VMM listens on for its whole life,
 //! across guest reboots. Any number of clients may connect; each sends requests as one JSON
-//! object per line and gets one JSON object per line back:
-//!
-//! | request | response |
-//! | --- | --- |
-//! | `{"cmd":"status"}` | `{"state":"running"\|"paused","pid":N,"boots":N}` |
-//! | `{"cmd":"powerbutton"}` | `{"ok":true}`: an ACPI power-button press |
-//! | `{"cmd":"stop"}` | `{"ok":true}`, then the VMM exits with status 130 (as on SIGTERM) |
-//! | `{"cmd":"reset"}` | `{"ok":true}`: the current boot ends and the machine boots again |
-//! | `{"cmd":"pause"}` / `{"cmd":"resume"}` | `{"ok":true}` |
-//! | `{"cmd":"screendump","path":"/x.png"}` | `{"ok":true}` |
+//! object per line and gets one JSON object per line back. The requests and responses are
+//! the types of `api::control` (its documentation has the table).
 //!
 //! Any failure is `{"error":"..."}`. `stop` and `reset` work through flags the run loop
 //! checks; `powerbutton`, `pause`, `resume`, `screendump` and `sendkey` (`{"cmd":"sendkey",
@@ -32,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
-use serde_json::json;
+use api::control::{Request, Response, RunState, Status};
 
 /// Longest request line accepted; longer ones close the connection.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -70,19 +61,6 @@ pub struct Control {
     paused: AtomicBool,
     boots: AtomicU32,
     hooks: Mutex<ControlHooks>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
-enum Request {
-    Status,
-    Powerbutton,
-    Stop,
-    Reset,
-    Pause,
-    Resume,
-    Screendump { path: PathBuf },
-    Sendkey { keys: String },
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -136,19 +114,24 @@ impl Control {
 
     /// Handles one request line; returns the response line (without newline).
     pub fn handle(&self, line: &str) -> String {
-        let req: Request = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(e) => return json!({ "error": format!("bad request: {e}") }).to_string(),
-        };
-        let ok = || json!({ "ok": true }).to_string();
-        let err = |e: String| json!({ "error": e }).to_string();
+        match serde_json::from_str(line) {
+            Ok(req) => self.answer(req).to_line(),
+            Err(e) => Response::error(format!("bad request: {e}")).to_line(),
+        }
+    }
+
+    /// Carries out one request.
+    pub fn answer(&self, req: Request) -> Response {
+        let ok = Response::ok;
+        let err = Response::error;
         let missing = |what: &str| err(format!("{what} is not supported by this machine"));
         let hooks = lock(&self.hooks).clone();
         match req {
             Request::Status => {
-                let state = if self.paused.load(Ordering::SeqCst) { "paused" } else { "running" };
-                json!({ "state": state, "pid": std::process::id(), "boots": self.boots.load(Ordering::SeqCst) })
-                    .to_string()
+                let state =
+                    if self.paused.load(Ordering::SeqCst) { RunState::Paused } else { RunState::Running };
+                let boots = self.boots.load(Ordering::SeqCst);
+                Response::Status(Status { state, pid: std::process::id(), boots })
             }
             Request::Stop => {
                 self.terminate.store(true, Ordering::SeqCst);
@@ -251,7 +234,7 @@ fn serve_client(stream: UnixStream, control: &Control) {
             Ok(_) => {}
         }
         if line.len() > MAX_REQUEST {
-            let _ = writeln!(out, "{}", json!({ "error": "request too long" }));
+            let _ = writeln!(out, "{}", Response::error("request too long").to_line());
             return;
         }
         let text = String::from_utf8_lossy(&line);
@@ -271,7 +254,8 @@ pub fn write_exit_status(path: &Path, code: u8, reason: &str) -> io::Result<()> 
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let body = json!({ "code": code, "reason": reason }).to_string();
+    let body = serde_json::to_string(&api::ExitStatus { code: code.into(), reason: reason.to_string() })
+        .map_err(io::Error::other)?;
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
         f.write_all(body.as_bytes())?;

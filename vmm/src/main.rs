@@ -25,16 +25,18 @@ use hypervisor::host::HostVirt;
 use hypervisor::kvm::KvmHypervisor;
 use hypervisor::Hypervisor;
 
+use api::VmmExit;
 use config::{ConfigError, HostLimits, SerialConfig, VmConfig, VmConfigFile};
 use vcpu::Outcome;
 
-const EXIT_POWEROFF: u8 = 0;
-const EXIT_ERROR: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
-const EXIT_REBOOT: u8 = 3;
-const EXIT_TRIPLE_FAULT: u8 = 4;
-const EXIT_SLOW_HOST: u8 = 5;
-const EXIT_STOPPED: u8 = 130;
+// The exit codes are the api crate's, shared with vmctld.
+const EXIT_POWEROFF: u8 = VmmExit::PowerOff.code();
+const EXIT_ERROR: u8 = VmmExit::Error.code();
+const EXIT_BAD_INPUT: u8 = VmmExit::BadInput.code();
+const EXIT_REBOOT: u8 = VmmExit::Reboot.code();
+const EXIT_TRIPLE_FAULT: u8 = VmmExit::TripleFault.code();
+const EXIT_SLOW_HOST: u8 = VmmExit::SlowHost.code();
+const EXIT_STOPPED: u8 = VmmExit::Stopped.code();
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +50,8 @@ const EXIT_STOPPED: u8 = 130;
                   On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A."
 )]
 struct Cli {
-    /// JSON file with the same fields as the flags; flags override it.
+    /// JSON file with every field of the VM configuration (the flags below but
+    /// --accept-slow-kvm, with `_` for `-`); flags override it.
     #[arg(long, value_name = "FILE.json")]
     config: Option<PathBuf>,
     /// Linux kernel: a bzImage (vmlinuz), or an uncompressed ELF vmlinux (PVH entry, faster).
@@ -175,8 +178,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let (code, reason) = vmm_main(&cli);
-    if let Some(path) = &cli.exit_status_file {
+    let ((code, reason), exit_status_file) = vmm_main(&cli);
+    if let Some(path) = &exit_status_file {
         if let Err(e) = control::write_exit_status(path, code, &reason) {
             eprintln!("vmm: warning: cannot write {}: {e}", path.display());
         }
@@ -184,11 +187,13 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn vmm_main(cli: &Cli) -> Exit {
+/// Runs the VM; also returns where the exit status goes (the flag, or the file's field once
+/// the file is read).
+fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
     let file = match &cli.config {
         Some(p) => match VmConfigFile::load(p) {
             Ok(f) => f,
-            Err(e) => return bad_input(e),
+            Err(e) => return (bad_input(e), cli.exit_status_file.clone()),
         },
         None => VmConfigFile::default(),
     };
@@ -210,8 +215,16 @@ fn vmm_main(cli: &Cli) -> Exit {
         screen_dump: cli.screen_dump.clone(),
         nics: (!cli.nics.is_empty()).then(|| cli.nics.clone()),
         vnc: cli.vnc.clone(),
+        control: cli.control.clone(),
+        exit_status_file: cli.exit_status_file.clone(),
     };
     let merged = file.merge(flags);
+    let exit_status_file = merged.exit_status_file.clone();
+    (vmm_run(cli, merged), exit_status_file)
+}
+
+fn vmm_run(cli: &Cli, merged: VmConfigFile) -> Exit {
+    let control = merged.control.clone();
 
     // Input errors are reported before hypervisor errors, so a bad flag gets status 2 even on
     // a host without /dev/kvm; without KVM the vCPU limit is the VMM's own.
@@ -234,7 +247,7 @@ fn vmm_main(cli: &Cli) -> Exit {
         }
         eprintln!("vmm: warning: {warning}");
     }
-    run(&hv, &cfg, cli.control.as_deref())
+    run(&hv, &cfg, control.as_deref())
 }
 
 fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path>) -> Exit {

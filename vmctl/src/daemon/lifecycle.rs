@@ -21,7 +21,7 @@ use vmdef::VmName;
 
 use super::{Daemon, DaemonError, Intent, Result};
 use crate::api::{EventKind, VmInfo};
-use crate::process::{self, EXIT_POWEROFF, EXIT_REBOOT, EXIT_STOPPED};
+use crate::process::{self, Request, EXIT_BAD_INPUT, EXIT_POWEROFF, EXIT_REBOOT, EXIT_STOPPED};
 
 /// Most automatic restarts within [`RESTART_WINDOW`].
 pub const MAX_RESTARTS: usize = 3;
@@ -121,7 +121,7 @@ impl Daemon {
                     let msg = format!("{name} failed to start: {reason} (see {})",
                         self.vmm_log_path(name).display());
                     return Err(match status.and_then(|s| s.code()) {
-                        Some(2) => DaemonError::BadInput(msg),
+                        Some(EXIT_BAD_INPUT) => DaemonError::BadInput(msg),
                         _ => DaemonError::Internal(msg),
                     });
                 }
@@ -321,7 +321,7 @@ impl Daemon {
     async fn shutdown_locked(&self, name: &VmName, timeout: Duration) -> Result<()> {
         let (socket, mut exits) = self.active(name)?;
         self.set_intent(name, Intent::Stop);
-        if let Err(e) = process::command(&socket, "powerbutton", CONTROL_TIMEOUT).await {
+        if let Err(e) = process::command(&socket, Request::Powerbutton, CONTROL_TIMEOUT).await {
             self.set_intent(name, Intent::None);
             return Err(DaemonError::Conflict(format!("{name}: cannot press the power button: {e}")));
         }
@@ -349,7 +349,7 @@ impl Daemon {
             (s.rt.control_socket.clone(), s.rt.pid, s.rt.pid_start_ticks)
         };
         let asked = match socket {
-            Some(sock) => process::command(&sock, "stop", CONTROL_TIMEOUT).await.is_ok(),
+            Some(sock) => process::command(&sock, Request::Stop, CONTROL_TIMEOUT).await.is_ok(),
             None => false,
         };
         if !asked {
@@ -379,30 +379,31 @@ impl Daemon {
 
     /// A hard reset of the machine; the process stays.
     pub async fn reset(self: &Arc<Self>, name: &VmName) -> Result<VmInfo> {
-        self.simple_command(name, "reset", None).await
+        self.simple_command(name, Request::Reset, None).await
     }
 
     /// Stops the vCPUs.
     pub async fn pause(self: &Arc<Self>, name: &VmName) -> Result<VmInfo> {
-        self.simple_command(name, "pause", Some((RunState::Paused, EventKind::Paused))).await
+        self.simple_command(name, Request::Pause, Some((RunState::Paused, EventKind::Paused))).await
     }
 
     /// Restarts the vCPUs.
     pub async fn resume(self: &Arc<Self>, name: &VmName) -> Result<VmInfo> {
-        self.simple_command(name, "resume", Some((RunState::Running, EventKind::Resumed))).await
+        self.simple_command(name, Request::Resume, Some((RunState::Running, EventKind::Resumed))).await
     }
 
     async fn simple_command(
         self: &Arc<Self>,
         name: &VmName,
-        cmd: &str,
+        cmd: Request,
         then: Option<(RunState, EventKind)>,
     ) -> Result<VmInfo> {
         let _op = self.op_lock(name).await;
         let (socket, _) = self.active(name)?;
+        let what = cmd.name();
         process::command(&socket, cmd, CONTROL_TIMEOUT)
             .await
-            .map_err(|e| DaemonError::Conflict(format!("{name}: {cmd} failed: {e}")))?;
+            .map_err(|e| DaemonError::Conflict(format!("{name}: {what} failed: {e}")))?;
         if let Some((state, event)) = then {
             let rt = {
                 let mut t = self.table();

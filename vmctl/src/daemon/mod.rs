@@ -420,7 +420,7 @@ impl Daemon {
         };
         let socket = rt.control_socket.clone().unwrap_or(paths.control.clone());
         let state = match crate::process::status(&socket, Duration::from_secs(2)).await {
-            Ok(st) if st.state == "paused" => RunState::Paused,
+            Ok(st) if st.state == api::control::RunState::Paused => RunState::Paused,
             Ok(_) => RunState::Running,
             Err(e) => {
                 tracing::warn!(vm = %name, "adopting pid {pid} although its control socket fails: {e}");
@@ -485,7 +485,9 @@ pub(crate) fn spawn_restart(d: Arc<Daemon>, name: VmName) {
 /// The state and reason of a VM whose process ended while no daemon watched it.
 fn classify_absent_exit(exit_file: &Path) -> (RunState, String) {
     match crate::process::read_exit_status(exit_file) {
-        Some(e) if matches!(e.code, 0 | 3 | 130) => (RunState::Shutoff, format!("exited: {}", e.reason)),
+        Some(e) if api::VmmExit::from_code(e.code).is_some_and(api::VmmExit::is_clean) => {
+            (RunState::Shutoff, format!("exited: {}", e.reason))
+        }
         Some(e) => (RunState::Crashed, format!("exit status {}: {}", e.code, e.reason)),
         None => (RunState::Crashed, "the vmm process is gone and left no exit status".into()),
     }

@@ -82,7 +82,7 @@ fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
     };
     let ide_disks = cfg.disks.iter().filter(|d| d.bus == DiskBus::Ide);
     for (disk, (channel, unit)) in ide_disks.zip(DISK_POSITIONS) {
-        let image = open(&disk.path, disk.format, disk.readonly)?;
+        let image = open(&disk.path, disk.format.map(crate::pc_config::image_format), disk.readonly)?;
         ide.attach(channel, unit, IdeDrive::Disk(image)).map_err(|e| Error::Devices(e.to_string()))?;
     }
     if let Some(iso) = &cfg.cdrom {

@@ -42,8 +42,9 @@ pub fn attach_virtio_disks(
     let mut placed = Vec::new();
     for (index, disk) in disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Virtio) {
         let name = disk.path.display().to_string();
-        let image = block::open_image(&disk.path, disk.format, disk.readonly)
-            .map_err(|e| Error::Disk(name.clone(), e))?;
+        let image =
+            block::open_image(&disk.path, disk.format.map(crate::pc_config::image_format), disk.readonly)
+                .map_err(|e| Error::Disk(name.clone(), e))?;
         let label = format!("vd{}", (b'a' + placed.len() as u8) as char);
         let options =
             BlockOptions { serial: disk.serial.clone().unwrap_or_default(), queues: disk.queues.max(1) };

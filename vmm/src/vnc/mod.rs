@@ -23,7 +23,6 @@
 //! Not implemented: authentication (VncAuth, VeNCrypt, TLS), encodings other than Raw
 //! (CopyRect, ZRLE, Tight), QEMU's extended key events (raw scan codes), audio, clipboard.
 
-pub mod addr;
 mod keysym;
 /// The RFB protocol codec lives in `devices` (pure functions, reachable by `fuzz/`).
 pub use devices::display::rfb;
@@ -45,7 +44,7 @@ use devices::bus::lock;
 use devices::display::vga::{Frame, StdVga};
 use devices::legacy::i8042::{Key, I8042};
 
-pub use addr::VncListen;
+pub use api::vnc::VncListen;
 
 /// Most clients served at once; more are closed at once.
 pub const MAX_CLIENTS: usize = 16;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The `--vnc` address: `HOST:PORT`, `:N` (display N: 127.0.0.1, port 5900+N, as QEMU
 //! numbers displays) or `unix:PATH`, with the option `,allow-remote`.
+//!
+//! In the JSON configuration it is the same string.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

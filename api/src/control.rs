@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The control socket protocol (`vmm --control PATH`): one JSON object per line each way.
+//!
+//! | request | response |
+//! | --- | --- |
+//! | `{"cmd":"status"}` | `{"state":"running"\|"paused","pid":N,"boots":N}` |
+//! | `{"cmd":"powerbutton"}` | `{"ok":true}`: an ACPI power-button press |
+//! | `{"cmd":"stop"}` | `{"ok":true}`, then the VMM exits with status 130 (as on SIGTERM) |
+//! | `{"cmd":"reset"}` | `{"ok":true}`: the current boot ends and the machine boots again |
+//! | `{"cmd":"pause"}` / `{"cmd":"resume"}` | `{"ok":true}` |
+//! | `{"cmd":"screendump","path":"/x.png"}` | `{"ok":true}` |
+//! | `{"cmd":"sendkey","keys":"text"}` | `{"ok":true}`: the text typed on the PS/2 keyboard |
+//!
+//! Any failure is `{"error":"..."}`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    /// The VM's state.
+    Status,
+    /// Press the ACPI power button.
+    Powerbutton,
+    /// End the VMM (exit status 130).
+    Stop,
+    /// End the current boot and boot again.
+    Reset,
+    /// Stop the vCPUs; the process stays.
+    Pause,
+    /// Restart the vCPUs after `pause`.
+    Resume,
+    /// Save the display as a PNG file.
+    Screendump {
+        /// Where, as the VMM sees the file system.
+        path: PathBuf,
+    },
+    /// Type text on the guest's keyboard.
+    Sendkey {
+        /// The text.
+        keys: String,
+    },
+}
+
+impl Request {
+    /// The `cmd` of the request: `status`, `stop`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Powerbutton => "powerbutton",
+            Request::Stop => "stop",
+            Request::Reset => "reset",
+            Request::Pause => "pause",
+            Request::Resume => "resume",
+            Request::Screendump { .. } => "screendump",
+            Request::Sendkey { .. } => "sendkey",
+        }
+    }
+
+    /// The request as one line of JSON (without the newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Whether the vCPUs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Running.
+    Running,
+    /// Paused by a `pause` request.
+    Paused,
+}
+
+/// The answer to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Running or paused.
+    pub state: RunState,
+    /// The VMM's pid.
+    pub pid: u32,
+    /// Boots so far (the first is 1; a reset or guest reboot adds one).
+    pub boots: u32,
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// The request failed.
+    Error {
+        /// What went wrong.
+        error: String,
+    },
+    /// The answer to `status`.
+    Status(Status),
+    /// Done (`{"ok":true}`).
+    Ok {
+        /// Always true.
+        ok: bool,
+    },
+}
+
+impl Response {
+    /// `{"ok":true}`.
+    pub fn ok() -> Response {
+        Response::Ok { ok: true }
+    }
+
+    /// `{"error":msg}`.
+    pub fn error(msg: impl Into<String>) -> Response {
+        Response::Error { error: msg.into() }
+    }
+
+    /// The response as one line of JSON (without the newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_cmd() {
+        assert_eq!(Request::Status.to_line(), r#"{"cmd":"status"}"#);
+        assert_eq!(
+            Request::Screendump { path: "/x.png".into() }.to_line(),
+            r#"{"cmd":"screendump","path":"/x.png"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"sendkey","keys":"root\n"}"#).unwrap();
+        assert_eq!(r, Request::Sendkey { keys: "root\n".into() });
+        assert_eq!(r.name(), "sendkey");
+        for bad in [r#"{"cmd":"fly"}"#, r#"{"cmd":"screendump"}"#, "x"] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn responses_are_told_apart_by_their_fields() {
+        let s = Response::Status(Status { state: RunState::Paused, pid: 7, boots: 2 });
+        assert_eq!(s.to_line(), r#"{"state":"paused","pid":7,"boots":2}"#);
+        assert_eq!(Response::ok().to_line(), r#"{"ok":true}"#);
+        assert_eq!(Response::error("no").to_line(), r#"{"error":"no"}"#);
+        for r in [s, Response::ok(), Response::error("no")] {
+            assert_eq!(serde_json::from_str::<Response>(&r.to_line()).unwrap(), r);
+        }
+    }
+}
