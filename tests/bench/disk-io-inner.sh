@@ -12,7 +12,9 @@
 # Environment: VMM, BENCH_RUNS (default 1), BENCH_TIMEOUT (default 600 per boot).
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 now() { read -r _up _ </proc/uptime; echo "$_up"; }
-plain() { tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+ESC=$(printf '\033')
+# The console without carriage returns and terminal escapes (busybox sed knows no \x1b).
+plain() { tr -d '\r' <"$1" | sed "s/$ESC\[[0-9;?]*[A-Za-z]//g"; }
 count() { plain "$1" | grep -caE "$2"; }
 wait_for() { # LOG PATTERN COUNT TIMEOUT PID
     _t=$(now)
@@ -58,8 +60,10 @@ T
         # shellcheck disable=SC2016
         printf 'fio --name=%s --filename=/dev/vdb --rw=%s --bs=%s --iodepth=%s --ioengine=libaio --direct=1 --size=900M --runtime=%s --time_based --minimal | awk -F";" "{ print \\"FIO-RESULT %s\\", \\$7, \\$8, \\$48, \\$49 }"\r' \
             "$tname" "$rw" "$bs" "$qd" "$RT" "$tname" >&3
-        if wait_for /tmp/bench-serial.log "^FIO-RESULT $tname [0-9]" 1 $((RT + 120)) $pid; then
-            plain /tmp/bench-serial.log | grep -aE "^FIO-RESULT $tname [0-9]" | tail -n 1 |
+        # Not anchored: a prompt's escapes may precede it; the echoed command line has a quote
+        # after the name, not a digit.
+        if wait_for /tmp/bench-serial.log "FIO-RESULT $tname [0-9]" 1 $((RT + 120)) $pid; then
+            plain /tmp/bench-serial.log | grep -aoE "FIO-RESULT $tname [0-9 ]+" | tail -n 1 |
                 awk -v n="$_name" '{ bw = $3 + $5; io = $4 + $6; printf "BENCH-DISK %s test=%s bw_kib=%d iops=%d\n", n, $2, bw, io }'
         else
             echo "BENCH-DISK $_name test=$tname failed"
