@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-//! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but speaks the control socket
-//! protocol (`--control`), serves a serial console (`--serial unix:PATH`: a banner, then echoes
-//! input), listens on `--vnc HOST:PORT` (only the RFB version greeting) and writes
-//! `--exit-status-file` as `vmm` does. Other flags are accepted and ignored.
+//! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but reads `--config FILE` as
+//! `vmm` does (an `api::VmConfigFile`, which `vmctld` writes), speaks the control socket
+//! protocol (`control`), serves a serial console (`serial: unix:PATH`: a banner, then echoes
+//! input), listens on `vnc: HOST:PORT` (only the RFB version greeting) and writes
+//! `exit_status_file` as `vmm` does. The same fields as flags override the file; other flags
+//! are accepted and ignored.
 //!
-//! Test-only behaviour: `--memory 77M` fails at start (exit 1); `{"cmd":"crash"}` exits with
+//! Test-only behaviour: memory 77M fails at start (exit 1); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
-//! `--memory 55M`, which ignores the button (a guest without ACPI support).
+//! memory is 55M, which ignores the button (a guest without ACPI support).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -39,6 +41,23 @@ fn parse() -> Args {
         }
         let v = it.next().unwrap_or_default();
         match flag.as_str() {
+            "--config" => {
+                let c = api::VmConfigFile::load(std::path::Path::new(&v)).unwrap_or_else(|e| {
+                    eprintln!("fake-vmm: {e}");
+                    std::process::exit(2)
+                });
+                a.control = c.control.or(a.control);
+                if let Some(api::SerialConfig::Unix(p)) = c.serial {
+                    a.serial = Some(p);
+                }
+                a.exit_file = c.exit_status_file.or(a.exit_file);
+                if let Some(m) = c.memory {
+                    a.memory = api::config::format_size(m);
+                }
+                if let Some(l) = c.vnc {
+                    a.vnc = Some(l.to_string());
+                }
+            }
             "--control" => a.control = Some(v.into()),
             "--serial" => a.serial = v.strip_prefix("unix:").map(PathBuf::from),
             "--exit-status-file" => a.exit_file = Some(v.into()),

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Translation of a [`VmDef`] into `vmm` command-line arguments.
+//! Translation of a [`VmDef`] into the VM configuration `vmm` runs: an
+//! [`api::VmConfigFile`], written to `<run>/<name>.config.json` and passed as
+//! `vmm --config FILE` (the only argument besides the daemon's `--vmm-arg`s).
 //!
 //! Everything the definition asks for is either translated or refused with an error naming
 //! the device: nothing is silently dropped. Not supported by `vmm` yet (so `start` fails):
@@ -7,24 +9,29 @@
 //! virtio CD-ROM, more than three IDE disks, IDE disks or a CD-ROM on a direct-boot machine
 //! without interfaces, and turning ACPI or the APIC off.
 //!
-//! Virtio disks are virtio-blk PCI functions (`--disk PATH,format=..,bus=virtio`), which both
-//! machines have: a direct kernel boot with them stays on the direct machine, which then gets
-//! a PCI bus. Network interfaces are e1000 or virtio-net NICs on the taps the daemon made
-//! (`--nic tap=..,mac=..,model=..`), and the VNC server shows the standard VGA card; both
-//! exist only on the PC machine: a direct kernel boot with interfaces or VNC becomes
-//! `--machine pc --kernel K [--initramfs I] [--cmdline C]`, the PC machine booting the kernel
-//! through fw_cfg. Like libvirt, which adds a video card to a domain with `<graphics>`, a VNC
-//! server implies the VGA card.
+//! Virtio disks are virtio-blk PCI functions (`bus: virtio`), which both machines have: a
+//! direct kernel boot with them stays on the direct machine, which then gets a PCI bus.
+//! Network interfaces are e1000 or virtio-net NICs on the taps the daemon made, and the VNC
+//! server shows the standard VGA card; both exist only on the PC machine: a direct kernel boot
+//! with interfaces or VNC becomes the PC machine booting the kernel (and initramfs and command
+//! line) through fw_cfg. Like libvirt, which adds a video card to a domain with `<graphics>`, a
+//! VNC server implies the VGA card.
 
 use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use api::machine::{self as vm, DiskConfig, MachineKind, NicConfig};
+use api::vnc::VncListen;
+use api::{SerialConfig, VmConfigFile};
 use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, NicModel, Os, Video};
 use vmdef::VmDef;
 
 /// Most IDE hard disks `vmm` attaches (the CD-ROM takes the fourth position).
-pub const MAX_IDE_DISKS: usize = 3;
+pub const MAX_IDE_DISKS: usize = vm::MAX_IDE_DISKS;
 
 /// A definition `vmm` cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,11 +46,13 @@ pub struct Unsupported {
 /// Paths the daemon chooses for one run of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPaths {
-    /// `--control`: the VM's control socket.
+    /// The VM configuration file (`vmm --config`).
+    pub config: PathBuf,
+    /// `control`: the VM's control socket.
     pub control: PathBuf,
-    /// `--serial unix:`: the serial console socket.
+    /// `serial: unix:PATH`: the serial console socket.
     pub serial: PathBuf,
-    /// `--exit-status-file`.
+    /// `exit_status_file`.
     pub exit_status: PathBuf,
 }
 
@@ -51,19 +60,15 @@ fn unsupported(device: impl Into<String>, why: impl Into<String>) -> Unsupported
     Unsupported { device: device.into(), why: why.into() }
 }
 
-fn path_arg(flag: &str, p: &Path) -> [OsString; 2] {
-    [OsString::from(flag), p.as_os_str().to_owned()]
-}
-
-/// The arguments (without the program name) that run `def` with `paths`; `taps` are the
-/// host taps of its interfaces, in order; `vnc` is the address the daemon chose for the VNC
-/// server of a definition with one (its port fixed or the first free one).
-pub fn vmm_args(
+/// The configuration that runs `def` with `paths`; `taps` are the host taps of its
+/// interfaces, in order; `vnc` is the address the daemon chose for the VNC server of a
+/// definition with one (its port fixed or the first free one).
+pub fn vmm_config(
     def: &VmDef,
     paths: &RunPaths,
     taps: &[String],
     vnc: Option<SocketAddr>,
-) -> Result<Vec<OsString>, Unsupported> {
+) -> Result<VmConfigFile, Unsupported> {
     check_unsupported(def)?;
     if def.graphics.vnc.is_some() != vnc.is_some() {
         return Err(unsupported("graphics.vnc", "no address was chosen for the VNC server"));
@@ -74,18 +79,17 @@ pub fn vmm_args(
             format!("{} interfaces but {} taps were made for them", def.interfaces.len(), taps.len()),
         ));
     }
-    let mut args: Vec<OsString> = vec![
-        "--memory".into(),
-        format!("{}M", def.memory_mib).into(),
-        "--cpus".into(),
-        def.vcpus.to_string().into(),
-    ];
+    let mut c = VmConfigFile {
+        memory: Some(def.memory_mib.saturating_mul(1 << 20)),
+        cpus: Some(def.vcpus),
+        ..Default::default()
+    };
     match &def.os {
         Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() || vnc.is_some() => {
-            args.extend(["--machine".into(), "pc".into()]);
-            kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
-            pc_args(def, &mut args)?;
-            vga_arg(def, &mut args);
+            c.machine = Some(MachineKind::Pc);
+            kernel_fields(&mut c, kernel, initrd.as_deref(), cmdline.as_deref());
+            disk_fields(def, &mut c)?;
+            c.vga = Some(vga(def));
         }
         Os::Direct { kernel, initrd, cmdline } => {
             for (i, d) in def.disks.iter().enumerate() {
@@ -98,83 +102,106 @@ pub fn vmm_args(
                 };
                 return Err(unsupported(format!("disks[{i}] ({})", d.target), why));
             }
-            args.extend(["--machine".into(), "direct".into()]);
-            kernel_args(&mut args, kernel, initrd.as_deref(), cmdline.as_deref());
+            c.machine = Some(MachineKind::Direct);
+            kernel_fields(&mut c, kernel, initrd.as_deref(), cmdline.as_deref());
             // Only virtio disks are left: the direct machine puts them on its PCI bus.
-            pc_args(def, &mut args)?;
+            disk_fields(def, &mut c)?;
         }
         Os::Pc { boot } => {
-            args.extend(["--machine".into(), "pc".into()]);
-            pc_args(def, &mut args)?;
-            let order: Vec<&str> = boot
+            c.machine = Some(MachineKind::Pc);
+            disk_fields(def, &mut c)?;
+            let order: Vec<vm::BootDevice> = boot
                 .iter()
                 .map(|b| match b {
-                    BootDevice::Disk => "disk",
-                    BootDevice::Cdrom => "cdrom",
-                    BootDevice::Network => "net",
+                    BootDevice::Disk => vm::BootDevice::Disk,
+                    BootDevice::Cdrom => vm::BootDevice::Cdrom,
+                    BootDevice::Network => vm::BootDevice::Net,
                 })
                 .collect();
             if !order.is_empty() {
-                args.extend(["--boot".into(), order.join(",").into()]);
+                c.boot = Some(order);
             }
-            vga_arg(def, &mut args);
+            c.vga = Some(vga(def));
         }
     }
-    for (nic, tap) in def.interfaces.iter().zip(taps) {
-        let model = match nic.model {
-            NicModel::E1000 => "e1000",
-            NicModel::Virtio => "virtio",
-        };
-        args.extend(["--nic".into(), format!("tap={tap},mac={},model={model}", nic.mac).into()]);
-    }
-    if let Some(addr) = vnc {
-        // The definition's listen address is the user's choice: an address other than
-        // loopback is what they asked for, so vmm's guard against that is lifted.
-        let remote = if addr.ip().is_loopback() { "" } else { ",allow-remote" };
-        args.extend(["--vnc".into(), format!("{addr}{remote}").into()]);
-    }
-    let mut serial = OsString::from("unix:");
-    match &def.serial {
-        Some(_) => serial.push(paths.serial.as_os_str()),
+    let nics: Vec<NicConfig> = def
+        .interfaces
+        .iter()
+        .zip(taps)
+        .map(|(nic, tap)| NicConfig {
+            tap: tap.clone(),
+            mac: nic.mac.octets(),
+            model: match nic.model {
+                NicModel::E1000 => vm::NicModel::E1000,
+                NicModel::Virtio => vm::NicModel::Virtio,
+            },
+            queues: 1,
+        })
+        .collect();
+    c.nics = (!nics.is_empty()).then_some(nics);
+    // The definition's listen address is the user's choice: an address other than loopback
+    // is what they asked for, so vmm's guard against that is lifted.
+    c.vnc = vnc.map(|addr| VncListen::Tcp { addr, allow_remote: !addr.ip().is_loopback() });
+    c.serial = Some(match &def.serial {
+        Some(_) => SerialConfig::Unix(paths.serial.clone()),
         // No serial port in the definition: the UART's output goes nowhere.
-        None => serial = OsString::from("file:/dev/null"),
-    }
-    args.extend(["--serial".into(), serial]);
-    args.extend(path_arg("--control", &paths.control));
-    args.extend(path_arg("--exit-status-file", &paths.exit_status));
+        None => SerialConfig::File("/dev/null".into()),
+    });
+    c.control = Some(paths.control.clone());
+    c.exit_status_file = Some(paths.exit_status.clone());
     // The daemon applies on_reboot itself unless the guest should simply boot again.
     if def.on_reboot != vmdef::model::LifecycleAction::Restart {
-        args.push("--no-reboot".into());
+        c.no_reboot = Some(true);
     }
-    Ok(args)
+    Ok(c)
 }
 
-fn kernel_args(args: &mut Vec<OsString>, kernel: &Path, initrd: Option<&Path>, cmdline: Option<&str>) {
-    args.extend(path_arg("--kernel", kernel));
-    if let Some(i) = initrd {
-        args.extend(path_arg("--initramfs", i));
-    }
-    if let Some(c) = cmdline {
-        args.extend(["--cmdline".into(), c.into()]);
-    }
+/// The `vmm` arguments (without the program name) that run the configuration at `config`.
+pub fn vmm_args(config: &Path) -> Vec<OsString> {
+    vec!["--config".into(), config.as_os_str().to_owned()]
 }
 
-fn vga_arg(def: &VmDef, args: &mut Vec<OsString>) {
-    let vga = match def.graphics.video {
-        _ if def.graphics.vnc.is_some() => "std",
-        Video::Vga => "std",
-        Video::None => "none",
-    };
-    args.extend(["--vga".into(), vga.into()]);
+/// Writes `config` to `path` atomically: a temporary file in the same directory (mode 0600),
+/// fsynced, renamed over `path`, and the directory fsynced.
+pub fn write_config(path: &Path, config: &VmConfigFile) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(config.to_json().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn kernel_fields(c: &mut VmConfigFile, kernel: &Path, initrd: Option<&Path>, cmdline: Option<&str>) {
+    c.kernel = Some(kernel.to_path_buf());
+    c.initramfs = initrd.map(Path::to_path_buf);
+    c.cmdline = cmdline.map(str::to_string);
+}
+
+fn vga(def: &VmDef) -> bool {
+    match def.graphics.video {
+        _ if def.graphics.vnc.is_some() => true,
+        Video::Vga => true,
+        Video::None => false,
+    }
 }
 
 /// Disks in target order (so `hd*` IDE disks come before `vd*` virtio ones and the first is
 /// the one `<boot dev='hd'/>` boots), and the CD-ROM.
-fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
+fn disk_fields(def: &VmDef, c: &mut VmConfigFile) -> Result<(), Unsupported> {
     let mut sorted: Vec<(usize, &vmdef::model::Disk)> = def.disks.iter().enumerate().collect();
     sorted.sort_by(|a, b| a.1.target.cmp(&b.1.target));
-    let mut cdrom_seen = false;
-    let mut disks = 0;
+    let mut disks = Vec::new();
+    let mut ide = 0;
     for (i, d) in sorted {
         let name = || format!("disks[{i}] ({})", d.target);
         let Some(path) = &d.path else {
@@ -187,33 +214,33 @@ fn pc_args(def: &VmDef, args: &mut Vec<OsString>) -> Result<(), Unsupported> {
             if d.bus == DiskBus::Virtio {
                 return Err(unsupported(name(), "a CD-ROM drive is on the IDE bus; use bus \"ide\""));
             }
-            if cdrom_seen {
+            if c.cdrom.is_some() {
                 return Err(unsupported(name(), "vmm has one CD-ROM drive; remove the others"));
             }
-            cdrom_seen = true;
-            args.extend(path_arg("--cdrom", path));
+            c.cdrom = Some(path.clone());
             continue;
         }
-        disks += usize::from(d.bus == DiskBus::Ide);
-        if disks > MAX_IDE_DISKS {
+        ide += usize::from(d.bus == DiskBus::Ide);
+        if ide > MAX_IDE_DISKS {
             return Err(unsupported(
                 name(),
                 "vmm attaches at most 3 IDE disks (the CD-ROM takes the 4th slot)",
             ));
         }
-        let mut spec = path.as_os_str().to_owned();
-        spec.push(match d.format {
-            DiskFormat::Raw => ",format=raw",
-            DiskFormat::Qcow2 => ",format=qcow2",
+        disks.push(DiskConfig {
+            format: Some(match d.format {
+                DiskFormat::Raw => vm::DiskFormat::Raw,
+                DiskFormat::Qcow2 => vm::DiskFormat::Qcow2,
+            }),
+            bus: match d.bus {
+                DiskBus::Ide => vm::DiskBus::Ide,
+                DiskBus::Virtio => vm::DiskBus::Virtio,
+            },
+            readonly: d.is_readonly(),
+            ..DiskConfig::new(path.clone())
         });
-        if d.bus == DiskBus::Virtio {
-            spec.push(",bus=virtio");
-        }
-        if d.is_readonly() {
-            spec.push(",readonly");
-        }
-        args.extend(["--disk".into(), spec]);
     }
+    c.disks = (!disks.is_empty()).then_some(disks);
     Ok(())
 }
 
@@ -246,14 +273,11 @@ mod tests {
 
     fn paths() -> RunPaths {
         RunPaths {
+            config: "/s/run/a.config.json".into(),
             control: "/s/run/a.sock".into(),
             serial: "/s/run/a.serial.sock".into(),
             exit_status: "/s/run/a.exit.json".into(),
         }
-    }
-
-    fn strings(args: &[OsString]) -> Vec<String> {
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
     }
 
     fn disk(path: &str, bus: DiskBus, device: DiskDevice, target: &str) -> Disk {
@@ -267,6 +291,16 @@ mod tests {
         }
     }
 
+    /// A configured disk from its `--disk` spec.
+    fn spec(s: &str) -> DiskConfig {
+        s.parse().unwrap()
+    }
+
+    /// The configured disks as `--disk` specs would name them: `path,bus`.
+    fn disk_paths(c: &VmConfigFile) -> Vec<String> {
+        c.disks.iter().flatten().map(|d| format!("{},{:?}", d.path.display(), d.bus).to_lowercase()).collect()
+    }
+
     #[test]
     fn pc_machine_with_ide_disks_cdrom_and_boot_order() {
         let mut def = VmDef::new("a".parse().unwrap(), 512, 2);
@@ -277,13 +311,25 @@ mod tests {
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
         def.disks.push(disk("/i/x.iso", DiskBus::Ide, DiskDevice::Cdrom, "hdc"));
         def.graphics.video = Video::Vga;
-        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap());
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
         assert_eq!(
-            args.join(" "),
-            "--memory 512M --cpus 2 --machine pc --disk /i/a.img,format=raw \
-             --disk /i/b.qcow2,format=qcow2,readonly --cdrom /i/x.iso --boot cdrom,disk,net --vga std \
-             --serial unix:/s/run/a.serial.sock --control /s/run/a.sock --exit-status-file /s/run/a.exit.json"
+            c,
+            VmConfigFile {
+                memory: Some(512 << 20),
+                cpus: Some(2),
+                machine: Some(MachineKind::Pc),
+                disks: Some(vec![spec("/i/a.img,format=raw"), spec("/i/b.qcow2,format=qcow2,readonly")]),
+                cdrom: Some("/i/x.iso".into()),
+                boot: Some(vec![vm::BootDevice::Cdrom, vm::BootDevice::Disk, vm::BootDevice::Net]),
+                vga: Some(true),
+                serial: Some(SerialConfig::Unix("/s/run/a.serial.sock".into())),
+                control: Some("/s/run/a.sock".into()),
+                exit_status_file: Some("/s/run/a.exit.json".into()),
+                ..Default::default()
+            }
         );
+        // What the daemon writes, vmm reads back.
+        assert_eq!(VmConfigFile::parse(&c.to_json()).unwrap(), c);
     }
 
     #[test]
@@ -294,36 +340,32 @@ mod tests {
         def.disks[0].format = DiskFormat::Qcow2;
         def.disks.push(disk("/i/v1.img", DiskBus::Virtio, DiskDevice::Disk, "vda"));
         def.disks[1].readonly = true;
-        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
-        assert!(
-            args.contains(
-                "--disk /i/v1.img,format=raw,bus=virtio,readonly --disk /i/v2.qcow2,format=qcow2,bus=virtio "
-            ),
-            "{args}"
-        );
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        let virtio = vec![
+            spec("/i/v1.img,format=raw,bus=virtio,readonly"),
+            spec("/i/v2.qcow2,format=qcow2,bus=virtio"),
+        ];
+        assert_eq!(c.disks.as_ref(), Some(&virtio));
         def.disks.push(disk("/i/h.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
-        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
-        assert!(args.contains("--machine pc --disk /i/h.img,format=raw --disk /i/v1.img"), "{args}");
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        assert_eq!(c.machine, Some(MachineKind::Pc));
+        assert_eq!(disk_paths(&c), ["/i/h.img,ide", "/i/v1.img,virtio", "/i/v2.qcow2,virtio"]);
         // A direct kernel boot with virtio disks stays on the direct machine, which has PCI.
         def.disks.truncate(2);
         def.os =
             Os::Direct { kernel: "/k/vmlinuz".into(), initrd: None, cmdline: Some("root=/dev/vda".into()) };
-        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap()).join(" ");
-        assert!(
-            args.starts_with(
-                "--memory 512M --cpus 1 --machine direct --kernel /k/vmlinuz --cmdline root=/dev/vda \
-                 --disk /i/v1.img,format=raw,bus=virtio,readonly --disk /i/v2.qcow2,format=qcow2,bus=virtio \
-                 --serial "
-            ),
-            "{args}"
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        assert_eq!(
+            (c.machine, c.kernel.as_deref(), c.cmdline.as_deref(), c.disks.as_ref()),
+            (Some(MachineKind::Direct), Some(Path::new("/k/vmlinuz")), Some("root=/dev/vda"), Some(&virtio))
         );
-        assert!(!args.contains("--vga"), "{args}");
+        assert_eq!(c.vga, None);
         // With an interface it moves to the PC machine, virtio disks and all.
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
-        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()], None).unwrap()).join(" ");
-        assert!(
-            args.contains("--machine pc --kernel /k/vmlinuz --cmdline root=/dev/vda --disk /i/v1.img"),
-            "{args}"
+        let c = vmm_config(&def, &paths(), &["vt-a-0".into()], None).unwrap();
+        assert_eq!(
+            (c.machine, c.kernel.as_deref(), c.cmdline.as_deref(), c.disks.as_ref()),
+            (Some(MachineKind::Pc), Some(Path::new("/k/vmlinuz")), Some("root=/dev/vda"), Some(&virtio))
         );
     }
 
@@ -337,31 +379,24 @@ mod tests {
         };
         def.on_reboot = LifecycleAction::Destroy;
         def.serial = None;
-        let args = strings(&vmm_args(&def, &paths(), &[], None).unwrap());
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
         assert_eq!(
-            args,
-            [
-                "--memory",
-                "256M",
-                "--cpus",
-                "1",
-                "--machine",
-                "direct",
-                "--kernel",
-                "/k/vmlinuz",
-                "--initramfs",
-                "/k/initrd",
-                "--cmdline",
-                "console=ttyS0 quiet",
-                "--serial",
-                "file:/dev/null",
-                "--control",
-                "/s/run/a.sock",
-                "--exit-status-file",
-                "/s/run/a.exit.json",
-                "--no-reboot"
-            ]
+            c,
+            VmConfigFile {
+                memory: Some(256 << 20),
+                cpus: Some(1),
+                machine: Some(MachineKind::Direct),
+                kernel: Some("/k/vmlinuz".into()),
+                initramfs: Some("/k/initrd".into()),
+                cmdline: Some("console=ttyS0 quiet".into()),
+                serial: Some(SerialConfig::File("/dev/null".into())),
+                control: Some("/s/run/a.sock".into()),
+                exit_status_file: Some("/s/run/a.exit.json".into()),
+                no_reboot: Some(true),
+                ..Default::default()
+            }
         );
+        assert_eq!(vmm_args(&paths().config), ["--config", "/s/run/a.config.json"]);
     }
 
     fn nic(net: &str, mac: &str) -> Interface {
@@ -380,14 +415,15 @@ mod tests {
         def.interfaces.push(nic("wan", "52:54:00:00:00:02"));
         def.interfaces[1].model = NicModel::Virtio;
         let taps = ["vt-a-0".to_string(), "vt-a-1".to_string()];
-        let args = strings(&vmm_args(&def, &paths(), &taps, None).unwrap()).join(" ");
-        assert!(
-            args.contains(
-                "--boot net --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000 --nic tap=vt-a-1,mac=52:54:00:00:00:02,model=virtio --serial"
-            ),
-            "{args}"
-        );
-        let e = vmm_args(&def, &paths(), &taps[..1], None).unwrap_err();
+        let c = vmm_config(&def, &paths(), &taps, None).unwrap();
+        assert_eq!((c.boot, c.vga), (Some(vec![vm::BootDevice::Net]), Some(false)));
+        let nics: Vec<NicConfig> =
+            ["tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000", "tap=vt-a-1,mac=52:54:00:00:00:02,model=virtio"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+        assert_eq!(c.nics, Some(nics));
+        let e = vmm_config(&def, &paths(), &taps[..1], None).unwrap_err();
         assert_eq!(e.device, "interfaces");
     }
 
@@ -401,14 +437,15 @@ mod tests {
         };
         def.interfaces.push(nic("lan", "52:54:00:00:00:01"));
         def.disks.push(disk("/i/a.img", DiskBus::Ide, DiskDevice::Disk, "hda"));
-        let args = strings(&vmm_args(&def, &paths(), &["vt-a-0".into()], None).unwrap()).join(" ");
-        assert!(
-            args.starts_with(
-                "--memory 256M --cpus 1 --machine pc --kernel /k/vmlinuz --initramfs /k/initrd \
-                 --cmdline console=ttyS0 --disk /i/a.img,format=raw --vga none --nic tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000"
-            ),
-            "{args}"
+        let c = vmm_config(&def, &paths(), &["vt-a-0".into()], None).unwrap();
+        assert_eq!(c.machine, Some(MachineKind::Pc));
+        assert_eq!(
+            (c.kernel.as_deref(), c.initramfs.as_deref(), c.cmdline.as_deref()),
+            (Some(Path::new("/k/vmlinuz")), Some(Path::new("/k/initrd")), Some("console=ttyS0"))
         );
+        assert_eq!(c.disks, Some(vec![spec("/i/a.img,format=raw")]));
+        assert_eq!(c.vga, Some(false));
+        assert_eq!(c.nics, Some(vec!["tap=vt-a-0,mac=52:54:00:00:00:01,model=e1000".parse().unwrap()]));
     }
 
     #[test]
@@ -418,24 +455,38 @@ mod tests {
         def.graphics.vnc =
             Some(vmdef::model::Vnc { port: None, listen: std::net::Ipv4Addr::LOCALHOST.into() });
         let addr: SocketAddr = "127.0.0.1:5903".parse().unwrap();
-        let args = strings(&vmm_args(&def, &paths(), &[], Some(addr)).unwrap()).join(" ");
-        assert!(
-            args.starts_with(
-                "--memory 256M --cpus 1 --machine pc --kernel /k --vga std --vnc 127.0.0.1:5903 "
-            ),
-            "{args}"
+        let c = vmm_config(&def, &paths(), &[], Some(addr)).unwrap();
+        assert_eq!(
+            (c.machine, c.kernel.as_deref(), c.vga),
+            (Some(MachineKind::Pc), Some(Path::new("/k")), Some(true))
         );
+        assert_eq!(c.vnc, Some("127.0.0.1:5903".parse().unwrap()));
         // A listen address other than loopback is the user's explicit choice.
-        let args =
-            strings(&vmm_args(&def, &paths(), &[], Some("0.0.0.0:5900".parse().unwrap())).unwrap()).join(" ");
-        assert!(args.contains(" --vnc 0.0.0.0:5900,allow-remote "), "{args}");
+        let c = vmm_config(&def, &paths(), &[], Some("0.0.0.0:5900".parse().unwrap())).unwrap();
+        assert_eq!(c.vnc, Some("0.0.0.0:5900,allow-remote".parse().unwrap()));
         // The PC machine keeps its boot order and gets the VGA card even if video says none.
         def.os = Os::Pc { boot: vec![BootDevice::Disk] };
-        let args = strings(&vmm_args(&def, &paths(), &[], Some(addr)).unwrap()).join(" ");
-        assert!(args.contains("--boot disk --vga std --vnc 127.0.0.1:5903 "), "{args}");
+        let c = vmm_config(&def, &paths(), &[], Some(addr)).unwrap();
+        assert_eq!((c.boot, c.vga), (Some(vec![vm::BootDevice::Disk]), Some(true)));
+        assert_eq!(c.vnc, Some("127.0.0.1:5903".parse().unwrap()));
         // A chosen address without a VNC server in the definition is a daemon bug, refused.
         def.graphics.vnc = None;
-        assert_eq!(vmm_args(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc");
+        assert_eq!(vmm_config(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc");
+    }
+
+    #[test]
+    fn the_config_file_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.config.json");
+        let def = VmDef::new("a".parse().unwrap(), 256, 1);
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        write_config(&path, &VmConfigFile::default()).unwrap();
+        write_config(&path, &c).unwrap();
+        assert_eq!(VmConfigFile::load(&path).unwrap(), c);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(write_config(&dir.path().join("absent/a.json"), &c).is_err());
     }
 
     #[test]
@@ -498,7 +549,7 @@ mod tests {
         for (change, device) in cases {
             let mut def = base.clone();
             change(&mut def);
-            let e = vmm_args(&def, &paths(), &[], None).unwrap_err();
+            let e = vmm_config(&def, &paths(), &[], None).unwrap_err();
             assert_eq!(e.device, device, "{e}");
         }
     }

@@ -96,14 +96,19 @@ impl Daemon {
             Some(v) => Some(self.choose_vnc_address(name, v)?),
             None => None,
         };
-        let mut args = crate::argv::vmm_args(&def, &paths, &tap_names, vnc)
+        let config = crate::argv::vmm_config(&def, &paths, &tap_names, vnc)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
         // Removed again if the start fails.
         let taps = self.make_taps(planned).await?;
-        args.extend(self.cfg.extra_vmm_args.iter().cloned());
         for stale in [&paths.control, &paths.serial, &paths.exit_status] {
             let _ = std::fs::remove_file(stale);
         }
+        // The VM's whole configuration is the file; the arguments name it (and add the
+        // daemon's --vmm-arg flags).
+        crate::argv::write_config(&paths.config, &config)
+            .map_err(|e| DaemonError::Internal(format!("cannot write {}: {e}", paths.config.display())))?;
+        let mut args = crate::argv::vmm_args(&paths.config);
+        args.extend(self.cfg.extra_vmm_args.iter().cloned());
         tracing::info!(vm = %name, vmm = %self.cfg.vmm.display(), ?args, "starting");
         let mut child = process::spawn_detached(&self.cfg.vmm, &args, &self.vmm_log_path(name))
             .map_err(|e| DaemonError::Internal(format!("cannot run {}: {e}", self.cfg.vmm.display())))?;

@@ -268,6 +268,7 @@ impl Daemon {
     pub fn run_paths(&self, name: &VmName) -> RunPaths {
         let run = self.store.run_dir();
         RunPaths {
+            config: run.join(format!("{name}.config.json")),
             control: self.store.control_socket_path(name),
             serial: run.join(format!("{name}.serial.sock")),
             exit_status: run.join(format!("{name}.exit")),
