@@ -358,6 +358,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let c = VmConfigFile::parse(
+            r#"{ "machine": "pc", "memory": 2048, "boot": "disk,cdrom", "cdrom": "/srv/vm/debian.iso",
+  "disks": ["/srv/vm/data.img,format=raw,bus=virtio",
+            {"path": "/srv/vm/root.qcow2", "format": "qcow2", "bus": "ide", "readonly": false}],
+  "nics": [{"tap": "tap0", "mac": "52:54:00:12:34:56", "model": "virtio", "queues": 2}],
+  "vnc": "127.0.0.1:5901", "control": "/run/vm1.ctl", "exit_status_file": "/run/vm1.exit" }"#,
+        )
+        .unwrap();
+        let disks = c.disks.unwrap();
+        assert_eq!((disks[0].bus, disks[1].format), (DiskBus::Virtio, Some(DiskFormat::Qcow2)));
+        assert_eq!(c.nics.unwrap()[0].queues, 2);
+        assert_eq!(c.memory, Some(2 << 30));
+    }
+
+    #[test]
     fn every_field_writes_and_reads_back() {
         let full = VmConfigFile {
             kernel: Some("/k/vmlinuz".into()),

@@ -5,8 +5,9 @@
 //!
 //! - [`api`]: wire types and exit codes shared by both.
 //! - [`daemon`]: the daemon's VM table, lifecycle and HTTP API; [`server`] runs it.
-//! - [`argv`]: a definition as `vmm` arguments; [`process`]: VM processes and their control
-//!   socket; [`console`]: the console multiplexer.
+//! - [`argv`]: a definition as the `vmm` configuration file (`api::VmConfigFile`) and the
+//!   arguments that name it; [`process`]: VM processes and their control socket (typed by
+//!   `api::control`); [`console`]: the console multiplexer.
 //! - [`pool`]: directory storage pools and their volumes.
 //! - [`net`]: managed networks: their store and the host's bridge, nftables and dnsmasq.
 //! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
