@@ -276,7 +276,19 @@ pub trait DiskImage: Send {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Error>;
     /// Makes every completed write durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// The file behind an image that maps medium offsets 1:1 to file offsets (raw), for I/O
+    /// straight between the file and guest memory (`preadv`/`pwritev`) instead of through a
+    /// buffer; `None` for formats with metadata (qcow2). Writes through it skip the checks of
+    /// [`DiskImage::write_at`]: callers send writes that touch the first
+    /// [`RAW_GUARDED_BYTES`] bytes, or any write to a read-only image, through `write_at`.
+    fn raw_file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
+
+/// Bytes at the start of a raw image that only [`DiskImage::write_at`] may write (it refuses
+/// the qcow2 magic there).
+pub const RAW_GUARDED_BYTES: u64 = QCOW2_MAGIC.len() as u64;
 
 /// Checks that `[offset, offset + len)` lies within a medium of `size` bytes.
 pub fn check_range(offset: u64, len: usize, size: u64) -> Result<(), Error> {

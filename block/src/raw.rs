@@ -97,6 +97,9 @@ impl DiskImage for RawFile {
         self.file.write_all_at(buf, offset)?;
         Ok(())
     }
+    fn raw_file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
     fn flush(&mut self) -> Result<(), Error> {
         if !self.read_only {
             self.file.sync_data()?;

@@ -3,6 +3,7 @@
 //! when it completes), get-id (the serial number), discard, write-zeroes, read-only media
 //! and several queues. Requests run on a worker thread ([`worker::BlockWorker`]).
 
+pub mod iovec;
 pub mod request;
 pub mod worker;
 

@@ -16,6 +16,8 @@ use virtio_bindings::virtio_blk::{
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::GuestMemoryMmap;
 
+use super::iovec::{self, Direction};
+
 /// Bytes in a virtio-blk sector, whatever the medium's block size.
 pub const SECTOR_SIZE: u64 = 512;
 /// Largest piece of data moved at once between the image and guest memory.
@@ -81,7 +83,7 @@ pub fn execute(
     writethrough: bool,
 ) -> Completion {
     let head = chain.head_index();
-    let (mut reader, mut writer) = match (Reader::new(mem, chain.clone()), Writer::new(mem, chain)) {
+    let (mut reader, mut writer) = match (Reader::new(mem, chain.clone()), Writer::new(mem, chain.clone())) {
         (Ok(r), Ok(w)) => (r, w),
         (Err(e), _) | (_, Err(e)) => {
             log::debug!("virtio-blk: request {head}: {}", RequestError::Chain(e.to_string()));
@@ -99,20 +101,54 @@ pub fn execute(
             return Completion { status: None, used_len: 0 };
         }
     };
-    let result = run(&mut reader, &mut writer, disk, id, writethrough);
+    let direct = Direct { mem, chain: &chain };
+    let result = run(&mut reader, &mut writer, disk, id, writethrough, direct);
     let status = match &result {
-        Ok(()) => VIRTIO_BLK_S_OK,
+        Ok(_) => VIRTIO_BLK_S_OK,
         Err(RequestError::Unsupported(_)) => VIRTIO_BLK_S_UNSUPP,
         Err(_) => VIRTIO_BLK_S_IOERR,
     } as u8;
-    if let Err(e) = result {
-        log::debug!("virtio-blk: request {head}: {e}");
-    }
+    let data_written = match result {
+        Ok(n) => n,
+        Err(e) => {
+            log::debug!("virtio-blk: request {head}: {e}");
+            writer.bytes_written()
+        }
+    };
     if let Err(e) = status_writer.write_all(&[status]) {
         log::debug!("virtio-blk: request {head}: status byte: {e}");
-        return Completion { status: None, used_len: writer.bytes_written() as u32 };
+        return Completion { status: None, used_len: data_written as u32 };
     }
-    Completion { status: Some(status), used_len: (writer.bytes_written() + 1) as u32 }
+    Completion { status: Some(status), used_len: (data_written + 1) as u32 }
+}
+
+/// What the raw-image fast path needs: the chain's buffers in guest memory.
+#[derive(Clone, Copy)]
+struct Direct<'a> {
+    mem: &'a GuestMemoryMmap,
+    chain: &'a DescriptorChain<&'a GuestMemoryMmap>,
+}
+
+impl Direct<'_> {
+    /// Reads `len` bytes at `offset` of a raw image straight into the chain's writable
+    /// buffers; false if this request cannot go that way.
+    fn read(&self, disk: &dyn DiskImage, offset: u64, len: usize) -> Result<bool, RequestError> {
+        let Some(file) = disk.raw_file() else { return Ok(false) };
+        let descs = self.chain.clone().writable();
+        Ok(iovec::transfer(file, self.mem, descs, 0, len, offset, Direction::ToGuest)?)
+    }
+
+    /// Writes `len` bytes of the chain's readable buffers (after the 16-byte header) at
+    /// `offset` of a raw image; false if this request cannot go that way (also for writes to
+    /// the image's first bytes, which only `write_at` checks).
+    fn write(&self, disk: &dyn DiskImage, offset: u64, len: usize) -> Result<bool, RequestError> {
+        let Some(file) = disk.raw_file().filter(|_| !disk.read_only() && offset >= block::RAW_GUARDED_BYTES)
+        else {
+            return Ok(false);
+        };
+        let descs = self.chain.clone().readable();
+        Ok(iovec::transfer(file, self.mem, descs, 16, len, offset, Direction::FromGuest)?)
+    }
 }
 
 fn run(
@@ -121,7 +157,8 @@ fn run(
     disk: &mut dyn DiskImage,
     id: &[u8],
     writethrough: bool,
-) -> Result<(), RequestError> {
+    direct: Direct<'_>,
+) -> Result<usize, RequestError> {
     let mut header = [0u8; 16];
     reader.read_exact(&mut header).map_err(|_| RequestError::ShortHeader)?;
     let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -130,6 +167,9 @@ fn run(
         VIRTIO_BLK_T_IN => {
             let len = writer.available_bytes();
             let mut offset = byte_range(sector, len as u64, disk.size())?;
+            if direct.read(disk, offset, len)? {
+                return Ok(len);
+            }
             let mut buf = vec![0u8; len.min(CHUNK)];
             let mut left = len;
             while left > 0 {
@@ -139,7 +179,7 @@ fn run(
                 offset += n as u64;
                 left -= n;
             }
-            Ok(())
+            Ok(len)
         }
         VIRTIO_BLK_T_OUT => {
             if disk.read_only() {
@@ -147,34 +187,39 @@ fn run(
             }
             let len = reader.available_bytes();
             let mut offset = byte_range(sector, len as u64, disk.size())?;
-            let mut buf = vec![0u8; len.min(CHUNK)];
-            let mut left = len;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                reader.read_exact(&mut buf[..n])?;
-                disk.write_at(offset, &buf[..n])?;
-                offset += n as u64;
-                left -= n;
+            if !direct.write(disk, offset, len)? {
+                let mut buf = vec![0u8; len.min(CHUNK)];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    reader.read_exact(&mut buf[..n])?;
+                    disk.write_at(offset, &buf[..n])?;
+                    offset += n as u64;
+                    left -= n;
+                }
             }
             if writethrough {
                 disk.flush()?;
             }
-            Ok(())
+            Ok(0)
         }
-        VIRTIO_BLK_T_FLUSH => Ok(disk.flush()?),
+        VIRTIO_BLK_T_FLUSH => {
+            disk.flush()?;
+            Ok(0)
+        }
         VIRTIO_BLK_T_GET_ID => {
             let n = writer.available_bytes().min(VIRTIO_BLK_ID_BYTES as usize);
             let mut bytes = [0u8; VIRTIO_BLK_ID_BYTES as usize];
             let len = id.len().min(bytes.len());
             bytes[..len].copy_from_slice(&id[..len]);
             writer.write_all(&bytes[..n])?;
-            Ok(())
+            Ok(n)
         }
         VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => {
             if disk.read_only() {
                 return Err(RequestError::ReadOnly);
             }
-            zero_segments(reader, disk, kind == VIRTIO_BLK_T_WRITE_ZEROES)
+            zero_segments(reader, disk, kind == VIRTIO_BLK_T_WRITE_ZEROES).map(|()| 0)
         }
         other => Err(RequestError::Unsupported(other)),
     }

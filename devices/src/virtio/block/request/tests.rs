@@ -229,3 +229,92 @@ fn write_zeroes_and_discard() {
     assert_eq!(run(&m, &many, &mut d, false).status, ioerr);
     assert_eq!(d.data(), disk(8).data());
 }
+
+/// A raw image file under the system's temporary directory, removed when dropped.
+struct TmpRaw(std::path::PathBuf);
+
+impl TmpRaw {
+    fn new(name: &str, data: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("vblk-{}-{name}.raw", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        TmpRaw(path)
+    }
+    /// Opened as the VMM opens images (with the qcow2-magic guard of raw images).
+    fn open(&self, read_only: bool) -> Box<dyn DiskImage> {
+        block::open_image(&self.0, Some(block::ImageFormat::Raw), read_only).unwrap()
+    }
+}
+
+impl Drop for TmpRaw {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn raw_images_go_straight_between_file_and_guest_memory() {
+    let m = mem();
+    let pattern: Vec<u8> = (0..8 * 512).map(|i| (i % 253) as u8).collect();
+    let tmp = TmpRaw::new("direct", &pattern);
+    let mut raw = tmp.open(false);
+    assert!(raw.raw_file().is_some());
+    // A read scattered over two buffers, the second split across a 4 KiB page boundary.
+    header(&m, VIRTIO_BLK_T_IN, 1);
+    let descs = [desc(HDR, 16, 0), desc(DATA, 512, W), desc(DATA + 0x1f00, 1024, W), desc(STATUS, 1, W)];
+    let q = MockSplitQueue::new(&m, 16);
+    let c = execute(&m, q.build_desc_chain(&descs).unwrap(), raw.as_mut(), b"", false);
+    assert_eq!(c, Completion { status: Some(0), used_len: 1537 });
+    let mut got = vec![0u8; 1024];
+    m.read_slice(&mut got[..512], GuestAddress(DATA)).unwrap();
+    assert_eq!(&got[..512], &pattern[512..1024]);
+    m.read_slice(&mut got, GuestAddress(DATA + 0x1f00)).unwrap();
+    assert_eq!(got, pattern[1024..2048]);
+    // A write with the header and the data in one descriptor.
+    m.write_slice(&[0xc3; 512], GuestAddress(HDR + 16)).unwrap();
+    header(&m, VIRTIO_BLK_T_OUT, 4);
+    let c = execute(
+        &m,
+        q.build_desc_chain(&[desc(HDR, 16 + 512, 0), desc(STATUS, 1, W)]).unwrap(),
+        raw.as_mut(),
+        b"",
+        false,
+    );
+    assert_eq!(c, Completion { status: Some(0), used_len: 1 });
+    let on_disk = std::fs::read(&tmp.0).unwrap();
+    assert_eq!(&on_disk[4 * 512..5 * 512], &[0xc3; 512][..]);
+    assert_eq!(&on_disk[..4 * 512], &pattern[..4 * 512]);
+    // A write of the qcow2 magic to sector 0 still goes through write_at's guard.
+    m.write_slice(&block::QCOW2_MAGIC, GuestAddress(DATA)).unwrap();
+    header(&m, VIRTIO_BLK_T_OUT, 0);
+    let c = execute(
+        &m,
+        q.build_desc_chain(&[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)]).unwrap(),
+        raw.as_mut(),
+        b"",
+        false,
+    );
+    assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
+    assert_eq!(&std::fs::read(&tmp.0).unwrap()[..4], &pattern[..4]);
+    // Buffers outside guest memory fail the request; nothing is read past the image either.
+    header(&m, VIRTIO_BLK_T_IN, 7);
+    let c = execute(
+        &m,
+        q.build_desc_chain(&[desc(HDR, 16, 0), desc(DATA, 1024, W), desc(STATUS, 1, W)]).unwrap(),
+        raw.as_mut(),
+        b"",
+        false,
+    );
+    assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
+    // Read-only images refuse writes on this path too.
+    drop(raw);
+    let mut ro = tmp.open(true);
+    header(&m, VIRTIO_BLK_T_OUT, 2);
+    let c = execute(
+        &m,
+        q.build_desc_chain(&[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)]).unwrap(),
+        ro.as_mut(),
+        b"",
+        false,
+    );
+    assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
+}
