@@ -47,7 +47,9 @@ else
     L1_EXTRA_APPEND=$append \
         L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -drive file=$tmp/overlay.qcow2,format=qcow2,if=virtio,cache=unsafe -drive file=$tmp/data.raw,format=raw,if=virtio,cache=none -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
         "$TESTHOST_DIR/run-l1.sh" "$cpio" "${BENCH_L1_TIMEOUT:-3000}" "$LOG" &
-    L1_UNSTICK=0 l1_watch $! "$LOG" "$tmp/l1-monitor.sock" "${BENCH_L1_SILENCE:-420}" || true
+    # A stalled L1 gets a new interrupt after 120 s of silence (see l1_watch): the stalls
+    # seen so far hit guest boots, and the figures here are fio's, timed inside the guest.
+    l1_watch $! "$LOG" "$tmp/l1-monitor.sock" "${BENCH_L1_SILENCE:-120}" || true
 fi
 echo "==== disk I/O: guest fio on a virtio-blk data disk ===="
 tr -d '\r' <"$LOG" | grep -aE '^BENCH-DISK ' | sort -k2
