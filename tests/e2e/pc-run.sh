@@ -9,16 +9,17 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 1800 per L1 boot: five Debian boots), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
+# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 2400 per L1 boot: six Debian boots and the virtio-net transfers), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
-#   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio).
+#   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio), PC_NET_MIB,
+#   PC_NET_XFER_TIMEOUT (pc-virtio-net, see pc-scenarios.sh).
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$E2E_DIR/../testhost/lib.sh"
 
-L1_TIMEOUT=${PC_L1_TIMEOUT:-1800}
+L1_TIMEOUT=${PC_L1_TIMEOUT:-2400}
 LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
 MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
@@ -69,7 +70,7 @@ host)
     qemu-img create -q -f qcow2 -b "$img" -F raw "$tmp/overlay.qcow2"
     qemu-img convert -O raw "$tmp/overlay.qcow2" "$tmp/disk.raw"
     loop=$(losetup -fP --show "$tmp/disk.raw")
-    PC_KERNEL_COMPARE=${PC_KERNEL_COMPARE:-0} VMM=$VMM_BIN VNC_PROBE=$VNC_PROBE_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz VMLINUX=$CACHE/vmlinux PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
+    PC_NET_MIB=${PC_NET_MIB:-} PC_NET_XFER_TIMEOUT=${PC_NET_XFER_TIMEOUT:-} PC_KERNEL_COMPARE=${PC_KERNEL_COMPARE:-0} VMM=$VMM_BIN VNC_PROBE=$VNC_PROBE_BIN KERNEL=$CACHE/vmlinuz INITRD=$CACHE/l2-initramfs.cpio.gz VMLINUX=$CACHE/vmlinux PC_DISK=$loop PC_DISK_PART=${loop}p1 PC_ISO=$iso PC_ONLY=${PC_ONLY:-} \
         timeout -k 10 "$L1_TIMEOUT" sh "$E2E_DIR/pc-scenarios.sh" </dev/null 2>&1 | tee "$LOG"
     rc=${PIPESTATUS[0]}
     ;;
@@ -87,7 +88,7 @@ l1)
         # idle=poll: first tried against the L1 stall (see l1_watch in lib.sh); it did not
         # prevent it, but the runs that measured everything so far had it.
         local append="idle=poll ${L1_EXTRA_APPEND:-}" v
-        for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_KERNEL_TIMEOUT PC_KERNEL_COMPARE PC_GUEST_MEM; do
+        for v in PC_ONLY PC_DEBIAN_TIMEOUT PC_ISO_TIMEOUT PC_KERNEL_TIMEOUT PC_KERNEL_COMPARE PC_GUEST_MEM PC_NET_MIB PC_NET_XFER_TIMEOUT; do
             [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
         done
         L1_EXTRA_APPEND=$append \

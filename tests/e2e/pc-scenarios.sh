@@ -11,14 +11,16 @@
 #   ${PC_DISK}1), PC_ISO (grub-rescue-cdrom.iso), PC_DEBIAN_TIMEOUT (default 480 s),
 #   PC_ISO_TIMEOUT (default 180 s), PC_KERNEL_TIMEOUT (default 120 s), PC_KERNEL_COMPARE=1 (also
 #   boot the kernel on the direct machine, for the time ratio), PC_GUEST_MEM (default 512M).
-#   VNC_PROBE (vnc-probe client, default vnc-probe on PATH). pc-qcow2-reboot and pc-virtio-blk
-#   need qemu-img.
+#   VNC_PROBE (vnc-probe client, default vnc-probe on PATH). pc-qcow2-reboot, pc-virtio-net and
+#   pc-virtio-blk need qemu-img. pc-virtio-net: PC_NET_MIB (data each way, default 100),
+#   PC_NET_XFER_TIMEOUT (seconds per direction, default 600); it needs ip, ping, busybox (its nc)
+#   and sha256sum here, and the tap name vnet0 and 10.0.2.0/24 free.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-blk"
+PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-net pc-virtio-blk"
 if [ "${1:-}" = "--list" ]; then
     for s in $PC_SCENARIOS; do echo "$s"; done
     exit 0
@@ -537,6 +539,212 @@ debian_login() {
     wait_serial "$log" 'root@vmm-guest:~#' $((_prompts + 1)) 60 "$vpid" "$1 shell $2"
 }
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# The Debian image (qcow2 overlay on a virtio-blk disk) with a virtio-net NIC on tap vnet0,
+# `--nic tap=vnet0,model=virtio,mac=..`: the vmm creates the tap, L1 gives it 10.0.2.1/24. In
+# the guest the interface with that MAC must be driven by virtio_net on a virtio 1.x PCI
+# function (1af4:*); it gets 10.0.2.2/24; ping both ways; then PC_NET_MIB (100) MiB over TCP
+# each way with equal sha256 on both ends: L1 -> guest (busybox `nc -l` in L1 sending a file,
+# bash's /dev/tcp and dd in the guest) and guest -> L1 (a file of /dev/urandom in the guest's
+# /dev/shm sent through /dev/tcp to `nc -l` in L1). The throughput of each direction (guest
+# clock, MiB/s) is an E2E-INFO line, not judged. The guest then powers off (a vmm that does not
+# exit with 0 within 120 s is a warning; pc-debian judges power-off).
+# mibps BYTES NANOSECONDS: MiB/s with one decimal.
+mibps() { awk -v b="$1" -v ns="$2" 'BEGIN { if (ns > 0) printf "%.1f", b / 1048576 / (ns / 1e9); else print "?" }'; }
+# stop_nc PID: a listening nc that is still there is killed.
+stop_nc() {
+    kill "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+sc_pc_virtio_net() {
+    d=$WORK/vnet
+    mkdir -p "$d"
+    for t in qemu-img ip ping sha256sum; do
+        command -v $t >/dev/null || { REASON="no $t in this host"; return 1; }
+    done
+    # busybox's nc (`nc -l -p PORT`, half-closes at the end of its input); other netcats
+    # spell listening differently.
+    if busybox --list 2>/dev/null | grep -qx nc; then
+        nc="busybox nc"
+    else
+        nc=nc
+        command -v nc >/dev/null || { REASON="no busybox nc in this host"; return 1; }
+    fi
+    qemu-img create -q -f qcow2 -b "$PC_DISK" -F raw "$d/disk.qcow2" ||
+        { REASON="qemu-img create failed"; return 1; }
+    mib=${PC_NET_MIB:-100} xtmo=${PC_NET_XFER_TIMEOUT:-600}
+    bytes=$((mib * 1048576)) mac=52:54:00:12:34:99 tap=vnet0
+    # What L1 sends, made before the guest runs.
+    head -c $bytes /dev/urandom >"$d/tx"
+    txsum=$(sha256sum "$d/tx" | cut -c1-64)
+    mkfifo "$d/in"
+    exec 3<>"$d/in"
+    log=$d/serial.log tmo=${PC_DEBIAN_TIMEOUT:-480}
+    : >"$log"
+    t0=$(now)
+    RUST_LOG=info "$VMM" --disk "$d/disk.qcow2",bus=virtio,format=qcow2 --memory "${PC_GUEST_MEM:-512M}" \
+        --nic tap=$tap,model=virtio,mac=$mac --serial stdio --screen-dump "$d/screen" \
+        <"$d/in" >"$log" 2>"$d/err" &
+    vpid=$!
+    _i=0
+    while [ ! -e /sys/class/net/$tap ] && [ $_i -lt 100 ] && kill -0 $vpid 2>/dev/null; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    if [ ! -e /sys/class/net/$tap ]; then
+        REASON="no tap $tap 10 s after the vmm started"
+    elif ! ip addr add 10.0.2.1/24 dev $tap || ! ip link set $tap up; then
+        REASON="cannot give $tap 10.0.2.1/24 or bring it up"
+    fi
+    # vnet_fail: the diagnostics of a failure after the guest's shell was up (Ctrl-C to a
+    # command that hangs, then the guest's view of the NIC) and of L1's tap.
+    vnet_fail() {
+        printf '\003' >&3
+        sleep 1
+        # shellcheck disable=SC2016 # expanded by the guest's shell
+        printf '%s\r' 'echo; ip -s link show ${n:-eth0}; grep -E "virtio|CPU" /proc/interrupts; echo DIAG""-END' >&3
+        wait_serial "$log" 'DIAG-END' 1 30 $vpid "pc-virtio-net diagnostics" >/dev/null
+        echo "---- L1: $tap ----"
+        ip link show $tap 2>&1 | sed 's/^/  | /'
+        for _s in rx_bytes rx_packets rx_dropped tx_bytes tx_packets tx_dropped; do
+            printf '  | %s %s\n' $_s "$(cat /sys/class/net/$tap/statistics/$_s 2>/dev/null)"
+        done
+        echo "---- end ----"
+    }
+    ok='' nic='' gping='' hping='' rx='' tx='' rxrate='' txrate=''
+    # shellcheck disable=SC2016 # the guest's shell expands these
+    if [ -z "$REASON" ] && debian_login pc-virtio-net 1; then
+        echo "E2E-TIME pc-virtio-net shell_s=$(since "$t0")"
+        # The interface by its MAC (its name is udev's), what drives it and the features the
+        # driver acked (virtio bit N is character N+1): CSUM 0, GUEST_CSUM 1, GUEST_TSO4 7,
+        # HOST_TSO4 11, MRG_RXBUF 15, VERSION_1 32.
+        printf '%s\r' 'n=$(grep -l '"$mac"' /sys/class/net/*/address | cut -d/ -f5); p=$(readlink -f /sys/class/net/$n/device); f=$p/features; ip link set $n up; ip addr add 10.0.2.2/24 dev $n; echo VNET if=${n:-none} drv=$(basename "$(readlink $p/driver)") pci=$(cat $p/../vendor):$(cat $p/../device) v1=$(cut -c33 $f) csum=$(cut -c1 $f) gcsum=$(cut -c2 $f) tso4=$(cut -c12 $f) gtso4=$(cut -c8 $f) mrg=$(cut -c16 $f) msi=$(ls $p/../msi_irqs | wc -l) end' >&3
+        answer='VNET if=[^ $]+ drv=[^ $]* pci=[^ $]* v1=[0-9]* csum=[0-9]* gcsum=[0-9]* tso4=[0-9]* gtso4=[0-9]* mrg=[0-9]* msi=[0-9]+ end'
+        if wait_serial "$log" "$answer" 1 60 $vpid "pc-virtio-net nic"; then
+            nic=$(plain "$log" | grep -aoE "$answer" | tail -n 1)
+            echo "E2E-INFO pc-virtio-net guest: $nic"
+            case $nic in
+            *" drv=virtio_net pci=0x1af4:"*" v1=1 "*) ;;
+            *) REASON="the NIC with MAC $mac is not a virtio 1.x virtio_net device: $nic" ;;
+            esac
+        fi
+        if [ -n "$nic" ] && [ -z "$REASON" ]; then
+            sleep 1
+            printf '%s\r' 'ping -c 3 -W 2 10.0.2.1 >/tmp/ping.out 2>&1; echo GPING rc=$? $(grep -E "transmitted|rtt" /tmp/ping.out | tr "\n" " ")end' >&3
+            if wait_serial "$log" 'GPING rc=[0-9]+ .*end' 1 60 $vpid "pc-virtio-net guest ping"; then
+                gping=$(plain "$log" | grep -aoE 'GPING rc=[0-9]+ .*end' | tail -n 1)
+                echo "E2E-INFO pc-virtio-net guest -> L1: ${gping% end}"
+                case $gping in
+                "GPING rc=0 "*) ;;
+                *) REASON="guest ping 10.0.2.1 failed: $gping" ;;
+                esac
+            fi
+            ping -c 3 -W 2 10.0.2.2 >"$d/ping.out" 2>&1
+            prc=$?
+            hping=$(grep -E 'transmitted|round-trip' "$d/ping.out" | tr '\n' ' ')
+            echo "E2E-INFO pc-virtio-net L1 -> guest: rc=$prc $hping"
+            [ $prc = 0 ] || REASON="${REASON:+$REASON; }L1 ping 10.0.2.2 failed: $(tail -n 3 "$d/ping.out" | tr '\n' ' ')"
+        fi
+        if [ -n "$gping" ] && [ -z "$REASON" ]; then
+            # L1 -> guest: nc sends the file and half-closes; dd reads to EOF.
+            $nc -l -p 5000 <"$d/tx" >/dev/null 2>"$d/nc0.err" &
+            ncpid=$!
+            sleep 1
+            printf '%s\r' 's=$(date +%s%N); dd bs=1M </dev/tcp/10.0.2.1/5000 2>/tmp/rx.dd | sha256sum >/tmp/rx.sum; e=$(date +%s%N); echo RX""DONE sum=$(cut -c1-64 /tmp/rx.sum) bytes=$(grep -o "^[0-9]* bytes" /tmp/rx.dd | cut -d" " -f1) ns=$((e-s)) end' >&3
+            answer='RXDONE sum=[0-9a-f]* bytes=[0-9]* ns=[0-9]+ end'
+            if wait_serial "$log" "$answer" 1 "$xtmo" $vpid "pc-virtio-net L1 -> guest $mib MiB"; then
+                rx=$(plain "$log" | grep -aoE "$answer" | tail -n 1)
+                # shellcheck disable=SC2086 # its words
+                set -- $rx
+                rsum=${2#sum=} rbytes=${3#bytes=} rns=${4#ns=}
+                rxrate=$(mibps $bytes "$rns")
+                echo "E2E-INFO pc-virtio-net L1 -> guest: $rbytes bytes in $(awk -v ns="$rns" 'BEGIN { printf "%.2f", ns / 1e9 }') s: $rxrate MiB/s"
+                [ "$rsum" = "$txsum" ] && [ "$rbytes" = "$bytes" ] ||
+                    REASON="L1 -> guest: the guest got $rbytes bytes with sha256 $rsum; L1 sent $bytes bytes with $txsum"
+            else
+                rx=''
+            fi
+            stop_nc $ncpid
+        fi
+        if [ -n "$rx" ] && [ -z "$REASON" ]; then
+            printf '%s\r' 'head -c '"$bytes"' /dev/urandom >/dev/shm/tx && sha256sum /dev/shm/tx >/tmp/tx.sum; echo TX""SUM $(cut -c1-64 /tmp/tx.sum) end' >&3
+            answer='TXSUM [0-9a-f]* end'
+            if wait_serial "$log" "$answer" 1 300 $vpid "pc-virtio-net guest file"; then
+                gsum=$(plain "$log" | grep -aoE "$answer" | tail -n 1 | cut -d' ' -f2)
+                $nc -l -p 5001 </dev/null >"$d/rx" 2>"$d/nc1.err" &
+                ncpid=$!
+                sleep 1
+                printf '%s\r' 's=$(date +%s%N); cat /dev/shm/tx >/dev/tcp/10.0.2.1/5001; r=$?; e=$(date +%s%N); rm -f /dev/shm/tx; echo TX""DONE rc=$r ns=$((e-s)) end' >&3
+                answer='TXDONE rc=[0-9]+ ns=[0-9]+ end'
+                if wait_serial "$log" "$answer" 1 "$xtmo" $vpid "pc-virtio-net guest -> L1 $mib MiB"; then
+                    tx=$(plain "$log" | grep -aoE "$answer" | tail -n 1)
+                    # shellcheck disable=SC2086 # its words
+                    set -- $tx
+                    trc=${2#rc=} tns=${3#ns=}
+                    # nc ends when the guest's close arrives.
+                    _i=0
+                    while kill -0 $ncpid 2>/dev/null && [ $_i -lt 300 ]; do
+                        sleep 0.1
+                        _i=$((_i + 1))
+                    done
+                    stop_nc $ncpid
+                    hbytes=$(wc -c <"$d/rx" | tr -d ' ')
+                    hsum=$(sha256sum "$d/rx" | cut -c1-64)
+                    txrate=$(mibps $bytes "$tns")
+                    echo "E2E-INFO pc-virtio-net guest -> L1: $hbytes bytes in $(awk -v ns="$tns" 'BEGIN { printf "%.2f", ns / 1e9 }') s: $txrate MiB/s"
+                    if [ "$trc" != 0 ]; then
+                        REASON="guest -> L1: the guest's cat to /dev/tcp failed (status $trc)"
+                    elif [ "$hsum" != "$gsum" ] || [ "$hbytes" != "$bytes" ]; then
+                        REASON="guest -> L1: L1 got $hbytes bytes with sha256 $hsum; the guest sent $bytes bytes with $gsum"
+                    else
+                        ok=1
+                    fi
+                else
+                    tx=''
+                    stop_nc $ncpid
+                fi
+            fi
+        fi
+        [ -n "$ok" ] || vnet_fail
+    fi
+    [ -n "$ok" ] && printf 'systemctl poweroff\r' >&3
+    t1=$(now) _i=0
+    while [ -n "$ok" ] && kill -0 $vpid 2>/dev/null && [ $_i -lt 240 ]; do
+        sleep 0.5
+        _i=$((_i + 1))
+    done
+    alive='' t2=$(now)
+    if kill -0 $vpid 2>/dev/null; then
+        alive=1
+        [ -n "$ok" ] || dump $vpid "$d/screen"
+        stop $vpid
+    fi
+    wait $vpid
+    rc=$?
+    exec 3>&-
+    rm -f "$d/tx" "$d/rx"
+    ip link del $tap 2>/dev/null
+    grep -iE 'warn|error' "$d/err" | head -n 10 | sed 's/^/E2E-GUEST-WARN pc-virtio-net vmm: /'
+    if [ -z "$ok" ]; then
+        REASON=${REASON:-failed}
+        show "$log" 60
+        show "$d/err" 30
+        echo "---- VGA text screen (pc-virtio-net) ----"
+        grep -v '^$' "$d/screen.txt" 2>/dev/null | head -n 25 | sed 's/^/  | /'
+        echo "---- end ----"
+        return 1
+    fi
+    if [ -n "$alive" ]; then
+        echo "E2E-GUEST-WARN pc-virtio-net: the guest did not power off within 120 s of systemctl poweroff"
+    elif [ "$rc" != 0 ]; then
+        echo "E2E-GUEST-WARN pc-virtio-net: vmm exit status $rc after systemctl poweroff, expected 0"
+    fi
+    echo "E2E-TIME pc-virtio-net total_s=$(since "$t0") poweroff_to_exit_s=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.1f", b - a }')"
+    case $nic in *" msi=0 "*) echo "E2E-GUEST-WARN pc-virtio-net: no MSI-X vectors in use (INTx): $nic" ;; esac
+    nic=${nic#VNET }
+    gping=${gping#GPING rc=0 }
+    NOTE="virtio-net ${nic% end}; ping both ways (guest: ${gping% end}; L1: ${hping% }); $mib MiB each way with equal sha256 (L1 -> guest $rxrate MiB/s, guest -> L1 $txrate MiB/s, guest clock)"
+}
 
 # The Debian image on a virtio-blk disk (virtio 1.x PCI, MSI-X) through a qcow2 overlay:
 # SeaBIOS boots it, / is /dev/vda* under the virtio_blk driver; `systemctl reboot` boots it

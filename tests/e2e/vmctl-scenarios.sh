@@ -31,11 +31,12 @@
 #                   pids; the console re-attaches (replay shows earlier output), input works;
 #                   destroy both
 #   net             `vmctl net define/start` a NAT network (bridge, dnsmasq, nftables) with a
-#                   fixed address for a MAC and a port forward; a VM with an e1000 on it (PC
-#                   machine, kernel through fw_cfg, l2test=net) gets that address by DHCP
-#                   (seen on its console and in `vmctl net leases`); the host reaches its HTTP
-#                   server directly and through the forwarded port; destroy removes the tap;
-#                   `net stop` leaves no bridge, table or dnsmasq
+#                   fixed address for a MAC and a port forward; a VM with a virtio-net NIC on it
+#                   (PC machine, kernel through fw_cfg, l2test=net) gets that address by DHCP
+#                   (seen on its console, driver virtio_net, and in `vmctl net leases`); the
+#                   host reaches its HTTP server directly and through the forwarded port; a
+#                   second VM with an e1000 gets an address from the range and serves its page
+#                   too; destroy removes the taps; `net stop` leaves no bridge, table or dnsmasq
 #   bad-input       malformed XML, malformed JSON and an unsupported XML element: exit 2, an
 #                   error with line and column, the store unchanged
 #   bench           `vmctl list` latency with 200 defined VMs (second daemon, own state dir);
@@ -395,20 +396,25 @@ sc_net() {
     grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0:root:/root:/bin/sh' >>/etc/passwd
     grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >>/etc/group
     grep -q '^dip:' /etc/group 2>/dev/null || echo 'dip:x:30:' >>/etc/group
-    mac=52:54:00:77:00:10
+    mac=52:54:00:77:00:10 mac2=52:54:00:77:00:11
     cat >"$WORK/net.json" <<EOF
 {"name": "e2enet", "bridge": "vmbr77", "ipv4": "10.77.0.1/24",
  "dhcp": {"start": "10.77.0.100", "end": "10.77.0.150"},
  "hosts": [{"mac": "$mac", "ip": "10.77.0.10", "name": "xnet"}],
  "forwards": [{"proto": "tcp", "host_port": 18080, "vm": "xnet", "guest_port": 8080}]}
 EOF
+    # xnet: virtio-net (the model vmctl defaults to), VNC; xe1k: an e1000, no VNC.
     sed -e 's|<name>x1</name>|<name>xnet</name>|' -e 's|l2test=shell|l2test=net|' \
-        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac'/></interface><graphics type='vnc'/>|" \
+        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='virtio'/><mac address='$mac'/></interface><graphics type='vnc'/>|" \
         "$WORK/x1.xml" >"$WORK/xnet.xml"
+    sed -e 's|<name>x1</name>|<name>xe1k</name>|' -e 's|l2test=shell|l2test=net|' \
+        -e "s|<console type='pty'/>|<console type='pty'/><interface type='network'><source network='e2enet'/><model type='e1000'/><mac address='$mac2'/></interface>|" \
+        "$WORK/x1.xml" >"$WORK/xe1k.xml"
     why=
     # The VM first: the port forward names it (its MAC's fixed address), resolved at net start.
     vc net define "$WORK/net.json" >"$WORK/n.out" 2>&1 || why="net define: $(tr '\n' ' ' <"$WORK/n.out")"
     [ -z "$why" ] && { vc define "$WORK/xnet.xml" >"$WORK/n.out" 2>&1 || why="define xnet: $(tr '\n' ' ' <"$WORK/n.out")"; }
+    [ -z "$why" ] && { vc define "$WORK/xe1k.xml" >"$WORK/n.out" 2>&1 || why="define xe1k: $(tr '\n' ' ' <"$WORK/n.out")"; }
     [ -z "$why" ] && { vc net start e2enet >"$WORK/n.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/n.out")"; }
     if [ -z "$why" ]; then
         [ -e /sys/class/net/vmbr77/bridge ] || why="no bridge vmbr77"
@@ -421,15 +427,13 @@ EOF
     fi
     now_cs
     t0=$NOW
-    rm -f "$S/logs/xnet.log"
+    rm -f "$S/logs/xnet.log" "$S/logs/xe1k.log"
     if ! vc start xnet >"$WORK/n.out" 2>&1; then
         result net FAIL "start xnet: $(tr '\n' ' ' <"$WORK/n.out")"
         diag xnet
         vc net stop e2enet >/dev/null 2>&1
         return
     fi
-    # shellcheck disable=SC2012 # interface names are plain
-    tap=$(ls /sys/class/net/vmbr77/brif 2>/dev/null | tr '\n' ' ')
     if wait_for "$S/logs/xnet.log" "L2-NET " "$BOOT_TIMEOUT"; then
         now_cs
         secs $((NOW - t0))
@@ -437,12 +441,19 @@ EOF
         got=$(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET .*' | head -n 1)
         echo "    console| $got"
         case $got in
-        *"addr=10.77.0.10/24 gw=10.77.0.1"*) ;;
-        *) why="the guest's address is not 10.77.0.10/24 via 10.77.0.1: $got" ;;
+        *"addr=10.77.0.10/24 gw=10.77.0.1 drv=virtio_net"*) ;;
+        *) why="the guest's address is not 10.77.0.10/24 via 10.77.0.1 on virtio_net: $got" ;;
         esac
     else
-        why="no L2-NET line on the console: $(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET-FAIL.*' | head -n 1)"
+        why="no L2-NET line on the virtio VM's console: $(tr -d '\r' <"$S/logs/xnet.log" | grep -o 'L2-NET-FAIL.*' | head -n 1)"
     fi
+    # The e1000 VM boots while xnet is checked; it gets an address from the range.
+    now_cs
+    t1=$NOW
+    vc start xe1k >"$WORK/n2.out" 2>&1 || why="${why:+$why; }start xe1k: $(tr '\n' ' ' <"$WORK/n2.out")"
+    # shellcheck disable=SC2012 # interface names are plain
+    tap=$(ls /sys/class/net/vmbr77/brif 2>/dev/null | tr '\n' ' ')
+    tap=${tap% }
     if [ -z "$why" ]; then
         # The VNC server of the definition's <graphics type='vnc'/>: the first free port from
         # 5900, reported by vncdisplay, greeting with the RFB version.
@@ -453,11 +464,6 @@ EOF
         [ "$rfb" = "RFB 003.008" ] || why="${why:+$why; }127.0.0.1:5900 greeted with '$rfb', not RFB 003.008"
     fi
     if [ -z "$why" ]; then
-        vc net leases e2enet >"$WORK/n.leases" 2>&1
-        grep -q "10.77.0.10" "$WORK/n.leases" || why="vmctl net leases lacks 10.77.0.10: $(tr '\n' ' ' <"$WORK/n.leases")"
-        sed 's/^/    leases| /' "$WORK/n.leases"
-    fi
-    if [ -z "$why" ]; then
         # Not wget -T: busybox 1.35's wget segfaults with it.
         direct=$(timeout 15 wget -q -O - http://10.77.0.10:8080/ 2>&1)
         fwd=$(timeout 15 wget -q -O - http://10.77.0.1:18080/ 2>&1)
@@ -466,8 +472,39 @@ EOF
         [ "$direct" = "hello-from-l2 $mac" ] || why="HTTP to 10.77.0.10:8080 gave '$direct'"
         [ "$fwd" = "hello-from-l2 $mac" ] || why="${why:+$why; }HTTP to the forwarded port 10.77.0.1:18080 gave '$fwd'"
     fi
-    [ -n "$tap" ] || why="${why:+$why; }no tap on vmbr77 while xnet ran"
+    addr2=
+    if [ -z "$why" ]; then
+        if wait_for "$S/logs/xe1k.log" "L2-NET " "$BOOT_TIMEOUT"; then
+            now_cs
+            secs $((NOW - t1))
+            echo "E2E-TIME vmctl-net e1000_start_to_dhcp_lease_s=$SECS"
+            got2=$(tr -d '\r' <"$S/logs/xe1k.log" | grep -o 'L2-NET .*' | head -n 1)
+            echo "    console xe1k| $got2"
+            case $got2 in
+            *"addr=10.77.0.1"[0-5][0-9]"/24 gw=10.77.0.1 drv=e1000"*)
+                addr2=${got2#*addr=}
+                addr2=${addr2%%/*}
+                ;;
+            *) why="the e1000 guest's address is not in 10.77.0.100-150/24 via 10.77.0.1 on e1000: $got2" ;;
+            esac
+        else
+            why="no L2-NET line on the e1000 VM's console: $(tr -d '\r' <"$S/logs/xe1k.log" | grep -o 'L2-NET-FAIL.*' | head -n 1)"
+        fi
+    fi
+    if [ -z "$why" ]; then
+        e1k=$(timeout 15 wget -q -O - "http://$addr2:8080/" 2>&1)
+        echo "    http e1000| $e1k"
+        [ "$e1k" = "hello-from-l2 $mac2" ] || why="HTTP to the e1000 guest $addr2:8080 gave '$e1k'"
+        vc net leases e2enet >"$WORK/n.leases" 2>&1
+        grep -q "10.77.0.10 " "$WORK/n.leases" || why="${why:+$why; }vmctl net leases lacks 10.77.0.10: $(tr '\n' ' ' <"$WORK/n.leases")"
+        grep -q "$addr2 " "$WORK/n.leases" || why="${why:+$why; }vmctl net leases lacks the e1000 guest's $addr2: $(tr '\n' ' ' <"$WORK/n.leases")"
+        sed 's/^/    leases| /' "$WORK/n.leases"
+    fi
+    # shellcheck disable=SC2086 # a word list
+    set -- $tap
+    [ $# = 2 ] || why="${why:+$why; }not two taps on vmbr77 while xnet and xe1k ran: '$tap'"
     vc destroy xnet >/dev/null 2>&1
+    vc destroy xe1k >/dev/null 2>&1
     sleep 1
     for t in $tap; do
         [ -e "/sys/class/net/$t" ] && why="${why:+$why; }tap $t still exists after destroy"
@@ -477,10 +514,10 @@ EOF
     nft list table ip vmctl-e2enet >/dev/null 2>&1 && why="${why:+$why; }nft table left after net stop"
     if [ -n "$why" ]; then
         result net FAIL "$why"
-        diag xnet
+        diag xnet xe1k
         return
     fi
-    result net PASS "DHCP lease 10.77.0.10 for the e1000 (console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0, tap ($tap) removed on destroy, nothing left after net stop"
+    result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
 }
 
 sc_shutdown() {

@@ -9,8 +9,8 @@
 #   kernel.env            KPKG= KVER= KDEB= (sourced by the other scripts)
 #   l2-initramfs.cpio.gz  L2 test guest: static busybox + tests/testhost/l2-init.sh as /init,
 #                         the ACPI button and e1000 drivers as /lib/modules/{button,e1000}.ko,
-#                         and virtio-blk over virtio-pci with its dependencies as
-#                         /lib/modules/NAME.ko, listed in load order in /lib/modules/virtio.order
+#                         and virtio-blk and virtio-net over virtio-pci with their dependencies
+#                         as /lib/modules/NAME.ko, listed in load order in /lib/modules/virtio.order
 # Installs missing host packages with apt-get (qemu-system-x86, qemu-system-data (qboot, and
 # linuxboot_dma.bin, the option ROM with which `vmm --machine pc --kernel` boots), qemu-utils,
 # seabios, busybox-static, cpio, kmod, xz-utils, zstd). qemu-utils (qemu-img, qemu-io) is for the block
@@ -138,7 +138,8 @@ button_ko=$(find "$CACHE/modules/kernel/drivers/acpi" -maxdepth 1 -name 'button.
 [[ -n $button_ko ]] || die "button.ko not found under $CACHE/modules/kernel/drivers/acpi"
 e1000_ko=$(find "$CACHE/modules/kernel/drivers/net/ethernet/intel/e1000" -maxdepth 1 -name 'e1000.ko*' -print -quit)
 [[ -n $e1000_ko ]] || die "e1000.ko not found under $CACHE/modules/kernel/drivers/net/ethernet/intel/e1000"
-# virtio_blk and virtio_pci (l2test=blk) with what they depend on, dependencies first: the
+# virtio_blk and virtio_pci (l2test=blk), virtio_net (l2test=net on a virtio NIC; it needs
+# net_failover and failover) with what they depend on, dependencies first: the
 # kernel tree has no modules.dep (dpkg -x runs no depmod), so modinfo's "depends" is followed.
 # Built-in modules are skipped. virtio_mods holds NAME:PATH in load order.
 virtio_mods=()
@@ -159,6 +160,7 @@ add_module() { # NAME
 }
 add_module virtio_pci
 add_module virtio_blk
+add_module virtio_net
 l2_inputs_hash() {
     cat "$TESTHOST_DIR/l2-init.sh" "$TESTHOST_DIR/lib.sh" "${BUSYBOX:-/bin/busybox}" "$button_ko" "$e1000_ko" \
         "${virtio_mods[@]#*:}" | sha256sum | cut -d' ' -f1

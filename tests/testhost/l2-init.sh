@@ -8,10 +8,11 @@
 #   echo      print L2-READY, read one console line, print L2-ECHO:<line>, poweroff -f
 #   shell     interactive busybox sh with job control on ttyS0 (demo); poweroff when it exits,
 #             or when the ACPI power button is pressed (prints L2-POWERBUTTON first)
-#   net       the e1000 (/lib/modules/e1000.ko) configured by DHCP (udhcpc), printing
-#             "L2-NET mac=M addr=A/P gw=G" (or L2-NET-FAIL), an HTTP server on port 8080
-#             answering "hello-from-l2 M", then the shell as above
-#   blk       the virtio-blk drivers (/lib/modules/virtio.order), then the first line of
+#   net       the NIC (e1000 from /lib/modules/e1000.ko, or virtio-net from the virtio modules
+#             of /lib/modules/virtio.order) configured by DHCP (udhcpc), printing
+#             "L2-NET mac=M addr=A/P gw=G drv=DRIVER" (or L2-NET-FAIL), an HTTP server on port
+#             8080 answering "hello-from-l2 M", then the shell as above
+#   blk       the virtio drivers (/lib/modules/virtio.order), then the first line of
 #             /dev/vda printed as "L2-BLK read=<line>"; for a line "E2E-BLK-IN <token>" the
 #             line "L2-BLK-OUT <token>" is written at byte 4096 (sector 8) and synced, printing
 #             "L2-BLK wrote=L2-BLK-OUT <token> irq=<the virtio request queue's /proc/interrupts
@@ -52,12 +53,22 @@ powerbutton_watch() {
     done &
 }
 
-# net_up: load the e1000 driver, get an address by DHCP, serve HTTP on port 8080.
+# load_virtio: the virtio modules in their load order (virtio-pci, virtio-blk, virtio-net);
+# a driver without its device just stays loaded.
+load_virtio() {
+    while read -r _m; do
+        insmod "/lib/modules/$_m.ko" || echo "L2-$1-FAIL insmod $_m"
+    done </lib/modules/virtio.order
+}
+
+# net_up: load the NIC drivers (e1000, virtio-net), get an address by DHCP, serve HTTP on
+# port 8080.
 net_up() {
     insmod /lib/modules/e1000.ko 2>/dev/null
+    load_virtio NET
     ip link set lo up
     _i=0
-    while [ ! -e /sys/class/net/eth0 ] && [ $_i -lt 50 ]; do
+    while [ ! -e /sys/class/net/eth0 ] && [ $_i -lt 100 ]; do
         sleep 0.1
         _i=$((_i + 1))
     done
@@ -84,14 +95,13 @@ HOOK
     mkdir -p /www
     echo "hello-from-l2 $_mac" >/www/index.html
     httpd -p 8080 -h /www
-    echo "L2-NET mac=$_mac addr=$(ip -4 -o addr show eth0 | awk '{print $4}') gw=$(cat /tmp/router 2>/dev/null)"
+    _drv=$(readlink /sys/class/net/eth0/device/driver)
+    echo "L2-NET mac=$_mac addr=$(ip -4 -o addr show eth0 | awk '{print $4}') gw=$(cat /tmp/router 2>/dev/null) drv=${_drv##*/}"
 }
 
 # blk_test: see "blk" above.
 blk_test() {
-    while read -r _m; do
-        insmod "/lib/modules/$_m.ko" || echo "L2-BLK-FAIL insmod $_m"
-    done </lib/modules/virtio.order
+    load_virtio BLK
     _i=0
     while [ ! -b /dev/vda ] && [ $_i -lt 100 ]; do
         sleep 0.1
