@@ -158,14 +158,18 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
     ok(&state, &["destroy", "web"]);
     assert!(!in_ns(&ns, &["ip", "link", "show", "dev", "vt-web-0"]).0, "the tap is removed");
 
-    // A virtio NIC is refused, naming the field.
+    // A virtio NIC (the default model) gets its tap on the bridge like an e1000.
     let v = file(
         "v.json",
         r#"{"name": "v", "memory_mib": 64, "vcpus": 1, "os": {"machine": "direct", "kernel": "/dev/null"},
             "interfaces": [{"source": {"network": "lan"}, "model": "virtio"}]}"#,
     );
     ok(&state, &["define", &v]);
-    assert_eq!(vmctl(&state, &["start", "v"]).0, 2);
+    ok(&state, &["start", "v"]);
+    let link = in_ns(&ns, &["ip", "-o", "link", "show", "dev", "vt-v-0"]);
+    assert!(link.0 && link.1.contains("master vmbr0"), "{link:?}");
+    ok(&state, &["destroy", "v"]);
+    assert!(!in_ns(&ns, &["ip", "link", "show", "dev", "vt-v-0"]).0, "the tap is removed");
 
     // dnsmasq died while the daemon was away: restarted on adoption.
     d.kill().unwrap();

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use vmdef::model::{NetSource, NicModel};
+use vmdef::model::NetSource;
 use vmdef::network::{check_net_name, validate_network, NetDef};
 use vmdef::store::TapState;
 use vmdef::validate::ProblemKind;
@@ -354,12 +354,6 @@ impl Daemon {
         let mut out = Vec::new();
         for (i, nic) in def.interfaces.iter().enumerate() {
             let field = format!("interfaces[{i}]");
-            if nic.model != NicModel::E1000 {
-                return Err(DaemonError::BadInput(format!(
-                    "cannot start {}: {field}.model: virtio-net is not supported by vmm yet; use model \"e1000\"",
-                    def.name
-                )));
-            }
             let bridge = match &nic.source {
                 NetSource::Network(n) => {
                     let t = self.net_table();
