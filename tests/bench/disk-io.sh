@@ -13,15 +13,7 @@ source "$BENCH_DIR/../testhost/lib.sh"
 LOG=${BENCH_LOG:-$CACHE/logs/bench-disk.log}
 mkdir -p "$(dirname "$LOG")"
 ensure_pkgs qemu-img:qemu-utils
-if [[ -z ${VMM_BIN:-} ]]; then
-    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-        cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
-    tdir=${CARGO_TARGET_DIR:-target}
-    [[ $tdir == /* ]] || tdir=$REPO/$tdir
-    VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
-fi
-VMM_BIN=$(realpath "$VMM_BIN") || die "no vmm binary at $VMM_BIN"
-export VMM_BIN
+static_vmm
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
 img=$("$TESTHOST_DIR/debian-image.sh")
 tmp=$(mktemp -d /tmp/bench-disk.XXXXXX)

@@ -259,3 +259,16 @@ l1_qemu_pid() {
     done
 }
 
+# static_vmm: builds the static vmm (release, crt-static) unless VMM_BIN names one, and exports
+# VMM_BIN as an absolute path; dies if there is no binary.
+static_vmm() {
+    if [[ -z ${VMM_BIN:-} ]]; then
+        (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+            cargo build --release -p vmm --target x86_64-unknown-linux-gnu)
+        local tdir=${CARGO_TARGET_DIR:-target}
+        [[ $tdir == /* ]] || tdir=$REPO/$tdir
+        VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
+    fi
+    VMM_BIN=$(realpath "$VMM_BIN") || die "no vmm binary at $VMM_BIN"
+    export VMM_BIN
+}
