@@ -322,7 +322,11 @@ impl PciDevice for VirtioPciDevice {
             o if o < COMMON_OFFSET + REGION_LEN => {
                 self.common.read(o - COMMON_OFFSET, data, &self.vectors, self.status_extra())
             }
-            o if o == ISR_OFFSET => data[0] = self.interrupt.read_isr(),
+            o if o == ISR_OFFSET => {
+                if let Some(first) = data.first_mut() {
+                    *first = self.interrupt.read_isr();
+                }
+            }
             o if (DEVICE_OFFSET..DEVICE_OFFSET + DEVICE_LEN).contains(&o) => {
                 self.device.read_config(o - DEVICE_OFFSET, data)
             }
