@@ -98,18 +98,24 @@ impl BarMapper {
 
     /// Brings the mapping of device `slot` in line with the ranges it decodes now.
     pub fn update(&mut self, slot: (u8, u8), dev: &SharedPciDevice) {
+        let before = self.mapped.remove(&slot).unwrap_or_default();
         let (now, host, mut fds) = {
             let d = lock(dev);
             let now = d.bar_ranges();
             let host: Vec<Option<u64>> = now.iter().map(|r| d.bar_host_memory(r.index)).collect();
-            let fds: Vec<Vec<(u64, EventFd)>> = if self.ioevents.is_some() {
-                now.iter().map(|r| d.ioeventfds(r.index)).collect()
-            } else {
-                now.iter().map(|_| Vec::new()).collect()
-            };
+            // Doorbells only for ranges about to be mapped (every call dups the eventfds).
+            let fds: Vec<Vec<(u64, EventFd)>> = now
+                .iter()
+                .map(|r| {
+                    if self.ioevents.is_some() && !before.contains(r) {
+                        d.ioeventfds(r.index)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
             (now, host, fds)
         };
-        let before = self.mapped.remove(&slot).unwrap_or_default();
         for old in before.iter().filter(|r| !now.contains(r)) {
             if self.is_ram(dev, old.index) {
                 if let Some(ram) = self.ram.as_mut() {
