@@ -62,12 +62,13 @@ fn features_and_configuration() {
     assert!(VirtioBlk::new("x", Box::new(MemDisk::new(vec![], false)), &opts(MAX_QUEUES + 1)).is_err());
 }
 
-#[test]
-fn the_worker_serves_kicks_and_signals_completions() {
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
-    let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
-    let mut dev = VirtioBlk::new("vda", Box::new(MemDisk::new(data.clone(), false)), &opts(1)).unwrap();
-    let mq = MockSplitQueue::new(&mem, 16);
+/// Activates `dev` with one queue (queue 0 of `mq`); returns its kick eventfd and the
+/// channel the device's signals arrive on.
+fn activate_one(
+    dev: &mut VirtioBlk,
+    mem: &GuestMemoryMmap,
+    mq: &MockSplitQueue<'_, GuestMemoryMmap>,
+) -> (EventFd, mpsc::Receiver<VirtioInterruptKind>) {
     let queue: Queue = mq.create_queue().unwrap();
     let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     let (tx, rx) = mpsc::channel();
@@ -78,6 +79,16 @@ fn the_worker_serves_kicks_and_signals_completions() {
         interrupt: Arc::new(Signals(Mutex::new(tx))),
     })
     .unwrap();
+    (kick, rx)
+}
+
+#[test]
+fn the_worker_serves_kicks_and_signals_completions() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let mut dev = VirtioBlk::new("vda", Box::new(MemDisk::new(data.clone(), false)), &opts(1)).unwrap();
+    let mq = MockSplitQueue::new(&mem, 16);
+    let (kick, rx) = activate_one(&mut dev, &mem, &mq);
     // A read of sector 3 into 0x20_0000.
     let mut h = [0u8; 16];
     h[8] = 3;
@@ -110,18 +121,9 @@ fn a_corrupt_avail_index_asks_for_a_reset() {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
     let mut dev = VirtioBlk::new("vda", Box::new(MemDisk::new(vec![0; 4096], false)), &opts(1)).unwrap();
     let mq = MockSplitQueue::new(&mem, 16);
-    let queue: Queue = mq.create_queue().unwrap();
     // More buffers available than the queue has room for.
     mq.avail().idx().store(100);
-    let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-    let (tx, rx) = mpsc::channel();
-    dev.activate(ActivateContext {
-        mem: mem.clone(),
-        acked_features: VIRTIO_F_VERSION_1,
-        queues: vec![ActiveQueue { index: 0, queue, kick: kick.try_clone().unwrap() }],
-        interrupt: Arc::new(Signals(Mutex::new(tx))),
-    })
-    .unwrap();
+    let (kick, rx) = activate_one(&mut dev, &mem, &mq);
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(VirtioInterruptKind::Config));
     // Further kicks are ignored until the reset.
     kick.write(1).unwrap();
