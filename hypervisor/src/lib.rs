@@ -12,7 +12,7 @@ mod state;
 
 use vmm_sys_util::eventfd::EventFd;
 
-pub use state::VcpuState;
+pub use state::{PlatformState, VcpuState};
 
 /// General purpose registers (the KVM layout, shared by every backend today).
 pub type Regs = kvm_bindings::kvm_regs;
@@ -281,6 +281,11 @@ pub trait Vm: Send + Sync {
     ///
     /// A message the guest blocks (e.g. a disabled local APIC) is dropped without an error.
     fn signal_msi(&self, address: u64, data: u32) -> Result<()>;
+    /// Reads the state of the in-kernel PICs, IOAPIC and PIT (after `create_pc_platform`).
+    fn platform_state(&self) -> Result<PlatformState>;
+    /// Writes a state read by [`Vm::platform_state`]; a machine reset writes back the state
+    /// read at power-on.
+    fn set_platform_state(&self, state: &PlatformState) -> Result<()>;
 }
 
 /// One virtual CPU. Owned by the thread that runs it.

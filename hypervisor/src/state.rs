@@ -39,6 +39,19 @@ pub struct VcpuState {
     pub debugregs: DebugRegs,
 }
 
+/// The VM-wide interrupt and timer chips the backend emulates: both 8259 PICs, the IOAPIC
+/// and the 8254 PIT.
+///
+/// Read once right after the chips are created, it is their power-on state: writing it back
+/// is how a machine reset resets them in place (KVM has no reset call for them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlatformState {
+    /// The master PIC (chip 0), the slave PIC (chip 1) and the IOAPIC (chip 2).
+    pub irqchips: Vec<kvm_bindings::kvm_irqchip>,
+    /// The PIT's channels and flags.
+    pub pit: kvm_bindings::kvm_pit_state2,
+}
+
 /// A field-by-field serde mirror of `kvm_fpu`.
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "kvm_bindings::kvm_fpu")]

@@ -2,7 +2,7 @@
 //! A KVM VM: memory slots, the in-kernel PC platform, interrupt routing, irqfds and ioeventfds.
 
 use kvm_bindings::{
-    kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip, kvm_irq_routing_msi,
+    kvm_irqchip, kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip, kvm_irq_routing_msi,
     kvm_msi, kvm_pit_config, kvm_userspace_memory_region, KvmIrqRouting, KVM_IRQCHIP_IOAPIC,
     KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
     KVM_PIT_SPEAKER_DUMMY,
@@ -11,7 +11,7 @@ use kvm_ioctls::{IoEventAddress as KvmIoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::vcpu::KvmVcpu;
-use crate::{Error, IoEventAddress, IrqChip, IrqRoute, Result, Vcpu, Vm};
+use crate::{Error, IoEventAddress, IrqChip, IrqRoute, PlatformState, Result, Vcpu, Vm};
 
 /// A KVM VM file descriptor.
 pub struct KvmVm {
@@ -118,6 +118,24 @@ impl Vm for KvmVm {
         };
         // The ioctl returns 0 when the guest blocked the message, which is not an error.
         self.fd.signal_msi(msi).map(|_| ()).map_err(Error::ioctl("KVM_SIGNAL_MSI"))
+    }
+
+    fn platform_state(&self) -> Result<PlatformState> {
+        let mut irqchips = Vec::with_capacity(3);
+        for chip_id in [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC] {
+            let mut chip = kvm_irqchip { chip_id, ..Default::default() };
+            self.fd.get_irqchip(&mut chip).map_err(Error::ioctl("KVM_GET_IRQCHIP"))?;
+            irqchips.push(chip);
+        }
+        let pit = self.fd.get_pit2().map_err(Error::ioctl("KVM_GET_PIT2"))?;
+        Ok(PlatformState { irqchips, pit })
+    }
+
+    fn set_platform_state(&self, state: &PlatformState) -> Result<()> {
+        for chip in &state.irqchips {
+            self.fd.set_irqchip(chip).map_err(Error::ioctl("KVM_SET_IRQCHIP"))?;
+        }
+        self.fd.set_pit2(&state.pit).map_err(Error::ioctl("KVM_SET_PIT2"))
     }
 }
 
