@@ -28,8 +28,9 @@ pub enum Direction {
 
 /// The guest-memory pieces of `len` bytes of `descs`' buffers after the first `skip` bytes;
 /// `None` if a buffer is not guest memory, the buffers hold fewer bytes, or there are more
-/// pieces than one system call takes.
-fn guest_iovecs(
+/// pieces than one system call takes. The pointers stay valid while `mem` (or a clone of it)
+/// lives: the mapping outlasts any use of them.
+pub(crate) fn guest_iovecs(
     mem: &GuestMemoryMmap,
     descs: impl Iterator<Item = Descriptor>,
     mut skip: usize,
@@ -104,20 +105,25 @@ pub fn transfer(
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         done += n as usize;
-        // Skip the pieces the call finished and shorten the one it stopped in.
-        let mut n = n as usize;
-        while n > 0 && first < iovs.len() {
-            let iov = &mut iovs[first];
-            if n >= iov.iov_len {
-                n -= iov.iov_len;
-                first += 1;
-            } else {
-                // SAFETY: `n` is less than this piece's length, so the pointer stays inside it.
-                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(n) }.cast();
-                iov.iov_len -= n;
-                n = 0;
-            }
-        }
+        first = advance(&mut iovs, first, n as usize);
     }
     Ok(true)
+}
+
+/// After a transfer of `n` bytes that started at piece `first` of `iovs`: skips the pieces it
+/// finished and shortens the one it stopped in; returns the first piece left.
+pub(crate) fn advance(iovs: &mut [libc::iovec], mut first: usize, mut n: usize) -> usize {
+    while n > 0 && first < iovs.len() {
+        let iov = &mut iovs[first];
+        if n >= iov.iov_len {
+            n -= iov.iov_len;
+            first += 1;
+        } else {
+            // SAFETY: `n` is less than this piece's length, so the pointer stays inside it.
+            iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(n) }.cast();
+            iov.iov_len -= n;
+            n = 0;
+        }
+    }
+    first
 }

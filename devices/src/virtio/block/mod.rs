@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //! virtio-blk (virtio 1.2, 5.2) on the `block` crate's images: read, write, flush (durable
 //! when it completes), get-id (the serial number), discard, write-zeroes, read-only media
-//! and several queues. Requests run on a worker thread ([`worker::BlockWorker`]).
+//! and several queues. Requests run on a worker thread ([`worker::BlockWorker`]): through an
+//! io_uring for raw images where the kernel offers one, one at a time otherwise.
 
 pub mod iovec;
+mod pipeline;
 pub mod request;
+mod uring;
 pub mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,7 @@ use super::{
 };
 use request::{MAX_SEGMENTS, MAX_ZERO_SECTORS, SECTOR_SIZE};
 use worker::{BlockWorker, WorkerContext};
+pub use worker::{EngineKind, IoEngine};
 
 /// Size of each queue.
 pub const QUEUE_SIZE: u16 = 256;
@@ -45,6 +49,10 @@ pub struct VirtioBlk {
     queue_sizes: Vec<u16>,
     id: Vec<u8>,
     worker: Option<(BlockWorker, Arc<Mutex<Vec<QueuePosition>>>)>,
+    engine: IoEngine,
+    /// The engine the last activation chose, logged at info level the first time and when it
+    /// changes.
+    logged_engine: Option<EngineKind>,
 }
 
 /// Errors building the device.
@@ -109,7 +117,20 @@ impl VirtioBlk {
             queue_sizes: vec![QUEUE_SIZE; usize::from(options.queues)],
             id,
             worker: None,
+            engine: IoEngine::default(),
+            logged_engine: None,
         })
+    }
+
+    /// Chooses which engines the disk may use from its next activation on (the default,
+    /// [`IoEngine::Auto`], prefers io_uring for raw images).
+    pub fn set_io_engine(&mut self, engine: IoEngine) {
+        self.engine = engine;
+    }
+
+    /// The engine of the running worker, if the device is active.
+    pub fn active_engine(&self) -> Option<EngineKind> {
+        self.worker.as_ref().map(|(w, _)| w.engine())
     }
 }
 
@@ -148,8 +169,17 @@ impl VirtioDevice for VirtioBlk {
             id: self.id.clone(),
             interrupt: ctx.interrupt,
             writethrough: ctx.acked_features & bit(VIRTIO_BLK_F_FLUSH) == 0,
+            engine: self.engine,
         })
         .map_err(|e| ActivateError::Host(format!("worker thread: {e}")))?;
+        let kind = match worker.engine() {
+            EngineKind::Uring => "io_uring",
+            EngineKind::Sync => "synchronous",
+        };
+        if self.logged_engine != Some(worker.engine()) {
+            log::info!("{}: I/O engine {kind} ({})", self.label, worker.engine_reason());
+            self.logged_engine = Some(worker.engine());
+        }
         self.worker = Some((worker, positions));
         Ok(())
     }

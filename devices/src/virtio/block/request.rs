@@ -40,7 +40,7 @@ pub struct Completion {
 
 /// Why a request failed; logged at debug level (a guest can cause them at will).
 #[derive(Debug, thiserror::Error)]
-enum RequestError {
+pub(crate) enum RequestError {
     #[error("descriptor chain: {0}")]
     Chain(String),
     #[error("header shorter than 16 bytes")]
@@ -63,7 +63,7 @@ enum RequestError {
 
 /// The byte range of `len` bytes at `sector`, if it is whole sectors within a medium of
 /// `size` bytes.
-fn byte_range(sector: u64, len: u64, size: u64) -> Result<u64, RequestError> {
+pub(crate) fn byte_range(sector: u64, len: u64, size: u64) -> Result<u64, RequestError> {
     let err = || RequestError::Range { sector, len, size };
     let offset = sector.checked_mul(SECTOR_SIZE).ok_or_else(err)?;
     let end = offset.checked_add(len).ok_or_else(err)?;
