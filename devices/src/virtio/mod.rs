@@ -65,6 +65,14 @@ pub trait VirtioInterrupt: Send + Sync {
     /// Marks the device as needing a reset (status bit 0x40) and signals a configuration
     /// change, as the specification asks of a device that met a fatal driver error.
     fn needs_reset(&self);
+    /// An eventfd whose writes notify the driver of queue `queue` directly (the irqfd of
+    /// its MSI-X vector), for agents that signal without calling [`VirtioInterrupt::signal`]
+    /// (vhost in the kernel); `None` when there is none (MSI-X off, no vector for the
+    /// queue), and such an agent must relay through [`VirtioInterrupt::signal`].
+    fn queue_irqfd(&self, queue: u16) -> Option<EventFd> {
+        let _ = queue;
+        None
+    }
 }
 
 /// One queue handed to a device at activation.

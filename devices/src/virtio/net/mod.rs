@@ -15,7 +15,12 @@
 //! [`VirtioNet::new`]; [`VirtioNet::with_tap`] does both. The offloads the tap hands the
 //! guest follow what the driver acknowledged (`TUNSETOFFLOAD` at each activation).
 //!
-//! Not done: vhost-net (the kernel moving frames without this thread), per-pair threads,
+//! With vhost-net ([`VirtioNet::set_vhost`], [`vhost`]) the host kernel moves the frames of
+//! every queue pair instead of the worker, and a smaller thread ([`vhost_worker`]) keeps the
+//! control queue; the choice is made at each activation, and a vhost-net that cannot take
+//! the driver's configuration leaves that activation to the worker.
+//!
+//! Not done: per-pair threads,
 //! MAC/VLAN filtering (the device is promiscuous), `VIRTIO_NET_F_CTRL_GUEST_OFFLOADS`,
 //! RSS, notification coalescing and snapshots.
 
@@ -23,6 +28,8 @@ pub mod backend;
 pub mod ctrl;
 pub mod rx;
 pub mod tx;
+pub mod vhost;
+pub mod vhost_worker;
 pub mod worker;
 
 #[cfg(test)]
@@ -35,12 +42,18 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
 
+use std::sync::Arc;
+
+use vm_memory::GuestMemoryMmap;
+
 use super::{
     device_type, read_config_bytes, ActivateContext, ActivateError, ActiveQueue, VirtioDevice,
-    VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+    VirtioInterrupt, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
 use crate::net::tap::{self, Tap};
 use backend::VnetTap;
+use vhost::{VhostNetFd, VhostPairs};
+use vhost_worker::{VhostWorker, VhostWorkerContext};
 use worker::{NetWorker, WorkerContext};
 
 pub use crate::net::tap::VNET_HDR_LEN;
@@ -82,6 +95,24 @@ pub enum Error {
     /// The tap could not be opened.
     #[error(transparent)]
     Tap(#[from] tap::Error),
+    /// Not one vhost-net instance per queue pair.
+    #[error("{0} vhost-net instances for {1} queue pairs")]
+    VhostCount(usize, u16),
+}
+
+/// The taps and queues an activation hands to the path that serves it.
+struct Parts {
+    taps: Vec<Box<dyn VnetTap>>,
+    pairs: Vec<(ActiveQueue, ActiveQueue)>,
+    ctrl: Option<ActiveQueue>,
+}
+
+/// What serves the queues while the driver runs the card.
+enum Running {
+    /// The worker thread moves the frames.
+    User(NetWorker),
+    /// vhost-net moves the frames; the thread keeps the control queue.
+    Vhost(VhostPairs, VhostWorker),
 }
 
 /// A virtio-net device.
@@ -93,7 +124,10 @@ pub struct VirtioNet {
     features: u64,
     config: [u8; CONFIG_LEN],
     queue_sizes: Vec<u16>,
-    worker: Option<NetWorker>,
+    /// One vhost-net instance per queue pair when frames go through vhost-net; lent to the
+    /// running pairs.
+    vhost: Option<Vec<VhostNetFd>>,
+    running: Option<Running>,
 }
 
 fn bit(n: u32) -> u64 {
@@ -165,7 +199,8 @@ impl VirtioNet {
             features,
             config,
             queue_sizes,
-            worker: None,
+            vhost: None,
+            running: None,
         })
     }
 
@@ -184,6 +219,82 @@ impl VirtioNet {
     /// Number of queue pairs.
     pub fn queue_pairs(&self) -> u16 {
         self.pairs
+    }
+
+    /// Moves frames through vhost-net from the next activation on, one instance per queue
+    /// pair ([`vhost::choose`] opens them).
+    pub fn set_vhost(&mut self, fds: Vec<VhostNetFd>) -> Result<(), Error> {
+        if fds.len() != usize::from(self.pairs) {
+            return Err(Error::VhostCount(fds.len(), self.pairs));
+        }
+        self.vhost = Some(fds);
+        Ok(())
+    }
+
+    /// Whether vhost-net is set up (it serves the pairs of each activation it can take).
+    pub fn has_vhost(&self) -> bool {
+        self.vhost.is_some() || matches!(self.running, Some(Running::Vhost(..)))
+    }
+
+    /// Whether vhost-net serves the queue pairs now.
+    pub fn vhost_running(&self) -> bool {
+        matches!(self.running, Some(Running::Vhost(..)))
+    }
+
+    /// Starts vhost-net on the pairs of `parts` and the control thread; a vhost-net that
+    /// cannot take them gives the parts back for the worker.
+    fn start_vhost(
+        &mut self,
+        fds: Vec<VhostNetFd>,
+        mem: &GuestMemoryMmap,
+        acked: u64,
+        interrupt: &Arc<dyn VirtioInterrupt>,
+        parts: Parts,
+    ) -> Result<Result<(), ActivateError>, Parts> {
+        let Parts { taps, pairs, ctrl } = parts;
+        let tap_fds: Vec<_> = taps.iter().map(|t| t.as_raw_fd()).collect();
+        let count = pairs.len();
+        let vhost = match VhostPairs::start(&self.label, mem, acked, fds, pairs, &tap_fds, interrupt.as_ref())
+        {
+            Ok(v) => v,
+            Err(f) => {
+                log::warn!(
+                    "{}: vhost-net cannot serve this driver ({}); the vmm's worker moves the frames",
+                    self.label,
+                    vhost::error_chain(&f.error)
+                );
+                self.vhost = Some(f.fds);
+                return Err(Parts { taps, pairs: f.pairs, ctrl });
+            }
+        };
+        let relays = vhost.relays();
+        log::info!(
+            "{}: vhost-net serves {count} queue pair(s); {} queue(s) signal the guest through irqfds, {} through the vmm",
+            self.label,
+            vhost.direct_calls(),
+            relays.len()
+        );
+        let worker = VhostWorker::start(VhostWorkerContext {
+            label: self.label.clone(),
+            mem: mem.clone(),
+            taps,
+            pairs: count,
+            ctrl,
+            mq: acked & bit(VIRTIO_NET_F_MQ) != 0,
+            relays,
+            interrupt: interrupt.clone(),
+        });
+        Ok(match worker {
+            Ok(w) => {
+                self.running = Some(Running::Vhost(vhost, w));
+                Ok(())
+            }
+            Err(e) => {
+                self.vhost = Some(vhost.stop());
+                self.taps = e.taps;
+                Err(ActivateError::Host(format!("vhost control thread: {}", e.error)))
+            }
+        })
     }
 
     /// Sorts the queues the driver enabled into pairs (receive `2k`, transmit `2k + 1`) and
@@ -252,6 +363,14 @@ impl VirtioDevice for VirtioNet {
                 log::warn!("{}: tap queue {i}: cannot set offloads {offloads:#x}: {e}", self.label);
             }
         }
+        let parts = Parts { taps, pairs, ctrl };
+        let Parts { taps, pairs, ctrl } = match self.vhost.take() {
+            Some(fds) => match self.start_vhost(fds, &ctx.mem, acked, &ctx.interrupt, parts) {
+                Ok(result) => return result,
+                Err(back) => back,
+            },
+            None => parts,
+        };
         let guest_gso = [VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO]
             .iter()
             .any(|f| acked & bit(*f) != 0);
@@ -269,7 +388,7 @@ impl VirtioDevice for VirtioNet {
         });
         match worker {
             Ok(worker) => {
-                self.worker = Some(worker);
+                self.running = Some(Running::User(worker));
                 Ok(())
             }
             Err(e) => {
@@ -280,8 +399,14 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn reset(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            self.taps = worker.stop();
+        match self.running.take() {
+            Some(Running::User(worker)) => self.taps = worker.stop(),
+            Some(Running::Vhost(vhost, worker)) => {
+                // The backends go first, so no frame moves while the taps come back.
+                self.vhost = Some(vhost.stop());
+                self.taps = worker.stop();
+            }
+            None => {}
         }
     }
 }

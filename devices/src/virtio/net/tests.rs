@@ -236,7 +236,7 @@ fn the_worker_transmits_receives_and_waits_for_buffers() {
 
     // Reset stops the worker and keeps the tap for the next activation.
     dev.reset();
-    assert!(dev.worker.is_none());
+    assert!(dev.running.is_none());
     assert!(dev.taps.as_ref().is_some_and(|t| t.len() == 1));
     rig = Rig::activate(&mut dev, &m, 2, BASE);
     assert_eq!(logs[0].lock().unwrap().offloads.last(), Some(&0));

@@ -10,8 +10,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use vmm_sys_util::eventfd::EventFd;
+
 use super::common_config::{Vectors, NO_VECTOR};
 use crate::bus::lock;
+use crate::interrupt::MsiVectors;
 use crate::irq::IrqLine;
 use crate::pci::msix::MsixTable;
 use crate::virtio::{VirtioInterrupt, VirtioInterruptKind};
@@ -24,6 +27,8 @@ pub const ISR_CONFIG: u8 = 2;
 /// The notification path of one virtio-pci device.
 pub struct VirtioPciInterrupt {
     msix: Arc<Mutex<MsixTable>>,
+    /// The vectors behind `msix`, for their irqfds ([`VirtioInterrupt::queue_irqfd`]).
+    msi: Arc<dyn MsiVectors>,
     vectors: Arc<Vectors>,
     isr: AtomicU8,
     intx: Arc<dyn IrqLine>,
@@ -31,9 +36,21 @@ pub struct VirtioPciInterrupt {
 }
 
 impl VirtioPciInterrupt {
-    /// Signals through `msix` (when the driver enabled it) or `intx`.
-    pub fn new(msix: Arc<Mutex<MsixTable>>, vectors: Arc<Vectors>, intx: Arc<dyn IrqLine>) -> Self {
-        VirtioPciInterrupt { msix, vectors, isr: AtomicU8::new(0), intx, needs_reset: AtomicBool::new(false) }
+    /// Signals through `msix` (when the driver enabled it; `msi` are its vectors) or `intx`.
+    pub fn new(
+        msix: Arc<Mutex<MsixTable>>,
+        msi: Arc<dyn MsiVectors>,
+        vectors: Arc<Vectors>,
+        intx: Arc<dyn IrqLine>,
+    ) -> Self {
+        VirtioPciInterrupt {
+            msix,
+            msi,
+            vectors,
+            isr: AtomicU8::new(0),
+            intx,
+            needs_reset: AtomicBool::new(false),
+        }
     }
 
     /// The driver read the ISR status: returns it, clears it and lowers INTx.
@@ -97,5 +114,16 @@ impl VirtioInterrupt for VirtioPciInterrupt {
     fn needs_reset(&self) {
         self.needs_reset.store(true, Ordering::SeqCst);
         self.signal(VirtioInterruptKind::Config);
+    }
+
+    /// The irqfd of the queue's MSI-X vector while MSI-X is on and the queue has a vector.
+    /// Writes to it bypass the entry's mask bit (the route stays while masked), so a masked
+    /// vector is delivered rather than left pending.
+    fn queue_irqfd(&self, queue: u16) -> Option<EventFd> {
+        let vector = self.vectors.queues.get(usize::from(queue))?.load(Ordering::SeqCst);
+        if vector == NO_VECTOR || !lock(&self.msix).enabled() {
+            return None;
+        }
+        self.msi.notifier(usize::from(vector))?.try_clone().ok()
     }
 }

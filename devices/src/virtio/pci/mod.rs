@@ -153,7 +153,7 @@ impl VirtioPciDevice {
         for body in caps {
             config.add_capability(PCI_CAP_VENDOR, &body, &vec![0; body.len()]).ok_or(Error::ConfigSpace)?;
         }
-        let msix = MsixTable::new(msix_count, msi);
+        let msix = MsixTable::new(msix_count, msi.clone());
         let (body, mask) = msix.capability(
             BAR_INDEX as u8,
             MSIX_TABLE_OFFSET as u32,
@@ -166,7 +166,7 @@ impl VirtioPciDevice {
         let kicks = (0..queues)
             .map(|_| EventFd::new(libc::EFD_NONBLOCK).map_err(Error::EventFd))
             .collect::<Result<Vec<_>, _>>()?;
-        let interrupt = Arc::new(VirtioPciInterrupt::new(msix.clone(), vectors.clone(), intx));
+        let interrupt = Arc::new(VirtioPciInterrupt::new(msix.clone(), msi, vectors.clone(), intx));
         let common = CommonConfig::new(device.features(), device.queue_max_sizes(), msix_count);
         let label = format!("virtio-{}", device.debug_label());
         Ok(VirtioPciDevice {
