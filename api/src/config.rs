@@ -404,6 +404,7 @@ mod tests {
                 mac: [2, 0, 0, 0, 0, 1],
                 model: NicModel::Virtio,
                 queues: 2,
+                vhost: None,
             }]),
             vnc: Some("0.0.0.0:5901,allow-remote".parse().unwrap()),
             control: Some("/run/a.sock".into()),

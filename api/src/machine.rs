@@ -258,6 +258,10 @@ pub struct NicConfig {
     pub model: NicModel,
     /// Queue pairs (virtio only; each is a queue of the multi-queue tap).
     pub queues: u16,
+    /// `vhost=`: `None` moves a virtio NIC's frames through vhost-net when /dev/vhost-net
+    /// opens and in the vmm otherwise; `Some(true)` demands vhost-net; `Some(false)` keeps
+    /// them in the vmm.
+    pub vhost: Option<bool>,
 }
 
 /// The object form of a NIC in JSON.
@@ -271,6 +275,8 @@ struct NicFields {
     model: NicModel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     queues: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vhost: Option<bool>,
 }
 
 impl TryFrom<NicFields> for NicConfig {
@@ -289,7 +295,10 @@ impl TryFrom<NicFields> for NicConfig {
                 return Err("queues= needs model=virtio (an e1000 has one queue pair)".into());
             }
         }
-        Ok(NicConfig { tap: f.tap, mac, model: f.model, queues: f.queues.unwrap_or(1) })
+        if f.vhost.is_some() && f.model != NicModel::Virtio {
+            return Err("vhost= needs model=virtio (vhost-net serves virtio queues)".into());
+        }
+        Ok(NicConfig { tap: f.tap, mac, model: f.model, queues: f.queues.unwrap_or(1), vhost: f.vhost })
     }
 }
 
@@ -300,6 +309,7 @@ impl From<&NicConfig> for NicFields {
             mac: Some(format_mac(&n.mac)),
             model: n.model,
             queues: (n.model == NicModel::Virtio).then_some(n.queues),
+            vhost: n.vhost,
         }
     }
 }
@@ -329,7 +339,7 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
-const NIC_OPTIONS: &str = "tap=NAME[,mac=52:54:00:..][,model=e1000|virtio][,queues=N][,vhost=off]";
+const NIC_OPTIONS: &str = "tap=NAME[,mac=52:54:00:..][,model=e1000|virtio][,queues=N][,vhost=on|off]";
 
 impl FromStr for NicConfig {
     type Err = String;
@@ -354,12 +364,13 @@ impl FromStr for NicConfig {
                             format!("queues '{n}' must be a number from 1 to {MAX_NIC_QUEUES}")
                         })?)
                 }
-                Some(("vhost", "off")) => {}
+                Some(("vhost", "on")) => nic.vhost = Some(true),
+                Some(("vhost", "off")) => nic.vhost = Some(false),
                 Some(("vhost", v)) => {
                     return Err(format!(
-                    "vhost={v}: vhost-net is not implemented yet (the virtio-net device runs in the vmm); \
-                     use vhost=off or leave it out"
-                ))
+                        "vhost '{v}' must be on (vhost-net or an error) or off (frames through the vmm); \
+                         left out, vhost-net is used when /dev/vhost-net opens"
+                    ))
                 }
                 _ => return Err(format!("unknown option '{opt}'; use {NIC_OPTIONS}")),
             }
@@ -502,14 +513,23 @@ mod tests {
                 tap: "tap0".into(),
                 mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
                 model: NicModel::E1000,
-                queues: 1
+                queues: 1,
+                vhost: None
             }
         );
         let n: NicConfig = "tap=t2,model=virtio,queues=4,vhost=off".parse().unwrap();
-        assert_eq!((n.model, n.queues), (NicModel::Virtio, 4));
+        assert_eq!((n.model, n.queues, n.vhost), (NicModel::Virtio, 4, Some(false)));
+        let n: NicConfig = "tap=t2,model=virtio,vhost=on".parse().unwrap();
+        assert_eq!(n.vhost, Some(true));
+        assert!("tap=a,model=virtio,vhost=yes".parse::<NicConfig>().unwrap_err().contains("vhost 'yes'"));
+        assert!("tap=a,vhost=on".parse::<NicConfig>().unwrap_err().contains("model=virtio"));
+        let json = serde_json::to_string(&n).unwrap();
+        assert!(json.contains(r#""vhost":true"#), "{json}");
+        assert_eq!(serde_json::from_str::<NicConfig>(&json).unwrap(), n);
+        let auto: NicConfig = "tap=t2,model=virtio".parse().unwrap();
+        assert!(!serde_json::to_string(&auto).unwrap().contains("vhost"));
         assert!("tap=a,queues=2".parse::<NicConfig>().unwrap_err().contains("model=virtio"));
         assert!("tap=a,model=virtio,queues=0".parse::<NicConfig>().unwrap_err().contains("1 to 16"));
-        assert!("tap=a,model=virtio,vhost=on".parse::<NicConfig>().unwrap_err().contains("not implemented"));
         assert!("tap=a,model=rtl8139".parse::<NicConfig>().unwrap_err().contains("model=virtio"));
         let n: NicConfig = "tap=t1,mac=52:54:00:aa:bb:0c,model=e1000".parse().unwrap();
         assert_eq!(n.mac, [0x52, 0x54, 0, 0xaa, 0xbb, 0x0c]);

@@ -136,6 +136,7 @@ pub fn vmm_config(
                 NicModel::Virtio => vm::NicModel::Virtio,
             },
             queues: 1,
+            vhost: None,
         })
         .collect();
     c.nics = (!nics.is_empty()).then_some(nics);

@@ -10,6 +10,7 @@ use devices::interrupt::InterruptManager;
 use devices::irq::IrqLine;
 use devices::pci::PciRoot;
 use devices::virtio::block::{BlockOptions, VirtioBlk};
+use devices::virtio::net::vhost::{self, VhostPolicy};
 use devices::virtio::net::{NetOptions, VirtioNet};
 use devices::virtio::pci::VirtioPciDevice;
 use vm_memory::GuestMemoryMmap;
@@ -68,7 +69,8 @@ pub fn attach_virtio_disks(
 }
 
 /// Opens the tap of `nic` (one queue per queue pair, with virtio-net headers) and puts a
-/// virtio-net function on `root` at `slot`.
+/// virtio-net function on `root` at `slot`. Its frames go through vhost-net (one instance
+/// per queue pair) unless `vhost=off` or, with `vhost` unset, /dev/vhost-net does not open.
 pub fn attach_virtio_nic(
     root: &mut PciRoot,
     slot: u8,
@@ -78,8 +80,19 @@ pub fn attach_virtio_nic(
     intx: Arc<dyn IrqLine>,
 ) -> Result<(), Error> {
     let label = format!("net-{}", nic.tap);
-    let net = VirtioNet::with_tap(&label, &nic.tap, nic.queues, &NetOptions { mac: nic.mac, mtu: None })
+    let mut net = VirtioNet::with_tap(&label, &nic.tap, nic.queues, &NetOptions { mac: nic.mac, mtu: None })
         .map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
+    // The one place the vhost-net instances come from (see `vhost::open_vhost_net`).
+    let (fds, why) = vhost::choose(VhostPolicy::from(nic.vhost), nic.queues, vhost::open_vhost_net)
+        .map_err(|e| Error::Nic(nic.tap.clone(), vhost::error_chain(&e)))?;
+    let path = match fds {
+        Some(fds) => {
+            net.set_vhost(fds).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
+            "vhost-net"
+        }
+        None => "the vmm's worker thread",
+    };
+    log::info!("{label}: data path: {path} ({why})");
     // A vector per receive and transmit queue, one for the control queue, one for configuration.
     let vectors = interrupts
         .msi_vectors(2 * usize::from(nic.queues) + 2)
