@@ -12,6 +12,10 @@ pub trait BusDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     /// A guest write of `data` at `offset` from the device's base.
     fn write(&mut self, offset: u64, data: &[u8]);
+    /// Puts the device in the state a machine reset (the RESET# line) leaves it in, keeping
+    /// its host side (open files, output sinks, threads). Views of another device (port
+    /// blocks, BAR adapters) do nothing here: the device they show resets on its own.
+    fn reset(&mut self);
 }
 
 /// Errors when building a bus.
@@ -88,6 +92,25 @@ impl Bus {
         drop(ranges);
     }
 
+    /// Resets every device on the bus once (a device mapped at several ranges is reset
+    /// once), in address order. The map's lock is not held while a device resets, so a
+    /// device may change the bus (unmap its BARs) from its reset.
+    pub fn reset_devices(&self) {
+        let devices: Vec<SharedDevice> = {
+            let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
+            let mut seen: Vec<SharedDevice> = Vec::new();
+            for entry in ranges.values() {
+                if !seen.iter().any(|d| Arc::ptr_eq(d, &entry.device)) {
+                    seen.push(entry.device.clone());
+                }
+            }
+            seen
+        };
+        for device in devices {
+            lock(&device).reset();
+        }
+    }
+
     fn find(&self, addr: u64) -> Option<(u64, SharedDevice)> {
         let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
         let (base, entry) = ranges.range(..=addr).next_back()?;
@@ -141,6 +164,9 @@ mod tests {
         fn write(&mut self, offset: u64, data: &[u8]) {
             self.last.push((offset, data.to_vec()));
         }
+        fn reset(&mut self) {
+            self.last.clear();
+        }
     }
 
     /// A device holding a clone of the bus it is mapped on, like the PCI configuration port.
@@ -151,6 +177,7 @@ mod tests {
         }
         fn read(&mut self, _: u64, _: &mut [u8]) {}
         fn write(&mut self, _: u64, _: &[u8]) {}
+        fn reset(&mut self) {}
     }
 
     #[test]
@@ -167,6 +194,21 @@ mod tests {
         assert!(weak.upgrade().is_none(), "the device is dropped");
         assert_eq!(Arc::strong_count(&echo), 1, "the bus holds no device any more");
         assert!(!bus.read(0x3f8, &mut [0]));
+    }
+
+    #[test]
+    fn reset_devices_resets_each_device_once() {
+        let bus = Bus::new();
+        let echo = Arc::new(Mutex::new(Echo { last: vec![] }));
+        // One device at two ranges, as a port block split around a hole.
+        bus.insert(0x1f0, 8, echo.clone()).unwrap();
+        bus.insert(0x3f6, 1, echo.clone()).unwrap();
+        bus.write(0x1f0, &[1]);
+        bus.write(0x3f6, &[2]);
+        assert_eq!(lock(&echo).last.len(), 2);
+        bus.reset_devices();
+        assert!(lock(&echo).last.is_empty());
+        assert!(bus.write(0x1f0, &[3]), "the device stays mapped");
     }
 
     #[test]

@@ -95,9 +95,10 @@ impl Control {
         self.paused.store(false, Ordering::SeqCst);
     }
 
-    /// Counts a boot (the first is 1).
+    /// Counts a boot (the first is 1); a new boot runs, so it is not paused.
     pub fn boot_started(&self) {
         self.boots.fetch_add(1, Ordering::SeqCst);
+        self.paused.store(false, Ordering::SeqCst);
     }
 
     /// True once if a `reset` was requested (and no stop since): the run loop then clears

@@ -7,6 +7,8 @@
 
 mod config;
 mod control;
+mod direct;
+mod hooks;
 mod interrupts;
 mod pc;
 mod pc_config;
@@ -250,6 +252,26 @@ fn vmm_run(cli: &Cli, merged: VmConfigFile) -> Exit {
     run(&hv, &cfg, control.as_deref())
 }
 
+/// The exit status and message for a machine that could not be built (or reset).
+fn start_error(e: vm::Error) -> (u8, Option<String>) {
+    match e {
+        vm::Error::Boot(e) => {
+            let msg = format!(
+                "{}\nvmm: invalid configuration: kernel/initramfs could not be loaded",
+                error_chain(&e)
+            );
+            (EXIT_BAD_INPUT, Some(msg))
+        }
+        e @ vm::Error::LinuxBoot(_) => {
+            (EXIT_BAD_INPUT, Some(format!("{}\nvmm: invalid configuration: kernel", error_chain(&e))))
+        }
+        e @ (vm::Error::Disk(..) | vm::Error::Nic(..)) => {
+            (EXIT_BAD_INPUT, Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))))
+        }
+        e => (EXIT_ERROR, Some(error_chain(&e))),
+    }
+}
+
 fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path>) -> Exit {
     let fail = |msg: String| {
         eprintln!("{msg}");
@@ -331,56 +353,39 @@ fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::Path
         dump_requested: &dump,
         control: &control,
     };
-    let (code, message) = loop {
-        control.boot_started();
-        let outcome = vm::run_boot(&machine);
-        control.clear_hooks();
-        console.detach();
-        // A reset through the control socket ends the boot with the stop flag; boot again.
-        if matches!(outcome, Ok(Outcome::Stopped | Outcome::Reset)) && control.take_reset() {
-            log::info!("reset requested: booting again");
-            continue;
-        }
-        // A stop request that arrives while the guest resets must not be lost to the reboot.
-        let outcome = match outcome {
-            Ok(Outcome::Reset) if stop.load(std::sync::atomic::Ordering::SeqCst) => Ok(Outcome::Stopped),
-            other => other,
-        };
-        // The message is printed after the terminal is restored, so it reads normally.
-        match outcome {
-            Ok(Outcome::Reset) if !cfg.no_reboot => {
-                log::info!("guest reset: booting again");
-                continue;
+    // The machine lives across guest resets; it is taken apart (vCPU threads joined, images
+    // closed) at the end of this block, before the terminal is restored.
+    let (code, message) = match vm::VirtualMachine::start(&machine) {
+        Err(e) => start_error(e),
+        Ok(mut vm) => loop {
+            let outcome = vm.wait_boot_end();
+            // A reset through the control socket ends the boot with the stop flag; boot again.
+            let reset_requested =
+                matches!(outcome, Outcome::Stopped | Outcome::Reset) && control.take_reset();
+            // A stop request that arrives while the guest resets must not be lost to the reboot.
+            let outcome = match outcome {
+                Outcome::Reset if !reset_requested && stop.load(std::sync::atomic::Ordering::SeqCst) => {
+                    Outcome::Stopped
+                }
+                other => other,
+            };
+            // The message is printed after the terminal is restored, so it reads normally.
+            match outcome {
+                _ if reset_requested => log::info!("reset requested: booting again"),
+                Outcome::Reset if !cfg.no_reboot => log::info!("guest reset: booting again"),
+                Outcome::Reset => break (EXIT_REBOOT, None),
+                Outcome::PowerOff => break (EXIT_POWEROFF, None),
+                Outcome::Stopped => break (EXIT_STOPPED, None),
+                Outcome::TripleFault { cpu } => {
+                    let msg = format!("vmm: guest triple fault on vCPU {cpu} (the CPU shut down); stopping");
+                    break (EXIT_TRIPLE_FAULT, Some(msg));
+                }
+                Outcome::Error(msg) => break (EXIT_ERROR, Some(format!("vmm: error: {msg}"))),
             }
-            Ok(Outcome::Reset) => break (EXIT_REBOOT, None),
-            Ok(Outcome::PowerOff) => break (EXIT_POWEROFF, None),
-            Ok(Outcome::Stopped) => break (EXIT_STOPPED, None),
-            Ok(Outcome::TripleFault { cpu }) => {
-                let msg = format!("vmm: guest triple fault on vCPU {cpu} (the CPU shut down); stopping");
-                break (EXIT_TRIPLE_FAULT, Some(msg));
+            if let Err(e) = vm.reset_and_boot() {
+                break start_error(e);
             }
-            Ok(Outcome::Error(msg)) => break (EXIT_ERROR, Some(format!("vmm: error: {msg}"))),
-            Err(vm::Error::Boot(e)) => {
-                let msg = format!(
-                    "{}\nvmm: invalid configuration: kernel/initramfs could not be loaded",
-                    error_chain(&e)
-                );
-                break (EXIT_BAD_INPUT, Some(msg));
-            }
-            Err(e @ vm::Error::LinuxBoot(_)) => {
-                break (
-                    EXIT_BAD_INPUT,
-                    Some(format!("{}\nvmm: invalid configuration: kernel", error_chain(&e))),
-                )
-            }
-            Err(e @ (vm::Error::Disk(..) | vm::Error::Nic(..))) => {
-                break (
-                    EXIT_BAD_INPUT,
-                    Some(format!("{}\nvmm: invalid configuration: disk", error_chain(&e))),
-                )
-            }
-            Err(e) => break (EXIT_ERROR, Some(error_chain(&e))),
-        }
+        },
     };
     serial.restore_terminal();
     if let Some(m) = &message {

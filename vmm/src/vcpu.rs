@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! vCPU threads: set-up of each vCPU and the run loop that dispatches exits to the buses.
 
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use devices::bus::Bus;
 use hypervisor::{SystemEvent, Vcpu, VmExit};
-use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 /// Why a boot of the VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,9 @@ pub enum Outcome {
     Error(String),
 }
 
-/// Shared between the vCPU threads, devices and the main thread: the first outcome wins.
+/// Shared between the vCPU threads, devices and the main thread: the first outcome of a
+/// boot wins. The vCPU threads live as long as the VM: between two boots they wait here for
+/// the main thread to reset the machine and start the next boot, or to end them.
 #[derive(Default)]
 pub struct RunState {
     outcome: Mutex<Option<Outcome>>,
@@ -36,6 +39,30 @@ pub struct RunState {
     changed: Condvar,
     pause: Mutex<PauseState>,
     pause_changed: Condvar,
+    boots: Mutex<BootCycle>,
+    boots_changed: Condvar,
+}
+
+/// Where the vCPU threads are between boots.
+#[derive(Default)]
+struct BootCycle {
+    /// Counts boots started by [`RunState::next_boot`].
+    boot: u64,
+    /// vCPU threads out of the guest, waiting for the next boot.
+    idle: usize,
+    /// vCPU threads that restored their state for the current boot.
+    restored: usize,
+    /// The threads must end.
+    exit: bool,
+}
+
+/// What a vCPU thread does after a boot ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextBoot {
+    /// Restore the power-on state and run boot number `n`.
+    Run(u64),
+    /// End the thread.
+    Exit,
 }
 
 /// Whether the vCPUs are asked to stay out of the guest, and how many already do.
@@ -109,6 +136,81 @@ impl RunState {
             .wait_while(p, |p| p.requested && !self.stopping())
             .unwrap_or_else(|e| e.into_inner());
         p.parked -= 1;
+    }
+
+    /// Called by a vCPU thread whose boot ended: counts it idle and waits until the main
+    /// thread starts a boot after `seen` or ends the VM.
+    pub fn wait_next_boot(&self, seen: u64) -> NextBoot {
+        let mut b = devices::bus::lock(&self.boots);
+        b.idle += 1;
+        self.boots_changed.notify_all();
+        let mut b = self
+            .boots_changed
+            .wait_while(b, |b| b.boot == seen && !b.exit)
+            .unwrap_or_else(|e| e.into_inner());
+        b.idle -= 1;
+        if b.exit {
+            NextBoot::Exit
+        } else {
+            NextBoot::Run(b.boot)
+        }
+    }
+
+    /// Kicks the vCPUs out of the guest until all `vcpus` threads are idle (their boot is
+    /// over), or `timeout` passes.
+    pub fn wait_idle(&self, vcpus: usize, kick: &dyn Fn(), timeout: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            kick();
+            let b = devices::bus::lock(&self.boots);
+            let (b, _) = self
+                .boots_changed
+                .wait_timeout_while(b, Duration::from_millis(2), |b| b.idle < vcpus)
+                .unwrap_or_else(|e| e.into_inner());
+            if b.idle >= vcpus {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{} of {vcpus} vCPUs left the guest within {} ms",
+                    b.idle,
+                    timeout.as_millis()
+                ));
+            }
+        }
+    }
+
+    /// Starts the next boot: the outcome is cleared and the idle vCPU threads restore their
+    /// state and run. Call it once every thread is idle and the machine is reset.
+    pub fn next_boot(&self) {
+        *devices::bus::lock(&self.outcome) = None;
+        self.stopping.store(false, Ordering::SeqCst);
+        let mut b = devices::bus::lock(&self.boots);
+        b.boot += 1;
+        b.restored = 0;
+        self.boots_changed.notify_all();
+    }
+
+    /// Called by a vCPU thread once its state is restored for `boot`: waits until all `vcpus`
+    /// did, so no vCPU runs (and sends INIT or SIPI) into one still being restored.
+    pub fn restored(&self, boot: u64, vcpus: usize) {
+        let mut b = devices::bus::lock(&self.boots);
+        if b.boot != boot {
+            return;
+        }
+        b.restored += 1;
+        self.boots_changed.notify_all();
+        let _b = self
+            .boots_changed
+            .wait_while(b, |b| b.boot == boot && b.restored < vcpus && !b.exit)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// Ends the vCPU threads (after their boot is over).
+    pub fn exit(&self) {
+        self.finish(Outcome::Stopped);
+        devices::bus::lock(&self.boots).exit = true;
+        self.boots_changed.notify_all();
     }
 
     /// Whether vCPUs should stop.
@@ -194,30 +296,55 @@ pub fn install_kick_handler() -> std::io::Result<()> {
         .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
 }
 
-/// Starts a thread running `vcpu` until the run state says stop.
-pub fn spawn(
-    mut vcpu: Box<dyn Vcpu>,
-    cpu: u32,
-    buses: Buses,
-    state: Arc<RunState>,
-) -> std::io::Result<JoinHandle<()>> {
+/// A vCPU thread's part of the machine: what it runs and what it goes back to on a reset.
+pub struct VcpuSetup {
+    /// The vCPU.
+    pub vcpu: Box<dyn Vcpu>,
+    /// Its index (and APIC ID).
+    pub cpu: u32,
+    /// How many vCPUs the VM has.
+    pub count: usize,
+    /// The state it had before its first boot, written back before every later one.
+    pub power_on: hypervisor::VcpuState,
+}
+
+/// Starts the thread of one vCPU. It runs the guest until the run state says stop, then
+/// waits between boots: for the next boot it restores the power-on state and runs again;
+/// when the VM ends (`RunState::exit`), the thread ends.
+pub fn spawn(setup: VcpuSetup, buses: Buses, state: Arc<RunState>) -> std::io::Result<JoinHandle<()>> {
+    let VcpuSetup { mut vcpu, cpu, count, power_on } = setup;
     std::thread::Builder::new().name(format!("vcpu{cpu}")).spawn(move || {
-        while !state.stopping() {
-            let outcome = match vcpu.run() {
-                Ok(exit) => handle_exit(exit, cpu, &buses),
-                Err(e) => Some(Outcome::Error(format!("vCPU {cpu}: {e}: {}", error_source(&e)))),
-            };
-            if let Some(o) = outcome {
-                state.finish(o);
+        let mut boot = 0;
+        loop {
+            run_until_stopped(vcpu.as_mut(), cpu, &buses, &state);
+            match state.wait_next_boot(boot) {
+                NextBoot::Exit => return,
+                NextBoot::Run(next) => boot = next,
             }
-            state.park_while_paused(|| {
-                // Only guests with kvmclock accept it; others need nothing.
-                if let Err(e) = vcpu.notify_paused() {
-                    log::trace!("vcpu{cpu}: {e}");
-                }
-            });
+            if let Err(e) = vcpu.set_state(&power_on) {
+                state.finish(Outcome::Error(format!("vCPU {cpu}: cannot reset: {e}: {}", error_source(&e))));
+            }
+            state.restored(boot, count);
         }
     })
+}
+
+fn run_until_stopped(vcpu: &mut dyn Vcpu, cpu: u32, buses: &Buses, state: &RunState) {
+    while !state.stopping() {
+        let outcome = match vcpu.run() {
+            Ok(exit) => handle_exit(exit, cpu, buses),
+            Err(e) => Some(Outcome::Error(format!("vCPU {cpu}: {e}: {}", error_source(&e)))),
+        };
+        if let Some(o) = outcome {
+            state.finish(o);
+        }
+        state.park_while_paused(|| {
+            // Only guests with kvmclock accept it; others need nothing.
+            if let Err(e) = vcpu.notify_paused() {
+                log::trace!("vcpu{cpu}: {e}");
+            }
+        });
+    }
 }
 
 fn error_source(e: &dyn std::error::Error) -> String {
@@ -234,15 +361,21 @@ pub fn kick_all(threads: &[libc::pthread_t]) {
     }
 }
 
-/// Interrupts every vCPU thread until all have returned, then joins them.
-pub fn stop_all(threads: Vec<JoinHandle<()>>) {
+/// Ends the vCPU threads and joins them: kicks them out of the guest until every one is
+/// between boots, then tells them to exit.
+pub fn stop_all(state: &RunState, threads: Vec<JoinHandle<()>>) {
+    state.finish(Outcome::Stopped);
+    let pthreads: Vec<libc::pthread_t> = threads.iter().map(|t| t.as_pthread_t()).collect();
     // A kick can land just before a thread enters KVM_RUN and be missed, so keep kicking.
-    while threads.iter().any(|t| !t.is_finished()) {
-        for t in threads.iter().filter(|t| !t.is_finished()) {
-            let _ = t.kill(kick_signal());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    while state
+        .wait_idle(
+            threads.iter().filter(|t| !t.is_finished()).count(),
+            &|| kick_all(&pthreads),
+            Duration::from_secs(1),
+        )
+        .is_err()
+    {}
+    state.exit();
     for t in threads {
         let _ = t.join();
     }
@@ -263,6 +396,9 @@ mod tests {
         }
         fn write(&mut self, _: u64, d: &[u8]) {
             self.0 = d[0];
+        }
+        fn reset(&mut self) {
+            self.0 = 0;
         }
     }
 

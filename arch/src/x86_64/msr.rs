@@ -53,9 +53,50 @@ pub fn boot_msrs(supported: &[u32]) -> Vec<MsrEntry> {
         .collect()
 }
 
+/// MSRs a guest changes that a machine reset must put back to their power-on values, on
+/// top of [`boot_msrs`]: KVM's paravirtual MSRs above all (a kvmclock or steal-time area left
+/// enabled across a reset would have KVM keep writing into memory the next boot uses), then
+/// PAT, the MTRRs, the TSC deadline and adjust registers, TSC_AUX and SPEC_CTRL.
+pub fn reset_msr_candidates(supported: &[u32]) -> Vec<u32> {
+    const KVM_PV: [u32; 10] = [
+        0x11,        // MSR_KVM_WALL_CLOCK
+        0x12,        // MSR_KVM_SYSTEM_TIME
+        0x4b56_4d00, // MSR_KVM_WALL_CLOCK_NEW
+        0x4b56_4d01, // MSR_KVM_SYSTEM_TIME_NEW
+        0x4b56_4d02, // MSR_KVM_ASYNC_PF_EN
+        0x4b56_4d03, // MSR_KVM_STEAL_TIME
+        0x4b56_4d04, // MSR_KVM_PV_EOI_EN
+        0x4b56_4d05, // MSR_KVM_POLL_CONTROL
+        0x4b56_4d06, // MSR_KVM_ASYNC_PF_INT
+        0x4b56_4d07, // MSR_KVM_ASYNC_PF_ACK
+    ];
+    const OTHERS: [u32; 6] = [
+        0x277,       // IA32_PAT
+        0x6e0,       // IA32_TSC_DEADLINE
+        0x3b,        // IA32_TSC_ADJUST
+        0xc000_0103, // TSC_AUX
+        0x48,        // IA32_SPEC_CTRL
+        0x250,       // MTRR fixed 64K_00000
+    ];
+    // Variable MTRR base/mask pairs and the other fixed-range MTRRs.
+    let mtrrs = (0x200..0x210).chain([0x258, 0x259]).chain(0x268..0x270);
+    let mut wanted: Vec<u32> = boot_msrs(supported).iter().map(|e| e.index).collect();
+    wanted.extend(KVM_PV.iter().chain(OTHERS.iter()).copied().chain(mtrrs));
+    wanted.retain(|index| supported.contains(index));
+    wanted.dedup();
+    wanted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_msrs_are_the_supported_ones_with_kvmclock_first_class() {
+        let supported = [MSR_IA32_TSC, 0x4b56_4d01, 0x277, 0x205, 0x9999];
+        let msrs = reset_msr_candidates(&supported);
+        assert_eq!(msrs, vec![MSR_IA32_TSC, 0x4b56_4d01, 0x277, 0x205]);
+    }
 
     #[test]
     fn only_supported_msrs_are_set() {

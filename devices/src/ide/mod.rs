@@ -212,6 +212,14 @@ impl PciDevice for PiixIde {
             ch.bm_write(offset % 8, data);
         }
     }
+
+    fn reset(&mut self) {
+        self.config.reset();
+        PiixIde::reset(self);
+        for ch in self.channels.iter_mut() {
+            ch.set_bus_master(false);
+        }
+    }
 }
 
 /// One legacy port block of one channel, as a device on the port-I/O bus.
@@ -241,4 +249,6 @@ impl BusDevice for IdePorts {
     fn write(&mut self, offset: u64, data: &[u8]) {
         lock(&self.ide).channel_write(self.channel, self.kind, offset, data);
     }
+    /// A view of another device, which resets on its own.
+    fn reset(&mut self) {}
 }

@@ -133,6 +133,15 @@ impl BusDevice for AcpiPm {
         }
         self.update_sci();
     }
+
+    /// Back to the power-on registers (SCI_EN set: there is no SMM to hand over from); the
+    /// PM timer keeps counting, as its free-running counter does across a PCI reset.
+    fn reset(&mut self) {
+        self.status = 0;
+        self.enable = 0;
+        self.control = SCI_EN;
+        self.update_sci();
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,10 @@ impl BusDevice for Debugcon {
             }
         }
     }
+    fn reset(&mut self) {
+        // The half line the firmware wrote before the reset is still worth a log line.
+        self.flush_line();
+    }
 }
 
 #[cfg(test)]

@@ -227,6 +227,14 @@ impl BusDevice for FwCfg {
             _ => log::trace!("fw_cfg: ignored write of {} bytes at +{offset}", data.len()),
         }
     }
+
+    /// The selector, offset and DMA address register back to zero; the items stay (they
+    /// describe the machine, which a reset does not change).
+    fn reset(&mut self) {
+        self.selector = 0;
+        self.offset = 0;
+        self.dma_high = 0;
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ impl BusDevice for Port80 {
             log::trace!("POST code {:#04x}", v);
         }
     }
+
+    fn reset(&mut self) {
+        self.last = 0;
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ impl BusDevice for Port92 {
             self.platform.request(PlatformRequest::Reset);
         }
     }
+    fn reset(&mut self) {
+        self.value = 0x02;
+    }
 }
 
 #[cfg(test)]

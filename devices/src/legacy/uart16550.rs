@@ -95,6 +95,15 @@ impl BusDevice for Uart16550 {
             log::warn!("serial output failed: {e:?}");
         }
     }
+
+    /// Every register back to its power-on value and the FIFOs emptied; the output sink and
+    /// the host input not yet given to the guest stay.
+    fn reset(&mut self) {
+        let out = std::mem::replace(self.serial.writer_mut(), Box::new(std::io::sink()));
+        let trigger = self.serial.interrupt_evt().clone();
+        self.serial = Serial::new(trigger, out);
+        self.fill_fifo();
+    }
 }
 
 #[cfg(test)]

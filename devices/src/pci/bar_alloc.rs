@@ -286,6 +286,9 @@ mod tests {
         fn bar_ranges(&self) -> Vec<PciBarRange> {
             self.0.bar_ranges()
         }
+        fn reset(&mut self) {
+            self.0.reset()
+        }
     }
 
     fn dev(bars: &[(usize, u64, BarKind)]) -> Dev {
@@ -338,6 +341,7 @@ mod tests {
             }
         }
         fn config_write(&mut self, _reg: usize, _offset: usize, _data: &[u8]) {}
+        fn reset(&mut self) {}
     }
 
     #[test]

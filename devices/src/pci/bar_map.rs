@@ -31,6 +31,8 @@ impl BusDevice for PciBarAdapter {
     fn write(&mut self, offset: u64, data: &[u8]) {
         lock(&self.dev).bar_write(self.index, offset, data);
     }
+    /// A view of another device, which resets on its own.
+    fn reset(&mut self) {}
 }
 
 /// Maps BARs whose contents are host memory.
@@ -210,6 +212,9 @@ mod tests {
         fn bar_host_memory(&self, index: usize) -> Option<u64> {
             (index == 2).then_some(0x1000)
         }
+        fn reset(&mut self) {
+            self.config.reset()
+        }
     }
 
     #[derive(Default)]
@@ -289,6 +294,9 @@ mod tests {
             } else {
                 Vec::new()
             }
+        }
+        fn reset(&mut self) {
+            self.config.reset()
         }
     }
 

@@ -69,6 +69,9 @@ impl PciRoot {
 pub trait PciConfigListener: Send {
     /// Device `slot` (device, function) was written at register `reg`.
     fn config_written(&mut self, slot: (u8, u8), reg: usize, dev: &SharedPciDevice);
+    /// Every device of `root` was just reset: BARs and chipset registers are at their
+    /// power-on values (BARs unassigned and decoding off).
+    fn devices_reset(&mut self, root: &PciRoot);
 }
 
 /// The 0xCF8-0xCFF port block.
@@ -164,6 +167,19 @@ impl BusDevice for PciConfigIo {
             }
         }
     }
+
+    /// Resets every function on the bus (PCI RST#), then tells the listener, which unmaps
+    /// their BARs and puts the chipset's mappings back.
+    fn reset(&mut self) {
+        self.address = 0;
+        self.reset_control = 0;
+        for (_, dev) in self.root.devices() {
+            lock(dev).reset();
+        }
+        if let Some(listener) = self.listener.as_mut() {
+            listener.devices_reset(&self.root);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +272,26 @@ mod tests {
         fn config_written(&mut self, slot: (u8, u8), reg: usize, _dev: &SharedPciDevice) {
             self.0.lock().unwrap().push((slot, reg));
         }
+        fn devices_reset(&mut self, root: &PciRoot) {
+            self.0.lock().unwrap().push(((0xff, 0xff), root.devices().count()));
+        }
+    }
+
+    #[test]
+    fn reset_resets_every_function_then_tells_the_listener() {
+        let mut io = io();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        io.set_listener(Box::new(Seen(seen.clone())));
+        select(&mut io, 0, 0, 0, 0x58);
+        io.write(5, &[0x30]); // PAM0
+        io.reset();
+        let mut address = [0xffu8; 4];
+        io.read(0, &mut address);
+        assert_eq!(address, [0; 4], "the address register is cleared");
+        select(&mut io, 0, 0, 0, 0x58);
+        assert_eq!((read32(&mut io) >> 8) & 0xff, 0, "PAM0 back to its power-on value");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.last(), Some(&((0xff, 0xff), 1)), "the listener hears of the reset");
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl PciDevice for I440fx {
     fn config_write(&mut self, reg: usize, offset: usize, data: &[u8]) {
         self.config.write(reg, offset, data);
     }
+
+    /// PAM, SMRAM and the other registers back to their power-on values; the machine then
+    /// maps the shadow area as the PAM registers say (read-only again).
+    fn reset(&mut self) {
+        self.config.reset();
+    }
 }
 
 #[cfg(test)]

@@ -52,4 +52,9 @@ pub trait PciDevice: Send {
         let _ = index;
         Vec::new()
     }
+    /// The PCI reset (RST#): configuration space at its power-on values (BARs unassigned,
+    /// decoding off, interrupts off), device state as after power-on, in-flight work finished
+    /// or dropped; the host side (images, taps, framebuffer memory, threads) stays. The
+    /// machine unmaps the BARs afterwards, seeing them disabled.
+    fn reset(&mut self);
 }

@@ -84,6 +84,14 @@ impl PirqRouter {
         self.apply(&mut s);
     }
 
+    /// Power-on state: every PIRQ unrouted and low; ISA lines it drove go low.
+    fn reset(&self) {
+        let mut s = lock(&self.state);
+        s.routes = [0x80; 4];
+        s.sources = [0; 4];
+        self.apply(&mut s);
+    }
+
     /// The ISA IRQ PIRQ `pirq` goes to now, if routed.
     pub fn route(&self, pirq: usize) -> Option<usize> {
         lock(&self.state).routes.get(pirq).copied().and_then(Self::target)
@@ -153,6 +161,13 @@ impl PciDevice for Piix3 {
                 self.router.set_route(pirq, *route);
             }
         }
+    }
+
+    /// The PIRQ routes back to "disabled" and every device's level forgotten (each device
+    /// lowers its INTx# on its own reset too).
+    fn reset(&mut self) {
+        self.config.reset();
+        self.router.reset();
     }
 }
 

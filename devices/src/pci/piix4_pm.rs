@@ -95,6 +95,12 @@ impl PciDevice for Piix4Pm {
             lock(&self.pm).write(offset, data);
         }
     }
+
+    /// The PM block unmapped and disabled, the ACPI registers at their power-on values.
+    fn reset(&mut self) {
+        self.config.reset();
+        lock(&self.pm).reset();
+    }
 }
 
 #[cfg(test)]

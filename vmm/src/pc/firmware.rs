@@ -68,8 +68,16 @@ impl Firmware {
     /// Maps the image read-only below 4 GiB and copies its tail into the shadow RAM.
     pub fn install(&self, vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
         let base = (1u64 << 32) - self.len();
-        // SAFETY: `Firmware` is created before the VM and dropped after it (see `run_boot`).
+        // SAFETY: `Firmware` is created before the VM and dropped after it (see
+        // `VirtualMachine`, which declares it after the VM).
         unsafe { vm.map_memory(SLOT_ROM, base, self.len(), self.region.as_ptr() as u64, true)? };
+        self.copy_shadow(mem)
+    }
+
+    /// Copies the image's tail into the shadow RAM below 1 MiB, where the reset vector's jump
+    /// lands: at power-on, and at every reset (the BIOS changed its copy while it ran; a PC
+    /// reads the ROM there again after a reset, with PAM back at zero).
+    pub fn copy_shadow(&self, mem: &GuestMemoryMmap) -> Result<(), Error> {
         let alias = self.len().min(LOW_ALIAS_MAX);
         let tail_start = (self.len() - alias) as usize;
         // SAFETY: `tail_start + alias` is within the region, which lives as long as `self`.
@@ -121,8 +129,8 @@ impl Pam {
             if self.writable[n].is_some() {
                 self.vm.unmap_memory(slot)?;
             }
-            // SAFETY: the range lies in guest RAM region 0 (checked in `new`), which `run_boot`
-            // declares before the VM so it outlives it.
+            // SAFETY: the range lies in guest RAM region 0 (checked in `new`), which
+            // `VirtualMachine` drops after the VM, so it outlives it.
             unsafe { self.vm.map_memory(slot, start, len, self.host_base + start, !writable)? };
             self.writable[n] = Some(writable);
         }

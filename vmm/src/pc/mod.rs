@@ -55,7 +55,7 @@ const SLOT_MID: u32 = 1;
 /// Memory slot of RAM above 4 GiB.
 const SLOT_HIGH: u32 = 2;
 
-/// The devices of one boot of the PC machine.
+/// The devices of the PC machine.
 pub struct PcMachine {
     /// The buses the vCPUs dispatch to.
     pub buses: Buses,
@@ -63,7 +63,7 @@ pub struct PcMachine {
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// The display, if any.
     pub vga: Option<Arc<Mutex<StdVga>>>,
-    /// Receive threads of the NICs; they stop when the boot ends.
+    /// Receive threads of the NICs; they stop when the VM ends.
     pub net_threads: Vec<NetIoThread>,
     /// The PS/2 keyboard controller (keys typed through the control socket).
     pub keyboard: Arc<Mutex<devices::legacy::i8042::I8042>>,
@@ -98,7 +98,7 @@ fn map_ram(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for region in mem.iter() {
         let (start, len, host) = (region.start_addr().0, region.len(), region.as_ptr() as u64);
         if start == 0 {
-            // SAFETY: within `mem`, which `run_boot` declares before the VM, so the VM and
+            // SAFETY: within `mem`, which `VirtualMachine` drops after the VM, so the VM and
             // everything holding it is dropped first.
             unsafe { vm.map_memory(SLOT_LOW, 0, layout::LEGACY_HOLE_START, host, false)? };
             // SAFETY: as above; `len` is at least the 32 MiB minimum, beyond SHADOW_END.
@@ -128,7 +128,7 @@ impl RamBarHandler for RamBars {
             self.next - 1
         });
         // SAFETY: `bar_host_memory` promises the memory lives as long as the device, which the
-        // buses (and so the VM's users) hold until the boot ends.
+        // buses (and so the VM's users) hold until the VM is taken apart.
         match unsafe { self.vm.map_memory(id, range.address, range.size, host_addr, false) } {
             Ok(()) => self.slots.push((slot, range.index, id)),
             Err(e) => {
@@ -167,6 +167,21 @@ impl PciConfigListener for ChipsetListener {
         }
         self.bars.update(slot, dev);
     }
+
+    /// PAM back at zero maps the shadow area read-only again; BARs went back to zero with
+    /// decoding off, so they are unmapped (SeaBIOS assigns them again).
+    fn devices_reset(&mut self, root: &PciRoot) {
+        for (slot, dev) in root.devices() {
+            if slot == (0, 0) {
+                let pam = Pam::registers(|r| lock(dev).config_read(r));
+                if let Err(e) = self.pam.apply(pam) {
+                    log::error!("PAM reset failed: {e}");
+                }
+            } else {
+                self.bars.update(slot, dev);
+            }
+        }
+    }
 }
 
 /// Puts the kernel, initramfs and command line in fw_cfg for the Linux loader option ROM, and
@@ -204,7 +219,7 @@ fn add_kernel(
     Ok(())
 }
 
-/// Builds the machine for one boot: RAM and firmware mappings, chipset, devices, fw_cfg.
+/// Builds the machine: RAM and firmware mappings, chipset, devices, fw_cfg.
 pub fn create_machine(
     vm: &Arc<dyn Vm>,
     mem: &GuestMemoryMmap,

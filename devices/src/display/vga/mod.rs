@@ -208,6 +208,8 @@ impl BusDevice for VgaIoPorts {
             lock(&self.0).io_write(VGA_PORTS_BASE + o, data);
         }
     }
+    /// A view of another device, which resets on its own.
+    fn reset(&mut self) {}
 }
 
 /// The VBE index/data ports as a bus device; map at [`VBE_PORTS_BASE`] for
@@ -229,6 +231,8 @@ impl BusDevice for VbeIoPorts {
             lock(&self.0).io_write(VBE_PORTS_BASE + offset as u16, data);
         }
     }
+    /// A view of another device, which resets on its own.
+    fn reset(&mut self) {}
 }
 
 /// The 0xA0000-0xBFFFF window as an MMIO bus device; map at [`LEGACY_WINDOW_BASE`] for
@@ -245,6 +249,8 @@ impl BusDevice for VgaLegacyWindow {
     fn write(&mut self, offset: u64, data: &[u8]) {
         lock(&self.0).legacy_write(offset, data);
     }
+    /// A view of another device, which resets on its own.
+    fn reset(&mut self) {}
 }
 
 #[cfg(test)]

@@ -179,6 +179,15 @@ impl PciDevice for StdVga {
             _ => log::warn!("vga: write to BAR {index} offset {offset:#x} ignored"),
         }
     }
+
+    /// Registers, VBE mode and configuration space to power-on values; video memory keeps
+    /// its contents and its host mapping (the machine may still have it mapped as a BAR
+    /// until it sees the BAR disabled).
+    fn reset(&mut self) {
+        self.regs = super::regs::VgaRegs::new();
+        self.vbe = super::vbe::Vbe::new(VRAM_SIZE as u32);
+        self.config.reset();
+    }
 }
 
 #[cfg(test)]

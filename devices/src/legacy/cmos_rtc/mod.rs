@@ -269,6 +269,14 @@ impl BusDevice for CmosRtc {
             self.start_timer();
         }
     }
+
+    /// What the MC146818's RESET pin does: the interrupt enables (PIE, AIE, UIE) and SQWE
+    /// in register B and every flag in register C are cleared; time, calendar and NVRAM
+    /// (the BIOS settings) stay.
+    fn reset(&mut self) {
+        lock(&self.shared.state).reset_pin();
+        self.shared.wake.notify_all();
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub(super) const B_SET: u8 = 0x80;
 pub(super) const B_PIE: u8 = 0x40;
 pub(super) const B_AIE: u8 = 0x20;
 pub(super) const B_UIE: u8 = 0x10;
+/// Register B: square-wave output enable.
+const B_SQWE: u8 = 0x08;
 pub(super) const B_BINARY: u8 = 0x04;
 pub(super) const B_24H: u8 = 0x02;
 
@@ -142,6 +144,14 @@ impl Rtc {
             coalesced: 0,
             stop: false,
         }
+    }
+
+    /// The RESET pin: interrupt enables and square-wave output off, flags cleared.
+    pub(super) fn reset_pin(&mut self) {
+        *self.reg_mut(STATUS_B) &= !(B_PIE | B_AIE | B_UIE | B_SQWE);
+        *self.reg_mut(STATUS_C) = 0;
+        self.index = 0;
+        self.nmi_masked = false;
     }
 
     fn reg(&self, index: u8) -> u8 {

@@ -401,4 +401,10 @@ impl BusDevice for I8042 {
             _ => log::debug!("i8042: write {v:#04x} to unused offset {offset:#x}"),
         }
     }
+
+    /// The controller, keyboard and mouse as at power-on (the self-test byte is not queued
+    /// again: a real keyboard's BAT result comes from its own power-on, not a system reset).
+    fn reset(&mut self) {
+        *self = I8042::new(self.platform.clone(), self.kbd_irq.clone(), self.aux_irq.clone());
+    }
 }

@@ -429,4 +429,8 @@ impl PciDevice for E1000 {
             _ => {}
         }
     }
+    fn reset(&mut self) {
+        self.config.reset();
+        E1000::reset(self);
+    }
 }

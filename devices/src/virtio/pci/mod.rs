@@ -388,6 +388,14 @@ impl PciDevice for VirtioPciDevice {
             })
             .collect()
     }
+
+    /// The device reset a driver asks for by writing 0 to the status (the workers stop, the
+    /// queues are forgotten), and the transport's configuration space and MSI-X table too.
+    fn reset(&mut self) {
+        self.reset_device();
+        self.config.reset();
+        lock(&self.msix).reset();
+    }
 }
 
 /// A virtio-pci function's state, for snapshots.
