@@ -73,8 +73,10 @@ pub struct WorkerContext {
     pub interrupt: Arc<dyn VirtioInterrupt>,
     /// Make every write durable before it completes (the driver did not negotiate flushes).
     pub writethrough: bool,
-    /// Where the worker is in each queue; locked for the whole of each batch of work, so a
-    /// reader sees the positions between two batches.
+    /// Where the worker is in each queue. The synchronous engine holds the lock for the whole
+    /// of each batch of work, so a reader sees the positions between two batches; with the
+    /// io_uring engine `next_avail` may run ahead of `next_used` by the requests in flight,
+    /// and the positions are settled once the worker has stopped (it completes them first).
     pub positions: Arc<Mutex<Vec<QueuePosition>>>,
     /// Which engines the worker may use.
     pub engine: IoEngine,
