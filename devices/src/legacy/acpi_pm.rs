@@ -163,6 +163,21 @@ mod tests {
     }
 
     #[test]
+    fn reset_clears_status_and_enables_and_lowers_sci() {
+        let (mut p, irq, rec) = pm();
+        p.write(2, &PWRBTN.to_le_bytes());
+        p.press_power_button();
+        p.write(4, &0x0c00u16.to_le_bytes());
+        assert!(irq.level());
+        p.reset();
+        assert!(!irq.level(), "SCI low after the reset");
+        assert_eq!(rd16(&mut p, 0), 0, "PM1 status");
+        assert_eq!(rd16(&mut p, 2), 0, "PM1 enable");
+        assert_eq!(rd16(&mut p, 4), SCI_EN, "PM1 control");
+        assert!(rec.seen().is_empty(), "a reset requests nothing of the platform");
+    }
+
+    #[test]
     fn s5_powers_off_and_other_sleep_types_do_not() {
         let (mut p, _, rec) = pm();
         p.write(4, &((1u16 << 10) | SLP_EN).to_le_bytes()); // S1

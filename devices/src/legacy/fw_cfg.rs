@@ -272,6 +272,20 @@ mod tests {
     }
 
     #[test]
+    fn reset_deselects_and_rewinds_but_keeps_the_items() {
+        let mut f = fw();
+        f.add_item(0x20, b"abcdef".to_vec());
+        assert_eq!(read_item(&mut f, 0x20, 2), b"ab");
+        f.write(4, &0x1234u32.to_be_bytes()); // DMA address, high half
+        f.reset();
+        let mut x = [0u8];
+        f.read(1, &mut x);
+        assert_eq!(x[0], b'Q', "selector 0 (the signature) from its first byte");
+        assert_eq!(read_item(&mut f, 0x20, 6), b"abcdef", "items survive");
+        assert_eq!(f.dma_high, 0);
+    }
+
+    #[test]
     fn signature_id_and_reads_past_the_end() {
         let mut f = fw();
         assert_eq!(read_item(&mut f, KEY_SIGNATURE, 6), b"QEMU\0\0");

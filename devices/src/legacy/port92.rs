@@ -54,6 +54,16 @@ mod tests {
     use crate::legacy::test_util::Recorder;
 
     #[test]
+    fn reset_turns_a20_back_on() {
+        let mut p = Port92::new(Arc::new(Recorder::default()));
+        p.write(0, &[0x00]);
+        p.reset();
+        let mut b = [0u8];
+        p.read(0, &mut b);
+        assert_eq!(b[0], 0x02);
+    }
+
+    #[test]
     fn a20_reads_back_and_bit0_resets() {
         let rec = Arc::new(Recorder::default());
         let mut p = Port92::new(rec.clone());

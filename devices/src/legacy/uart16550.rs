@@ -147,6 +147,25 @@ mod tests {
     }
 
     #[test]
+    fn reset_restores_power_on_registers_and_keeps_the_sink() {
+        let (mut u, _irq, sink) = uart();
+        let (mut fresh, _, _) = uart();
+        let power_on: Vec<u8> = [IER, LCR, MCR, SCR].iter().map(|&r| rd(&mut fresh, r)).collect();
+        u.write(LCR, &[0x83]);
+        u.write(IER, &[0x0f]);
+        u.write(MCR, &[0x1f]);
+        u.write(SCR, &[0x5a]);
+        u.reset();
+        let now: Vec<u8> = [IER, LCR, MCR, SCR].iter().map(|&r| rd(&mut u, r)).collect();
+        assert_eq!(now, power_on);
+        assert_eq!(rd(&mut u, LCR) & 0x80, 0, "DLAB clear: THR is the data register again");
+        assert_eq!(rd(&mut u, IIR) & 0x0f, 0x01, "no interrupt pending");
+        assert_eq!(rd(&mut u, LSR) & 0x60, 0x60, "transmitter empty");
+        u.write(THR, b"Z");
+        assert_eq!(*sink.0.lock().unwrap(), b"Z", "output still reaches the same sink");
+    }
+
+    #[test]
     fn transmit_reaches_the_sink_and_raises_thre_interrupt() {
         let (mut u, irq, sink) = uart();
         u.write(IER, &[0x02]); // THR empty interrupt: raised at once, the THR is empty

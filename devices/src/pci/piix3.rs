@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn reset_unroutes_every_pirq_and_lowers_the_isa_lines() {
+        let (mut p, router, irqs) = setup();
+        p.config_write(PIRQRC / 4, 0, &[10, 10, 11, 11]);
+        let a = router.intx(4, 1);
+        a.set_level(true);
+        assert!(irqs[11].level());
+        p.reset();
+        assert!(!irqs[11].level(), "the line it drove goes low");
+        assert_eq!(p.config_read(PIRQRC / 4), 0x8080_8080, "routes disabled again");
+        assert_eq!((router.route(0), router.route(3)), (None, None));
+        // A level left high before the reset does not come back when the guest routes again.
+        p.config_write(PIRQRC / 4, 0, &[10, 10, 11, 11]);
+        assert!(!irqs[11].level());
+    }
+
+    #[test]
     fn routing_follows_the_registers() {
         let (mut p, router, irqs) = setup();
         // SeaBIOS: PIRQA/B -> 10, PIRQC/D -> 11.

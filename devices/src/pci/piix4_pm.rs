@@ -136,6 +136,21 @@ mod tests {
     }
 
     #[test]
+    fn reset_disables_the_pm_block_and_resets_the_acpi_registers() {
+        let (mut p, _) = dev();
+        p.config_write(PMBA / 4, 0, &0x0000_0601u32.to_le_bytes());
+        p.config_write(PMREGMISC / 4, 0, &[1]);
+        p.bar_write(PM_IO_RANGE, 2, &0x0100u16.to_le_bytes()); // PWRBTN_EN
+        p.reset();
+        assert!(p.bar_ranges().is_empty(), "the block no longer decodes");
+        assert_eq!(p.config_read(PMBA / 4), 0x0000_0001);
+        assert_eq!(p.config_read(DEVACTB / 4), DEVACTB_APMC_EN);
+        let mut en = [0xffu8; 2];
+        lock(p.acpi_pm()).read(2, &mut en);
+        assert_eq!(en, [0, 0], "PM1 enable cleared");
+    }
+
+    #[test]
     fn pm_block_decodes_where_the_firmware_puts_it() {
         let (mut p, rec) = dev();
         assert!(p.bar_ranges().is_empty());

@@ -475,3 +475,24 @@ fn forty_column_text_mode_dump() {
     let img = rig.png();
     assert_eq!((img.0, img.1), (40 * 9, 400));
 }
+
+#[test]
+fn reset_leaves_vbe_mode_and_keeps_video_memory() {
+    let r = Rig::new();
+    r.dispi(vbe::INDEX_ENABLE, vbe::ENABLED | vbe::LFB_ENABLED);
+    r.outb(0x3c2, 0x67); // miscellaneous output
+    lock(&r.vga).config_write(4, 0, &0xfd00_0000u32.to_le_bytes());
+    lock(&r.vga).config_write(1, 0, &[0x03, 0x00]);
+    let region = lock(&r.vga).vram_region();
+    // SAFETY: the region is VRAM_SIZE bytes long and only this test uses it.
+    unsafe { *region.as_ptr().add(0x1234) = 0x5a };
+    let before = region.as_ptr();
+    lock(&r.vga).reset();
+    r.outw(0x1ce, vbe::INDEX_ENABLE);
+    assert_eq!(r.inw(0x1cf) & vbe::ENABLED, 0, "VBE off");
+    assert_eq!(r.inb(0x3cc), 0, "miscellaneous output back to its power-on value");
+    assert!(lock(&r.vga).bar_ranges().is_empty(), "BARs unassigned, decoding off");
+    assert_eq!(lock(&r.vga).vram_region().as_ptr(), before, "the same host memory");
+    // SAFETY: as above.
+    assert_eq!(unsafe { *region.as_ptr().add(0x1234) }, 0x5a, "video memory keeps its contents");
+}

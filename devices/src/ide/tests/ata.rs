@@ -447,3 +447,21 @@ fn flush_verify_power_and_misc_commands() {
     assert!(r.irq(0));
     assert_eq!([r.status(0), r.inb(0, 1), r.inb(0, 2), r.inb(0, 3), r.inb(0, 4)], [ST_READY, 1, 1, 1, 0]);
 }
+
+#[test]
+fn pci_reset_aborts_the_transfer_lowers_intrq_and_keeps_the_disk() {
+    let (mut r, disk) = disk_rig();
+    r.enable_bus_master();
+    r.lba28(0, 0, 0, 2);
+    r.outb(0, 7, 0x20); // READ SECTORS: data waiting, interrupt raised
+    assert!(r.irq(0));
+    assert_ne!(r.status(0) & ST_DRQ, 0);
+    PciDevice::reset(&mut r.ide);
+    assert!(!r.irq(0), "INTRQ low");
+    assert_eq!(r.status(0), ST_READY, "idle, ready, no data request");
+    assert_eq!(r.ide.config_read(1) & 0x7, 0, "bus mastering and decoding off");
+    // The same disk answers after the reset.
+    r.lba28(0, 0, 1, 1);
+    r.outb(0, 7, 0x20);
+    assert_eq!(r.read_data(0, 512), disk.data()[512..1024]);
+}

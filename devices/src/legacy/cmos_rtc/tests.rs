@@ -131,6 +131,22 @@ fn nvram_index_nmi_and_status_c() {
     r.write(1, &[]);
 }
 
+#[test]
+fn reset_pin_clears_interrupt_enables_and_flags_but_keeps_time_and_nvram() {
+    let mut r = rtc();
+    wr(&mut r, 0x40, 0xab);
+    let before = offset(&r);
+    wr(&mut r, STATUS_B, B_24H | B_PIE | B_AIE | B_UIE | 0x08);
+    r.set_nvram(STATUS_C, 0xf0);
+    r.write(0, &[0x80]);
+    r.reset();
+    assert!(!r.nmi_masked());
+    assert_eq!(rd(&mut r, STATUS_B), B_24H, "enables and SQWE cleared, modes kept");
+    assert_eq!(rd(&mut r, STATUS_C), 0, "flags cleared");
+    assert_eq!(rd(&mut r, 0x40), 0xab, "NVRAM kept");
+    assert_eq!(offset(&r), before, "time kept");
+}
+
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
 

@@ -96,6 +96,22 @@ fn power_on_status_and_unused_offsets() {
 }
 
 #[test]
+fn reset_is_power_on_again_with_the_same_lines() {
+    let mut r = rig();
+    r.set_ctr(0x47);
+    r.k.key_event(Key::Plain(0x1e), true);
+    r.k.reset();
+    assert_eq!(r.status(), STR_KEYLOCK_OFF, "output buffer empty, cold-boot flag");
+    assert_eq!(r.ctr(), CTR_POWER_ON);
+    assert!(r.rec.seen().is_empty(), "a reset asks the platform for nothing");
+    // The same interrupt lines serve the controller after the reset.
+    let pulses = r.irq1.pulses();
+    r.set_ctr(CTR_POWER_ON | 0x01);
+    r.k.key_event(Key::Plain(0x1e), true);
+    assert!(r.irq1.pulses() > pulses);
+}
+
+#[test]
 fn a2_tracks_the_last_port_written() {
     let mut r = rig();
     r.cmd(0xae);

@@ -105,6 +105,8 @@ impl E1000 {
         config.add_bar(MMIO_BAR, MMIO_SIZE, BarKind::Mem32, false);
         config.add_bar(IO_BAR, IO_SIZE, BarKind::Io, false);
         config.set_interrupt_pin(1);
+        let power_on = config.read(1);
+        config.set_reg(1, power_on, PCI_COMMAND_WRITABLE);
         let mut dev = E1000 {
             config,
             regs: vec![0; REG_WORDS],
@@ -287,7 +289,8 @@ impl E1000 {
         let level = pending && self.config.command() & PCI_COMMAND_INTX_DISABLE == 0;
         let status = self.config.read(1) & !PCI_STATUS_INTERRUPT;
         let status = status | if pending { PCI_STATUS_INTERRUPT } else { 0 };
-        self.config.set_reg(1, status, PCI_COMMAND_WRITABLE);
+        // The status half only: the command half is the guest's (and a reset's) business.
+        self.config.write_bytes_raw(6, &((status >> 16) as u16).to_le_bytes());
         if level != self.irq_level {
             self.irq_level = level;
             self.irq.set_level(level);

@@ -630,3 +630,18 @@ fn io_thread_delivers_frames_and_stops() {
     assert_eq!(u16::from_le_bytes([d[8], d[9]]), 80);
     thread.stop();
 }
+
+#[test]
+fn pci_reset_restores_registers_and_configuration_space() {
+    let mut r = rig();
+    r.wr(IMS, ICR_RXT0);
+    r.wr(ICS, ICR_RXT0);
+    assert!(r.irq.level());
+    r.dev.config_write(4, 0, &0xfebc_0000u32.to_le_bytes());
+    PciDevice::reset(&mut r.dev);
+    assert!(!r.irq.level(), "INTx low");
+    assert_eq!(r.dev.config_read(1) & 0x7, 0, "decoding and bus mastering off");
+    assert_eq!(r.dev.config_read(4) & 0xffff_fff0, 0, "BAR0 unassigned");
+    r.dev.config_write(1, 0, &[0x07, 0x00]);
+    assert_eq!((r.rd(IMS), r.rd(RAL0)), (0, 0xab00_5452));
+}

@@ -311,3 +311,31 @@ fn state_round_trips_and_restarts_the_device() {
     other.common.queues.pop();
     assert!(fresh.dev.restore(&other).is_err());
 }
+
+#[test]
+fn pci_reset_stops_the_device_and_clears_config_space_and_msix() {
+    let mut r = rig();
+    let msix = capabilities(&r.dev).into_iter().find(|c| c.1 == MSIX_CAP_ID).unwrap().0;
+    r.dev.config_write(4, 0, &0xfebf_0000u32.to_le_bytes()); // BAR0
+    r.dev.config_write(1, 0, &0x0006u16.to_le_bytes()); // memory decode, bus master
+    r.dev.config_write(msix / 4, 2, &0x8000u16.to_le_bytes()); // MSI-X enable
+    r.w(MSIX_TABLE_OFFSET + 8, &0x41u32.to_le_bytes());
+    r.queue(0, 0x1000);
+    r.negotiate(VIRTIO_F_VERSION_1);
+    r.driver_ok();
+    assert_eq!(r.activations.lock().unwrap().len(), 1);
+    r.dev.reset();
+    assert_eq!(r.resets.load(Ordering::SeqCst), 1, "the active device was stopped");
+    assert_eq!(r.status(), 0);
+    assert_eq!(r.dev.config_read(4) & 0xffff_fff0, 0, "BAR0 unassigned");
+    assert_eq!(r.dev.config_read(1) & 0x7, 0, "decoding and bus mastering off");
+    assert_eq!(r.dev.config_read(msix / 4) >> 16 & 0xc000, 0, "MSI-X disabled and unmasked");
+    assert_eq!(r.r(MSIX_TABLE_OFFSET + 8, 4), 0, "table entries back to their reset value");
+    assert_eq!(r.r(MSIX_TABLE_OFFSET + 12, 4), 1, "every vector masked");
+    assert!(r.dev.bar_ranges().is_empty());
+    // The driver can bring it up again, as after power-on.
+    r.queue(0, 0x1000);
+    r.negotiate(VIRTIO_F_VERSION_1);
+    r.driver_ok();
+    assert_eq!(r.activations.lock().unwrap().len(), 2);
+}
