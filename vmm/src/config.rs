@@ -287,7 +287,7 @@ impl VmConfig {
             ));
         }
         for d in disks {
-            pc_config::check_image("disk", &d.path)?;
+            check_image("disk", &d.path)?;
         }
         Ok(())
     }
@@ -319,7 +319,7 @@ impl VmConfig {
             .take(0x1_0001)
             .read_to_end(&mut bytes)
             .map_err(|e| ConfigError::new("linuxboot-rom", format!("{}: {e}", rom.display())))?;
-        crate::pc::linuxboot::check_rom(&bytes)
+        crate::linuxboot::check_rom(&bytes)
             .map_err(|e| ConfigError::new("linuxboot-rom", format!("{} {e}", rom.display())))?;
         let image = std::fs::read(kernel)
             .map_err(|e| ConfigError::new("kernel", format!("cannot read {}: {e}", kernel.display())))?;
@@ -333,7 +333,7 @@ impl VmConfig {
             None => None,
         };
         let low_ram = arch::x86_64::layout::MemoryLayout::new(memory).low_ram_size();
-        crate::pc::linuxboot::plan(&image, initrd_len, cmdline, low_ram).map_err(|e| {
+        crate::linuxboot::plan(&image, initrd_len, cmdline, low_ram).map_err(|e| {
             let what = match e.field() {
                 "kernel" => format!("{}: ", kernel.display()),
                 "initramfs" => {
@@ -381,7 +381,7 @@ impl VmConfig {
         }
         Self::validate_disks(&disks)?;
         if let Some(c) = &file.cdrom {
-            pc_config::check_image("cdrom", c)?;
+            check_image("cdrom", c)?;
         }
         let boot = match file.boot.clone() {
             Some(b) => b,
@@ -403,6 +403,17 @@ pub fn host_memory() -> u64 {
         })
         .map(|kib| kib * 1024)
         .unwrap_or(u64::MAX)
+}
+
+/// Checks an image path: it exists and is a file or a block device.
+pub fn check_image(field: &str, path: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
+    use std::os::unix::fs::FileTypeExt;
+    if !(meta.is_file() || meta.file_type().is_block_device()) {
+        return Err(ConfigError::new(field, format!("{} is not a file or block device", path.display())));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -544,7 +555,7 @@ mod tests {
         let mut rom = vec![0u8; 1536];
         rom[..3].copy_from_slice(&[0x55, 0xaa, 3]);
         let rom = tmp("linuxboot_dma.bin", &rom);
-        let bz = tmp("vmlinuz", &crate::pc::linuxboot::test_bzimage(0x020f, 4, 1 << 20));
+        let bz = tmp("vmlinuz", &crate::linuxboot::test_bzimage(0x020f, 4, 1 << 20));
         let initrd = tmp("initrd", &[1; 4096]);
         let pc = || VmConfigFile {
             machine: Some(MachineKind::Pc),

@@ -26,11 +26,11 @@ use devices::pci::{PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
 use hypervisor::Vm;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use crate::board::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 use crate::interrupts::{GsiRouting, KvmIoEvents, SharedLevelLines};
 use crate::pc;
 use crate::pc_config::DiskBus;
 use crate::vcpu::{Buses, RunState};
-use crate::vm::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 
 pub(crate) fn map_memory(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {

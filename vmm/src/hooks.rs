@@ -8,8 +8,8 @@ use std::time::Duration;
 use devices::legacy::acpi_pm::AcpiPm;
 use devices::legacy::i8042::I8042;
 
+use crate::board::Machine;
 use crate::vcpu::{self, RunState};
-use crate::vm::Machine;
 
 /// pthread ids of a boot's vCPU threads.
 pub(crate) type VcpuThreads = Arc<Mutex<Vec<libc::pthread_t>>>;

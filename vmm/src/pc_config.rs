@@ -1,12 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Configuration of the emulated PC machine: the firmware defaults and the host checks of
-//! images. The machine kind, disks, NICs and boot order are types of the `api` crate
+//! Configuration of the emulated PC machine: the firmware defaults. The machine kind, disks, NICs and boot order are types of the `api` crate
 //! (re-exported here), parsed from flags (`--disk PATH,format=qcow2,readonly`) and from the
-//! JSON file; checked before anything is built.
-
-use std::path::Path;
-
-use crate::config::ConfigError;
+//! JSON file; checked with the rest of the configuration before anything is built.
 
 /// SeaBIOS as Debian's `seabios` package installs it.
 pub const DEFAULT_FIRMWARE: &str = "/usr/share/seabios/bios-256k.bin";
@@ -30,15 +25,4 @@ pub fn image_format(f: DiskFormat) -> block::ImageFormat {
         DiskFormat::Raw => block::ImageFormat::Raw,
         DiskFormat::Qcow2 => block::ImageFormat::Qcow2,
     }
-}
-
-/// Checks an image path: it exists and is a file or a block device.
-pub fn check_image(field: &str, path: &Path) -> Result<(), ConfigError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
-    use std::os::unix::fs::FileTypeExt;
-    if !(meta.is_file() || meta.file_type().is_block_device()) {
-        return Err(ConfigError::new(field, format!("{} is not a file or block device", path.display())));
-    }
-    Ok(())
 }

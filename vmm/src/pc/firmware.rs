@@ -19,7 +19,7 @@ use devices::pci::i440fx::{PAM0, PAM_COUNT};
 use hypervisor::Vm;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion};
 
-use crate::vm::Error;
+use crate::board::Error;
 
 /// Memory slot of the BIOS image at the top of 4 GiB.
 pub const SLOT_ROM: u32 = 3;

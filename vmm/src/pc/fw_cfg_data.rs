@@ -67,7 +67,7 @@ pub fn bootorder(
 ) -> Vec<u8> {
     let mut lines = Vec::new();
     if kernel_rom {
-        lines.push(super::linuxboot::ROM_BOOT_PATH.to_string());
+        lines.push(crate::linuxboot::ROM_BOOT_PATH.to_string());
     }
     for dev in order {
         match dev {

@@ -10,7 +10,6 @@
 
 pub mod firmware;
 pub mod fw_cfg_data;
-pub mod linuxboot;
 pub mod virtio;
 
 use std::sync::{Arc, Mutex};
@@ -42,10 +41,11 @@ use devices::pci::{PciBarRange, PciConfigIo, PciConfigListener, PciRoot, SharedP
 use hypervisor::Vm;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use crate::board::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 use crate::interrupts::{GsiRouting, KvmIoEvents};
+use crate::linuxboot;
 use crate::pc_config::{DiskBus, NicModel};
 use crate::vcpu::{Buses, RunState};
-use crate::vm::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
 use firmware::{Firmware, Pam, SHADOW_END, SLOT_FREE};
 
 /// Memory slot of RAM below the VGA window.

@@ -15,8 +15,8 @@ use devices::virtio::net::{NetOptions, VirtioNet};
 use devices::virtio::pci::VirtioPciDevice;
 use vm_memory::GuestMemoryMmap;
 
+use crate::board::Error;
 use crate::pc_config::{DiskBus, DiskConfig, NicConfig};
-use crate::vm::Error;
 
 /// First slot tried for virtio devices on the PC machine (after the chipset, VGA and the
 /// e1000s).
