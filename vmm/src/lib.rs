@@ -11,6 +11,7 @@ mod board;
 pub mod config;
 pub mod control;
 mod direct;
+mod event_loop;
 mod hooks;
 mod interrupts;
 mod linuxboot;

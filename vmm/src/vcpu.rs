@@ -36,11 +36,12 @@ pub enum Outcome {
 pub struct RunState {
     outcome: Mutex<Option<Outcome>>,
     stopping: AtomicBool,
-    changed: Condvar,
     pause: Mutex<PauseState>,
     pause_changed: Condvar,
     boots: Mutex<BootCycle>,
     boots_changed: Condvar,
+    /// Written when an outcome is recorded: wakes the machine's event loop.
+    outcome_notifier: Mutex<Option<vmm_sys_util::eventfd::EventFd>>,
 }
 
 /// Where the vCPU threads are between boots.
@@ -80,8 +81,10 @@ impl RunState {
             *o = Some(outcome);
         }
         self.stopping.store(true, Ordering::SeqCst);
-        self.changed.notify_all();
         drop(o);
+        if let Some(n) = devices::bus::lock(&self.outcome_notifier).as_ref() {
+            let _ = n.write(1);
+        }
         // Paused vCPU threads wake up and end.
         let _p = devices::bus::lock(&self.pause);
         self.pause_changed.notify_all();
@@ -218,12 +221,14 @@ impl RunState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Waits up to `timeout` for an outcome.
-    pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
-        let o = devices::bus::lock(&self.outcome);
-        let (o, _) =
-            self.changed.wait_timeout_while(o, timeout, |o| o.is_none()).unwrap_or_else(|p| p.into_inner());
-        o.clone()
+    /// Has `notifier` written whenever an outcome is recorded.
+    pub fn set_outcome_notifier(&self, notifier: vmm_sys_util::eventfd::EventFd) {
+        *devices::bus::lock(&self.outcome_notifier) = Some(notifier);
+    }
+
+    /// The outcome of the current boot, if it ended.
+    pub fn outcome(&self) -> Option<Outcome> {
+        devices::bus::lock(&self.outcome).clone()
     }
 }
 
@@ -496,10 +501,10 @@ mod tests {
     #[test]
     fn first_outcome_wins() {
         let s = RunState::default();
-        assert_eq!(s.wait(Duration::from_millis(1)), None);
+        assert_eq!(s.outcome(), None);
         s.finish(Outcome::PowerOff);
         s.finish(Outcome::Reset);
         assert!(s.stopping());
-        assert_eq!(s.wait(Duration::from_millis(1)), Some(Outcome::PowerOff));
+        assert_eq!(s.outcome(), Some(Outcome::PowerOff));
     }
 }

@@ -17,11 +17,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arch::x86_64::{acpi, boot, cpuid, layout, msr, regs};
-use devices::net::io_thread::NetIoThread;
 use hypervisor::{PlatformState, Vm};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::board::{Error, Machine};
+use crate::event_loop::EventLoop;
 use crate::hooks::{self, VcpuThreads};
 use crate::pc_config::MachineKind;
 use crate::vcpu::{self, Buses, Outcome, RunState, VcpuSetup};
@@ -107,8 +107,8 @@ pub struct VirtualMachine<'m> {
     running: VcpuThreads,
     state: Arc<RunState>,
     buses: Buses,
-    /// Receive threads of the e1000 NICs.
-    net_threads: Vec<NetIoThread>,
+    /// Device work that does not block: run by the main thread while the guest runs.
+    events: EventLoop,
     vga: Option<Arc<Mutex<devices::display::vga::StdVga>>>,
     layout: layout::MemoryLayout,
     /// The direct machine's PCI bus as its tables describe it (`None` without PCI or on pc).
@@ -133,7 +133,7 @@ impl<'m> VirtualMachine<'m> {
         vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
         let platform_power_on = vm.platform_state()?;
         let state = Arc::new(RunState::default());
-        let (buses, pm, keyboard, vga, net_threads, direct_pci, entry) = match &firmware {
+        let (buses, pm, keyboard, vga, subscribers, direct_pci, entry) = match &firmware {
             None => {
                 direct::map_memory(vm.as_ref(), &mem)?;
                 let devs = direct::create_devices(&vm, m, &mem, &layout, &state)?;
@@ -142,16 +142,22 @@ impl<'m> VirtualMachine<'m> {
             }
             Some(fw) => {
                 let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
-                (devs.buses, devs.acpi_pm, devs.keyboard, devs.vga, devs.net_threads, None, None)
+                (devs.buses, devs.acpi_pm, devs.keyboard, devs.vga, devs.event_subscribers, None, None)
             }
         };
+        let mut events = EventLoop::new().map_err(|e| Error::Devices(format!("event loop: {e}")))?;
+        for subscriber in subscribers {
+            events.add(subscriber);
+        }
+        let wakeup = events.wakeup().map_err(|e| Error::Devices(format!("event loop: {e}")))?;
+        state.set_outcome_notifier(wakeup);
         let mut machine = VirtualMachine {
             m,
             threads: Vec::new(),
             running: Arc::new(Mutex::new(Vec::new())),
             state,
             buses,
-            net_threads,
+            events,
             vga,
             layout,
             direct_pci,
@@ -197,9 +203,12 @@ impl<'m> VirtualMachine<'m> {
     /// is requested) and every vCPU is out of the guest; meanwhile serves screen dumps.
     pub fn wait_boot_end(&mut self) -> Outcome {
         let outcome = loop {
-            if let Some(o) = self.state.wait(Duration::from_millis(100)) {
+            if let Some(o) = self.state.outcome() {
                 break o;
             }
+            // Device work, until the boot ends (which wakes the loop) or 100 ms pass (for
+            // the signal flags below).
+            self.events.run(100);
             if self.m.stop_requested.load(Ordering::SeqCst) {
                 self.state.finish(Outcome::Stopped);
             }
@@ -244,9 +253,6 @@ impl Drop for VirtualMachine<'_> {
         self.m.console.detach();
         devices::bus::lock(&self.running).clear();
         vcpu::stop_all(&self.state, std::mem::take(&mut self.threads));
-        for t in self.net_threads.drain(..) {
-            t.stop();
-        }
         // Devices that hold their own bus (the PCI configuration port, to map BARs) keep the
         // whole machine alive otherwise, open disk images and their locks included.
         self.buses.pio.clear();

@@ -4,11 +4,12 @@
 //! A [`NetBackend`] carries whole Ethernet frames (no FCS, no virtio-net header) between a
 //! device and the host: [`tap::Tap`] for a Linux tap interface, [`MemBackend`] for tests and
 //! fuzzing. Sending happens on the vCPU thread that rang the device's doorbell; receiving is
-//! driven by [`io_thread::NetIoThread`], which polls the backend's file descriptor and calls
-//! the device when a frame is waiting (see that module for the threading contract).
+//! driven by [`rx_events::NetRxEvents`] on the machine's event loop, which watches the
+//! backend's file descriptor and calls the device when a frame is waiting (see that module
+//! for the threading contract).
 
 pub mod e1000;
-pub mod io_thread;
+pub mod rx_events;
 pub mod tap;
 
 use std::collections::VecDeque;
@@ -41,7 +42,7 @@ struct MemQueues {
 
 /// An in-memory backend: frames the device sends are recorded, frames pushed through the
 /// handle are received. Its descriptor is an eventfd readable while frames are queued, so it
-/// works with [`io_thread::NetIoThread`] too.
+/// works with [`rx_events::NetRxEvents`] too.
 pub struct MemBackend {
     queues: Arc<Mutex<MemQueues>>,
     readable: Arc<EventFd>,

@@ -30,7 +30,7 @@ use devices::legacy::fw_cfg::{FwCfg, FW_CFG_BASE, FW_CFG_LEN};
 use devices::legacy::port92::{Port92, PORT92};
 use devices::legacy::PlatformControl;
 use devices::net::e1000::E1000;
-use devices::net::io_thread::NetIoThread;
+use devices::net::rx_events::NetRxEvents;
 use devices::net::tap::Tap;
 use devices::pci::bar_map::{BarMapper, RamBarHandler};
 use devices::pci::config_io::{CONFIG_IO_BASE, CONFIG_IO_LEN};
@@ -63,8 +63,8 @@ pub struct PcMachine {
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     /// The display, if any.
     pub vga: Option<Arc<Mutex<StdVga>>>,
-    /// Receive threads of the NICs; they stop when the VM ends.
-    pub net_threads: Vec<NetIoThread>,
+    /// The e1000s' receive sides, for the machine's event loop.
+    pub event_subscribers: Vec<crate::event_loop::Subscriber>,
     /// The PS/2 keyboard controller (keys typed through the control socket).
     pub keyboard: Arc<Mutex<devices::legacy::i8042::I8042>>,
 }
@@ -303,7 +303,7 @@ pub fn create_machine(
     };
 
     let interrupts = GsiRouting::new(vm.clone());
-    let mut net_threads = Vec::new();
+    let mut event_subscribers: Vec<crate::event_loop::Subscriber> = Vec::new();
     for (i, nic) in cfg.nics.iter().enumerate() {
         let slot = fw_cfg_data::NIC_SLOT + i as u8;
         if nic.model == NicModel::Virtio {
@@ -313,9 +313,9 @@ pub fn create_machine(
         let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
         let e1000 =
             Arc::new(Mutex::new(E1000::new(nic.mac, mem.clone(), router.intx(slot, 1), Box::new(tap))));
-        let thread = NetIoThread::start(&format!("net-{}", nic.tap), e1000.clone())
-            .map_err(|e| Error::Devices(format!("NIC {}: receive thread: {e}", nic.tap)))?;
-        net_threads.push(thread);
+        let rx = NetRxEvents::new(&format!("net-{}", nic.tap), e1000.clone())
+            .map_err(|e| Error::Devices(format!("NIC {}: receive events: {e}", nic.tap)))?;
+        event_subscribers.push(Arc::new(Mutex::new(rx)));
         add(&mut root, slot, 0, e1000)?;
     }
 
@@ -398,5 +398,5 @@ pub fn create_machine(
     config_io.set_reset_control(platform);
     pio.insert(u64::from(CONFIG_IO_BASE), u64::from(CONFIG_IO_LEN), Arc::new(Mutex::new(config_io)))
         .map_err(bus_err)?;
-    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga, net_threads, keyboard })
+    Ok(PcMachine { buses: Buses { pio, mmio }, acpi_pm, vga, event_subscribers, keyboard })
 }

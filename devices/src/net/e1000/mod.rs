@@ -26,7 +26,7 @@
 //!
 //! Threading: the device sits in an `Arc<Mutex<E1000>>`; vCPUs call `bar_read`/`bar_write`
 //! (transmission happens synchronously on a TDT write, bounded per doorbell), and a
-//! [`crate::net::io_thread::NetIoThread`] calls [`E1000::rx_ready`] when the backend is
+//! [`crate::net::rx_events::NetRxEvents`] calls [`E1000::rx_ready`] when the backend is
 //! readable. See that module for the contract.
 
 pub mod eeprom;
@@ -47,7 +47,7 @@ use self::eeprom::Eeprom;
 use self::phy::{Phy, PhyEvent};
 use self::regs::*;
 use crate::irq::IrqLine;
-use crate::net::io_thread::NetRxDevice;
+use crate::net::rx_events::NetRxDevice;
 use crate::net::{NetBackend, MAX_FRAME};
 use crate::pci::{BarKind, PciBarRange, PciConfigSpace, PciDevice};
 
