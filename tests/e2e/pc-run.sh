@@ -9,7 +9,7 @@
 #      over a raw copy of the overlay; otherwise boots an L1 test host that sees the overlay as
 #      /dev/vda and runs the scenarios there.
 #   Last line: "e2e-pc: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 2400 per L1 boot: six Debian boots and the virtio-net transfers), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
+# Environment: VMM_BIN, VNC_PROBE_BIN (static vnc_probe example), PC_ONLY=a,b, PC_L1_TIMEOUT (default 2700 per L1 boot: seven Debian boots and the virtio-net transfers, with vhost-net and without), PC_L1_SILENCE (default 120, see l1_watch in lib.sh), PC_RETRY=1 (up to three
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
 #   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio), PC_NET_MIB,
@@ -19,7 +19,7 @@ E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
 source "$E2E_DIR/../testhost/lib.sh"
 
-L1_TIMEOUT=${PC_L1_TIMEOUT:-2400}
+L1_TIMEOUT=${PC_L1_TIMEOUT:-2700}
 LOG=${PC_LOG:-$CACHE/logs/e2e-pc.log}
 MODE=${E2E_MODE:-auto}
 mkdir -p "$(dirname "$LOG")"
@@ -76,7 +76,7 @@ host)
     ;;
 l1)
     log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
-    cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun" \
+    cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun vhost_net" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
         "$VNC_PROBE_BIN=/usr/bin/vnc-probe" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \

@@ -14,13 +14,14 @@
 #   VNC_PROBE (vnc-probe client, default vnc-probe on PATH). pc-qcow2-reboot, pc-virtio-net and
 #   pc-virtio-blk need qemu-img. pc-virtio-net: PC_NET_MIB (data each way, default 100),
 #   PC_NET_XFER_TIMEOUT (seconds per direction, default 600); it needs ip, ping, busybox (its nc)
-#   and sha256sum here, and the tap name vnet0 and 10.0.2.0/24 free.
+#   and sha256sum here, and the tap name vnet0 and 10.0.2.0/24 free. pc-virtio-net-user is the
+#   same with vhost=off (frames through the vmm's worker thread).
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-net pc-virtio-blk"
+PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-net pc-virtio-net-user pc-virtio-blk"
 if [ "${1:-}" = "--list" ]; then
     for s in $PC_SCENARIOS; do echo "$s"; done
     exit 0
@@ -549,6 +550,9 @@ vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # /dev/shm sent through /dev/tcp to `nc -l` in L1). The throughput of each direction (guest
 # clock, MiB/s) is an E2E-INFO line, not judged. The guest then powers off (a vmm that does not
 # exit with 0 within 120 s is a warning; pc-debian judges power-off).
+# Data path: with VNET_VHOST unset (pc-virtio-net) the vmm must use vhost-net when
+# /dev/vhost-net exists here and its own worker otherwise; VNET_VHOST=off (pc-virtio-net-user)
+# must use the worker. The vmm's "data path:" log line is checked.
 # mibps BYTES NANOSECONDS: MiB/s with one decimal.
 mibps() { awk -v b="$1" -v ns="$2" 'BEGIN { if (ns > 0) printf "%.1f", b / 1048576 / (ns / 1e9); else print "?" }'; }
 # stop_nc PID: a listening nc that is still there is killed.
@@ -556,8 +560,16 @@ stop_nc() {
     kill "$1" 2>/dev/null
     wait "$1" 2>/dev/null
 }
+sc_pc_virtio_net_user() {
+    VNET_VHOST=off sc_pc_virtio_net
+}
 sc_pc_virtio_net() {
-    d=$WORK/vnet
+    d=$WORK/vnet${VNET_VHOST:+-$VNET_VHOST}
+    if [ "${VNET_VHOST:-}" = off ] || [ ! -c /dev/vhost-net ]; then
+        want_path="the vmm's worker thread"
+    else
+        want_path=vhost-net
+    fi
     mkdir -p "$d"
     for t in qemu-img ip ping sha256sum; do
         command -v $t >/dev/null || { REASON="no $t in this host"; return 1; }
@@ -583,7 +595,7 @@ sc_pc_virtio_net() {
     : >"$log"
     t0=$(now)
     RUST_LOG=info "$VMM" --disk "$d/disk.qcow2",bus=virtio,format=qcow2 --memory "${PC_GUEST_MEM:-512M}" \
-        --nic tap=$tap,model=virtio,mac=$mac --serial stdio --screen-dump "$d/screen" \
+        --nic tap=$tap,model=virtio,mac=$mac${VNET_VHOST:+,vhost=$VNET_VHOST} --serial stdio --screen-dump "$d/screen" \
         <"$d/in" >"$log" 2>"$d/err" &
     vpid=$!
     _i=0
@@ -596,6 +608,17 @@ sc_pc_virtio_net() {
     elif ! ip addr add 10.0.2.1/24 dev $tap || ! ip link set $tap up; then
         REASON="cannot give $tap 10.0.2.1/24 or bring it up"
     fi
+    _i=0
+    while ! grep -q 'data path: ' "$d/err" && [ $_i -lt 50 ] && kill -0 $vpid 2>/dev/null; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    path=$(grep -o 'data path: .*' "$d/err" | head -n 1)
+    echo "E2E-INFO pc-virtio-net: /dev/vhost-net $([ -c /dev/vhost-net ] && echo present || echo absent), vhost=${VNET_VHOST:-unset}: $path"
+    case $path in
+    "data path: $want_path "*) ;;
+    *) REASON="${REASON:+$REASON; }expected the data path $want_path, the vmm logged: ${path:-nothing}" ;;
+    esac
     # vnet_fail: the diagnostics of a failure after the guest's shell was up (Ctrl-C to a
     # command that hangs, then the guest's view of the NIC) and of L1's tap.
     vnet_fail() {
@@ -725,6 +748,7 @@ sc_pc_virtio_net() {
     rm -f "$d/tx" "$d/rx"
     ip link del $tap 2>/dev/null
     grep -iE 'warn|error' "$d/err" | head -n 10 | sed 's/^/E2E-GUEST-WARN pc-virtio-net vmm: /'
+    grep -o 'vhost-net serves .*' "$d/err" | head -n 3 | sed 's/^/E2E-INFO pc-virtio-net vmm: /'
     if [ -z "$ok" ]; then
         REASON=${REASON:-failed}
         show "$log" 60
@@ -743,7 +767,7 @@ sc_pc_virtio_net() {
     case $nic in *" msi=0 "*) echo "E2E-GUEST-WARN pc-virtio-net: no MSI-X vectors in use (INTx): $nic" ;; esac
     nic=${nic#VNET }
     gping=${gping#GPING rc=0 }
-    NOTE="virtio-net ${nic% end}; ping both ways (guest: ${gping% end}; L1: ${hping% }); $mib MiB each way with equal sha256 (L1 -> guest $rxrate MiB/s, guest -> L1 $txrate MiB/s, guest clock)"
+    NOTE="virtio-net via ${path#data path: }, ${nic% end}; ping both ways (guest: ${gping% end}; L1: ${hping% }); $mib MiB each way with equal sha256 (L1 -> guest $rxrate MiB/s, guest -> L1 $txrate MiB/s, guest clock)"
 }
 
 # The Debian image on a virtio-blk disk (virtio 1.x PCI, MSI-X) through a qcow2 overlay:
