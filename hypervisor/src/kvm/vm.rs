@@ -2,8 +2,8 @@
 //! A KVM VM: memory slots, the in-kernel PC platform, interrupt routing, irqfds and ioeventfds.
 
 use kvm_bindings::{
-    kvm_irqchip, kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip, kvm_irq_routing_msi,
-    kvm_msi, kvm_pit_config, kvm_userspace_memory_region, KvmIrqRouting, KVM_IRQCHIP_IOAPIC,
+    kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip, kvm_irq_routing_msi,
+    kvm_irqchip, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, KvmIrqRouting, KVM_IRQCHIP_IOAPIC,
     KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
     KVM_PIT_SPEAKER_DUMMY,
 };
