@@ -15,13 +15,14 @@
 #   pc-virtio-blk need qemu-img. pc-virtio-net: PC_NET_MIB (data each way, default 100),
 #   PC_NET_XFER_TIMEOUT (seconds per direction, default 600); it needs ip, ping, busybox (its nc)
 #   and sha256sum here, and the tap name vnet0 and 10.0.2.0/24 free. pc-virtio-net-user is the
-#   same with vhost=off (frames through the vmm's worker thread).
+#   same with vhost=off (frames through the vmm's worker thread). direct-virtio-root mounts
+#   PC_DISK_PART read-only (ext4) to copy the image's kernel and initramfs out of /boot.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-net pc-virtio-net-user pc-virtio-blk"
+PC_SCENARIOS="pc-kernel pc-cdrom-grub pc-debian pc-qcow2-reboot pc-bad-input pc-virtio-net pc-virtio-net-user pc-virtio-blk direct-virtio-root"
 if [ "${1:-}" = "--list" ]; then
     for s in $PC_SCENARIOS; do echo "$s"; done
     exit 0
@@ -862,6 +863,79 @@ sc_pc_virtio_blk() {
     alloc=$(qemu-img info "$d/disk.qcow2" | sed -n 's/^disk size: //p')
     disk=${disk#VBLK }
     NOTE="virtio-blk ${disk% end} in all three boots, two systemctl reboots in the same vmm (VmRSS ${rss1:-?} -> ${rss2:-?} -> ${rss3:-?} KiB), synced file in the qcow2 after SIGKILL (grew to $alloc), qemu-img check clean"
+}
+
+# Direct kernel boot (the direct machine: no firmware, the vmm loads the kernel and writes the
+# ACPI tables, PCI devices placed by the vmm) with root on virtio-blk: the Debian image's own
+# kernel and initramfs, copied from its /boot, boot it from a qcow2 overlay on a virtio disk
+# (Debian's initramfs loads virtio_pci, virtio_blk and ext4 and mounts root=/dev/vda1) to the
+# login prompt on ttyS0; / must be /dev/vda1 under virtio_blk; then a reboot in the same vmm
+# (the machine reset in place: the kernel and tables loaded again) and poweroff (exit 0).
+sc_direct_virtio_root() {
+    d=$WORK/direct-root
+    mkdir -p "$d/mnt"
+    command -v qemu-img >/dev/null || { REASON="no qemu-img in this host"; return 1; }
+    mount -t ext4 -o ro "$PC_DISK_PART" "$d/mnt" 2>"$d/mount.err" ||
+        { REASON="cannot mount $PC_DISK_PART: $(head -c 200 "$d/mount.err")"; return 1; }
+    k='' i=''
+    for f in "$d/mnt"/boot/vmlinuz-*; do [ -f "$f" ] && k=$f; done
+    for f in "$d/mnt"/boot/initrd.img-*; do [ -f "$f" ] && i=$f; done
+    [ -n "$k" ] && [ -n "$i" ] && cp "$k" "$d/vmlinuz" && cp "$i" "$d/initrd"
+    got=$?
+    umount "$d/mnt"
+    [ "$got" = 0 ] || { REASON="no kernel and initramfs in the image's /boot (${k:-no vmlinuz}, ${i:-no initrd})"; return 1; }
+    qemu-img create -q -f qcow2 -b "$PC_DISK" -F raw "$d/disk.qcow2" ||
+        { REASON="qemu-img create failed"; return 1; }
+    mkfifo "$d/in"
+    exec 3<>"$d/in"
+    log=$d/serial.log tmo=${PC_DEBIAN_TIMEOUT:-480}
+    : >"$log"
+    t0=$(now)
+    RUST_LOG=info "$VMM" --kernel "$d/vmlinuz" --initramfs "$d/initrd" \
+        --cmdline "root=/dev/vda1 ro console=ttyS0,115200" --disk "$d/disk.qcow2,bus=virtio,format=qcow2" \
+        --memory "${PC_GUEST_MEM:-512M}" --serial stdio <"$d/in" >"$log" 2>"$d/err" &
+    vpid=$!
+    # shellcheck disable=SC2016 # expanded by the guest's shell
+    rcheck='echo DROOT root=$(findmnt -no SOURCE /) drv=$(basename $(readlink -f /sys/block/vda/device/driver)) end'
+    answer='DROOT root=[^ $]* drv=[^ $]* end'
+    root_check() { # N
+        printf '%s\r' "$rcheck" >&3
+        wait_serial "$log" "$answer" "$1" 30 "$vpid" "direct-virtio-root check $1" || return 1
+        root=$(plain "$log" | grep -aoE "$answer" | tail -n 1)
+        [ "$root" = "DROOT root=/dev/vda1 drv=virtio_blk end" ] ||
+            { REASON="boot $1: / is not /dev/vda1 on virtio_blk: $root"; return 1; }
+    }
+    ok=''
+    if debian_login direct-virtio-root 1 && root_check 1; then
+        t1=$(now)
+        printf 'systemctl reboot\r' >&3
+        if debian_login direct-virtio-root 2 && root_check 2; then
+            echo "E2E-TIME direct-virtio-root reboot_to_shell_s=$(since "$t1")"
+            printf 'systemctl poweroff\r' >&3
+            ok=1
+        fi
+    fi
+    if [ -z "$ok" ]; then
+        kill -KILL $vpid 2>/dev/null
+        wait $vpid
+        exec 3>&-
+        show "$log" 40
+        show "$d/err" 20
+        return 1
+    fi
+    _w=0
+    while kill -0 $vpid 2>/dev/null && [ $_w -lt 120 ]; do
+        sleep 1
+        _w=$((_w + 1))
+    done
+    kill -0 $vpid 2>/dev/null && { stop $vpid; REASON="the vmm did not exit within 120 s of poweroff"; }
+    wait $vpid
+    rc=$?
+    exec 3>&-
+    [ -z "$REASON" ] || return 1
+    [ "$rc" = 0 ] || { REASON="vmm exit status $rc after poweroff, expected 0"; show "$d/err" 20; return 1; }
+    echo "E2E-TIME direct-virtio-root total_s=$(since "$t0")"
+    NOTE="Debian's kernel and initramfs booted directly, root=/dev/vda1 on virtio_blk (qcow2 overlay) at both boots, systemctl reboot in the same vmm, poweroff exit 0"
 }
 
 PASSED=0 FAILED=0
