@@ -15,4 +15,5 @@ pub mod log_limit;
 pub mod net;
 pub mod pci;
 pub mod persist;
+pub mod vfio;
 pub mod virtio;
