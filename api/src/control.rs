@@ -10,6 +10,7 @@
 //! | `{"cmd":"pause"}` / `{"cmd":"resume"}` | `{"ok":true}` |
 //! | `{"cmd":"screendump","path":"/x.png"}` | `{"ok":true}` |
 //! | `{"cmd":"sendkey","keys":"text"}` | `{"ok":true}`: the text typed on the PS/2 keyboard |
+//! | `{"cmd":"devices"}` | `{"devices":[{"id":"vda","kind":"virtio-blk","pci":"00:07.0","detail":"..."},...]}` |
 //!
 //! Any failure is `{"error":"..."}`.
 
@@ -43,6 +44,8 @@ pub enum Request {
         /// The text.
         keys: String,
     },
+    /// The machine's devices, by id.
+    Devices,
 }
 
 impl Request {
@@ -57,6 +60,7 @@ impl Request {
             Request::Resume => "resume",
             Request::Screendump { .. } => "screendump",
             Request::Sendkey { .. } => "sendkey",
+            Request::Devices => "devices",
         }
     }
 
@@ -87,6 +91,21 @@ pub struct Status {
     pub boots: u32,
 }
 
+/// One device of the machine, as `devices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Unique within the VM: `vda`, `net0`, `ide0-0`, `com1`...
+    pub id: String,
+    /// What it is: `virtio-blk`, `e1000`, `piix3-ide`, `uart16550`...
+    pub kind: String,
+    /// Its PCI address on bus 0 (`00:07.0`), for PCI functions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci: Option<String>,
+    /// What is behind it: the image, the tap, the port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// One response line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -98,6 +117,11 @@ pub enum Response {
     },
     /// The answer to `status`.
     Status(Status),
+    /// The answer to `devices`.
+    Devices {
+        /// In id order.
+        devices: Vec<DeviceInfo>,
+    },
     /// Done (`{"ok":true}`).
     Ok {
         /// Always true.
@@ -147,7 +171,20 @@ mod tests {
         assert_eq!(s.to_line(), r#"{"state":"paused","pid":7,"boots":2}"#);
         assert_eq!(Response::ok().to_line(), r#"{"ok":true}"#);
         assert_eq!(Response::error("no").to_line(), r#"{"error":"no"}"#);
-        for r in [s, Response::ok(), Response::error("no")] {
+        let d = Response::Devices {
+            devices: vec![DeviceInfo {
+                id: "vda".into(),
+                kind: "virtio-blk".into(),
+                pci: Some("00:07.0".into()),
+                detail: "/x.qcow2".into(),
+            }],
+        };
+        assert_eq!(
+            d.to_line(),
+            r#"{"devices":[{"id":"vda","kind":"virtio-blk","pci":"00:07.0","detail":"/x.qcow2"}]}"#
+        );
+        assert_eq!(Request::Devices.to_line(), r#"{"cmd":"devices"}"#);
+        for r in [s, Response::ok(), Response::error("no"), d] {
             assert_eq!(serde_json::from_str::<Response>(&r.to_line()).unwrap(), r);
         }
     }

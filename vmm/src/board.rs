@@ -18,6 +18,7 @@ use hypervisor::{CpuidEntry, Hypervisor, Vm};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
+use crate::registry::DeviceRegistry;
 use crate::serial::SerialBackend;
 use crate::vcpu::{Outcome, RunState};
 
@@ -151,6 +152,7 @@ pub(crate) fn create_legacy_devices(
     layout: &layout::MemoryLayout,
     platform: &Arc<dyn PlatformControl>,
     pio: &Bus,
+    reg: &mut DeviceRegistry,
 ) -> Result<LegacyDevices, Error> {
     let com1_irq: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), COM1_IRQ)?);
     let out = m.serial.writer().map_err(|e| Error::Devices(format!("serial output: {e}")))?;
@@ -170,5 +172,13 @@ pub(crate) fn create_legacy_devices(
     let cmos = Arc::new(Mutex::new(cmos));
     pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), cmos.clone()).map_err(dev)?;
     pio.insert(0x80, 1, Arc::new(Mutex::new(Port80::default()))).map_err(dev)?;
+    reg.add("com1", "uart16550", None, &format!("port {COM1_BASE:#x}, IRQ {COM1_IRQ}, {}", m.config.serial))?;
+    reg.add(
+        "i8042",
+        "i8042",
+        None,
+        &format!("port {I8042_BASE:#x}, PS/2 keyboard (IRQ 1) and mouse (IRQ 12)"),
+    )?;
+    reg.add("rtc", "mc146818", None, &format!("port {CMOS_BASE:#x}, IRQ {CMOS_IRQ}"))?;
     Ok(LegacyDevices { cmos, keyboard: i8042 })
 }

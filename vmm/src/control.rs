@@ -61,6 +61,7 @@ pub struct Control {
     paused: AtomicBool,
     boots: AtomicU32,
     hooks: Mutex<ControlHooks>,
+    devices: Mutex<Vec<api::control::DeviceInfo>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -78,6 +79,7 @@ impl Control {
             paused: AtomicBool::new(false),
             boots: AtomicU32::new(0),
             hooks: Mutex::new(ControlHooks::default()),
+            devices: Mutex::new(Vec::new()),
         })
     }
 
@@ -111,6 +113,11 @@ impl Control {
         } else {
             false
         }
+    }
+
+    /// Sets the machine's device list (the `devices` answer).
+    pub fn set_devices(&self, devices: Vec<api::control::DeviceInfo>) {
+        *lock(&self.devices) = devices;
     }
 
     /// Handles one request line; returns the response line (without newline).
@@ -170,6 +177,7 @@ impl Control {
                 Some(h) => h(&keys).map_or_else(err, |_| ok()),
                 None => missing("sendkey"),
             },
+            Request::Devices => Response::Devices { devices: lock(&self.devices).clone() },
         }
     }
 }
@@ -315,6 +323,21 @@ mod tests {
         assert!(term.load(Ordering::SeqCst));
         assert!(!c.take_reset(), "a stop after a reset must win");
         assert!(stop.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn devices_lists_what_the_machine_registered() {
+        let (c, _, _) = control();
+        assert_eq!(c.handle(r#"{"cmd":"devices"}"#), r#"{"devices":[]}"#);
+        c.set_devices(vec![api::control::DeviceInfo {
+            id: "vda".into(),
+            kind: "virtio-blk".into(),
+            pci: Some("00:07.0".into()),
+            detail: "/d.raw".into(),
+        }]);
+        let v = value(&c.handle(r#"{"cmd":"devices"}"#));
+        assert_eq!(v["devices"][0]["id"], "vda");
+        assert_eq!(v["devices"][0]["pci"], "00:07.0");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::board::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platf
 use crate::interrupts::{GsiRouting, KvmIoEvents, SharedLevelLines};
 use crate::pc;
 use crate::pc_config::DiskBus;
+use crate::registry::DeviceRegistry;
 use crate::vcpu::{Buses, RunState};
 
 pub(crate) fn map_memory(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error> {
@@ -110,12 +111,14 @@ fn create_direct_pci(
     layout: &layout::MemoryLayout,
     platform: &Arc<dyn PlatformControl>,
     buses: &Buses,
+    reg: &mut DeviceRegistry,
 ) -> Result<Option<acpi::PciHostBridge>, Error> {
     if !m.config.disks.iter().any(|d| d.bus == DiskBus::Virtio) {
         return Ok(None);
     }
     let mut root = PciRoot::new();
     root.add(0, 0, Arc::new(Mutex::new(I440fx::new())));
+    reg.add("host-bridge", "i440fx", Some((0, 0)), "")?;
     let inputs = (0..acpi::PCI_INTX_GSIS)
         .map(|i| Arc::new(KvmIrq::level(vm.clone(), acpi::PCI_INTX_FIRST_GSI + i)) as Arc<dyn IrqLine>)
         .collect();
@@ -126,7 +129,8 @@ fn create_direct_pci(
             .ok_or_else(|| Error::Devices(format!("no interrupt input for slot {slot}")))
     };
     let interrupts = GsiRouting::new(vm.clone());
-    pc::virtio::attach_virtio_disks(&mut root, &m.config.disks, mem, &interrupts, 1, &inta)?;
+    let mut pci = pc::virtio::PciContext { root: &mut root, mem, interrupts: &interrupts, reg };
+    pc::virtio::attach_virtio_disks(&mut pci, &m.config.disks, 1, &inta)?;
 
     let windows = direct_pci_windows(layout);
     let mut allocator = BarAllocator::new(&windows);
@@ -163,14 +167,21 @@ pub(crate) fn create_devices(
     mem: &GuestMemoryMmap,
     layout: &layout::MemoryLayout,
     state: &Arc<RunState>,
+    reg: &mut DeviceRegistry,
 ) -> Result<DirectDevices, Error> {
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let sci: Arc<dyn IrqLine> = Arc::new(KvmIrq::new(vm.clone(), acpi_pm::SCI_IRQ)?);
     let buses = Buses { pio: Bus::new(), mmio: Bus::new() };
-    let keyboard = create_legacy_devices(vm, m, layout, &platform, &buses.pio)?.keyboard;
-    let pci = create_direct_pci(vm, m, mem, layout, &platform, &buses)?;
+    let keyboard = create_legacy_devices(vm, m, layout, &platform, &buses.pio, reg)?.keyboard;
+    let pci = create_direct_pci(vm, m, mem, layout, &platform, &buses, reg)?;
     let pm = Arc::new(Mutex::new(AcpiPm::new(sci, platform)));
     buses.pio.insert(u64::from(acpi_pm::PM_BASE), u64::from(acpi_pm::PM_LEN), pm.clone()).map_err(bus_err)?;
+    reg.add(
+        "acpi-pm",
+        "acpi-pm",
+        None,
+        &format!("port {:#x}, SCI IRQ {}", acpi_pm::PM_BASE, acpi_pm::SCI_IRQ),
+    )?;
     Ok(DirectDevices { buses, acpi_pm: pm, keyboard, pci })
 }
 

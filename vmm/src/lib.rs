@@ -17,6 +17,7 @@ mod interrupts;
 mod linuxboot;
 mod pc;
 pub mod pc_config;
+mod registry;
 pub mod serial;
 mod vcpu;
 mod vm;

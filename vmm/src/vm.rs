@@ -24,6 +24,7 @@ use crate::board::{Error, Machine};
 use crate::event_loop::EventLoop;
 use crate::hooks::{self, VcpuThreads};
 use crate::pc_config::MachineKind;
+use crate::registry::DeviceRegistry;
 use crate::vcpu::{self, Buses, Outcome, RunState, VcpuSetup};
 use crate::{direct, pc};
 
@@ -133,15 +134,16 @@ impl<'m> VirtualMachine<'m> {
         vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
         let platform_power_on = vm.platform_state()?;
         let state = Arc::new(RunState::default());
+        let mut registry = DeviceRegistry::new();
         let (buses, pm, keyboard, vga, subscribers, direct_pci, entry) = match &firmware {
             None => {
                 direct::map_memory(vm.as_ref(), &mem)?;
-                let devs = direct::create_devices(&vm, m, &mem, &layout, &state)?;
+                let devs = direct::create_devices(&vm, m, &mem, &layout, &state, &mut registry)?;
                 let entry = direct::load_guest(&mem, m, &layout, devs.pci.as_ref());
                 (devs.buses, devs.acpi_pm, devs.keyboard, None, Vec::new(), devs.pci, Some(entry))
             }
             Some(fw) => {
-                let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state)?;
+                let devs = pc::create_machine(&vm, &mem, fw, m, &layout, &state, &mut registry)?;
                 (devs.buses, devs.acpi_pm, devs.keyboard, devs.vga, devs.event_subscribers, None, None)
             }
         };
@@ -171,6 +173,7 @@ impl<'m> VirtualMachine<'m> {
         if let Some(vga) = &machine.vga {
             m.console.attach(vga.clone(), keyboard.clone());
         }
+        m.control.set_devices(registry.list());
         hooks::install_control_hooks(
             m,
             &pm,

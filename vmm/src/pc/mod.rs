@@ -45,6 +45,7 @@ use crate::board::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platf
 use crate::interrupts::{GsiRouting, KvmIoEvents};
 use crate::linuxboot;
 use crate::pc_config::{DiskBus, NicModel};
+use crate::registry::DeviceRegistry;
 use crate::vcpu::{Buses, RunState};
 use firmware::{Firmware, Pam, SHADOW_END, SLOT_FREE};
 
@@ -75,7 +76,7 @@ pub const DISK_POSITIONS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 1)];
 pub const CDROM_POSITION: (usize, usize) = (1, 0);
 
 /// Opens the images and attaches them to the IDE controller.
-fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
+fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>, reg: &mut DeviceRegistry) -> Result<(), Error> {
     let cfg = m.config;
     let open = |path: &std::path::Path, format, ro| {
         block::open_image(path, format, ro).map_err(|e| Error::Disk(path.display().to_string(), e))
@@ -84,11 +85,14 @@ fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>) -> Result<(), Error> {
     for (disk, (channel, unit)) in ide_disks.zip(DISK_POSITIONS) {
         let image = open(&disk.path, disk.format.map(crate::pc_config::image_format), disk.readonly)?;
         ide.attach(channel, unit, IdeDrive::Disk(image)).map_err(|e| Error::Devices(e.to_string()))?;
+        let ro = if disk.readonly { ", read-only" } else { "" };
+        reg.add(&format!("ide{channel}-{unit}"), "ide-disk", None, &format!("{}{ro}", disk.path.display()))?;
     }
     if let Some(iso) = &cfg.cdrom {
         let image = open(iso, Some(block::ImageFormat::Raw), true)?;
         let (channel, unit) = CDROM_POSITION;
         ide.attach(channel, unit, IdeDrive::Cdrom(image)).map_err(|e| Error::Devices(e.to_string()))?;
+        reg.add(&format!("ide{channel}-{unit}"), "ide-cdrom", None, &iso.display().to_string())?;
     }
     Ok(())
 }
@@ -227,6 +231,7 @@ pub fn create_machine(
     m: &Machine<'_>,
     layout: &MemoryLayout,
     state: &Arc<RunState>,
+    reg: &mut DeviceRegistry,
 ) -> Result<PcMachine, Error> {
     let cfg = m.config;
     map_ram(vm.as_ref(), mem)?;
@@ -237,7 +242,7 @@ pub fn create_machine(
     let platform: Arc<dyn PlatformControl> = Arc::new(Platform(state.clone()));
     let pio = Bus::new();
     let mmio = Bus::new();
-    let legacy = create_legacy_devices(vm, m, layout, &platform, &pio)?;
+    let legacy = create_legacy_devices(vm, m, layout, &platform, &pio, reg)?;
     let (cmos, keyboard) = (legacy.cmos, legacy.keyboard);
     let (boot1, boot2) = fw_cfg_data::cmos_boot_order(&cfg.boot);
     {
@@ -265,16 +270,20 @@ pub fn create_machine(
     add(&mut root, 0, 0, Arc::new(Mutex::new(I440fx::new())))?;
     add(&mut root, 1, 0, Arc::new(Mutex::new(Piix3::new(router.clone()))))?;
     add(&mut root, 1, 3, Arc::new(Mutex::new(Piix4Pm::new(acpi_pm.clone()))))?;
+    reg.add("host-bridge", "i440fx", Some((0, 0)), "")?;
+    reg.add("isa-bridge", "piix3", Some((1, 0)), "PIRQ routing")?;
+    reg.add("acpi-pm", "piix4-pm", Some((1, 3)), &format!("SCI IRQ {}", acpi_pm::SCI_IRQ))?;
 
     let irq14: Arc<dyn IrqLine> = Arc::new(KvmIrq::level(vm.clone(), 14));
     let irq15: Arc<dyn IrqLine> = Arc::new(KvmIrq::level(vm.clone(), 15));
     let mut ide = PiixIde::new(mem.clone(), irq14, irq15);
-    attach_drives(&mut ide, m)?;
+    attach_drives(&mut ide, m, reg)?;
     let ide = Arc::new(Mutex::new(ide));
     for (base, len, ports) in PiixIde::legacy_ports(&ide) {
         pio.insert(u64::from(base), u64::from(len), ports).map_err(bus_err)?;
     }
     add(&mut root, fw_cfg_data::IDE_DEVFN.0, fw_cfg_data::IDE_DEVFN.1, ide)?;
+    reg.add("ide", "piix3-ide", Some(fw_cfg_data::IDE_DEVFN), "ports 0x1f0 and 0x170, IRQs 14 and 15")?;
 
     let vga = if cfg.vga {
         let vga = Arc::new(Mutex::new(StdVga::new().map_err(|e| Error::Devices(format!("VGA: {e}")))?));
@@ -297,6 +306,7 @@ pub fn create_machine(
         )
         .map_err(bus_err)?;
         add(&mut root, 2, 0, vga.clone())?;
+        reg.add("vga", "stdvga", Some((2, 0)), "Bochs VBE, 16 MiB")?;
         Some(vga)
     } else {
         None
@@ -307,7 +317,9 @@ pub fn create_machine(
     for (i, nic) in cfg.nics.iter().enumerate() {
         let slot = fw_cfg_data::NIC_SLOT + i as u8;
         if nic.model == NicModel::Virtio {
-            virtio::attach_virtio_nic(&mut root, slot, nic, mem, &interrupts, router.intx(slot, 1))?;
+            let intx = router.intx(slot, 1);
+            let mut pci = virtio::PciContext { root: &mut root, mem, interrupts: &interrupts, reg };
+            virtio::attach_virtio_nic(&mut pci, slot, nic, intx, &format!("net{i}"))?;
             continue;
         }
         let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
@@ -317,16 +329,15 @@ pub fn create_machine(
             .map_err(|e| Error::Devices(format!("NIC {}: receive events: {e}", nic.tap)))?;
         event_subscribers.push(Arc::new(Mutex::new(rx)));
         add(&mut root, slot, 0, e1000)?;
+        let mac = nic.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        reg.add(&format!("net{i}"), "e1000", Some((slot, 0)), &format!("tap {}, MAC {mac}", nic.tap))?;
     }
 
-    let virtio_disks = virtio::attach_virtio_disks(
-        &mut root,
-        &cfg.disks,
-        mem,
-        &interrupts,
-        virtio::FIRST_VIRTIO_SLOT,
-        &|slot| Ok(router.intx(slot, 1)),
-    )?;
+    let mut pci = virtio::PciContext { root: &mut root, mem, interrupts: &interrupts, reg };
+    let virtio_disks =
+        virtio::attach_virtio_disks(&mut pci, &cfg.disks, virtio::FIRST_VIRTIO_SLOT, &|slot| {
+            Ok(router.intx(slot, 1))
+        })?;
 
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());

@@ -17,10 +17,24 @@ use vm_memory::GuestMemoryMmap;
 
 use crate::board::Error;
 use crate::pc_config::{DiskBus, DiskConfig, NicConfig};
+use crate::registry::DeviceRegistry;
 
 /// First slot tried for virtio devices on the PC machine (after the chipset, VGA and the
 /// e1000s).
 pub const FIRST_VIRTIO_SLOT: u8 = super::fw_cfg_data::NIC_SLOT + crate::pc_config::MAX_NICS as u8;
+
+/// What putting a PCI function on the machine needs: the bus, guest memory (for DMA), the
+/// interrupt manager (MSI-X vectors) and the device registry.
+pub struct PciContext<'a> {
+    /// Bus 0.
+    pub root: &'a mut PciRoot,
+    /// Guest memory.
+    pub mem: &'a GuestMemoryMmap,
+    /// Where MSI vectors come from.
+    pub interrupts: &'a dyn InterruptManager,
+    /// Where the device is registered by id.
+    pub reg: &'a mut DeviceRegistry,
+}
 
 /// Where each virtio disk went: the index in `--disk` order and the PCI slot.
 pub struct VirtioDisk {
@@ -30,16 +44,15 @@ pub struct VirtioDisk {
     pub slot: u8,
 }
 
-/// Opens the virtio disks' images and puts a virtio-blk function for each on `root`, in the
+/// Opens the virtio disks' images and puts a virtio-blk function for each on the bus, in the
 /// free slots from `first_slot` on; `intx` gives the interrupt line of INTA# of a slot.
 pub fn attach_virtio_disks(
-    root: &mut PciRoot,
+    pci: &mut PciContext<'_>,
     disks: &[DiskConfig],
-    mem: &GuestMemoryMmap,
-    interrupts: &dyn InterruptManager,
     first_slot: u8,
     intx: &dyn Fn(u8) -> Result<Arc<dyn IrqLine>, Error>,
 ) -> Result<Vec<VirtioDisk>, Error> {
+    let (root, mem, interrupts) = (&mut *pci.root, pci.mem, pci.interrupts);
     let mut placed = Vec::new();
     for (index, disk) in disks.iter().enumerate().filter(|(_, d)| d.bus == DiskBus::Virtio) {
         let name = disk.path.display().to_string();
@@ -63,22 +76,30 @@ pub fn attach_virtio_disks(
             return Err(Error::Devices(format!("{name}: PCI slot {slot} taken")));
         }
         log::info!("{label}: virtio-blk for {name} at PCI 00:{slot:02x}.0");
+        let ro = if disk.readonly { ", read-only" } else { "" };
+        pci.reg.add(
+            &label,
+            "virtio-blk",
+            Some((slot, 0)),
+            &format!("{name}, {} queue(s){ro}", options.queues),
+        )?;
         placed.push(VirtioDisk { index, slot });
     }
     Ok(placed)
 }
 
 /// Opens the tap of `nic` (one queue per queue pair, with virtio-net headers) and puts a
-/// virtio-net function on `root` at `slot`. Its frames go through vhost-net (one instance
-/// per queue pair) unless `vhost=off` or, with `vhost` unset, /dev/vhost-net does not open.
+/// virtio-net function on the bus at `slot`, registered as device `id`. Its frames go through
+/// vhost-net (one instance per queue pair) unless `vhost=off` or, with `vhost` unset,
+/// /dev/vhost-net does not open.
 pub fn attach_virtio_nic(
-    root: &mut PciRoot,
+    pci: &mut PciContext<'_>,
     slot: u8,
     nic: &NicConfig,
-    mem: &GuestMemoryMmap,
-    interrupts: &dyn InterruptManager,
     intx: Arc<dyn IrqLine>,
+    id: &str,
 ) -> Result<(), Error> {
+    let (root, mem, interrupts) = (&mut *pci.root, pci.mem, pci.interrupts);
     let label = format!("net-{}", nic.tap);
     let mut net = VirtioNet::with_tap(&label, &nic.tap, nic.queues, &NetOptions { mac: nic.mac, mtu: None })
         .map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
@@ -103,5 +124,7 @@ pub fn attach_virtio_nic(
         return Err(Error::Devices(format!("{label}: PCI slot {slot} taken")));
     }
     log::info!("{label}: virtio-net with {} queue pairs at PCI 00:{slot:02x}.0", nic.queues);
-    Ok(())
+    let mac = nic.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let detail = format!("tap {}, MAC {mac}, {} queue pair(s), data path {path}", nic.tap, nic.queues);
+    pci.reg.add(id, "virtio-net", Some((slot, 0)), &detail)
 }
