@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::hostdev::HostDevConfig;
 use crate::machine::{BootDevice, DiskConfig, MachineKind, NicConfig};
 use crate::vnc::VncListen;
 
@@ -227,6 +228,10 @@ pub struct VmConfigFile {
     /// (`{"tap": NAME, "mac": "52:54:00:..", "model": "virtio", "queues": N}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nics: Option<Vec<NicConfig>>,
+    /// Host PCI devices assigned with VFIO: `--device` strings ("vfio=0000:00:02.0[,rom=off]")
+    /// or objects (`{"vfio": "0000:00:02.0", "rom": false}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<HostDevConfig>>,
     /// VNC server address, as `--vnc`: "127.0.0.1:5900", ":0", "unix:PATH" [",allow-remote"].
     #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
     pub vnc: Option<VncListen>,
@@ -279,6 +284,7 @@ impl VmConfigFile {
             vga: over.vga.or(self.vga),
             screen_dump: over.screen_dump.or(self.screen_dump),
             nics: over.nics.or(self.nics),
+            devices: over.devices.or(self.devices),
             vnc: over.vnc.or(self.vnc),
             control: over.control.or(self.control),
             exit_status_file: over.exit_status_file.or(self.exit_status_file),
@@ -406,6 +412,7 @@ mod tests {
                 queues: 2,
                 vhost: None,
             }]),
+            devices: Some(vec!["vfio=0000:00:02.0,rom=off".parse().unwrap()]),
             vnc: Some("0.0.0.0:5901,allow-remote".parse().unwrap()),
             control: Some("/run/a.sock".into()),
             exit_status_file: Some("/run/a.exit".into()),

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: [`VmConfigFile`], the VM configuration as `vmm --config FILE.json` reads it
 //!   and as `vmctld` writes it (every `vmm` flag is one of its fields), and its parts in
-//!   [`machine`] (machine kind, disks, NICs, boot order) and [`vnc`] (the VNC address).
+//!   [`machine`] (machine kind, disks, NICs, boot order), [`hostdev`] (assigned host PCI
+//!   devices) and [`vnc`] (the VNC address).
 //! - [`control`]: the requests and responses of the control socket (`--control`).
 //! - [`exit`]: the exit codes of `vmm` and its exit-status file.
 //!
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod control;
 pub mod exit;
+pub mod hostdev;
 pub mod machine;
 pub mod vnc;
 

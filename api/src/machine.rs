@@ -213,7 +213,7 @@ impl<'de> Deserialize<'de> for DiskConfig {
 }
 
 /// Accepts a spec string (parsed by `T::from_str`) or an object (`F`, checked into `T`).
-struct StringOrFields<T, F>(PhantomData<(T, F)>);
+pub(crate) struct StringOrFields<T, F>(pub(crate) PhantomData<(T, F)>);
 
 impl<'de, T, F> Visitor<'de> for StringOrFields<T, F>
 where

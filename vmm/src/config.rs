@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
 use crate::vnc::VncListen;
+pub use api::hostdev::{HostDevConfig, MAX_HOST_DEVICES};
 
 pub use api::config::{parse_size, ConfigError, SerialConfig, VmConfigFile};
 
@@ -70,6 +71,8 @@ pub struct VmConfig {
     pub nics: Vec<NicConfig>,
     /// Where the VNC server listens (pc machine with VGA).
     pub vnc: Option<VncListen>,
+    /// Host PCI devices assigned with VFIO (pc machine), in `--device` order.
+    pub hostdevs: Vec<HostDevConfig>,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -209,9 +212,11 @@ impl VmConfig {
                 ));
             }
         }
+        let hostdevs = Self::validate_hostdevs(&file, machine)?;
         Ok(VmConfig {
             vnc,
             nics,
+            hostdevs,
             screen_dump: file.screen_dump,
             machine,
             firmware,
@@ -232,6 +237,30 @@ impl VmConfig {
 }
 
 impl VmConfig {
+    /// Assigned devices: PC machine only, each address once, at most [`MAX_HOST_DEVICES`].
+    /// Whether the host can assign them is checked when the machine is built.
+    fn validate_hostdevs(
+        file: &VmConfigFile,
+        machine: MachineKind,
+    ) -> Result<Vec<HostDevConfig>, ConfigError> {
+        let devs = file.devices.clone().unwrap_or_default();
+        if !devs.is_empty() && machine != MachineKind::Pc {
+            return Err(ConfigError::new("device", "vfio devices need the BIOS machine; add --machine pc"));
+        }
+        if devs.len() > MAX_HOST_DEVICES {
+            return Err(ConfigError::new("device", format!("at most {MAX_HOST_DEVICES} assigned devices")));
+        }
+        for (i, d) in devs.iter().enumerate() {
+            if devs[..i].iter().any(|e| e.addr == d.addr) {
+                return Err(ConfigError::new(
+                    "device",
+                    format!("vfio={} is given twice; assign each host device once", d.addr),
+                ));
+            }
+        }
+        Ok(devs)
+    }
+
     /// The VNC server needs a screen: the PC machine's standard VGA.
     fn validate_vnc(
         file: &VmConfigFile,
@@ -514,6 +543,38 @@ mod tests {
                 .unwrap();
         assert_eq!(j.boot, Some(vec![BootDevice::Cdrom, BootDevice::Disk]));
         assert_eq!(j.disks.unwrap()[0].format, Some(crate::pc_config::DiskFormat::Qcow2));
+    }
+
+    #[test]
+    fn assigned_devices_need_the_pc_machine_and_distinct_addresses() {
+        let bios = tmp("bios-hostdev.bin", &vec![0; 0x2_0000]);
+        let disk = tmp("disk-hostdev.img", &[0; 512]);
+        let dev = |s: &str| -> HostDevConfig { s.parse().unwrap() };
+        let pc = |devices: Vec<HostDevConfig>| VmConfigFile {
+            firmware: Some(bios.clone()),
+            disks: Some(vec![DiskConfig::new(disk.clone())]),
+            devices: Some(devices),
+            ..Default::default()
+        };
+        let c = VmConfig::validate(pc(vec![dev("vfio=0000:00:02.0"), dev("vfio=01:00.0,rom=off")]), HOST)
+            .unwrap();
+        assert_eq!(c.hostdevs.len(), 2);
+        assert!(!c.hostdevs[1].rom);
+        let e =
+            VmConfig::validate(pc(vec![dev("vfio=00:02.0"), dev("vfio=0000:00:02.0")]), HOST).unwrap_err();
+        assert!(e.field == "device" && e.problem.contains("twice"), "{e}");
+        let nine = (0..9u8).map(|bus| dev(&format!("vfio=0000:{bus:02x}:00.0"))).collect();
+        let e = VmConfig::validate(pc(nine), HOST).unwrap_err();
+        assert!(e.problem.contains("at most 8"), "{e}");
+        let direct = VmConfigFile { devices: Some(vec![dev("vfio=00:02.0")]), ..with_kernel() };
+        let e = VmConfig::validate(direct, HOST).unwrap_err();
+        assert!(e.field == "device" && e.problem.contains("--machine pc"), "{e}");
+        let j =
+            VmConfigFile::parse(r#"{"devices": ["vfio=0000:00:02.0", {"vfio": "00:03.0", "rom": false}]}"#)
+                .unwrap();
+        assert_eq!(j.devices.unwrap()[1], dev("vfio=00:03.0,rom=off"));
+        let e = VmConfigFile::parse(r#"{"devices": ["vfio=00:02"]}"#).unwrap_err();
+        assert!(e.contains("lspci -D") && e.contains("line 1"), "{e}");
     }
 
     #[test]

@@ -80,6 +80,10 @@ struct Cli {
     /// Intel e1000 NIC on a host tap device: tap=NAME[,mac=52:54:00:12:34:56]; repeat for more.
     #[arg(long = "nic", value_name = "SPEC")]
     nics: Vec<pc_config::NicConfig>,
+    /// Host PCI device assigned with VFIO (bound to vfio-pci, behind the IOMMU):
+    /// vfio=0000:00:02.0[,rom=off]; repeat for more (--machine pc).
+    #[arg(long = "device", value_name = "SPEC")]
+    devices: Vec<api::hostdev::HostDevConfig>,
     /// VNC server on the VGA screen, PS/2 keyboard and mouse: HOST:PORT, :N (127.0.0.1 port
     /// 5900+N) or unix:PATH. No authentication: only loopback TCP addresses unless
     /// ADDR,allow-remote.
@@ -162,6 +166,7 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         vga: cli.vga.as_deref().map(|v| v == "std"),
         screen_dump: cli.screen_dump.clone(),
         nics: (!cli.nics.is_empty()).then(|| cli.nics.clone()),
+        devices: (!cli.devices.is_empty()).then(|| cli.devices.clone()),
         vnc: cli.vnc.clone(),
         control: cli.control.clone(),
         exit_status_file: cli.exit_status_file.clone(),

@@ -97,10 +97,15 @@ impl PirqRouter {
         lock(&self.state).routes.get(pirq).copied().and_then(Self::target)
     }
 
+    /// The PIRQ (0 = PIRQA#) that `pin` (1 = INTA#) of the device in `slot` drives.
+    pub fn pirq(slot: u8, pin: u8) -> usize {
+        // (slot - 1) + (pin - 1), kept non-negative.
+        (usize::from(slot) + usize::from(pin.max(1)) + 2) % 4
+    }
+
     /// The interrupt line of the device in `slot` using `pin` (1 = INTA#).
     pub fn intx(self: &Arc<Self>, slot: u8, pin: u8) -> Arc<dyn IrqLine> {
-        // (slot - 1) + (pin - 1), kept non-negative.
-        let pirq = (usize::from(slot) + usize::from(pin.max(1)) + 2) % 4;
+        let pirq = Self::pirq(slot, pin);
         Arc::new(PciIntx { router: self.clone(), pirq, source: u32::from(slot) * 4 + u32::from(pin) })
     }
 }

@@ -25,7 +25,7 @@ use super::backend::{BackendError, IrqKind, RegionInfo, VfioBackend};
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// /dev/vfio/vfio could not be opened or is not usable.
-    #[error("cannot open the VFIO container /dev/vfio/vfio ({0}); load the modules: modprobe vfio-pci (vmctl host check)")]
+    #[error("cannot open the VFIO container: {0} (vmctl host check)")]
     Container(String),
     /// The device or its group could not be opened.
     #[error("{0}")]
@@ -45,7 +45,17 @@ pub struct VfioHost {
 impl VfioHost {
     /// Opens /dev/vfio/vfio for a VM with guest RAM `mem`.
     pub fn new(mem: GuestMemoryMmap) -> Result<Self, HostError> {
-        let container = VfioContainer::new(None).map_err(|e| HostError::Container(e.to_string()))?;
+        let container = VfioContainer::new(None).map_err(|e| {
+            HostError::Container(match &e {
+                VfioError::OpenContainer(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                    "/dev/vfio/vfio does not exist: load the modules with modprobe vfio-pci".to_string()
+                }
+                VfioError::OpenContainer(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                    "no permission to open /dev/vfio/vfio: run as root".to_string()
+                }
+                e => e.to_string(),
+            })
+        })?;
         Ok(VfioHost { container: Arc::new(container), mem, mapped: Mutex::new(false) })
     }
 
@@ -102,8 +112,10 @@ pub struct HostDevice {
     /// A duplicate of the device fd for pread/pwrite/mmap at region offsets.
     file: File,
     sysfs: PathBuf,
-    /// Mappings made by `mmap`, by region: (host address, length).
+    /// Mappings made by `mmap`: (region, host address, length).
     maps: Vec<(usize, usize, usize)>,
+    /// The expansion ROM is not shown (`rom=off`).
+    hide_rom: bool,
 }
 
 impl HostDevice {
@@ -114,7 +126,12 @@ impl HostDevice {
             .try_clone_to_owned()
             .map(File::from)
             .map_err(|e| HostError::Device(format!("{}: dup of the device fd: {e}", sysfs.display())))?;
-        Ok(HostDevice { device, file, sysfs, maps: Vec::new() })
+        Ok(HostDevice { device, file, sysfs, maps: Vec::new(), hide_rom: false })
+    }
+
+    /// Hides the expansion ROM from the guest (its firmware will not run it).
+    pub fn hide_rom(&mut self) {
+        self.hide_rom = true;
     }
 
     fn region_span(&self, index: usize, offset: u64, len: usize) -> Result<u64, BackendError> {
@@ -144,6 +161,9 @@ fn irq_err(e: VfioError) -> BackendError {
 impl VfioBackend for HostDevice {
     fn region(&self, index: usize) -> Option<RegionInfo> {
         let i = u32::try_from(index).ok().filter(|&i| i <= 8)?;
+        if self.hide_rom && index == super::backend::ROM_REGION {
+            return None;
+        }
         let size = self.device.get_region_size(i);
         let flags = self.device.get_region_flags(i);
         (size > 0).then_some(RegionInfo {

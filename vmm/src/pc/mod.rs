@@ -10,6 +10,7 @@
 
 pub mod firmware;
 pub mod fw_cfg_data;
+pub mod vfio;
 pub mod virtio;
 
 use std::sync::{Arc, Mutex};
@@ -319,7 +320,7 @@ pub fn create_machine(
         if nic.model == NicModel::Virtio {
             let intx = router.intx(slot, 1);
             let mut pci = virtio::PciContext { root: &mut root, mem, interrupts: &interrupts, reg };
-            virtio::attach_virtio_nic(&mut pci, slot, nic, intx, &format!("net{i}"))?;
+            event_subscribers.push(virtio::attach_virtio_nic(&mut pci, slot, nic, intx, &format!("net{i}"))?);
             continue;
         }
         let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
@@ -338,6 +339,16 @@ pub fn create_machine(
         virtio::attach_virtio_disks(&mut pci, &cfg.disks, virtio::FIRST_VIRTIO_SLOT, &|slot| {
             Ok(router.intx(slot, 1))
         })?;
+
+    vfio::attach_vfio_devices(
+        &mut root,
+        &cfg.hostdevs,
+        vm,
+        mem,
+        &interrupts,
+        &router,
+        virtio::FIRST_VIRTIO_SLOT,
+    )?;
 
     let mut fw_cfg = FwCfg::new(mem.clone());
     fw_cfg.add_item(fw_cfg_data::KEY_RAM_SIZE, layout.ram_size.to_le_bytes().to_vec());
