@@ -15,7 +15,7 @@
 #   pc-virtio-blk need qemu-img. pc-virtio-net: PC_NET_MIB (data each way, default 100),
 #   PC_NET_XFER_TIMEOUT (seconds per direction, default 600); it needs ip, ping, busybox (its nc)
 #   and sha256sum here, and the tap name vnet0 and 10.0.2.0/24 free. pc-virtio-net-user is the
-#   same with vhost=off (frames through the vmm's worker thread). direct-virtio-root mounts
+#   same with vhost=off (frames through the vmm's event loop). direct-virtio-root mounts
 #   PC_DISK_PART read-only (ext4) to copy the image's kernel and initramfs out of /boot.
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...", guest output on
 #   failure. Exit status 0 if every selected scenario passed.
@@ -567,7 +567,7 @@ sc_pc_virtio_net_user() {
 sc_pc_virtio_net() {
     d=$WORK/vnet${VNET_VHOST:+-$VNET_VHOST}
     if [ "${VNET_VHOST:-}" = off ] || [ ! -c /dev/vhost-net ]; then
-        want_path="the vmm's worker thread"
+        want_path="the vmm's event loop"
     else
         want_path=vhost-net
     fi

@@ -91,14 +91,15 @@ pub fn attach_virtio_disks(
 /// Opens the tap of `nic` (one queue per queue pair, with virtio-net headers) and puts a
 /// virtio-net function on the bus at `slot`, registered as device `id`. Its frames go through
 /// vhost-net (one instance per queue pair) unless `vhost=off` or, with `vhost` unset,
-/// /dev/vhost-net does not open.
+/// /dev/vhost-net does not open; otherwise the machine's event loop serves its queues, through
+/// the subscriber returned.
 pub fn attach_virtio_nic(
     pci: &mut PciContext<'_>,
     slot: u8,
     nic: &NicConfig,
     intx: Arc<dyn IrqLine>,
     id: &str,
-) -> Result<(), Error> {
+) -> Result<crate::event_loop::Subscriber, Error> {
     let (root, mem, interrupts) = (&mut *pci.root, pci.mem, pci.interrupts);
     let label = format!("net-{}", nic.tap);
     let mut net = VirtioNet::with_tap(&label, &nic.tap, nic.queues, &NetOptions { mac: nic.mac, mtu: None })
@@ -111,8 +112,10 @@ pub fn attach_virtio_nic(
             net.set_vhost(fds).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
             "vhost-net"
         }
-        None => "the vmm's worker thread",
+        None => "the vmm's event loop",
     };
+    let subscriber =
+        net.event_subscriber().map_err(|e| Error::Devices(format!("{label}: event loop: {e}")))?;
     log::info!("{label}: data path: {path} ({why})");
     // A vector per receive and transmit queue, one for the control queue, one for configuration.
     let vectors = interrupts
@@ -126,5 +129,6 @@ pub fn attach_virtio_nic(
     log::info!("{label}: virtio-net with {} queue pairs at PCI 00:{slot:02x}.0", nic.queues);
     let mac = nic.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let detail = format!("tap {}, MAC {mac}, {} queue pair(s), data path {path}", nic.tap, nic.queues);
-    pci.reg.add(id, "virtio-net", Some((slot, 0)), &detail)
+    pci.reg.add(id, "virtio-net", Some((slot, 0)), &detail)?;
+    Ok(Arc::new(Mutex::new(subscriber)))
 }

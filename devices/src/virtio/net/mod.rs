@@ -26,6 +26,7 @@
 
 pub mod backend;
 pub mod ctrl;
+pub mod events;
 pub mod rx;
 pub mod tx;
 pub mod vhost;
@@ -50,6 +51,7 @@ use super::{
     device_type, read_config_bytes, ActivateContext, ActivateError, ActiveQueue, VirtioDevice,
     VirtioInterrupt, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
+use crate::bus::lock;
 use crate::net::tap::{self, Tap};
 use backend::VnetTap;
 use vhost::{VhostNetFd, VhostPairs};
@@ -113,6 +115,8 @@ enum Running {
     User(NetWorker),
     /// vhost-net moves the frames; the thread keeps the control queue.
     Vhost(VhostPairs, VhostWorker),
+    /// The machine's event loop serves the queues (they are in the events handle's slot).
+    Loop,
 }
 
 /// A virtio-net device.
@@ -128,6 +132,8 @@ pub struct VirtioNet {
     /// running pairs.
     vhost: Option<Vec<VhostNetFd>>,
     running: Option<Running>,
+    /// Set once the machine's event loop serves the queues (see [`VirtioNet::event_subscriber`]).
+    events: Option<events::NetEventsHandle>,
 }
 
 fn bit(n: u32) -> u64 {
@@ -201,6 +207,7 @@ impl VirtioNet {
             queue_sizes,
             vhost: None,
             running: None,
+            events: None,
         })
     }
 
@@ -214,6 +221,15 @@ impl VirtioNet {
         let taps = Tap::open_queues(name, true, pairs)?;
         let taps = taps.into_iter().map(|t| Box::new(t) as Box<dyn VnetTap>).collect();
         VirtioNet::new(label, taps, options)
+    }
+
+    /// Has the machine's event loop serve the queues of every later activation that does
+    /// not go to vhost-net, instead of a worker thread of the device's own: returns the
+    /// subscriber to add to the loop (once, before the machine starts).
+    pub fn event_subscriber(&mut self) -> std::io::Result<events::NetEvents> {
+        let (subscriber, handle) = events::new(&self.label)?;
+        self.events = Some(handle);
+        Ok(subscriber)
     }
 
     /// Number of queue pairs.
@@ -374,7 +390,7 @@ impl VirtioDevice for VirtioNet {
         let guest_gso = [VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO]
             .iter()
             .any(|f| acked & bit(*f) != 0);
-        let worker = NetWorker::start(WorkerContext {
+        let ctx = WorkerContext {
             label: self.label.clone(),
             mem: ctx.mem,
             taps,
@@ -385,8 +401,14 @@ impl VirtioDevice for VirtioNet {
             guest_gso,
             mq: acked & bit(VIRTIO_NET_F_MQ) != 0,
             interrupt: ctx.interrupt,
-        });
-        match worker {
+        };
+        if let Some(events) = &self.events {
+            *lock(&events.slot) = Some(worker::NetQueues::new(ctx));
+            events.notify();
+            self.running = Some(Running::Loop);
+            return Ok(());
+        }
+        match NetWorker::start(ctx) {
             Ok(worker) => {
                 self.running = Some(Running::User(worker));
                 Ok(())
@@ -401,6 +423,14 @@ impl VirtioDevice for VirtioNet {
     fn reset(&mut self) {
         match self.running.take() {
             Some(Running::User(worker)) => self.taps = worker.stop(),
+            Some(Running::Loop) => {
+                if let Some(events) = &self.events {
+                    // Under the slot's lock: the loop is not in these queues now, and finds
+                    // the slot empty from here on.
+                    self.taps = lock(&events.slot).take().map(worker::NetQueues::into_taps);
+                    events.notify();
+                }
+            }
             Some(Running::Vhost(vhost, worker)) => {
                 // The backends go first, so no frame moves while the taps come back.
                 self.vhost = Some(vhost.stop());

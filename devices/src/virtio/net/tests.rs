@@ -492,3 +492,88 @@ fn a_real_tap_carries_frames_both_ways() {
     dev.reset();
     assert!(dev.taps.is_some());
 }
+
+/// The machine's event loop, on a thread of its own for the test.
+struct TestLoop {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestLoop {
+    fn start(subscriber: events::NetEvents) -> TestLoop {
+        use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+        let mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> = EventManager::new().unwrap();
+        em.add_subscriber(Arc::new(Mutex::new(subscriber)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                em.run_with_timeout(10).unwrap();
+            }
+        });
+        TestLoop { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TestLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_event_loop_serves_the_queues_across_a_reset() {
+    let m = mem();
+    let (t, hosts, _logs) = taps(1, false);
+    let mut dev = VirtioNet::new("net0", t, &opts()).unwrap();
+    let _loop = TestLoop::start(dev.event_subscriber().unwrap());
+    let acked = BASE | bit(VIRTIO_NET_F_MRG_RXBUF);
+    let mut rig = Rig::activate(&mut dev, &m, 2, acked);
+    assert!(matches!(dev.running, Some(Running::Loop)), "no worker thread of its own");
+
+    // Transmit, kicked before the loop may even have watched the queue.
+    let f = frame(700, 5);
+    m.write_slice(&f, GuestAddress(TX_BUF)).unwrap();
+    rig.queues[1].add(&[(TX_BUF, 12, 0), (TX_BUF + 12, 688, 0)]);
+    rig.kick(1);
+    rig.wait(VirtioInterruptKind::Queue(1));
+    let mut got = vec![0u8; 70000];
+    let n = hosts[0].recv(&mut got).unwrap();
+    assert_eq!(got[..n], f[..]);
+
+    // Receive, and a frame that waits for a buffer until the receive queue is kicked.
+    rig.queues[0].add(&[(RX_BUF, 1500, W)]);
+    let f = frame(400, 9);
+    hosts[0].send(&f).unwrap();
+    rig.wait(VirtioInterruptKind::Queue(0));
+    assert_eq!(read(&m, RX_BUF, 400), with_buffers(&f, 1));
+    let f = frame(300, 1);
+    hosts[0].send(&f).unwrap();
+    rig.quiet();
+    rig.queues[0].add(&[(RX_BUF + 0x2000, 1500, W)]);
+    rig.kick(0);
+    rig.wait(VirtioInterruptKind::Queue(0));
+    assert_eq!(read(&m, RX_BUF + 0x2000, 300), with_buffers(&f, 1));
+
+    // Reset: the taps come back at once; a frame sent now is not put in the old queues.
+    dev.reset();
+    assert!(dev.running.is_none());
+    assert!(dev.taps.as_ref().is_some_and(|t| t.len() == 1));
+    let used_before = rig.queues[0].used().len();
+    rig.queues[0].add(&[(RX_BUF + 0x4000, 1500, W)]);
+    hosts[0].send(&frame(100, 4)).unwrap();
+    rig.kick(0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rig.queues[0].used().len(), used_before, "the reset queues are left alone");
+
+    // A new activation on fresh rings is served by the same subscriber (and gets that frame).
+    rig = Rig::activate(&mut dev, &m, 2, acked);
+    rig.queues[0].add(&[(RX_BUF, 1500, W)]);
+    rig.kick(0);
+    rig.wait(VirtioInterruptKind::Queue(0));
+    assert_eq!(rig.queues[0].used(), vec![(0, 100)]);
+    dev.reset();
+}

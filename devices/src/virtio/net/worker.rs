@@ -31,7 +31,9 @@ use crate::virtio::queue;
 use crate::virtio::{ActiveQueue, VirtioInterrupt};
 
 const KILL_TOKEN: u64 = u64::MAX;
-const CTRL_TOKEN: u64 = u64::MAX - 1;
+/// The control queue's token; pair `i` has `3i` (receive kick), `3i + 1` (transmit kick)
+/// and `3i + 2` (its tap readable).
+pub const CTRL_TOKEN: u64 = u64::MAX - 1;
 /// Frames moved from a tap per wake-up before the other queues get a turn.
 const RX_BUDGET: usize = 64;
 
@@ -161,6 +163,62 @@ impl NetQueues {
     /// Gives the taps back.
     pub fn into_taps(self) -> Vec<Box<dyn VnetTap>> {
         self.taps
+    }
+
+    /// The queues' kick eventfds with the token of each (see [`NetQueues::handle`]).
+    pub fn kicks(&self) -> Vec<(u64, &EventFd)> {
+        let mut kicks: Vec<(u64, &EventFd)> = self.ctrl.iter().map(|c| (CTRL_TOKEN, &c.kick)).collect();
+        for (i, p) in self.pairs.iter().enumerate() {
+            kicks.push((3 * i as u64, &p.rx.kick));
+            kicks.push((3 * i as u64 + 1, &p.tx.kick));
+        }
+        kicks
+    }
+
+    /// The tap of pair `i` and the token of its readiness.
+    pub fn tap(&self, i: usize) -> Option<(u64, std::os::fd::RawFd)> {
+        self.taps.get(i).map(|t| (3 * i as u64 + 2, t.as_raw_fd()))
+    }
+
+    /// Serves what was made available before the queues were watched (the kicks of that
+    /// time went unseen); says for each pair whether to watch its tap.
+    pub fn start(&mut self) -> Vec<(usize, RxPoll)> {
+        self.process_ctrl();
+        (0..self.pair_count())
+            .map(|i| {
+                self.process_tx(i);
+                (i, self.process_rx(i))
+            })
+            .collect()
+    }
+
+    /// Handles the event of `token` (a kick, drained here, or a readable tap); returns the
+    /// pairs whose tap must now be watched or not.
+    pub fn handle(&mut self, token: u64) -> Vec<(usize, RxPoll)> {
+        if token == CTRL_TOKEN {
+            if let Some(c) = &self.ctrl {
+                // Drain the counter; a failure only means it was already zero.
+                let _ = c.kick.read();
+            }
+            if self.process_ctrl() {
+                return (0..self.pair_count()).map(|i| (i, self.process_rx(i))).collect();
+            }
+            return Vec::new();
+        }
+        let i = (token / 3) as usize;
+        let Some(pair) = self.pairs.get(i) else { return Vec::new() };
+        match token % 3 {
+            0 => {
+                let _ = pair.rx.kick.read();
+                vec![(i, self.process_rx(i))]
+            }
+            1 => {
+                let _ = pair.tx.kick.read();
+                self.process_tx(i);
+                Vec::new()
+            }
+            _ => vec![(i, self.process_rx(i))],
+        }
     }
 
     /// Attaches the taps of the pairs in use and detaches the others; frames held for a pair
@@ -435,11 +493,7 @@ fn run(epoll: Epoll, mut q: NetQueues) -> Vec<Box<dyn VnetTap>> {
     let pairs = q.pair_count();
     let mut taps = TapPolling { polled: vec![false; pairs] };
     let mut events = vec![EpollEvent::default(); 3 * pairs + 2];
-    // Work made available before activation was announced by kicks the worker missed.
-    q.process_ctrl();
-    for i in 0..pairs {
-        q.process_tx(i);
-        let poll = q.process_rx(i);
+    for (i, poll) in q.start() {
         taps.set(&epoll, &q, i, poll == RxPoll::Poll);
     }
     loop {
@@ -456,35 +510,8 @@ fn run(epoll: Epoll, mut q: NetQueues) -> Vec<Box<dyn VnetTap>> {
             if token == KILL_TOKEN {
                 return q.into_taps();
             }
-            if token == CTRL_TOKEN {
-                if let Some(c) = &q.ctrl {
-                    // Drain the counter; a failure only means it was already zero.
-                    let _ = c.kick.read();
-                }
-                if q.process_ctrl() {
-                    for i in 0..pairs {
-                        let poll = q.process_rx(i);
-                        taps.set(&epoll, &q, i, poll == RxPoll::Poll);
-                    }
-                }
-                continue;
-            }
-            let i = (token / 3) as usize;
-            let Some(pair) = q.pairs.get(i) else { continue };
-            match token % 3 {
-                0 => {
-                    let _ = pair.rx.kick.read();
-                    let poll = q.process_rx(i);
-                    taps.set(&epoll, &q, i, poll == RxPoll::Poll);
-                }
-                1 => {
-                    let _ = pair.tx.kick.read();
-                    q.process_tx(i);
-                }
-                _ => {
-                    let poll = q.process_rx(i);
-                    taps.set(&epoll, &q, i, poll == RxPoll::Poll);
-                }
+            for (i, poll) in q.handle(token) {
+                taps.set(&epoll, &q, i, poll == RxPoll::Poll);
             }
         }
     }
