@@ -13,7 +13,9 @@
 # Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs of
 #   tests/testhost/fixtures.sh: l2test=shell gives a shell on ttyS0 that powers off on the
 #   ACPI power button, l2test=poweroff powers off at once).
-# Optional: VMCTLD, VMCTL (default: next to $VMM), VMCTL_BOOT_TIMEOUT (seconds for a guest to
+# Optional: DEBIAN_DISK (the Debian 12 image of tests/testhost/debian-image.sh as a raw block
+#   device or file, for debian-nat; it is never written: a qcow2 overlay goes on it; needs
+#   qemu-img), VMCTLD, VMCTL (default: next to $VMM), VMCTL_BOOT_TIMEOUT (seconds for a guest to
 #   reach its shell, default 120), VMCTL_BENCH_VMS (default 200), VMCTL_BENCH_RUNS (boots per
 #   side in the start-to-init comparison, default 3), E2E_GUEST_EXTRA (default "quiet").
 # Output: "E2E-RESULT <name> PASS|FAIL <reason>" per scenario, measurements as "E2E-TIME ...",
@@ -37,13 +39,19 @@
 #                   host reaches its HTTP server directly and through the forwarded port; a
 #                   second VM with an e1000 gets an address from the range and serves its page
 #                   too; destroy removes the taps; `net stop` leaves no bridge, table or dnsmasq
+#   debian-nat      the Debian 12 image (DEBIAN_DISK, raw; a qcow2 overlay on it) defined from
+#                   libvirt XML with a virtio disk and a virtio-net NIC on a `vmctl` NAT
+#                   network: SeaBIOS boots it to login, / is /dev/vda1 on virtio_blk, the
+#                   NIC (virtio_net) gets its fixed address by DHCP (dhclient) and reaches
+#                   the host's bridge; `vmctl net leases` has it; `vmctl shutdown` powers it
+#                   off (ACPI) and the VM is shut off
 #   bad-input       malformed XML, malformed JSON and an unsupported XML element: exit 2, an
 #                   error with line and column, the store unchanged
 #   bench           `vmctl list` latency with 200 defined VMs (second daemon, own state dir);
 #                   `vmctl start` to guest init against the bare vmm (measurements)
 set -u
 
-VMCTL_SCENARIOS="define console suspend shutdown daemon-restart net bad-input bench"
+VMCTL_SCENARIOS="define console suspend shutdown daemon-restart net debian-nat bad-input bench"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $VMCTL_SCENARIOS; do echo "$s"; done
@@ -520,6 +528,123 @@ EOF
     result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
 }
 
+# The Debian image with a virtio disk and NIC on a managed NAT network (see the header).
+sc_debian_nat() {
+    why=
+    [ -n "${DEBIAN_DISK:-}" ] && [ -e "$DEBIAN_DISK" ] || why="no Debian image (DEBIAN_DISK=${DEBIAN_DISK:-unset})"
+    for tool in qemu-img nft dnsmasq; do
+        [ -z "$why" ] && ! command -v $tool >/dev/null && why="$tool is not installed here"
+    done
+    if [ -n "$why" ]; then
+        result debian-nat FAIL "$why"
+        return
+    fi
+    grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0:root:/root:/bin/sh' >>/etc/passwd
+    grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >>/etc/group
+    grep -q '^dip:' /etc/group 2>/dev/null || echo 'dip:x:30:' >>/etc/group
+    mac=52:54:00:78:00:20
+    qemu-img create -q -f qcow2 -b "$DEBIAN_DISK" -F raw "$WORK/deb1.qcow2" >"$WORK/d.out" 2>&1 ||
+        why="qemu-img create: $(tr '\n' ' ' <"$WORK/d.out")"
+    cat >"$WORK/debnet.json" <<EOF
+{"name": "e2edeb", "bridge": "vmbr78", "ipv4": "10.78.0.1/24",
+ "dhcp": {"start": "10.78.0.100", "end": "10.78.0.150"},
+ "hosts": [{"mac": "$mac", "ip": "10.78.0.20", "name": "deb1"}]}
+EOF
+    cat >"$WORK/deb1.xml" <<EOF
+<domain type='kvm'>
+  <name>deb1</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$WORK/deb1.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'>
+      <mac address='$mac'/>
+      <source network='e2edeb'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='pty'/>
+    <console type='pty'/>
+  </devices>
+</domain>
+EOF
+    [ -z "$why" ] && { vc net define "$WORK/debnet.json" >"$WORK/d.out" 2>&1 || why="net define: $(tr '\n' ' ' <"$WORK/d.out")"; }
+    [ -z "$why" ] && { vc define "$WORK/deb1.xml" >"$WORK/d.out" 2>&1 || why="define deb1: $(tr '\n' ' ' <"$WORK/d.out")"; }
+    [ -z "$why" ] && { vc net start e2edeb >"$WORK/d.out" 2>&1 || why="net start: $(tr '\n' ' ' <"$WORK/d.out")"; }
+    rm -f "$S/logs/deb1.log"
+    now_cs
+    t0=$NOW
+    [ -z "$why" ] && { vc start deb1 >"$WORK/d.out" 2>&1 || why="start deb1: $(tr '\n' ' ' <"$WORK/d.out")"; }
+    if [ -z "$why" ] && ! wait_for "$S/logs/deb1.log" "vmm-guest login:" "${VMCTL_DEBIAN_TIMEOUT:-600}"; then
+        why="no login prompt on deb1's console within ${VMCTL_DEBIAN_TIMEOUT:-600}s"
+    fi
+    if [ -z "$why" ]; then
+        now_cs
+        secs $((NOW - t0))
+        echo "E2E-TIME vmctl-debian-nat start_to_login_prompt_s=$SECS"
+        con_open deb1 deb1
+        sleep 1
+        con_send root
+        wait_for "$CON_OUT" "Password:" 60 || why="no password prompt"
+        sleep 1
+        [ -z "$why" ] && con_send root
+        [ -z "$why" ] && { wait_for "$CON_OUT" "root@vmm-guest:~#" 60 || why="no shell prompt after login"; }
+        if [ -z "$why" ]; then
+            # The NIC by its MAC; dhclient leaves when it has a lease (or fails after its timeout).
+            con_send 'n=$(grep -l '"$mac"' /sys/class/net/*/address | cut -d/ -f5); timeout 120 dhclient -1 $n; echo DEB""NET if=$n drv=$(basename $(readlink /sys/class/net/$n/device/driver)) addr=$(ip -4 -o addr show dev $n | awk "{print \$4}") root=$(findmnt -no SOURCE /) rootdrv=$(basename $(readlink -f /sys/block/vda/device/driver)) end'
+            if wait_for "$CON_OUT" "DEBNET if=" 180; then
+                got=$(tr -d '\r' <"$CON_OUT" | grep -ao 'DEBNET if=.* end' | tail -n 1)
+                echo "    console| $got"
+                case $got in
+                *" drv=virtio_net addr=10.78.0.20/24 root=/dev/vda1 rootdrv=virtio_blk end") ;;
+                *) why="expected 10.78.0.20/24 on virtio_net and / on /dev/vda1 (virtio_blk): $got" ;;
+                esac
+            else
+                why="no DEBNET answer from the guest"
+            fi
+        fi
+        if [ -z "$why" ]; then
+            con_send 'ping -c 2 -W 2 10.78.0.1 >/dev/null 2>&1; echo DEB""PING rc=$? end'
+            wait_for "$CON_OUT" "DEBPING rc=" 30 || why="no DEBPING answer"
+            [ -z "$why" ] && ! grep -aq "DEBPING rc=0 end" "$CON_OUT" && why="the guest cannot ping the bridge 10.78.0.1"
+        fi
+        con_close
+        if [ -z "$why" ]; then
+            vc net leases e2edeb >"$WORK/d.leases" 2>&1
+            sed 's/^/    leases| /' "$WORK/d.leases"
+            grep -q "10.78.0.20 " "$WORK/d.leases" || why="vmctl net leases lacks 10.78.0.20"
+        fi
+    fi
+    if [ -z "$why" ]; then
+        vc shutdown deb1 >"$WORK/d.out" 2>&1 || why="shutdown: $(tr '\n' ' ' <"$WORK/d.out")"
+        _n=0
+        while [ -z "$why" ] && [ "$(state_of deb1)" != "shut off" ]; do
+            [ $_n -ge 240 ] && { why="deb1 not shut off 120 s after vmctl shutdown: $(state_of deb1)"; break; }
+            sleep 0.5
+            _n=$((_n + 1))
+        done
+    fi
+    [ -n "$why" ] && diag deb1
+    vc destroy deb1 >/dev/null 2>&1
+    vc net stop e2edeb >/dev/null 2>&1
+    if [ -n "$why" ]; then
+        result debian-nat FAIL "$why"
+        return
+    fi
+    result debian-nat PASS "Debian through SeaBIOS from virtio-blk (qcow2 overlay; / on /dev/vda1, virtio_blk), eth0 on virtio-net leased 10.78.0.20 from the vmctl NAT network (dhclient; in vmctl net leases), pinged the bridge; vmctl shutdown powered it off"
+}
+
 sc_shutdown() {
     running_shell x1 shutdown || return
     pid=$(pid_of x1)
@@ -824,6 +949,7 @@ for s in $SELECTED; do
     shutdown) sc_shutdown ;;
     daemon-restart) sc_daemon_restart ;;
     net) sc_net ;;
+    debian-nat) sc_debian_nat ;;
     bad-input) sc_bad_input ;;
     bench) sc_bench ;;
     *) result "$s" FAIL "unknown scenario" ;;
