@@ -10,6 +10,7 @@
 //!   `api::control`); [`console`]: the console multiplexer.
 //! - [`pool`]: directory storage pools and their volumes.
 //! - [`net`]: managed networks: their store and the host's bridge, nftables and dnsmasq.
+//! - [`hostdev`]: host PCI devices for VFIO passthrough and the host's IOMMU readiness (sysfs).
 //! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
 //!
 //! See `docs/vmctl.md`.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod console;
 pub mod daemon;
+pub mod hostdev;
 pub mod net;
 pub mod pool;
 pub mod process;

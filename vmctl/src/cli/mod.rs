@@ -5,6 +5,7 @@
 //! volume), 4 conflict or wrong state (including a volume in use or a template).
 
 mod console;
+mod hostdev;
 mod net;
 mod output;
 mod storage;
@@ -158,6 +159,18 @@ pub enum Verb {
         /// What to do.
         #[command(subcommand)]
         cmd: NetCmd,
+    },
+    /// Host PCI devices for VFIO passthrough (read from sysfs on this host, not the daemon).
+    Hostdev {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: HostdevCmd,
+    },
+    /// This host's readiness for VM features.
+    Host {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: HostCmd,
     },
     /// Print a shell completion script.
     Completions {
@@ -340,6 +353,31 @@ impl Failure {
     }
 }
 
+/// `vmctl hostdev` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum HostdevCmd {
+    /// Every host PCI device with its IOMMU group, driver, and whether it can be assigned.
+    List,
+    /// Bind a device to vfio-pci so a VM can have it (driver_override, drivers_probe).
+    Bind {
+        /// PCI address, like 0000:00:02.0.
+        addr: String,
+    },
+    /// Give a device back to its host driver.
+    Unbind {
+        /// PCI address, like 0000:00:02.0.
+        addr: String,
+    },
+}
+
+/// `vmctl host` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum HostCmd {
+    /// Whether devices can be assigned here: IOMMU in firmware and on, groups, kernel command
+    /// line, vfio modules, root; each problem with its fix.
+    Check,
+}
+
 /// Parses the arguments, runs the verb and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -355,6 +393,8 @@ pub fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "vmctl", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
+        Verb::Hostdev { cmd } => return hostdev::hostdev(cmd, cli.json),
+        Verb::Host { cmd: HostCmd::Check } => return hostdev::host_check(cli.json),
         Verb::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             return match man.render(&mut std::io::stdout()) {
@@ -413,6 +453,12 @@ mod tests {
         assert_eq!(parse(&["edit", "a", "--xml"]).unwrap().verb, Verb::Edit { name: "a".into(), xml: true });
         assert!(parse(&["list", "--json"]).unwrap().json);
         assert!(matches!(parse(&["completions", "bash"]).unwrap().verb, Verb::Completions { .. }));
+        assert_eq!(parse(&["hostdev", "list"]).unwrap().verb, Verb::Hostdev { cmd: HostdevCmd::List });
+        assert_eq!(
+            parse(&["hostdev", "bind", "0000:00:02.0"]).unwrap().verb,
+            Verb::Hostdev { cmd: HostdevCmd::Bind { addr: "0000:00:02.0".into() } }
+        );
+        assert_eq!(parse(&["host", "check"]).unwrap().verb, Verb::Host { cmd: HostCmd::Check });
     }
 
     #[test]
