@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use api::hostdev::HostDevConfig;
 use api::machine::{self as vm, DiskConfig, MachineKind, NicConfig};
 use api::vnc::VncListen;
 use api::{SerialConfig, VmConfigFile};
@@ -85,7 +86,11 @@ pub fn vmm_config(
         ..Default::default()
     };
     match &def.os {
-        Os::Direct { kernel, initrd, cmdline } if !def.interfaces.is_empty() || vnc.is_some() => {
+        // NICs, a display and assigned devices are the PC machine's: the kernel boots through
+        // its firmware.
+        Os::Direct { kernel, initrd, cmdline }
+            if !def.interfaces.is_empty() || vnc.is_some() || !def.hostdevs.is_empty() =>
+        {
             c.machine = Some(MachineKind::Pc);
             kernel_fields(&mut c, kernel, initrd.as_deref(), cmdline.as_deref());
             disk_fields(def, &mut c)?;
@@ -140,6 +145,10 @@ pub fn vmm_config(
         })
         .collect();
     c.nics = (!nics.is_empty()).then_some(nics);
+    // Assigned host PCI devices (the machine is the PC one whenever there are any); vmctld
+    // binds the managed ones to vfio-pci before it starts the vmm.
+    let devices: Vec<HostDevConfig> = def.hostdevs.iter().map(|h| vfio_device(&h.address)).collect();
+    c.devices = (!devices.is_empty()).then_some(devices);
     // The definition's listen address is the user's choice: an address other than loopback
     // is what they asked for, so vmm's guard against that is lifted.
     c.vnc = vnc.map(|addr| VncListen::Tcp { addr, allow_remote: !addr.ip().is_loopback() });
@@ -245,13 +254,20 @@ fn disk_fields(def: &VmDef, c: &mut VmConfigFile) -> Result<(), Unsupported> {
     Ok(())
 }
 
-fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
-    if let Some(h) = def.hostdevs.first() {
-        return Err(unsupported(
-            format!("hostdevs[0] ({})", h.address),
-            "PCI passthrough is not supported by vmm yet; remove the hostdev",
-        ));
+/// The vmm's `--device vfio=ADDR` for a definition's host PCI address.
+fn vfio_device(a: &vmdef::model::PciAddress) -> HostDevConfig {
+    HostDevConfig {
+        addr: api::hostdev::PciAddress {
+            domain: a.domain(),
+            bus: a.bus(),
+            device: a.slot(),
+            function: a.function(),
+        },
+        rom: true,
     }
+}
+
+fn check_unsupported(def: &VmDef) -> Result<(), Unsupported> {
     if !def.features.acpi {
         return Err(unsupported(
             "features.acpi",
@@ -300,6 +316,23 @@ mod tests {
     /// The configured disks as `--disk` specs would name them: `path,bus`.
     fn disk_paths(c: &VmConfigFile) -> Vec<String> {
         c.disks.iter().flatten().map(|d| format!("{},{:?}", d.path.display(), d.bus).to_lowercase()).collect()
+    }
+
+    #[test]
+    fn hostdevs_become_vfio_devices_on_the_pc_machine() {
+        let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
+        def.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: None };
+        for (a, managed) in [("0000:01:00.0", true), ("0001:af:1f.7", false)] {
+            def.hostdevs.push(vmdef::model::HostDev { address: a.parse().unwrap(), managed });
+        }
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        assert_eq!(c.machine, Some(MachineKind::Pc), "the kernel boots through the PC firmware");
+        let devices: Vec<String> = c.devices.iter().flatten().map(|d| d.to_string()).collect();
+        assert_eq!(devices, ["vfio=0000:01:00.0", "vfio=0001:af:1f.7"]);
+        assert_eq!(
+            vmm_config(&VmDef::new("b".parse().unwrap(), 256, 1), &paths(), &[], None).unwrap().devices,
+            None
+        );
     }
 
     #[test]
@@ -498,13 +531,6 @@ mod tests {
             (
                 Box::new(|d| d.disks.push(disk("/v.iso", DiskBus::Virtio, DiskDevice::Cdrom, "vda"))),
                 "disks[0] (vda)",
-            ),
-            (
-                Box::new(|d| {
-                    d.hostdevs
-                        .push(vmdef::model::HostDev { address: "01:00.0".parse().unwrap(), managed: true })
-                }),
-                "hostdevs[0] (0000:01:00.0)",
             ),
             (
                 Box::new(|d| {

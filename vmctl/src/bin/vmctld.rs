@@ -64,6 +64,8 @@ fn main() -> ExitCode {
         start_timeout: Duration::from_secs(cli.start_timeout),
         stop_timeout: Duration::from_secs(10),
         extra_vmm_args: cli.vmm_args.iter().map(Into::into).collect(),
+        host_sysfs: PathBuf::from("/sys"),
+        host_procfs: PathBuf::from("/proc"),
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -98,6 +98,8 @@ impl Daemon {
         };
         let config = crate::argv::vmm_config(&def, &paths, &tap_names, vnc)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
+        // Given back again if the start fails.
+        let bound = self.bind_managed(&def)?;
         // Removed again if the start fails.
         let taps = self.make_taps(planned).await?;
         for stale in [&paths.control, &paths.serial, &paths.exit_status] {
@@ -145,6 +147,7 @@ impl Daemon {
                 }
             }
         }
+        bound.keep();
         let rt = RuntimeState {
             state: RunState::Running,
             pid: Some(pid),
@@ -255,6 +258,7 @@ impl Daemon {
             (intent, s.def.clone(), s.console.take(), std::mem::take(&mut s.rt.taps))
         };
         self.remove_taps(taps).await;
+        self.release_managed(&def);
         if let Some(c) = console {
             c.close();
         }

@@ -16,6 +16,7 @@
 //! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`]; managed
 //! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
+mod hostdevs;
 pub mod http;
 pub mod lifecycle;
 pub mod networks;
@@ -50,6 +51,10 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// Arguments added to every `vmm` command line (e.g. `--accept-slow-kvm`).
     pub extra_vmm_args: Vec<std::ffi::OsString>,
+    /// The host's sysfs (`/sys`), where managed host devices are bound to vfio-pci.
+    pub host_sysfs: PathBuf,
+    /// The host's procfs (`/proc`), to find VMs holding a device.
+    pub host_procfs: PathBuf,
 }
 
 /// An operation that failed, classed for the HTTP status.

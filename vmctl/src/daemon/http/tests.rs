@@ -35,6 +35,8 @@ fn env() -> Env {
         start_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(5),
         extra_vmm_args: Vec::new(),
+        host_sysfs: dir.path().join("sys"),
+        host_procfs: dir.path().join("proc"),
     };
     Env { daemon: Daemon::open(cfg).unwrap(), _dir: dir }
 }
@@ -502,4 +504,65 @@ async fn network_errors_name_the_field() {
     let (s, body) = call(&e.daemon, Method::POST, "/v1/vms/v/start", None, "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error_of(&body).contains("interfaces[0].source.network: no network named nope"), "{body}");
+}
+
+/// A fake /sys under the daemon's state directory with one device, bound to `driver`, in IOMMU
+/// group 7.
+fn fake_hostdev(e: &Env, addr: &str, driver: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::symlink;
+    let sys = e.daemon.cfg.host_sysfs.clone();
+    let dev = sys.join("bus/pci/devices").join(addr);
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(sys.join("kernel/iommu_groups/7/devices")).unwrap();
+    symlink(sys.join("kernel/iommu_groups/7"), dev.join("iommu_group")).unwrap();
+    let drv = sys.join("bus/pci/drivers").join(driver);
+    std::fs::create_dir_all(&drv).unwrap();
+    std::fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci")).unwrap();
+    symlink(&drv, dev.join("driver")).unwrap();
+    for f in [dev.join("driver_override"), drv.join("unbind"), sys.join("bus/pci/drivers_probe")] {
+        std::fs::write(f, "").unwrap();
+    }
+    std::fs::create_dir_all(&e.daemon.cfg.host_procfs).unwrap();
+    sys
+}
+
+#[tokio::test]
+async fn managed_hostdevs_go_back_to_the_host_after_the_vm_stops() {
+    let e = env();
+    let d = &e.daemon;
+    // Already on vfio-pci (the fake kernel binds nothing): start leaves it; stop releases it.
+    let sys = fake_hostdev(&e, "0000:00:02.0", "vfio-pci");
+    let def = r#"{"name": "pt", "memory_mib": 64, "vcpus": 1,
+        "hostdevs": [{"address": "0000:00:02.0", "managed": true}]}"#;
+    assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    let (s, body) = call(d, Method::POST, "/v1/vms/pt/start", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let config = std::fs::read_to_string(d.run_paths(&"pt".parse().unwrap()).config).unwrap();
+    assert!(config.contains(r#""vfio": "0000:00:02.0""#), "{config}");
+    let unbind = sys.join("bus/pci/drivers/vfio-pci/unbind");
+    assert_eq!(std::fs::read_to_string(&unbind).unwrap_or_default(), "", "bound while running");
+    let (s, body) = call(d, Method::POST, "/v1/vms/pt/destroy", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let dev = sys.join("bus/pci/devices/0000:00:02.0");
+    assert_eq!(std::fs::read_to_string(unbind).unwrap(), "0000:00:02.0");
+    assert_eq!(std::fs::read_to_string(dev.join("driver_override")).unwrap(), "\n");
+    assert_eq!(std::fs::read_to_string(sys.join("bus/pci/drivers_probe")).unwrap(), "0000:00:02.0");
+}
+
+#[tokio::test]
+async fn a_hostdev_in_use_by_another_vm_is_a_conflict() {
+    use std::os::unix::fs::symlink;
+    let e = env();
+    let d = &e.daemon;
+    fake_hostdev(&e, "0000:00:03.0", "e1000");
+    let fd = d.cfg.host_procfs.join("999/fd");
+    std::fs::create_dir_all(&fd).unwrap();
+    std::fs::write(d.cfg.host_procfs.join("999/comm"), "vmm\n").unwrap();
+    symlink("/dev/vfio/7", fd.join("12")).unwrap();
+    let def = r#"{"name": "pt2", "memory_mib": 64, "vcpus": 1, "hostdevs": [{"address": "00:03.0"}]}"#;
+    assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    let (s, body) = call(d, Method::POST, "/v1/vms/pt2/start", None, "").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let msg = error_of(&body);
+    assert!(msg.contains("hostdevs[0] (0000:00:03.0)") && msg.contains("999 (vmm)"), "{msg}");
 }
