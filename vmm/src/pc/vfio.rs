@@ -229,9 +229,13 @@ pub fn attach_vfio_devices(
         return Ok(());
     }
     let fail = |d: &HostDevConfig, why: String| Error::Devices(format!("device vfio={}: {why}", d.addr));
+    // The host first (IOMMU, drivers, groups), for the most telling error.
+    let mut found = Vec::new();
+    for d in hostdevs {
+        found.push(check_host_device(Path::new("/sys"), &d.addr).map_err(|e| fail(d, e))?);
+    }
     let host = VfioHost::new(mem.clone()).map_err(|e| fail(&hostdevs[0], e.to_string()))?;
-    for (i, d) in hostdevs.iter().enumerate() {
-        let (sysfs, group) = check_host_device(Path::new("/sys"), &d.addr).map_err(|e| fail(d, e))?;
+    for (i, (d, (sysfs, group))) in hostdevs.iter().zip(found).enumerate() {
         let mut dev = host.open(&sysfs, group).map_err(|e| fail(d, e.to_string()))?;
         if !d.rom {
             dev.hide_rom();
