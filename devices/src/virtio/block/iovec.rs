@@ -78,6 +78,20 @@ pub fn transfer(
         Direction::FromGuest => Permissions::Read,
     };
     let Some(mut iovs) = guest_iovecs(mem, descs, skip, len, access) else { return Ok(false) };
+    transfer_iovecs(file, &mut iovs, len, offset, direction)?;
+    Ok(true)
+}
+
+/// Moves `len` bytes (the sum of the pieces' lengths) between `file` at `offset` and the
+/// guest-memory pieces `iovs` from [`guest_iovecs`], resuming after short transfers; the
+/// pieces are consumed on the way. An end of file before `len` bytes is an error.
+pub(crate) fn transfer_iovecs(
+    file: &File,
+    iovs: &mut [libc::iovec],
+    len: usize,
+    offset: u64,
+    direction: Direction,
+) -> io::Result<()> {
     let mut done = 0usize;
     let mut first = 0usize;
     while done < len {
@@ -85,7 +99,11 @@ pub fn transfer(
             .checked_add(done as u64)
             .and_then(|o| libc::off_t::try_from(o).ok())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        let rest = &iovs[first..];
+        let rest = iovs.get(first..).unwrap_or_default();
+        if rest.is_empty() {
+            // The pieces hold fewer than `len` bytes: a caller's mistake, never a guest's.
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
         // SAFETY: every iovec points into guest memory that vm-memory checked and that stays
         // mapped for the call; the kernel writes (or reads) at most `iov_len` bytes of each.
         let n = unsafe {
@@ -105,9 +123,9 @@ pub fn transfer(
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         done += n as usize;
-        first = advance(&mut iovs, first, n as usize);
+        first = advance(iovs, first, n as usize);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// After a transfer of `n` bytes that started at piece `first` of `iovs`: skips the pieces it
