@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //! virtio-blk (virtio 1.2, 5.2) on the `block` crate's images: read, write, flush (durable
 //! when it completes), get-id (the serial number), discard, write-zeroes, read-only media
-//! and several queues. Requests run on a worker thread ([`worker::BlockWorker`]): through an
-//! io_uring for raw images where the kernel offers one, one at a time otherwise.
+//! and several queues. Requests run off the vCPU threads, on a worker thread
+//! ([`worker::BlockWorker`]): through an io_uring for raw images where the kernel offers one,
+//! through a small thread pool otherwise (and for qcow2 images).
 
 pub mod iovec;
 mod pipeline;
+mod pool;
 pub mod request;
 mod uring;
 pub mod worker;
@@ -123,7 +125,7 @@ impl VirtioBlk {
     }
 
     /// Chooses which engines the disk may use from its next activation on (the default,
-    /// [`IoEngine::Auto`], prefers io_uring for raw images).
+    /// [`IoEngine::Auto`], prefers io_uring for raw images and falls back to the thread pool).
     pub fn set_io_engine(&mut self, engine: IoEngine) {
         self.engine = engine;
     }
@@ -172,11 +174,8 @@ impl VirtioDevice for VirtioBlk {
             engine: self.engine,
         })
         .map_err(|e| ActivateError::Host(format!("worker thread: {e}")))?;
-        let kind = match worker.engine() {
-            EngineKind::Uring => "io_uring",
-            EngineKind::Sync => "synchronous",
-        };
         if self.logged_engine != Some(worker.engine()) {
+            let kind = worker.engine().name();
             log::info!("{}: I/O engine {kind} ({})", self.label, worker.engine_reason());
             self.logged_engine = Some(worker.engine());
         }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The io_uring data path of a raw image: the worker takes every available chain (up to the
-//! ring's free entries), turns reads, writes and flushes into ring entries that point
-//! straight at the chain's guest-memory pieces, and completes them when the ring reports.
+//! The asynchronous data path: the worker takes every available chain (up to the engine's
+//! free entries), turns reads, writes and flushes into requests that point straight at the
+//! chain's guest-memory pieces, hands them to the engine ([`Backend`]: an io_uring for raw
+//! images, or the thread pool) and completes them when the engine reports on its eventfd.
 //! Many requests of a queue (and of several queues) are then in flight at once.
 //!
 //! A chain that is not a plain read, write or flush of a raw image (GET_ID, discard,
@@ -18,6 +19,7 @@ use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT, Reader, Writer};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, Permissions};
 
 use super::iovec::guest_iovecs;
+use super::pool::Pool;
 use super::request::{self, byte_range};
 use super::uring::{Finished, Op, Request, Ring};
 use super::worker::{positions_of, WorkerContext};
@@ -47,7 +49,7 @@ fn status_address(chain: &DescriptorChain<&GuestMemoryMmap>, data_len: usize) ->
     None
 }
 
-/// The ring request for `chain` of queue `queue`, or `None` if the chain must go through the
+/// The engine request for `chain` of queue `queue`, or `None` if the chain must go through the
 /// synchronous path (which also answers every malformed request).
 pub(crate) fn prepare(
     mem: &GuestMemoryMmap,
@@ -85,22 +87,87 @@ pub(crate) fn prepare(
     Some(Request { queue, head: chain.head_index(), status, op, iovecs, offset, len })
 }
 
+/// The engine requests go to: both take requests, report completions on an eventfd and can
+/// be waited on until idle.
+pub(crate) enum Backend {
+    /// An io_uring (raw images).
+    Uring(Ring),
+    /// A few threads with blocking calls.
+    Pool(Pool),
+}
+
+impl Backend {
+    /// Signalled when completions arrive.
+    pub fn event(&self) -> &vmm_sys_util::eventfd::EventFd {
+        match self {
+            Backend::Uring(r) => r.event(),
+            Backend::Pool(p) => p.event(),
+        }
+    }
+
+    /// How many more requests may be pushed.
+    pub fn room(&self) -> usize {
+        match self {
+            Backend::Uring(r) => r.room(),
+            Backend::Pool(p) => p.room(),
+        }
+    }
+
+    /// Requests pushed and not reaped yet.
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Backend::Uring(r) => r.in_flight(),
+            Backend::Pool(p) => p.in_flight(),
+        }
+    }
+
+    fn push(&mut self, req: Request) -> Result<(), Request> {
+        match self {
+            Backend::Uring(r) => r.push(req),
+            Backend::Pool(p) => p.push(req),
+        }
+    }
+
+    /// Sends what was pushed (the pool starts requests as they are pushed).
+    fn submit(&mut self) -> std::io::Result<()> {
+        match self {
+            Backend::Uring(r) => r.submit(),
+            Backend::Pool(_) => Ok(()),
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<Finished>) {
+        match self {
+            Backend::Uring(r) => r.reap(out),
+            Backend::Pool(p) => p.reap(out),
+        }
+    }
+
+    fn wait_idle(&mut self, out: &mut Vec<Finished>) {
+        match self {
+            Backend::Uring(r) => r.wait_idle(out),
+            Backend::Pool(p) => p.wait_idle(out),
+        }
+    }
+}
+
 /// The worker's state besides its context.
 pub(crate) struct Pipeline {
-    ring: Ring,
+    backend: Backend,
     media: Media,
     /// Queues the driver corrupted (ignored until a reset).
     broken: Vec<bool>,
-    /// Queues left with available chains because the ring was full.
+    /// Queues left with available chains because the engine was full.
     starved: Vec<bool>,
     finished: Vec<Finished>,
 }
 
 impl Pipeline {
-    /// A pipeline for `queues` queues over `ring`.
-    pub fn new(ring: Ring, media: Media, queues: usize) -> Self {
+    /// A pipeline for `queues` queues over `backend`.
+    pub fn new(backend: Backend, media: Media, queues: usize) -> Self {
         Pipeline {
-            ring,
+            backend,
             media,
             broken: vec![false; queues],
             starved: vec![false; queues],
@@ -115,10 +182,10 @@ impl Pipeline {
         }
     }
 
-    /// Completes what the ring finished, then takes more from queues the ring was too full for.
+    /// Completes what the engine finished, then takes more from queues it was too full for.
     pub fn completions(&mut self, ctx: &mut WorkerContext) {
         let mut finished = std::mem::take(&mut self.finished);
-        self.ring.reap(&mut finished);
+        self.backend.reap(&mut finished);
         self.complete(ctx, &mut finished);
         self.finished = finished;
         for i in 0..self.starved.len() {
@@ -131,7 +198,7 @@ impl Pipeline {
     /// Waits for every request in flight and completes them (the worker is stopping).
     pub fn finish(&mut self, ctx: &mut WorkerContext) {
         let mut finished = std::mem::take(&mut self.finished);
-        self.ring.wait_idle(&mut finished);
+        self.backend.wait_idle(&mut finished);
         self.complete(ctx, &mut finished);
     }
 
@@ -144,7 +211,7 @@ impl Pipeline {
         }
     }
 
-    /// Moves the available chains of queue `i` into the ring (or executes them at once if
+    /// Moves the available chains of queue `i` into the engine (or executes them at once if
     /// they cannot go there), as `drain_queue` does for the synchronous engine: with
     /// EVENT_IDX, it asks to be kicked for the next chain and then looks once more.
     fn submit_queue(&mut self, ctx: &mut WorkerContext, i: usize) {
@@ -155,7 +222,7 @@ impl Pipeline {
         let mut broken: Option<String> = None;
         self.starved[i] = false;
         'take: loop {
-            let room = self.ring.room();
+            let room = self.backend.room();
             if room == 0 {
                 // The chains left wait for completions (see `completions`), not for a kick.
                 self.starved[i] = true;
@@ -173,7 +240,7 @@ impl Pipeline {
             }
             for chain in chains {
                 let head = chain.head_index();
-                let used_len = match prepare(mem, &chain, self.media, i).map(|r| self.ring.push(r)) {
+                let used_len = match prepare(mem, &chain, self.media, i).map(|r| self.backend.push(r)) {
                     Some(Ok(())) => continue,
                     // Cannot happen (room was checked); the driver sees an I/O error.
                     Some(Err(req)) => write_status(mem, req.status, VIRTIO_BLK_S_IOERR as u8, 0),
@@ -197,15 +264,16 @@ impl Pipeline {
                 }
             }
         }
-        if let Err(e) = self.ring.submit() {
-            crate::warn_limited!("{}: io_uring submit: {e}", ctx.label);
+        if let Err(e) = self.backend.submit() {
+            crate::warn_limited!("{}: I/O submit: {e}", ctx.label);
         }
+        // The positions first: whoever the signal wakes sees them up to date.
+        update_position(ctx, i);
         if let Some(e) = broken {
             self.mark_broken(ctx, i, &e);
         } else if completed > 0 {
             notify(&ctx.label, ctx.interrupt.as_ref(), &mut ctx.queues[i], &ctx.mem);
         }
-        update_position(ctx, i);
     }
 
     /// Writes the status bytes and used entries of `finished` and notifies their queues.
@@ -234,8 +302,8 @@ impl Pipeline {
         }
         for (i, t) in touched.into_iter().enumerate() {
             if t && !self.broken[i] {
-                notify(&ctx.label, ctx.interrupt.as_ref(), &mut ctx.queues[i], &ctx.mem);
                 update_position(ctx, i);
+                notify(&ctx.label, ctx.interrupt.as_ref(), &mut ctx.queues[i], &ctx.mem);
             }
         }
     }

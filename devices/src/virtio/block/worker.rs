@@ -5,9 +5,11 @@
 //! interrupt (an irqfd write for MSI-X). Disk I/O runs here, off the vCPU threads and off
 //! the machine's event loop.
 //!
-//! Two engines ([`EngineKind`]): raw images go through an io_uring (many requests in flight,
-//! see [`super::pipeline`]) when the kernel allows one; otherwise, and for qcow2 images, the
-//! worker executes one request after the other with blocking calls.
+//! Three engines ([`EngineKind`]): raw images go through an io_uring (many requests in
+//! flight, see [`super::pipeline`]) when the kernel allows one; otherwise, and for qcow2
+//! images, the same pipeline hands the requests to a small thread pool ([`super::pool`]).
+//! The synchronous engine, asked for explicitly or when no thread can be made, executes one
+//! request after the other on the worker with blocking calls.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
@@ -19,24 +21,27 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::pipeline::{Media, Pipeline};
+use super::pipeline::{Backend, Media, Pipeline};
+use super::pool::{self, Pool, Target};
 use super::request;
 use super::uring::Ring;
 use crate::bus::lock;
 use crate::virtio::{queue, ActiveQueue, QueuePosition, VirtioInterrupt};
 
 const KILL_TOKEN: u64 = u64::MAX;
-const RING_TOKEN: u64 = u64::MAX - 1;
+const ENGINE_TOKEN: u64 = u64::MAX - 1;
 /// Most ring entries (requests in flight) of one disk, whatever its queues add up to.
 const MAX_RING_ENTRIES: u32 = 1024;
 
 /// Which engines a disk may use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum IoEngine {
-    /// io_uring for raw images when the kernel offers it, the synchronous path otherwise.
+    /// io_uring for raw images when the kernel offers it, the thread pool otherwise.
     #[default]
     Auto,
-    /// Always the synchronous path (tests, and hosts where io_uring misbehaves).
+    /// The thread pool even where io_uring works (tests, and hosts where io_uring misbehaves).
+    ThreadPool,
+    /// Always the synchronous path, one request at a time on the worker (tests).
     Sync,
 }
 
@@ -45,8 +50,22 @@ pub enum IoEngine {
 pub enum EngineKind {
     /// An io_uring: many requests in flight.
     Uring,
+    /// A few threads with blocking calls: several requests in flight for raw images, one at
+    /// a time (off the worker) for images with metadata.
+    ThreadPool,
     /// One request at a time, blocking calls on the worker.
     Sync,
+}
+
+impl EngineKind {
+    /// The engine's name in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Uring => "io_uring",
+            EngineKind::ThreadPool => "thread pool",
+            EngineKind::Sync => "synchronous",
+        }
+    }
 }
 
 /// A running worker; dropping it without [`BlockWorker::stop`] stops it too.
@@ -75,8 +94,9 @@ pub struct WorkerContext {
     pub writethrough: bool,
     /// Where the worker is in each queue. The synchronous engine holds the lock for the whole
     /// of each batch of work, so a reader sees the positions between two batches; with the
-    /// io_uring engine `next_avail` may run ahead of `next_used` by the requests in flight,
-    /// and the positions are settled once the worker has stopped (it completes them first).
+    /// io_uring and thread-pool engines `next_avail` may run ahead of `next_used` by the
+    /// requests in flight, and the positions are settled once the worker has stopped (it
+    /// completes them first).
     pub positions: Arc<Mutex<Vec<QueuePosition>>>,
     /// Which engines the worker may use.
     pub engine: IoEngine,
@@ -103,21 +123,24 @@ impl BlockWorker {
         for (i, q) in ctx.queues.iter().enumerate() {
             epoll.ctl(ControlOperation::Add, q.kick.as_raw_fd(), EpollEvent::new(EventSet::IN, i as u64))?;
         }
-        let (pipeline, why) = match make_ring(&ctx) {
-            Ok((ring, media)) => {
+        let (pipeline, engine, why) = match make_backend(&ctx) {
+            Ok((backend, media, why)) => {
                 epoll.ctl(
                     ControlOperation::Add,
-                    ring.event().as_raw_fd(),
-                    EpollEvent::new(EventSet::IN, RING_TOKEN),
+                    backend.event().as_raw_fd(),
+                    EpollEvent::new(EventSet::IN, ENGINE_TOKEN),
                 )?;
-                (Some(Pipeline::new(ring, media, ctx.queues.len())), "raw image".to_string())
+                let engine = match backend {
+                    Backend::Uring(_) => EngineKind::Uring,
+                    Backend::Pool(_) => EngineKind::ThreadPool,
+                };
+                (Some(Pipeline::new(backend, media, ctx.queues.len())), engine, why)
             }
-            Err(why) => (None, why),
+            Err(why) => (None, EngineKind::Sync, why),
         };
-        let engine = if pipeline.is_some() { EngineKind::Uring } else { EngineKind::Sync };
         let name = ctx.label.clone();
         let handle = std::thread::Builder::new().name(name).spawn(move || match pipeline {
-            Some(p) => run_uring(epoll, ctx, p),
+            Some(p) => run_pipeline(epoll, ctx, p),
             None => run(epoll, ctx),
         })?;
         Ok(BlockWorker { kill, handle: Some(handle), engine, why })
@@ -128,7 +151,7 @@ impl BlockWorker {
         self.engine
     }
 
-    /// Why it uses that engine, for the log (`raw image`, `qcow2 image`, the io_uring error).
+    /// Why it uses that engine, for the log (`raw image`, the io_uring error, ...).
     pub fn engine_reason(&self) -> &str {
         &self.why
     }
@@ -157,27 +180,44 @@ impl Drop for BlockWorker {
     }
 }
 
-/// An io_uring for the image, if the disk is raw, `ctx.engine` allows one and the kernel makes
-/// one; otherwise why not.
-fn make_ring(ctx: &WorkerContext) -> Result<(Ring, Media), String> {
+/// The engine for the image and why it was chosen: an io_uring if the disk is raw,
+/// `ctx.engine` allows one and the kernel makes one; the thread pool otherwise (several
+/// threads for raw images, one behind the image's lock for other formats); `Err` with the
+/// reason for the synchronous path.
+fn make_backend(ctx: &WorkerContext) -> Result<(Backend, Media, String), String> {
     if ctx.engine == IoEngine::Sync {
         return Err("synchronous engine asked for".into());
     }
     let disk = lock(&ctx.disk);
     let media = Media { size: disk.size(), read_only: disk.read_only() };
-    let Some(file) = disk.raw_file() else { return Err("not a raw image".into()) };
-    let file = file.try_clone().map_err(|e| format!("cannot duplicate the image fd: {e}"))?;
+    let raw = disk.raw_file().map(|f| f.try_clone()).transpose();
     drop(disk);
+    let raw = raw.map_err(|e| format!("cannot duplicate the image fd: {e}"))?;
     let entries: u32 = ctx.queues.iter().map(|q| u32::from(q.queue.size())).sum();
-    let entries = entries.clamp(1, MAX_RING_ENTRIES).next_power_of_two();
-    let ring =
-        Ring::new(file, entries, ctx.writethrough).map_err(|e| format!("io_uring unavailable: {e}"))?;
-    Ok((ring, media))
+    let entries = entries.clamp(1, MAX_RING_ENTRIES);
+    let capacity = entries as usize;
+    let pool = |target, threads, why: String| {
+        Pool::new(&ctx.label, target, threads, capacity, ctx.writethrough, &ctx.mem)
+            .map(|p| (Backend::Pool(p), media, why.clone()))
+            .map_err(|e| format!("{why}; cannot start the I/O threads: {e}"))
+    };
+    let Some(file) = raw else {
+        return pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into());
+    };
+    let threads = capacity.min(pool::MAX_THREADS);
+    if ctx.engine == IoEngine::ThreadPool {
+        return pool(Target::Raw(file), threads, "raw image, thread pool asked for".into());
+    }
+    let ring = file.try_clone().and_then(|f| Ring::new(f, entries.next_power_of_two(), ctx.writethrough));
+    match ring {
+        Ok(ring) => Ok((Backend::Uring(ring), media, "raw image".into())),
+        Err(e) => pool(Target::Raw(file), threads, format!("raw image, io_uring unavailable: {e}")),
+    }
 }
 
-/// The io_uring engine's loop: kicks submit, ring completions complete; on stop, every
-/// request in flight completes before the thread ends.
-fn run_uring(epoll: Epoll, mut ctx: WorkerContext, mut pipeline: Pipeline) {
+/// The io_uring and thread-pool engines' loop: kicks submit, engine completions complete; on
+/// stop, every request in flight completes before the thread ends.
+fn run_pipeline(epoll: Epoll, mut ctx: WorkerContext, mut pipeline: Pipeline) {
     let mut events = vec![EpollEvent::default(); ctx.queues.len() + 2];
     // Buffers made available before activation were announced by a kick the worker missed.
     for i in 0..ctx.queues.len() {
@@ -199,7 +239,7 @@ fn run_uring(epoll: Epoll, mut ctx: WorkerContext, mut pipeline: Pipeline) {
                     pipeline.finish(&mut ctx);
                     return;
                 }
-                RING_TOKEN => pipeline.completions(&mut ctx),
+                ENGINE_TOKEN => pipeline.completions(&mut ctx),
                 token => {
                     let i = token as usize;
                     let Some(q) = ctx.queues.get(i) else { continue };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The io_uring engine on real temporary files, without a guest: chains built in a mock
-//! queue, served by a pipeline driven from the test thread (deterministic) or by the worker.
+//! The io_uring and thread-pool engines on real temporary files, without a guest: chains
+//! built in a mock queue, served by a pipeline driven from the test thread or by the worker.
+//! Every pipeline test runs once per engine (`both!`).
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -17,6 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::tempfile::TempFile;
 
 use super::*;
+use crate::virtio::block::pool::Target;
 use crate::virtio::block::{BlockOptions, EngineKind, IoEngine, VirtioBlk};
 use crate::virtio::{
     ActivateContext, ActiveQueue, VirtioDevice, VirtioInterrupt, VirtioInterruptKind, VIRTIO_F_VERSION_1,
@@ -126,9 +128,66 @@ fn status(mem: &GuestMemoryMmap, at: u64) -> u8 {
     mem.read_obj(GuestAddress(at)).unwrap()
 }
 
-/// A worker context over queue 0 of `mq` and the pipeline of a ring of `entries` entries;
+/// Which engine a pipeline test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Uring,
+    Pool,
+}
+
+/// Runs the pipeline test `$name(kind)` once per engine, as `$name::uring` and `$name::pool`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name(super::Kind::Uring);
+            }
+            #[test]
+            fn pool() {
+                super::$name(super::Kind::Pool);
+            }
+        }
+    )*};
+}
+
+both!(
+    reads_writes_and_a_flush_go_through_the_engine,
+    a_flush_completes_after_every_write_submitted_before_it,
+    writethrough_writes_complete_through_the_engine,
+    bad_requests_fail_alone_through_the_synchronous_checks,
+    a_full_engine_takes_the_rest_after_completions,
+    a_short_transfer_is_resubmitted_and_a_vanished_range_fails,
+);
+
+/// The engine of `kind` for `disk` with `entries` entries (at most 4 pool threads); `None`
+/// (the test is skipped) for io_uring where the kernel offers none.
+fn backend(
+    kind: Kind,
+    mem: &GuestMemoryMmap,
+    disk: &dyn DiskImage,
+    entries: u32,
+    writethrough: bool,
+) -> Option<Backend> {
+    let file = disk.raw_file().unwrap().try_clone().unwrap();
+    if kind == Kind::Pool {
+        let threads = (entries as usize).min(4);
+        let pool = Pool::new("vdt", Target::Raw(file), threads, entries as usize, writethrough, mem);
+        return Some(Backend::Pool(pool.unwrap()));
+    }
+    match Ring::new(file, entries, writethrough) {
+        Ok(r) => Some(Backend::Uring(r)),
+        Err(e) => {
+            eprintln!("skipped: io_uring unavailable here: {e}");
+            None
+        }
+    }
+}
+
+/// A worker context over queue 0 of `mq` and the pipeline of an engine of `entries` entries;
 /// `None` (the test is skipped) where the kernel offers no io_uring.
 fn rig(
+    kind: Kind,
     mem: &GuestMemoryMmap,
     mq: &MockSplitQueue<'_, GuestMemoryMmap>,
     disk: Box<dyn DiskImage>,
@@ -137,14 +196,7 @@ fn rig(
 ) -> Option<(WorkerContext, Pipeline, Arc<Count>)> {
     let queue: Queue = mq.create_queue().unwrap();
     let media = Media { size: disk.size(), read_only: disk.read_only() };
-    let file = disk.raw_file().unwrap().try_clone().unwrap();
-    let ring = match Ring::new(file, entries, writethrough) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("skipped: io_uring unavailable here: {e}");
-            return None;
-        }
-    };
+    let ring = backend(kind, mem, disk.as_ref(), entries, writethrough)?;
     let queues = vec![ActiveQueue { index: 0, queue, kick: EventFd::new(libc::EFD_NONBLOCK).unwrap() }];
     let count = Arc::new(Count::default());
     let ctx = WorkerContext {
@@ -172,12 +224,11 @@ fn serve_until(ctx: &mut WorkerContext, p: &mut Pipeline, mq: &MockSplitQueue<'_
     }
 }
 
-#[test]
-fn reads_writes_and_a_flush_go_through_the_ring() {
+fn reads_writes_and_a_flush_go_through_the_engine(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 64);
     let (tmp, disk) = image(64);
-    let Some((mut ctx, mut p, count)) = rig(&m, &mq, disk, 64, false) else { return };
+    let Some((mut ctx, mut p, count)) = rig(kind, &m, &mq, disk, 64, false) else { return };
     // A read of sectors 3..5 into two buffers, a 4 KiB write at sector 16, a flush.
     header(&m, 0x10_0000, VIRTIO_BLK_T_IN, 3);
     let read =
@@ -188,7 +239,7 @@ fn reads_writes_and_a_flush_go_through_the_ring() {
     let flush = vec![(0x12_0000, 16, false), (0x30_0020, 1, true)];
     add_chains(&mq, 0, &[read, write, flush]);
     serve_until(&mut ctx, &mut p, &mq, 3);
-    assert_eq!(p.ring.in_flight(), 0);
+    assert_eq!(p.backend.in_flight(), 0);
     let img = pattern(64 * S);
     let mut got = vec![0u8; 512];
     m.read_slice(&mut got, GuestAddress(0x21_0000)).unwrap();
@@ -205,12 +256,11 @@ fn reads_writes_and_a_flush_go_through_the_ring() {
     assert_eq!(lock(&ctx.positions)[0].next_used, 3);
 }
 
-#[test]
-fn a_flush_completes_after_every_write_submitted_before_it() {
+fn a_flush_completes_after_every_write_submitted_before_it(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 64);
     let (tmp, disk) = image(4096);
-    let Some((mut ctx, mut p, _)) = rig(&m, &mq, disk, 64, false) else { return };
+    let Some((mut ctx, mut p, _)) = rig(kind, &m, &mq, disk, 64, false) else { return };
     let mut chains = Vec::new();
     for k in 0..4u64 {
         m.write_slice(&vec![k as u8 + 1; 256 << 10], GuestAddress(0x40_0000 + (k << 20))).unwrap();
@@ -238,12 +288,11 @@ fn a_flush_completes_after_every_write_submitted_before_it() {
     assert_eq!(status(&m, 0x30_0010), 0);
 }
 
-#[test]
-fn writethrough_writes_complete_through_the_ring() {
+fn writethrough_writes_complete_through_the_engine(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 16);
     let (tmp, disk) = image(16);
-    let Some((mut ctx, mut p, _)) = rig(&m, &mq, disk, 16, true) else { return };
+    let Some((mut ctx, mut p, _)) = rig(kind, &m, &mq, disk, 16, true) else { return };
     m.write_slice(&[0xc3; 1024], GuestAddress(0x40_0000)).unwrap();
     add_chains(&mq, 0, &[write_chain(&m, 0x10_0000, 2, 0x40_0000, 1024, 0x30_0000)]);
     serve_until(&mut ctx, &mut p, &mq, 1);
@@ -251,12 +300,11 @@ fn writethrough_writes_complete_through_the_ring() {
     assert_eq!(&file_bytes(&tmp)[2 * S..4 * S], &[0xc3; 1024][..]);
 }
 
-#[test]
-fn bad_requests_fail_alone_through_the_synchronous_checks() {
+fn bad_requests_fail_alone_through_the_synchronous_checks(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 64);
     let (tmp, disk) = image(8);
-    let Some((mut ctx, mut p, count)) = rig(&m, &mq, disk, 16, false) else { return };
+    let Some((mut ctx, mut p, count)) = rig(kind, &m, &mq, disk, 16, false) else { return };
     header(&m, 0x13_0000, 99, 0);
     header(&m, 0x14_0000, VIRTIO_BLK_T_GET_ID, 0);
     header(&m, 0x15_0000, VIRTIO_BLK_T_IN, 0);
@@ -300,18 +348,17 @@ fn bad_requests_fail_alone_through_the_synchronous_checks() {
     assert_eq!(count.resets.load(Ordering::SeqCst), 0, "bad requests do not break the queue");
 }
 
-#[test]
-fn a_full_ring_takes_the_rest_after_completions() {
+fn a_full_engine_takes_the_rest_after_completions(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 64);
     let (_tmp, disk) = image(64);
-    let Some((mut ctx, mut p, _)) = rig(&m, &mq, disk, 2, false) else { return };
+    let Some((mut ctx, mut p, _)) = rig(kind, &m, &mq, disk, 2, false) else { return };
     let chains: Vec<_> = (0..9u64)
         .map(|k| read_chain(&m, 0x10_0000 + k * 0x100, k * 3, 0x20_0000 + k * 0x1000, 2, 0x30_0000 + k))
         .collect();
     add_chains(&mq, 0, &chains);
     p.kick(&mut ctx, 0);
-    assert!(p.ring.in_flight() <= 2, "never more in flight than the ring has entries");
+    assert!(p.backend.in_flight() <= 2, "never more in flight than the engine has entries");
     serve_until(&mut ctx, &mut p, &mq, 9);
     let img = pattern(64 * S);
     for k in 0..9usize {
@@ -322,12 +369,11 @@ fn a_full_ring_takes_the_rest_after_completions() {
     }
 }
 
-#[test]
-fn a_short_transfer_is_resubmitted_and_a_vanished_range_fails() {
+fn a_short_transfer_is_resubmitted_and_a_vanished_range_fails(kind: Kind) {
     let m = mem();
     let mq = MockSplitQueue::new(&m, 16);
     let (tmp, disk) = image(8);
-    let Some((mut ctx, mut p, _)) = rig(&m, &mq, disk, 16, false) else { return };
+    let Some((mut ctx, mut p, _)) = rig(kind, &m, &mq, disk, 16, false) else { return };
     // The file shrinks under the disk (its size was taken at open): sectors 2..6 now end
     // 100 bytes into sector 4.
     tmp.as_file().set_len(4 * S as u64 + 100).unwrap();
@@ -407,13 +453,20 @@ fn the_worker_picks_io_uring_for_raw_images() {
 }
 
 #[test]
-fn the_synchronous_engine_serves_when_forced_and_for_other_formats() {
+fn the_other_engines_serve_when_asked_for_and_for_other_formats() {
     let (_tmp, disk) = image(8);
     let mut dev = VirtioBlk::new("vds", disk, &opts()).unwrap();
     dev.set_io_engine(IoEngine::Sync);
     assert_eq!(read_through_worker(&mut dev), Some(EngineKind::Sync));
-    // An image without a raw file (qcow2 is the same case).
+    dev.set_io_engine(IoEngine::ThreadPool);
+    assert_eq!(read_through_worker(&mut dev), Some(EngineKind::ThreadPool));
+    // An image without a raw file (qcow2 is the same case): the pool, unless the synchronous
+    // path is asked for.
     let mem_disk = MemDisk::new(pattern(8 * S), false);
     let mut dev = VirtioBlk::new("vdm", Box::new(mem_disk), &opts()).unwrap();
+    assert_eq!(read_through_worker(&mut dev), Some(EngineKind::ThreadPool));
+    dev.set_io_engine(IoEngine::Sync);
     assert_eq!(read_through_worker(&mut dev), Some(EngineKind::Sync));
 }
+
+mod pool_engine;
