@@ -5,6 +5,8 @@
 //! ([`worker::BlockWorker`]): through an io_uring for raw images where the kernel offers one,
 //! through a small thread pool otherwise (and for qcow2 images).
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod iovec;
 mod pipeline;
 mod pool;
