@@ -541,6 +541,11 @@ debian_login() {
     wait_serial "$log" 'root@vmm-guest:~#' $((_prompts + 1)) 60 "$vpid" "$1 shell $2"
 }
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# overhead PID RAM_KIB: the vmm's resident memory beyond guest RAM (KiB): the Rss of every
+# mapping but those exactly RAM_KIB long (guest RAM below the PCI hole is one mapping). Guest
+# RAM stays resident across a reset (as on a PC, it is not cleared), so this is what must not
+# grow from one boot to the next.
+overhead() { awk -v ram="$2" '$1 == "Size:" { s = $2 } $1 == "Rss:" { t += $2; if (s == ram) g += $2 } END { print t - g }' "/proc/$1/smaps" 2>/dev/null; }
 
 # The Debian image (qcow2 overlay on a virtio-blk disk) with a virtio-net NIC on tap vnet0,
 # `--nic tap=vnet0,model=virtio,mac=..`: the vmm creates the tap, L1 gives it 10.0.2.1/24. In
@@ -806,21 +811,22 @@ sc_pc_virtio_blk() {
         *) REASON="boot $1: not / on a virtio 1.x vda: $disk"; return 1 ;;
         esac
     }
-    ok='' rss1='' rss2='' rss3=''
+    ok='' rss1='' rss2='' rss3='' ov1='' ov2='' ov3=''
+    ram_kib=$(($(echo "${PC_GUEST_MEM:-512M}" | tr -d 'M') * 1024))
     # Two guest reboots in the same vmm process (its VmRSS read at each shell), then the
     # durability check.
     if debian_login pc-virtio-blk 1 && check_disk 1; then
-        rss1=$(vmrss $vpid) t1=$(now)
+        rss1=$(vmrss $vpid) ov1=$(overhead $vpid $ram_kib) t1=$(now)
         printf 'systemctl reboot\r' >&3
         if debian_login pc-virtio-blk 2 && check_disk 2; then
-            rss2=$(vmrss $vpid)
+            rss2=$(vmrss $vpid) ov2=$(overhead $vpid $ram_kib)
             echo "E2E-TIME pc-virtio-blk reboot_to_shell_s=$(since "$t1")"
             t1=$(now)
             printf 'systemctl reboot\r' >&3
             if debian_login pc-virtio-blk 3 && check_disk 3; then
-                rss3=$(vmrss $vpid)
+                rss3=$(vmrss $vpid) ov3=$(overhead $vpid $ram_kib)
                 echo "E2E-TIME pc-virtio-blk reboot2_to_shell_s=$(since "$t1")"
-                echo "E2E-INFO pc-virtio-blk vmm pid $vpid (same process) VmRSS at boots 1, 2, 3: ${rss1:-?}, ${rss2:-?}, ${rss3:-?} KiB"
+                echo "E2E-INFO pc-virtio-blk vmm pid $vpid (same process) VmRSS at boots 1, 2, 3: ${rss1:-?}, ${rss2:-?}, ${rss3:-?} KiB; beyond guest RAM: ${ov1:-?}, ${ov2:-?}, ${ov3:-?} KiB"
                 printf 'echo vproof-%s >/root/vproof && sync && echo SYNC""ED-OK\r' "$token" >&3
                 wait_serial "$log" 'SYNCED-OK' 1 60 $vpid "pc-virtio-blk sync" && ok=1
             fi
@@ -840,6 +846,12 @@ sc_pc_virtio_blk() {
         return 1
     fi
     echo "E2E-TIME pc-virtio-blk total_s=$(since "$t0")"
+    # A leak per boot (devices, buffers, threads made again) shows here; 16 MiB is far above
+    # the noise of allocator caches.
+    if [ -n "$ov1" ] && [ -n "$ov3" ] && [ $((ov3 - ov1)) -gt 16384 ]; then
+        REASON="the vmm's memory beyond guest RAM grew across two reboots: ${ov1} -> ${ov2} -> ${ov3} KiB"
+        return 1
+    fi
     case $disk in *" msi=0 "*) echo "E2E-GUEST-WARN pc-virtio-blk: no MSI-X vectors in use (INTx): $disk" ;; esac
     qemu-img check "$d/disk.qcow2" >"$d/check.out" 2>&1
     rc=$?
@@ -862,7 +874,7 @@ sc_pc_virtio_blk() {
     fi
     alloc=$(qemu-img info "$d/disk.qcow2" | sed -n 's/^disk size: //p')
     disk=${disk#VBLK }
-    NOTE="virtio-blk ${disk% end} in all three boots, two systemctl reboots in the same vmm (VmRSS ${rss1:-?} -> ${rss2:-?} -> ${rss3:-?} KiB), synced file in the qcow2 after SIGKILL (grew to $alloc), qemu-img check clean"
+    NOTE="virtio-blk ${disk% end} in all three boots, two systemctl reboots in the same vmm (VmRSS ${rss1:-?} -> ${rss2:-?} -> ${rss3:-?} KiB, beyond guest RAM ${ov1:-?} -> ${ov2:-?} -> ${ov3:-?} KiB), synced file in the qcow2 after SIGKILL (grew to $alloc), qemu-img check clean"
 }
 
 # Direct kernel boot (the direct machine: no firmware, the vmm loads the kernel and writes the
