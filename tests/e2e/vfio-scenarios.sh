@@ -1,0 +1,154 @@
+#!/bin/sh
+# tests/e2e/vfio-scenarios.sh - VFIO passthrough scenarios (issue 13), POSIX sh.
+#
+# Runs inside an L1 test host started by tests/e2e/vfio-run.sh: QEMU's emulated intel-iommu
+# (L1 booted with intel_iommu=on) and an emulated e1000 (8086:100e) on QEMU's user network,
+# with the vfio modules loaded and no e1000 driver in L1.
+#
+# Usage: vfio-scenarios.sh [--list | NAME...]
+#   vfio-unbound   the e1000 is in an IOMMU group of its own; assigning it while no driver is
+#                  bound fails before the guest starts, with the fix (vmctl hostdev bind) in
+#                  the message
+#   vfio-e1000     bound to vfio-pci (driver_override + drivers_probe) and assigned to an L2 PC
+#                  guest (SeaBIOS, kernel through fw_cfg, l2test=net): the guest's e1000 driver
+#                  binds it, reads the MAC QEMU gave it, brings the link up and gets a DHCP
+#                  lease from QEMU's user network through it (descriptor rings and packets by
+#                  DMA through the IOMMU, INTx through the resample irqfd); then two guest
+#                  resets (control socket) and the same again after each
+# Environment: VMM, KERNEL, INITRD (as set by l1-init.sh), VFIO_BOOT_TIMEOUT (seconds per boot,
+#   default 240).
+# Output: "E2E-RESULT <name> PASS|FAIL <reason>", "E2E-TIME <name> k=v ...".
+set -u
+PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
+
+VFIO_SCENARIOS="vfio-unbound vfio-e1000"
+if [ "${1:-}" = "--list" ]; then
+    for s in $VFIO_SCENARIOS; do echo "$s"; done
+    exit 0
+fi
+VMM=${VMM:-/bin/vmm}
+KERNEL=${KERNEL:-/guest/vmlinuz}
+INITRD=${INITRD:-/guest/l2-initramfs.cpio.gz}
+TMO=${VFIO_BOOT_TIMEOUT:-240}
+SELECTED=$(echo "${*:-${VFIO_ONLY:-$VFIO_SCENARIOS}}" | tr ',' ' ')
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vfio-e2e.XXXXXX") || exit 1
+
+now() { read -r _up _ </proc/uptime; echo "$_up"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+show() { # FILE N
+    echo "---- last $2 lines of ${1##*/} ----"
+    tr -d '\r' <"$1" | tail -n "$2" | sed 's/^/  | /'
+    echo "---- end ----"
+}
+
+# The emulated e1000: its sysfs directory and address.
+E1000=
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x100e ]; then
+        E1000=$d
+        break
+    fi
+done
+ADDR=${E1000##*/}
+GROUP=$(readlink "$E1000/iommu_group" 2>/dev/null)
+GROUP=${GROUP##*/}
+echo "E2E-INFO e1000 at ${ADDR:-none}, IOMMU group ${GROUP:-none} ($(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l) groups)"
+
+sc_vfio_unbound() {
+    [ -n "$ADDR" ] || { REASON="no e1000 (8086:100e) in L1"; return 1; }
+    [ -n "$GROUP" ] || { REASON="the e1000 has no IOMMU group (is intel_iommu=on on?)"; return 1; }
+    members=$(ls "/sys/kernel/iommu_groups/$GROUP/devices" | wc -l)
+    [ "$members" = 1 ] || { REASON="group $GROUP has $members devices"; return 1; }
+    "$VMM" --machine pc --kernel "$KERNEL" --initramfs "$INITRD" --vga none --serial file:"$WORK/unbound.log" \
+        --device "vfio=$ADDR" >"$WORK/unbound.out" 2>&1
+    rc=$?
+    msg=$(tr '\n' ' ' <"$WORK/unbound.out")
+    echo "E2E-INFO vfio-unbound: exit $rc: $msg"
+    case $msg in
+    *"bound to no driver: vmctl hostdev bind $ADDR"*) ;;
+    *) REASON="exit $rc without the expected message"; return 1 ;;
+    esac
+    [ "$rc" != 0 ] || { REASON="the vmm started"; return 1; }
+}
+
+# bind_vfio: the e1000 to vfio-pci, as vmctl hostdev bind does.
+bind_vfio() {
+    echo vfio-pci >"$E1000/driver_override" || return 1
+    echo "$ADDR" >/sys/bus/pci/drivers_probe 2>/dev/null
+    _drv=$(readlink "$E1000/driver")
+    [ "${_drv##*/}" = vfio-pci ] && [ -c "/dev/vfio/$GROUP" ]
+}
+
+# wait_count FILE PATTERN N: until FILE has N lines with PATTERN (or TMO seconds, or the vmm exits).
+wait_count() {
+    _t=$(now)
+    while [ "$(tr -d '\r' <"$1" | grep -c "$2")" -lt "$3" ]; do
+        kill -0 "$VPID" 2>/dev/null || return 1
+        awk -v a="$_t" -v b="$(now)" -v t="$TMO" 'BEGIN { exit !(b - a >= t) }' && return 1
+        sleep 1
+    done
+}
+
+sc_vfio_e1000() {
+    [ -n "$ADDR" ] && [ -n "$GROUP" ] || { REASON="no e1000 with an IOMMU group"; return 1; }
+    bind_vfio || { REASON="cannot bind $ADDR to vfio-pci (driver: $(readlink "$E1000/driver"))"; return 1; }
+    d=$WORK/e1000
+    mkdir -p "$d"
+    t0=$(now)
+    RUST_LOG=info "$VMM" --machine pc --kernel "$KERNEL" --initramfs "$INITRD" --memory 256M --vga none \
+        --cmdline "console=ttyS0 l2test=net panic=-1 quiet" --device "vfio=$ADDR" --control "$d/ctl" \
+        --serial stdio </dev/null >"$d/serial.log" 2>"$d/err" &
+    VPID=$!
+    boots=''
+    ok=1
+    for n in 1 2 3; do
+        if ! wait_count "$d/serial.log" 'L2-NET' "$n"; then
+            REASON="boot $n: no L2-NET line"
+            ok=0
+            break
+        fi
+        boots="$boots boot${n}_s=$(since "$t0")"
+        if [ "$n" -lt 3 ]; then
+            t0=$(now)
+            "$VMM" control "$d/ctl" '{"cmd":"reset"}' >/dev/null || { REASON="reset $n refused"; ok=0; break; }
+        fi
+    done
+    "$VMM" control "$d/ctl" '{"cmd":"stop"}' >/dev/null 2>&1
+    sleep 2
+    kill "$VPID" 2>/dev/null
+    wait "$VPID"
+    net=$(tr -d '\r' <"$d/serial.log" | grep 'L2-NET')
+    echo "$net" | sed 's/^/E2E-INFO vfio-e1000 guest: /'
+    grep -E 'hostdev0|vfio' "$d/err" | head -n 5 | sed 's/^/E2E-INFO vfio-e1000 vmm: /'
+    echo "E2E-TIME vfio-e1000$boots"
+    if [ "$ok" = 1 ]; then
+        bad=$(echo "$net" | grep -v 'drv=e1000' | grep -v 'mac=52:54:00:12:34:56' | head -n 1)
+        if echo "$net" | grep -q 'L2-NET-FAIL'; then
+            REASON="$(echo "$net" | grep 'L2-NET-FAIL' | head -n 1)"
+            ok=0
+        elif [ "$(echo "$net" | grep -c 'drv=e1000 *$')" != 3 ] || [ "$(echo "$net" | grep -c 'mac=52:54:00:12:34:56 addr=10.0.2.15/24')" != 3 ]; then
+            REASON="unexpected guest network: $bad"
+            ok=0
+        fi
+    fi
+    if [ "$ok" = 0 ]; then
+        show "$d/serial.log" 40
+        show "$d/err" 20
+        return 1
+    fi
+}
+
+failed=0
+for s in $SELECTED; do
+    REASON=''
+    fn=sc_$(echo "$s" | tr '-' '_')
+    echo "E2E-START $s uptime=$(now)"
+    if "$fn"; then
+        echo "E2E-RESULT $s PASS"
+    else
+        echo "E2E-RESULT $s FAIL ${REASON:-failed}"
+        failed=$((failed + 1))
+    fi
+done
+rm -rf "$WORK"
+exit $((failed > 0))
