@@ -3,9 +3,10 @@
 #
 # Usage: tests/e2e/vfio-run.sh
 #   Builds the static vmm (or uses VMM_BIN) and the test-host fixtures, then boots an L1 test
-#   host with QEMU's emulated VT-d (-device intel-iommu, intel_iommu=on) and an emulated e1000
-#   on QEMU's user network (restrict=on), the vfio modules and no e1000 driver in L1, and runs
-#   tests/e2e/vfio-scenarios.sh there: our vmm assigns that e1000 to an L2 PC guest.
+#   host with QEMU's emulated VT-d (-device intel-iommu, intel_iommu=on), an emulated e1000 and
+#   an e1000e (82574, MSI-X) on QEMU's user network (restrict=on), the vfio modules and no NIC
+#   driver in L1, and runs tests/e2e/vfio-scenarios.sh there: our vmm assigns those NICs to L2
+#   PC guests.
 #   Last line: "e2e-vfio: N passed, M failed"; non-zero exit if any failed or none ran.
 # Environment: VMM_BIN, VFIO_ONLY=a,b, VFIO_L1_TIMEOUT (default 900), VFIO_L1_SILENCE (default
 #   120, see l1_watch in lib.sh), VFIO_BOOT_TIMEOUT (per L2 boot, default 240),
@@ -22,13 +23,29 @@ ensure_pkgs socat:socat
 
 static_vmm
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
-cpio=$(L1_NAME=vfio L1_MODULES="vfio vfio_iommu_type1 vfio_pci" \
-    "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vfio-scenarios.sh" \
-    /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
-    /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
+load_kernel_env
 
 tmp=$(mktemp -d /tmp/e2e-vfio.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# The L2 guest of vfio-e1000e-msix: a second archive after the usual L2 initramfs with its own
+# /init (tests/e2e/vfio-l2-init.sh) and the e1000e driver.
+ko=$(find "$CACHE/modules/kernel/drivers/net/ethernet/intel/e1000e" -maxdepth 1 -name 'e1000e.ko*' -print -quit)
+[[ -n $ko ]] || die "e1000e.ko not found under $CACHE/modules"
+mkdir -p "$tmp/l2x/lib/modules"
+install -m 0755 "$E2E_DIR/vfio-l2-init.sh" "$tmp/l2x/init"
+case $ko in
+*.ko.xz) xz -dc "$ko" >"$tmp/l2x/lib/modules/e1000e.ko" ;;
+*.ko.zst) zstd -qdc "$ko" >"$tmp/l2x/lib/modules/e1000e.ko" ;;
+*) cp "$ko" "$tmp/l2x/lib/modules/e1000e.ko" ;;
+esac
+make_initramfs "$tmp/l2x" "$tmp/l2-e1000e-extra.cpio.gz"
+
+cpio=$(L1_NAME=vfio L1_MODULES="vfio vfio_iommu_type1 vfio_pci" \
+    "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vfio-scenarios.sh" \
+    "$tmp/l2-e1000e-extra.cpio.gz=/guest/l2-e1000e-extra.cpio.gz" \
+    /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
+    /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
+
 # allow_unsafe_interrupts: type1 refuses an IOMMU without interrupt remapping otherwise (QEMU's
 # intel-iommu offers it only in some configurations); l1-init.sh passes it to insmod.
 append="intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1 idle=poll ${L1_EXTRA_APPEND:-}"
@@ -39,7 +56,7 @@ start=$(date +%s)
 set +e
 # intel-iommu before the devices it translates for.
 L1_EXTRA_APPEND=$append \
-    L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -device intel-iommu -netdev user,id=n0,restrict=on -device e1000,netdev=n0 -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
+    L1_QEMU_EXTRA="${L1_QEMU_EXTRA:-} -device intel-iommu -netdev user,id=n0,restrict=on -device e1000,netdev=n0 -netdev user,id=n1,restrict=on -device e1000e,netdev=n1,mac=52:54:00:12:34:57 -monitor unix:$tmp/l1-monitor.sock,server,nowait" \
     "$TESTHOST_DIR/run-l1.sh" "$cpio" "$L1_TIMEOUT" "$LOG" &
 l1_watch $! "$LOG" "$tmp/l1-monitor.sock" "${VFIO_L1_SILENCE:-120}"
 rc=$?
