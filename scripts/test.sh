@@ -6,7 +6,8 @@
 # inside the nested test host, which is built from Debian packages and cached under .cache/.
 # Four suites in this order, none reading stdin: tests/e2e/run.sh (direct kernel boot),
 # tests/e2e/pc-run.sh (SeaBIOS PC), tests/e2e/vfio-run.sh (PCI passthrough with QEMU's
-# emulated VT-d, about 2.5 min), tests/e2e/vmctl-run.sh (vmctld and vmctl managing real VMs). Set SKIP_E2E=1 to run only the unit tests.
+# emulated VT-d, about 2.5 min), tests/e2e/vmctl-run.sh (vmctld and vmctl managing real
+# VMs). Set SKIP_E2E=1 to run only the unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
