@@ -52,6 +52,10 @@ impl BusDevice for Surfaces {
             _ => self.0.bar_write((offset % 7) as usize, offset, data),
         }
     }
+
+    fn reset(&mut self) {
+        PciDevice::reset(&mut self.0);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -73,12 +73,16 @@ impl BusDevice for Bar {
             self.0.bar_write(0, bar_offset(offset), data);
         }
     }
+    fn reset(&mut self) {
+        PciDevice::reset(&mut self.0);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)]).unwrap();
     let disk = MemDisk::new(vec![0; 64 * 1024], false);
-    let blk = VirtioBlk::new("vda", Box::new(disk), &BlockOptions { serial: "fuzz".into(), queues: 2 }).unwrap();
+    let blk =
+        VirtioBlk::new("vda", Box::new(disk), &BlockOptions { serial: "fuzz".into(), queues: 2 }).unwrap();
     let dev = VirtioPciDevice::new(Box::new(blk), mem, Arc::new(NullMsi(3)), common::irq()).unwrap();
     common::replay(&mut Bar(dev), data, |_, _| {});
 });
