@@ -70,9 +70,9 @@ pub struct Machine<'a> {
     pub stop_requested: &'a AtomicBool,
     /// Set by SIGUSR1: write the screen to the `--screen-dump` files.
     pub dump_requested: &'a AtomicBool,
-    /// The control socket's state: each boot installs its power button and screen dump.
+    /// The control socket's state: the machine installs its power button and screen dump.
     pub control: &'a crate::control::Control,
-    /// The VNC server's view of the machine: each boot attaches its VGA and keyboard.
+    /// The VNC server's view of the machine: the machine attaches its VGA and keyboard.
     pub console: &'a crate::vnc::ConsoleHub,
 }
 

@@ -9,7 +9,7 @@
 //! Any failure is `{"error":"..."}`. `stop` and `reset` work through flags the run loop
 //! checks; `powerbutton`, `pause`, `resume`, `screendump` and `sendkey` (`{"cmd":"sendkey",
 //! "keys":"text"}`, typed on the PS/2 keyboard) call [`ControlHooks`] that the
-//! machine installs for each boot ([`Control::set_hooks`]); a hook not installed answers
+//! machine installs when it is built ([`Control::set_hooks`]); a hook not installed answers
 //! `{"error":"... is not supported by this machine"}`.
 //!
 //! The exit-status file is `{"code":N,"reason":"..."}`, written atomically
@@ -36,7 +36,7 @@ pub type SendkeyHook = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 /// Writes the display to a PNG file.
 pub type ScreendumpHook = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
 
-/// Actions only the running machine can perform; installed per boot by the machine.
+/// Actions only the running machine can perform; installed by the machine when it is built.
 #[derive(Clone, Default)]
 pub struct ControlHooks {
     /// Press the ACPI power button (e.g. `AcpiPm::press_power_button`).
@@ -83,10 +83,7 @@ impl Control {
         })
     }
 
-    /// Installs the hooks of the boot that starts now.
-    // Not called yet: the machine (vm.rs) installs the power button, pause, resume and
-    // screendump of each boot once it exposes them.
-    #[allow(dead_code)]
+    /// Installs the machine's hooks (once, when it is built: they live across resets).
     pub fn set_hooks(&self, hooks: ControlHooks) {
         *lock(&self.hooks) = hooks;
     }

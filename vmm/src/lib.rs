@@ -152,7 +152,7 @@ pub fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::
             return (EXIT_BAD_INPUT, msg);
         }
     };
-    // Clients stay connected across reboots; each boot attaches its screen and keyboard.
+    // Clients stay connected across reboots; the machine attaches its screen and keyboard.
     let console = Arc::new(vnc::ConsoleHub::default());
     let _vnc_server = match &cfg.vnc {
         None => None,

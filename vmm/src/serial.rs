@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Serial console backends: where COM1's output goes and where its input comes from.
 //!
-//! The backend outlives a guest reboot; each boot creates a fresh UART and [`SerialBackend::attach`]es
-//! it, so the input thread always feeds the current one.
+//! The backend outlives the machine; the machine [`SerialBackend::attach`]es its UART (which a
+//! guest reset resets in place), so the input thread feeds it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
