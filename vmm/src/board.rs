@@ -6,9 +6,10 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::{boot, layout};
+use arch::x86_64::{acpi, boot, layout};
 use devices::bus::Bus;
 use devices::irq::IrqLine;
+use devices::legacy::acpi_pm;
 use devices::legacy::cmos_rtc::{CmosRtc, CMOS_BASE, CMOS_IRQ, CMOS_LEN};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::port80::Port80;
@@ -128,6 +129,17 @@ impl PlatformControl for Platform {
             PlatformRequest::PowerOff => Outcome::PowerOff,
             PlatformRequest::Reset => Outcome::Reset,
         });
+    }
+}
+
+/// The ACPI PM registers both machines describe in their FADT (the `AcpiPm` block's layout).
+pub(crate) fn pm_ports() -> acpi::PmIoPorts {
+    acpi::PmIoPorts {
+        pm1a_evt: acpi_pm::PM1A_EVT,
+        pm1a_cnt: acpi_pm::PM1A_CNT,
+        pm_tmr: acpi_pm::PM_TMR,
+        sci_irq: acpi_pm::SCI_IRQ as u8,
+        s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
     }
 }
 

@@ -26,7 +26,7 @@ use devices::pci::{PciConfigIo, PciConfigListener, PciRoot, SharedPciDevice};
 use hypervisor::Vm;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::board::{bus_err, create_legacy_devices, Error, KvmIrq, Machine, Platform};
+use crate::board::{bus_err, create_legacy_devices, pm_ports, Error, KvmIrq, Machine, Platform};
 use crate::interrupts::{GsiRouting, KvmIoEvents, SharedLevelLines};
 use crate::pc;
 use crate::pc_config::DiskBus;
@@ -41,16 +41,6 @@ pub(crate) fn map_memory(vm: &dyn Vm, mem: &GuestMemoryMmap) -> Result<(), Error
         unsafe { vm.map_memory(slot as u32, region.start_addr().0, region.len(), host, false)? };
     }
     Ok(())
-}
-
-pub(crate) fn pm_ports() -> acpi::PmIoPorts {
-    acpi::PmIoPorts {
-        pm1a_evt: acpi_pm::PM1A_EVT,
-        pm1a_cnt: acpi_pm::PM1A_CNT,
-        pm_tmr: acpi_pm::PM_TMR,
-        sci_irq: acpi_pm::SCI_IRQ as u8,
-        s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
-    }
 }
 
 /// What `create_devices` builds for the direct machine.

@@ -330,7 +330,7 @@ pub fn create_machine(
             .map_err(|e| Error::Devices(format!("NIC {}: receive events: {e}", nic.tap)))?;
         event_subscribers.push(Arc::new(Mutex::new(rx)));
         add(&mut root, slot, 0, e1000)?;
-        let mac = nic.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let mac = api::machine::format_mac(&nic.mac);
         reg.add(&format!("net{i}"), "e1000", Some((slot, 0)), &format!("tap {}, MAC {mac}", nic.tap))?;
     }
 
@@ -361,13 +361,7 @@ pub fn create_machine(
     // Our ACPI tables, which SeaBIOS installs through the table loader (instead of its own).
     let acpi = PcAcpiConfig {
         cpus: cfg.cpus,
-        pm: arch::x86_64::acpi::PmIoPorts {
-            pm1a_evt: acpi_pm::PM1A_EVT,
-            pm1a_cnt: acpi_pm::PM1A_CNT,
-            pm_tmr: acpi_pm::PM_TMR,
-            sci_irq: acpi_pm::SCI_IRQ as u8,
-            s5_sleep_type: acpi_pm::S5_SLEEP_TYPE,
-        },
+        pm: crate::board::pm_ports(),
         pci_hole: pci_hole_below_4g(layout.low_ram_size()),
         pci_hole64: None,
         irq0_to_gsi2: false,

@@ -127,7 +127,7 @@ pub fn attach_virtio_nic(
         return Err(Error::Devices(format!("{label}: PCI slot {slot} taken")));
     }
     log::info!("{label}: virtio-net with {} queue pairs at PCI 00:{slot:02x}.0", nic.queues);
-    let mac = nic.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mac = api::machine::format_mac(&nic.mac);
     let detail = format!("tap {}, MAC {mac}, {} queue pair(s), data path {path}", nic.tap, nic.queues);
     pci.reg.add(id, "virtio-net", Some((slot, 0)), &detail)?;
     Ok(Arc::new(Mutex::new(subscriber)))
