@@ -78,6 +78,19 @@ pub enum DiskBus {
     Virtio,
 }
 
+/// How a virtio disk's requests reach its image (QEMU's `aio=` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DiskAio {
+    /// An io_uring for raw images where the kernel offers one (many requests in flight on
+    /// one thread), the thread pool otherwise and for qcow2 images.
+    #[default]
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// A small pool of threads making blocking calls, even where io_uring works.
+    #[serde(rename = "threads")]
+    Threads,
+}
+
 /// One `--disk`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DiskConfig {
@@ -93,6 +106,8 @@ pub struct DiskConfig {
     pub serial: Option<String>,
     /// Request queues (virtio only).
     pub queues: u16,
+    /// I/O engine (virtio only).
+    pub aio: DiskAio,
 }
 
 impl DiskConfig {
@@ -117,6 +132,8 @@ struct DiskFields {
     serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     queues: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aio: Option<DiskAio>,
 }
 
 impl TryFrom<DiskFields> for DiskConfig {
@@ -140,6 +157,9 @@ impl TryFrom<DiskFields> for DiskConfig {
                 return Err("queues= needs bus=virtio (an IDE disk has one channel)".into());
             }
         }
+        if f.aio.is_some() && f.bus != DiskBus::Virtio {
+            return Err("aio= needs bus=virtio (IDE requests are served on the vCPU)".into());
+        }
         Ok(DiskConfig {
             path: f.path,
             format: f.format,
@@ -147,6 +167,7 @@ impl TryFrom<DiskFields> for DiskConfig {
             bus: f.bus,
             serial: f.serial,
             queues: f.queues.unwrap_or(1),
+            aio: f.aio.unwrap_or_default(),
         })
     }
 }
@@ -160,11 +181,13 @@ impl From<&DiskConfig> for DiskFields {
             readonly: d.readonly,
             serial: d.serial.clone(),
             queues: (d.bus == DiskBus::Virtio).then_some(d.queues),
+            aio: (d.aio != DiskAio::default()).then_some(d.aio),
         }
     }
 }
 
-const DISK_OPTIONS: &str = "format=raw|qcow2, bus=ide|virtio, readonly, serial=ID, queues=N";
+const DISK_OPTIONS: &str =
+    "format=raw|qcow2, bus=ide|virtio, readonly, serial=ID, queues=N, aio=io_uring|threads";
 
 impl FromStr for DiskConfig {
     type Err = String;
@@ -192,6 +215,11 @@ impl FromStr for DiskConfig {
                         Some(n.parse().map_err(|_| {
                             format!("queues '{n}' must be a number from 1 to {MAX_DISK_QUEUES}")
                         })?)
+                }
+                Some(("aio", "io_uring")) => disk.aio = Some(DiskAio::IoUring),
+                Some(("aio", "threads")) => disk.aio = Some(DiskAio::Threads),
+                Some(("aio", a)) => {
+                    return Err(format!("aio '{a}' is not supported; use aio=io_uring or aio=threads"))
                 }
                 _ => return Err(format!("unknown option '{opt}'; use {DISK_OPTIONS}")),
             }
@@ -475,6 +503,14 @@ mod tests {
         assert!("/a,bus=virtio,queues=x".parse::<DiskConfig>().unwrap_err().contains("queues"));
         assert!("/a,queues=2".parse::<DiskConfig>().unwrap_err().contains("bus=virtio"));
         assert!("/a,serial=".parse::<DiskConfig>().unwrap_err().contains("serial"));
+        let d: DiskConfig = "/a,bus=virtio,aio=threads".parse().unwrap();
+        assert_eq!(d.aio, DiskAio::Threads);
+        assert_eq!("/a,bus=virtio".parse::<DiskConfig>().unwrap().aio, DiskAio::IoUring);
+        assert!("/a,bus=virtio,aio=native".parse::<DiskConfig>().unwrap_err().contains("aio=threads"));
+        assert!("/a,aio=threads".parse::<DiskConfig>().unwrap_err().contains("bus=virtio"));
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(json.contains(r#""aio":"threads""#), "{json}");
+        assert_eq!(serde_json::from_str::<DiskConfig>(&json).unwrap(), d);
         assert!("/a,serial=123456789012345678901".parse::<DiskConfig>().unwrap_err().contains("20"));
         assert!("/a,serial=a b".parse::<DiskConfig>().unwrap_err().contains("printable"));
     }

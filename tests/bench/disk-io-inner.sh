@@ -10,7 +10,9 @@
 # fio on the data disk in the guest: sequential read and write with 1 MiB blocks and 4 KiB
 # random reads at queue depth 32, direct I/O, BENCH_FIO_RUNTIME (default 20) seconds each.
 # Prints "BENCH-DISK <vmm|qemu> test=<name> bw_kib=<KiB/s> iops=<n>", then BENCH-DISK-DONE.
-# Environment: VMM, BENCH_RUNS (default 1), BENCH_TIMEOUT (default 600 per boot).
+# Environment: VMM, BENCH_RUNS (default 1), BENCH_TIMEOUT (default 600 per boot),
+# BENCH_VARIANTS (default "vmm qemu"; also vmm-threads: our thread pool, qemu-io_uring).
+# Each variant starts with /dev/vdb in L1's page cache, and L1 syncs before each fio test.
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 now() { read -r _up _ </proc/uptime; echo "$_up"; }
 ESC=$(printf '\033')
@@ -34,6 +36,11 @@ bench() { # NAME CMD...
     rm -f /tmp/bench-in /tmp/bench-overlay.qcow2
     qemu-img create -q -f qcow2 -b /dev/vda -F raw /tmp/bench-overlay.qcow2
     mkfifo /tmp/bench-in
+    # Every variant starts with the data disk in L1's page cache and no dirty pages: the first
+    # variant would otherwise read a cold disk (through L1's own virtio disk, under TCG) and the
+    # next ones a warm one.
+    sync
+    cat /dev/vdb >/dev/null
     exec 3<>/tmp/bench-in
     : >/tmp/bench-serial.log
     "$@" <&3 >/tmp/bench-serial.log 2>/tmp/bench-err.log &
@@ -56,6 +63,8 @@ bench() { # NAME CMD...
         IFS=: read -r tname rw bs qd <<T
 $t
 T
+        # The previous test's writes leave L1 with dirty pages to write back: not this test's cost.
+        sync
         # fio --minimal: field 7/8 read KiB/s and IOPS, 48/49 write KiB/s and IOPS; the
         # awk program is for the guest's shell, so its $ stay unexpanded here.
         # shellcheck disable=SC2016
@@ -72,18 +81,32 @@ T
         fi
     done
     echo "BENCH-DISK $_name rss_kib=$(awk '/^VmRSS:/ { print $2 }' /proc/$pid/status)"
+    grep -a 'I/O engine' /tmp/bench-err.log | sed "s/^/BENCH-DISK $_name log: /"
     kill -KILL $pid 2>/dev/null
     wait $pid 2>/dev/null
     exec 3>&-
 }
+vmm() { # NAME AIO
+    bench "$1" "$VMM" --disk /tmp/bench-overlay.qcow2,format=qcow2,bus=virtio \
+        --disk "/dev/vdb,format=raw,bus=virtio,aio=$2" --memory 1G --cpus 2 --vga none --serial stdio
+}
+qemu() { # NAME AIO
+    bench "$1" qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 1024 -smp 2 \
+        -drive file=/tmp/bench-overlay.qcow2,format=qcow2,if=virtio \
+        -drive "file=/dev/vdb,format=raw,if=virtio,aio=$2" \
+        -serial stdio -display none -vga none -nic none -no-reboot
+}
 run=1
 while [ $run -le "${BENCH_RUNS:-1}" ]; do
-    bench vmm "$VMM" --disk /tmp/bench-overlay.qcow2,format=qcow2,bus=virtio --disk /dev/vdb,format=raw,bus=virtio \
-        --memory 1G --cpus 2 --vga none --serial stdio
-    bench qemu qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 1024 -smp 2 \
-        -drive file=/tmp/bench-overlay.qcow2,format=qcow2,if=virtio \
-        -drive file=/dev/vdb,format=raw,if=virtio,aio=threads \
-        -serial stdio -display none -vga none -nic none -no-reboot
+    for v in ${BENCH_VARIANTS:-vmm qemu}; do
+        case $v in
+            vmm) vmm vmm io_uring ;;
+            vmm-threads) vmm vmm-threads threads ;;
+            qemu) qemu qemu threads ;;
+            qemu-io_uring) qemu qemu-io_uring io_uring ;;
+            *) echo "BENCH-DISK $v: unknown variant" ;;
+        esac
+    done
     run=$((run + 1))
 done
 echo "BENCH-DISK-DONE"

@@ -5,7 +5,8 @@
 #
 # Usage: tests/bench/disk-io.sh   (a benchmark, not a test: it fails only if nothing ran)
 # Environment: VMM_BIN (default: build the static vmm), BENCH_RUNS=1, BENCH_TIMEOUT=600,
-#   BENCH_FIO_RUNTIME=20, BENCH_L1_TIMEOUT=3000, BENCH_LOG (default .cache/testhost/logs/bench-disk.log)
+#   BENCH_FIO_RUNTIME=20, BENCH_VARIANTS="vmm qemu" (see disk-io-inner.sh), BENCH_L1_TIMEOUT=3000,
+#   BENCH_LOG (default .cache/testhost/logs/bench-disk.log)
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
@@ -33,7 +34,7 @@ else
         L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk" \
         "$TESTHOST_DIR/build-l1.sh" "$BENCH_DIR/disk-io-inner.sh")
     append="idle=poll ${L1_EXTRA_APPEND:-}"
-    for v in BENCH_RUNS BENCH_TIMEOUT BENCH_FIO_RUNTIME; do
+    for v in BENCH_RUNS BENCH_TIMEOUT BENCH_FIO_RUNTIME BENCH_VARIANTS; do
         [[ -n ${!v:-} ]] && append+=$(l1env "$v" "${!v}")
     done
     L1_EXTRA_APPEND=$append \

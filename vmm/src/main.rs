@@ -63,8 +63,8 @@ struct Cli {
     /// [default: /usr/share/qemu/linuxboot_dma.bin, from Debian's qemu-system-data].
     #[arg(long, value_name = "PATH")]
     linuxboot_rom: Option<PathBuf>,
-    /// Disk: PATH[,format=raw|qcow2][,bus=ide|virtio][,readonly][,serial=ID][,queues=N]; repeat for
-    /// more (up to 3 IDE and 16 virtio).
+    /// Disk: PATH[,format=raw|qcow2][,bus=ide|virtio][,readonly][,serial=ID][,queues=N]
+    /// [,aio=io_uring|threads]; repeat for more (up to 3 IDE and 16 virtio).
     #[arg(long = "disk", value_name = "SPEC")]
     disks: Vec<pc_config::DiskConfig>,
     /// ISO image for the IDE CD-ROM drive (read-only).

@@ -12,7 +12,7 @@ pub const DEFAULT_VGA_ROM: &str = "/usr/share/seabios/vgabios-stdvga.bin";
 pub const DEFAULT_LINUXBOOT_ROM: &str = "/usr/share/qemu/linuxboot_dma.bin";
 
 pub use api::machine::{
-    parse_boot_order, BootDevice, DiskBus, DiskConfig, DiskFormat, MachineKind, NicConfig, NicModel,
+    parse_boot_order, BootDevice, DiskAio, DiskBus, DiskConfig, DiskFormat, MachineKind, NicConfig, NicModel,
     MAX_DISK_QUEUES, MAX_IDE_DISKS, MAX_NICS, MAX_VIRTIO_DISKS,
 };
 

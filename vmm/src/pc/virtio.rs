@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use devices::interrupt::InterruptManager;
 use devices::irq::IrqLine;
 use devices::pci::PciRoot;
-use devices::virtio::block::{BlockOptions, VirtioBlk};
+use devices::virtio::block::{BlockOptions, IoEngine, VirtioBlk};
 use devices::virtio::net::vhost::{self, VhostPolicy};
 use devices::virtio::net::{NetOptions, VirtioNet};
 use devices::virtio::pci::VirtioPciDevice;
 use vm_memory::GuestMemoryMmap;
 
 use crate::board::Error;
-use crate::pc_config::{DiskBus, DiskConfig, NicConfig};
+use crate::pc_config::{DiskAio, DiskBus, DiskConfig, NicConfig};
 use crate::registry::DeviceRegistry;
 
 /// First slot tried for virtio devices on the PC machine (after the chipset, VGA and the
@@ -62,8 +62,12 @@ pub fn attach_virtio_disks(
         let label = format!("vd{}", (b'a' + placed.len() as u8) as char);
         let options =
             BlockOptions { serial: disk.serial.clone().unwrap_or_default(), queues: disk.queues.max(1) };
-        let blk =
+        let mut blk =
             VirtioBlk::new(&label, image, &options).map_err(|e| Error::Devices(format!("{name}: {e}")))?;
+        blk.set_io_engine(match disk.aio {
+            DiskAio::IoUring => IoEngine::Auto,
+            DiskAio::Threads => IoEngine::ThreadPool,
+        });
         let slot = root
             .free_slot(first_slot)
             .ok_or_else(|| Error::Devices(format!("{name}: no free PCI slot left")))?;
