@@ -546,6 +546,13 @@ vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # RAM stays resident across a reset (as on a PC, it is not cleared), so this is what must not
 # grow from one boot to the next.
 overhead() { awk -v ram="$2" '$1 == "Size:" { s = $2 } $1 == "Rss:" { t += $2; if (s == ram) g += $2 } END { print t - g }' "/proc/$1/smaps" 2>/dev/null; }
+# overhead_parts PID RAM_KIB: the eight largest of those mappings, "name(size KiB)=rss KiB"
+# (anonymous ones named by their size: the VGA's 16 MiB VRAM is one), for the log.
+overhead_parts() {
+    awk -v ram="$2" '/^[0-9a-f]+-[0-9a-f]+ / { n = $6; sub(/.*\//, "", n); if (n == "") n = "anon" }
+        $1 == "Size:" { s = $2 } $1 == "Rss:" && s != ram && $2 > 0 { print $2, n "(" s ")=" $2 }' \
+        "/proc/$1/smaps" 2>/dev/null | sort -rn | head -n 8 | cut -d' ' -f2 | tr '\n' ' '
+}
 
 # The Debian image (qcow2 overlay on a virtio-blk disk) with a virtio-net NIC on tap vnet0,
 # `--nic tap=vnet0,model=virtio,mac=..`: the vmm creates the tap, L1 gives it 10.0.2.1/24. In
@@ -825,6 +832,7 @@ sc_pc_virtio_blk() {
             printf 'systemctl reboot\r' >&3
             if debian_login pc-virtio-blk 3 && check_disk 3; then
                 rss3=$(vmrss $vpid) ov3=$(overhead $vpid $ram_kib)
+                echo "E2E-INFO pc-virtio-blk largest mappings beyond guest RAM at boot 3 (KiB): $(overhead_parts $vpid $ram_kib)"
                 echo "E2E-TIME pc-virtio-blk reboot2_to_shell_s=$(since "$t1")"
                 echo "E2E-INFO pc-virtio-blk vmm pid $vpid (same process) VmRSS at boots 1, 2, 3: ${rss1:-?}, ${rss2:-?}, ${rss3:-?} KiB; beyond guest RAM: ${ov1:-?}, ${ov2:-?}, ${ov3:-?} KiB"
                 printf 'echo vproof-%s >/root/vproof && sync && echo SYNC""ED-OK\r' "$token" >&3

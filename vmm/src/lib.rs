@@ -15,6 +15,7 @@ mod event_loop;
 mod hooks;
 mod interrupts;
 mod linuxboot;
+mod memory;
 mod pc;
 pub mod pc_config;
 mod registry;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arch::x86_64::{acpi, boot, cpuid, layout, msr, regs};
 use hypervisor::{PlatformState, Vm};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use crate::board::{Error, Machine};
 use crate::event_loop::EventLoop;
@@ -27,12 +27,6 @@ use crate::pc_config::MachineKind;
 use crate::registry::DeviceRegistry;
 use crate::vcpu::{self, Buses, Outcome, RunState, VcpuSetup};
 use crate::{direct, pc};
-
-fn allocate_memory(layout: &layout::MemoryLayout) -> Result<GuestMemoryMmap, Error> {
-    let ranges: Vec<(GuestAddress, usize)> =
-        layout.ram_ranges().iter().map(|&(start, len)| (GuestAddress(start), len as usize)).collect();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|_| Error::Memory(layout.ram_size >> 20))
-}
 
 /// Creates and sets up the vCPUs (the boot processor at the kernel entry for a direct boot,
 /// at the reset vector otherwise) and reads the state each will get back on a reset.
@@ -128,7 +122,7 @@ impl<'m> VirtualMachine<'m> {
     pub fn start(m: &'m Machine<'m>) -> Result<Self, Error> {
         let layout = layout::MemoryLayout::new(m.config.memory);
         let pc = m.config.machine == MachineKind::Pc;
-        let mem = allocate_memory(&layout)?;
+        let mem = crate::memory::allocate(&layout)?;
         let firmware = if pc { Some(pc::firmware::Firmware::load(&m.config.firmware)?) } else { None };
         let vm: Arc<dyn Vm> = Arc::from(m.hypervisor.create_vm()?);
         vm.create_pc_platform(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
