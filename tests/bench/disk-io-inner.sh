@@ -14,6 +14,8 @@
 # BENCH_VARIANTS (default "vmm qemu"; also vmm-threads: our thread pool, qemu-io_uring).
 # Each variant starts with /dev/vdb in L1's page cache, and L1 syncs before each fio test.
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
+# The vmm logs its I/O engine and NIC data path at info level.
+export RUST_LOG=info
 now() { read -r _up _ </proc/uptime; echo "$_up"; }
 ESC=$(printf '\033')
 # The console without carriage returns and terminal escapes (busybox sed knows no \x1b).
