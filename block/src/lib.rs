@@ -284,6 +284,28 @@ pub trait DiskImage: Send {
     fn raw_file(&self) -> Option<&std::fs::File> {
         None
     }
+    /// The image as a [`SharedImage`], for formats with metadata whose reads and writes may
+    /// run from several threads at once straight on the caller's buffers (qcow2); `None` for
+    /// the others (raw images have [`DiskImage::raw_file`] instead).
+    fn shared(&self) -> Option<std::sync::Arc<dyn SharedImage>> {
+        None
+    }
+}
+
+/// An image that several threads may read, write and flush at once (`&self`), moving data
+/// straight between the image and the caller's buffers: the metadata it keeps (qcow2 L2
+/// tables, refcounts) is locked inside it, so requests to different clusters overlap.
+/// Requests are checked like [`DiskImage`]'s: within the medium, no writes to a read-only
+/// image.
+pub trait SharedImage: Send + Sync {
+    /// Size of the medium in bytes.
+    fn size(&self) -> u64;
+    /// Fills `bufs`, in order, from byte `offset`.
+    fn readv(&self, offset: u64, bufs: Vec<io::IoSliceMut<'_>>) -> Result<(), Error>;
+    /// Writes `bufs`, in order, at byte `offset`.
+    fn writev(&self, offset: u64, bufs: Vec<io::IoSlice<'_>>) -> Result<(), Error>;
+    /// Makes every completed write durable.
+    fn flush(&self) -> Result<(), Error>;
 }
 
 /// Bytes at the start of a raw image that only [`DiskImage::write_at`] may write (it refuses

@@ -10,21 +10,34 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use imago::file::File as ImagoFile;
 use imago::format::PreallocateMode;
+use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::qcow2::Qcow2;
 use imago::{FormatAccess, FormatCreateBuilder, FormatDriverBuilder, StorageOpenOptions};
 
 use crate::lock::{lock_image, try_lock};
-use crate::{check_range, DiskImage, Error, ImageFormat};
+use crate::{check_range, DiskImage, Error, ImageFormat, SharedImage};
 
 /// An open qcow2 image, possibly an overlay on a backing chain.
 ///
 /// Metadata (L2 tables, refcount blocks) is cached in memory by imago. [`DiskImage::flush`]
-/// writes the caches back and syncs the files; dropping the image does the same, so the file
-/// passes `qemu-img check` once it is closed.
+/// writes the caches back and syncs the files; dropping the last reference to the image
+/// does the same, so the file passes `qemu-img check` once it is closed.
+///
+/// [`DiskImage::shared`] hands out the same image as a [`SharedImage`]: imago's
+/// `FormatAccess` takes `&self` for reads, writes and flushes and locks its metadata inside
+/// (its qcow2 driver is built for concurrent requests), so I/O threads may run requests at
+/// once, each straight on its guest-memory pieces.
 pub struct Qcow2Image {
+    shared: Arc<Qcow2Shared>,
+    path: PathBuf,
+}
+
+/// What [`Qcow2Image`] shares with I/O threads.
+struct Qcow2Shared {
     access: FormatAccess<ImagoFile>,
     path: PathBuf,
     size: u64,
@@ -35,8 +48,8 @@ impl std::fmt::Debug for Qcow2Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Qcow2Image")
             .field("path", &self.path)
-            .field("size", &self.size)
-            .field("read_only", &self.read_only)
+            .field("size", &self.shared.size)
+            .field("read_only", &self.shared.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -50,7 +63,8 @@ impl Qcow2Image {
             Qcow2::<ImagoFile>::builder(storage).write(!read_only).open(LockingGate).map_err(open_err)?;
         let access = FormatAccess::new(qcow2);
         let size = access.size();
-        Ok(Qcow2Image { access, path: path.to_path_buf(), size, read_only })
+        let shared = Qcow2Shared { access, path: path.to_path_buf(), size, read_only };
+        Ok(Qcow2Image { shared: Arc::new(shared), path: path.to_path_buf() })
     }
 
     /// The path the image was opened from.
@@ -59,38 +73,64 @@ impl Qcow2Image {
     }
 
     /// Grows the virtual disk to `new_size` bytes; the new range reads as zeroes even if a
-    /// backing file is longer than the old size.
+    /// backing file is longer than the old size. Fails while I/O threads share the image.
     pub(crate) fn grow(&mut self, new_size: u64) -> Result<(), Error> {
-        if self.read_only {
+        let shared = Arc::get_mut(&mut self.shared).ok_or_else(|| {
+            Error::Io(io::Error::new(io::ErrorKind::ResourceBusy, "the image is in use by I/O threads"))
+        })?;
+        if shared.read_only {
             return Err(Error::ReadOnly);
         }
-        self.access.resize_grow(new_size, PreallocateMode::Zero)?;
-        self.size = self.access.size();
+        shared.access.resize_grow(new_size, PreallocateMode::Zero)?;
+        shared.size = shared.access.size();
         self.flush()
     }
 }
 
 impl DiskImage for Qcow2Image {
     fn size(&self) -> u64 {
-        self.size
+        self.shared.size
     }
     fn read_only(&self) -> bool {
-        self.read_only
+        self.shared.read_only
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        check_range(offset, buf.len(), self.size)?;
-        self.access.read(buf, offset)?;
-        Ok(())
+        self.shared.readv(offset, vec![io::IoSliceMut::new(buf)])
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        self.shared.writev(offset, vec![io::IoSlice::new(buf)])
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        SharedImage::flush(self.shared.as_ref())
+    }
+    fn shared(&self) -> Option<Arc<dyn SharedImage>> {
+        Some(self.shared.clone())
+    }
+}
+
+impl SharedImage for Qcow2Shared {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn readv(&self, offset: u64, bufs: Vec<io::IoSliceMut<'_>>) -> Result<(), Error> {
+        let mut vector = IoVectorMut::with_capacity(bufs.len());
+        // imago wants no empty pieces.
+        bufs.into_iter().filter(|b| !b.is_empty()).for_each(|b| vector.push_ioslice(b));
+        check_range(offset, vector.len() as usize, self.size)?;
+        self.access.readv(vector, offset)?;
+        Ok(())
+    }
+    fn writev(&self, offset: u64, bufs: Vec<io::IoSlice<'_>>) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        check_range(offset, buf.len(), self.size)?;
-        self.access.write(buf, offset)?;
+        let mut vector = IoVector::with_capacity(bufs.len());
+        bufs.into_iter().filter(|b| !b.is_empty()).for_each(|b| vector.push_ioslice(b));
+        check_range(offset, vector.len() as usize, self.size)?;
+        self.access.writev(vector, offset)?;
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&self) -> Result<(), Error> {
         if !self.read_only {
             self.access.flush()?;
             self.access.sync()?;
@@ -99,11 +139,11 @@ impl DiskImage for Qcow2Image {
     }
 }
 
-impl Drop for Qcow2Image {
+impl Drop for Qcow2Shared {
     fn drop(&mut self) {
         // imago flushes on drop too, but reports failures through `tracing`, which this project
         // does not collect.
-        if let Err(e) = self.flush() {
+        if let Err(e) = SharedImage::flush(self) {
             log::error!("{}: writing back the qcow2 metadata failed: {e}", self.path.display());
         }
     }
@@ -207,6 +247,68 @@ mod tests {
         let mut buf = vec![0u8; img.size() as usize];
         img.read_at(0, &mut buf).unwrap();
         buf
+    }
+
+    /// Eight threads write, through the shared image, pieces that fill clusters never
+    /// allocated, share clusters with each other and straddle cluster boundaries, then read
+    /// them back with scattered buffers; the image is then what was written and passes
+    /// `qemu-img check`.
+    #[test]
+    fn concurrent_writes_and_reads_through_the_shared_image() {
+        let dir = TempDir::new("qcow2-shared");
+        let path = dir.join("disk.qcow2");
+        let size = 16 * MIB;
+        create_qcow2(&path, size, None).unwrap();
+        let img = Qcow2Image::open(&path, false).unwrap();
+        let shared = img.shared().expect("qcow2 is shared");
+        // Thread t writes 48 KiB pieces at 40 KiB * (8 * i + t): neighbours share clusters.
+        let piece = 48 * 1024;
+        let at = |t: usize, i: usize| ((8 * i + t) * 40 * 1024) as u64;
+        let mut want = vec![0u8; size as usize];
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let shared = shared.clone();
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        let data = pattern(piece, (8 * i + t) as u8);
+                        // Only the first 40 KiB of each piece (no overlap between writers).
+                        let (a, b) = data[..40 * 1024].split_at(1000);
+                        shared.writev(at(t, i), vec![io::IoSlice::new(a), io::IoSlice::new(b)]).unwrap();
+                    }
+                });
+            }
+        });
+        for i in 0..40 {
+            for t in 0..8 {
+                let o = at(t, i) as usize;
+                want[o..o + 40 * 1024].copy_from_slice(&pattern(piece, (8 * i + t) as u8)[..40 * 1024]);
+            }
+        }
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let (shared, want) = (shared.clone(), &want);
+                scope.spawn(move || {
+                    for i in (t..40).step_by(3) {
+                        let o = at(t, i);
+                        let (mut a, mut b) = (vec![0u8; 7], vec![0u8; piece - 7]);
+                        shared.readv(o, vec![io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)]).unwrap();
+                        a.extend_from_slice(&b);
+                        assert_eq!(a, want[o as usize..o as usize + piece], "thread {t} piece {i}");
+                    }
+                });
+            }
+        });
+        // Checked like the exclusive interface: beyond the end, and read-only.
+        assert!(shared.readv(size - 1, vec![io::IoSliceMut::new(&mut [0u8; 2])]).is_err());
+        drop(shared);
+        drop(img);
+        if have("qemu-img", "concurrent_writes_and_reads_through_the_shared_image") {
+            qemu_img_check(&path);
+            assert_eq!(qemu_img_contents(&path, "qcow2"), want);
+        }
+        let ro = Qcow2Image::open(&path, true).unwrap();
+        let err = ro.shared().unwrap().writev(0, vec![io::IoSlice::new(b"x")]).unwrap_err();
+        assert!(matches!(err, Error::ReadOnly), "{err}");
     }
 
     #[test]

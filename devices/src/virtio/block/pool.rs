@@ -6,8 +6,10 @@
 //! wait until idle), so the worker's pipeline serves both the same way.
 //!
 //! Raw images: `preadv`/`pwritev` straight on the requests' guest-memory pieces, several at
-//! once. Other images: one request at a time behind the image's lock, through a buffer (the
-//! image API is synchronous and `&mut`), which still takes the I/O off the worker thread.
+//! once. qcow2 images ([`block::SharedImage`]): the same, through the image, which locks its
+//! own metadata. Other images: one request at a time behind the image's lock, through a
+//! buffer (the image API is synchronous and `&mut`), which still takes the I/O off the worker
+//! thread.
 //!
 //! Ordering as with the ring's `IOSQE_IO_DRAIN`: a flush starts only once every request
 //! pushed before it has completed, and requests pushed after it start only once it has
@@ -21,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use block::DiskImage;
+use block::{DiskImage, SharedImage};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -38,7 +40,11 @@ const CHUNK: usize = 1 << 20;
 pub(crate) enum Target {
     /// A raw image's file: the medium byte for byte.
     Raw(File),
-    /// An image with metadata (qcow2), shared with the worker's synchronous path.
+    /// An image with metadata (qcow2) that several threads may use at once, straight on
+    /// the requests' guest-memory pieces.
+    Shared(Arc<dyn SharedImage>),
+    /// An image with metadata that takes one request at a time, shared with the worker's
+    /// synchronous path (through a buffer).
     Image(Arc<Mutex<Box<dyn DiskImage>>>),
 }
 
@@ -242,6 +248,10 @@ fn errno(e: &io::Error) -> i32 {
 pub(crate) fn execute(target: &Target, writethrough: bool, req: &mut Request) -> Result<usize, i32> {
     match target {
         Target::Raw(file) => execute_raw(file, writethrough, req).map_err(|e| errno(&e)),
+        Target::Shared(image) => execute_shared(image.as_ref(), writethrough, req).map_err(|e| match e {
+            block::Error::Io(e) => errno(&e),
+            _ => libc::EIO,
+        }),
         Target::Image(disk) => {
             let mut disk = lock(disk);
             execute_image(disk.as_mut(), writethrough, req).map_err(|e| match e {
@@ -264,6 +274,29 @@ fn execute_raw(file: &File, writethrough: bool, req: &mut Request) -> io::Result
         Op::Flush => file.sync_data()?,
     }
     Ok(req.len)
+}
+
+fn execute_shared(image: &dyn SharedImage, writethrough: bool, req: &mut Request) -> block::Result<usize> {
+    let pieces = || {
+        req.iovecs.iter().map(|iov| {
+            // SAFETY: each piece is `iov_len` bytes of vm-memory-checked guest memory that stays
+            // mapped while the pool lives (it holds the mapping). The slice lives only for this
+            // call, and guest memory is shared with the guest by design: like a `preadv` into it,
+            // the image copies into (or from) it and keeps no reference.
+            unsafe { std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), iov.iov_len) }
+        })
+    };
+    match req.op {
+        Op::Read => image.readv(req.offset, pieces().map(io::IoSliceMut::new).collect())?,
+        Op::Write => {
+            image.writev(req.offset, pieces().map(|p| io::IoSlice::new(p)).collect())?;
+            if writethrough {
+                image.flush()?;
+            }
+        }
+        Op::Flush => image.flush()?,
+    }
+    Ok(if req.op == Op::Flush { 0 } else { req.len })
 }
 
 fn execute_image(disk: &mut dyn DiskImage, writethrough: bool, req: &mut Request) -> block::Result<usize> {

@@ -201,10 +201,14 @@ fn make_backend(ctx: &WorkerContext) -> Result<(Backend, Media, String), String>
             .map(|p| (Backend::Pool(p), media, why.clone()))
             .map_err(|e| format!("{why}; cannot start the I/O threads: {e}"))
     };
-    let Some(file) = raw else {
-        return pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into());
-    };
     let threads = capacity.min(pool::MAX_THREADS);
+    let Some(file) = raw else {
+        let shared = lock(&ctx.disk).shared();
+        return match shared {
+            Some(image) => pool(Target::Shared(image), threads, "image with metadata, requests at once".into()),
+            None => pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into()),
+        };
+    };
     if ctx.engine == IoEngine::ThreadPool {
         return pool(Target::Raw(file), threads, "raw image, thread pool asked for".into());
     }
