@@ -11,7 +11,8 @@
 # random reads at queue depth 32, direct I/O, BENCH_FIO_RUNTIME (default 20) seconds each.
 # Prints "BENCH-DISK <vmm|qemu> test=<name> bw_kib=<KiB/s> iops=<n>", then BENCH-DISK-DONE.
 # Environment: VMM, BENCH_RUNS (default 1), BENCH_TIMEOUT (default 600 per boot),
-# BENCH_VARIANTS (default "vmm qemu"; also vmm-threads: our thread pool, qemu-io_uring).
+# BENCH_VARIANTS (default "vmm qemu"; also vmm-threads: our thread pool, qemu-io_uring, and
+# vmm-qcow2 / qemu-qcow2: the data disk through a qcow2 overlay on it).
 # Each variant starts with /dev/vdb in L1's page cache, and L1 syncs before each fio test.
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 # The vmm logs its I/O engine and NIC data path at info level.
@@ -88,24 +89,40 @@ T
     wait $pid 2>/dev/null
     exec 3>&-
 }
-vmm() { # NAME AIO
-    bench "$1" "$VMM" --disk /tmp/bench-overlay.qcow2,format=qcow2,bus=virtio \
-        --disk "/dev/vdb,format=raw,bus=virtio,aio=$2" --memory 1G --cpus 2 --vga none --serial stdio
+# data FORMAT: the data disk's path: /dev/vdb itself (raw), or a fresh qcow2 overlay on it
+# (qcow2: reads of unwritten clusters go through to /dev/vdb, writes allocate clusters).
+data() {
+    case $1 in
+        raw) echo /dev/vdb ;;
+        qcow2)
+            rm -f /tmp/bench-data.qcow2
+            qemu-img create -q -f qcow2 -b /dev/vdb -F raw /tmp/bench-data.qcow2
+            echo /tmp/bench-data.qcow2
+            ;;
+    esac
 }
-qemu() { # NAME AIO
+vmm() { # NAME AIO FORMAT
+    _data=$(data "$3")
+    bench "$1" "$VMM" --disk /tmp/bench-overlay.qcow2,format=qcow2,bus=virtio \
+        --disk "$_data,format=$3,bus=virtio,aio=$2" --memory 1G --cpus 2 --vga none --serial stdio
+}
+qemu() { # NAME AIO FORMAT
+    _data=$(data "$3")
     bench "$1" qemu-system-x86_64 -enable-kvm -cpu host -M pc -m 1024 -smp 2 \
         -drive file=/tmp/bench-overlay.qcow2,format=qcow2,if=virtio \
-        -drive "file=/dev/vdb,format=raw,if=virtio,aio=$2" \
+        -drive "file=$_data,format=$3,if=virtio,aio=$2" \
         -serial stdio -display none -vga none -nic none -no-reboot
 }
 run=1
 while [ $run -le "${BENCH_RUNS:-1}" ]; do
     for v in ${BENCH_VARIANTS:-vmm qemu}; do
         case $v in
-            vmm) vmm vmm io_uring ;;
-            vmm-threads) vmm vmm-threads threads ;;
-            qemu) qemu qemu threads ;;
-            qemu-io_uring) qemu qemu-io_uring io_uring ;;
+            vmm) vmm vmm io_uring raw ;;
+            vmm-threads) vmm vmm-threads threads raw ;;
+            vmm-qcow2) vmm vmm-qcow2 io_uring qcow2 ;;
+            qemu) qemu qemu threads raw ;;
+            qemu-io_uring) qemu qemu-io_uring io_uring raw ;;
+            qemu-qcow2) qemu qemu-qcow2 threads qcow2 ;;
             *) echo "BENCH-DISK $v: unknown variant" ;;
         esac
     done
