@@ -5,6 +5,7 @@
 # real KVM. For each of BENCH_RUNS rounds (default 3) it boots the L2 test initramfs with
 # l2test=poweroff, 1 vCPU, 256 MiB, under
 #   vmm           $VMM --cpus 1 --memory 256M --serial stdio      (skipped if $VMM is missing)
+#   vmm-pci       the same with a virtio disk, so the direct machine has its PCI bus
 #   qemu-microvm  $QEMU -M microvm,rtc=on -bios qboot.rom -enable-kvm -cpu host ...
 #   qemu-pc       $QEMU -M pc (SeaBIOS) -enable-kvm -cpu host ...
 # and measures boot_to_init_s (process start to the first "L2-INIT" line of the serial output,
@@ -16,7 +17,8 @@
 # "BENCH-MEDIAN <vmm> ..." at the end. A benchmark: it never fails on timings.
 # Environment: KERNEL, INITRD (required); VMM, QEMU (default qemu-system-x86_64), QBOOT,
 #   BENCH_RUNS, BENCH_TIMEOUT (s per boot, default 60), BENCH_APPEND (guest cmdline),
-#   BENCH_ONLY (space/comma separated subset of: vmm qemu-microvm qemu-pc).
+#   BENCH_ONLY (space/comma separated subset of: vmm vmm-pci qemu-microvm qemu-pc vmm-pvh
+#   qemu-microvm-pvh).
 set -u
 RUNS=${BENCH_RUNS:-3}
 TMO=${BENCH_TIMEOUT:-60}
@@ -139,6 +141,14 @@ run_tag() { # TAG RUN
         measure qemu-microvm "$2" "$QEMU" -M microvm,rtc=on -bios "$QBOOT_FILE" -enable-kvm -cpu host \
             -m 256 -nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
         ;;
+    vmm-pci)
+        # The direct machine with a PCI bus: a virtio disk (a 1 MiB raw file) gives it the
+        # i440FX host bridge, the virtio-blk function and the PCI0 bridge in the DSDT, so the
+        # guest's PCI probing through 0xCF8/0xCFC is in the figure.
+        [ -f "$WORK/pci.raw" ] || dd if=/dev/zero of="$WORK/pci.raw" bs=1024 count=1024 2>/dev/null
+        measure vmm-pci "$2" "$VMM" --kernel "$KERNEL" --initramfs "$INITRD" --cmdline "$APPEND" \
+            --cpus 1 --memory 256M --serial stdio --disk "$WORK/pci.raw,format=raw,bus=virtio"
+        ;;
     vmm-pvh)
         measure vmm-pvh "$2" "$VMM" --kernel "$VMLINUX" --initramfs "$INITRD" --cmdline "$APPEND" \
             --cpus 1 --memory 256M --serial stdio
@@ -157,7 +167,7 @@ run_tag() { # TAG RUN
 tags=
 for t in $ONLY; do
     case $t in
-    vmm | vmm-pvh)
+    vmm | vmm-pvh | vmm-pci)
         if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
             echo "BENCH-SKIP $t: no vmm binary ('$VMM')"
             continue

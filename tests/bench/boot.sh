@@ -12,7 +12,8 @@
 #   VMM_BIN=path   vmm binary (default target/x86_64-unknown-linux-gnu/release/vmm; the vmm rows
 #                  are skipped when it does not exist; BENCH_BUILD=1 builds it first)
 #   BENCH_RUNS=3, BENCH_TIMEOUT=60 (per boot),
-#   BENCH_ONLY="vmm qemu-microvm qemu-pc vmm-pvh qemu-microvm-pvh",
+#   BENCH_ONLY="vmm qemu-microvm qemu-pc vmm-pvh qemu-microvm-pvh" (also vmm-pci: a virtio disk, so
+#   the direct machine has its PCI bus),
 #   BENCH_APPEND (guest cmdline, default "console=ttyS0 l2test=poweroff panic=-1"; add "quiet"
 #   to take the cost of printing the kernel log on the emulated UART out of the figures),
 #   BENCH_MODE=auto|host|l1, BENCH_L1_TIMEOUT=1200, BENCH_LOG=path
