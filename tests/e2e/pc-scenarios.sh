@@ -214,7 +214,7 @@ sc_pc_cdrom_grub() {
         # A VBE mode: GRUB's graphical terminal, typed over VNC; the viewer must be resized
         # (DesktopSize) from 720x400 to the new mode.
         "$probe" unix:"$d/vnc.sock" --type 'insmod all_video\nloadfont unicode\nterminal_output gfxterm\n' \
-            --wait-resize 60 >"$d/resize.out" 2>&1 && vnc_resize=$(grep -o 'resized from .*' "$d/resize.out")
+            --wait-resize 120 >"$d/resize.out" 2>&1 && vnc_resize=$(grep -o 'resized from .*' "$d/resize.out")
         cat "$d/resize.out"
     fi
     alive=0

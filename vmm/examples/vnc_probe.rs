@@ -19,8 +19,19 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+trait Stream: Read + Write {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+impl Stream for UnixStream {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+impl Stream for TcpStream {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
 
 type Res<T> = Result<T, String>;
 
@@ -221,16 +232,29 @@ fn run(args: &[String]) -> Res<bool> {
         let secs: u64 = secs.parse().map_err(|_| format!("--wait-resize {secs}: not a number of seconds"))?;
         let start = std::time::Instant::now();
         let (w0, h0) = (p.width, p.height);
+        let deadline = Duration::from_secs(secs);
         loop {
-            if start.elapsed().as_secs() >= secs {
+            let left = deadline.saturating_sub(start.elapsed());
+            if left.is_zero() {
                 println!("vnc-probe: no resize within {secs} s");
                 return Ok(false);
             }
+            // The server answers an incremental request only when the screen changes, and a
+            // guest may leave it still for long (GRUB loading fonts on a slow host): wait for
+            // the update as long as the deadline allows, not the connection's 20 s.
+            p.s.set_timeout(left.max(Duration::from_secs(1))).map_err(io)?;
             p.request(true)?;
-            if p.read_update()? {
-                break;
+            match p.read_update() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) if start.elapsed() >= deadline => {
+                    println!("vnc-probe: no resize within {secs} s ({e})");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
             }
         }
+        p.s.set_timeout(Duration::from_secs(20)).map_err(io)?;
         p.frame()?;
         let nonblack = p.fb.iter().filter(|&&v| v != 0).count();
         println!("vnc-probe: resized from {w0}x{h0} to {}x{} nonblack={nonblack}", p.width, p.height);

@@ -205,8 +205,12 @@ fn make_backend(ctx: &WorkerContext) -> Result<(Backend, Media, String), String>
     let Some(file) = raw else {
         let shared = lock(&ctx.disk).shared();
         return match shared {
-            Some(image) => pool(Target::Shared(image), threads, "image with metadata, requests at once".into()),
-            None => pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into()),
+            Some(image) => {
+                pool(Target::Shared(image), threads, "image with metadata, requests at once".into())
+            }
+            None => {
+                pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into())
+            }
         };
     };
     if ctx.engine == IoEngine::ThreadPool {
