@@ -6,9 +6,11 @@
 //! - [`validate`]: the checks `define` runs against the host and the other definitions.
 //! - [`network`]: managed network definitions (`vmctl net`).
 //! - [`store`]: the state directory, every write atomic.
+//! - [`limits`]: size, depth and element bounds checked before any document is parsed.
 //!
 //! Nothing here touches KVM or starts processes.
 
+pub mod limits;
 pub mod model;
 pub mod network;
 pub mod store;

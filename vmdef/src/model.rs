@@ -614,6 +614,12 @@ pub struct JsonError {
 
 /// Parses JSON into `T`, reporting the field path, line and column of an error.
 pub(crate) fn from_json_with_path<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsonError> {
+    crate::limits::check_json(text).map_err(|e| JsonError {
+        line: e.line() as usize,
+        column: 1,
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -133,8 +133,12 @@ pub(crate) fn definition_body<'a>(
     if body.len() > MAX_BODY {
         return Err(DaemonError::BadInput(format!("the definition is larger than {MAX_BODY} bytes")));
     }
-    let text =
-        std::str::from_utf8(body).map_err(|_| DaemonError::BadInput("the body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        DaemonError::BadInput(format!(
+            "the definition is not UTF-8 (byte {} is not); convert it, e.g. iconv -f LATIN1 -t UTF-8",
+            e.valid_up_to()
+        ))
+    })?;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {

@@ -101,6 +101,9 @@ pub enum XmlErrorKind {
         /// The element's name.
         element: String,
     },
+    /// Beyond the bounds every document must respect ([`crate::limits`]).
+    #[error("{0}")]
+    Limit(crate::limits::LimitError),
     /// Elements that are each valid but contradict each other.
     #[error("{0}")]
     Conflict(String),

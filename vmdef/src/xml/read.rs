@@ -22,6 +22,11 @@ pub(crate) fn at(doc: &Document, offset: usize, kind: XmlErrorKind) -> XmlError 
 /// Parses `text` as an XML document whose root element is `<root_name>` in no namespace;
 /// a syntax error or another root is an error with its line and column.
 pub(crate) fn parse_document<'a>(text: &'a str, root_name: &str) -> Result<Document<'a>> {
+    crate::limits::check_xml(text).map_err(|e| XmlError {
+        line: e.line(),
+        column: 1,
+        kind: XmlErrorKind::Limit(e),
+    })?;
     let doc = Document::parse(text).map_err(|e| {
         let p = e.pos();
         let msg = e.to_string();

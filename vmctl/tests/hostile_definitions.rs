@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Hostile definitions sent to a running `vmctld`: each is refused with an error that says
+//! why, and the daemon still answers afterwards (issue 12: a 21 KB XML of 3,000 nested
+//! elements used to overflow a stack and take the API down).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use hyper::Method;
+use vmctl::api::VmInfo;
+use vmctl::client::{Client, ClientError};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fake_vmm() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
+}
+
+async fn refused(c: &Client, ctype: &str, body: Vec<u8>) -> (u16, String) {
+    match c.request(Method::POST, "/v1/vms", Some(ctype), body).await {
+        Err(ClientError::Api { status, message }) => (status, message),
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_definitions_are_refused_and_the_daemon_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--vmm")
+        .arg(fake_vmm())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    common::wait_for_socket(&state.join("vmctld.sock"));
+    let c = Client::new(state.join("vmctld.sock"));
+
+    let xml = "application/xml";
+    let deep = format!("<domain type='kvm'>{}{}</domain>", "<a>".repeat(3000), "</a>".repeat(3000));
+    let (status, msg) = refused(&c, xml, deep.into_bytes()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("nesting deeper than 32 levels"), "{msg}");
+
+    let bomb = "<?xml version='1.0'?>\n<!DOCTYPE d [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;'>]>\n<domain type='kvm'>&b;</domain>";
+    let (status, msg) = refused(&c, xml, bomb.into()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("line 2") && msg.contains("<!DOCTYPE>"), "{msg}");
+
+    let many = format!("<domain type='kvm'>{}</domain>", "<x/>".repeat(20_000));
+    let (status, msg) = refused(&c, xml, many.into_bytes()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("more than 10000 elements"), "{msg}");
+
+    let big = format!("<domain type='kvm'><name>{}</name></domain>", "a".repeat(10 << 20));
+    let (status, msg) = refused(&c, xml, big.into_bytes()).await;
+    assert!(status == 400 || status == 413, "{status} {msg}");
+    assert!(msg.contains("larger than") || msg.contains("length limit exceeded"), "{msg}");
+
+    let mut latin1 = b"<domain type='kvm'><name>caf".to_vec();
+    latin1.extend_from_slice(&[0xe9]);
+    latin1.extend_from_slice(b"</name></domain>");
+    let (status, msg) = refused(&c, xml, latin1).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("not UTF-8"), "{msg}");
+
+    let declared = "<?xml version='1.0' encoding='ISO-8859-1'?><domain type='kvm'/>";
+    let (status, msg) = refused(&c, xml, declared.into()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("ISO-8859-1") && msg.contains("UTF-8"), "{msg}");
+
+    let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, msg) = refused(&c, "application/json", deep_json.into_bytes()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("nesting deeper"), "{msg}");
+
+    // Still alive, and nothing was defined.
+    let vms: Vec<VmInfo> = c.get_json("/v1/vms").await.unwrap();
+    assert!(vms.is_empty());
+}
