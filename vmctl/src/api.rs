@@ -37,6 +37,10 @@ pub struct VmInfo {
     /// Where its VNC server listens while it runs (`127.0.0.1:5900`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<std::net::SocketAddr>,
+    /// Only in the answer to a define: what of a libvirt XML was ignored or adapted, each
+    /// with its line (`line 12, column 5: <memballoon> is ignored: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /v1/vms/{name}`: the state and the stored definition.

@@ -90,4 +90,42 @@ async fn hostile_definitions_are_refused_and_the_daemon_lives() {
     // Still alive, and nothing was defined.
     let vms: Vec<VmInfo> = c.get_json("/v1/vms").await.unwrap();
     assert!(vms.is_empty());
+
+    // libvirt's bookkeeping defines as written, each ignored part a warning on stderr.
+    let file = dir.path().join("virsh.xml");
+    std::fs::write(&file, LIBVIRT_XML).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmctl"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("define")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "web defined");
+    for w in ["line 7, column 3: <memballoon> is ignored", "<channel> is ignored", "<seclabel> is ignored"] {
+        assert!(stderr.contains(&format!("warning: {w}")) || stderr.contains(w), "{w}: {stderr}");
+    }
+    // The same sent twice: one problem per refused element, all of them.
+    let bad =
+        LIBVIRT_XML.replace("<memballoon model='virtio'/>", "<sound model='ich9'/><tpm model='tpm-crb'/>");
+    let (status, msg) = refused(&c, xml, bad.into_bytes()).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("2 problems") && msg.contains("<sound>") && msg.contains("<tpm>"), "{msg}");
 }
+
+const LIBVIRT_XML: &str = "<domain type='kvm'>
+  <name>web</name>
+  <memory unit='KiB'>262144</memory>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>
+  <features><acpi/><apic/></features>
+  <devices>
+  <memballoon model='virtio'/>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <input type='mouse' bus='ps2'/>
+  </devices>
+  <seclabel type='dynamic' model='apparmor'/>
+</domain>
+";

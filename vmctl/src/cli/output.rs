@@ -225,6 +225,7 @@ mod tests {
             autostart: true,
             exit_reason: None,
             vnc: None,
+            warnings: Vec::new(),
         };
         let t = vm_table(&[v]);
         assert!(t.lines().nth(1).unwrap().starts_with("web   shut off  -    2      512 MiB  yes"), "{t}");

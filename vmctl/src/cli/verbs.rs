@@ -60,6 +60,11 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
             let ct = content_type_for(file, &text);
             let (_, body) = client.request(Method::POST, "/v1/vms", Some(ct), text.into_bytes()).await?;
             let info: VmInfo = serde_json::from_slice(&body).map_err(|e| Failure::error(e.to_string()))?;
+            if !json {
+                for w in &info.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
             report(info, "defined");
         }
         Verb::Undefine { name } => {

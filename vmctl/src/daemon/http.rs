@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::VmInfo;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -150,21 +151,23 @@ pub(crate) fn definition_body<'a>(
     }
 }
 
-/// Parses a definition body: XML when the content type says so, JSON otherwise.
-pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<VmDef, DaemonError> {
+/// Parses a definition body: XML when the content type says so (libvirt's bookkeeping
+/// accepted, with the warnings of [`vmdef::xml::import`]), JSON otherwise (no warnings).
+pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<(VmDef, Vec<String>), DaemonError> {
     match definition_body(headers, body)? {
-        DefinitionBody::Xml(text) => {
-            vmdef::xml::from_xml(text).map_err(|e| DaemonError::BadInput(format!("XML definition: {e}")))
-        }
-        DefinitionBody::Json(text) => {
-            VmDef::from_json(text).map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}")))
-        }
+        DefinitionBody::Xml(text) => vmdef::xml::import(text)
+            .map(|i| (i.def, i.warnings.iter().map(ToString::to_string).collect()))
+            .map_err(|e| DaemonError::BadInput(format!("XML definition: {e}"))),
+        DefinitionBody::Json(text) => VmDef::from_json(text)
+            .map(|d| (d, Vec::new()))
+            .map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}"))),
     }
 }
 
 async fn define(State(d): State<Arc<Daemon>>, headers: HeaderMap, body: Bytes) -> Res {
-    let def = parse_definition(&headers, &body)?;
-    Ok((StatusCode::CREATED, Json(d.define(def).await?)).into_response())
+    let (def, warnings) = parse_definition(&headers, &body)?;
+    let info = VmInfo { warnings, ..d.define(def).await? };
+    Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 async fn redefine(
@@ -174,7 +177,7 @@ async fn redefine(
     body: Bytes,
 ) -> Res {
     let name = parse_name(&name)?;
-    let def = parse_definition(&headers, &body)?;
+    let (def, warnings) = parse_definition(&headers, &body)?;
     if def.name != name {
         return Err(DaemonError::BadInput(format!(
             "the definition is named {}, not {name}; renaming is not supported",
@@ -182,7 +185,7 @@ async fn redefine(
         )));
     }
     d.info(&name)?;
-    Ok(Json(d.define(def).await?).into_response())
+    Ok(Json(VmInfo { warnings, ..d.define(def).await? }).into_response())
 }
 
 async fn undefine(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {

@@ -164,6 +164,7 @@ impl Slot {
             autostart: self.def.autostart,
             exit_reason: self.rt.exit_reason.clone(),
             vnc: if self.is_active() { self.rt.vnc } else { None },
+            warnings: Vec::new(),
         }
     }
 }

@@ -2,10 +2,12 @@
 //! libvirt domain XML for the subset [`VmDef`] expresses: import ([`from_xml`]) and
 //! export ([`to_xml`]).
 //!
-//! Import is strict: an element, attribute or value outside the subset below is an error
-//! naming it with its line and column; nothing is silently dropped, with one documented
-//! exception: `<devices><emulator>` is accepted and not kept, because every `virsh dumpxml`
-//! has one and it names QEMU, which this stack replaces.
+//! Import follows the rule of [`mod@import`]: libvirt's bookkeeping (controllers, addresses,
+//! balloon, channels, `<clock>`, `<pm>`, `<seclabel>`...) is accepted and reported as
+//! warnings; an element, attribute or value outside the subset below that would change the
+//! guest is an error naming it with its line and column, and [`fn@import`] reports every
+//! such error of a document. `<devices><emulator>` is accepted silently: it names QEMU, which
+//! this stack replaces.
 //!
 //! The subset (attributes in brackets are optional):
 //! - `<domain type='kvm'>`; `<name>`; `[<uuid>]` (generated if absent).
@@ -17,7 +19,8 @@
 //!   either `<boot dev='hd'|'cdrom'|'network'/>`… (firmware boot, default `hd`) or
 //!   `<kernel>`, `[<initrd>]`, `[<cmdline>]` (direct kernel boot, no firmware). The machine
 //!   version is not kept: export writes `pc`.
-//! - `[<features>]` with `<acpi/>`, `<apic/>`; absent means off, as in libvirt.
+//! - `[<features>]` with `<acpi/>`, `<apic/>`; the vmm always provides both, so an absent
+//!   one is turned on with a warning.
 //! - `<on_poweroff>`, `<on_reboot>`, `<on_crash>`: `destroy`, `restart` or `preserve`.
 //! - `<devices>`:
 //!   - `<disk type='file' [device='disk'|'cdrom']>` with `[<driver [name='qemu'] type='raw'|'qcow2'/>]`,
@@ -41,6 +44,7 @@
 //!
 //! Comments are allowed anywhere; text only where a value is expected.
 
+pub mod import;
 pub(crate) mod read;
 mod write;
 
@@ -49,7 +53,8 @@ mod tests;
 
 use crate::model::VmDef;
 
-pub use read::from_xml;
+pub use import::{Imported, XmlErrors, XmlWarning};
+pub use read::{from_xml, import};
 pub use write::to_xml;
 
 /// Namespace of this stack's element inside `<metadata>`.
@@ -104,6 +109,14 @@ pub enum XmlErrorKind {
     /// Beyond the bounds every document must respect ([`crate::limits`]).
     #[error("{0}")]
     Limit(crate::limits::LimitError),
+    /// An element that would change the guest and is not emulated.
+    #[error("<{element}> is refused: {why}")]
+    Refused {
+        /// The element's name.
+        element: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// Elements that are each valid but contradict each other.
     #[error("{0}")]
     Conflict(String),

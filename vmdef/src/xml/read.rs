@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use roxmltree::{Document, Node, NodeType};
 use uuid::Uuid;
 
+use super::import::{self, Ctx, Imported, XmlErrors};
 use super::{XmlError, XmlErrorKind, METADATA_NS};
 use crate::model::{
     BootDevice, Disk, DiskBus, DiskDevice, DiskFormat, Features, Graphics, HostDev, Interface,
@@ -199,8 +200,9 @@ fn parse_u64(node: Node, s: &str, what: &str) -> Result<u64> {
     t.parse::<u64>().map_err(|_| value_err(node, what, t, "a decimal number"))
 }
 
-/// `<memory>`/`<currentMemory>` in MiB.
-fn memory_mib(node: Node) -> Result<u64> {
+/// `<memory>`/`<currentMemory>` in MiB; a size that is not a whole number of MiB is rounded
+/// up to one, with a warning.
+fn memory_mib(node: Node, ctx: &mut Ctx) -> Result<u64> {
     check_attrs(node, &["unit"])?;
     let units: [(&[&str], u128); 6] = [
         (&["b", "bytes"], 1),
@@ -220,10 +222,10 @@ fn memory_mib(node: Node) -> Result<u64> {
     };
     let n = parse_u64(node, &text(node)?, &format!("<{}>", name(node)))?;
     let bytes = n as u128 * scale;
-    let mib = bytes >> 20;
+    let mib = bytes.div_ceil(1 << 20);
     let what = format!("<{}>", name(node));
     if bytes & ((1 << 20) - 1) != 0 {
-        return Err(value_err(node, &what, &n.to_string(), "a whole number of MiB"));
+        ctx.warn(node, format!("{what} of {bytes} bytes is rounded up to {mib} MiB"));
     }
     if mib > u64::MAX as u128 {
         return Err(value_err(node, &what, &n.to_string(), "a size that fits in 64 bits of MiB"));
@@ -323,23 +325,31 @@ fn os(node: Node) -> Result<Os> {
     }
 }
 
-fn features(node: Node) -> Result<Features> {
+/// `<features>`: `<acpi/>` and `<apic/>` are what the vmm always provides; an absent one is
+/// turned on with a warning (libvirt's guest would run without it).
+fn features(node: Node, ctx: &mut Ctx) -> Result<Features> {
     check_attrs(node, &[])?;
     let (mut acpi, mut apic) = (None, None);
     for c in elements(node)? {
+        if import::feature_extra(c, ctx) {
+            continue;
+        }
         let slot = match name(c) {
             "acpi" => &mut acpi,
             "apic" => &mut apic,
             _ => return Err(unsupported(c)),
         };
-        check_attrs(c, &[])?;
+        check_attrs(c, &["eoi"])?;
         empty(c)?;
         once(slot, c, ())?;
     }
-    Ok(Features { acpi: acpi.is_some(), apic: apic.is_some() })
+    if acpi.is_none() || apic.is_none() {
+        ctx.warn(node, "no <acpi/> or <apic/>: the vmm always gives the guest ACPI and APICs");
+    }
+    Ok(Features { acpi: true, apic: true })
 }
 
-fn metadata(node: Node) -> Result<bool> {
+fn metadata(node: Node, ctx: &mut Ctx) -> Result<bool> {
     check_attrs(node, &[])?;
     let mut autostart = None;
     for c in node.children() {
@@ -349,6 +359,9 @@ fn metadata(node: Node) -> Result<bool> {
                 empty(c)?;
                 let v = choice(c, "autostart", &["no", "yes"])? == Some(1);
                 once(&mut autostart, c, v)?;
+            }
+            NodeType::Element if c.tag_name().namespace().is_some_and(|ns| ns != METADATA_NS) => {
+                import::foreign_metadata(c, ctx);
             }
             NodeType::Element => return Err(unsupported(c)),
             NodeType::Text if !c.text().unwrap_or("").trim().is_empty() => {
@@ -365,16 +378,33 @@ fn metadata(node: Node) -> Result<bool> {
     Ok(autostart.unwrap_or(false))
 }
 
-fn disk(node: Node) -> Result<Disk> {
-    check_attrs(node, &["type", "device"])?;
+fn disk(node: Node, ctx: &mut Ctx) -> Result<Disk> {
+    check_attrs(node, &["type", "device", "snapshot"])?;
+    if attr(node, "type").is_some_and(|(t, _)| t == "block") {
+        return Err(import::refused(
+            node,
+            "disk type='block' (a host block device) is not supported yet; use a file in a storage pool",
+        ));
+    }
     required_choice(node, "type", &["file"])?;
     let device =
         [DiskDevice::Disk, DiskDevice::Cdrom][choice(node, "device", &["disk", "cdrom"])?.unwrap_or(0)];
     let (mut format, mut path, mut target, mut readonly) = (None, None, None, None);
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
         match name(c) {
+            "boot" | "serial" | "shareable" | "iotune" => {
+                ctx.warn(c, format!("<disk><{}> is ignored", name(c)));
+            }
             "driver" => {
-                check_attrs(c, &["name", "type"])?;
+                check_attrs(c, &["name", "type", "cache", "io", "discard", "detect_zeroes"])?;
+                for a in ["cache", "io", "discard", "detect_zeroes"] {
+                    if let Some((v, _)) = attr(c, a) {
+                        ctx.warn(c, format!("<driver {a}='{v}'> is ignored: the vmm picks its own I/O mode"));
+                    }
+                }
                 empty(c)?;
                 choice(c, "name", &["qemu"])?;
                 let f =
@@ -391,6 +421,12 @@ fn disk(node: Node) -> Result<Disk> {
                 check_attrs(c, &["dev", "bus"])?;
                 empty(c)?;
                 let (dev, off) = required_attr(c, "dev")?;
+                if let Some((b @ ("sata" | "scsi" | "usb" | "fdc" | "sd"), _)) = attr(c, "bus") {
+                    return Err(import::refused(
+                        c,
+                        &format!("bus='{b}' is not emulated; use bus='virtio' (or 'ide')"),
+                    ));
+                }
                 let bus = match choice(c, "bus", &["ide", "virtio"])? {
                     Some(i) => [DiskBus::Ide, DiskBus::Virtio][i],
                     None if dev.starts_with("hd") => DiskBus::Ide,
@@ -414,12 +450,24 @@ fn disk(node: Node) -> Result<Disk> {
     Ok(Disk { path, format: format.unwrap_or_default(), bus, device, target, readonly: readonly.is_some() })
 }
 
-fn interface(node: Node) -> Result<Interface> {
+fn interface(node: Node, ctx: &mut Ctx) -> Result<Interface> {
     check_attrs(node, &["type"])?;
+    if attr(node, "type").is_some_and(|(t, _)| t == "user") {
+        return Err(import::refused(
+            node,
+            "interface type='user' is not supported yet; use type='network' with a vmctl network",
+        ));
+    }
     let kind = required_choice(node, "type", &["bridge", "network"])?;
     let (mut source, mut mac, mut model) = (None, None, None);
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
         match name(c) {
+            "target" | "driver" | "rom" | "boot" | "link" | "mtu" => {
+                ctx.warn(c, format!("<interface><{}> is ignored", name(c)));
+            }
             "mac" => {
                 check_attrs(c, &["address"])?;
                 empty(c)?;
@@ -431,7 +479,7 @@ fn interface(node: Node) -> Result<Interface> {
             }
             "source" => {
                 let a = ["bridge", "network"][kind];
-                check_attrs(c, &[a])?;
+                check_attrs(c, &[a, "portid"])?;
                 empty(c)?;
                 let (v, _) = required_attr(c, a)?;
                 let s = if kind == 0 { NetSource::Bridge(v.into()) } else { NetSource::Network(v.into()) };
@@ -470,11 +518,14 @@ fn serial_target(node: Node, type_name: &str) -> Result<()> {
     Ok(())
 }
 
-fn serial(node: Node) -> Result<Serial> {
+fn serial(node: Node, ctx: &mut Ctx) -> Result<Serial> {
     check_attrs(node, &["type"])?;
     required_choice(node, "type", &["pty"])?;
     let (mut log, mut target) = (None, None);
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
         match name(c) {
             "target" => {
                 serial_target(c, "isa-serial")?;
@@ -491,11 +542,14 @@ fn serial(node: Node) -> Result<Serial> {
     Ok(Serial { log })
 }
 
-fn console(node: Node) -> Result<()> {
+fn console(node: Node, ctx: &mut Ctx) -> Result<()> {
     check_attrs(node, &["type"])?;
     required_choice(node, "type", &["pty"])?;
     let mut target = None;
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
         if name(c) != "target" {
             return Err(unsupported(c));
         }
@@ -505,8 +559,11 @@ fn console(node: Node) -> Result<()> {
     Ok(())
 }
 
-fn graphics(node: Node) -> Result<Vnc> {
+fn graphics(node: Node, ctx: &mut Ctx) -> Result<Vnc> {
     check_attrs(node, &["type", "port", "autoport", "listen"])?;
+    if let Some((t @ ("spice" | "sdl" | "rdp" | "egl-headless" | "dbus"), _)) = attr(node, "type") {
+        return Err(import::refused(node, &format!("graphics type='{t}' is not supported; use type='vnc'")));
+    }
     required_choice(node, "type", &["vnc"])?;
     let autoport = choice(node, "autoport", &["no", "yes"])?;
     let port = match attr(node, "port") {
@@ -524,6 +581,10 @@ fn graphics(node: Node) -> Result<Vnc> {
     };
     let mut listen = parse_ip(node, "listen")?;
     for c in elements(node)? {
+        if matches!(name(c), "image" | "gl" | "audio") {
+            ctx.warn(c, format!("<graphics><{}> is ignored", name(c)));
+            continue;
+        }
         if name(c) != "listen" {
             return Err(unsupported(c));
         }
@@ -542,15 +603,28 @@ fn graphics(node: Node) -> Result<Vnc> {
     Ok(Vnc { port, listen: listen.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) })
 }
 
-fn video(node: Node) -> Result<Video> {
+fn video(node: Node, ctx: &mut Ctx) -> Result<Video> {
     check_attrs(node, &[])?;
     let mut model = None;
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
         if name(c) != "model" {
             return Err(unsupported(c));
         }
-        check_attrs(c, &["type"])?;
-        empty(c)?;
+        check_attrs(c, &["type", "vram", "heads", "primary", "ram", "vgamem"])?;
+        if let Some((t @ ("cirrus" | "qxl" | "virtio" | "bochs" | "vmvga"), _)) = attr(c, "type") {
+            ctx.warn(
+                c,
+                format!("<video model='{t}'> becomes a standard VGA (Bochs VBE), which every guest drives"),
+            );
+            once(&mut model, c, Video::Vga)?;
+            continue;
+        }
+        if elements(c)?.iter().any(|a| name(*a) == "acceleration") {
+            ctx.warn(c, "<acceleration> is ignored");
+        }
         once(&mut model, c, [Video::Vga, Video::None][required_choice(c, "type", &["vga", "none"])?])?;
     }
     model.ok_or_else(|| missing(node, "a <model type='vga'|'none'/>"))
@@ -566,13 +640,20 @@ fn pci_number(node: Node, a: &str, max: u32) -> Result<u32> {
         .ok_or_else(|| attr_value_err(node, a, off, v, &format!("a number from 0 to {max:#x}")))
 }
 
-fn hostdev(node: Node) -> Result<HostDev> {
+fn hostdev(node: Node, ctx: &mut Ctx) -> Result<HostDev> {
     check_attrs(node, &["mode", "type", "managed"])?;
     required_choice(node, "mode", &["subsystem"])?;
     required_choice(node, "type", &["pci"])?;
     let managed = choice(node, "managed", &["yes", "no"])?.unwrap_or(0) == 0;
     let mut address = None;
     for c in elements(node)? {
+        if ctx.bookkeeping(c) {
+            continue;
+        }
+        if name(c) == "rom" {
+            ctx.warn(c, "<hostdev><rom> is ignored");
+            continue;
+        }
         if name(c) != "source" {
             return Err(unsupported(c));
         }
@@ -613,20 +694,32 @@ struct Devices {
     hostdevs: Vec<HostDev>,
 }
 
-fn devices(node: Node) -> Result<Devices> {
+/// `<devices>`: each child's problem is kept in `ctx` and the next child read.
+fn devices(node: Node, ctx: &mut Ctx) -> Result<Devices> {
     check_attrs(node, &[])?;
     let mut d = Devices::default();
     let mut emulator = None;
     for c in elements(node)? {
+        let r = device(c, ctx, &mut d, &mut emulator);
+        ctx.collect(r);
+    }
+    Ok(d)
+}
+
+fn device(c: Node, ctx: &mut Ctx, d: &mut Devices, emulator: &mut Option<String>) -> Result<()> {
+    if import::device_extra(c, ctx)? {
+        return Ok(());
+    }
+    {
         match name(c) {
             "emulator" => {
                 check_attrs(c, &[])?;
-                once(&mut emulator, c, text(c)?)?;
+                once(emulator, c, text(c)?)?;
             }
-            "disk" => d.disks.push(disk(c)?),
-            "interface" => d.interfaces.push(interface(c)?),
+            "disk" => d.disks.push(disk(c, ctx)?),
+            "interface" => d.interfaces.push(interface(c, ctx)?),
             "serial" => {
-                let s = serial(c)?;
+                let s = serial(c, ctx)?;
                 if d.serial_seen {
                     return Err(err(
                         c,
@@ -637,7 +730,7 @@ fn devices(node: Node) -> Result<Devices> {
                 d.serial = Some(s);
             }
             "console" => {
-                console(c)?;
+                console(c, ctx)?;
                 if d.console_seen {
                     return Err(duplicate(c));
                 }
@@ -645,65 +738,116 @@ fn devices(node: Node) -> Result<Devices> {
                 d.serial.get_or_insert_with(Serial::default);
             }
             "graphics" => {
-                let v = graphics(c)?;
+                let v = graphics(c, ctx)?;
                 once(&mut d.vnc, c, v)?;
             }
             "video" => {
-                let v = video(c)?;
+                let v = video(c, ctx)?;
                 once(&mut d.video, c, v)?;
             }
-            "hostdev" => d.hostdevs.push(hostdev(c)?),
+            "hostdev" => d.hostdevs.push(hostdev(c, ctx)?),
             _ => return Err(unsupported(c)),
         }
     }
-    Ok(d)
+    Ok(())
 }
 
-/// Parses a libvirt domain XML document within the supported subset (see [`super`]).
+/// Parses a libvirt domain XML document within the supported subset (see [`super`]); the
+/// first problem only. [`import()`] reports every problem and the warnings.
+pub fn from_xml(text_in: &str) -> Result<VmDef> {
+    import(text_in).map(|i| i.def).map_err(|mut e| e.0.swap_remove(0))
+}
+
+/// Imports a libvirt domain XML document by the rule of [`mod@super::import`]: bookkeeping is
+/// accepted with warnings, and every problem of a refused document is reported.
 ///
 /// A missing UUID or MAC is generated, and disks keep their `<target dev>`. Checks that need
 /// the host or other VMs are left to [`crate::validate`].
-pub fn from_xml(text_in: &str) -> Result<VmDef> {
-    let doc = parse_document(text_in, "domain")?;
-    let root = doc.root_element();
-    check_attrs(root, &["type"])?;
-    required_choice(root, "type", &["kvm"])?;
+pub fn import(text_in: &str) -> std::result::Result<Imported, XmlErrors> {
+    let doc = parse_document(text_in, "domain").map_err(|e| XmlErrors(vec![e]))?;
+    let mut ctx = Ctx::default();
+    let def = domain(doc.root_element(), &mut ctx);
+    match def {
+        Ok(def) if ctx.errors.is_empty() => Ok(Imported { def, warnings: ctx.warnings }),
+        Ok(_) => Err(XmlErrors(ctx.errors)),
+        Err(e) => {
+            ctx.errors.push(e);
+            ctx.errors.sort_by_key(|e| (e.line, e.column));
+            Err(XmlErrors(ctx.errors))
+        }
+    }
+}
+
+fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
+    check_attrs(root, &["type", "id"])?;
+    if attr(root, "type").is_some_and(|(t, _)| t == "qemu") {
+        ctx.warn(root, "domain type='qemu' (emulation) runs with KVM here");
+    } else {
+        required_choice(root, "type", &["kvm"])?;
+    }
 
     let (mut vm_name, mut uuid, mut memory, mut current, mut vcpus) = (None, None, None, None, None);
     let (mut os_def, mut feats, mut devs, mut autostart) = (None, None, None, None);
     let (mut on_poweroff, mut on_reboot, mut on_crash) = (None, None, None);
     for c in elements(root)? {
-        match name(c) {
-            "name" => {
-                check_attrs(c, &[])?;
-                let t = text(c)?;
-                let n = VmName::new(t.as_str()).map_err(|e| value_err(c, "<name>", &t, &e.to_string()))?;
-                once(&mut vm_name, c, n)?;
+        let r = (|| -> Result<()> {
+            if import::domain_extra(c, ctx)? {
+                return Ok(());
             }
-            "uuid" => {
-                check_attrs(c, &[])?;
-                let t = text(c)?;
-                let u = Uuid::parse_str(t.trim()).map_err(|_| {
-                    value_err(c, "<uuid>", t.trim(), "a UUID like 4dea22b3-1d52-d8f3-2516-782e98ab3fa0")
-                })?;
-                once(&mut uuid, c, u)?;
+            match name(c) {
+                "name" => {
+                    check_attrs(c, &[])?;
+                    let t = text(c)?;
+                    let n =
+                        VmName::new(t.as_str()).map_err(|e| value_err(c, "<name>", &t, &e.to_string()))?;
+                    once(&mut vm_name, c, n)?;
+                }
+                "uuid" => {
+                    check_attrs(c, &[])?;
+                    let t = text(c)?;
+                    let u = Uuid::parse_str(t.trim()).map_err(|_| {
+                        value_err(c, "<uuid>", t.trim(), "a UUID like 4dea22b3-1d52-d8f3-2516-782e98ab3fa0")
+                    })?;
+                    once(&mut uuid, c, u)?;
+                }
+                "memory" => once(&mut memory, c, (memory_mib(c, ctx)?, c))?,
+                "currentMemory" => once(&mut current, c, (memory_mib(c, ctx)?, c))?,
+                "maxMemory" => ctx.warn(c, "<maxMemory> is ignored: memory hotplug is not supported"),
+                "vcpu" => {
+                    check_attrs(c, &["placement", "cpuset", "current"])?;
+                    choice(c, "placement", &["static", "auto"])?;
+                    let n = parse_u64(c, &text(c)?, "<vcpu>")?;
+                    if let Some((set, _)) = attr(c, "cpuset") {
+                        ctx.warn(c, format!("<vcpu cpuset='{set}'> is ignored: vCPU threads are not pinned"));
+                    }
+                    if let Some((cur, _)) = attr(c, "current").filter(|(v, _)| v.trim() != n.to_string()) {
+                        ctx.warn(
+                            c,
+                            format!("<vcpu current='{cur}'> is ignored: all {n} vCPUs are online at boot"),
+                        );
+                    }
+                    once(&mut vcpus, c, n)?;
+                }
+                "os" => once(&mut os_def, c, os(c)?)?,
+                "features" => once(&mut feats, c, features(c, ctx)?)?,
+                "on_poweroff" => once(&mut on_poweroff, c, lifecycle(c)?)?,
+                "on_reboot" => once(&mut on_reboot, c, lifecycle(c)?)?,
+                "on_crash" => once(&mut on_crash, c, lifecycle(c)?)?,
+                "devices" => once(&mut devs, c, devices(c, ctx)?)?,
+                "metadata" => once(&mut autostart, c, metadata(c, ctx)?)?,
+                _ => return Err(unsupported(c)),
             }
-            "memory" => once(&mut memory, c, (memory_mib(c)?, c))?,
-            "currentMemory" => once(&mut current, c, (memory_mib(c)?, c))?,
-            "vcpu" => {
-                check_attrs(c, &["placement"])?;
-                choice(c, "placement", &["static"])?;
-                once(&mut vcpus, c, parse_u64(c, &text(c)?, "<vcpu>")?)?;
-            }
-            "os" => once(&mut os_def, c, os(c)?)?,
-            "features" => once(&mut feats, c, features(c)?)?,
-            "on_poweroff" => once(&mut on_poweroff, c, lifecycle(c)?)?,
-            "on_reboot" => once(&mut on_reboot, c, lifecycle(c)?)?,
-            "on_crash" => once(&mut on_crash, c, lifecycle(c)?)?,
-            "devices" => once(&mut devs, c, devices(c)?)?,
-            "metadata" => once(&mut autostart, c, metadata(c)?)?,
-            _ => return Err(unsupported(c)),
-        }
+            Ok(())
+        })();
+        ctx.collect(r);
+    }
+    if !ctx.errors.is_empty() {
+        // An element with a problem may be one of those checked below: report the problems
+        // found, not their consequences.
+        return Err(ctx.errors.remove(0));
+    }
+    if feats.is_none() {
+        ctx.warn(root, "no <features>: the vmm always gives the guest ACPI and APICs");
     }
     let vm_name = vm_name.ok_or_else(|| missing(root, "a <name>"))?;
     let (memory_mib, _) = memory.ok_or_else(|| missing(root, "a <memory>"))?;
@@ -727,7 +871,7 @@ pub fn from_xml(text_in: &str) -> Result<VmDef> {
         memory_mib,
         vcpus,
         os: os_def,
-        features: feats.unwrap_or(Features { acpi: false, apic: false }),
+        features: feats.unwrap_or(Features { acpi: true, apic: true }),
         disks: devs.disks,
         interfaces: devs.interfaces,
         serial: devs.serial,
