@@ -4,6 +4,7 @@
 //! Exit codes ([`crate::api::exit`]): 0 ok, 1 error, 2 bad input, 3 not found (VM, pool or
 //! volume), 4 conflict or wrong state (including a volume in use or a template).
 
+mod config_verbs;
 mod console;
 mod hostdev;
 mod net;
@@ -130,10 +131,35 @@ pub enum Verb {
         xml: bool,
     },
     /// Show a VM's state and settings.
+    #[command(alias = "dominfo")]
     Info {
         /// VM name.
         name: String,
     },
+    /// Start a VM with the daemon (or not, with --disable).
+    Autostart(config_verbs::AutostartArgs),
+    /// List a VM's disks: target, bus, device, source.
+    Domblklist {
+        /// VM name.
+        name: String,
+    },
+    /// List a VM's network interfaces: type, source, model, MAC.
+    Domiflist {
+        /// VM name.
+        name: String,
+    },
+    /// Change the guest RAM of the stored definition (--config; at the next start).
+    Setmem(config_verbs::SetmemArgs),
+    /// Change the vCPU count of the stored definition (--config; at the next start).
+    Setvcpus(config_verbs::SetvcpusArgs),
+    /// Add a disk to the stored definition (--config; at the next start).
+    AttachDisk(config_verbs::AttachDiskArgs),
+    /// Remove a disk from the stored definition (--config; at the next start).
+    DetachDisk(config_verbs::DetachDiskArgs),
+    /// Add a network interface to the stored definition (--config; at the next start).
+    AttachInterface(config_verbs::AttachInterfaceArgs),
+    /// Remove a network interface from the stored definition (--config; at the next start).
+    DetachInterface(config_verbs::DetachInterfaceArgs),
     /// Print where a running VM's VNC server listens, as virsh does (`127.0.0.1:0` is port
     /// 5900); `--json` gives the socket address too.
     Vncdisplay {

@@ -7,7 +7,7 @@ use std::path::Path;
 use http_body_util::BodyExt;
 use hyper::Method;
 
-use super::{console, output, Cli, Failure, Verb};
+use super::{config_verbs, console, output, Cli, Failure, Verb};
 use crate::api::{Event, VmDetail, VmInfo};
 use crate::client::Client;
 
@@ -126,6 +126,15 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
             }
         }
         Verb::Edit { name, xml } => edit(client, name, *xml).await?,
+        Verb::Autostart(a) => config_verbs::autostart(client, a, json).await?,
+        Verb::Domblklist { name } => config_verbs::domblklist(client, name, json).await?,
+        Verb::Domiflist { name } => config_verbs::domiflist(client, name, json).await?,
+        Verb::Setmem(a) => config_verbs::setmem(client, a, json).await?,
+        Verb::Setvcpus(a) => config_verbs::setvcpus(client, a, json).await?,
+        Verb::AttachDisk(a) => config_verbs::attach_disk(client, a, json).await?,
+        Verb::DetachDisk(a) => config_verbs::detach_disk(client, a, json).await?,
+        Verb::AttachInterface(a) => config_verbs::attach_interface(client, a, json).await?,
+        Verb::DetachInterface(a) => config_verbs::detach_interface(client, a, json).await?,
         Verb::Events => follow_events(client, json).await?,
         Verb::Vol { cmd } => super::storage::vol(client, cmd, json).await?,
         Verb::Pool { cmd } => super::storage::pool(client, cmd, json).await?,

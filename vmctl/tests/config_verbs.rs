@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+//! virsh's everyday definition verbs through `vmctl` and a running `vmctld`: autostart,
+//! dominfo, domblklist, domiflist, setmem, setvcpus, attach/detach-disk and -interface.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fake_vmm() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
+}
+
+fn vmctl(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmctl"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+fn ok(state: &Path, args: &[&str]) -> String {
+    let (code, out, err) = vmctl(state, args);
+    assert_eq!(code, 0, "vmctl {args:?}: {out}{err}");
+    out
+}
+
+#[test]
+fn definition_verbs_change_the_stored_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--vmm")
+        .arg(fake_vmm())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    common::wait_for_socket(&state.join("vmctld.sock"));
+
+    let def = dir.path().join("web.json");
+    std::fs::write(&def, r#"{"name": "web", "memory_mib": 256, "vcpus": 1}"#).unwrap();
+    ok(&state, &["define", def.to_str().unwrap()]);
+    ok(&state, &["vol", "create", "data.qcow2", "64M", "--format", "qcow2"]);
+    let data = ok(&state, &["vol", "path", "data.qcow2"]).trim().to_string();
+
+    assert_eq!(ok(&state, &["autostart", "web"]).trim(), "web will be started with the daemon");
+    assert!(ok(&state, &["dominfo", "web"]).contains("Autostart:  yes"));
+    ok(&state, &["autostart", "web", "--disable"]);
+    assert!(ok(&state, &["dominfo", "web"]).contains("Autostart:  no"));
+
+    let (code, _, err) = vmctl(&state, &["setmem", "web", "1G"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("add --config"), "{err}");
+    ok(&state, &["setmem", "web", "1G", "--config"]);
+    ok(&state, &["setvcpus", "web", "2", "--config"]);
+    let info = ok(&state, &["dominfo", "web"]);
+    assert!(info.contains("Memory:     1024 MiB") && info.contains("vCPUs:      2"), "{info}");
+
+    ok(&state, &["attach-disk", "web", &data, "vdb", "--config"]);
+    let list = ok(&state, &["domblklist", "web"]);
+    assert!(list.contains(&format!("vdb     virtio  disk    {data}")), "{list}");
+    let (code, _, err) = vmctl(&state, &["attach-disk", "web", &data, "vdb", "--config"]);
+    assert_eq!(code, 2, "{err}");
+    ok(&state, &["attach-interface", "web", "bridge", "br0", "--mac", "52:54:00:12:34:56", "--config"]);
+    let list = ok(&state, &["domiflist", "web"]);
+    assert!(list.contains("bridge  br0     virtio  52:54:00:12:34:56"), "{list}");
+
+    ok(&state, &["detach-interface", "web", "--mac", "52:54:00:12:34:56", "--config"]);
+    assert_eq!(ok(&state, &["domiflist", "web"]).lines().count(), 1, "the header only");
+    ok(&state, &["detach-disk", "web", "vdb", "--config"]);
+    assert_eq!(ok(&state, &["domblklist", "web"]).lines().count(), 1);
+    let (code, _, err) = vmctl(&state, &["detach-disk", "web", "vdz", "--config"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("has no disk vdz"), "{err}");
+    // A change the daemon refuses leaves the definition as it was.
+    let (code, _, err) = vmctl(&state, &["setvcpus", "web", "100000", "--config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(ok(&state, &["dominfo", "web"]).contains("vCPUs:      2"));
+}
