@@ -586,6 +586,11 @@ pub struct VmDef {
     /// mapping carries it in `<metadata>`.)
     #[serde(default)]
     pub autostart: bool,
+    /// Elements of other tools in libvirt's `<metadata>` (libosinfo's OS id, virt-manager's
+    /// notes), each kept verbatim as one XML element declaring its own namespace, so that
+    /// `dumpxml` gives them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<String>,
 }
 
 fn default_serial() -> Option<Serial> {
@@ -660,6 +665,7 @@ impl VmDef {
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,
             autostart: false,
+            metadata: Vec::new(),
         }
     }
 

@@ -289,6 +289,11 @@ pub fn check_definition(def: &VmDef) -> Vec<Problem> {
     if def.uuid.is_nil() {
         out.push(problem(ProblemKind::Invalid, "uuid", "is all zeros; remove it to generate one"));
     }
+    for (i, m) in def.metadata.iter().enumerate() {
+        if let Err(why) = crate::xml::import::check_metadata_element(m) {
+            out.push(problem(ProblemKind::Invalid, format!("metadata[{i}]"), why));
+        }
+    }
     if def.memory_mib < MIN_MEMORY_MIB {
         out.push(problem(
             ProblemKind::Invalid,

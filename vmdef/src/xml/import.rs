@@ -228,18 +228,45 @@ pub(crate) fn device_extra(c: Node, ctx: &mut Ctx) -> Result<bool, XmlError> {
     Ok(true)
 }
 
-/// `<metadata>` children in other namespaces than this stack's (libosinfo's and others').
-pub(crate) fn foreign_metadata(c: Node, ctx: &mut Ctx) -> bool {
+/// The text of a `<metadata>` child that can be kept verbatim: an element whose start tag
+/// declares its own namespace (as libosinfo's and virt-manager's do), so that the text means
+/// the same written anywhere.
+pub(crate) fn verbatim_element<'a>(c: Node<'a, '_>) -> Option<&'a str> {
+    let text = c.document().input_text().get(c.range())?;
+    let start_tag = &text[..text.find('>')?];
+    let prefix = text[1..].split(|ch: char| ch.is_whitespace() || ch == '>' || ch == '/').next()?;
+    let declared = match prefix.split_once(':') {
+        Some((p, _)) => start_tag.contains(&format!("xmlns:{p}=")),
+        None => start_tag.contains("xmlns="),
+    };
+    declared.then_some(text)
+}
+
+/// Checks a stored metadata element (JSON may carry any string): one element in a
+/// namespace it declares itself, nothing around it.
+pub fn check_metadata_element(text: &str) -> Result<(), String> {
+    let doc = roxmltree::Document::parse(text).map_err(|e| format!("not one XML element: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().namespace().is_none() {
+        return Err("the element needs a namespace of its own (xmlns:x='...')".into());
+    }
+    if root.range() != (0..text.len()) || verbatim_element(root).is_none() {
+        return Err("give exactly one element that declares its own namespace, nothing around it".into());
+    }
+    Ok(())
+}
+
+/// `<metadata>` children in other namespaces than this stack's that cannot be kept verbatim.
+pub(crate) fn foreign_metadata(c: Node, ctx: &mut Ctx) {
     if c.node_type() != NodeType::Element {
-        return false;
+        return;
     }
     ctx.warn(
         c,
         format!(
-            "<metadata> element <{}> ({}) is not kept",
+            "<metadata> element <{}> ({}) is not kept: it does not declare its namespace itself",
             name(c),
             c.tag_name().namespace().unwrap_or("no namespace")
         ),
     );
-    true
 }

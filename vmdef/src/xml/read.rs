@@ -349,7 +349,8 @@ fn features(node: Node, ctx: &mut Ctx) -> Result<Features> {
     Ok(Features { acpi: true, apic: true })
 }
 
-fn metadata(node: Node, ctx: &mut Ctx) -> Result<bool> {
+/// `<metadata>`: this stack's autostart, and other tools' elements kept verbatim in `kept`.
+fn metadata(node: Node, ctx: &mut Ctx, kept: &mut Vec<String>) -> Result<bool> {
     check_attrs(node, &[])?;
     let mut autostart = None;
     for c in node.children() {
@@ -361,7 +362,10 @@ fn metadata(node: Node, ctx: &mut Ctx) -> Result<bool> {
                 once(&mut autostart, c, v)?;
             }
             NodeType::Element if c.tag_name().namespace().is_some_and(|ns| ns != METADATA_NS) => {
-                import::foreign_metadata(c, ctx);
+                match import::verbatim_element(c) {
+                    Some(text) => kept.push(text.to_string()),
+                    None => import::foreign_metadata(c, ctx),
+                }
             }
             NodeType::Element => return Err(unsupported(c)),
             NodeType::Text if !c.text().unwrap_or("").trim().is_empty() => {
@@ -789,6 +793,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
     let (mut vm_name, mut uuid, mut memory, mut current, mut vcpus) = (None, None, None, None, None);
     let (mut os_def, mut feats, mut devs, mut autostart) = (None, None, None, None);
     let (mut on_poweroff, mut on_reboot, mut on_crash) = (None, None, None);
+    let mut kept_metadata = Vec::new();
     for c in elements(root)? {
         let r = (|| -> Result<()> {
             if import::domain_extra(c, ctx)? {
@@ -834,7 +839,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
                 "on_reboot" => once(&mut on_reboot, c, lifecycle(c)?)?,
                 "on_crash" => once(&mut on_crash, c, lifecycle(c)?)?,
                 "devices" => once(&mut devs, c, devices(c, ctx)?)?,
-                "metadata" => once(&mut autostart, c, metadata(c, ctx)?)?,
+                "metadata" => once(&mut autostart, c, metadata(c, ctx, &mut kept_metadata)?)?,
                 _ => return Err(unsupported(c)),
             }
             Ok(())
@@ -881,5 +886,6 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
         on_reboot: on_reboot.unwrap_or(LifecycleAction::Restart),
         on_crash: on_crash.unwrap_or(LifecycleAction::Destroy),
         autostart: autostart.unwrap_or(false),
+        metadata: kept_metadata,
     })
 }

@@ -401,7 +401,7 @@ fn disk_bus_from_target_prefix_and_hostdev_numbers() {
 }
 
 #[test]
-fn metadata_carries_autostart_only() {
+fn metadata_carries_autostart_and_keeps_other_tools_elements() {
     let with = minimal(
         &format!(
             "  <metadata>\n    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>\n  </metadata>\n"
@@ -414,8 +414,12 @@ fn metadata_carries_autostart_only() {
         "",
     );
     let i = import(&foreign).unwrap();
-    assert_eq!((i.warnings[0].line, i.warnings[0].column), (8, 5));
-    assert!(i.warnings[0].message.contains("libosinfo"), "{:?}", i.warnings);
+    assert_eq!(
+        i.def.metadata,
+        vec!["<libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'/>"
+            .to_string()]
+    );
+    assert!(!i.def.autostart);
 }
 
 /// Checks exported XML against libvirt's own RelaxNG schema when `virt-xml-validate`
@@ -564,8 +568,8 @@ fn virsh_dumpxml_defines_as_written_with_warnings() {
     assert_eq!(d.interfaces[0].mac.to_string(), "52:54:00:3b:7e:12");
     assert_eq!(d.graphics.video, Video::Vga);
     let text: Vec<String> = i.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(d.metadata.len(), 1, "libosinfo's element kept");
     for expected in [
-        "libosinfo",
         "cpuset='0-1'",
         "<resource>",
         "<pm>",
@@ -618,4 +622,48 @@ fn every_refusal_of_a_document_is_reported_at_once() {
     }
     let lines: Vec<u32> = e.0.iter().map(|e| e.line).collect();
     assert!(lines.windows(2).all(|w| w[0] < w[1]), "in document order: {lines:?}");
+}
+
+#[test]
+fn foreign_metadata_is_kept_verbatim_and_round_trips() {
+    let xml = VIRSH_DUMPXML_PC.replace(" id='7'", "");
+    let i = import(&xml).unwrap();
+    assert_eq!(i.def.metadata.len(), 1);
+    assert!(i.def.metadata[0].starts_with(
+        "<libosinfo:libosinfo xmlns:libosinfo=\"http://libosinfo.org/xmlns/libvirt/domain/1.0\">"
+    ));
+    assert!(i.def.metadata[0].ends_with("</libosinfo:libosinfo>"));
+    assert!(!i.warnings.iter().any(|w| w.message.contains("libosinfo")), "{:?}", i.warnings);
+    let out = to_xml(&i.def);
+    assert!(out.contains("<libosinfo:os id=\"http://debian.org/debian/12\"/>"), "{out}");
+    let mut auto = i.def.clone();
+    auto.autostart = true;
+    for def in [i.def, auto] {
+        let back = from_xml(&to_xml(&def)).unwrap();
+        assert_eq!(back, def);
+        assert_eq!(to_xml(&back), to_xml(&def));
+    }
+    // A prefix declared on an ancestor cannot be kept verbatim: a warning instead.
+    let ancestor = minimal("  <metadata xmlns:x='urn:x'>\n    <x:note>hi</x:note>\n  </metadata>\n", "");
+    let i = import(
+        &ancestor
+            .replace("<metadata xmlns:x='urn:x'>", "<metadata>")
+            .replace("<domain type='kvm'>", "<domain type='kvm' xmlns:x='urn:x'>"),
+    );
+    assert!(
+        i.is_err()
+            || i.as_ref()
+                .is_ok_and(|i| i.def.metadata.is_empty()
+                    && i.warnings.iter().any(|w| w.message.contains("not kept"))),
+        "{i:?}"
+    );
+    for (bad, ok) in [
+        ("<x:a xmlns:x='urn:x'/>", true),
+        ("<a/>", false),
+        ("<x:a xmlns:x='urn:x'/><x:b xmlns:x='urn:x'/>", false),
+        (" <x:a xmlns:x='urn:x'/>", false),
+        ("</metadata><sound/>", false),
+    ] {
+        assert_eq!(import::check_metadata_element(bad).is_ok(), ok, "{bad}");
+    }
 }

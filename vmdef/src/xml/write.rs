@@ -130,11 +130,15 @@ pub fn to_xml(def: &VmDef) -> String {
     out.push_str("<domain type='kvm'>\n");
     let _ = writeln!(out, "  <name>{}</name>", esc(def.name.as_str()));
     let _ = writeln!(out, "  <uuid>{}</uuid>", def.uuid.hyphenated());
-    if def.autostart {
-        let _ = writeln!(
-            out,
-            "  <metadata>\n    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>\n  </metadata>"
-        );
+    if def.autostart || !def.metadata.is_empty() {
+        out.push_str("  <metadata>\n");
+        for m in &def.metadata {
+            let _ = writeln!(out, "    {m}");
+        }
+        if def.autostart {
+            let _ = writeln!(out, "    <vmctl:config xmlns:vmctl='{METADATA_NS}' autostart='yes'/>");
+        }
+        out.push_str("  </metadata>\n");
     }
     let _ = writeln!(out, "  <memory unit='KiB'>{kib}</memory>");
     let _ = writeln!(out, "  <currentMemory unit='KiB'>{kib}</currentMemory>");
