@@ -199,6 +199,9 @@ pub struct VmConfigFile {
     /// Exit instead of rebooting when the guest resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_reboot: Option<bool>,
+    /// What the CMOS clock counts: "utc" (default) or "localtime" (`--rtc base=...`).
+    #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
+    pub rtc: Option<crate::machine::RtcBase>,
     /// "pc" (SeaBIOS) or "direct" (kernel boot); direct when a kernel is given.
     #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
     pub machine: Option<MachineKind>,
@@ -275,6 +278,7 @@ impl VmConfigFile {
             memory: over.memory.or(self.memory),
             serial: over.serial.or(self.serial),
             no_reboot: over.no_reboot.or(self.no_reboot),
+            rtc: over.rtc.or(self.rtc),
             machine: over.machine.or(self.machine),
             firmware: over.firmware.or(self.firmware),
             linuxboot_rom: over.linuxboot_rom.or(self.linuxboot_rom),
@@ -389,6 +393,7 @@ mod tests {
             memory: Some(768 << 20),
             serial: Some(SerialConfig::Unix("/run/a.serial.sock".into())),
             no_reboot: Some(true),
+            rtc: Some(crate::machine::RtcBase::Localtime),
             machine: Some(MachineKind::Pc),
             firmware: Some("/bios.bin".into()),
             linuxboot_rom: Some("/rom.bin".into()),

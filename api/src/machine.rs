@@ -57,6 +57,37 @@ impl fmt::Display for MachineKind {
     }
 }
 
+/// What the guest's CMOS clock counts (QEMU's `-rtc base=`): UTC, as Linux expects, or the
+/// host's local time, as Windows expects (libvirt `<clock offset='localtime'>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtcBase {
+    /// Coordinated universal time.
+    #[default]
+    Utc,
+    /// The host's local time zone, read when the VM starts.
+    Localtime,
+}
+
+impl FromStr for RtcBase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("base=").unwrap_or(s) {
+            "utc" => Ok(RtcBase::Utc),
+            "localtime" => Ok(RtcBase::Localtime),
+            _ => Err(format!("'{s}' is not an RTC base; use base=utc or base=localtime")),
+        }
+    }
+}
+
+impl fmt::Display for RtcBase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RtcBase::Utc => "utc",
+            RtcBase::Localtime => "localtime",
+        })
+    }
+}
+
 /// Disk image formats (`block::ImageFormat` in the VMM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -477,6 +508,21 @@ pub fn format_boot_order(order: &[BootDevice]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtc_base_as_qemu_writes_it() {
+        for (text, base) in
+            [("base=utc", RtcBase::Utc), ("utc", RtcBase::Utc), ("base=localtime", RtcBase::Localtime)]
+        {
+            assert_eq!(text.parse::<RtcBase>(), Ok(base), "{text}");
+        }
+        let e = "base=2006-06-17T16:01:21".parse::<RtcBase>().unwrap_err();
+        assert!(e.contains("use base=utc or base=localtime"), "{e}");
+        assert_eq!(RtcBase::Localtime.to_string(), "localtime");
+        let f = crate::VmConfigFile::parse(r#"{"rtc": "localtime"}"#).unwrap();
+        assert_eq!(f.rtc, Some(RtcBase::Localtime));
+        assert!(crate::VmConfigFile::parse(r#"{"rtc": "mars"}"#).is_err());
+    }
 
     #[test]
     fn machine_kinds_parse() {

@@ -24,7 +24,7 @@
 set -u
 
 # The one list of scenarios (tests/e2e/run.sh reads it through --list).
-E2E_SCENARIOS="boot-1cpu boot-4cpu high-memory pvh-vmlinux config-file serial-echo reboot no-reboot serial-file triple-fault bad-input direct-virtio-blk"
+E2E_SCENARIOS="boot-1cpu boot-4cpu high-memory pvh-vmlinux config-file serial-echo reboot no-reboot serial-file rtc-localtime triple-fault bad-input direct-virtio-blk"
 
 if [ "${1:-}" = "--list" ]; then
     for s in $E2E_SCENARIOS; do echo "$s"; done
@@ -288,6 +288,24 @@ sc_serial_file() {
     grep -q 'L2-INIT cpus=1' "$_log" || fail "no 'L2-INIT cpus=1' in $_log (exit $RC)" || return 1
     [ "$RC" = 0 ] || fail "exit code $RC, expected 0" || return 1
     NOTE="exit 0, serial file has L2-INIT"
+}
+
+# --rtc base=localtime with the host in a zone 5 h east of UTC (TZ=UTC-5): the guest's CMOS
+# clock reads 18000 s ahead of the host's UTC seconds (within the boot's duration); the same
+# boot without the flag reads UTC (sc_boot_1cpu prints L2-RTC too, not judged there).
+sc_rtc_localtime() {
+    _t0=$(date +%s)
+    export TZ=UTC-5
+    start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
+        --cmdline "$(cmdline poweroff)" --cpus 1 --memory "$MEM" --serial stdio --rtc base=localtime
+    unset TZ
+    finish_vmm || return 1
+    _rtc=$(sed -n 's/^L2-RTC \([0-9][0-9]*\).*/\1/p' "$OUT" | head -n 1)
+    [ -n "$_rtc" ] || fail "no L2-RTC seconds on the console (exit $RC)" || return 1
+    _ahead=$((_rtc - _t0))
+    [ "$_ahead" -ge 17990 ] && [ "$_ahead" -le $((18000 + VMM_TIMEOUT + 10)) ] ||
+        fail "guest RTC $_rtc is $_ahead s from the host's $_t0, expected 18000 s ahead" || return 1
+    NOTE="guest RTC ${_ahead} s ahead of UTC with TZ=UTC-5 (18000 + boot time)"
 }
 
 # More than 3 GiB: RAM is split around the 32-bit PCI hole, the rest above 4 GiB.

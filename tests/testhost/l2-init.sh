@@ -25,6 +25,8 @@ exec </dev/console >/dev/console 2>&1
 
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo "L2-INIT cpus=$cpus mem_kib=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
+# The CMOS clock as the guest reads it (seconds since the epoch, taken as UTC).
+echo "L2-RTC $(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo none)"
 
 mode=
 # shellcheck disable=SC2013 # words, not lines

@@ -163,6 +163,9 @@ pub fn vmm_config(
     if def.on_reboot != vmdef::model::LifecycleAction::Restart {
         c.no_reboot = Some(true);
     }
+    if def.clock_offset == vmdef::model::ClockOffset::Localtime {
+        c.rtc = Some(vm::RtcBase::Localtime);
+    }
     Ok(c)
 }
 
@@ -431,6 +434,10 @@ mod tests {
             }
         );
         assert_eq!(vmm_args(&paths().config), ["--config", "/s/run/a.config.json"]);
+        def.clock_offset = vmdef::model::ClockOffset::Localtime;
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
+        assert_eq!(c.rtc, Some(vm::RtcBase::Localtime), "<clock offset='localtime'> reaches the RTC");
+        assert!(c.to_json().contains("\"rtc\": \"localtime\""), "{}", c.to_json());
     }
 
     fn nic(net: &str, mac: &str) -> Interface {

@@ -539,6 +539,24 @@ pub enum LifecycleAction {
     Preserve,
 }
 
+/// What the guest's CMOS clock counts (libvirt `<clock offset=…>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockOffset {
+    /// UTC, as Linux guests expect.
+    #[default]
+    Utc,
+    /// The host's local time zone, as Windows guests expect.
+    Localtime,
+}
+
+impl ClockOffset {
+    /// True for the default, UTC.
+    pub fn is_utc(&self) -> bool {
+        *self == ClockOffset::Utc
+    }
+}
+
 /// A VM definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -586,6 +604,9 @@ pub struct VmDef {
     /// mapping carries it in `<metadata>`.)
     #[serde(default)]
     pub autostart: bool,
+    /// What the guest's CMOS clock counts (libvirt `<clock offset=…>`); default UTC.
+    #[serde(default, skip_serializing_if = "ClockOffset::is_utc")]
+    pub clock_offset: ClockOffset,
     /// Elements of other tools in libvirt's `<metadata>` (libosinfo's OS id, virt-manager's
     /// notes), each kept verbatim as one XML element declaring its own namespace, so that
     /// `dumpxml` gives them back.
@@ -665,6 +686,7 @@ impl VmDef {
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,
             autostart: false,
+            clock_offset: ClockOffset::Utc,
             metadata: Vec::new(),
         }
     }

@@ -6,11 +6,12 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use api::machine::RtcBase;
 use arch::x86_64::{acpi, boot, layout};
 use devices::bus::Bus;
 use devices::irq::IrqLine;
 use devices::legacy::acpi_pm;
-use devices::legacy::cmos_rtc::{CmosRtc, CMOS_BASE, CMOS_IRQ, CMOS_LEN};
+use devices::legacy::cmos_rtc::{CmosRtc, HostClock, CMOS_BASE, CMOS_IRQ, CMOS_LEN};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::port80::Port80;
 use devices::legacy::uart16550::{Uart16550, COM1_BASE, COM1_IRQ, UART_LEN};
@@ -179,7 +180,11 @@ pub(crate) fn create_legacy_devices(
     )));
     pio.insert(u64::from(I8042_BASE), u64::from(I8042_LEN), i8042.clone()).map_err(dev)?;
     // ISA IRQ 8 is an edge at the in-kernel PIC and IOAPIC: the RTC pulses it through an irqfd.
-    let mut cmos = CmosRtc::with_irq(Arc::new(KvmIrq::new(vm.clone(), CMOS_IRQ)?));
+    let clock = HostClock::with_offset_secs(match m.config.rtc {
+        RtcBase::Utc => 0,
+        RtcBase::Localtime => local_utc_offset_secs(),
+    });
+    let mut cmos = CmosRtc::with_clock(Arc::new(clock), Some(Arc::new(KvmIrq::new(vm.clone(), CMOS_IRQ)?)));
     cmos.set_memory_fields(layout.low_ram_size(), layout.high_ram_size(), m.config.cpus.min(255) as u8);
     let cmos = Arc::new(Mutex::new(cmos));
     pio.insert(u64::from(CMOS_BASE), u64::from(CMOS_LEN), cmos.clone()).map_err(dev)?;
@@ -193,4 +198,23 @@ pub(crate) fn create_legacy_devices(
     )?;
     reg.add("rtc", "mc146818", None, &format!("port {CMOS_BASE:#x}, IRQ {CMOS_IRQ}"))?;
     Ok(LegacyDevices { cmos, keyboard: i8042 })
+}
+
+/// The host's offset from UTC now, in seconds east (`TZ`, else /etc/localtime, as libc reads
+/// them); 0 if libc cannot tell.
+pub(crate) fn local_utc_offset_secs() -> i64 {
+    let now: libc::time_t = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as libc::time_t,
+        Err(_) => return 0,
+    };
+    // SAFETY: an all-zero `tm` is a valid value of this plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types; localtime_r writes only
+    // `tm` and returns null on failure.
+    let r = unsafe { libc::localtime_r(&now, &mut tm) };
+    if r.is_null() {
+        log::warn!("cannot read the host's time zone: the RTC counts UTC");
+        return 0;
+    }
+    tm.tm_gmtoff
 }

@@ -53,6 +53,8 @@ pub struct VmConfig {
     pub serial: SerialConfig,
     /// Exit when the guest resets.
     pub no_reboot: bool,
+    /// What the CMOS clock counts.
+    pub rtc: api::machine::RtcBase,
     /// BIOS image (pc machine).
     pub firmware: PathBuf,
     /// The option ROM that boots `kernel` through fw_cfg (pc machine with a kernel).
@@ -232,6 +234,7 @@ impl VmConfig {
             memory,
             serial: file.serial.unwrap_or_default(),
             no_reboot: file.no_reboot.unwrap_or(false),
+            rtc: file.rtc.unwrap_or_default(),
         })
     }
 }

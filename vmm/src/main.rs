@@ -52,6 +52,10 @@ struct Cli {
     /// Exit with status 3 when the guest reboots instead of booting it again.
     #[arg(long)]
     no_reboot: bool,
+    /// What the CMOS clock counts: base=utc, or base=localtime (the host's zone, for Windows)
+    /// [default: base=utc].
+    #[arg(long, value_name = "base=utc|localtime")]
+    rtc: Option<api::machine::RtcBase>,
     /// Machine: pc (i440FX PC booted by SeaBIOS) or direct (kernel boot) [default: direct
     /// with --kernel, pc with --disk or --cdrom without --kernel].
     #[arg(long, value_name = "KIND")]
@@ -157,6 +161,7 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         memory: cli.memory,
         serial: cli.serial.clone(),
         no_reboot: cli.no_reboot.then_some(true),
+        rtc: cli.rtc,
         machine: cli.machine,
         firmware: cli.firmware.clone(),
         linuxboot_rom: cli.linuxboot_rom.clone(),

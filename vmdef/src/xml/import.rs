@@ -16,7 +16,7 @@ use roxmltree::{Node, NodeType};
 
 use super::read::{attr, name};
 use super::{XmlError, XmlErrorKind};
-use crate::model::VmDef;
+use crate::model::{ClockOffset, VmDef};
 
 /// Something in a document that was accepted and not kept, or changed to fit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,7 +131,6 @@ fn attr_is(node: Node, a: &str, v: &str) -> bool {
 pub(crate) fn domain_extra(c: Node, ctx: &mut Ctx) -> Result<bool, XmlError> {
     match name(c) {
         "title" | "description" => ctx.warn(c, format!("<{}> is not kept", name(c))),
-        "clock" => clock(c, ctx),
         "cpu" => {
             if !attr_is(c, "mode", "host-passthrough") || c.children().any(|n| n.is_element()) {
                 ctx.warn(
@@ -157,16 +156,16 @@ pub(crate) fn domain_extra(c: Node, ctx: &mut Ctx) -> Result<bool, XmlError> {
     Ok(true)
 }
 
-fn clock(c: Node, ctx: &mut Ctx) {
-    match attr(c, "offset").map(|(v, _)| v) {
-        None | Some("utc") => {}
-        Some("localtime") => {
-            ctx.warn(c, "<clock offset='localtime'> is not supported yet: the guest's RTC runs in UTC")
-        }
+/// `<clock>`: the offset the RTC honours (`utc`, `localtime`); timers are the vmm's own.
+pub(crate) fn clock(c: Node, ctx: &mut Ctx) -> ClockOffset {
+    let offset = match attr(c, "offset").map(|(v, _)| v) {
+        None | Some("utc") => ClockOffset::Utc,
+        Some("localtime") => ClockOffset::Localtime,
         Some(other) => {
-            ctx.warn(c, format!("<clock offset='{other}'> is ignored: the guest's RTC runs in UTC"))
+            ctx.warn(c, format!("<clock offset='{other}'> is ignored: the guest's RTC counts UTC"));
+            ClockOffset::Utc
         }
-    }
+    };
     // The vmm has an RTC, a PIT and no HPET; tick policies are KVM's.
     let differs = c
         .children()
@@ -175,6 +174,7 @@ fn clock(c: Node, ctx: &mut Ctx) {
     if differs {
         ctx.warn(c, "<timer> settings are ignored: the guest gets an RTC, a PIT and kvmclock, no HPET");
     }
+    offset
 }
 
 /// Elements under `<features>` other than `<acpi/>` and `<apic/>`.

@@ -793,7 +793,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
     let (mut vm_name, mut uuid, mut memory, mut current, mut vcpus) = (None, None, None, None, None);
     let (mut os_def, mut feats, mut devs, mut autostart) = (None, None, None, None);
     let (mut on_poweroff, mut on_reboot, mut on_crash) = (None, None, None);
-    let mut kept_metadata = Vec::new();
+    let (mut kept_metadata, mut clock) = (Vec::new(), None);
     for c in elements(root)? {
         let r = (|| -> Result<()> {
             if import::domain_extra(c, ctx)? {
@@ -834,6 +834,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
                     once(&mut vcpus, c, n)?;
                 }
                 "os" => once(&mut os_def, c, os(c)?)?,
+                "clock" => once(&mut clock, c, import::clock(c, ctx))?,
                 "features" => once(&mut feats, c, features(c, ctx)?)?,
                 "on_poweroff" => once(&mut on_poweroff, c, lifecycle(c)?)?,
                 "on_reboot" => once(&mut on_reboot, c, lifecycle(c)?)?,
@@ -886,6 +887,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
         on_reboot: on_reboot.unwrap_or(LifecycleAction::Restart),
         on_crash: on_crash.unwrap_or(LifecycleAction::Destroy),
         autostart: autostart.unwrap_or(false),
+        clock_offset: clock.unwrap_or_default(),
         metadata: kept_metadata,
     })
 }

@@ -667,3 +667,29 @@ fn foreign_metadata_is_kept_verbatim_and_round_trips() {
         assert_eq!(import::check_metadata_element(bad).is_ok(), ok, "{bad}");
     }
 }
+
+#[test]
+fn clock_offset_localtime_is_kept_and_written_back() {
+    let xml =
+        minimal("  <clock offset='localtime'>\n    <timer name='hpet' present='no'/>\n  </clock>\n", "");
+    let i = import(&xml).unwrap();
+    assert_eq!(i.def.clock_offset, ClockOffset::Localtime);
+    assert!(
+        !i.warnings.iter().any(|w| w.message.contains("clock") || w.message.contains("timer")),
+        "{:?}",
+        i.warnings
+    );
+    let out = to_xml(&i.def);
+    assert!(out.contains("<clock offset='localtime'/>"), "{out}");
+    assert_eq!(from_xml(&out).unwrap(), i.def);
+    assert_eq!(from_xml(&minimal("  <clock offset='utc'/>\n", "")).unwrap().clock_offset, ClockOffset::Utc);
+    let i = import(&minimal("  <clock offset='variable' adjustment='30'/>\n", "")).unwrap();
+    assert_eq!(i.def.clock_offset, ClockOffset::Utc);
+    assert!(i.warnings.iter().any(|w| w.message.contains("offset='variable'")), "{:?}", i.warnings);
+    assert!(!to_xml(&i.def).contains("<clock"), "UTC is libvirt's default: not written");
+    let json = i.def.to_json().unwrap();
+    assert!(!json.contains("clock_offset"), "{json}");
+    let mut local = i.def.clone();
+    local.clock_offset = ClockOffset::Localtime;
+    assert!(local.to_json().unwrap().contains("\"clock_offset\": \"localtime\""));
+}

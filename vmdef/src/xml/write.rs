@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::METADATA_NS;
 use crate::model::{
-    BootDevice, Disk, DiskBus, DiskDevice, DiskFormat, HostDev, Interface, LifecycleAction, NetSource,
-    NicModel, Os, Video, VmDef,
+    BootDevice, ClockOffset, Disk, DiskBus, DiskDevice, DiskFormat, HostDev, Interface, LifecycleAction,
+    NetSource, NicModel, Os, Video, VmDef,
 };
 
 /// Escapes text for an XML attribute in single quotes or for element content.
@@ -144,6 +144,9 @@ pub fn to_xml(def: &VmDef) -> String {
     let _ = writeln!(out, "  <currentMemory unit='KiB'>{kib}</currentMemory>");
     let _ = writeln!(out, "  <vcpu placement='static'>{}</vcpu>", def.vcpus);
     os(&mut out, &def.os);
+    if def.clock_offset == ClockOffset::Localtime {
+        out.push_str("  <clock offset='localtime'/>\n");
+    }
     if def.features.acpi || def.features.apic {
         out.push_str("  <features>\n");
         if def.features.acpi {

@@ -72,12 +72,19 @@ pub trait Clock: Send + Sync {
 /// The host's clocks: `SystemTime` for the start, `Instant` after that.
 pub struct HostClock {
     origin: Instant,
+    /// Added to the wall clock: 0 for an RTC in UTC, the zone's offset for local time.
+    offset_ns: i128,
 }
 
 impl HostClock {
-    /// A clock whose monotonic origin is now.
+    /// A clock whose monotonic origin is now, reading UTC.
     pub fn new() -> Self {
-        HostClock { origin: Instant::now() }
+        Self::with_offset_secs(0)
+    }
+
+    /// A clock `secs` seconds ahead of UTC (an RTC in local time: the zone's offset east).
+    pub fn with_offset_secs(secs: i64) -> Self {
+        HostClock { origin: Instant::now(), offset_ns: i128::from(secs) * 1_000_000_000 }
     }
 }
 
@@ -89,10 +96,11 @@ impl Default for HostClock {
 
 impl Clock for HostClock {
     fn wall_ns(&self) -> i128 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i128,
-            Err(e) => -(e.duration().as_nanos() as i128),
-        }
+        self.offset_ns
+            + match SystemTime::now().duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i128,
+                Err(e) => -(e.duration().as_nanos() as i128),
+            }
     }
 
     fn monotonic_ns(&self) -> u64 {

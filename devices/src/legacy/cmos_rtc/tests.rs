@@ -554,3 +554,15 @@ fn hostile_accesses_never_panic() {
     b.rtc.write(1, &[]);
     b.rtc.read(1, &mut []);
 }
+
+#[test]
+fn host_clock_with_an_offset_reads_local_time() {
+    let utc = HostClock::new();
+    let east = HostClock::with_offset_secs(5 * 3600 + 1800);
+    let west = HostClock::with_offset_secs(-8 * 3600);
+    let d_east = east.wall_ns() - utc.wall_ns();
+    let d_west = west.wall_ns() - utc.wall_ns();
+    let second = 1_000_000_000i128;
+    assert!((d_east - (5 * 3600 + 1800) * second).abs() < second, "{d_east}");
+    assert!((d_west + 8 * 3600 * second).abs() < second, "{d_west}");
+}
