@@ -94,3 +94,26 @@ fn definition_verbs_change_the_stored_definition() {
     assert_eq!(code, 2, "{err}");
     assert!(ok(&state, &["dominfo", "web"]).contains("vCPUs:      2"));
 }
+
+/// `vmctl completions bash | head`: the reader closing the pipe early is a normal end (exit
+/// 0, no panic). The bash script (~100 KB) is larger than a pipe's buffer (64 KiB), so the
+/// writer meets the closed pipe.
+#[test]
+fn completions_end_quietly_on_a_closed_pipe() {
+    use std::io::Read;
+    for verb in [&["completions", "bash"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmctl"))
+            .args(verb)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here, before the writer is done.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{verb:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{verb:?}: {err}");
+    }
+}

@@ -355,6 +355,20 @@ impl Cli {
     }
 }
 
+/// Writes `bytes` to stdout; a reader that closed the pipe early (`| head`) is a normal end.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmctl: error: cannot write to stdout: {e}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
 /// A failed verb: the message and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -416,15 +430,18 @@ pub fn main() -> ExitCode {
     };
     match &cli.verb {
         Verb::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "vmctl", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
+            // Generated into memory first: clap_complete panics on a failed write, and a
+            // reader that stops early (`| head`) is a normal end, not an error.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "vmctl", &mut script);
+            return write_stdout(&script);
         }
         Verb::Hostdev { cmd } => return hostdev::hostdev(cmd, cli.json),
         Verb::Host { cmd: HostCmd::Check } => return hostdev::host_check(cli.json),
         Verb::Man => {
-            let man = clap_mangen::Man::new(Cli::command());
-            return match man.render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
+            let mut page = Vec::new();
+            return match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => write_stdout(&page),
                 Err(e) => {
                     eprintln!("vmctl: error: {e}");
                     ExitCode::from(exit::ERROR)
