@@ -84,6 +84,11 @@ impl Daemon {
             s.def.clone()
         };
         self.check_templates(&def)?;
+        // The policy again (a definition stored before it, a pool undefined since), and the
+        // paths as the kernel resolved them beneath their pools are what the VMM gets.
+        let def = self.resolve_paths(&def).map_err(|problems| {
+            DaemonError::BadInput(format!("cannot start {name}: {}", vmdef::validate::Invalid { problems }))
+        })?;
         let paths = self.run_paths(name);
         let planned = self.plan_taps(&def)?;
         let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();

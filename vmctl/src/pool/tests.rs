@@ -156,7 +156,7 @@ fn temp_files_of_crashed_creations_are_removed() {
     fs::write(p.dir().join(".web.qcow2.tmp-123-0"), b"x").unwrap();
     fs::write(p.dir().join(".keepme"), b"x").unwrap();
     let state = tempfile::tempdir().unwrap();
-    let pools = Pools::open(state.path()).unwrap();
+    let pools = Pools::open(state.path(), &[std::env::temp_dir()]).unwrap();
     fs::write(pools.def_path(".x").with_file_name(".x.json.tmp-1-2"), b"{").unwrap();
     fs::write(state.path().join("images/.v.tmp-1-3"), b"").unwrap();
     assert_eq!(pools.remove_temp_files().len(), 2);
@@ -272,7 +272,7 @@ fn inspect_ignores_hostile_backing_references() {
 #[test]
 fn pools_default_define_list_undefine() {
     let state = tempfile::tempdir().unwrap();
-    let pools = Pools::open(state.path()).unwrap();
+    let pools = Pools::open(state.path(), &[std::env::temp_dir()]).unwrap();
     let all = pools.list().unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].name(), DEFAULT_POOL);

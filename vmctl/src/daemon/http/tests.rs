@@ -37,6 +37,10 @@ fn env() -> Env {
         extra_vmm_args: Vec::new(),
         host_sysfs: dir.path().join("sys"),
         host_procfs: dir.path().join("proc"),
+        settings: crate::daemon::policy::Settings {
+            pool_roots: vec![std::env::temp_dir()],
+            ..crate::daemon::policy::Settings::defaults(dir.path())
+        },
     };
     Env { daemon: Daemon::open(cfg).unwrap(), _dir: dir }
 }
