@@ -16,6 +16,7 @@
 //! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`]; managed
 //! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
+pub mod auth;
 mod hostdevs;
 pub mod http;
 pub mod lifecycle;
