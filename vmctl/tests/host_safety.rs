@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The attacks of issue 11 against `vmctld` as a process: each is refused at define (or at
+//! the pool or volume operation), the error names the field, and nothing outside the state
+//! directory and the pools changes. Also: a user outside the vmctl groups gets 403.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn fake_vmm() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(state: &Path) -> Daemon {
+    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--vmm")
+        .arg(fake_vmm())
+        .stderr(std::fs::File::create(state.with_extension("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    common::wait_for_socket(&state.join("vmctld.sock"));
+    Daemon(child)
+}
+
+/// Runs vmctl (as `uid` if given); returns (exit code, stdout, stderr).
+fn vmctl_as(uid: Option<u32>, state: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmctl"));
+    cmd.arg("--state-dir").arg(state).args(args).stdin(Stdio::null()).env_remove("VMCTL_SOCKET");
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().unwrap();
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+}
+
+fn vmctl(state: &Path, args: &[&str]) -> (i32, String, String) {
+    vmctl_as(None, state, args)
+}
+
+/// Defines `json`; expects exit 2 with an error naming `field`.
+fn refused(state: &Path, json: &str, field: &str) {
+    let file = state.parent().unwrap().join("def.json");
+    std::fs::write(&file, json).unwrap();
+    let (code, out, err) = vmctl(state, &["define", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{json}: {out}{err}");
+    assert!(err.contains(&format!("{field}:")), "{json}: the error does not name {field}: {err}");
+}
+
+/// Names and contents of every file under `dir` (not following symlinks).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(snapshot(&p));
+        } else if t.is_file() {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        } else {
+            out.push((
+                p.clone(),
+                std::fs::read_link(&p).map(|l| l.into_os_string().into_encoded_bytes()).unwrap_or_default(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn attacks_are_refused_at_define_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host"); // stands for the rest of the host
+    std::fs::create_dir_all(host.join("root/.ssh")).unwrap();
+    std::fs::write(host.join("root/.ssh/authorized_keys"), "ssh-ed25519 AAAA admin\n").unwrap();
+    std::fs::write(host.join("shadow"), "root:*:1:0:99999:7:::\n").unwrap();
+    std::fs::write(host.join("vmlinuz"), "kernel").unwrap();
+    std::fs::write(host.join("big.img"), vec![0u8; 4096]).unwrap();
+    let state = dir.path().join("s");
+    let _d = start(&state);
+    let images = state.join("images");
+    std::fs::write(images.join("ok.raw"), vec![0u8; 4096]).unwrap();
+    std::os::unix::fs::symlink(host.join("shadow"), images.join("link.raw")).unwrap();
+    std::os::unix::fs::symlink(&host, images.join("hostdir")).unwrap();
+    let before = snapshot(&host);
+    let ok = images.join("ok.raw");
+    let ok = ok.to_str().unwrap();
+
+    // The serial log named a root-owned authorized_keys.
+    let keys = host.join("root/.ssh/authorized_keys");
+    refused(
+        &state,
+        &format!(r#"{{"name":"a","memory_mib":64,"vcpus":1,"serial":{{"log":"{}"}}}}"#, keys.display()),
+        "serial.log",
+    );
+    let escape = format!("{}/../../host/root/.ssh/authorized_keys", state.join("logs").display());
+    refused(
+        &state,
+        &format!(r#"{{"name":"a","memory_mib":64,"vcpus":1,"serial":{{"log":"{escape}"}}}}"#),
+        "serial.log",
+    );
+    // A disk naming any host file, a block device, or a symlink out of the pool.
+    for (path, field) in [
+        (host.join("shadow").display().to_string(), "disks[0].path"),
+        ("/dev/null".to_string(), "disks[0].path"),
+        (images.join("link.raw").display().to_string(), "disks[0].path"),
+        (images.join("hostdir/big.img").display().to_string(), "disks[0].path"),
+    ] {
+        refused(
+            &state,
+            &format!(
+                r#"{{"name":"a","memory_mib":64,"vcpus":1,"disks":[{{"path":"{path}","bus":"virtio"}}]}}"#
+            ),
+            field,
+        );
+    }
+    // A kernel or initrd from outside the pools.
+    let k = host.join("vmlinuz");
+    refused(
+        &state,
+        &format!(
+            r#"{{"name":"a","memory_mib":64,"vcpus":1,"os":{{"machine":"direct","kernel":"{}"}}}}"#,
+            k.display()
+        ),
+        "os.kernel",
+    );
+    refused(
+        &state,
+        &format!(
+            r#"{{"name":"a","memory_mib":64,"vcpus":1,"os":{{"machine":"direct","kernel":"{ok}","initrd":"{}"}}}}"#,
+            k.display()
+        ),
+        "os.initrd",
+    );
+    // A bridge name that would end the nftables rule.
+    refused(
+        &state,
+        r#"{"name":"a","memory_mib":64,"vcpus":1,"interfaces":[{"source":{"bridge":"br0\";accept"}}]}"#,
+        "interfaces[0].source.bridge",
+    );
+    let net = dir.path().join("net.json");
+    std::fs::write(&net, r#"{"name":"lan","bridge":"x\";accept","ipv4":"10.77.0.1/24"}"#).unwrap();
+    let (code, _, err) = vmctl(&state, &["net", "define", net.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bridge:"), "{err}");
+    // A VM name that reads as an option.
+    let (code, _, err) = {
+        let f = dir.path().join("dash.json");
+        std::fs::write(&f, r#"{"name":"-rf","memory_mib":64,"vcpus":1}"#).unwrap();
+        vmctl(&state, &["define", f.to_str().unwrap()])
+    };
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("'-'"), "{err}");
+
+    // What is in the pool is fine, and runs with the resolved path.
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        format!(r#"{{"name":"good","memory_mib":64,"vcpus":1,"disks":[{{"path":"{ok}","bus":"virtio"}}]}}"#),
+    )
+    .unwrap();
+    let (code, out, err) = vmctl(&state, &["define", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = vmctl(&state, &["list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("good") && !out.contains(" a "), "{out}");
+
+    // Pools on system directories, outside the allowed roots, or in the state directory.
+    for (path, want) in [
+        ("/etc".to_string(), "system directory"),
+        ("/".to_string(), "system directory"),
+        ("/usr/lib".to_string(), "system directory"),
+        (host.display().to_string(), "allowed pool root"),
+        (state.join("vms").display().to_string(), "daemon's state"),
+    ] {
+        let (code, _, err) = vmctl(&state, &["pool", "define", "evil", &path]);
+        assert_eq!(code, 2, "{path}: {err}");
+        assert!(err.contains("path:") && err.contains(want), "{path}: {err}");
+    }
+    // A pool definition written by hand on such a directory is not used: vol delete and vol
+    // resize cannot reach its files.
+    std::fs::write(
+        state.join("pools/evil.json"),
+        format!(r#"{{"name":"evil","path":"{}"}}"#, host.display()),
+    )
+    .unwrap();
+    let (code, _, err) = vmctl(&state, &["vol", "delete", "shadow", "--pool", "evil"]);
+    assert_ne!(code, 0, "{err}");
+    let (code, _, err) = vmctl(&state, &["vol", "resize", "big.img", "1G", "--pool", "evil"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("allowed pool root"), "{err}");
+    let (code, _, err) = vmctl(&state, &["vol", "delete", "link.raw"]);
+    assert_ne!(code, 0, "a symlink is not a volume: {err}");
+
+    assert_eq!(snapshot(&host), before, "something outside the state directory changed");
+}
+
+#[test]
+fn users_outside_the_groups_are_refused_and_audited() {
+    if !root() {
+        eprintln!("skipped: needs root to run vmctl as nobody");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("s");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _d = start(&state);
+    let mode = std::fs::metadata(state.join("vmctld.sock")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "the socket is open to all; the peer's credentials decide");
+    // 65534 is nobody: in neither vmctl group on a test host.
+    let (code, out, err) = vmctl_as(Some(65534), &state, &["list"]);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(err.contains("(uid 65534) may not use vmctld"), "{err}");
+    let (code, _, err) = vmctl_as(Some(65534), &state, &["--json", "vol", "create", "x.raw", "1M"]);
+    assert_eq!(code, 5, "{err}");
+    let e: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert!(e["error"].as_str().unwrap().ends_with('.'), "{e}");
+    assert!(!state.join("images/x.raw").exists());
+    // Root may.
+    let (code, out, err) = vmctl(&state, &["vol", "create", "x.raw", "1M"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let audit = std::fs::read_to_string(state.join("audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        lines.iter().any(|l| l["uid"] == 65534 && l["method"] == "POST" && l["status"] == 403),
+        "{audit}"
+    );
+    assert!(
+        lines.iter().any(|l| l["uid"] == 0 && l["path"] == "/v1/pools/default/volumes" && l["status"] == 201),
+        "{audit}"
+    );
+    let mode = std::fs::metadata(state.join("audit.log")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
