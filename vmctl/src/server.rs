@@ -90,6 +90,7 @@ impl Server {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
             .map_err(io(format!("chmod {}", socket.display())))?;
         daemon.recover().await;
+        daemon.spawn_log_capper();
         Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
     }
 

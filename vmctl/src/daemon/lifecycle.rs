@@ -117,6 +117,7 @@ impl Daemon {
         let mut args = crate::argv::vmm_args(&paths.config);
         args.extend(self.cfg.extra_vmm_args.iter().cloned());
         tracing::info!(vm = %name, vmm = %self.cfg.vmm.display(), ?args, "starting");
+        self.cap_vmm_log(name);
         let mut child = process::spawn_detached(&self.cfg.vmm, &args, &self.vmm_log_path(name))
             .map_err(|e| DaemonError::Internal(format!("cannot run {}: {e}", self.cfg.vmm.display())))?;
         let pid = child.id().ok_or_else(|| DaemonError::Internal("the vmm exited at once".into()))?;

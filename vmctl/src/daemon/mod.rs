@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod networks;
 pub mod policy;
 pub mod storage;
+pub mod vmmlog;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
