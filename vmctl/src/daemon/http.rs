@@ -99,7 +99,9 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}", get(networks::get_one).delete(networks::undefine))
         .route("/v1/networks/{name}/leases", get(networks::leases))
         .route("/v1/networks/{name}/{action}", post(networks::action))
-        .fallback(|| async { DaemonError::NotFound("that path; see /openapi.json".into()) })
+        .fallback(|uri: axum::http::Uri| async move {
+            DaemonError::Missing(format!("There is no API path {}; see /openapi.json.", uri.path()))
+        })
         .with_state(d)
         .layer(axum::middleware::from_fn(json_errors))
 }
@@ -251,8 +253,8 @@ async fn action(
         "pause" => d.pause(&name).await?,
         "resume" => d.resume(&name).await?,
         other => {
-            return Err(DaemonError::NotFound(format!(
-                "action {other}; use start, shutdown, destroy, reboot, reset, pause or resume"
+            return Err(DaemonError::Missing(format!(
+                "There is no VM action {other}; use start, shutdown, destroy, reboot, reset, pause or resume."
             )))
         }
     };

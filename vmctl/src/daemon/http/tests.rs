@@ -594,4 +594,8 @@ async fn every_error_is_a_json_sentence() {
     }
     let (_, body) = call(d, Method::DELETE, "/v1/vms/web/xml", None, "").await;
     assert!(error_of(&body).contains("DELETE is not allowed on /v1/vms/web/xml"), "{body}");
+    let (_, body) = call(d, Method::GET, "/nope", None, "").await;
+    assert_eq!(error_of(&body), "There is no API path /nope; see /openapi.json.");
+    let (_, body) = call(d, Method::POST, "/v1/vms/web/fly", None, "").await;
+    assert!(error_of(&body).starts_with("There is no VM action fly;"), "{body}");
 }
