@@ -25,24 +25,68 @@ impl Drop for Daemon {
 }
 
 fn start(state: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
-        .arg("--state-dir")
+    start_with_groups(state, None)
+}
+
+/// Starts vmctld; with `group_file`, in a mount namespace of its own where that file is
+/// bind-mounted over `/etc/group` (the host's stays as it is; needs root).
+fn start_with_groups(state: &Path, group_file: Option<&Path>) -> Daemon {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmctld"));
+    cmd.arg("--state-dir")
         .arg(state)
         .arg("--vmm")
         .arg(fake_vmm())
-        .stderr(std::fs::File::create(state.with_extension("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(state.with_extension("daemon.log")).unwrap());
+    if let Some(g) = group_file {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let src = CString::new(g.as_os_str().as_bytes()).unwrap();
+        let dst = CString::new("/etc/group").unwrap();
+        let root = CString::new("/").unwrap();
+        // SAFETY: between fork and exec only unshare(2) and mount(2) run, on C strings made
+        // before the fork; both are async-signal-safe system calls.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                    || libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().unwrap();
     common::wait_for_socket(&state.join("vmctld.sock"));
     Daemon(child)
 }
 
-/// Runs vmctl (as `uid` if given); returns (exit code, stdout, stderr).
+/// Runs vmctl (as `uid` if given, in the group of the same number); returns (exit code,
+/// stdout, stderr).
 fn vmctl_as(uid: Option<u32>, state: &Path, args: &[&str]) -> (i32, String, String) {
+    vmctl_ids(uid.map(|u| (u, u)), state, args)
+}
+
+/// Runs vmctl as (uid, gid) if given (no supplementary groups); returns (exit code, stdout,
+/// stderr).
+fn vmctl_ids(ids: Option<(u32, u32)>, state: &Path, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmctl"));
     cmd.arg("--state-dir").arg(state).args(args).stdin(Stdio::null()).env_remove("VMCTL_SOCKET");
-    if let Some(uid) = uid {
-        cmd.uid(uid).gid(uid);
+    if let Some((uid, gid)) = ids {
+        cmd.uid(uid).gid(gid);
     }
     let out = cmd.output().unwrap();
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -253,4 +297,47 @@ fn users_outside_the_groups_are_refused_and_audited() {
     );
     let mode = std::fs::metadata(state.join("audit.log")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn the_groups_vmctl_and_vmctl_admin_get_their_roles() {
+    if !root() {
+        eprintln!("skipped: needs root (a mount namespace with its own /etc/group, setuid)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let groups = dir.path().join("group");
+    std::fs::write(&groups, "root:x:0:\nvmctl:x:4242:\nvmctl-admin:x:4243:\n").unwrap();
+    let state = dir.path().join("s");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _d = start_with_groups(&state, Some(&groups));
+    let def = dir.path().join("v.json");
+    std::fs::write(&def, r#"{"name":"v","memory_mib":64,"vcpus":1}"#).unwrap();
+    std::fs::set_permissions(&def, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let def = def.to_str().unwrap();
+    let (operator, admin, other) = (Some((65534, 4242)), Some((65534, 4243)), Some((65534, 65534)));
+
+    // The operator may read, but not define.
+    let (code, out, err) = vmctl_ids(operator, &state, &["list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = vmctl_ids(operator, &state, &["define", def]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("is in the group vmctl") && err.contains("vmctl-admin"), "{err}");
+    // The admin may define; the operator may start and destroy it, not reset or undefine it.
+    let (code, out, err) = vmctl_ids(admin, &state, &["define", def]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = vmctl_ids(operator, &state, &["start", "v"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(vmctl_ids(operator, &state, &["reset", "v"]).0, 5);
+    assert_eq!(vmctl_ids(operator, &state, &["vol", "create", "x.raw", "1M"]).0, 5);
+    let (code, out, err) = vmctl_ids(operator, &state, &["destroy", "v"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(vmctl_ids(operator, &state, &["undefine", "v"]).0, 5);
+    assert_eq!(vmctl_ids(other, &state, &["list"]).0, 5);
+    let (code, out, err) = vmctl_ids(admin, &state, &["undefine", "v"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The host's /etc/group was not touched.
+    assert!(!std::fs::read_to_string("/etc/group").unwrap().contains(":4242:"));
 }
