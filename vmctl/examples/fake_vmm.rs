@@ -120,6 +120,10 @@ fn main() {
         write_exit(&a, 1, "vmm: error: simulated start failure");
         std::process::exit(1);
     }
+    if a.memory == "78M" {
+        // A chatty VMM: about 21 KiB of log at once (the daemon caps the log).
+        eprint!("{}", "fake-vmm: a line of output to fill the log\n".repeat(500));
+    }
     if let Some(v) = &a.vnc {
         // Like vmm: refuses a port it cannot listen on; greets each client with the RFB
         // version (no framebuffer behind it).

@@ -341,3 +341,34 @@ fn the_groups_vmctl_and_vmctl_admin_get_their_roles() {
     // The host's /etc/group was not touched.
     assert!(!std::fs::read_to_string("/etc/group").unwrap().contains(":4242:"));
 }
+
+#[test]
+fn a_vmm_log_is_capped_and_rotated_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("vmctld.json"), r#"{"vmm_log_max_bytes": 4096, "vmm_log_keep": 2}"#).unwrap();
+    let _d = start(&state);
+    let def = dir.path().join("chatty.json");
+    // 78 MiB makes the fake VMM write about 21 KiB to its log at once.
+    std::fs::write(&def, r#"{"name":"chatty","memory_mib":78,"vcpus":1}"#).unwrap();
+    let (code, out, err) = vmctl(&state, &["define", def.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = vmctl(&state, &["start", "chatty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let log = state.join("logs/chatty.vmm.log");
+    let rotated = state.join("logs/chatty.vmm.log.1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rotated.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not rotated: {:?} bytes; daemon log: {}",
+            std::fs::metadata(&log).map(|m| m.len()),
+            std::fs::read_to_string(state.with_extension("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(std::fs::metadata(&rotated).unwrap().len() > 20_000);
+    assert!(std::fs::metadata(&log).unwrap().len() <= 4096, "the log is capped");
+    vmctl(&state, &["destroy", "chatty"]);
+}
