@@ -6,7 +6,8 @@
 //! `exit_status_file` as `vmm` does. The same fields as flags override the file; other flags
 //! are accepted and ignored.
 //!
-//! Test-only behaviour: memory 77M fails at start (exit 1); `{"cmd":"crash"}` exits with
+//! Test-only behaviour: memory 77M fails at start (exit 1); 78M writes about 21 KiB to
+//! stderr at start (a chatty log); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
 //! memory is 55M, which ignores the button (a guest without ACPI support).
 

@@ -372,3 +372,49 @@ fn a_vmm_log_is_capped_and_rotated_as_configured() {
     assert!(std::fs::metadata(&log).unwrap().len() <= 4096, "the log is capped");
     vmctl(&state, &["destroy", "chatty"]);
 }
+
+#[test]
+fn definitions_stored_before_the_rules_do_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("authorized_keys");
+    std::fs::write(&keys, "ssh-ed25519 AAAA admin\n").unwrap();
+    let state = dir.path().join("s");
+    std::fs::create_dir_all(state.join("vms")).unwrap();
+    std::fs::create_dir_all(state.join("networks")).unwrap();
+    std::fs::write(
+        state.join("vms/old.json"),
+        format!(
+            r#"{{"name":"old","uuid":"7f3c1a52-9d4e-4b6a-8e0f-0de70de70009","memory_mib":64,"vcpus":1,
+                "interfaces":[{{"source":{{"bridge":"br0\";accept"}},"mac":"52:54:00:00:00:09"}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        state.join("vms/log.json"),
+        format!(
+            r#"{{"name":"log","uuid":"7f3c1a52-9d4e-4b6a-8e0f-0de70de7000a","memory_mib":64,"vcpus":1,
+                "serial":{{"log":"{}"}}}}"#,
+            keys.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        state.join("networks/evil.json"),
+        r#"{"name":"evil","bridge":"x\";accept","ipv4":"10.79.0.1/24"}"#,
+    )
+    .unwrap();
+    let _d = start(&state);
+    let (code, out, err) = vmctl(&state, &["list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("old") && out.contains("log"), "{out}");
+    let (code, _, err) = vmctl(&state, &["start", "old"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("interfaces[0].source.bridge:"), "{err}");
+    let (code, _, err) = vmctl(&state, &["start", "log"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("serial.log:"), "{err}");
+    let (code, out, _) = vmctl(&state, &["net", "list"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("evil"), "a stored network with a bad bridge name is not used: {out}");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), "ssh-ed25519 AAAA admin\n");
+}

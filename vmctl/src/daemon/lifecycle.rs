@@ -83,6 +83,15 @@ impl Daemon {
             }
             s.def.clone()
         };
+        // The define-time checks again: a definition stored before a rule was tightened (a
+        // bridge name that reaches host tools) does not start.
+        let problems = vmdef::validate::check_definition(&def);
+        if !problems.is_empty() {
+            return Err(DaemonError::BadInput(format!(
+                "cannot start {name}: {}",
+                vmdef::validate::Invalid { problems }
+            )));
+        }
         self.check_templates(&def)?;
         // The policy again (a definition stored before it, a pool undefined since), and the
         // paths as the kernel resolved them beneath their pools are what the VMM gets.
