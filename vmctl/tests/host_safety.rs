@@ -383,10 +383,8 @@ fn definitions_stored_before_the_rules_do_not_start() {
     std::fs::create_dir_all(state.join("networks")).unwrap();
     std::fs::write(
         state.join("vms/old.json"),
-        format!(
-            r#"{{"name":"old","uuid":"7f3c1a52-9d4e-4b6a-8e0f-0de70de70009","memory_mib":64,"vcpus":1,
-                "interfaces":[{{"source":{{"bridge":"br0\";accept"}},"mac":"52:54:00:00:00:09"}}]}}"#
-        ),
+        r#"{"name":"old","uuid":"7f3c1a52-9d4e-4b6a-8e0f-0de70de70009","memory_mib":64,"vcpus":1,
+            "interfaces":[{"source":{"bridge":"br0\";accept"},"mac":"52:54:00:00:00:09"}]}"#,
     )
     .unwrap();
     std::fs::write(
