@@ -506,9 +506,13 @@ const SYSTEM_TREES: &[&str] = &[
     "/sbin", "/sys", "/usr",
 ];
 
+/// The state directory's own subdirectories, where no pool may be.
+const STATE_PARTS: &[&str] = &["vms", "run", "logs", "pools", "networks", "netrun"];
+
 /// Checks that the canonical directory `dir` may hold a pool: not a system directory, not
-/// the state directory or one of its parts other than `images/` (nor a parent of it), and
-/// under one of `roots` (canonical). The error names the field `path`.
+/// the state directory (nor a parent of it) or one of the daemon's own directories in it
+/// (`vms/`, `run/`, `logs/`, ...), and under one of `roots` (canonical). The error names the
+/// field `path`.
 pub fn check_pool_dir(dir: &Path, state_dir: &Path, roots: &[PathBuf]) -> Result<()> {
     let shown = dir.display();
     if SYSTEM_DIRS.iter().any(|s| dir == Path::new(s)) || SYSTEM_TREES.iter().any(|s| dir.starts_with(s)) {
@@ -516,12 +520,10 @@ pub fn check_pool_dir(dir: &Path, state_dir: &Path, roots: &[PathBuf]) -> Result
             "path: {shown} is a system directory; a pool needs a directory of its own, such as /var/lib/rvmm/NAME"
         )));
     }
-    let images = state_dir.join("images");
-    if state_dir.starts_with(dir) || (dir.starts_with(state_dir) && !dir.starts_with(&images)) {
+    if state_dir.starts_with(dir) || STATE_PARTS.iter().any(|p| dir.starts_with(state_dir.join(p))) {
         return Err(PoolError::Invalid(format!(
-            "path: {shown} holds the daemon's state ({}); only directories under {} may be pools there",
-            state_dir.display(),
-            images.display()
+            "path: {shown} holds the daemon's state ({}); pick a directory of its own",
+            state_dir.display()
         )));
     }
     if !roots.iter().any(|r| dir.starts_with(r)) {

@@ -309,3 +309,31 @@ fn pools_default_define_list_undefine() {
     assert!(matches!(pools.undefine("fast"), Err(PoolError::NotFound(_))));
     assert!(matches!(pools.undefine("default"), Err(PoolError::Conflict(_))));
 }
+
+#[test]
+fn pool_directories_are_checked() {
+    let state = Path::new("/var/lib/rvmm");
+    let roots = [state.join("images"), state.to_path_buf(), PathBuf::from("/srv/vm")];
+    for ok in ["/var/lib/rvmm/fast", "/var/lib/rvmm/images/iso", "/srv/vm", "/srv/vm/a/b"] {
+        assert!(check_pool_dir(Path::new(ok), state, &roots).is_ok(), "{ok}");
+    }
+    for (bad, why) in [
+        ("/", "system directory"),
+        ("/etc", "system directory"),
+        ("/etc/ssh", "system directory"),
+        ("/usr/lib", "system directory"),
+        ("/var/lib", "system directory"),
+        ("/root/images", "system directory"),
+        ("/var/lib/rvmm", "daemon's state"),
+        ("/var/lib/rvmm/vms", "daemon's state"),
+        ("/var/lib/rvmm/logs/x", "daemon's state"),
+        ("/var/lib/rvmm/pools", "daemon's state"),
+        ("/srv", "system directory"),
+        ("/opt/vm", "allowed pool root"),
+        ("/home/alice/vm", "allowed pool root"),
+        ("/data/vm", "allowed pool root"),
+    ] {
+        let e = check_pool_dir(Path::new(bad), state, &roots).unwrap_err().to_string();
+        assert!(e.starts_with("path: ") && e.contains(why), "{bad}: {e}");
+    }
+}
