@@ -6,7 +6,7 @@
 //!
 //! | who | may |
 //! | --- | --- |
-//! | root, the group `vmctl-admin` | everything |
+//! | root, the daemon's own user, the group `vmctl-admin` | everything |
 //! | the group `vmctl` | every `GET` (lists, definitions, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
 //! | anyone else | nothing (403) |
 //!
@@ -134,9 +134,10 @@ fn in_group(peer: &Peer, user: Option<&str>, group_file: &str, group: &str) -> b
     })
 }
 
-/// The role of `peer` given the group database's text.
-pub fn role_of(peer: &Peer, user: Option<&str>, group_file: &str) -> Role {
-    if peer.uid == 0 || in_group(peer, user, group_file, ADMIN_GROUP) {
+/// The role of `peer` given the group database's text; `owner` is the daemon's own uid (a
+/// daemon run by an unprivileged user serves that user fully).
+pub fn role_of(peer: &Peer, user: Option<&str>, group_file: &str, owner: u32) -> Role {
+    if peer.uid == 0 || peer.uid == owner || in_group(peer, user, group_file, ADMIN_GROUP) {
         Role::Admin
     } else if in_group(peer, user, group_file, OPERATOR_GROUP) {
         Role::Operator
@@ -207,6 +208,7 @@ pub struct Audit {
     lock: Mutex<()>,
     group_file: PathBuf,
     passwd_file: PathBuf,
+    owner: u32,
 }
 
 impl Audit {
@@ -218,7 +220,7 @@ impl Audit {
 
     /// Like [`Audit::new`] with other group and user databases (for tests).
     pub fn with_databases(path: PathBuf, group_file: PathBuf, passwd_file: PathBuf) -> Audit {
-        Audit { path, lock: Mutex::new(()), group_file, passwd_file }
+        Audit { path, lock: Mutex::new(()), group_file, passwd_file, owner: nix::unistd::geteuid().as_raw() }
     }
 
     fn record(
@@ -263,7 +265,7 @@ async fn authorize(State(audit): State<Arc<Audit>>, req: Request, next: Next) ->
     let passwd = std::fs::read_to_string(&audit.passwd_file).unwrap_or_default();
     let groups = std::fs::read_to_string(&audit.group_file).unwrap_or_default();
     let user = peer.as_ref().and_then(|p| user_name(&passwd, p.uid));
-    let role = peer.as_ref().map_or(Role::None, |p| role_of(p, user.as_deref(), &groups));
+    let role = peer.as_ref().map_or(Role::None, |p| role_of(p, user.as_deref(), &groups, audit.owner));
     let response = if allowed(role, &method, &path) {
         next.run(req).await
     } else {

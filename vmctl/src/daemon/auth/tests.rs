@@ -20,17 +20,20 @@ fn peer(uid: u32, gid: u32, groups: &[u32]) -> Peer {
 
 #[test]
 fn roles_from_uid_and_groups() {
-    assert_eq!(role_of(&peer(0, 0, &[]), Some("root"), GROUPS), Role::Admin);
+    assert_eq!(role_of(&peer(0, 0, &[]), Some("root"), GROUPS, 0), Role::Admin);
     // By the member list, by a supplementary group, by the primary group.
-    assert_eq!(role_of(&peer(1000, 1000, &[]), Some("alice"), GROUPS), Role::Admin);
-    assert_eq!(role_of(&peer(1005, 1005, &[50, 990]), None, GROUPS), Role::Admin);
-    assert_eq!(role_of(&peer(1001, 1001, &[]), Some("bob"), GROUPS), Role::Operator);
-    assert_eq!(role_of(&peer(1003, 991, &[]), Some("dave"), GROUPS), Role::Operator);
-    assert_eq!(role_of(&peer(1004, 1004, &[991]), None, GROUPS), Role::Operator);
-    assert_eq!(role_of(&peer(65534, 65534, &[50]), Some("nobody"), GROUPS), Role::None);
+    assert_eq!(role_of(&peer(1000, 1000, &[]), Some("alice"), GROUPS, 0), Role::Admin);
+    assert_eq!(role_of(&peer(1005, 1005, &[50, 990]), None, GROUPS, 0), Role::Admin);
+    assert_eq!(role_of(&peer(1001, 1001, &[]), Some("bob"), GROUPS, 0), Role::Operator);
+    assert_eq!(role_of(&peer(1003, 991, &[]), Some("dave"), GROUPS, 0), Role::Operator);
+    assert_eq!(role_of(&peer(1004, 1004, &[991]), None, GROUPS, 0), Role::Operator);
+    assert_eq!(role_of(&peer(65534, 65534, &[50]), Some("nobody"), GROUPS, 0), Role::None);
     // Without the groups, nobody but root.
-    assert_eq!(role_of(&peer(1000, 1000, &[]), Some("alice"), ""), Role::None);
-    assert_eq!(role_of(&peer(0, 0, &[]), None, ""), Role::Admin);
+    assert_eq!(role_of(&peer(1000, 1000, &[]), Some("alice"), "", 0), Role::None);
+    assert_eq!(role_of(&peer(0, 0, &[]), None, "", 0), Role::Admin);
+    // A daemon run by alice serves alice fully, and nobody else more than before.
+    assert_eq!(role_of(&peer(1000, 1000, &[]), None, "", 1000), Role::Admin);
+    assert_eq!(role_of(&peer(1001, 1001, &[]), Some("bob"), GROUPS, 1000), Role::Operator);
     assert_eq!(user_name(PASSWD, 1001).as_deref(), Some("bob"));
     assert_eq!(user_name(PASSWD, 4242), None);
 }
