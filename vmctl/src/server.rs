@@ -69,7 +69,9 @@ impl Server {
     /// request is authorized from the peer's credentials, see `daemon::auth`), and re-adopts or
     /// autostarts VMs.
     pub async fn bind(cfg: Config, socket: &Path) -> Result<Server, ServeError> {
-        std::fs::create_dir_all(&cfg.state_dir).map_err(io(format!("create {}", cfg.state_dir.display())))?;
+        // Searchable by every user (the socket is in it; the parts with data are 0750).
+        crate::safefs::ensure_dir(&cfg.state_dir, 0o755)
+            .map_err(io(format!("create {}", cfg.state_dir.display())))?;
         let lock_path = cfg.state_dir.join("vmctld.lock");
         let lock_file = OpenOptions::new()
             .create(true)
