@@ -217,7 +217,7 @@ pub fn lexical_abs(path: &Path) -> Option<PathBuf> {
 
 /// Makes a directory (and its parents) and sets its mode; an existing one keeps its mode.
 pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
-    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+    if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
