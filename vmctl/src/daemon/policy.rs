@@ -187,7 +187,8 @@ pub fn check_log_path(logs: &[PathBuf], path: &Path) -> Result<(), String> {
     if !logs.iter().any(|l| l == parent) {
         return Err(wrong());
     }
-    crate::pool::check_name("serial.log", name, crate::pool::MAX_VOLUME_NAME).map_err(|e| e.to_string())?;
+    crate::pool::check_name("the log's file name", name, crate::pool::MAX_VOLUME_NAME)
+        .map_err(|e| e.to_string())?;
     if name.ends_with(".vmm.log") || name.contains(".vmm.log.") {
         return Err(format!("{name} is the name of a VMM's own log; pick another"));
     }
