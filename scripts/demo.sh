@@ -90,7 +90,12 @@ if host_has_real_kvm; then
     }
     trap cleanup EXIT
     vmctl destroy demo >/dev/null 2>&1 || true
-    demo_json "$CACHE/vmlinuz" "$CACHE/l2-initramfs.cpio.gz" >"$state/demo.json"
+    # vmctld takes kernels and initramfs files only from its storage pools: copy them into
+    # the default pool, images/.
+    mkdir -p "$state/images"
+    cp "$CACHE/vmlinuz" "$state/images/vmlinuz"
+    cp "$CACHE/l2-initramfs.cpio.gz" "$state/images/l2-initramfs.cpio.gz"
+    demo_json "$state/images/vmlinuz" "$state/images/l2-initramfs.cpio.gz" >"$state/demo.json"
     vmctl define "$state/demo.json" >&2
     rm -f "$state/logs/demo.log"
     vmctl start demo >&2
@@ -107,13 +112,17 @@ fi
 # ---- no usable KVM here: the same inside the nested test host (L1) ----------------------
 # The test host has one CPU (see TESTHOST.md), and vmctld refuses more vCPUs than its host has.
 [[ -n $cpus ]] || cpus=1
-demo_json /guest/vmlinuz /guest/l2-initramfs.cpio.gz >"$CACHE/demo.json"
+# In L1 the kernel and initramfs are copied into vmctld's default pool before the define.
+demo_json /var/lib/rvmm/images/vmlinuz /var/lib/rvmm/images/l2-initramfs.cpio.gz >"$CACHE/demo.json"
 scenario=$CACHE/demo-scenario.sh
 cat >"$scenario" <<SCEN
 #!/bin/sh
 # The demo inside the L1 test host (written by scripts/demo.sh). vmctld uses its default state
 # directory, /var/lib/rvmm, and finds the vmm next to itself (/bin/vmm).
 echo "DEMO: starting vmctld in the test host (L1); the VM demo: $cpus vCPUs, $memory MiB"
+# Kernels and initramfs files come from a storage pool: the default one, images/.
+mkdir -p /var/lib/rvmm/images
+cp /guest/vmlinuz /guest/l2-initramfs.cpio.gz /var/lib/rvmm/images/ || exit 1
 vmctld --log warn </dev/null 2>/tmp/vmctld.log &
 n=0
 until vmctl list >/dev/null 2>&1; do

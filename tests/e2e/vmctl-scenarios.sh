@@ -12,7 +12,10 @@
 #            use the VMs the "define" scenario defines, which always runs first.
 # Environment (required): VMM (vmm binary), KERNEL (bzImage), INITRD (L2 test initramfs of
 #   tests/testhost/fixtures.sh: l2test=shell gives a shell on ttyS0 that powers off on the
-#   ACPI power button, l2test=poweroff powers off at once).
+#   ACPI power button, l2test=poweroff powers off at once). They are copied into the default
+#   storage pool of each state directory (vmctld takes kernels, initramfs files and disks only
+#   from pools); the Debian overlay is made there too. Without a `nobody` user (an L1 from an
+#   initramfs) one is added to /etc/passwd and /etc/group, for dnsmasq.
 # Optional: DEBIAN_DISK (the Debian 12 image of tests/testhost/debian-image.sh as a raw block
 #   device or file, for debian-nat; it is never written: a qcow2 overlay goes on it; needs
 #   qemu-img), VMCTLD, VMCTL (default: next to $VMM), VMCTL_BOOT_TIMEOUT (seconds for a guest to
@@ -543,7 +546,10 @@ sc_debian_nat() {
     grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >>/etc/group
     grep -q '^dip:' /etc/group 2>/dev/null || echo 'dip:x:30:' >>/etc/group
     mac=52:54:00:78:00:20
-    qemu-img create -q -f qcow2 -b "$DEBIAN_DISK" -F raw "$WORK/deb1.qcow2" >"$WORK/d.out" 2>&1 ||
+    # The overlay is a volume of the default pool (disks come from pools); its backing file is
+    # the image where it lies (vmctld checks the disk path, not the qcow2 backing chain).
+    rm -f "$S/images/deb1.qcow2"
+    qemu-img create -q -f qcow2 -b "$DEBIAN_DISK" -F raw "$S/images/deb1.qcow2" >"$WORK/d.out" 2>&1 ||
         why="qemu-img create: $(tr '\n' ' ' <"$WORK/d.out")"
     cat >"$WORK/debnet.json" <<EOF
 {"name": "e2edeb", "bridge": "vmbr78", "ipv4": "10.78.0.1/24",
@@ -566,7 +572,7 @@ EOF
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
-      <source file='$WORK/deb1.qcow2'/>
+      <source file='$S/images/deb1.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     <interface type='network'>
@@ -826,7 +832,7 @@ sc_bench() {
     i=1
     while [ $i -le "$BENCH_VMS" ]; do
         printf '{"name":"b%03d","memory_mib":256,"vcpus":1,"os":{"machine":"direct","kernel":"%s","initrd":"%s","cmdline":"%s"}}\n' \
-            $i "$KERNEL" "$INITRD" "$OFF_CMDLINE" >"$WORK/b.json"
+            $i "$B/images/vmlinuz" "$B/images/l2-initramfs.img" "$OFF_CMDLINE" >"$WORK/b.json"
         if ! "$VMCTL" --state-dir "$B" define "$WORK/b.json" >/dev/null 2>"$WORK/b.err"; then
             why="define b$i: $(cat "$WORK/b.err")"
             break
@@ -933,6 +939,24 @@ EOF
 # ---- run -------------------------------------------------------------------------------
 echo "vmctl-scenarios: $SELECTED (work dir $WORK)"
 echo "vmctl-scenarios: vmm $VMM, vmctld $VMCTLD, vmctl $VMCTL"
+# vmctld's path policy: kernels, initramfs files and disk images come from storage pools.
+# The fixtures are copied into the default pool (images/) of both state directories, and the
+# definitions name those copies ($KERNEL and $INITRD from here on; the bench's bare vmm
+# boots the same files).
+for _d in "$S" "$B"; do
+    if ! mkdir -p "$_d/images" || ! cp "$KERNEL" "$_d/images/vmlinuz" ||
+        ! cp "$INITRD" "$_d/images/l2-initramfs.img"; then
+        for s in $SELECTED; do echo "E2E-RESULT $s FAIL cannot copy the kernel and initramfs into $_d/images"; done
+        exit 1
+    fi
+done
+KERNEL=$S/images/vmlinuz
+INITRD=$S/images/l2-initramfs.img
+# dnsmasq runs as nobody (vmctld passes --user=nobody and nobody's group): an L1 made from
+# an initramfs has no user database, so add the two entries (a real host has them already).
+grep -q '^nobody:' /etc/passwd 2>/dev/null ||
+    echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >>/etc/passwd
+grep -q '^[^:]*:[^:]*:65534:' /etc/group 2>/dev/null || echo 'nogroup:x:65534:' >>/etc/group
 if ! start_daemon "$S" "$WORK/vmctld.log"; then
     for s in $SELECTED; do echo "E2E-RESULT $s FAIL vmctld did not start"; done
     exit 1

@@ -6,7 +6,8 @@
 //! `exit_status_file` as `vmm` does. The same fields as flags override the file; other flags
 //! are accepted and ignored.
 //!
-//! Test-only behaviour: memory 77M fails at start (exit 1); `{"cmd":"crash"}` exits with
+//! Test-only behaviour: memory 77M fails at start (exit 1); 78M writes about 21 KiB to
+//! stderr at start (a chatty log); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
 //! memory is 55M, which ignores the button (a guest without ACPI support).
 
@@ -119,6 +120,10 @@ fn main() {
         eprintln!("fake-vmm: simulated start failure");
         write_exit(&a, 1, "vmm: error: simulated start failure");
         std::process::exit(1);
+    }
+    if a.memory == "78M" {
+        // A chatty VMM: about 21 KiB of log at once (the daemon caps the log).
+        eprint!("{}", "fake-vmm: a line of output to fill the log\n".repeat(500));
     }
     if let Some(v) = &a.vnc {
         // Like vmm: refuses a port it cannot listen on; greets each client with the RFB

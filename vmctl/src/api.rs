@@ -241,6 +241,8 @@ pub mod exit {
     /// Conflict or wrong state (already running, not running, name taken, volume in use or
     /// a template).
     pub const CONFLICT: u8 = 4;
+    /// Refused: the caller's user or group may not do that (HTTP 403).
+    pub const FORBIDDEN: u8 = 5;
 }
 
 /// The `vmctl` exit code for an HTTP status of the API.
@@ -250,6 +252,7 @@ pub fn exit_code_for_status(status: u16) -> u8 {
         400 | 413 | 415 | 422 => exit::BAD_INPUT,
         404 => exit::NOT_FOUND,
         409 => exit::CONFLICT,
+        403 => exit::FORBIDDEN,
         _ => exit::ERROR,
     }
 }

@@ -8,7 +8,7 @@
 //! chunks behind loses the chunks it missed rather than slowing the others.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,7 +43,8 @@ struct LogFile {
 
 impl LogFile {
     fn open(path: &Path, limit: u64) -> io::Result<LogFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Never through a symlink, never a FIFO or device: the daemon runs as root.
+        let file = crate::safefs::open_append_nofollow(path, 0o640)?;
         let size = file.metadata()?.len();
         Ok(LogFile { path: path.to_path_buf(), file, size, limit })
     }
@@ -53,7 +54,7 @@ impl LogFile {
             let mut old = self.path.clone().into_os_string();
             old.push(".1");
             fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path)?;
+            self.file = crate::safefs::create_truncate_nofollow(&self.path, 0o640)?;
             self.size = 0;
         }
         self.file.write_all(data)?;

@@ -11,6 +11,7 @@
 //! - [`pool`]: directory storage pools and their volumes.
 //! - [`net`]: managed networks: their store and the host's bridge, nftables and dnsmasq.
 //! - [`hostdev`]: host PCI devices for VFIO passthrough and the host's IOMMU readiness (sysfs).
+//! - [`safefs`]: file operations that symlinks cannot redirect (`openat2` beneath a pool).
 //! - [`client`]: the API client; [`cli`]: the `vmctl` command line.
 //!
 //! See `docs/vmctl.md`.
@@ -25,4 +26,5 @@ pub mod hostdev;
 pub mod net;
 pub mod pool;
 pub mod process;
+pub mod safefs;
 pub mod server;

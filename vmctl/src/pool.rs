@@ -443,7 +443,12 @@ impl Pool {
                 vol.overlays.join(", ")
             )));
         }
-        vmdef::store::remove_durable(&vol.path).map_err(io_err(format!("remove {}", vol.path.display())))
+        // Through the pool directory's descriptor: a path swapped meanwhile (a symlink put
+        // in place of a directory) cannot make this remove a file elsewhere.
+        let what = format!("remove {}", vol.path.display());
+        let dir = crate::safefs::open_dir(&self.dir).map_err(io_err(&what))?;
+        crate::safefs::unlink_in(&dir, name).map_err(io_err(&what))?;
+        dir.sync_all().map_err(io_err(format!("fsync {}", self.dir.display())))
     }
 
     /// Removes temporary files left by creations a crash interrupted; returns them.
@@ -462,25 +467,109 @@ impl Pool {
     }
 }
 
+/// Directories no pool may be: the system's own, whose files a pool's `vol delete` or
+/// `vol resize` would reach.
+const SYSTEM_DIRS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/mail",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+];
+/// Trees no pool may be inside.
+const SYSTEM_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+    "/sbin", "/sys", "/usr",
+];
+
+/// The state directory's own subdirectories, where no pool may be.
+const STATE_PARTS: &[&str] = &["vms", "run", "logs", "pools", "networks", "netrun"];
+
+/// Checks that the canonical directory `dir` may hold a pool: not a system directory, not
+/// the state directory (nor a parent of it) or one of the daemon's own directories in it
+/// (`vms/`, `run/`, `logs/`, ...), and under one of `roots` (canonical). The error names the
+/// field `path`.
+pub fn check_pool_dir(dir: &Path, state_dir: &Path, roots: &[PathBuf]) -> Result<()> {
+    let shown = dir.display();
+    if SYSTEM_DIRS.iter().any(|s| dir == Path::new(s)) || SYSTEM_TREES.iter().any(|s| dir.starts_with(s)) {
+        return Err(PoolError::Invalid(format!(
+            "path: {shown} is a system directory; a pool needs a directory of its own, such as /var/lib/rvmm/NAME"
+        )));
+    }
+    if state_dir.starts_with(dir) || STATE_PARTS.iter().any(|p| dir.starts_with(state_dir.join(p))) {
+        return Err(PoolError::Invalid(format!(
+            "path: {shown} holds the daemon's state ({}); pick a directory of its own",
+            state_dir.display()
+        )));
+    }
+    if !roots.iter().any(|r| dir.starts_with(r)) {
+        let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(PoolError::Invalid(format!(
+            "path: {shown} is not under an allowed pool root ({}); add a root to pool_roots in the \
+             daemon's configuration file (vmctld.json) to allow it",
+            if list.is_empty() { "none exists".to_string() } else { list.join(", ") }
+        )));
+    }
+    Ok(())
+}
+
 /// The pools of a state directory.
 #[derive(Debug, Clone)]
 pub struct Pools {
     images: PathBuf,
     defs: PathBuf,
+    /// The state directory (canonical).
+    state_dir: PathBuf,
+    /// Where pools may be (canonical; roots that do not exist are left out).
+    roots: Vec<PathBuf>,
 }
 
 impl Pools {
-    /// The pools of `state_dir`, creating `images/` (the default pool) and `pools/`.
-    pub fn open(state_dir: &Path) -> Result<Pools> {
-        let pools = Pools { images: state_dir.join("images"), defs: state_dir.join("pools") };
-        for dir in [&pools.images, &pools.defs] {
+    /// The pools of `state_dir`, creating `images/` (the default pool) and `pools/`. Pools
+    /// other than `default` may only be under `roots` (see [`check_pool_dir`]).
+    pub fn open(state_dir: &Path, roots: &[PathBuf]) -> Result<Pools> {
+        let images = state_dir.join("images");
+        let defs = state_dir.join("pools");
+        for dir in [&images, &defs] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o750)
                 .create(dir)
                 .map_err(io_err(format!("create {}", dir.display())))?;
         }
-        Ok(pools)
+        let state =
+            fs::canonicalize(state_dir).map_err(io_err(format!("resolve {}", state_dir.display())))?;
+        let roots = roots.iter().filter_map(|r| fs::canonicalize(r).ok()).collect();
+        Ok(Pools { images, defs, state_dir: state, roots })
+    }
+
+    /// The canonical directories pools may be under.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
     /// Where the definition of pool `name` is stored.
@@ -510,7 +599,11 @@ impl Pools {
                 def.name
             )));
         }
-        Pool::open(name, &def.path).map_err(|e| PoolError::Invalid(format!("pool {name}: {e}")))
+        let pool =
+            Pool::open(name, &def.path).map_err(|e| PoolError::Invalid(format!("pool {name}: {e}")))?;
+        check_pool_dir(&pool.dir, &self.state_dir, &self.roots)
+            .map_err(|e| PoolError::Invalid(format!("pool {name} ({}): {e}", file.display())))?;
+        Ok(pool)
     }
 
     /// Pool `name`.
@@ -559,6 +652,7 @@ impl Pools {
             )));
         }
         let pool = Pool::open(&def.name, &def.path)?;
+        check_pool_dir(&pool.dir, &self.state_dir, &self.roots)?;
         if let Some(other) = self.list()?.into_iter().find(|p| p.dir == pool.dir) {
             return Err(PoolError::Conflict(format!(
                 "path: pool {} already uses {}",

@@ -3,7 +3,7 @@
 //! talking to its control socket, and reading its exit status.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -30,7 +30,8 @@ pub const EXIT_STOPPED: i32 = VmmExit::Stopped.code() as i32;
 /// daemon and a terminal hang-up), stdin from /dev/null, stdout and stderr appended to
 /// `log`. The caller reaps it through the returned child.
 pub fn spawn_detached(vmm: &Path, args: &[OsString], log: &Path) -> io::Result<tokio::process::Child> {
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    // The daemon writes as root: never through a symlink, never anything but a file.
+    let out = crate::safefs::open_append_nofollow(log, 0o640)?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(vmm);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);

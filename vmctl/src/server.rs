@@ -12,12 +12,6 @@ use tokio::net::UnixListener;
 
 use crate::daemon::{Config, Daemon};
 
-/// Group that may use the API socket, if it exists.
-pub const SOCKET_GROUP: &str = "vmctl";
-
-/// The group database read by [`group_gid`].
-const GROUP_FILE: &str = "/etc/group";
-
 /// The gid of group `name` in the text of an `/etc/group` file (`name:password:gid:members`).
 ///
 /// The file is read directly, not through getgrnam(3): in a static build (the one the test
@@ -71,10 +65,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Takes the state directory's lock, opens the daemon, binds `socket` (mode 0660, group
-    /// `vmctl` when it exists), and re-adopts or autostarts VMs.
+    /// Takes the state directory's lock, opens the daemon, binds `socket` (mode 0666: every
+    /// request is authorized from the peer's credentials, see `daemon::auth`), and re-adopts or
+    /// autostarts VMs.
     pub async fn bind(cfg: Config, socket: &Path) -> Result<Server, ServeError> {
-        std::fs::create_dir_all(&cfg.state_dir).map_err(io(format!("create {}", cfg.state_dir.display())))?;
+        // Searchable by every user (the socket is in it; the parts with data are 0750).
+        crate::safefs::ensure_dir(&cfg.state_dir, 0o755)
+            .map_err(io(format!("create {}", cfg.state_dir.display())))?;
         let lock_path = cfg.state_dir.join("vmctld.lock");
         let lock_file = OpenOptions::new()
             .create(true)
@@ -92,18 +89,10 @@ impl Server {
         }
         let daemon = Daemon::open(cfg)?;
         let listener = UnixListener::bind(socket).map_err(io(format!("listen on {}", socket.display())))?;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
             .map_err(io(format!("chmod {}", socket.display())))?;
-        let gid = std::fs::read_to_string(GROUP_FILE).ok().and_then(|t| group_gid(&t, SOCKET_GROUP));
-        match gid {
-            Some(gid) => {
-                if let Err(e) = nix::unistd::chown(socket, None, Some(nix::unistd::Gid::from_raw(gid))) {
-                    tracing::warn!("cannot give {} to group {SOCKET_GROUP}: {e}", socket.display());
-                }
-            }
-            None => tracing::debug!("no group {SOCKET_GROUP}: the socket stays with the daemon's group"),
-        }
         daemon.recover().await;
+        daemon.spawn_log_capper();
         Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
     }
 
@@ -118,7 +107,9 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!("listening on {}", self.socket.display());
-        let app = crate::daemon::http::router(self.daemon.clone());
+        let audit = Arc::new(crate::daemon::auth::Audit::new(self.daemon.cfg.state_dir.join("audit.log")));
+        let app = crate::daemon::auth::secure(crate::daemon::http::router(self.daemon.clone()), audit)
+            .into_make_service_with_connect_info::<crate::daemon::auth::PeerInfo>();
         // Not a graceful shutdown: event streams would hold it open forever.
         let r = tokio::select! {
             r = axum::serve(self.listener, app).into_future() => r,

@@ -25,6 +25,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(state: &Path) -> Daemon {
+        // Pools may be defined next to the state directory (the tests' temporary directory).
+        std::fs::create_dir_all(state).unwrap();
+        let root = state.parent().unwrap().display().to_string();
+        std::fs::write(state.join("vmctld.json"), format!(r#"{{"pool_roots": [{root:?}]}}"#)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
             .arg("--state-dir")
             .arg(state)

@@ -101,6 +101,10 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
     let state = dir.path().join("s");
     std::fs::create_dir(&state).unwrap();
     let mut d = daemon(&ns, &state);
+    // Kernels come from a pool: the fake VMM never reads it.
+    let kernel = state.join("images").join("vmlinuz");
+    std::fs::write(&kernel, b"").unwrap();
+    let kernel = kernel.to_str().unwrap().to_string();
 
     let file = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -127,9 +131,10 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
 
     let web = file(
         "web.json",
-        r#"{"name": "web", "memory_mib": 64, "vcpus": 1,
+        &r#"{"name": "web", "memory_mib": 64, "vcpus": 1,
             "os": {"machine": "direct", "kernel": "/dev/null"},
-            "interfaces": [{"source": {"network": "lan"}, "model": "e1000", "mac": "52:54:00:aa:00:01"}]}"#,
+            "interfaces": [{"source": {"network": "lan"}, "model": "e1000", "mac": "52:54:00:aa:00:01"}]}"#
+            .replace("/dev/null", &kernel),
     );
     ok(&state, &["define", &web]);
     // The forward names VM web: it resolves through hosts now that web is defined.
@@ -161,8 +166,9 @@ fn daemon_networks_and_vm_taps_in_a_namespace() {
     // A virtio NIC (the default model) gets its tap on the bridge like an e1000.
     let v = file(
         "v.json",
-        r#"{"name": "v", "memory_mib": 64, "vcpus": 1, "os": {"machine": "direct", "kernel": "/dev/null"},
-            "interfaces": [{"source": {"network": "lan"}, "model": "virtio"}]}"#,
+        &r#"{"name": "v", "memory_mib": 64, "vcpus": 1, "os": {"machine": "direct", "kernel": "/dev/null"},
+            "interfaces": [{"source": {"network": "lan"}, "model": "virtio"}]}"#
+            .replace("/dev/null", &kernel),
     );
     ok(&state, &["define", &v]);
     ok(&state, &["start", "v"]);

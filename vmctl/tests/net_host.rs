@@ -174,6 +174,10 @@ fn run_in_namespace() {
     assert!(host::table_exists("t"));
     assert!(sh(&["nft", "list", "table", "ip", "vmctl-t"]).contains("dnat to 10.77.0.10:80"));
     assert_eq!(host::dnsmasq_pid(&paths), Some(pid));
+    // dnsmasq runs unprivileged (as nobody), the state directory stays root's.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "dnsmasq is not nobody: {uid}");
     assert_eq!(read_ip_forward(), "1");
     // Starting twice is a conflict on the bridge, and leaves the running network alone.
     let e = host::start(&net, &forwards, &paths).unwrap_err();

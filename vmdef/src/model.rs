@@ -51,7 +51,7 @@ pub enum ValueError {
     },
 }
 
-/// A VM name: 1 to 64 characters from `[A-Za-z0-9_.-]`, not `.` or `..`.
+/// A VM name: 1 to 64 characters from `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
 ///
 /// The name is also a file name in the store, so the checks keep it a single path component.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,6 +70,8 @@ impl VmName {
             Some("it has a character outside A-Z a-z 0-9 _ . -")
         } else if name == "." || name == ".." || name.starts_with('.') {
             Some("it starts with a dot")
+        } else if name.starts_with('-') {
+            Some("it starts with '-' (it would read as an option to host tools)")
         } else {
             None
         };

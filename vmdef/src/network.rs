@@ -47,13 +47,19 @@ pub fn check_net_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Linux interface names: 1-15 bytes, no `/`, `:` or whitespace, not `.` or `..`.
+/// Interface names the daemon accepts (bridges, uplinks): 1-15 bytes of `[A-Za-z0-9_.-]`,
+/// not `.` or `..` and not starting with `-`. They reach `ip` arguments, nftables rules and
+/// dnsmasq's command line, so nothing that could quote, separate or start an option passes.
 pub fn ifname_ok(n: &str) -> bool {
     (1..=MAX_IFNAME).contains(&n.len())
         && n != "."
         && n != ".."
-        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && !n.starts_with('-')
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
+
+/// How to write an interface name, for error messages.
+pub const IFNAME_RULE: &str = "use 1 to 15 characters of A-Z a-z 0-9 _ . - not starting with '-'";
 
 /// An IPv4 address with its prefix length, written `10.77.0.1/24`: the host's address on
 /// the bridge (the guests' gateway) and the subnet.
@@ -315,14 +321,7 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
         bad(&mut out, "name".into(), e);
     }
     if !ifname_ok(&def.bridge) {
-        bad(
-            &mut out,
-            "bridge".into(),
-            format!(
-                "{:?} is not an interface name; use 1 to {MAX_IFNAME} characters without / : or spaces",
-                def.bridge
-            ),
-        );
+        bad(&mut out, "bridge".into(), format!("{:?} is not an interface name; {IFNAME_RULE}", def.bridge));
     }
     let net = def.ipv4;
     if !(8..=30).contains(&net.prefix) {
@@ -393,7 +392,7 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
     }
     if let Some(u) = &def.uplink {
         if !ifname_ok(u) {
-            bad(&mut out, "uplink".into(), format!("{u:?} is not an interface name"));
+            bad(&mut out, "uplink".into(), format!("{u:?} is not an interface name; {IFNAME_RULE}"));
         } else if u == &def.bridge {
             bad(&mut out, "uplink".into(), "is the network's own bridge".into());
         }

@@ -226,22 +226,14 @@ fn check_disks(out: &mut Vec<Problem>, def: &VmDef) {
     }
 }
 
-/// Linux interface names: 1-15 bytes, no `/`, `:` or whitespace, not `.` or `..`.
-fn ifname_ok(n: &str) -> bool {
-    (1..=15).contains(&n.len())
-        && n != "."
-        && n != ".."
-        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
-}
-
 fn check_devices(out: &mut Vec<Problem>, def: &VmDef) {
     let mut macs = HashSet::new();
     for (i, nic) in def.interfaces.iter().enumerate() {
         match &nic.source {
-            NetSource::Bridge(b) if !ifname_ok(b) => out.push(problem(
+            NetSource::Bridge(b) if !crate::network::ifname_ok(b) => out.push(problem(
                 ProblemKind::Invalid,
                 format!("interfaces[{i}].source.bridge"),
-                format!("{b:?} is not an interface name; use 1-15 characters without / : or spaces"),
+                format!("{b:?} is not an interface name; {}", crate::network::IFNAME_RULE),
             )),
             NetSource::Network(n) if crate::model::VmName::new(n.as_str()).is_err() => out.push(problem(
                 ProblemKind::Invalid,

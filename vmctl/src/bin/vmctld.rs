@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use vmctl::daemon::policy::Settings;
 use vmctl::daemon::Config;
 use vmctl::server::Server;
 use vmdef::validate::HostLimits;
@@ -19,6 +20,10 @@ struct Cli {
     /// State directory: definitions, runtime state, sockets and logs.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR, env = "VMCTLD_STATE_DIR")]
     state_dir: PathBuf,
+    /// Configuration file: pool roots and log limits [default: <state-dir>/vmctld.json,
+    /// read if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// API socket [default: <state-dir>/vmctld.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -56,6 +61,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let config = cli.config.clone().unwrap_or_else(|| cli.state_dir.join("vmctld.json"));
+    let settings = match Settings::load(&config, &cli.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vmctld: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let socket = cli.socket.clone().unwrap_or_else(|| cli.state_dir.join("vmctld.sock"));
     let cfg = Config {
         state_dir: cli.state_dir.clone(),
@@ -66,6 +79,7 @@ fn main() -> ExitCode {
         extra_vmm_args: cli.vmm_args.iter().map(Into::into).collect(),
         host_sysfs: PathBuf::from("/sys"),
         host_procfs: PathBuf::from("/proc"),
+        settings,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -2,7 +2,8 @@
 //! The `vmctl` command line: virsh-like verbs over the `vmctld` API.
 //!
 //! Exit codes ([`crate::api::exit`]): 0 ok, 1 error, 2 bad input, 3 not found (VM, pool or
-//! volume), 4 conflict or wrong state (including a volume in use or a template).
+//! volume), 4 conflict or wrong state (including a volume in use or a template), 5 refused
+//! (the caller's user or group may not).
 
 mod config_verbs;
 mod console;
@@ -30,7 +31,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/rvmm";
     version,
     about = "Manage virtual machines through vmctld",
     after_help = "Exit status: 0 ok, 1 error (daemon unreachable, host failure), 2 bad input, \
-                  3 no such VM, pool, volume or network, 4 conflict or wrong state (a volume in use or a template, a network in use or not started)."
+                  3 no such VM, pool, volume or network, 4 conflict or wrong state (a volume in use or a template, a network in use or not started), \
+                  5 refused (only root and the group vmctl-admin may change things; the group vmctl may read, \
+                  use consoles and start, shutdown, reboot, destroy, suspend and resume VMs)."
 )]
 pub struct Cli {
     /// The daemon's socket [default: <state-dir>/vmctld.sock].

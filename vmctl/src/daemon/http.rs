@@ -100,8 +100,52 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}", get(networks::get_one).delete(networks::undefine))
         .route("/v1/networks/{name}/leases", get(networks::leases))
         .route("/v1/networks/{name}/{action}", post(networks::action))
-        .fallback(|| async { DaemonError::NotFound("that path; see /openapi.json".into()) })
+        .fallback(|uri: axum::http::Uri| async move {
+            DaemonError::Missing(format!("There is no API path {}; see /openapi.json.", uri.path()))
+        })
         .with_state(d)
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// Largest plain-text error body rewritten by [`json_errors`].
+const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// Makes every error a JSON sentence, `{"error": ...}`: the rejections of axum's extractors
+/// (a bad query, an oversized or unreadable body) and its method router (405) answer in
+/// plain text or with nothing otherwise.
+async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().trim_end_matches('.').to_string();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+            format!("{method} is not allowed on {path} (it takes {allow}); see /openapi.json.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => format!("The request body is too large ({text})."),
+        _ if text.is_empty() => format!(
+            "The request failed with status {} {}.",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+        _ => format!("Bad request: {text}."),
+    };
+    let mut out = (status, Json(ErrorBody { error })).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 async fn list(State(d): State<Arc<Daemon>>) -> Res {
@@ -216,8 +260,8 @@ async fn action(
         "pause" => d.pause(&name).await?,
         "resume" => d.resume(&name).await?,
         other => {
-            return Err(DaemonError::NotFound(format!(
-                "action {other}; use start, shutdown, destroy, reboot, reset, pause or resume"
+            return Err(DaemonError::Missing(format!(
+                "There is no VM action {other}; use start, shutdown, destroy, reboot, reset, pause or resume."
             )))
         }
     };

@@ -83,7 +83,21 @@ impl Daemon {
             }
             s.def.clone()
         };
+        // The define-time checks again: a definition stored before a rule was tightened (a
+        // bridge name that reaches host tools) does not start.
+        let problems = vmdef::validate::check_definition(&def);
+        if !problems.is_empty() {
+            return Err(DaemonError::BadInput(format!(
+                "cannot start {name}: {}",
+                vmdef::validate::Invalid { problems }
+            )));
+        }
         self.check_templates(&def)?;
+        // The policy again (a definition stored before it, a pool undefined since), and the
+        // paths as the kernel resolved them beneath their pools are what the VMM gets.
+        let def = self.resolve_paths(&def).map_err(|problems| {
+            DaemonError::BadInput(format!("cannot start {name}: {}", vmdef::validate::Invalid { problems }))
+        })?;
         let paths = self.run_paths(name);
         let planned = self.plan_taps(&def)?;
         let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();
@@ -112,6 +126,7 @@ impl Daemon {
         let mut args = crate::argv::vmm_args(&paths.config);
         args.extend(self.cfg.extra_vmm_args.iter().cloned());
         tracing::info!(vm = %name, vmm = %self.cfg.vmm.display(), ?args, "starting");
+        self.cap_vmm_log(name);
         let mut child = process::spawn_detached(&self.cfg.vmm, &args, &self.vmm_log_path(name))
             .map_err(|e| DaemonError::Internal(format!("cannot run {}: {e}", self.cfg.vmm.display())))?;
         let pid = child.id().ok_or_else(|| DaemonError::Internal("the vmm exited at once".into()))?;

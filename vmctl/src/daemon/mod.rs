@@ -16,11 +16,14 @@
 //! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`]; managed
 //! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
+pub mod auth;
 mod hostdevs;
 pub mod http;
 pub mod lifecycle;
 pub mod networks;
+pub mod policy;
 pub mod storage;
+pub mod vmmlog;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,8 @@ pub struct Config {
     pub host_sysfs: PathBuf,
     /// The host's procfs (`/proc`), to find VMs holding a device.
     pub host_procfs: PathBuf,
+    /// The configuration file's settings: pool roots and log limits.
+    pub settings: policy::Settings,
 }
 
 /// An operation that failed, classed for the HTTP status.
@@ -208,7 +213,7 @@ impl Daemon {
         for p in store.remove_temp_files()? {
             tracing::warn!("removed {} left by an interrupted write", p.display());
         }
-        let pools = crate::pool::Pools::open(&cfg.state_dir)?;
+        let pools = crate::pool::Pools::open(&cfg.state_dir, &cfg.settings.pool_roots)?;
         for p in pools.remove_temp_files() {
             tracing::warn!("removed {} left by an interrupted volume creation", p.display());
         }
@@ -287,11 +292,17 @@ impl Daemon {
     }
 
     /// Where the console output of `def` is logged.
+    /// A log the path policy refuses (a definition stored before it) is replaced by the
+    /// default one.
     pub fn console_log_path(&self, def: &VmDef) -> PathBuf {
-        def.serial
-            .as_ref()
-            .and_then(|s| s.log.clone())
-            .unwrap_or_else(|| self.store.serial_log_path(&def.name))
+        match def.serial.as_ref().and_then(|s| s.log.clone()) {
+            Some(log) if self.log_path_allowed(&log) => log,
+            Some(log) => {
+                tracing::warn!(vm = %def.name, "ignoring serial.log {}: outside the log directory", log.display());
+                self.store.serial_log_path(&def.name)
+            }
+            None => self.store.serial_log_path(&def.name),
+        }
     }
 
     pub(crate) fn emit(&self, vm: &VmName, event: EventKind, state: RunState, detail: Option<String>) {
@@ -330,9 +341,20 @@ impl Daemon {
         let _define = self.define_lock.lock().await;
         let _op = self.op_lock(&def.name).await;
         let existing: Vec<VmDef> = self.table().values().map(|s| s.def.clone()).collect();
-        if let Err(invalid) = vmdef::validate::validate_define(&def, &existing, &self.cfg.host) {
-            let conflict = invalid.problems.iter().any(|p| p.kind == ProblemKind::Conflict);
-            let msg = invalid.to_string();
+        let mut problems = match vmdef::validate::validate_define(&def, &existing, &self.cfg.host) {
+            Ok(()) => Vec::new(),
+            Err(invalid) => invalid.problems,
+        };
+        // The path policy (files from pools, logs in the state directory); a field that
+        // already has a problem (a missing file) is not reported twice.
+        for p in self.check_paths(&def) {
+            if !problems.iter().any(|q| q.field == p.field) {
+                problems.push(p);
+            }
+        }
+        if !problems.is_empty() {
+            let conflict = problems.iter().any(|p| p.kind == ProblemKind::Conflict);
+            let msg = vmdef::validate::Invalid { problems }.to_string();
             return Err(if conflict { DaemonError::Conflict(msg) } else { DaemonError::BadInput(msg) });
         }
         self.store.save_def(&def)?;

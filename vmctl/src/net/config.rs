@@ -153,9 +153,36 @@ pub fn nft_ruleset(net: &NetDef, forwards: &[Forward]) -> String {
     s
 }
 
+/// The user dnsmasq runs as once it has opened its sockets, pid, lease and log files.
+pub const DNSMASQ_USER: &str = "nobody";
+
+/// The group to run dnsmasq in: the primary group of [`DNSMASQ_USER`] in the texts of
+/// `/etc/passwd` and `/etc/group` (`None` if that gid has no name). An error (a sentence)
+/// if the user does not exist.
+pub fn dnsmasq_group(passwd: &str, group: &str) -> Result<Option<String>, String> {
+    let gid = passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(DNSMASQ_USER)).then(|| f.nth(2).map(str::trim).map(str::to_string))?
+        })
+        .ok_or_else(|| {
+            format!(
+                "dnsmasq runs as the user {DNSMASQ_USER}, which /etc/passwd lacks; add it \
+                 (nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin)."
+            )
+        })?;
+    Ok(group.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.trim() == gid).then(|| name.to_string())
+    }))
+}
+
 /// dnsmasq's arguments: DHCP and DNS for the network, on its bridge only, no configuration
-/// file, daemonised with the pid file (so its exit status tells whether it started).
-pub fn dnsmasq_args(net: &NetDef, paths: &NetPaths) -> Vec<OsString> {
+/// file, daemonised with the pid file (so its exit status tells whether it started). It
+/// drops to [`DNSMASQ_USER`] (in `group`, when given) after opening its files as root.
+pub fn dnsmasq_args(net: &NetDef, paths: &NetPaths, group: Option<&str>) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut arg = |s: String| a.push(s.into());
     arg("--conf-file=/dev/null".into());
@@ -168,9 +195,13 @@ pub fn dnsmasq_args(net: &NetDef, paths: &NetPaths) -> Vec<OsString> {
     arg(format!("--listen-address={}", net.ipv4.addr));
     arg("--no-hosts".into());
     arg("--strict-order".into());
-    // dnsmasq otherwise drops to `nobody`, which cannot write the lease file in the state
-    // directory (mode 0750, root).
-    arg("--user=root".into());
+    // Unprivileged once running: dnsmasq opens the pid, lease and log files as root first
+    // (the lease file stays open and is rewritten through that descriptor; the log file is
+    // given to the user), so the state directory can stay root's.
+    arg(format!("--user={DNSMASQ_USER}"));
+    if let Some(g) = group {
+        arg(format!("--group={g}"));
+    }
     if !net.dns {
         arg("--port=0".into());
     }

@@ -177,7 +177,11 @@ pub fn table_exists(net: &str) -> bool {
 /// Starts dnsmasq (it daemonises once it listens) and returns its pid from the pid file.
 pub fn start_dnsmasq(net: &NetDef, paths: &NetPaths) -> Result<u32> {
     let _ = std::fs::remove_file(&paths.pid_file);
-    let args = dnsmasq_args(net, paths);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let group = super::config::dnsmasq_group(&passwd, &groups)
+        .map_err(|stderr| HostError::Failed { command: "dnsmasq".into(), stderr })?;
+    let args = dnsmasq_args(net, paths, group.as_deref());
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     run("dnsmasq", &args)?;
     dnsmasq_pid(paths).ok_or_else(|| HostError::Failed {

@@ -126,6 +126,13 @@ impl NetStore {
                 .map_err(|e| e.to_string())
                 .and_then(|t| NetDef::from_json(&t).map_err(|e| e.to_string()));
             match parsed {
+                // A definition stored before a check was tightened (a bridge name that could
+                // break out of an nftables rule) is not used.
+                Ok(d) if d.name == name && !vmdef::network::check_network(&d).is_empty() => {
+                    let why: Vec<String> =
+                        vmdef::network::check_network(&d).iter().map(ToString::to_string).collect();
+                    problems.push(format!("skipping {}: {}", path.display(), why.join("; ")));
+                }
                 Ok(d) if d.name == name => defs.push(d),
                 Ok(d) => problems.push(format!("skipping {}: holds network {}", path.display(), d.name)),
                 Err(e) => problems.push(format!("skipping {}: {e}", path.display())),

@@ -156,7 +156,7 @@ fn temp_files_of_crashed_creations_are_removed() {
     fs::write(p.dir().join(".web.qcow2.tmp-123-0"), b"x").unwrap();
     fs::write(p.dir().join(".keepme"), b"x").unwrap();
     let state = tempfile::tempdir().unwrap();
-    let pools = Pools::open(state.path()).unwrap();
+    let pools = Pools::open(state.path(), &[std::env::temp_dir()]).unwrap();
     fs::write(pools.def_path(".x").with_file_name(".x.json.tmp-1-2"), b"{").unwrap();
     fs::write(state.path().join("images/.v.tmp-1-3"), b"").unwrap();
     assert_eq!(pools.remove_temp_files().len(), 2);
@@ -272,7 +272,7 @@ fn inspect_ignores_hostile_backing_references() {
 #[test]
 fn pools_default_define_list_undefine() {
     let state = tempfile::tempdir().unwrap();
-    let pools = Pools::open(state.path()).unwrap();
+    let pools = Pools::open(state.path(), &[std::env::temp_dir()]).unwrap();
     let all = pools.list().unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].name(), DEFAULT_POOL);
@@ -308,4 +308,32 @@ fn pools_default_define_list_undefine() {
     assert!(elsewhere.path().join("v").exists(), "undefine keeps the files");
     assert!(matches!(pools.undefine("fast"), Err(PoolError::NotFound(_))));
     assert!(matches!(pools.undefine("default"), Err(PoolError::Conflict(_))));
+}
+
+#[test]
+fn pool_directories_are_checked() {
+    let state = Path::new("/var/lib/rvmm");
+    let roots = [state.join("images"), state.to_path_buf(), PathBuf::from("/srv/vm")];
+    for ok in ["/var/lib/rvmm/fast", "/var/lib/rvmm/images/iso", "/srv/vm", "/srv/vm/a/b"] {
+        assert!(check_pool_dir(Path::new(ok), state, &roots).is_ok(), "{ok}");
+    }
+    for (bad, why) in [
+        ("/", "system directory"),
+        ("/etc", "system directory"),
+        ("/etc/ssh", "system directory"),
+        ("/usr/lib", "system directory"),
+        ("/var/lib", "system directory"),
+        ("/root/images", "system directory"),
+        ("/var/lib/rvmm", "daemon's state"),
+        ("/var/lib/rvmm/vms", "daemon's state"),
+        ("/var/lib/rvmm/logs/x", "daemon's state"),
+        ("/var/lib/rvmm/pools", "daemon's state"),
+        ("/srv", "system directory"),
+        ("/opt/vm", "allowed pool root"),
+        ("/home/alice/vm", "allowed pool root"),
+        ("/data/vm", "allowed pool root"),
+    ] {
+        let e = check_pool_dir(Path::new(bad), state, &roots).unwrap_err().to_string();
+        assert!(e.starts_with("path: ") && e.contains(why), "{bad}: {e}");
+    }
 }

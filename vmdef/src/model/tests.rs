@@ -8,11 +8,14 @@ fn names() {
     for ok in ["a", "web-01", "my_vm.test", &"x".repeat(64)] {
         assert_eq!(VmName::new(ok).unwrap().as_str(), ok);
     }
-    for bad in ["", ".", "..", ".hidden", "a/b", "a b", "ü", &"x".repeat(65)] {
+    for bad in ["", ".", "..", ".hidden", "-rf", "--help", "a/b", "a b", "a;b", "a\"b", "ü", &"x".repeat(65)]
+    {
         assert!(VmName::new(bad).is_err(), "{bad:?} accepted");
     }
     let e = VmName::new("a/b").unwrap_err().to_string();
     assert!(e.contains("a/b") && e.contains("A-Z"), "{e}");
+    let e = VmName::new("-x").unwrap_err().to_string();
+    assert!(e.contains("'-'"), "{e}");
 }
 
 #[test]

@@ -163,3 +163,22 @@ fn names_are_checked() {
         assert!(check_net_name(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn interface_names_are_limited_to_safe_characters() {
+    for ok in ["br0", "vmbr77", "a", "br_lan.10", "x-y", &"b".repeat(15)] {
+        assert!(ifname_ok(ok), "{ok:?} refused");
+    }
+    // The attack: a quote and a semicolon ended the nftables rule and added a bare accept.
+    for bad in
+        ["", ".", "..", "br0\";", "br0;accept", "br 0", "br/0", "br:0", "-br", "ü", "br0\n", &"b".repeat(16)]
+    {
+        assert!(!ifname_ok(bad), "{bad:?} accepted");
+    }
+    let mut d = net("lan", "10.77.0.1/24");
+    d.bridge = "br\";accept".into();
+    d.uplink = Some("eth0 ".into());
+    let p = check_network(&d);
+    assert!(fields(&p).contains(&"bridge".to_string()), "{p:?}");
+    assert!(fields(&p).contains(&"uplink".to_string()), "{p:?}");
+}

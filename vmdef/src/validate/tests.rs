@@ -251,3 +251,14 @@ fn host_limits_from_meminfo() {
     let here = HostLimits::detect().unwrap();
     assert!(here.memory_mib > 0 && here.cpus > 0);
 }
+
+#[test]
+fn a_bridge_name_with_quotes_is_refused_naming_the_field() {
+    let mut d = def("nic");
+    let mut n = nic("52:54:00:00:00:01");
+    n.source = NetSource::Bridge("br0\";".into());
+    d.interfaces.push(n);
+    let p = check_definition(&d);
+    assert_eq!(fields(&p), ["interfaces[0].source.bridge"]);
+    assert!(p[0].message.contains("A-Z a-z 0-9 _ . -"), "{}", p[0].message);
+}

@@ -71,7 +71,9 @@ pub(super) async fn action(
             d.set_network_autostart(&name, req.autostart).await?
         }
         other => {
-            return Err(DaemonError::Missing(format!("network action {other}; use start, stop or autostart")))
+            return Err(DaemonError::Missing(format!(
+                "There is no network action {other}; use start, stop or autostart."
+            )))
         }
     };
     Ok(Json(info).into_response())

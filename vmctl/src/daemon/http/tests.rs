@@ -37,6 +37,10 @@ fn env() -> Env {
         extra_vmm_args: Vec::new(),
         host_sysfs: dir.path().join("sys"),
         host_procfs: dir.path().join("proc"),
+        settings: crate::daemon::policy::Settings {
+            pool_roots: vec![std::env::temp_dir()],
+            ..crate::daemon::policy::Settings::defaults(dir.path())
+        },
     };
     Env { daemon: Daemon::open(cfg).unwrap(), _dir: dir }
 }
@@ -565,4 +569,33 @@ async fn a_hostdev_in_use_by_another_vm_is_a_conflict() {
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     let msg = error_of(&body);
     assert!(msg.contains("hostdevs[0] (0000:00:03.0)") && msg.contains("999 (vmm)"), "{msg}");
+}
+
+#[tokio::test]
+async fn every_error_is_a_json_sentence() {
+    let e = env();
+    let d = &e.daemon;
+    assert_eq!(call(d, Method::POST, "/v1/vms", None, JSON_DEF).await.0, StatusCode::CREATED);
+    let big = "x".repeat(3 * 1024 * 1024);
+    for (method, uri, body, want) in [
+        (Method::GET, "/nope", "", StatusCode::NOT_FOUND),
+        (Method::DELETE, "/v1/vms/web/xml", "", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::PATCH, "/v1/vms", "", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::POST, "/v1/vms/web/shutdown?timeout=soon", "", StatusCode::BAD_REQUEST),
+        (Method::POST, "/v1/vms", big.as_str(), StatusCode::PAYLOAD_TOO_LARGE),
+        (Method::POST, "/v1/vms/web/fly", "", StatusCode::NOT_FOUND),
+    ] {
+        let (s, body) = call(d, method.clone(), uri, None, body).await;
+        assert_eq!(s, want, "{method} {uri}: {body}");
+        let err = serde_json::from_str::<ErrorBody>(&body)
+            .unwrap_or_else(|_| panic!("{method} {uri}: not JSON: {body}"))
+            .error;
+        assert!(!err.is_empty() && err.contains(' '), "{method} {uri}: {err}");
+    }
+    let (_, body) = call(d, Method::DELETE, "/v1/vms/web/xml", None, "").await;
+    assert!(error_of(&body).contains("DELETE is not allowed on /v1/vms/web/xml"), "{body}");
+    let (_, body) = call(d, Method::GET, "/nope", None, "").await;
+    assert_eq!(error_of(&body), "There is no API path /nope; see /openapi.json.");
+    let (_, body) = call(d, Method::POST, "/v1/vms/web/fly", None, "").await;
+    assert!(error_of(&body).starts_with("There is no VM action fly;"), "{body}");
 }

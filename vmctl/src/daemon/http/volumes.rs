@@ -94,7 +94,9 @@ pub(super) async fn action(
             let info = d.clone_volume(&pool, &name, &req.name).await?;
             Ok((StatusCode::CREATED, Json(info)).into_response())
         }
-        other => Err(DaemonError::Missing(format!("volume action {other}; use resize or clone"))),
+        other => {
+            Err(DaemonError::Missing(format!("There is no volume action {other}; use resize or clone.")))
+        }
     }
 }
 

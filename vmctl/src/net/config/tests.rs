@@ -116,7 +116,7 @@ fn strings(a: &[OsString]) -> Vec<String> {
 #[test]
 fn dnsmasq_argv() {
     let p = NetPaths::new(Path::new("/s/netrun"), "lan");
-    let a = strings(&dnsmasq_args(&lan(), &p));
+    let a = strings(&dnsmasq_args(&lan(), &p, Some("nogroup")));
     assert_eq!(
         a,
         [
@@ -130,7 +130,8 @@ fn dnsmasq_argv() {
             "--listen-address=10.77.0.1",
             "--no-hosts",
             "--strict-order",
-            "--user=root",
+            "--user=nobody",
+            "--group=nogroup",
             "--dhcp-authoritative",
             "--dhcp-no-override",
             "--log-dhcp",
@@ -144,12 +145,12 @@ fn dnsmasq_argv() {
     let mut n = lan();
     n.dhcp = None;
     n.dns = false;
-    let a = strings(&dnsmasq_args(&n, &p));
+    let a = strings(&dnsmasq_args(&n, &p, None));
     assert!(a.contains(&"--port=0".to_string()));
     assert!(a.contains(&"--dhcp-range=10.77.0.0,static,255.255.255.0,3600".to_string()), "{a:?}");
     assert!(!a.iter().any(|s| s.contains("dns-server")));
     n.hosts.clear();
-    let a = strings(&dnsmasq_args(&n, &p));
+    let a = strings(&dnsmasq_args(&n, &p, None));
     assert!(!a.iter().any(|s| s.starts_with("--dhcp-range") || s.starts_with("--dhcp-option")), "{a:?}");
 }
 
@@ -185,4 +186,14 @@ fn leases_parse() {
             client_id: None
         }
     );
+}
+
+#[test]
+fn dnsmasq_runs_as_nobody_in_its_group() {
+    let passwd = "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+    assert_eq!(dnsmasq_group(passwd, "root:x:0:\nnogroup:x:65534:\n").unwrap().as_deref(), Some("nogroup"));
+    assert_eq!(dnsmasq_group(passwd, "nobody:x:65534:\n").unwrap().as_deref(), Some("nobody"));
+    assert_eq!(dnsmasq_group(passwd, "").unwrap(), None);
+    let e = dnsmasq_group("root:x:0:0::/root:/bin/sh\n", "").unwrap_err();
+    assert!(e.contains("lacks") && e.ends_with('.'), "{e}");
 }
