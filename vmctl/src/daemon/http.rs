@@ -133,7 +133,11 @@ async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
             let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
             format!("{method} is not allowed on {path} (it takes {allow}); see /openapi.json.")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => format!("The request body is too large ({text})."),
+        // axum's default limit for a buffered body (2 MiB) is the one met here.
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "The request body is larger than the 2097152 bytes the API accepts (a definition may have \
+             at most {MAX_BODY} bytes)."
+        ),
         _ if text.is_empty() => format!(
             "The request failed with status {} {}.",
             status.as_u16(),
