@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/test.sh - every test: unit tests first, then end-to-end guest boots.
+# scripts/test.sh - every test: static checks (rustfmt, clippy), unit tests, a smoke run of
+# every fuzz target, then end-to-end guest boots.
 #
 # Unit tests run with cargo-nextest when it is installed (cargo test otherwise). End-to-end
 # tests boot real Linux guests in the vmm: directly on a host with real VT-x/AMD-V, otherwise
@@ -24,12 +25,21 @@ else
     echo "== not root: the network namespace tests will be skipped" >&2
 fi
 
+# CI gates: formatting and lints fail the run before anything else is built.
+echo "== static checks: cargo fmt --check (workspace and fuzz/), cargo clippy -D warnings"
+cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "== unit tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi
+
+echo "== fuzz targets: built and run briefly (scripts/fuzz-smoke.sh)"
+bash scripts/fuzz-smoke.sh
 
 if [[ ${SKIP_E2E:-0} == 1 ]]; then
     echo "== end-to-end tests skipped (SKIP_E2E=1)"

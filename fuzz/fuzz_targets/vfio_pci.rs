@@ -86,7 +86,11 @@ impl MsiVectors for Vectors {
         self.0
     }
     fn set_route(&self, v: usize, _: MsiMessage) -> Result<(), InterruptError> {
-        if v < self.0 { Ok(()) } else { Err(InterruptError::NoSuchVector(v)) }
+        if v < self.0 {
+            Ok(())
+        } else {
+            Err(InterruptError::NoSuchVector(v))
+        }
     }
     fn clear_route(&self, v: usize) -> Result<(), InterruptError> {
         self.set_route(v, MsiMessage::default())

@@ -20,7 +20,6 @@ fuzz_target!(|data: &[u8]| {
     let chunk = usize::from(chunk) + 1;
     let mut inbuf: Vec<u8> = Vec::new();
     let mut skip: u64 = 0;
-    let mut conv = PixelConverter::new(rfb::PixelFormat::NATIVE);
     let mut out = Vec::new();
     for piece in stream.chunks(chunk) {
         let mut piece = piece;
@@ -41,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
                             if pf.check().is_err() {
                                 return; // the session disconnects
                             }
-                            conv = PixelConverter::new(pf);
+                            let conv = PixelConverter::new(pf);
                             out.clear();
                             conv.convert(&[1, 2, 3, 250, 251, 252], &mut out);
                             assert_eq!(out.len(), 2 * pf.bytes_pp());
