@@ -234,6 +234,34 @@ pub fn create_atomically(dir: &Path, name: &str, make: impl FnOnce(&Path) -> Res
     Ok(target)
 }
 
+/// Copies `src` to the new file `dst` in 1 MiB blocks, seeking over blocks of zeros (holes
+/// in the copy), then syncs it.
+fn sparse_copy(src: &Path, dst: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut from = fs::File::open(src).map_err(io_err(format!("open {}", src.display())))?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(io_err(format!("create {}", dst.display())))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(io_err(format!("read {}", src.display())))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|&b| b == 0) {
+            to.seek(SeekFrom::Current(n as i64)).map_err(io_err(format!("seek {}", dst.display())))?;
+        } else {
+            to.write_all(&buf[..n]).map_err(io_err(format!("write {}", dst.display())))?;
+        }
+        len += n as u64;
+    }
+    to.set_len(len).map_err(io_err(format!("size {}", dst.display())))?;
+    to.sync_all().map_err(io_err(format!("sync {}", dst.display())))
+}
+
 /// A pool definition: `<state>/pools/<name>.json`, and the body of `POST /v1/pools`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +426,15 @@ impl Pool {
             block::create_qcow2(tmp, source.image.virtual_size, Some((Path::new(src), source.image.format)))
                 .map_err(image_err)
         })?;
+        self.get(new)
+    }
+
+    /// Makes `new` a full copy of `src` (same format; a qcow2 overlay keeps its backing
+    /// file). Runs of zeros are left as holes, so a sparse image stays sparse.
+    pub fn copy_volume(&self, src: &str, new: &str) -> Result<Volume> {
+        let source = self.read(src)?;
+        self.refuse_existing(new)?;
+        create_atomically(&self.dir, new, |tmp| sparse_copy(&source.path, tmp))?;
         self.get(new)
     }
 

@@ -89,6 +89,37 @@ fn definition_verbs_change_the_stored_definition() {
     let (code, _, err) = vmctl(&state, &["detach-disk", "web", "vdz", "--config"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("has no disk vdz"), "{err}");
+    // clone: a full copy (sparse stays sparse) and a linked clone; new UUID and MACs.
+    ok(&state, &["attach-disk", "web", &data, "vdb", "--config"]);
+    ok(&state, &["attach-interface", "web", "network", "default", "--config"]);
+    let out = ok(&state, &["clone", "web", "web2"]);
+    assert!(out.contains("web2 cloned from web (1 disk(s) as a copy"), "{out}");
+    let list = ok(&state, &["domblklist", "web2"]);
+    let copy = state.join("images/web2.qcow2");
+    assert!(list.contains(copy.to_str().unwrap()), "{list}");
+    let (a, b) = (std::fs::read(&data).unwrap(), std::fs::read(&copy).unwrap());
+    assert_eq!(a, b, "the copy has the same bytes");
+    use std::os::unix::fs::MetadataExt;
+    let blocks = std::fs::metadata(&copy).unwrap().blocks();
+    assert!(blocks * 512 < 1 << 20, "a 64 MiB qcow2 copy stays small: {} blocks", blocks);
+    let mac = |vm: &str| {
+        ok(&state, &["domiflist", vm]).lines().nth(1).unwrap().split_whitespace().last().unwrap().to_string()
+    };
+    assert_ne!(mac("web"), mac("web2"));
+    let info = |vm: &str| ok(&state, &["dumpjson", vm]);
+    let uuid = |j: String| j.lines().find(|l| l.contains("\"uuid\"")).unwrap().to_string();
+    assert_ne!(uuid(info("web")), uuid(info("web2")));
+    let out = ok(&state, &["clone", "web", "web3", "--linked"]);
+    assert!(out.contains("as a linked clone"), "{out}");
+    let vols = ok(&state, &["vol", "list"]);
+    assert!(vols.contains("web3.qcow2"), "{vols}");
+    let (code, _, err) = vmctl(&state, &["clone", "web", "web2"]);
+    assert_ne!(code, 0, "the name is taken: {err}");
+    assert!(!ok(&state, &["vol", "list"]).contains("web2-"), "nothing half-made left");
+    ok(&state, &["vol", "copy", "web2.qcow2", "web4.qcow2"]);
+    assert_eq!(std::fs::read(state.join("images/web4.qcow2")).unwrap(), b);
+    ok(&state, &["detach-disk", "web", "vdb", "--config"]);
+
     // A change the daemon refuses leaves the definition as it was.
     let (code, _, err) = vmctl(&state, &["setvcpus", "web", "100000", "--config"]);
     assert_eq!(code, 2, "{err}");

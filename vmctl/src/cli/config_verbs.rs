@@ -14,9 +14,14 @@ use hyper::Method;
 use vmdef::model::{Disk, DiskBus, DiskDevice, DiskFormat, Interface, MacAddr, NetSource, NicModel};
 use vmdef::VmDef;
 
+use std::path::Path;
+
+use vmdef::store::RunState;
+use vmdef::VmName;
+
 use super::verbs::print_json;
 use super::{output, Failure};
-use crate::api::{VmDetail, VmInfo};
+use crate::api::{CloneVolume, PoolInfo, VmDetail, VmInfo, VolumeInfo};
 use crate::client::Client;
 
 /// `vmctl autostart NAME [--disable]`.
@@ -123,6 +128,19 @@ pub struct DetachInterfaceArgs {
     /// Change the stored definition (applies at the next start); required: no hot unplug.
     #[arg(long)]
     pub config: bool,
+}
+
+/// `vmctl clone NAME NEW [--linked]`.
+#[derive(Args, Debug, PartialEq)]
+pub struct CloneArgs {
+    /// The VM to clone (shut off).
+    pub name: String,
+    /// The new VM's name.
+    pub new: String,
+    /// Make each disk a qcow2 overlay of the original (which becomes a template) instead of
+    /// a full copy.
+    #[arg(long)]
+    pub linked: bool,
 }
 
 fn need_config(config: bool, verb: &str) -> Result<(), Failure> {
@@ -374,10 +392,122 @@ pub async fn detach_interface(client: &Client, a: &DetachInterfaceArgs, json: bo
     Ok(())
 }
 
+/// The pool volume (pool name, file name) holding `path`, from the pools' directories.
+pub fn pool_volume<'a>(pools: &'a [PoolInfo], path: &Path) -> Option<(&'a str, String)> {
+    let dir = path.parent()?;
+    let file = path.file_name()?.to_str()?.to_string();
+    pools.iter().find(|p| Path::new(&p.path) == dir).map(|p| (p.name.as_str(), file))
+}
+
+/// The clone's name for the disk `target` of a clone named `new` (`web2.qcow2`, then
+/// `web2-vdb.qcow2`): the first disk takes the VM's name.
+pub fn clone_volume_name(new: &str, first: bool, target: &str, ext: &str) -> String {
+    match (first, ext.is_empty()) {
+        (true, true) => new.to_string(),
+        (true, false) => format!("{new}.{ext}"),
+        (false, true) => format!("{new}-{target}"),
+        (false, false) => format!("{new}-{target}.{ext}"),
+    }
+}
+
+/// `vmctl clone`.
+pub async fn clone_vm(client: &Client, a: &CloneArgs, json: bool) -> Result<(), Failure> {
+    let detail: VmDetail = client.get_json(&format!("/v1/vms/{}", a.name)).await?;
+    if detail.info.state != RunState::Shutoff {
+        return Err(Failure {
+            code: crate::api::exit::CONFLICT,
+            message: format!(
+                "{} is {}; shut it down before cloning it",
+                a.name,
+                crate::api::state_name(detail.info.state)
+            ),
+        });
+    }
+    let name = VmName::new(&a.new).map_err(|e| Failure::bad_input(format!("new name {}: {e}", a.new)))?;
+    let pools: Vec<PoolInfo> = client.get_json("/v1/pools").await?;
+    let mut def = detail.definition;
+    def.name = name;
+    def.uuid = uuid::Uuid::new_v4();
+    def.autostart = false;
+    for nic in &mut def.interfaces {
+        nic.mac = MacAddr::random();
+    }
+    let mut made: Vec<(String, String)> = Vec::new();
+    let mut result = Ok(());
+    let mut first = true;
+    for disk in def.disks.iter_mut().filter(|d| d.device == DiskDevice::Disk) {
+        let Some(path) = disk.path.clone() else { continue };
+        let Some((pool, vol)) = pool_volume(&pools, &path) else {
+            result = Err(Failure::bad_input(format!(
+                "disk {} ({}) is not a volume of a storage pool; clone copies only pool volumes",
+                disk.target,
+                path.display()
+            )));
+            break;
+        };
+        let (action, ext) = if a.linked {
+            ("clone", "qcow2")
+        } else {
+            ("copy", Path::new(&vol).extension().and_then(|e| e.to_str()).unwrap_or(""))
+        };
+        let new_vol = clone_volume_name(&a.new, first, &disk.target, ext);
+        first = false;
+        let url = format!("/v1/pools/{pool}/volumes/{vol}/{action}");
+        let body = serde_json::to_vec(&CloneVolume { name: new_vol.clone() })
+            .map_err(|e| Failure::error(e.to_string()))?;
+        match client.request(Method::POST, &url, Some("application/json"), body).await {
+            Ok((_, b)) => {
+                let v: VolumeInfo = serde_json::from_slice(&b).map_err(|e| Failure::error(e.to_string()))?;
+                made.push((pool.to_string(), new_vol));
+                disk.path = Some(v.path.into());
+                if a.linked {
+                    disk.format = DiskFormat::Qcow2;
+                }
+            }
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        let body = def.to_json().map_err(|e| Failure::error(e.to_string()))?;
+        result = client
+            .request(Method::POST, "/v1/vms", Some("application/json"), body.into_bytes())
+            .await
+            .map(|_| ())
+            .map_err(Failure::from);
+    }
+    if let Err(e) = result {
+        // Nothing half-made stays behind: the volumes made for the clone go again.
+        for (pool, vol) in made {
+            let _ = client
+                .request(Method::DELETE, &format!("/v1/pools/{pool}/volumes/{vol}"), None, Vec::new())
+                .await;
+        }
+        return Err(e);
+    }
+    if json {
+        print_json(&def);
+    } else {
+        let how = if a.linked { "linked clone" } else { "copy" };
+        println!(
+            "{} cloned from {} ({} disk(s) as a {how}, new UUID and MACs)",
+            a.new,
+            a.name,
+            made_count(&def)
+        );
+    }
+    Ok(())
+}
+
+fn made_count(def: &VmDef) -> usize {
+    def.disks.iter().filter(|d| d.device == DiskDevice::Disk && d.path.is_some()).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmdef::VmName;
 
     fn def() -> VmDef {
         let mut d = VmDef::new(VmName::new("web").unwrap(), 512, 1);
@@ -454,5 +584,19 @@ mod tests {
         let bad = AttachInterfaceArgs { kind: "user".into(), ..a };
         assert!(new_interface(&bad).unwrap_err().message.contains("use network or bridge"));
         assert!(need_config(false, "setmem").unwrap_err().message.contains("add --config"));
+    }
+
+    #[test]
+    fn clone_names_and_pool_lookup() {
+        assert_eq!(clone_volume_name("web2", true, "vda", "qcow2"), "web2.qcow2");
+        assert_eq!(clone_volume_name("web2", false, "vdb", "raw"), "web2-vdb.raw");
+        assert_eq!(clone_volume_name("web2", false, "vdb", ""), "web2-vdb");
+        let pools =
+            vec![PoolInfo { name: "default".into(), path: "/s/images".into(), volumes: 1, available: None }];
+        assert_eq!(
+            pool_volume(&pools, Path::new("/s/images/web.qcow2")),
+            Some(("default", "web.qcow2".into()))
+        );
+        assert_eq!(pool_volume(&pools, Path::new("/elsewhere/web.qcow2")), None);
     }
 }

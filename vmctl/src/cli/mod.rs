@@ -155,6 +155,9 @@ pub enum Verb {
     Setmem(config_verbs::SetmemArgs),
     /// Change the vCPU count of the stored definition (--config; at the next start).
     Setvcpus(config_verbs::SetvcpusArgs),
+    /// Clone a shut-off VM: new name, UUID and MACs; its pool disks copied (or, with
+    /// --linked, qcow2 overlays of them); CD-ROMs shared.
+    Clone(config_verbs::CloneArgs),
     /// Add a disk to the stored definition (--config; at the next start).
     AttachDisk(config_verbs::AttachDiskArgs),
     /// Remove a disk from the stored definition (--config; at the next start).
@@ -264,6 +267,16 @@ pub enum VolCmd {
     /// Make a linked clone: a qcow2 overlay backed by SRC, which becomes a template.
     Clone {
         /// The template volume.
+        src: String,
+        /// The new volume.
+        new: String,
+        /// The pool.
+        #[command(flatten)]
+        pool: PoolArg,
+    },
+    /// Make a full copy of a volume (a sparse image stays sparse).
+    Copy {
+        /// The volume to copy.
         src: String,
         /// The new volume.
         new: String,

@@ -102,6 +102,14 @@ pub async fn vol(client: &Client, cmd: &VolCmd, json: bool) -> Result<(), Failur
                 send_json(client, Method::POST, &url, &CloneVolume { name: new.clone() }).await?;
             report(&v, json, &format!("created, a linked clone of {src}"));
         }
+        VolCmd::Copy { src, new, pool } => {
+            check("pool name", &pool.pool)?;
+            check("volume name", src)?;
+            let url = format!("{}/{src}/copy", volumes_url(&pool.pool));
+            let v: VolumeInfo =
+                send_json(client, Method::POST, &url, &CloneVolume { name: new.clone() }).await?;
+            report(&v, json, &format!("created, a copy of {src}"));
+        }
         VolCmd::Path { name, pool } => {
             check("pool name", &pool.pool)?;
             check("volume name", name)?;

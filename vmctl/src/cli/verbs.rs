@@ -131,6 +131,7 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
         Verb::Domiflist { name } => config_verbs::domiflist(client, name, json).await?,
         Verb::Setmem(a) => config_verbs::setmem(client, a, json).await?,
         Verb::Setvcpus(a) => config_verbs::setvcpus(client, a, json).await?,
+        Verb::Clone(a) => config_verbs::clone_vm(client, a, json).await?,
         Verb::AttachDisk(a) => config_verbs::attach_disk(client, a, json).await?,
         Verb::DetachDisk(a) => config_verbs::detach_disk(client, a, json).await?,
         Verb::AttachInterface(a) => config_verbs::attach_interface(client, a, json).await?,

@@ -247,6 +247,30 @@ impl Daemon {
         Ok(Self::volume_info(&pool, v, &users))
     }
 
+    /// Copies a volume (`vol copy`, `clone` without `--linked`): not while a running VM uses
+    /// it, since the copy would catch its writes half done.
+    pub async fn copy_volume(&self, pool: &str, src: &str, new: &str) -> Result<VolumeInfo> {
+        let pool = self.pools.get(pool)?;
+        pool.volume_path(new).map_err(|e| DaemonError::BadInput(format!("copy {e}")))?;
+        let _lock = self.storage_lock.lock().await;
+        let vol = pool.get(src)?;
+        let users = self.disk_users();
+        let running: Vec<&str> =
+            users.get(&vol.path).into_iter().flatten().filter(|u| u.running).map(|u| u.vm.as_str()).collect();
+        if !running.is_empty() {
+            return Err(DaemonError::Conflict(format!(
+                "{src} is a disk of the running VM {}; shut it down before copying it",
+                running.join(", ")
+            )));
+        }
+        let (p, s, n) = (pool.clone(), src.to_string(), new.to_string());
+        let v = tokio::task::spawn_blocking(move || p.copy_volume(&s, &n))
+            .await
+            .map_err(|e| DaemonError::Internal(format!("copy of {src}: {e}")))??;
+        tracing::info!(pool = %pool.name(), volume = %new, source = %src, "volume copied");
+        Ok(Self::volume_info(&pool, v, &users))
+    }
+
     /// Refuses a definition that attaches a template (a pool volume with overlays) writable.
     pub(crate) fn check_templates(&self, def: &VmDef) -> Result<()> {
         let pools = match self.pools.list() {

@@ -94,9 +94,14 @@ pub(super) async fn action(
             let info = d.clone_volume(&pool, &name, &req.name).await?;
             Ok((StatusCode::CREATED, Json(info)).into_response())
         }
-        other => {
-            Err(DaemonError::Missing(format!("There is no volume action {other}; use resize or clone.")))
+        "copy" => {
+            let req: CloneVolume = body(&b, r#"{"name": "web-copy.qcow2"}"#)?;
+            let info = d.copy_volume(&pool, &name, &req.name).await?;
+            Ok((StatusCode::CREATED, Json(info)).into_response())
         }
+        other => Err(DaemonError::Missing(format!(
+            "There is no volume action {other}; use resize, clone or copy."
+        ))),
     }
 }
 
