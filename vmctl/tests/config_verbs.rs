@@ -147,3 +147,27 @@ fn completions_end_quietly_on_a_closed_pipe() {
     assert!(out.status.success(), "{verb:?}: {:?} {err}", out.status);
     assert!(!err.contains("panicked"), "{verb:?}: {err}");
 }
+
+/// On a host whose KVM is too slow (vmm exit 5), `vmctl start` names the daemon's setting that
+/// accepts it, not only the vmm's flag.
+#[test]
+fn a_slow_host_start_failure_names_the_daemon_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--vmm")
+        .arg(fake_vmm())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    common::wait_for_socket(&state.join("vmctld.sock"));
+    let def = dir.path().join("slow.json");
+    std::fs::write(&def, r#"{"name": "slow", "memory_mib": 79, "vcpus": 1}"#).unwrap();
+    ok(&state, &["define", def.to_str().unwrap()]);
+    let (code, out, err) = vmctl(&state, &["start", "slow"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("start vmctld with --vmm-arg=--accept-slow-kvm"), "{err}");
+}

@@ -140,9 +140,19 @@ impl Daemon {
                     let reason = process::read_exit_status(&paths.exit_status)
                         .map(|e| e.reason)
                         .unwrap_or_else(|| describe_status(status));
-                    let msg = format!("{name} failed to start: {reason} (see {})",
-                        self.vmm_log_path(name).display());
-                    return Err(match status.and_then(|s| s.code()) {
+                    let code = status.and_then(|s| s.code());
+                    let msg = if code == Some(i32::from(api::VmmExit::SlowHost.code())) {
+                        // The vmm names its own flag; a daemon user needs the daemon's setting.
+                        format!(
+                            "{name} failed to start: this host's KVM runs guests too slowly to be useful \
+                             (no hardware virtualization, e.g. kvm_pvm). To run guests anyway, start \
+                             vmctld with --vmm-arg=--accept-slow-kvm (see {})",
+                            self.vmm_log_path(name).display()
+                        )
+                    } else {
+                        format!("{name} failed to start: {reason} (see {})", self.vmm_log_path(name).display())
+                    };
+                    return Err(match code {
                         Some(EXIT_BAD_INPUT) => DaemonError::BadInput(msg),
                         _ => DaemonError::Internal(msg),
                     });
