@@ -246,9 +246,17 @@ pub struct NetDef {
     /// Fixed DHCP addresses.
     #[serde(default)]
     pub hosts: Vec<DhcpHost>,
-    /// Masquerade traffic leaving the subnet; default true. False routes the subnet as it is.
+    /// Masquerade traffic leaving the subnet; default true. False routes the subnet as it is
+    /// (unless `isolated`).
     #[serde(default = "yes")]
     pub nat: bool,
+    /// Isolated (libvirt: a network without `<forward>`): guests reach each other and the
+    /// host (DHCP, DNS), nothing beyond; nothing from outside reaches them. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
+    /// The bridge's own MAC address (libvirt `<mac address=…>`); default: the kernel's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
     /// Masquerade only out of this host interface; default: whatever route the packet takes.
     #[serde(default)]
     pub uplink: Option<String>,
@@ -322,6 +330,20 @@ pub fn check_network(def: &NetDef) -> Vec<Problem> {
     }
     if !ifname_ok(&def.bridge) {
         bad(&mut out, "bridge".into(), format!("{:?} is not an interface name; {IFNAME_RULE}", def.bridge));
+    }
+    if def.isolated && !def.forwards.is_empty() {
+        bad(
+            &mut out,
+            "forwards".into(),
+            "an isolated network has no way in; remove the forwards or the isolation".into(),
+        );
+    }
+    if def.isolated && def.uplink.is_some() {
+        bad(
+            &mut out,
+            "uplink".into(),
+            "an isolated network has no way out; remove the uplink or the isolation".into(),
+        );
     }
     let net = def.ipv4;
     if !(8..=30).contains(&net.prefix) {

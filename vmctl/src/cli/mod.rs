@@ -357,6 +357,11 @@ pub enum NetCmd {
         /// Network name.
         name: String,
     },
+    /// Print the definition as libvirt `<network>` XML (port forwards are JSON only).
+    Dumpxml {
+        /// Network name.
+        name: String,
+    },
     /// List the DHCP leases dnsmasq gave out.
     Leases {
         /// Network name.

@@ -168,6 +168,17 @@ pub async fn net(client: &Client, cmd: &NetCmd, json: bool) -> Result<(), Failur
             let d: NetDetail = client.get_json(&url(name)).await?;
             print_json(&d.definition);
         }
+        NetCmd::Dumpxml { name } => {
+            check(name)?;
+            let d: NetDetail = client.get_json(&url(name)).await?;
+            if !d.definition.forwards.is_empty() {
+                eprintln!(
+                    "warning: {} port forward(s) are not in the XML (libvirt has no element for them); vmctl net dumpjson {name} shows them",
+                    d.definition.forwards.len()
+                );
+            }
+            print!("{}", vmdef::network::xml::to_xml(&d.definition));
+        }
         NetCmd::Leases { name } => {
             check(name)?;
             let leases: Vec<Lease> = client.get_json(&format!("{}/leases", url(name))).await?;

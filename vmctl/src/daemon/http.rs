@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/pools/{pool}/volumes/{name}"),
     ("post", "/v1/pools/{pool}/volumes/{name}/resize"),
     ("post", "/v1/pools/{pool}/volumes/{name}/clone"),
+    ("post", "/v1/pools/{pool}/volumes/{name}/copy"),
     ("get", "/v1/networks"),
     ("post", "/v1/networks"),
     ("get", "/v1/networks/{name}"),

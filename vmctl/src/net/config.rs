@@ -99,12 +99,23 @@ pub fn table_name(net: &str) -> String {
 ///   the subnet out of the bridge, replies into it, and forwarded ports are accepted; with
 ///   NAT, other packets into the bridge are rejected (the guests are behind NAT), as is
 ///   traffic from the bridge with a foreign source address.
+///
+/// An isolated network's table has only the `forward` chain, rejecting everything into and
+/// out of the bridge: its guests reach each other (bridged, not forwarded) and the host.
 pub fn nft_ruleset(net: &NetDef, forwards: &[Forward]) -> String {
     let t = table_name(&net.name);
     let br = &net.bridge;
     let sub = net.ipv4.subnet();
     let mut s = String::new();
     let _ = writeln!(s, "table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{");
+    if net.isolated {
+        let _ = writeln!(
+            s,
+            "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    \
+             iifname \"{br}\" reject\n    oifname \"{br}\" reject\n  }}\n}}"
+        );
+        return s;
+    }
     let dnat: Vec<String> = forwards
         .iter()
         .map(|f| {

@@ -152,6 +152,9 @@ pub fn start(net: &NetDef, forwards: &[Forward], paths: &NetPaths) -> Result<u32
     }
     let result = (|| {
         run("ip", &["link", "add", "name", &net.bridge, "type", "bridge"])?;
+        if let Some(mac) = net.mac {
+            run("ip", &["link", "set", "dev", &net.bridge, "address", &mac.to_string()])?;
+        }
         run("ip", &["addr", "add", &net.ipv4.to_string(), "dev", &net.bridge])?;
         run("ip", &["link", "set", "dev", &net.bridge, "up"])?;
         set_ip_forward()?;

@@ -6,8 +6,10 @@
 //! - `<network>`; `<name>`; `[<uuid>]`.
 //! - `<forward mode='nat'|'route' [dev=…]>`, with an optional `<nat>` holding
 //!   `<port start='1024' end='65535'/>` (accepted, not kept: masquerade picks ports itself).
-//!   `dev` becomes `uplink` (NAT only). Without `<forward>` the network would be isolated,
-//!   which is not supported.
+//!   `dev` becomes `uplink` (NAT only). Without `<forward>` the network is isolated (guests and
+//!   the host only). `mode='bridge'` is refused: a VM joins an existing host bridge with
+//!   `<interface type='bridge'>` instead.
+//! - `[<mac address=…/>]`: the bridge's own MAC address.
 //! - `[<bridge name=… [stp=…] [delay=…]/>]` (STP settings are accepted, not kept).
 //! - `[<dns enable='yes'|'no'/>]`.
 //! - one `<ip address=… netmask=…|prefix=…>` with optional `<dhcp>`: `<range start end>`
@@ -141,6 +143,8 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
         dhcp: None,
         hosts: Vec::new(),
         nat: true,
+        isolated: false,
+        mac: None,
         uplink: None,
         dns: true,
         forwards: Vec::new(),
@@ -148,6 +152,7 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
     };
     let (mut name_seen, mut uuid_seen, mut forward_seen, mut bridge_seen, mut dns_seen, mut ip_seen) =
         (None, None, None, None, None, None);
+    let mut mac_seen = None;
     for c in elements(root)? {
         match name(c) {
             "name" => {
@@ -166,6 +171,16 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
             "forward" => {
                 check_attrs(c, &["mode", "dev"])?;
                 once(&mut forward_seen, c, ())?;
+                if let Some((m @ ("bridge" | "open" | "passthrough" | "private" | "vepa" | "hostdev"), _)) =
+                    attr(c, "mode")
+                {
+                    return Err(value_err(
+                        c,
+                        "<forward mode=>",
+                        m,
+                        "'nat', 'route', or no <forward> (isolated); a VM reaches an existing host bridge with <interface type='bridge'>",
+                    ));
+                }
                 def.nat = required_choice(c, "mode", &["nat", "route"])? == 0;
                 def.uplink = attr(c, "dev").map(|d| d.0.to_string());
                 for n in elements(c)? {
@@ -188,6 +203,15 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
                 once(&mut bridge_seen, c, ())?;
                 def.bridge = attr(c, "name").map(|n| n.0.to_string()).unwrap_or_default();
             }
+            "mac" => {
+                check_attrs(c, &["address"])?;
+                empty(c)?;
+                once(&mut mac_seen, c, ())?;
+                let (v, off) = required_attr(c, "address")?;
+                def.mac = Some(v.parse().map_err(|e: crate::model::ValueError| {
+                    attr_value_err(c, "address", off, v, &e.to_string())
+                })?);
+            }
             "dns" => {
                 check_attrs(c, &["enable"])?;
                 empty(c)?;
@@ -205,15 +229,63 @@ pub fn from_xml(text_in: &str) -> Result<NetDef> {
         return Err(missing(root, "a <name>"));
     }
     if forward_seen.is_none() {
-        return Err(missing(
-            root,
-            "<forward mode='nat'/> or <forward mode='route'/> (isolated networks are not supported)",
-        ));
+        // libvirt's isolated network: no way out, guests and host only.
+        def.isolated = true;
+        def.nat = false;
     }
     if ip_seen.is_none() {
         return Err(missing(root, "an <ip address=… prefix=…> element"));
     }
     Ok(def)
+}
+
+/// Writes `def` as a libvirt `<network>` document that [`from_xml`] reads back to an equal
+/// definition, port forwards excepted (libvirt has no element for them: JSON only) and the
+/// autostart flag (set with `vmctl net autostart`, as with `virsh net-autostart`).
+pub fn to_xml(def: &NetDef) -> String {
+    use std::fmt::Write;
+    let esc = crate::xml::write::esc;
+    let mut out = String::from("<network>\n");
+    let _ = writeln!(out, "  <name>{}</name>", esc(&def.name));
+    let _ = writeln!(out, "  <uuid>{}</uuid>", def.uuid.hyphenated());
+    if !def.isolated {
+        let mode = if def.nat { "nat" } else { "route" };
+        match &def.uplink {
+            Some(dev) => {
+                let _ = writeln!(out, "  <forward mode='{mode}' dev='{}'/>", esc(dev));
+            }
+            None => {
+                let _ = writeln!(out, "  <forward mode='{mode}'/>");
+            }
+        }
+    }
+    let _ = writeln!(out, "  <bridge name='{}' stp='on' delay='0'/>", esc(&def.bridge));
+    if let Some(mac) = def.mac {
+        let _ = writeln!(out, "  <mac address='{mac}'/>");
+    }
+    if !def.dns {
+        out.push_str("  <dns enable='no'/>\n");
+    }
+    let _ = write!(out, "  <ip address='{}' prefix='{}'", def.ipv4.addr, def.ipv4.prefix);
+    if def.dhcp.is_none() && def.hosts.is_empty() {
+        out.push_str("/>\n");
+    } else {
+        out.push_str(">\n    <dhcp>\n");
+        if let Some(r) = &def.dhcp {
+            let _ = writeln!(
+                out,
+                "      <range start='{}' end='{}'>\n        <lease expiry='{}' unit='seconds'/>\n      </range>",
+                r.start, r.end, r.lease_secs
+            );
+        }
+        for h in &def.hosts {
+            let name = h.name.as_ref().map(|n| format!(" name='{}'", esc(n))).unwrap_or_default();
+            let _ = writeln!(out, "      <host mac='{}'{name} ip='{}'/>", h.mac, h.ip);
+        }
+        out.push_str("    </dhcp>\n  </ip>\n");
+    }
+    out.push_str("</network>\n");
+    out
 }
 
 #[cfg(test)]
@@ -266,8 +338,7 @@ mod tests {
     #[test]
     fn errors_name_the_element_and_position() {
         let cases = [
-            ("<network><name>x</name><ip address='10.0.0.1' prefix='8'/></network>", "forward"),
-            ("<network><name>x</name><forward mode='bridge'/></network>", "'nat' or 'route'"),
+            ("<network><name>x</name><forward mode='bridge'/></network>", "'nat', 'route', or no <forward>"),
             ("<network><name>x</name><forward mode='nat'/><mtu size='9000'/></network>", "<mtu>"),
             ("<network><name>x</name><forward mode='nat'/><ip address='10.0.0.1' netmask='255.0.255.0'/></network>", "contiguous"),
             ("<network><name>x</name><forward mode='nat'/><ip address='10.0.0.1'/></network>", "netmask"),
@@ -281,5 +352,49 @@ mod tests {
             assert!(e.to_string().contains(want), "{xml}: {e}");
             assert!(e.line >= 1);
         }
+    }
+
+    /// libvirt's stock `default` network as Debian installs it (/usr/share/libvirt/networks).
+    const STOCK_DEFAULT: &str = "<network>
+  <name>default</name>
+  <uuid>0b3a1e4c-5d6f-4a7b-8c9d-0e1f2a3b4c5d</uuid>
+  <forward mode='nat'/>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <mac address='52:54:00:0a:cd:21'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+    </dhcp>
+  </ip>
+</network>
+";
+
+    #[test]
+    fn stock_default_network_with_its_mac_imports_and_dumps_back() {
+        let n = from_xml(STOCK_DEFAULT).unwrap();
+        assert_eq!(n.mac.map(|m| m.to_string()).as_deref(), Some("52:54:00:0a:cd:21"));
+        assert!(n.nat && !n.isolated);
+        let out = to_xml(&n);
+        assert!(out.contains("<mac address='52:54:00:0a:cd:21'/>"), "{out}");
+        assert_eq!(from_xml(&out).unwrap(), n, "{out}");
+        let full = from_xml(DEFAULT).unwrap();
+        assert_eq!(from_xml(&to_xml(&full)).unwrap(), full);
+    }
+
+    #[test]
+    fn a_network_without_forward_is_isolated() {
+        let n = from_xml(
+            "<network><name>iso</name><bridge name='viso'/><ip address='10.8.0.1' prefix='24'><dhcp><range start='10.8.0.10' end='10.8.0.20'/></dhcp></ip></network>",
+        )
+        .unwrap();
+        assert!(n.isolated && !n.nat);
+        assert!(super::super::check_network(&n).is_empty());
+        assert!(!to_xml(&n).contains("<forward"));
+        assert_eq!(from_xml(&to_xml(&n)).unwrap(), n);
+        let e = from_xml(
+            "<network><name>b</name><forward mode='bridge'/><bridge name='br0'/><ip address='10.8.0.1' prefix='24'/></network>",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("<interface type='bridge'>"), "{e}");
     }
 }

@@ -46,7 +46,7 @@
 
 pub mod import;
 pub(crate) mod read;
-mod write;
+pub(crate) mod write;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use crate::model::{
 };
 
 /// Escapes text for an XML attribute in single quotes or for element content.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

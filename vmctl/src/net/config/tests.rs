@@ -197,3 +197,19 @@ fn dnsmasq_runs_as_nobody_in_its_group() {
     let e = dnsmasq_group("root:x:0:0::/root:/bin/sh\n", "").unwrap_err();
     assert!(e.contains("lacks") && e.ends_with('.'), "{e}");
 }
+
+#[test]
+fn nft_ruleset_for_an_isolated_network() {
+    let mut n = lan();
+    n.forwards.clear();
+    n.isolated = true;
+    n.nat = false;
+    let r = nft_ruleset(&n, &[]);
+    assert!(r.contains("iifname \"vmbr0\" reject\n    oifname \"vmbr0\" reject"), "{r}");
+    assert!(
+        !r.contains("masquerade")
+            && !r.contains("dnat")
+            && !r.contains("accept;\n    iifname \"vmbr0\" ip saddr"),
+        "{r}"
+    );
+}
