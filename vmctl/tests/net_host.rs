@@ -238,4 +238,27 @@ fn run_in_namespace() {
     host::stop(&net, &paths).expect("stop again");
     let links = sh(&["ip", "-o", "link", "show"]);
     assert!(!links.contains("vmbrt0"), "{links}");
+
+    // An isolated network (libvirt: no <forward>) with its bridge's own MAC: its guest gets
+    // an address and reaches the host, and not the outside, which the NAT network reached.
+    let iso = vmdef::network::xml::from_xml(
+        "<network><name>i</name><bridge name='vmbri0'/><mac address='52:54:00:0a:cd:21'/>\
+         <ip address='10.78.0.1' prefix='24'><dhcp><range start='10.78.0.100' end='10.78.0.150'/></dhcp></ip></network>",
+    )
+    .unwrap();
+    assert!(iso.isolated);
+    let ipaths = NetPaths::new(dir.path(), "i");
+    host::start(&iso, &[], &ipaths).expect("start isolated");
+    assert!(sh(&["ip", "-o", "link", "show", "dev", "vmbri0"]).contains("link/ether 52:54:00:0a:cd:21"));
+    let iguest = format!("vmctl{id}i");
+    let _ns2 = Namespaces(vec![iguest.clone()]);
+    let ip = dhcp_guest(&iguest, "gp2", "vmbri0", "52:54:00:aa:00:03", &script);
+    assert!(ip.octets()[..3] == [10, 78, 0], "{ip}");
+    in_ns(&iguest, &["busybox", "ping", "-c", "1", "-W", "2", "10.78.0.1"]);
+    let mut server = serve(&outside, 9001, "hello-from-outside");
+    assert_eq!(fetch(&iguest, "192.0.2.2", 9001), "", "an isolated guest reached the outside");
+    let _ = server.kill();
+    let _ = server.wait();
+    host::stop(&iso, &ipaths).unwrap();
+    assert!(!host::link_exists("vmbri0"));
 }
