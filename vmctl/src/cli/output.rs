@@ -160,6 +160,27 @@ pub fn info_block(d: &VmDetail) -> String {
     rows.iter().map(|(k, v)| format!("{:<11} {v}\n", format!("{k}:"))).collect()
 }
 
+/// `secs` since the epoch as the host's local time, `2026-12-03 08:05:30`; the number itself
+/// if libc cannot convert it.
+pub fn local_time(secs: u64) -> String {
+    let Ok(t) = libc::time_t::try_from(secs) else { return secs.to_string() };
+    // SAFETY: an all-zero `tm` is a valid value of this plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r writes only `tm`.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return secs.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +250,22 @@ mod tests {
         };
         let t = vm_table(&[v]);
         assert!(t.lines().nth(1).unwrap().starts_with("web   shut off  -    2      512 MiB  yes"), "{t}");
+    }
+
+    #[test]
+    fn event_times_read_as_local_time() {
+        // 1,800,000,000 s is 2027-01-15 08:00:00 UTC; the zone moves the hour only.
+        let t = local_time(1_800_000_000);
+        assert_eq!(t.len(), 19, "{t}");
+        assert!(t.starts_with("2027-01-15 ") && t.ends_with(":00:00"), "{t}");
+        let e = crate::api::Event {
+            time: 1_800_000_000,
+            vm: "web".into(),
+            event: crate::api::EventKind::Started,
+            state: RunState::Running,
+            detail: None,
+        };
+        let line = super::super::verbs::event_line(&e, "");
+        assert!(line.ends_with(" web: started -> running"), "{line}");
     }
 }

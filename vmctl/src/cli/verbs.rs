@@ -151,6 +151,12 @@ async fn attach_console(client: &Client, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One event as `vmctl events` prints it: local time, VM, what happened, the state after.
+pub(super) fn event_line(e: &Event, detail: &str) -> String {
+    let what = format!("{:?}", e.event).to_lowercase();
+    format!("{} {}: {what} -> {}{detail}", output::local_time(e.time), e.vm, crate::api::state_name(e.state))
+}
+
 async fn follow_events(client: &Client, json: bool) -> Result<(), Failure> {
     let mut body = client.events().await?;
     let mut pending = Vec::new();
@@ -164,8 +170,8 @@ async fn follow_events(client: &Client, json: bool) -> Result<(), Failure> {
             if json {
                 print!("{text}");
             } else if let Ok(e) = serde_json::from_str::<Event>(&text) {
-                let detail = e.detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                println!("{} {}: {:?} -> {}{detail}", e.time, e.vm, e.event, crate::api::state_name(e.state));
+                let detail = e.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+                println!("{}", event_line(&e, &detail));
             }
         }
     }
