@@ -291,7 +291,9 @@ mod tests {
                     for i in (t..40).step_by(3) {
                         let o = at(t, i);
                         let (mut a, mut b) = (vec![0u8; 7], vec![0u8; piece - 7]);
-                        shared.readv(o, vec![io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)]).unwrap();
+                        shared
+                            .readv(o, vec![io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)])
+                            .unwrap();
                         a.extend_from_slice(&b);
                         assert_eq!(a, want[o as usize..o as usize + piece], "thread {t} piece {i}");
                     }

@@ -159,8 +159,10 @@ impl IntxRelay {
             label: label.to_string(),
         }));
         let (t, s, r) = (trigger.try_clone()?, stop.try_clone()?, route.clone());
-        let thread =
-            std::thread::Builder::new().name(format!("{label}-intx")).spawn(move || relay(&t, &s, &r))?;
+        let thread = std::thread::Builder::new().name(format!("{label}-intx")).spawn(move || {
+            devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::VfioIntx);
+            relay(&t, &s, &r)
+        })?;
         Ok(IntxRelay { trigger, resample, stop, route, thread: Some(thread) })
     }
 }

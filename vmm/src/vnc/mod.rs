@@ -170,7 +170,10 @@ impl VncServer {
         let (stop2, name) = (stop.clone(), name.to_string());
         std::thread::Builder::new()
             .name("vnc".into())
-            .spawn(move || accept_loop(listener, console, &name, stop2))
+            .spawn(move || {
+                devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Vnc);
+                accept_loop(listener, console, &name, stop2)
+            })
             .map_err(Error::Thread)?;
         Ok(VncServer { stop, listen: listen.clone(), local })
     }

@@ -100,9 +100,10 @@ impl Pool {
             let (queue, target, finished) = (queue.clone(), target.clone(), finished.clone());
             let event = pool.event.try_clone()?;
             let name = format!("{label}-io{i}");
-            let thread = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || serve(&queue, &target, writethrough, &finished, &event))?;
+            let thread = std::thread::Builder::new().name(name).spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::BlockIo);
+                serve(&queue, &target, writethrough, &finished, &event)
+            })?;
             pool.threads.push(thread);
         }
         Ok(pool)

@@ -139,9 +139,12 @@ impl BlockWorker {
             Err(why) => (None, EngineKind::Sync, why),
         };
         let name = ctx.label.clone();
-        let handle = std::thread::Builder::new().name(name).spawn(move || match pipeline {
-            Some(p) => run_pipeline(epoll, ctx, p),
-            None => run(epoll, ctx),
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::BlockIo);
+            match pipeline {
+                Some(p) => run_pipeline(epoll, ctx, p),
+                None => run(epoll, ctx),
+            }
         })?;
         Ok(BlockWorker { kill, handle: Some(handle), engine, why })
     }
@@ -205,8 +208,12 @@ fn make_backend(ctx: &WorkerContext) -> Result<(Backend, Media, String), String>
     let Some(file) = raw else {
         let shared = lock(&ctx.disk).shared();
         return match shared {
-            Some(image) => pool(Target::Shared(image), threads, "image with metadata, requests at once".into()),
-            None => pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into()),
+            Some(image) => {
+                pool(Target::Shared(image), threads, "image with metadata, requests at once".into())
+            }
+            None => {
+                pool(Target::Image(ctx.disk.clone()), 1, "image with metadata, one request at a time".into())
+            }
         };
     };
     if ctx.engine == IoEngine::ThreadPool {

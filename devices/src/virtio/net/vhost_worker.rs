@@ -139,7 +139,10 @@ impl VhostWorker {
         let ctrl = VhostCtrl::new(ctx.label, ctx.mem, ctx.taps, ctx.pairs, ctx.ctrl, ctx.mq, ctx.interrupt);
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(epoll, ctrl, relays, interrupt))
+            .spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::NetWorker);
+                run(epoll, ctrl, relays, interrupt)
+            })
             .map_err(|error| StartError { error, taps: None })?;
         Ok(VhostWorker { kill, handle: Some(handle) })
     }

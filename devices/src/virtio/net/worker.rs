@@ -413,7 +413,10 @@ impl NetWorker {
         let queues = NetQueues::new(ctx);
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(epoll, queues))
+            .spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::NetWorker);
+                run(epoll, queues)
+            })
             .map_err(|error| StartError { error, taps: None })?;
         Ok(NetWorker { kill, handle: Some(handle) })
     }

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The seccomp filters of the `vmm` process on tiny guests (see tiny_guests.rs): guests run
+//! under them, every thread shows `Seccomp: 2` in /proc, and a forbidden syscall in a thread
+//! of a role (made through the `VMM_TEST_FORBIDDEN_SYSCALL` test hook) ends the vmm with
+//! status 159 and the syscall's name on stderr, unless `--seccomp off`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const VMM: &str = env!("CARGO_BIN_EXE_vmm");
+const EXIT_SECCOMP: i32 = 159;
+const TRIGGER: &str = "VMM_TEST_FORBIDDEN_SYSCALL";
+
+fn have_kvm() -> bool {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !ok {
+        eprintln!("skipped: no usable /dev/kvm");
+    }
+    ok
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("vmm-seccomp-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A bzImage-shaped file whose 64-bit entry runs `code`, then halts forever.
+fn tiny_kernel(code: &[u8]) -> PathBuf {
+    let mut img = vec![0u8; 0x600];
+    img[0x1f1] = 1;
+    img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x211] = 1;
+    img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+    img.extend_from_slice(code);
+    img.extend_from_slice(&[0xf4, 0xeb, 0xfd]); // hlt; jmp hlt
+    let path = temp_path("bzImage");
+    std::fs::File::create(&path).unwrap().write_all(&img).unwrap();
+    path
+}
+
+// mov dx, 0x604; mov ax, 0x2000 (SLP_TYP = S5, SLP_EN); out dx, ax
+const POWER_OFF: &[u8] = &[0x66, 0xba, 0x04, 0x06, 0x66, 0xb8, 0x00, 0x20, 0x66, 0xef];
+
+fn vmm(kernel: &PathBuf, extra: &[&str]) -> Command {
+    let mut c = Command::new(VMM);
+    c.arg("--kernel").arg(kernel).args(["--accept-slow-kvm", "--memory", "64M"]).args(extra);
+    c.stdin(Stdio::null()).env_remove(TRIGGER);
+    c
+}
+
+fn run(kernel: &PathBuf, extra: &[&str], trigger: Option<&str>) -> Output {
+    let mut c = vmm(kernel, extra);
+    if let Some(role) = trigger {
+        c.env(TRIGGER, role);
+    }
+    c.output().expect("run vmm")
+}
+
+#[test]
+fn a_guest_powers_off_under_the_filters() {
+    if !have_kvm() {
+        return;
+    }
+    let out = run(&tiny_kernel(POWER_OFF), &["--serial", "file:/dev/null"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("seccomp"), "{err}");
+}
+
+/// A halting guest with a control socket and a serial socket, so every frontend thread runs.
+fn frontends() -> (PathBuf, Vec<String>) {
+    let control = temp_path("control.sock");
+    let serial = temp_path("serial.sock");
+    let args = vec![
+        "--control".to_string(),
+        control.display().to_string(),
+        "--serial".to_string(),
+        format!("unix:{}", serial.display()),
+    ];
+    (control, args)
+}
+
+#[test]
+fn a_forbidden_syscall_ends_the_vmm_naming_it() {
+    if !have_kvm() {
+        return;
+    }
+    let kernel = tiny_kernel(&[]);
+    for role in ["vcpu", "main", "control", "serial"] {
+        let (_, args) = frontends();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&kernel, &args, Some(role));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_SECCOMP), "{role}: {err}");
+        let line = format!("vmm: seccomp: forbidden syscall personality (135) in a {role} thread; exiting");
+        assert!(err.contains(&line), "{role}: {err}");
+    }
+}
+
+#[test]
+fn log_and_off_let_the_forbidden_syscall_run() {
+    if !have_kvm() {
+        return;
+    }
+    let kernel = tiny_kernel(POWER_OFF);
+    for mode in ["off", "log"] {
+        let out = run(&kernel, &["--serial", "file:/dev/null", "--seccomp", mode], Some("vcpu"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {err}");
+        assert!(!err.contains("forbidden syscall"), "{mode}: {err}");
+    }
+}
+
+/// `Seccomp:` and `Seccomp_filters:` of every thread of `pid` (name, mode, filters).
+fn thread_modes(pid: u32) -> Vec<(String, String, Option<u32>)> {
+    let mut threads = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return threads };
+    for task in dir.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        threads.push((field("Name:"), field("Seccomp:"), field("Seccomp_filters:").parse().ok()));
+    }
+    threads
+}
+
+#[test]
+fn every_thread_of_a_running_vmm_is_filtered() {
+    if !have_kvm() {
+        return;
+    }
+    let kernel = tiny_kernel(&[]);
+    let (control, args) = frontends();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = vmm(&kernel, &args).stderr(Stdio::piped()).spawn().expect("start vmm");
+    // The main thread takes its role once the vCPUs run; the control socket comes first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut threads = Vec::new();
+    while Instant::now() < deadline {
+        threads = thread_modes(child.id());
+        let names: Vec<&str> = threads.iter().map(|t| t.0.as_str()).collect();
+        let all_in = control.exists() && names.contains(&"vcpu0") && threads.iter().all(|t| t.1 == "2");
+        if all_in {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(threads.len() >= 4, "{threads:?}");
+    for (name, mode, filters) in &threads {
+        assert_eq!(mode, "2", "thread {name} is not filtered: {threads:?}");
+        if let Some(n) = filters {
+            assert!(*n >= 2, "thread {name}: {n} filters");
+        }
+    }
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!err.contains("forbidden syscall"), "{err}");
+}
