@@ -41,7 +41,7 @@ pub(super) fn stop(shared: &Shared, handle: JoinHandle<()>) {
     lock(&shared.state).stop = true;
     shared.wake.notify_all();
     if handle.join().is_err() {
-        log::warn!("cmos: timer thread panicked");
+        crate::warn_limited!("cmos: timer thread panicked");
     }
 }
 

@@ -153,7 +153,7 @@ impl Pool {
                     self.flushing = op == Op::Flush;
                 }
                 Err(req) => {
-                    log::error!("virtio-blk: the I/O threads are gone; request {} fails", req.head);
+                    crate::error_limited!("virtio-blk: the I/O threads are gone; request {} fails", req.head);
                     self.lost.push(finished(&req, Err(libc::EIO)));
                 }
             }
@@ -187,7 +187,10 @@ impl Pool {
             match self.done.recv() {
                 Ok(f) => self.take(f, out),
                 Err(_) => {
-                    log::error!("virtio-blk: the I/O threads are gone; {} requests abandoned", self.running);
+                    crate::error_limited!(
+                        "virtio-blk: the I/O threads are gone; {} requests abandoned",
+                        self.running
+                    );
                     self.running = 0;
                     self.flushing = false;
                 }
@@ -208,7 +211,7 @@ impl Drop for Pool {
         self.jobs = None;
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                log::error!("virtio-blk: an I/O thread panicked");
+                crate::error_limited!("virtio-blk: an I/O thread panicked");
             }
         }
     }
@@ -235,7 +238,7 @@ fn serve(
             return;
         }
         if let Err(e) = event.write(1) {
-            log::error!("virtio-blk: I/O completion signal: {e}");
+            crate::error_limited!("virtio-blk: I/O completion signal: {e}");
         }
     }
 }

@@ -167,11 +167,11 @@ impl BlockWorker {
     fn stop_and_join(&mut self) {
         if let Some(handle) = self.handle.take() {
             if let Err(e) = self.kill.write(1) {
-                log::error!("virtio-blk: cannot stop the worker: {e}");
+                crate::error_limited!("virtio-blk: cannot stop the worker: {e}");
                 return;
             }
             if handle.join().is_err() {
-                log::error!("virtio-blk: the worker panicked");
+                crate::error_limited!("virtio-blk: the worker panicked");
             }
         }
     }
@@ -239,7 +239,7 @@ fn run_pipeline(epoll: Epoll, mut ctx: WorkerContext, mut pipeline: Pipeline) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctx.label);
+                crate::error_limited!("{}: epoll: {e}", ctx.label);
                 pipeline.finish(&mut ctx);
                 return;
             }
@@ -272,7 +272,7 @@ fn run(epoll: Epoll, mut ctx: WorkerContext) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctx.label);
+                crate::error_limited!("{}: epoll: {e}", ctx.label);
                 return;
             }
         };

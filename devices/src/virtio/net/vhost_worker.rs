@@ -155,10 +155,10 @@ impl VhostWorker {
     fn stop_and_join(&mut self) -> Option<Vec<Box<dyn VnetTap>>> {
         let handle = self.handle.take()?;
         if let Err(e) = self.kill.write(1) {
-            log::error!("virtio-net: cannot stop the vhost control thread: {e}");
+            crate::error_limited!("virtio-net: cannot stop the vhost control thread: {e}");
             return None;
         }
-        handle.join().map_err(|_| log::error!("virtio-net: the vhost control thread panicked")).ok()
+        handle.join().map_err(|_| crate::error_limited!("virtio-net: the vhost control thread panicked")).ok()
     }
 }
 
@@ -195,7 +195,7 @@ fn run(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctrl.label);
+                crate::error_limited!("{}: epoll: {e}", ctrl.label);
                 return ctrl.into_taps();
             }
         };
