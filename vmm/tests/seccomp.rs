@@ -158,10 +158,24 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A control client: the filtered listener starts a thread for it (clone under a filter),
+    // which answers, pauses the vCPUs (signals) and resumes them.
+    let ask = |req: &str| {
+        let out = Command::new(VMM).arg("control").arg(&control).arg(req).output().expect("vmm control");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let requests =
+        [r#"{"cmd":"status"}"#, r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"devices"}"#];
+    let answers: Vec<_> = requests.iter().map(|req| ask(req)).collect();
+    let after = thread_modes(child.id());
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    for (req, (ok, text)) in requests.iter().zip(&answers) {
+        assert!(*ok && !text.contains("error"), "{req}: {text}; {err}");
+    }
+    assert!(after.iter().all(|t| t.1 == "2"), "{after:?}");
     assert!(threads.len() >= 4, "{threads:?}");
     for (name, mode, filters) in &threads {
         assert_eq!(mode, "2", "thread {name} is not filtered: {threads:?}");

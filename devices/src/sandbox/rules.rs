@@ -120,6 +120,8 @@ const BLOCK_IO: &[i64] = &[
     libc::SYS_sync_file_range,
     libc::SYS_fallocate,
     libc::SYS_ftruncate,
+    libc::SYS_fstatfs,
+    libc::SYS_fadvise64,
     libc::SYS_flock,
     libc::SYS_io_uring_setup,
     libc::SYS_io_uring_enter,
