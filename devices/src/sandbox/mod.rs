@@ -131,12 +131,35 @@ pub fn configure(mode: Mode) -> Result<(), Error> {
     Ok(())
 }
 
-/// The configured mode; off until [`configure`] is called (library tests, tools).
+/// Installs the SIGSYS handler once (for the test mode, where [`configure`] is not called).
+fn ensure_sigsys_handler() -> Result<(), Error> {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| install_sigsys_handler().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| Error::Handler(std::io::Error::other(e)))
+}
+
+/// The environment variable that sets the mode of a process that never calls [`configure`]
+/// (`on` or `log`): `VMM_SECCOMP_TEST_MODE=on cargo test -p devices` runs the device tests
+/// with each worker thread under its filter, so a syscall missing from a list fails them.
+pub const TEST_MODE_ENV: &str = "VMM_SECCOMP_TEST_MODE";
+
+/// The configured mode; until [`configure`] is called (library tests, tools) the one
+/// [`TEST_MODE_ENV`] names, or off.
 pub fn mode() -> Mode {
     match MODE.load(Ordering::SeqCst) {
         1 => Mode::On,
         2 => Mode::Log,
-        _ => Mode::Off,
+        3 => Mode::Off,
+        _ => {
+            static TEST_MODE: OnceLock<Mode> = OnceLock::new();
+            *TEST_MODE.get_or_init(|| match std::env::var(TEST_MODE_ENV).as_deref() {
+                Ok("on") => Mode::On,
+                Ok("log") => Mode::Log,
+                _ => Mode::Off,
+            })
+        }
     }
 }
 
@@ -145,14 +168,22 @@ pub fn mode() -> Mode {
 pub fn enter(role: ThreadRole) -> Result<(), Error> {
     let mismatch = match mode() {
         Mode::Off => return Ok(()),
-        Mode::On => seccompiler::SeccompAction::Trap,
+        Mode::On => {
+            ensure_sigsys_handler()?;
+            seccompiler::SeccompAction::Trap
+        }
         Mode::Log => seccompiler::SeccompAction::Log,
     };
+    let trap = mismatch == seccompiler::SeccompAction::Trap;
     let clone3 = rules::clone3_filter()?;
+    let deny_open = if trap && !rules::opens_files(role) { Some(rules::deny_open_filter()?) } else { None };
     let allow = rules::allowlist(role, mismatch)?;
     ROLE.with(|r| r.set(role.index()));
     // seccompiler sets PR_SET_NO_NEW_PRIVS itself; filters apply to this thread only.
     seccompiler::apply_filter(&clone3).map_err(Error::Install)?;
+    if let Some(deny_open) = &deny_open {
+        seccompiler::apply_filter(deny_open).map_err(Error::Install)?;
+    }
     seccompiler::apply_filter(&allow).map_err(Error::Install)?;
     log::debug!("seccomp: {} filter installed", role.name());
     test_trigger(role);
@@ -226,7 +257,7 @@ fn append_number(buf: &mut [u8], len: &mut usize, mut n: u64) {
 fn message(buf: &mut [u8], nr: i32, role: u8) -> usize {
     let mut len = 0;
     let name = usize::try_from(nr).ok().and_then(syscalls::Sysno::new).map(|s| s.name()).unwrap_or("unknown");
-    let role = ThreadRole::ALL.get(usize::from(role)).map(|r| r.name()).unwrap_or("unsandboxed");
+    let role = ThreadRole::ALL.get(usize::from(role)).map(|r| r.name()).unwrap_or("child");
     append(buf, &mut len, b"vmm: seccomp: forbidden syscall ");
     append(buf, &mut len, name.as_bytes());
     append(buf, &mut len, b" (");
@@ -269,7 +300,7 @@ mod tests {
         assert_eq!(text, "vmm: seccomp: forbidden syscall personality (135) in a vcpu thread; exiting\n");
         let len = message(&mut buf, 100_000, u8::MAX);
         let text = std::str::from_utf8(&buf[..len]).unwrap();
-        assert!(text.contains("unknown (100000) in a unsandboxed thread"), "{text}");
+        assert!(text.contains("unknown (100000) in a child thread"), "{text}");
         let mut small = [0u8; 10];
         assert_eq!(message(&mut small, 1, 0), 10);
     }
@@ -284,9 +315,6 @@ mod tests {
 
     #[test]
     fn a_filtered_thread_runs_and_reports_seccomp_mode_2() {
-        // Off until configured: nothing is installed.
-        assert_eq!(mode(), Mode::Off);
-        enter(ThreadRole::Main).unwrap();
         // Log mode on a thread of its own: the test process is not killed by a miss.
         MODE.store(2, Ordering::SeqCst);
         let status = std::thread::spawn(|| {
@@ -297,6 +325,8 @@ mod tests {
         })
         .join()
         .unwrap();
+        MODE.store(3, Ordering::SeqCst);
+        enter(ThreadRole::Main).unwrap();
         MODE.store(MODE_UNSET, Ordering::SeqCst);
         let status = status.unwrap();
         assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('2')), "{status}");

@@ -128,6 +128,16 @@ const BLOCK_IO: &[i64] = &[
     libc::SYS_io_uring_register,
 ];
 
+/// Frames on an already open socket backend (datagram or stream pairs; taps use read/write).
+const NET_IO: &[i64] = &[
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_sendmmsg,
+];
+
 /// Connected stream sockets (VNC, serial and control clients).
 const SOCKETS: &[i64] = &[
     libc::SYS_accept,
@@ -161,6 +171,9 @@ const FILES: &[i64] = &[
 /// What a role allows beyond [`BASE`].
 #[derive(Default)]
 struct Allow {
+    /// The role opens files by path; without it, open and openat fail with EACCES (see
+    /// [`deny_open_filter`]).
+    files: bool,
     syscalls: Vec<i64>,
     /// Thread creation (clone with CLONE_THREAD only; clone3 returns ENOSYS, see
     /// [`clone3_filter`], so glibc falls back to clone).
@@ -180,6 +193,7 @@ impl Allow {
     fn workers(&mut self) {
         self.spawn = true;
         self.add(BLOCK_IO);
+        self.add(NET_IO);
         self.ioctl_types.push(VHOST_VIRTIO);
         self.ioctls.extend_from_slice(TAP_IOCTLS);
         self.ioctls.extend_from_slice(BLOCK_IOCTLS);
@@ -202,6 +216,7 @@ fn allow(role: ThreadRole) -> Allow {
         ThreadRole::Main => {
             a.vcpu();
             a.add(FILES);
+            a.files = true;
             a.add(SOCKETS);
         }
         ThreadRole::Vcpu => a.vcpu(),
@@ -218,6 +233,7 @@ fn allow(role: ThreadRole) -> Allow {
             a.spawn = true;
             a.add(SOCKETS);
             a.add(FILES);
+            a.files = true;
         }
     }
     a
@@ -231,12 +247,24 @@ fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Error
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(Error::Compile)
 }
 
+/// Whether `role` opens files by path (else [`deny_open_filter`] applies to it).
+pub(super) fn opens_files(role: ThreadRole) -> bool {
+    allow(role).files
+}
+
 /// The allowlist of `role`; what it does not list gets `mismatch` (trap or log).
 pub(super) fn allowlist(role: ThreadRole, mismatch: SeccompAction) -> Result<BpfProgram, Error> {
     let a = allow(role);
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &nr in BASE.iter().chain(&a.syscalls) {
         rules.insert(nr, Vec::new());
+    }
+    // Under a trap, a role that opens no files still lets open/openat through this filter:
+    // [`deny_open_filter`] answers them with EACCES, as glibc's own reads of /sys and /proc
+    // (get_nprocs when malloc adds an arena) must fail softly, not kill the process.
+    if !a.files && mismatch == SeccompAction::Trap {
+        rules.insert(libc::SYS_open, Vec::new());
+        rules.insert(libc::SYS_openat, Vec::new());
     }
     if a.spawn {
         let thread = libc::CLONE_THREAD as u64;
@@ -284,6 +312,20 @@ pub(super) fn clone3_filter() -> Result<BpfProgram, Error> {
     filter.try_into().map_err(Error::Compile)
 }
 
+/// A filter that fails open and openat with EACCES and allows everything else, for roles
+/// that open no files.
+pub(super) fn deny_open_filter() -> Result<BpfProgram, Error> {
+    let rules = BTreeMap::from([(libc::SYS_open, Vec::new()), (libc::SYS_openat, Vec::new())]);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        TargetArch::x86_64,
+    )
+    .map_err(Error::Compile)?;
+    filter.try_into().map_err(Error::Compile)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +341,7 @@ mod tests {
             }
         }
         assert!(!clone3_filter().unwrap().is_empty());
+        assert!(!deny_open_filter().unwrap().is_empty());
     }
 
     #[test]
