@@ -69,10 +69,40 @@ fn a_guest_powers_off_under_the_filters() {
     if !have_kvm() {
         return;
     }
-    let out = run(&tiny_kernel(POWER_OFF), &["--serial", "file:/dev/null"], None);
+    // The exit-status file is written by the filtered main thread (open, fsync, rename).
+    let status = temp_path("exit.json");
+    let status_arg = status.display().to_string();
+    let out = run(
+        &tiny_kernel(POWER_OFF),
+        &["--serial", "file:/dev/null", "--exit-status-file", &status_arg],
+        None,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("seccomp"), "{err}");
+    let text = std::fs::read_to_string(&status).unwrap();
+    assert!(text.contains(r#""code":0"#), "{text}");
+}
+
+// mov al, 0xfe; out 0x64, al: the i8042 reset line
+const RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64];
+
+#[test]
+fn guest_resets_run_under_the_filters() {
+    if !have_kvm() {
+        return;
+    }
+    // The guest resets at once, again and again: each reset is the filtered main thread
+    // resetting devices and loading the kernel again, and the vCPU threads restoring state.
+    let child =
+        vmm(&tiny_kernel(RESET), &["--serial", "file:/dev/null"]).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!err.contains("forbidden syscall"), "{err}");
 }
 
 /// A halting guest with a control socket and a serial socket, so every frontend thread runs.
