@@ -105,6 +105,10 @@ const BASE: &[i64] = &[
     libc::SYS_eventfd2,
     libc::SYS_epoll_create1,
     libc::SYS_membarrier,
+    // A thread started by a filtered thread installs its own role's filters on top (filters
+    // only ever narrow what a thread may do): seccomp(2), and prctl(PR_SET_NO_NEW_PRIVS)
+    // below.
+    libc::SYS_seccomp,
 ];
 
 /// Disk images: positioned and vectored I/O, flushes, holes, io_uring.
@@ -194,7 +198,9 @@ impl Allow {
         self.spawn = true;
         self.add(BLOCK_IO);
         self.add(NET_IO);
-        self.ioctl_types.push(VHOST_VIRTIO);
+        // KVM_IRQ_LINE: a device without MSI-X (virtio under SeaBIOS) raises its INTx line
+        // from the worker that completes the request.
+        self.ioctl_types.extend_from_slice(&[VHOST_VIRTIO, KVM_IO]);
         self.ioctls.extend_from_slice(TAP_IOCTLS);
         self.ioctls.extend_from_slice(BLOCK_IOCTLS);
     }
@@ -271,12 +277,12 @@ pub(super) fn allowlist(role: ThreadRole, mismatch: SeccompAction) -> Result<Bpf
         rules.insert(libc::SYS_clone, vec![rule(vec![cond(0, SeccompCmpOp::MaskedEq(thread), thread)?])?]);
         // Seen through the clone3 filter as ENOSYS; allowed here so this filter does not trap it.
         rules.insert(libc::SYS_clone3, Vec::new());
-        // PR_SET_NAME, from std's thread spawn, and PR_GET_NAME.
-        let names = [libc::PR_SET_NAME as u64, libc::PR_GET_NAME as u64];
-        let prctl =
-            names.iter().map(|&op| rule(vec![cond(0, SeccompCmpOp::Eq, op)?])).collect::<Result<_, _>>()?;
-        rules.insert(libc::SYS_prctl, prctl);
     }
+    // PR_SET_NAME (std's thread spawn), PR_GET_NAME, and PR_SET_NO_NEW_PRIVS, which
+    // seccompiler sets before each filter it installs.
+    let ops = [libc::PR_SET_NAME as u64, libc::PR_GET_NAME as u64, libc::PR_SET_NO_NEW_PRIVS as u64];
+    let prctl = ops.iter().map(|&op| rule(vec![cond(0, SeccompCmpOp::Eq, op)?])).collect::<Result<_, _>>()?;
+    rules.insert(libc::SYS_prctl, prctl);
     // prlimit64 only to read a limit (new_limit NULL).
     rules.insert(
         libc::SYS_prlimit64,
