@@ -216,3 +216,82 @@ fn every_thread_of_a_running_vmm_is_filtered() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(!err.contains("forbidden syscall"), "{err}");
 }
+
+/// SeaBIOS on the PC machine activates both virtio-blk disks (the io_uring engine on the raw
+/// image, the thread pool on the qcow2 one: worker threads started by a filtered vCPU that
+/// install their own filters on top), reads them and the IDE disk, draws on the VGA; then
+/// control requests (screen dump, pause, resume, reset) and a stop, all under the filters.
+#[test]
+fn a_firmware_boot_with_virtio_and_ide_disks_runs_under_the_filters() {
+    const BIOS: &str = "/usr/share/seabios/bios-256k.bin";
+    if !have_kvm() || !std::path::Path::new(BIOS).exists() {
+        eprintln!("skipped: no KVM or no {BIOS}");
+        return;
+    }
+    let raw = temp_path("raw.img");
+    let ide = temp_path("ide.img");
+    std::fs::File::create(&raw).unwrap().set_len(32 << 20).unwrap();
+    std::fs::File::create(&ide).unwrap().set_len(16 << 20).unwrap();
+    let qcow2 = temp_path("q.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&qcow2)
+        .arg("32M")
+        .status()
+        .is_ok_and(|s| s.success());
+    let control = temp_path("control.sock");
+    let shot = temp_path("shot");
+    let mut args = vec![
+        "--machine".to_string(),
+        "pc".into(),
+        "--accept-slow-kvm".into(),
+        "--memory".into(),
+        "128M".into(),
+        "--serial".into(),
+        "file:/dev/null".into(),
+        "--disk".into(),
+        format!("{},format=raw,bus=virtio", raw.display()),
+        "--disk".into(),
+        format!("{},format=raw,bus=ide", ide.display()),
+        "--control".into(),
+        control.display().to_string(),
+    ];
+    if made {
+        args.extend(["--disk".into(), format!("{},format=qcow2,bus=virtio,queues=2", qcow2.display())]);
+    }
+    let mut child = Command::new(VMM)
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .env_remove(TRIGGER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmm");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    // "Booting from Hard Disk" comes after SeaBIOS has read every disk.
+    let ask = |req: &str| {
+        let out = Command::new(VMM).arg("control").arg(&control).arg(req).output().expect("vmm control");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && !ask(r#"{"cmd":"status"}"#).contains("running") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    let dump = format!(r#"{{"cmd":"screendump","path":"{}.png"}}"#, shot.display());
+    let answers: Vec<String> =
+        [dump.as_str(), r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"reset"}"#]
+            .iter()
+            .map(|r| ask(r))
+            .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    ask(r#"{"cmd":"stop"}"#);
+    let status = child.wait().unwrap();
+    let err = log.join().unwrap();
+    assert!(!err.contains("forbidden syscall"), "{err}");
+    assert_eq!(status.code(), Some(130), "{answers:?} {err}");
+    assert!(err.contains("I/O engine io_uring") || err.contains("I/O engine thread pool"), "{err}");
+    assert!(answers.iter().all(|a| a.contains(r#""ok":true"#)), "{answers:?}");
+}
