@@ -37,6 +37,42 @@ impl ConfigError {
     }
 }
 
+/// The per-thread seccomp filters of `vmm` (`--seccomp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeccompMode {
+    /// Each thread may make only the syscalls of its role; any other kills the process
+    /// (exit status 159, the syscall named on stderr).
+    #[default]
+    On,
+    /// Syscalls outside the allowlists run and are logged by the kernel (its audit log).
+    Log,
+    /// No filters.
+    Off,
+}
+
+impl std::str::FromStr for SeccompMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(SeccompMode::On),
+            "log" => Ok(SeccompMode::Log),
+            "off" => Ok(SeccompMode::Off),
+            _ => Err(format!("unknown seccomp mode '{s}': on, log or off")),
+        }
+    }
+}
+
+impl fmt::Display for SeccompMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SeccompMode::On => "on",
+            SeccompMode::Log => "log",
+            SeccompMode::Off => "off",
+        })
+    }
+}
+
 /// Where the guest's COM1 goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SerialConfig {
@@ -244,6 +280,9 @@ pub struct VmConfigFile {
     /// Where to write `{"code":N,"reason":"..."}` on exit (`--exit-status-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status_file: Option<PathBuf>,
+    /// Seccomp filters: "on" (default), "log" or "off" (`--seccomp`).
+    #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompMode>,
 }
 
 impl VmConfigFile {
@@ -292,6 +331,7 @@ impl VmConfigFile {
             vnc: over.vnc.or(self.vnc),
             control: over.control.or(self.control),
             exit_status_file: over.exit_status_file.or(self.exit_status_file),
+            seccomp: over.seccomp.or(self.seccomp),
         }
     }
 }
@@ -421,10 +461,23 @@ mod tests {
             vnc: Some("0.0.0.0:5901,allow-remote".parse().unwrap()),
             control: Some("/run/a.sock".into()),
             exit_status_file: Some("/run/a.exit".into()),
+            seccomp: Some(SeccompMode::Log),
         };
         let text = full.to_json();
         assert_eq!(VmConfigFile::parse(&text).unwrap(), full, "{text}");
         assert!(text.contains(r#""memory": "768M""#) && text.contains(r#""boot": "cdrom,net""#), "{text}");
         assert_eq!(VmConfigFile::default().to_json(), "{}");
+    }
+
+    #[test]
+    fn seccomp_modes_parse_and_default_on() {
+        for m in [SeccompMode::On, SeccompMode::Log, SeccompMode::Off] {
+            assert_eq!(m.to_string().parse::<SeccompMode>(), Ok(m));
+        }
+        assert!("strict".parse::<SeccompMode>().is_err());
+        assert_eq!(SeccompMode::default(), SeccompMode::On);
+        let c = VmConfigFile::parse(r#"{"seccomp": "off"}"#).unwrap();
+        assert_eq!(c.seccomp, Some(SeccompMode::Off));
+        assert!(VmConfigFile::parse(r#"{"seccomp": "maybe"}"#).is_err());
     }
 }

@@ -22,11 +22,14 @@ pub enum VmmExit {
     SlowHost = 5,
     /// 130: stopped by a signal, a `stop` request or Ctrl-A x on the console.
     Stopped = 130,
+    /// 159 (128 + SIGSYS): a thread made a syscall its seccomp filter forbids; stderr names
+    /// it. A bug in the vmm or a compromised one, never the guest's doing alone.
+    Seccomp = 159,
 }
 
 impl VmmExit {
     /// Every exit code, in numeric order.
-    pub const ALL: [VmmExit; 7] = [
+    pub const ALL: [VmmExit; 8] = [
         VmmExit::PowerOff,
         VmmExit::Error,
         VmmExit::BadInput,
@@ -34,6 +37,7 @@ impl VmmExit {
         VmmExit::TripleFault,
         VmmExit::SlowHost,
         VmmExit::Stopped,
+        VmmExit::Seccomp,
     ];
 
     /// The process exit status.
@@ -72,6 +76,7 @@ mod tests {
             assert_eq!(VmmExit::from_code(i32::from(e.code())), Some(e));
         }
         assert_eq!(VmmExit::Stopped.code(), 130);
+        assert_eq!(VmmExit::Seccomp.code(), 159);
         assert_eq!(VmmExit::from_code(6), None);
         assert_eq!(VmmExit::from_code(-1), None);
         assert!(VmmExit::Reboot.is_clean() && !VmmExit::TripleFault.is_clean());

@@ -15,5 +15,6 @@ pub mod log_limit;
 pub mod net;
 pub mod pci;
 pub mod persist;
+pub mod sandbox;
 pub mod vfio;
 pub mod virtio;

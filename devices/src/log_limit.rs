@@ -55,20 +55,39 @@ impl Default for RateLimit {
     }
 }
 
-/// `log::warn!` at most once a second per call site, noting how many were suppressed.
+/// A `log` macro call at most once a second per call site, noting how many were suppressed:
+/// `log_limited!(warn, "...", args)`. [`warn_limited!`] and [`error_limited!`] are the
+/// usual forms.
 #[macro_export]
-macro_rules! warn_limited {
-    ($($arg:tt)+) => {{
+macro_rules! log_limited {
+    ($level:ident, $($arg:tt)+) => {{
         static LIMIT: $crate::log_limit::RateLimit = $crate::log_limit::RateLimit::new();
         if let Some(n) = LIMIT.check() {
             if n > 0 {
-                log::warn!("{} ({n} more like it suppressed)", format_args!($($arg)+));
+                $crate::log_limit::__log::$level!("{} ({n} more like it suppressed)", format_args!($($arg)+));
             } else {
-                log::warn!($($arg)+);
+                $crate::log_limit::__log::$level!($($arg)+);
             }
         }
     }};
 }
+
+/// `log::warn!` at most once a second per call site, noting how many were suppressed. For
+/// every message a guest can trigger (a bad register write, a bad descriptor, an I/O error
+/// on its request).
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(warn, $($arg)+) };
+}
+
+/// `log::error!` at most once a second per call site, noting how many were suppressed.
+#[macro_export]
+macro_rules! error_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(error, $($arg)+) };
+}
+
+#[doc(hidden)]
+pub use log as __log;
 
 #[cfg(test)]
 mod tests {
@@ -88,9 +107,34 @@ mod tests {
     }
 
     #[test]
-    fn the_macro_compiles_and_runs() {
+    fn the_macros_compile_and_run() {
         for i in 0..3 {
             crate::warn_limited!("guest did something odd: {i}");
+            crate::error_limited!("guest did something bad: {}", i + 1);
         }
+        let r: Result<(), ()> = Err(());
+        match r {
+            Ok(()) => {}
+            Err(()) => crate::warn_limited!("in a match arm"),
+        }
+    }
+
+    #[test]
+    fn threads_share_a_call_site_and_only_one_logs() {
+        let l = std::sync::Arc::new(RateLimit::new());
+        let logged: u32 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let l = l.clone();
+                    s.spawn(move || {
+                        (0..1000).filter(|_| l.check_at(Duration::from_millis(5)).is_some()).count() as u32
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(logged, 1);
+        // The next line reports the 3,999 that were suppressed.
+        assert_eq!(l.check_at(Duration::from_millis(2000)), Some(3999));
     }
 }

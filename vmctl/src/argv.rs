@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use api::hostdev::HostDevConfig;
 use api::machine::{self as vm, DiskConfig, MachineKind, NicConfig};
 use api::vnc::VncListen;
-use api::{SerialConfig, VmConfigFile};
+use api::{SeccompMode, SerialConfig, VmConfigFile};
 use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, NicModel, Os, Video};
 use vmdef::VmDef;
 
@@ -83,6 +83,8 @@ pub fn vmm_config(
     let mut c = VmConfigFile {
         memory: Some(def.memory_mib.saturating_mul(1 << 20)),
         cpus: Some(def.vcpus),
+        // Explicit, so a VM started by the daemon is filtered whatever vmm's default becomes.
+        seccomp: Some(SeccompMode::On),
         ..Default::default()
     };
     match &def.os {
@@ -362,6 +364,7 @@ mod tests {
                 serial: Some(SerialConfig::Unix("/s/run/a.serial.sock".into())),
                 control: Some("/s/run/a.sock".into()),
                 exit_status_file: Some("/s/run/a.exit.json".into()),
+                seccomp: Some(SeccompMode::On),
                 ..Default::default()
             }
         );
@@ -430,6 +433,7 @@ mod tests {
                 control: Some("/s/run/a.sock".into()),
                 exit_status_file: Some("/s/run/a.exit.json".into()),
                 no_reboot: Some(true),
+                seccomp: Some(SeccompMode::On),
                 ..Default::default()
             }
         );

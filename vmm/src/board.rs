@@ -105,7 +105,7 @@ impl IrqLine for KvmIrq {
         match &self.edge {
             Some(edge) => {
                 if let Err(e) = edge.write(1) {
-                    log::warn!("irq {}: {e}", self.gsi);
+                    devices::warn_limited!("irq {}: {e}", self.gsi);
                 }
             }
             None => {
@@ -117,7 +117,7 @@ impl IrqLine for KvmIrq {
 
     fn set_level(&self, high: bool) {
         if let Err(e) = self.vm.set_irq_line(self.gsi, high) {
-            log::warn!("irq {}: {e}", self.gsi);
+            devices::warn_limited!("irq {}: {e}", self.gsi);
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct VmConfig {
     pub vnc: Option<VncListen>,
     /// Host PCI devices assigned with VFIO (pc machine), in `--device` order.
     pub hostdevs: Vec<HostDevConfig>,
+    /// The per-thread seccomp filters.
+    pub seccomp: api::SeccompMode,
 }
 
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
@@ -219,6 +221,7 @@ impl VmConfig {
             vnc,
             nics,
             hostdevs,
+            seccomp: file.seccomp.unwrap_or_default(),
             screen_dump: file.screen_dump,
             machine,
             firmware,

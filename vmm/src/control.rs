@@ -211,6 +211,7 @@ impl ControlServer {
         let listener = UnixListener::bind(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
         std::thread::Builder::new().name("control".into()).spawn(move || {
+            devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Control);
             for stream in listener.incoming().flatten() {
                 let control = control.clone();
                 let _ = std::thread::Builder::new()

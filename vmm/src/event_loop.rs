@@ -27,7 +27,7 @@ struct Wakeup(EventFd);
 impl MutEventSubscriber for Wakeup {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.0, EventSet::IN)) {
-            log::error!("event loop: cannot watch its wake-up eventfd: {e:?}");
+            devices::error_limited!("event loop: cannot watch its wake-up eventfd: {e:?}");
         }
     }
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
@@ -59,7 +59,7 @@ impl EventLoop {
     /// Waits up to `timeout_ms` for events and handles them.
     pub fn run(&mut self, timeout_ms: i32) {
         if let Err(e) = self.manager.run_with_timeout(timeout_ms) {
-            log::warn!("event loop: {e:?}");
+            devices::warn_limited!("event loop: {e:?}");
             std::thread::sleep(std::time::Duration::from_millis(timeout_ms.max(0) as u64));
         }
     }

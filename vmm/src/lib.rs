@@ -62,6 +62,28 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Stopped because a thread made a syscall its seccomp filter forbids (written by the SIGSYS
+/// handler, which names the syscall on stderr).
+pub const EXIT_SECCOMP: u8 = VmmExit::Seccomp.code();
+
+fn seccomp_mode(mode: api::SeccompMode) -> devices::sandbox::Mode {
+    match mode {
+        api::SeccompMode::On => devices::sandbox::Mode::On,
+        api::SeccompMode::Log => devices::sandbox::Mode::Log,
+        api::SeccompMode::Off => devices::sandbox::Mode::Off,
+    }
+}
+
+/// Installs the main thread's filter the first time it is called.
+fn enter_main_role() -> Result<(), String> {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    devices::sandbox::enter(devices::sandbox::ThreadRole::Main)
+        .map_err(|e| error_chain(&e).trim_start_matches("vmm: error: ").to_string())
+}
+
 /// An exit status and the reason for the exit-status file.
 pub type Exit = (u8, String);
 
@@ -107,6 +129,10 @@ pub fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::
         eprintln!("{msg}");
         (EXIT_ERROR, msg)
     };
+    // Before any thread starts: every thread installs its filter as it takes up its role.
+    if let Err(e) = devices::sandbox::configure(seccomp_mode(cfg.seccomp)) {
+        return fail(format!("vmm: error: seccomp: {}", error_chain(&e).trim_start_matches("vmm: error: ")));
+    }
     // `stop` ends the current boot; `terminate` says the process exits rather than reboots.
     let stop = Arc::new(AtomicBool::new(false));
     let terminate = Arc::new(AtomicBool::new(false));
@@ -188,6 +214,12 @@ pub fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::
     let (code, message) = match vm::VirtualMachine::start(&machine) {
         Err(e) => start_error(e),
         Ok(mut vm) => loop {
+            // The vCPU threads are running: the main thread takes up its role (once; a
+            // second filter of the same role would change nothing but cost time).
+            // Dropping `vm` stops and joins the vCPUs.
+            if let Err(e) = enter_main_role() {
+                break (EXIT_ERROR, Some(format!("vmm: error: seccomp: {e}")));
+            }
             let outcome = vm.wait_boot_end();
             // A reset through the control socket ends the boot with the stop flag; boot again.
             let reset_requested =

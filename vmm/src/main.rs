@@ -21,7 +21,8 @@ use vmm::{bad_input, control, error_exit, pc_config, vnc, Exit, EXIT_BAD_INPUT, 
              CD-ROM or a Linux kernel)",
     after_help = "Exit status: 0 guest powered off, 1 internal error, 2 bad input, 3 guest rebooted \
                   (--no-reboot), 4 guest triple fault, 5 host lacks hardware virtualization, \
-                  130 stopped (signal or Ctrl-A x on the console).\n\
+                  130 stopped (signal or Ctrl-A x on the console), 159 a forbidden syscall \
+                  (seccomp; stderr names it).\n\
                   On a terminal, Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A."
 )]
 struct Cli {
@@ -106,6 +107,11 @@ struct Cli {
     /// On exit, write {"code":N,"reason":"..."} to this file (atomically).
     #[arg(long, value_name = "PATH")]
     exit_status_file: Option<PathBuf>,
+    /// Per-thread seccomp filters: on (a syscall outside its thread's allowlist ends the vmm
+    /// with status 159, naming the syscall), log (the kernel logs it, the call runs) or off
+    /// [default: on].
+    #[arg(long, value_name = "MODE")]
+    seccomp: Option<api::SeccompMode>,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +181,7 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         vnc: cli.vnc.clone(),
         control: cli.control.clone(),
         exit_status_file: cli.exit_status_file.clone(),
+        seccomp: cli.seccomp,
     };
     let merged = file.merge(flags);
     let exit_status_file = merged.exit_status_file.clone();

@@ -48,9 +48,10 @@ impl SerialBackend {
                 let terminal = RawTerminal::enter(0);
                 let slot = uart.clone();
                 let escape = terminal.is_some();
-                std::thread::Builder::new()
-                    .name("serial-stdin".into())
-                    .spawn(move || pump(io::stdin().lock(), &slot, escape.then_some(quit)))?;
+                std::thread::Builder::new().name("serial-stdin".into()).spawn(move || {
+                    devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Serial);
+                    pump(io::stdin().lock(), &slot, escape.then_some(quit))
+                })?;
                 (Kind::Stdio, terminal)
             }
             SerialConfig::File(path) => {
@@ -172,6 +173,7 @@ fn listen(path: &Path, slot: UartSlot) -> io::Result<Client> {
     let client: Client = Arc::new(Mutex::new(None));
     let current = client.clone();
     std::thread::Builder::new().name("serial-unix".into()).spawn(move || {
+        devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Serial);
         for stream in listener.incoming().flatten() {
             // A client that stops reading must not stall the vCPU writing to the UART: after
             // this long its output write fails and the client is dropped.

@@ -319,6 +319,9 @@ pub struct VcpuSetup {
 pub fn spawn(setup: VcpuSetup, buses: Buses, state: Arc<RunState>) -> std::io::Result<JoinHandle<()>> {
     let VcpuSetup { mut vcpu, cpu, count, power_on } = setup;
     std::thread::Builder::new().name(format!("vcpu{cpu}")).spawn(move || {
+        if let Err(e) = devices::sandbox::enter(devices::sandbox::ThreadRole::Vcpu) {
+            state.finish(Outcome::Error(format!("vCPU {cpu}: {e}: {}", error_source(&e))));
+        }
         let mut boot = 0;
         loop {
             run_until_stopped(vcpu.as_mut(), cpu, &buses, &state);

@@ -336,7 +336,7 @@ impl Drive {
         match d.image.flush() {
             Ok(()) => self.complete(),
             Err(e) => {
-                log::warn!("ide: flush failed: {e}");
+                crate::warn_limited!("ide: flush failed: {e}");
                 self.abort();
             }
         }
@@ -403,7 +403,7 @@ impl Drive {
         let mut buf = vec![0u8; (n * SECTOR) as usize];
         let Some(d) = self.disk() else { return };
         if let Err(e) = d.image.read_at(lba * SECTOR, &mut buf) {
-            log::warn!("ide: read of sector {lba}: {e}");
+            crate::warn_limited!("ide: read of sector {lba}: {e}");
             self.fail(ERR_UNC);
             self.set_address(lba, addr);
             return;
@@ -421,7 +421,7 @@ impl Drive {
         let r =
             d.image.write_at(lba * SECTOR, &buf).and_then(|()| if cache { Ok(()) } else { d.image.flush() });
         if let Err(e) = r {
-            log::warn!("ide: write of sector {lba}: {e}");
+            crate::warn_limited!("ide: write of sector {lba}: {e}");
             self.fail(ERR_ABRT);
             self.set_address(lba, addr);
             return;

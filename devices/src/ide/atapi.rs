@@ -492,7 +492,7 @@ impl Drive {
             }
             PacketSrc::Disk(offset) => {
                 if let Err(e) = c.image.read_at(offset, &mut buf) {
-                    log::warn!("ide: CD read at byte {offset:#x}: {e}");
+                    crate::warn_limited!("ide: CD read at byte {offset:#x}: {e}");
                     return self.check_condition(READ_ERROR);
                 }
                 PacketSrc::Disk(offset + n)

@@ -145,7 +145,7 @@ pub fn transfer(
         let entry_addr = u64::from(table) + 8 * u64::from(i);
         let mut entry = [0u8; 8];
         if mem.read_slice(&mut entry, GuestAddress(entry_addr)).is_err() {
-            log::warn!("ide: PRD entry at {entry_addr:#x} is outside guest memory");
+            crate::warn_limited!("ide: PRD entry at {entry_addr:#x} is outside guest memory");
             return DmaEnd::MemoryError;
         }
         let addr = u64::from(u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) & !1);
@@ -159,7 +159,7 @@ pub fn transfer(
         if seg > 0 {
             let n = seg as usize; // at most 64 KiB
             if !mem.check_range(GuestAddress(addr), n) {
-                log::warn!("ide: PRD buffer {addr:#x}+{n:#x} is outside guest memory");
+                crate::warn_limited!("ide: PRD buffer {addr:#x}+{n:#x} is outside guest memory");
                 return DmaEnd::MemoryError;
             }
             bounce.resize(n, 0);
@@ -180,7 +180,7 @@ pub fn transfer(
             return DmaEnd::Short(done);
         }
     }
-    log::warn!("ide: PRD table at {table:#x} has no end marker in {MAX_PRD_ENTRIES} entries");
+    crate::warn_limited!("ide: PRD table at {table:#x} has no end marker in {MAX_PRD_ENTRIES} entries");
     DmaEnd::Short(done)
 }
 

@@ -360,7 +360,7 @@ impl Drive {
             DmaSrc::Disk(base) => {
                 let Some(at) = base.checked_add(off) else { return false };
                 let r = if op.to_memory { image.read_at(at, buf) } else { image.write_at(at, buf) };
-                r.map_err(|e| log::warn!("ide: DMA at byte {at:#x}: {e}")).is_ok()
+                r.map_err(|e| crate::warn_limited!("ide: DMA at byte {at:#x}: {e}")).is_ok()
             }
             DmaSrc::Buf(data) => {
                 let start = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());

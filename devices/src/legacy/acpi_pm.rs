@@ -128,7 +128,7 @@ impl BusDevice for AcpiPm {
             if sleep_type == S5_SLEEP_TYPE {
                 self.platform.request(PlatformRequest::PowerOff);
             } else {
-                log::warn!("acpi-pm: guest asked for unsupported sleep type {sleep_type}");
+                crate::warn_limited!("acpi-pm: guest asked for unsupported sleep type {sleep_type}");
             }
         }
         self.update_sci();

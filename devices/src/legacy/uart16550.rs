@@ -46,7 +46,7 @@ impl Uart16550 {
         let room = MAX_PENDING_INPUT.saturating_sub(self.pending.len());
         if bytes.len() > room {
             self.dropped += (bytes.len() - room) as u64;
-            log::warn!("serial input queue full: dropped {} bytes so far", self.dropped);
+            crate::warn_limited!("serial input queue full: dropped {} bytes so far", self.dropped);
         }
         self.pending.extend(&bytes[..bytes.len().min(room)]);
         self.fill_fifo();
@@ -92,7 +92,7 @@ impl BusDevice for Uart16550 {
             return;
         }
         if let Err(e) = self.serial.write(offset, v) {
-            log::warn!("serial output failed: {e:?}");
+            crate::warn_limited!("serial output failed: {e:?}");
         }
     }
 

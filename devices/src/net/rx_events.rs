@@ -62,11 +62,11 @@ impl<D: NetRxDevice> NetRxEvents<D> {
         match (wants, self.watching) {
             (true, None) => match ops.add(Events::new_raw(fd, EventSet::IN)) {
                 Ok(()) => self.watching = Some(fd),
-                Err(e) => log::error!("{}: cannot watch the backend: {e:?}", self.label),
+                Err(e) => crate::error_limited!("{}: cannot watch the backend: {e:?}", self.label),
             },
             (false, Some(old)) => {
                 if let Err(e) = ops.remove(Events::new_raw(old, EventSet::IN)) {
-                    log::error!("{}: cannot stop watching the backend: {e:?}", self.label);
+                    crate::error_limited!("{}: cannot stop watching the backend: {e:?}", self.label);
                 }
                 self.watching = None;
             }
@@ -78,7 +78,7 @@ impl<D: NetRxDevice> NetRxEvents<D> {
 impl<D: NetRxDevice> MutEventSubscriber for NetRxEvents<D> {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.wake, EventSet::IN)) {
-            log::error!("{}: cannot watch its wake-up eventfd: {e:?}", self.label);
+            crate::error_limited!("{}: cannot watch its wake-up eventfd: {e:?}", self.label);
         }
         self.sync_interest(ops);
     }

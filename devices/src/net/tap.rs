@@ -221,7 +221,7 @@ impl Tap {
             .map_err(|source| Error::VnetHdrSize { name: self.name.clone(), source })?;
         self.ufo = self.set_offload(libc::TUN_F_CSUM | libc::TUN_F_UFO).is_ok();
         if let Err(e) = self.set_offload(0) {
-            log::warn!("tap {}: cannot turn offloads off: {e}", self.name);
+            crate::warn_limited!("tap {}: cannot turn offloads off: {e}", self.name);
         }
         Ok(())
     }

@@ -81,7 +81,7 @@ impl BarMapper {
             match reg.register(addr, &fd) {
                 Ok(()) => done.push((addr, fd)),
                 // The write still reaches the device through the bus, only slower.
-                Err(e) => log::warn!("pci {slot:?}: doorbell at {addr:?} not registered: {e}"),
+                Err(e) => crate::warn_limited!("pci {slot:?}: doorbell at {addr:?} not registered: {e}"),
             }
         }
         if !done.is_empty() {
@@ -93,7 +93,7 @@ impl BarMapper {
         let (Some(reg), Some(done)) = (&self.ioevents, self.doorbells.remove(&(slot, index))) else { return };
         for (addr, fd) in done {
             if let Err(e) = reg.unregister(addr, &fd) {
-                log::warn!("pci {slot:?}: doorbell at {addr:?} not unregistered: {e}");
+                crate::warn_limited!("pci {slot:?}: doorbell at {addr:?} not unregistered: {e}");
             }
         }
     }
@@ -140,7 +140,9 @@ impl BarMapper {
                         ram.map(slot, *range, host_addr);
                         kept.push(*range);
                     }
-                    None => log::warn!("pci {slot:?}: no handler for memory-backed BAR {}", range.index),
+                    None => {
+                        crate::warn_limited!("pci {slot:?}: no handler for memory-backed BAR {}", range.index)
+                    }
                 }
                 continue;
             }
@@ -157,7 +159,7 @@ impl BarMapper {
                     self.add_doorbells(slot, range, std::mem::take(fds));
                 }
                 // The guest may program overlapping BARs; the first one keeps the range.
-                Err(e) => log::warn!("pci {slot:?}: BAR {} not mapped: {e}", range.index),
+                Err(e) => crate::warn_limited!("pci {slot:?}: BAR {} not mapped: {e}", range.index),
             }
         }
         if !kept.is_empty() {

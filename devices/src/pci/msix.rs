@@ -121,11 +121,11 @@ impl MsixTable {
     pub fn new(count: u16, vectors: Arc<dyn MsiVectors>) -> Self {
         let clamped = count.clamp(1, MSIX_MAX_VECTORS);
         if clamped != count {
-            log::warn!("msix: {count} vectors requested, using {clamped}");
+            crate::warn_limited!("msix: {count} vectors requested, using {clamped}");
         }
         let count = usize::from(clamped);
         if vectors.len() < count {
-            log::warn!("msix: {count} entries but only {} vectors to deliver them", vectors.len());
+            crate::warn_limited!("msix: {count} entries but only {} vectors to deliver them", vectors.len());
         }
         MsixTable {
             entries: vec![Entry::RESET; count],
@@ -321,7 +321,11 @@ impl MsixTable {
     /// reset, extra entries and pending bits are dropped. Nothing is delivered.
     pub fn restore(&mut self, s: &MsixState) {
         if s.entries.len() != self.entries.len() || s.pba.len() != self.pba.len() {
-            log::warn!("msix: restoring {} entries into a table of {}", s.entries.len(), self.entries.len());
+            crate::warn_limited!(
+                "msix: restoring {} entries into a table of {}",
+                s.entries.len(),
+                self.entries.len()
+            );
         }
         if self.enabled {
             self.clear_routes();
@@ -366,7 +370,7 @@ impl MsixTable {
 
     fn route(&self, index: usize) {
         if let Err(e) = self.vectors.set_route(index, self.entries[index].message()) {
-            log::warn!("msix: vector {index} not routed: {e}");
+            crate::warn_limited!("msix: vector {index} not routed: {e}");
         }
     }
 
@@ -379,14 +383,14 @@ impl MsixTable {
     fn clear_routes(&self) {
         for index in 0..self.entries.len() {
             if let Err(e) = self.vectors.clear_route(index) {
-                log::warn!("msix: route of vector {index} not cleared: {e}");
+                crate::warn_limited!("msix: route of vector {index} not cleared: {e}");
             }
         }
     }
 
     fn deliver(&self, index: usize) {
         if let Err(e) = self.vectors.trigger(index) {
-            log::warn!("msix: vector {index} not delivered: {e}");
+            crate::warn_limited!("msix: vector {index} not delivered: {e}");
         }
     }
 

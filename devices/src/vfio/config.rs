@@ -199,7 +199,7 @@ impl VirtualConfig {
                         step = 2;
                     }
                 } else {
-                    log::warn!(
+                    crate::warn_limited!(
                         "vfio: BAR {index} ({:#x} bytes, {:?}) cannot be emulated",
                         bar.size,
                         bar.kind
@@ -287,7 +287,9 @@ impl VirtualConfig {
             max_vectors: 1 << ((control >> 1) & 0x7).min(5),
         };
         if offset + info.span() > NUM_REGS * 4 {
-            log::warn!("vfio: MSI capability at {offset:#x} runs past the configuration space; left alone");
+            crate::warn_limited!(
+                "vfio: MSI capability at {offset:#x} runs past the configuration space; left alone"
+            );
             return;
         }
         self.emulate_bytes(offset, info.span());

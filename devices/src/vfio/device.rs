@@ -154,7 +154,7 @@ impl VfioPciDevice {
         };
         if let Some(kind) = off {
             if let Err(e) = self.dev.disable_irq(kind) {
-                log::warn!("{}: cannot turn {kind:?} off on the host: {e}", self.label);
+                crate::warn_limited!("{}: cannot turn {kind:?} off on the host: {e}", self.label);
             }
         }
         self.mode = IrqMode::None;
@@ -172,7 +172,7 @@ impl VfioPciDevice {
         };
         match result {
             Ok(()) => self.mode = mode,
-            Err(e) => log::warn!("{}: cannot deliver {mode:?} interrupts: {e}", self.label),
+            Err(e) => crate::warn_limited!("{}: cannot deliver {mode:?} interrupts: {e}", self.label),
         }
     }
 
@@ -318,7 +318,7 @@ impl PciDevice for VfioPciDevice {
         }
         self.config.reset();
         if let Err(e) = self.dev.write(super::backend::CONFIG_REGION, 4, &[0, 0]) {
-            log::warn!("{}: command register not cleared: {e}", self.label);
+            crate::warn_limited!("{}: command register not cleared: {e}", self.label);
         }
         if let Some(intx) = &self.intx {
             intx.deassert();

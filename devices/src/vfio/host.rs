@@ -210,7 +210,7 @@ impl VfioBackend for HostDevice {
             libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, self.file.as_raw_fd(), offset)
         };
         if addr == libc::MAP_FAILED {
-            log::warn!(
+            crate::warn_limited!(
                 "{}: region {index} cannot be mmapped ({}); its accesses are trapped",
                 self.sysfs.display(),
                 std::io::Error::last_os_error()

@@ -117,7 +117,7 @@ impl MsiState {
     fn route(&self, program: &MsiProgram) {
         for i in 0..program.vectors {
             if let Err(e) = self.vectors.set_route(i as usize, program.message(i)) {
-                log::warn!("vfio: MSI vector {i} not routed: {e}");
+                crate::warn_limited!("vfio: MSI vector {i} not routed: {e}");
             }
         }
     }
@@ -125,7 +125,7 @@ impl MsiState {
     fn clear(&self, count: u32) {
         for i in 0..count {
             if let Err(e) = self.vectors.clear_route(i as usize) {
-                log::warn!("vfio: MSI vector {i} route not cleared: {e}");
+                crate::warn_limited!("vfio: MSI vector {i} route not cleared: {e}");
             }
         }
     }

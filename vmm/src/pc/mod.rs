@@ -138,7 +138,11 @@ impl RamBarHandler for RamBars {
             Ok(()) => self.slots.push((slot, range.index, id)),
             Err(e) => {
                 self.free.push(id);
-                log::warn!("pci {slot:?}: cannot map BAR {} at {:#x}: {e}", range.index, range.address)
+                devices::warn_limited!(
+                    "pci {slot:?}: cannot map BAR {} at {:#x}: {e}",
+                    range.index,
+                    range.address
+                )
             }
         }
     }
@@ -147,7 +151,7 @@ impl RamBarHandler for RamBars {
             let (_, _, id) = self.slots.remove(pos);
             match self.vm.unmap_memory(id) {
                 Ok(()) => self.free.push(id),
-                Err(e) => log::warn!("pci {slot:?}: cannot unmap BAR {}: {e}", range.index),
+                Err(e) => devices::warn_limited!("pci {slot:?}: cannot unmap BAR {}: {e}", range.index),
             }
         }
     }
@@ -165,7 +169,7 @@ impl PciConfigListener for ChipsetListener {
             if (0x58 / 4..=0x5c / 4).contains(&reg) {
                 let pam = Pam::registers(|r| lock(dev).config_read(r));
                 if let Err(e) = self.pam.apply(pam) {
-                    log::error!("PAM update failed: {e}");
+                    devices::error_limited!("PAM update failed: {e}");
                 }
             }
             return;
@@ -180,7 +184,7 @@ impl PciConfigListener for ChipsetListener {
             if slot == (0, 0) {
                 let pam = Pam::registers(|r| lock(dev).config_read(r));
                 if let Err(e) = self.pam.apply(pam) {
-                    log::error!("PAM reset failed: {e}");
+                    devices::error_limited!("PAM reset failed: {e}");
                 }
             } else {
                 self.bars.update(slot, dev);

@@ -116,7 +116,7 @@ impl IntxRoute {
                         log::debug!("{}: INTx# on IRQ {gsi}", self.label);
                         self.gsi = Some(gsi);
                     }
-                    Err(e) => log::warn!("{}: INTx# irqfd on IRQ {gsi}: {e}", self.label),
+                    Err(e) => devices::warn_limited!("{}: INTx# irqfd on IRQ {gsi}: {e}", self.label),
                 }
             }
         }
@@ -126,7 +126,7 @@ impl IntxRoute {
             return;
         }
         if let Err(e) = self.irqfd.write(1) {
-            log::warn!("{}: INTx# irqfd: {e}", self.label);
+            devices::warn_limited!("{}: INTx# irqfd: {e}", self.label);
         }
     }
 
@@ -159,8 +159,10 @@ impl IntxRelay {
             label: label.to_string(),
         }));
         let (t, s, r) = (trigger.try_clone()?, stop.try_clone()?, route.clone());
-        let thread =
-            std::thread::Builder::new().name(format!("{label}-intx")).spawn(move || relay(&t, &s, &r))?;
+        let thread = std::thread::Builder::new().name(format!("{label}-intx")).spawn(move || {
+            devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::VfioIntx);
+            relay(&t, &s, &r)
+        })?;
         Ok(IntxRelay { trigger, resample, stop, route, thread: Some(thread) })
     }
 }
@@ -178,7 +180,7 @@ fn relay(trigger: &EventFd, stop: &EventFd, route: &Mutex<IntxRoute>) {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            log::error!("INTx# relay: poll: {}", std::io::Error::last_os_error());
+            devices::error_limited!("INTx# relay: poll: {}", std::io::Error::last_os_error());
             return;
         }
         if fds[1].revents != 0 {

@@ -33,9 +33,9 @@ mod tiles;
 
 use std::fs;
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -144,6 +144,10 @@ pub struct VncServer {
     listen: VncListen,
     /// The bound address (the real port when 0 was asked for).
     local: Option<std::net::SocketAddr>,
+    /// A duplicate of the listening socket: shut down on drop to wake the accept loop
+    /// (shutdown(2) is allowed under the main thread's seccomp filter; a connect to self,
+    /// needing a new socket, is not).
+    waker: Option<std::os::fd::OwnedFd>,
 }
 
 impl VncServer {
@@ -166,13 +170,20 @@ impl VncServer {
                 (Listener::Unix(l), None)
             }
         };
+        let waker = match &listener {
+            Listener::Tcp(l) => l.try_clone().ok().map(std::os::fd::OwnedFd::from),
+            Listener::Unix(l) => l.try_clone().ok().map(std::os::fd::OwnedFd::from),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, name) = (stop.clone(), name.to_string());
         std::thread::Builder::new()
             .name("vnc".into())
-            .spawn(move || accept_loop(listener, console, &name, stop2))
+            .spawn(move || {
+                devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Vnc);
+                accept_loop(listener, console, &name, stop2)
+            })
             .map_err(Error::Thread)?;
-        Ok(VncServer { stop, listen: listen.clone(), local })
+        Ok(VncServer { stop, listen: listen.clone(), local, waker })
     }
 
     /// The TCP address bound (None for a unix socket).
@@ -185,17 +196,14 @@ impl VncServer {
 impl Drop for VncServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        match &self.listen {
-            VncListen::Tcp { .. } => {
-                if let Some(a) = self.local {
-                    let _ = TcpStream::connect(a);
-                }
-            }
-            VncListen::Unix(p) => {
-                let _ = UnixStream::connect(p);
-                let _ = fs::remove_file(p);
-            }
+        // Wake the accept loop so it sees the flag: accept fails on a shut-down listener.
+        if let Some(fd) = &self.waker {
+            use std::os::fd::AsRawFd;
+            // SAFETY: shutdown(2) on a socket descriptor this server owns.
+            unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        if let VncListen::Unix(p) = &self.listen {
+            let _ = fs::remove_file(p);
         }
     }
 }
@@ -211,6 +219,9 @@ fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: 
                     Box::new(s)
                 }
                 Err(e) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
                     log::warn!("vnc: accept: {e}");
                     std::thread::sleep(std::time::Duration::from_millis(100));
                     continue;
@@ -219,6 +230,9 @@ fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: 
             Listener::Unix(l) => match l.accept() {
                 Ok((s, _)) => Box::new(s),
                 Err(e) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
                     log::warn!("vnc: accept: {e}");
                     std::thread::sleep(std::time::Duration::from_millis(100));
                     continue;

@@ -119,7 +119,7 @@ impl StdVga {
                 for (i, &b) in data.iter().enumerate() {
                     match port.checked_add(i as u16) {
                         Some(p @ 0x3b0..=0x3df) => self.regs.write_port(p, b),
-                        _ => log::warn!("vga: write to port {port:#x}+{i} outside the device"),
+                        _ => crate::warn_limited!("vga: write to port {port:#x}+{i} outside the device"),
                     }
                 }
             }

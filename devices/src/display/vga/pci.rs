@@ -123,10 +123,12 @@ impl StdVga {
             }
         } else if offset == QEXT + 4 && data.len() == 4 {
             if get_le(data) == QEXT_BIG_ENDIAN {
-                log::warn!("vga: guest asked for a big-endian framebuffer; only little endian is supported");
+                crate::warn_limited!(
+                    "vga: guest asked for a big-endian framebuffer; only little endian is supported"
+                );
             }
         } else {
-            log::warn!("vga: ignored {}-byte MMIO write at {offset:#x}", data.len());
+            crate::warn_limited!("vga: ignored {}-byte MMIO write at {offset:#x}", data.len());
         }
     }
 }
@@ -176,7 +178,7 @@ impl PciDevice for StdVga {
                 }
             }
             2 if offset < BAR2_SIZE => self.mmio_write(offset, data),
-            _ => log::warn!("vga: write to BAR {index} offset {offset:#x} ignored"),
+            _ => crate::warn_limited!("vga: write to BAR {index} offset {offset:#x} ignored"),
         }
     }
 

@@ -214,7 +214,7 @@ impl CmosRtc {
         match timer::spawn(self.shared.clone()) {
             Ok(handle) => self.timer = Some(handle),
             Err(e) => {
-                log::warn!("cmos: cannot start the timer thread, RTC interrupts are lost: {e}");
+                crate::warn_limited!("cmos: cannot start the timer thread, RTC interrupts are lost: {e}");
                 self.timer_disabled = true;
             }
         }

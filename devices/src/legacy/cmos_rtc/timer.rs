@@ -30,7 +30,10 @@ impl Shared {
 
 /// Starts the timer thread.
 pub(super) fn spawn(shared: Arc<Shared>) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("cmos-rtc".into()).spawn(move || run(&shared))
+    thread::Builder::new().name("cmos-rtc".into()).spawn(move || {
+        crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::RtcTimer);
+        run(&shared)
+    })
 }
 
 /// Asks the thread to exit and waits for it.
@@ -38,7 +41,7 @@ pub(super) fn stop(shared: &Shared, handle: JoinHandle<()>) {
     lock(&shared.state).stop = true;
     shared.wake.notify_all();
     if handle.join().is_err() {
-        log::warn!("cmos: timer thread panicked");
+        crate::warn_limited!("cmos: timer thread panicked");
     }
 }
 

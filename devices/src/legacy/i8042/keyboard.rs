@@ -174,13 +174,13 @@ impl Keyboard {
             return;
         }
         let Some(seq) = key.set2_sequence(pressed) else {
-            log::warn!("i8042 keyboard: invalid key {key:?}");
+            crate::warn_limited!("i8042 keyboard: invalid key {key:?}");
             return;
         };
         match self.scancode_set {
             1 => self.queue.push_input(&Translator::sequence(&seq)),
             3 if !self.set3_logged => {
-                log::warn!("i8042 keyboard: scan-code set 3 is not implemented, sending set 2");
+                crate::warn_limited!("i8042 keyboard: scan-code set 3 is not implemented, sending set 2");
                 self.set3_logged = true;
                 self.queue.push_input(&seq)
             }

@@ -213,7 +213,7 @@ impl I8042 {
     fn reply(&mut self, b: u8, source: Source) {
         if self.ctrl_queue.len() >= CTRL_QUEUE_LEN {
             if !self.ctrl_overflow_logged {
-                log::warn!("i8042: guest does not read replies, dropping them");
+                crate::warn_limited!("i8042: guest does not read replies, dropping them");
                 self.ctrl_overflow_logged = true;
             }
             return;
@@ -372,7 +372,7 @@ impl I8042 {
                     self.platform.request(PlatformRequest::Reset);
                 }
             }
-            _ => log::warn!("i8042: unsupported controller command {cmd:#04x}"),
+            _ => crate::warn_limited!("i8042: unsupported controller command {cmd:#04x}"),
         }
         self.refill();
     }

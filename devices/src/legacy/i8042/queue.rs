@@ -26,7 +26,7 @@ impl ByteQueue {
     fn push_limited(&mut self, seq: &[u8], limit: usize) -> bool {
         if self.bytes.len() + seq.len() > limit {
             if !self.overflow_logged {
-                log::warn!("{}: output buffer full, dropping {} byte(s)", self.label, seq.len());
+                crate::warn_limited!("{}: output buffer full, dropping {} byte(s)", self.label, seq.len());
                 self.overflow_logged = true;
             }
             return false;

@@ -332,7 +332,7 @@ impl E1000 {
             let v = self.read_reg((offset - in_dword) as u32).to_le_bytes();
             data.copy_from_slice(&v[in_dword as usize..(in_dword + len) as usize]);
         } else {
-            log::warn!("e1000: unsupported {len}-byte register read at {offset:#x}");
+            crate::warn_limited!("e1000: unsupported {len}-byte register read at {offset:#x}");
             data.fill(0);
         }
     }
@@ -354,7 +354,7 @@ impl E1000 {
             v[in_dword as usize..(in_dword + len) as usize].copy_from_slice(data);
             self.write_reg(base, u32::from_le_bytes(v));
         } else {
-            log::warn!("e1000: unsupported {len}-byte register write at {offset:#x}");
+            crate::warn_limited!("e1000: unsupported {len}-byte register write at {offset:#x}");
         }
     }
 
@@ -373,14 +373,14 @@ impl E1000 {
 
     fn io_write(&mut self, offset: u64, data: &[u8]) {
         if data.len() != 4 || offset % 4 != 0 {
-            log::warn!("e1000: unsupported {}-byte I/O write at +{offset:#x}", data.len());
+            crate::warn_limited!("e1000: unsupported {}-byte I/O write at +{offset:#x}", data.len());
             return;
         }
         let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
         match offset {
             0 => self.io_addr = v,
             4 if u64::from(self.io_addr) < MMIO_SIZE => self.write_reg(self.io_addr & !3, v),
-            4 => log::warn!("e1000: IODATA write to undefined address {:#x}", self.io_addr),
+            4 => crate::warn_limited!("e1000: IODATA write to undefined address {:#x}", self.io_addr),
             _ => {}
         }
     }

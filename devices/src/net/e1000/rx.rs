@@ -86,7 +86,7 @@ impl E1000 {
                 Ok(Some(n)) => self.rx_frame(&buf[..n]),
                 Ok(None) => break,
                 Err(e) => {
-                    log::warn!("e1000: backend receive failed: {e}");
+                    crate::warn_limited!("e1000: backend receive failed: {e}");
                     break;
                 }
             }
@@ -190,7 +190,7 @@ impl E1000 {
     /// hold it. A frame that cannot be written for other reasons is dropped (true).
     fn deliver(&mut self, data: &[u8], vlan: Option<u16>) -> bool {
         let Some((base, size, mut head, tail)) = self.rx_ring() else {
-            log::warn!(
+            crate::warn_limited!(
                 "e1000: RX ring (RDLEN {:#x}, RDH {}, RDT {}) unusable; frame dropped",
                 self.raw(RDLEN),
                 self.raw(RDH),
@@ -199,7 +199,7 @@ impl E1000 {
             return true;
         };
         let Some(bsize) = rx_buffer_size(self.raw(RCTL)) else {
-            log::warn!("e1000: reserved RX buffer size; frame dropped");
+            crate::warn_limited!("e1000: reserved RX buffer size; frame dropped");
             return true;
         };
         let free = (tail + size - head) % size;
@@ -210,14 +210,16 @@ impl E1000 {
         while offset < data.len() {
             if head == tail {
                 // Null descriptors used up the room: the rest of the frame is lost.
-                log::warn!("e1000: RX ring ran out in the middle of a frame");
+                crate::warn_limited!("e1000: RX ring ran out in the middle of a frame");
                 self.set_ics(ICR_RXO);
                 return true;
             }
             let at = base.wrapping_add(u64::from(head) * DESC_SIZE);
             let mut desc = [0u8; 16];
             if self.mem.read_slice(&mut desc, GuestAddress(at)).is_err() {
-                log::warn!("e1000: RX descriptor {head} at {at:#x} outside guest memory; frame dropped");
+                crate::warn_limited!(
+                    "e1000: RX descriptor {head} at {at:#x} outside guest memory; frame dropped"
+                );
                 return true;
             }
             let buffer =
@@ -227,7 +229,7 @@ impl E1000 {
             if buffer != 0 {
                 let n = bsize.min(data.len() - offset);
                 if self.mem.write_slice(&data[offset..offset + n], GuestAddress(buffer)).is_err() {
-                    log::warn!("e1000: RX buffer {buffer:#x}+{n:#x} outside guest memory");
+                    crate::warn_limited!("e1000: RX buffer {buffer:#x}+{n:#x} outside guest memory");
                     errors = ERR_RXE;
                 }
                 offset += n;
@@ -245,7 +247,7 @@ impl E1000 {
             wb[5] = errors;
             wb[6..8].copy_from_slice(&vlan.unwrap_or(0).to_le_bytes());
             if self.mem.write_slice(&wb, GuestAddress(at.wrapping_add(8))).is_err() {
-                log::warn!("e1000: RX descriptor {head} write-back failed");
+                crate::warn_limited!("e1000: RX descriptor {head} write-back failed");
             }
             head = (head + 1) % size;
             self.set_raw(RDH, head);

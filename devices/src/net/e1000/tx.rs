@@ -135,7 +135,10 @@ pub(super) fn ones_sum(data: &[u8], initial: u32) -> u16 {
 fn insert_checksum(frame: &mut [u8], css: usize, cso: usize, cse: usize) {
     let end = if cse == 0 { frame.len() } else { (cse + 1).min(frame.len()) };
     if css >= end || cso + 2 > frame.len() {
-        log::warn!("e1000: checksum offsets start {css} at {cso} outside a {}-byte frame", frame.len());
+        crate::warn_limited!(
+            "e1000: checksum offsets start {css} at {cso} outside a {}-byte frame",
+            frame.len()
+        );
         return;
     }
     let sum = !ones_sum(&frame[css..end], 0);
@@ -153,7 +156,9 @@ impl E1000 {
         let (mut head, tail) = (self.raw(TDH), self.raw(TDT));
         if size == 0 || head >= size || tail >= size {
             if head != tail {
-                log::warn!("e1000: TX ring of {size} descriptors with head {head} tail {tail} ignored");
+                crate::warn_limited!(
+                    "e1000: TX ring of {size} descriptors with head {head} tail {tail} ignored"
+                );
             }
             return;
         }
@@ -166,7 +171,7 @@ impl E1000 {
             let at = base.wrapping_add(u64::from(head) * DESC_SIZE);
             let mut desc = [0u8; 16];
             if self.mem.read_slice(&mut desc, GuestAddress(at)).is_err() {
-                log::warn!("e1000: TX descriptor {head} at {at:#x} outside guest memory");
+                crate::warn_limited!("e1000: TX descriptor {head} at {at:#x} outside guest memory");
                 self.tx.end_packet();
             } else {
                 self.process_descriptor(&desc);
@@ -174,7 +179,7 @@ impl E1000 {
                     // Descriptor done; clear the excess-collision and late-collision bits.
                     let sta = (desc[12] | STA_DD) & !0x06;
                     if self.mem.write_slice(&[sta], GuestAddress(at.wrapping_add(12))).is_err() {
-                        log::warn!("e1000: TX descriptor {head} write-back failed");
+                        crate::warn_limited!("e1000: TX descriptor {head} write-back failed");
                     }
                     cause |= ICR_TXDW;
                 }
@@ -214,7 +219,7 @@ impl E1000 {
                     }
                 }
                 other => {
-                    log::warn!("e1000: TX descriptor type {other} dropped the packet");
+                    crate::warn_limited!("e1000: TX descriptor type {other} dropped the packet");
                     self.tx.dropping = true;
                     len = 0;
                 }
@@ -247,7 +252,7 @@ impl E1000 {
             let segments = c.paylen.div_ceil(c.mss.max(1) as u32);
             if c.mss == 0 || c.hdr_len == 0 || c.hdr_len + c.mss > MAX_TX_FRAME || segments > MAX_TSO_SEGMENTS
             {
-                log::warn!(
+                crate::warn_limited!(
                     "e1000: TSO context (header {}, MSS {}, payload {}) unusable; packet dropped",
                     c.hdr_len,
                     c.mss,
@@ -266,7 +271,7 @@ impl E1000 {
         }
         if !self.tx.tse {
             if self.tx.data.len() + len > MAX_TX_FRAME {
-                log::warn!("e1000: TX packet over {MAX_TX_FRAME} bytes dropped");
+                crate::warn_limited!("e1000: TX packet over {MAX_TX_FRAME} bytes dropped");
                 self.tx.dropping = true;
                 return;
             }
@@ -290,7 +295,7 @@ impl E1000 {
             }
             if self.tx.data.len() == seg_max {
                 if self.tx.segments >= MAX_TSO_SEGMENTS {
-                    log::warn!("e1000: TSO packet over {MAX_TSO_SEGMENTS} segments dropped");
+                    crate::warn_limited!("e1000: TSO packet over {MAX_TSO_SEGMENTS} segments dropped");
                     self.tx.dropping = true;
                     return;
                 }
@@ -307,7 +312,7 @@ impl E1000 {
         let start = self.tx.data.len();
         self.tx.data.resize(start + len, 0);
         if self.mem.read_slice(&mut self.tx.data[start..], GuestAddress(addr)).is_err() {
-            log::warn!("e1000: TX buffer {addr:#x}+{len:#x} outside guest memory; packet dropped");
+            crate::warn_limited!("e1000: TX buffer {addr:#x}+{len:#x} outside guest memory; packet dropped");
             self.tx.data.truncate(start);
             return false;
         }
@@ -396,7 +401,7 @@ impl E1000 {
     /// Puts one frame on the wire (or loops it back), counting it.
     fn send_frame(&mut self, frame: &[u8], vlan: Option<u16>) {
         if frame.len() < 14 {
-            log::warn!("e1000: TX frame of {} bytes dropped", frame.len());
+            crate::warn_limited!("e1000: TX frame of {} bytes dropped", frame.len());
             return;
         }
         let tagged;

@@ -100,9 +100,10 @@ impl Pool {
             let (queue, target, finished) = (queue.clone(), target.clone(), finished.clone());
             let event = pool.event.try_clone()?;
             let name = format!("{label}-io{i}");
-            let thread = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || serve(&queue, &target, writethrough, &finished, &event))?;
+            let thread = std::thread::Builder::new().name(name).spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::BlockIo);
+                serve(&queue, &target, writethrough, &finished, &event)
+            })?;
             pool.threads.push(thread);
         }
         Ok(pool)
@@ -152,7 +153,7 @@ impl Pool {
                     self.flushing = op == Op::Flush;
                 }
                 Err(req) => {
-                    log::error!("virtio-blk: the I/O threads are gone; request {} fails", req.head);
+                    crate::error_limited!("virtio-blk: the I/O threads are gone; request {} fails", req.head);
                     self.lost.push(finished(&req, Err(libc::EIO)));
                 }
             }
@@ -186,7 +187,10 @@ impl Pool {
             match self.done.recv() {
                 Ok(f) => self.take(f, out),
                 Err(_) => {
-                    log::error!("virtio-blk: the I/O threads are gone; {} requests abandoned", self.running);
+                    crate::error_limited!(
+                        "virtio-blk: the I/O threads are gone; {} requests abandoned",
+                        self.running
+                    );
                     self.running = 0;
                     self.flushing = false;
                 }
@@ -207,7 +211,7 @@ impl Drop for Pool {
         self.jobs = None;
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                log::error!("virtio-blk: an I/O thread panicked");
+                crate::error_limited!("virtio-blk: an I/O thread panicked");
             }
         }
     }
@@ -234,7 +238,7 @@ fn serve(
             return;
         }
         if let Err(e) = event.write(1) {
-            log::error!("virtio-blk: I/O completion signal: {e}");
+            crate::error_limited!("virtio-blk: I/O completion signal: {e}");
         }
     }
 }

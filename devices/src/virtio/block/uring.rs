@@ -227,7 +227,7 @@ impl Ring {
         }
         if resubmit {
             if let Err(e) = self.submit() {
-                log::error!("virtio-blk: io_uring submit: {e}");
+                crate::error_limited!("virtio-blk: io_uring submit: {e}");
             }
         }
     }
@@ -246,7 +246,10 @@ impl Ring {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::error!("virtio-blk: io_uring wait: {e}; {} requests abandoned", self.in_flight());
+                    crate::error_limited!(
+                        "virtio-blk: io_uring wait: {e}; {} requests abandoned",
+                        self.in_flight()
+                    );
                     return;
                 }
             }

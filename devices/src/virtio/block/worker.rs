@@ -139,9 +139,12 @@ impl BlockWorker {
             Err(why) => (None, EngineKind::Sync, why),
         };
         let name = ctx.label.clone();
-        let handle = std::thread::Builder::new().name(name).spawn(move || match pipeline {
-            Some(p) => run_pipeline(epoll, ctx, p),
-            None => run(epoll, ctx),
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::BlockIo);
+            match pipeline {
+                Some(p) => run_pipeline(epoll, ctx, p),
+                None => run(epoll, ctx),
+            }
         })?;
         Ok(BlockWorker { kill, handle: Some(handle), engine, why })
     }
@@ -164,11 +167,11 @@ impl BlockWorker {
     fn stop_and_join(&mut self) {
         if let Some(handle) = self.handle.take() {
             if let Err(e) = self.kill.write(1) {
-                log::error!("virtio-blk: cannot stop the worker: {e}");
+                crate::error_limited!("virtio-blk: cannot stop the worker: {e}");
                 return;
             }
             if handle.join().is_err() {
-                log::error!("virtio-blk: the worker panicked");
+                crate::error_limited!("virtio-blk: the worker panicked");
             }
         }
     }
@@ -236,7 +239,7 @@ fn run_pipeline(epoll: Epoll, mut ctx: WorkerContext, mut pipeline: Pipeline) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctx.label);
+                crate::error_limited!("{}: epoll: {e}", ctx.label);
                 pipeline.finish(&mut ctx);
                 return;
             }
@@ -269,7 +272,7 @@ fn run(epoll: Epoll, mut ctx: WorkerContext) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctx.label);
+                crate::error_limited!("{}: epoll: {e}", ctx.label);
                 return;
             }
         };

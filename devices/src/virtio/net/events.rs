@@ -54,7 +54,7 @@ impl NetEventsHandle {
     /// Tells the subscriber the slot changed.
     pub fn notify(&self) {
         if let Err(e) = self.reconfigure.write(1) {
-            log::error!("virtio-net: cannot wake the event loop: {e}");
+            crate::error_limited!("virtio-net: cannot wake the event loop: {e}");
         }
     }
 }
@@ -84,12 +84,12 @@ impl NetEvents {
     fn resync(&mut self, ops: &mut EventOps) {
         for kick in self.kicks.drain(..) {
             if let Err(e) = ops.remove(Events::empty(&kick)) {
-                log::warn!("{}: event loop: {e:?}", self.label);
+                crate::warn_limited!("{}: event loop: {e:?}", self.label);
             }
         }
         for fd in self.taps.drain(..).flatten() {
             if let Err(e) = ops.remove(Events::empty_raw(fd)) {
-                log::warn!("{}: event loop: {e:?}", self.label);
+                crate::warn_limited!("{}: event loop: {e:?}", self.label);
             }
         }
         let slot = self.slot.clone();
@@ -100,9 +100,9 @@ impl NetEvents {
             match kick.try_clone() {
                 Ok(copy) => match ops.add(Events::with_data(&copy, data, EventSet::IN)) {
                     Ok(()) => self.kicks.push(copy),
-                    Err(e) => log::error!("{}: cannot watch a queue: {e:?}", self.label),
+                    Err(e) => crate::error_limited!("{}: cannot watch a queue: {e:?}", self.label),
                 },
-                Err(e) => log::error!("{}: cannot watch a queue: {e}", self.label),
+                Err(e) => crate::error_limited!("{}: cannot watch a queue: {e}", self.label),
             }
         }
         self.taps = vec![None; q.pair_count()];
@@ -118,12 +118,12 @@ impl NetEvents {
                 (RxPoll::Poll, None) => {
                     match ops.add(Events::with_data_raw(fd, token as u32, EventSet::IN)) {
                         Ok(()) => *watched = Some(fd),
-                        Err(e) => log::error!("{}: tap queue {i}: cannot watch: {e:?}", self.label),
+                        Err(e) => crate::error_limited!("{}: tap queue {i}: cannot watch: {e:?}", self.label),
                     }
                 }
                 (RxPoll::Wait, Some(old)) => {
                     if let Err(e) = ops.remove(Events::empty_raw(old)) {
-                        log::error!("{}: tap queue {i}: cannot stop watching: {e:?}", self.label);
+                        crate::error_limited!("{}: tap queue {i}: cannot stop watching: {e:?}", self.label);
                     }
                     *watched = None;
                 }
@@ -136,7 +136,7 @@ impl NetEvents {
 impl MutEventSubscriber for NetEvents {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::with_data(&self.reconfigure, RECONFIGURE, EventSet::IN)) {
-            log::error!("{}: cannot watch its reconfigure eventfd: {e:?}", self.label);
+            crate::error_limited!("{}: cannot watch its reconfigure eventfd: {e:?}", self.label);
         }
         self.resync(ops);
     }

@@ -274,7 +274,7 @@ impl VirtioNet {
         {
             Ok(v) => v,
             Err(f) => {
-                log::warn!(
+                crate::warn_limited!(
                     "{}: vhost-net cannot serve this driver ({}); the vmm's worker moves the frames",
                     self.label,
                     vhost::error_chain(&f.error)
@@ -376,7 +376,7 @@ impl VirtioDevice for VirtioNet {
         let offloads = tun_offloads(acked);
         for (i, tap) in taps.iter_mut().enumerate() {
             if let Err(e) = tap.set_offload(offloads) {
-                log::warn!("{}: tap queue {i}: cannot set offloads {offloads:#x}: {e}", self.label);
+                crate::warn_limited!("{}: tap queue {i}: cannot set offloads {offloads:#x}: {e}", self.label);
             }
         }
         let parts = Parts { taps, pairs, ctrl };

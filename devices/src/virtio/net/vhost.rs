@@ -264,11 +264,11 @@ impl VhostNetFd {
     fn stop_pair(&self, mem: &GuestMemoryMmap, queues: [&mut ActiveQueue; 2], label: &str) {
         for (vring, q) in queues.into_iter().enumerate() {
             if let Err(e) = self.set_backend(vring, None) {
-                log::warn!("{label}: {}", error_chain(&e));
+                crate::warn_limited!("{label}: {}", error_chain(&e));
             }
             match self.kern.get_vring_base(vring) {
                 Ok(base) => q.queue.set_next_avail(base as u16),
-                Err(e) => log::warn!("{label}: vhost-net get vring base {vring}: {e}"),
+                Err(e) => crate::warn_limited!("{label}: vhost-net get vring base {vring}: {e}"),
             }
             match q.queue.used_idx(mem, Ordering::Acquire) {
                 Ok(used) => q.queue.set_next_used(used.0),
@@ -411,7 +411,9 @@ impl VhostPairs {
                 if let Call::Relay(fd) = call {
                     match fd.try_clone() {
                         Ok(fd) => out.push((q.index, fd)),
-                        Err(e) => log::error!("{}: queue {}: relay eventfd: {e}", self.label, q.index),
+                        Err(e) => {
+                            crate::error_limited!("{}: queue {}: relay eventfd: {e}", self.label, q.index)
+                        }
                     }
                 }
             }

@@ -139,7 +139,10 @@ impl VhostWorker {
         let ctrl = VhostCtrl::new(ctx.label, ctx.mem, ctx.taps, ctx.pairs, ctx.ctrl, ctx.mq, ctx.interrupt);
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(epoll, ctrl, relays, interrupt))
+            .spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::NetWorker);
+                run(epoll, ctrl, relays, interrupt)
+            })
             .map_err(|error| StartError { error, taps: None })?;
         Ok(VhostWorker { kill, handle: Some(handle) })
     }
@@ -152,10 +155,10 @@ impl VhostWorker {
     fn stop_and_join(&mut self) -> Option<Vec<Box<dyn VnetTap>>> {
         let handle = self.handle.take()?;
         if let Err(e) = self.kill.write(1) {
-            log::error!("virtio-net: cannot stop the vhost control thread: {e}");
+            crate::error_limited!("virtio-net: cannot stop the vhost control thread: {e}");
             return None;
         }
-        handle.join().map_err(|_| log::error!("virtio-net: the vhost control thread panicked")).ok()
+        handle.join().map_err(|_| crate::error_limited!("virtio-net: the vhost control thread panicked")).ok()
     }
 }
 
@@ -192,7 +195,7 @@ fn run(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", ctrl.label);
+                crate::error_limited!("{}: epoll: {e}", ctrl.label);
                 return ctrl.into_taps();
             }
         };

@@ -301,7 +301,7 @@ impl NetQueues {
                     Err(e) => {
                         // Wait for the next kick rather than spin on a descriptor in error.
                         if !std::mem::replace(&mut pair.tap_failed, true) {
-                            log::warn!("{label}: tap queue {i}: {e}");
+                            crate::warn_limited!("{label}: tap queue {i}: {e}");
                         }
                         break RxPoll::Wait;
                     }
@@ -413,7 +413,10 @@ impl NetWorker {
         let queues = NetQueues::new(ctx);
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(epoll, queues))
+            .spawn(move || {
+                crate::sandbox::enter_or_warn(crate::sandbox::ThreadRole::NetWorker);
+                run(epoll, queues)
+            })
             .map_err(|error| StartError { error, taps: None })?;
         Ok(NetWorker { kill, handle: Some(handle) })
     }
@@ -445,13 +448,13 @@ impl NetWorker {
     fn stop_and_join(&mut self) -> Option<Vec<Box<dyn VnetTap>>> {
         let handle = self.handle.take()?;
         if let Err(e) = self.kill.write(1) {
-            log::error!("virtio-net: cannot stop the worker: {e}");
+            crate::error_limited!("virtio-net: cannot stop the worker: {e}");
             return None;
         }
         match handle.join() {
             Ok(taps) => Some(taps),
             Err(_) => {
-                log::error!("virtio-net: the worker panicked");
+                crate::error_limited!("virtio-net: the worker panicked");
                 None
             }
         }
@@ -484,7 +487,7 @@ impl TapPolling {
         };
         match result {
             Ok(()) => *polled = want,
-            Err(e) => log::error!("{}: tap queue {i}: epoll: {e}", queues.label),
+            Err(e) => crate::error_limited!("{}: tap queue {i}: epoll: {e}", queues.label),
         }
     }
 }
@@ -501,7 +504,7 @@ fn run(epoll: Epoll, mut q: NetQueues) -> Vec<Box<dyn VnetTap>> {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("{}: epoll: {e}", q.label);
+                crate::error_limited!("{}: epoll: {e}", q.label);
                 return q.into_taps();
             }
         };

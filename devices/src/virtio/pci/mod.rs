@@ -247,7 +247,7 @@ impl VirtioPciDevice {
             let kick = match self.kicks[index].try_clone() {
                 Ok(k) => k,
                 Err(e) => {
-                    log::error!("{}: cannot share queue {index}'s eventfd: {e}", self.label);
+                    crate::error_limited!("{}: cannot share queue {index}'s eventfd: {e}", self.label);
                     self.interrupt.needs_reset();
                     return;
                 }
