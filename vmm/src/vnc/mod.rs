@@ -46,8 +46,12 @@ use devices::legacy::i8042::{Key, I8042};
 
 pub use api::vnc::VncListen;
 
-/// Most clients served at once; more are closed at once.
+/// Most clients served at once (past the handshake); more are closed at once.
 pub const MAX_CLIENTS: usize = 16;
+/// Most connections still in their handshake. A new one beyond this closes the oldest of them,
+/// so connections that never finish (each ends after [`session::HANDSHAKE_TIMEOUT`] anyway)
+/// cannot keep a real viewer out: its handshake takes milliseconds.
+pub const MAX_PENDING: usize = 8;
 
 /// What a VNC client sees and drives: the screen, the keyboard and the mouse.
 pub trait Console: Send + Sync {
@@ -208,8 +212,35 @@ impl Drop for VncServer {
     }
 }
 
+/// Connections in their handshake, oldest first: an id and the way to close each.
+#[derive(Default)]
+struct Pending {
+    next_id: u64,
+    queue: std::collections::VecDeque<(u64, session::Closer)>,
+}
+
+impl Pending {
+    /// Adds a connection, closing the oldest if [`MAX_PENDING`] are waiting already.
+    fn admit(&mut self, closer: session::Closer) -> u64 {
+        if self.queue.len() >= MAX_PENDING {
+            if let Some((_, oldest)) = self.queue.pop_front() {
+                log::warn!("vnc: {MAX_PENDING} connections still in their handshake; closing the oldest");
+                oldest.close();
+            }
+        }
+        self.next_id += 1;
+        self.queue.push_back((self.next_id, closer));
+        self.next_id
+    }
+
+    fn done(&mut self, id: u64) {
+        self.queue.retain(|(i, _)| *i != id);
+    }
+}
+
 fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: Arc<AtomicBool>) {
     let clients = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(Mutex::new(Pending::default()));
     loop {
         let conn: Box<dyn session::Conn> = match &listener {
             Listener::Tcp(l) => match l.accept() {
@@ -242,21 +273,41 @@ fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: 
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            clients.fetch_sub(1, Ordering::SeqCst);
+        if clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
             log::warn!("vnc: {MAX_CLIENTS} clients already connected; refusing another");
             continue;
         }
+        let closer = match conn.closer() {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("vnc: cannot keep a handle on a new connection: {e}");
+                continue;
+            }
+        };
+        let id = lock(&pending).admit(closer);
         let (console, stop, count, name) = (console.clone(), stop.clone(), clients.clone(), name.to_string());
+        let pend = pending.clone();
         let spawned = std::thread::Builder::new().name("vnc-client".into()).spawn(move || {
-            match session::serve(conn, console.as_ref(), &name, &stop) {
+            let mut conn = conn;
+            let greeted = session::greet(&mut conn, console.as_ref(), &name);
+            lock(&pend).done(id);
+            if let Err(e) = greeted {
+                log::info!("vnc: handshake failed: {e}");
+                return;
+            }
+            if count.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                count.fetch_sub(1, Ordering::SeqCst);
+                log::warn!("vnc: {MAX_CLIENTS} clients already connected; closing another");
+                return;
+            }
+            match session::run_session(conn, console.as_ref(), &stop) {
                 Ok(()) => log::info!("vnc: client disconnected"),
                 Err(e) => log::info!("vnc: client dropped: {e}"),
             }
             count.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
-            clients.fetch_sub(1, Ordering::SeqCst);
+            lock(&pending).done(id);
             log::warn!("vnc: cannot start a client thread: {e}");
         }
     }
@@ -268,6 +319,9 @@ impl<T: session::Conn + ?Sized> session::Conn for Box<T> {
     }
     fn set_write_timeout(&self, d: Option<std::time::Duration>) -> io::Result<()> {
         (**self).set_write_timeout(d)
+    }
+    fn closer(&self) -> io::Result<session::Closer> {
+        (**self).closer()
     }
 }
 

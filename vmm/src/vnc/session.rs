@@ -19,8 +19,8 @@ use super::Console;
 
 /// Shortest time between two looks at the screen for one client (about 30 Hz).
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
-/// How long the handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the whole handshake may take, from connection to ClientInit.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that does not take an update within this time is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle session checks whether the server is stopping.
@@ -38,6 +38,19 @@ pub trait Conn: Read + Write + Send {
     fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()>;
     /// `set_write_timeout` of the socket.
     fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()>;
+    /// A way to end the connection from another thread (shutdown(2) of a duplicate): the
+    /// session's blocked read then returns.
+    fn closer(&self) -> io::Result<Closer>;
+}
+
+/// Ends a connection from another thread.
+pub struct Closer(Box<dyn Fn() + Send>);
+
+impl Closer {
+    /// Shuts the connection down both ways.
+    pub fn close(&self) {
+        (self.0)()
+    }
 }
 
 impl Conn for std::net::TcpStream {
@@ -47,6 +60,12 @@ impl Conn for std::net::TcpStream {
     fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         std::net::TcpStream::set_write_timeout(self, d)
     }
+    fn closer(&self) -> io::Result<Closer> {
+        let dup = self.try_clone()?;
+        Ok(Closer(Box::new(move || {
+            let _ = dup.shutdown(std::net::Shutdown::Both);
+        })))
+    }
 }
 
 impl Conn for std::os::unix::net::UnixStream {
@@ -55,6 +74,12 @@ impl Conn for std::os::unix::net::UnixStream {
     }
     fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         std::os::unix::net::UnixStream::set_write_timeout(self, d)
+    }
+    fn closer(&self) -> io::Result<Closer> {
+        let dup = self.try_clone()?;
+        Ok(Closer(Box::new(move || {
+            let _ = dup.shutdown(std::net::Shutdown::Both);
+        })))
     }
 }
 
@@ -92,15 +117,27 @@ struct Session<'a, C: Conn> {
 }
 
 /// Serves one client until it leaves, breaks the protocol, or `stop` is set.
+#[cfg(test)]
 pub fn serve<C: Conn>(
     mut conn: C,
     console: &dyn Console,
     name: &str,
     stop: &AtomicBool,
 ) -> Result<(), SessionError> {
-    conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    greet(&mut conn, console, name)?;
+    run_session(conn, console, stop)
+}
+
+/// The handshake, within [`HANDSHAKE_TIMEOUT`] in all however slowly the client sends.
+pub fn greet<C: Conn>(conn: &mut C, console: &dyn Console, name: &str) -> Result<Version, SessionError> {
     conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    handshake(&mut conn, name, console)?;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    handshake(&mut Deadline { conn, deadline }, name, console)
+}
+
+/// The session after [`greet`]: updates and input until the client or the server stops.
+pub fn run_session<C: Conn>(conn: C, console: &dyn Console, stop: &AtomicBool) -> Result<(), SessionError> {
+    conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let (width, height) = console.frame().map(|f| frame_size(f.width, f.height)).unwrap_or(DEFAULT_SIZE);
     let mut s = Session {
         conn,
@@ -130,8 +167,39 @@ fn frame_size(w: u32, h: u32) -> (u16, u16) {
     (w.min(u32::from(u16::MAX)) as u16, h.min(u32::from(u16::MAX)) as u16)
 }
 
+/// A connection whose reads all end by one deadline (a client sending a byte at a time
+/// cannot stretch the handshake).
+struct Deadline<'a, C: Conn> {
+    conn: &'a mut C,
+    deadline: Instant,
+}
+
+impl<C: Conn> Read for Deadline<'_, C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the VNC handshake took too long"));
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        self.conn.read(buf)
+    }
+}
+
+impl<C: Conn> Write for Deadline<'_, C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.flush()
+    }
+}
+
 /// Version, security (None) and init messages; sends ServerInit with the current size.
-fn handshake<C: Conn>(conn: &mut C, name: &str, console: &dyn Console) -> Result<Version, SessionError> {
+fn handshake<C: Read + Write>(
+    conn: &mut C,
+    name: &str,
+    console: &dyn Console,
+) -> Result<Version, SessionError> {
     conn.write_all(rfb::SERVER_VERSION)?;
     let mut v = [0u8; 12];
     conn.read_exact(&mut v)?;

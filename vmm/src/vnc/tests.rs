@@ -118,6 +118,43 @@ fn too_many_clients_are_refused() {
     });
 }
 
+/// Connections that never finish their handshake (the attack of issue 11: 16 idle TCP
+/// connections locked every viewer out) neither lock a viewer out nor live past the deadline.
+#[test]
+fn idle_handshakes_do_not_lock_viewers_out() {
+    let listen = VncListen::Tcp { addr: "127.0.0.1:0".parse().unwrap(), allow_remote: false };
+    let console = FakeConsole::with_frame(pattern(8, 8));
+    let server = VncServer::start(&listen, console, "vm").unwrap();
+    let addr = server.local_addr().unwrap();
+    let idle: Vec<TcpStream> = (0..3 * MAX_CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // A real viewer still gets in, at once.
+    let start = std::time::Instant::now();
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _viewer = Client::connect(s);
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    // The oldest idle ones were closed to make room; the rest end at the deadline.
+    let closed = |s: &TcpStream| {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 64];
+        let mut s = s;
+        // The server's version greeting first, then the end of the stream.
+        loop {
+            match io::Read::read(&mut s, &mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    };
+    assert!(closed(&idle[0]), "the oldest idle connection is still open");
+    let deadline = std::time::Instant::now() + session::HANDSHAKE_TIMEOUT + Duration::from_secs(5);
+    while !idle.iter().all(closed) {
+        assert!(std::time::Instant::now() < deadline, "an idle connection outlived the handshake deadline");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 struct NoIrq;
 impl IrqLine for NoIrq {
     fn pulse(&self) {}
