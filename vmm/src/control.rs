@@ -16,9 +16,9 @@
 //! ([`write_exit_status`]) when the VMM exits, so a management daemon can tell why a VM
 //! stopped even if it was not running at that moment.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -258,23 +258,9 @@ fn serve_client(stream: UnixStream, control: &Control) {
 /// Writes `{"code":code,"reason":reason}` to `path` atomically: a temporary file in the same
 /// directory, fsynced, renamed over `path`.
 pub fn write_exit_status(path: &Path, code: u8, reason: &str) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let body = serde_json::to_string(&api::ExitStatus { code: code.into(), reason: reason.to_string() })
         .map_err(io::Error::other)?;
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
-        f.write_all(body.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::files::replace(path, format!("{body}\n").as_bytes(), true)
 }
 
 #[cfg(test)]

@@ -90,7 +90,8 @@ fn type_text(kbd: &Arc<Mutex<I8042>>, text: &str) -> Result<(), String> {
 }
 
 /// Writes the text screen to `PREFIX.txt` and the picture to `PREFIX.png`, each through a
-/// temporary file and a rename so a reader never sees half a file.
+/// temporary file and a rename so a reader never sees half a file ([`crate::files::replace`]:
+/// no symlink is followed).
 pub(crate) fn dump_screen(
     vga: Option<&Arc<Mutex<devices::display::vga::StdVga>>>,
     prefix: Option<&std::path::Path>,
@@ -105,8 +106,7 @@ pub(crate) fn dump_screen(
     };
     let write = |ext: &str, bytes: &[u8]| {
         let path = prefix.with_extension(ext);
-        let tmp = prefix.with_extension(format!("{ext}.tmp"));
-        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = crate::files::replace(&path, bytes, false) {
             log::warn!("screen dump {}: {e}", path.display());
         }
     };

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 mod direct;
 mod event_loop;
+pub mod files;
 mod hooks;
 mod interrupts;
 mod linuxboot;

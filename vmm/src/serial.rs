@@ -55,7 +55,7 @@ impl SerialBackend {
                 (Kind::Stdio, terminal)
             }
             SerialConfig::File(path) => {
-                let f = File::options().create(true).append(true).open(path)?;
+                let f = crate::files::open_log(path)?;
                 (Kind::File(f), None)
             }
             SerialConfig::Unix(path) => (Kind::Unix(listen(path, uart.clone())?), None),
