@@ -44,7 +44,8 @@ pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
 }
 
 /// Opens `path` for appending (created 0640 if absent) without following a symlink; anything
-/// but a regular file (a FIFO, a device) is refused.
+/// but a regular file or a character device (`/dev/null`, a serial line) is refused: a FIFO,
+/// a socket, a block device, a directory.
 pub fn open_log(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .append(true)
@@ -67,11 +68,16 @@ pub fn open_log(path: &Path) -> io::Result<File> {
             }
         })?;
     let ft = f.metadata()?.file_type();
-    if !ft.is_file() || ft.is_fifo() {
+    if !ft.is_file() && !ft.is_char_device() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
+            format!("{} is not a regular file (or a character device such as /dev/null)", path.display()),
         ));
+    }
+    // O_NONBLOCK was only for the open (a FIFO without a reader): writes block as usual.
+    // SAFETY: F_SETFL on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, libc::O_APPEND) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(f)
 }
@@ -109,6 +115,8 @@ mod tests {
         let fifo = dir.path().join("fifo");
         nix_mkfifo(&fifo);
         assert!(open_log(&fifo).unwrap_err().to_string().contains("not a regular file"));
+        open_log(Path::new("/dev/null")).unwrap().write_all(b"discarded").unwrap();
+        assert!(open_log(dir.path()).is_err(), "a directory");
         let log = dir.path().join("ok.log");
         open_log(&log).unwrap().write_all(b"a").unwrap();
         open_log(&log).unwrap().write_all(b"b").unwrap();
