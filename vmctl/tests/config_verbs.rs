@@ -4,34 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn fake_vmm() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
-}
-
-fn vmctl(state: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vmctl"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
-}
+use common::{start_vmctld, vmctl};
 
 fn ok(state: &Path, args: &[&str]) -> String {
     let (code, out, err) = vmctl(state, args);
@@ -42,17 +18,7 @@ fn ok(state: &Path, args: &[&str]) -> String {
 #[test]
 fn definition_verbs_change_the_stored_definition() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--vmm")
-        .arg(fake_vmm())
-        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    common::wait_for_socket(&state.join("vmctld.sock"));
+    let (_daemon, state) = start_vmctld(dir.path());
 
     let def = dir.path().join("web.json");
     std::fs::write(&def, r#"{"name": "web", "memory_mib": 256, "vcpus": 1}"#).unwrap();
@@ -153,17 +119,7 @@ fn completions_end_quietly_on_a_closed_pipe() {
 #[test]
 fn a_slow_host_start_failure_names_the_daemon_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--vmm")
-        .arg(fake_vmm())
-        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    common::wait_for_socket(&state.join("vmctld.sock"));
+    let (_daemon, state) = start_vmctld(dir.path());
     let def = dir.path().join("slow.json");
     std::fs::write(&def, r#"{"name": "slow", "memory_mib": 79, "vcpus": 1}"#).unwrap();
     ok(&state, &["define", def.to_str().unwrap()]);

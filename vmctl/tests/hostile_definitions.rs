@@ -5,26 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use hyper::Method;
 use vmctl::api::VmInfo;
 use vmctl::client::{Client, ClientError};
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn fake_vmm() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
-}
+use common::start_vmctld;
 
 async fn refused(c: &Client, ctype: &str, body: Vec<u8>) -> (u16, String) {
     match c.request(Method::POST, "/v1/vms", Some(ctype), body).await {
@@ -36,17 +23,7 @@ async fn refused(c: &Client, ctype: &str, body: Vec<u8>) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_definitions_are_refused_and_the_daemon_lives() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let child = Command::new(env!("CARGO_BIN_EXE_vmctld"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--vmm")
-        .arg(fake_vmm())
-        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
-    common::wait_for_socket(&state.join("vmctld.sock"));
+    let (_daemon, state) = start_vmctld(dir.path());
     let c = Client::new(state.join("vmctld.sock"));
 
     let xml = "application/xml";

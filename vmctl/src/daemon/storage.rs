@@ -28,6 +28,25 @@ struct DiskUser {
     running: bool,
 }
 
+/// A conflict if a running VM has `path` as a disk: `doing` it (a copy, a template) would
+/// catch the guest's writes half done.
+fn refuse_running_users(
+    users: &HashMap<PathBuf, Vec<DiskUser>>,
+    path: &Path,
+    name: &str,
+    doing: &str,
+) -> Result<()> {
+    let running: Vec<&str> =
+        users.get(path).into_iter().flatten().filter(|u| u.running).map(|u| u.vm.as_str()).collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(DaemonError::Conflict(format!(
+        "{name} is a disk of the running VM {}; shut it down before {doing}",
+        running.join(", ")
+    )))
+}
+
 /// The path a definition's disk path resolves to (canonical when it exists).
 fn resolve(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
@@ -234,14 +253,7 @@ impl Daemon {
         let _lock = self.storage_lock.lock().await;
         let vol = pool.get(src)?;
         let users = self.disk_users();
-        let running: Vec<&str> =
-            users.get(&vol.path).into_iter().flatten().filter(|u| u.running).map(|u| u.vm.as_str()).collect();
-        if !running.is_empty() {
-            return Err(DaemonError::Conflict(format!(
-                "{src} is a disk of the running VM {}; shut it down before making it a template",
-                running.join(", ")
-            )));
-        }
+        refuse_running_users(&users, &vol.path, src, "making it a template")?;
         let v = pool.clone_volume(src, new)?;
         tracing::info!(pool = %pool.name(), volume = %new, template = %src, "linked clone created");
         Ok(Self::volume_info(&pool, v, &users))
@@ -255,14 +267,7 @@ impl Daemon {
         let _lock = self.storage_lock.lock().await;
         let vol = pool.get(src)?;
         let users = self.disk_users();
-        let running: Vec<&str> =
-            users.get(&vol.path).into_iter().flatten().filter(|u| u.running).map(|u| u.vm.as_str()).collect();
-        if !running.is_empty() {
-            return Err(DaemonError::Conflict(format!(
-                "{src} is a disk of the running VM {}; shut it down before copying it",
-                running.join(", ")
-            )));
-        }
+        refuse_running_users(&users, &vol.path, src, "copying it")?;
         let (p, s, n) = (pool.clone(), src.to_string(), new.to_string());
         let v = tokio::task::spawn_blocking(move || p.copy_volume(&s, &n))
             .await
