@@ -294,17 +294,20 @@ sc_serial_file() {
 # clock reads 18000 s ahead of the host's UTC seconds (within the boot's duration); the same
 # boot without the flag reads UTC (sc_boot_1cpu prints L2-RTC too, not judged there).
 sc_rtc_localtime() {
-    _t0=$(date +%s)
+    # (start_vmm keeps its own _t0: this scenario's names are its own.)
+    _rtc_host=$(date +%s)
     export TZ=UTC-5
     start_vmm "$SC" /dev/null --kernel "$KERNEL" --initramfs "$INITRD" \
         --cmdline "$(cmdline poweroff)" --cpus 1 --memory "$MEM" --serial stdio --rtc base=localtime
     unset TZ
     finish_vmm || return 1
     _rtc=$(sed -n 's/^L2-RTC \([0-9][0-9]*\).*/\1/p' "$OUT" | head -n 1)
-    [ -n "$_rtc" ] || fail "no L2-RTC seconds on the console (exit $RC)" || return 1
-    _ahead=$((_rtc - _t0))
+    case "$_rtc:$_rtc_host" in
+    *[!0-9:]* | :* | *:) fail "no L2-RTC seconds on the console, or no host time ('$_rtc', '$_rtc_host'; exit $RC)"; return 1 ;;
+    esac
+    _ahead=$((_rtc - _rtc_host))
     [ "$_ahead" -ge 17990 ] && [ "$_ahead" -le $((18000 + VMM_TIMEOUT + 10)) ] ||
-        fail "guest RTC $_rtc is $_ahead s from the host's $_t0, expected 18000 s ahead" || return 1
+        fail "guest RTC $_rtc is $_ahead s from the host's $_rtc_host, expected 18000 s ahead" || return 1
     NOTE="guest RTC ${_ahead} s ahead of UTC with TZ=UTC-5 (18000 + boot time)"
 }
 
