@@ -213,8 +213,17 @@ impl Allow {
     }
 }
 
+/// KVM_IRQ_LINE and KVM_IRQ_LINE_STATUS on the VM: any thread that drives a device may move
+/// its interrupt line (a level-triggered line is held through the ioctl, not an irqfd): the
+/// control socket's power button (the ACPI SCI), a serial client's input (COM1), a VNC
+/// client's keys, the RTC timer. It only reaches this VM's own interrupt controller.
+const IRQ_LINE_IOCTLS: &[u64] = &[
+    0x4008_ae61, /* KVM_IRQ_LINE: _IOW(KVMIO, 0x61, struct kvm_irq_level) */
+    0xc008_ae67, /* KVM_IRQ_LINE_STATUS: _IOWR(KVMIO, 0x67, struct kvm_irq_level) */
+];
+
 fn allow(role: ThreadRole) -> Allow {
-    let mut a = Allow { ioctls: TTY_IOCTLS.to_vec(), ..Allow::default() };
+    let mut a = Allow { ioctls: [TTY_IOCTLS, IRQ_LINE_IOCTLS].concat(), ..Allow::default() };
     match role {
         // The event loop (e1000 and virtio-net traffic, timers) and what the main thread does
         // around it: resets, screen dumps on SIGUSR1, tearing the machine down, the exit
@@ -372,6 +381,23 @@ mod tests {
                 assert!(!BASE.contains(&nr) && !a.syscalls.contains(&nr), "{role:?} allows {nr}");
             }
         }
+    }
+
+    /// Found in the vmctl e2e (debian-nat): `vmctl shutdown` presses the power button from a
+    /// control connection, whose ACPI SCI is a level held with KVM_IRQ_LINE.
+    #[test]
+    fn every_role_may_move_an_interrupt_line() {
+        assert_eq!(IRQ_LINE_IOCTLS[0], kvm_bindings_irq_line());
+        for role in ThreadRole::ALL {
+            assert!(allow(role).ioctls.contains(&IRQ_LINE_IOCTLS[0]), "{role:?}");
+        }
+    }
+
+    /// _IOW(KVMIO, 0x61, struct kvm_irq_level), from the ioctl encoding: write direction,
+    /// the struct's 8 bytes (a u32 irq/status union and a u32 level), type 0xAE, number 0x61.
+    fn kvm_bindings_irq_line() -> u64 {
+        let size = (std::mem::size_of::<u32>() * 2) as u64;
+        (1 << 30) | (size << 16) | (KVM_IO << 8) | 0x61
     }
 
     #[test]
