@@ -222,6 +222,11 @@ const IRQ_LINE_IOCTLS: &[u64] = &[
     0xc008_ae67, /* KVM_IRQ_LINE_STATUS: _IOWR(KVMIO, 0x67, struct kvm_irq_level) */
 ];
 
+/// KVM_IRQFD (_IOW(KVMIO, 0x76, struct kvm_irqfd), 32 bytes): the VFIO INTx relay moves its
+/// resample irqfd when the guest reroutes the slot's PIRQ (found by the vfio e2e `vfio-e1000`:
+/// the relay was killed at the first interrupt).
+const KVM_IRQFD: u64 = 0x4020_ae76;
+
 fn allow(role: ThreadRole) -> Allow {
     let mut a = Allow { ioctls: [TTY_IOCTLS, IRQ_LINE_IOCTLS].concat(), ..Allow::default() };
     match role {
@@ -230,6 +235,7 @@ fn allow(role: ThreadRole) -> Allow {
         // status file, the terminal restored.
         ThreadRole::Main => {
             a.vcpu();
+            a.ioctls.push(KVM_IRQFD);
             a.add(FILES);
             a.files = true;
             a.add(SOCKETS);
@@ -237,7 +243,10 @@ fn allow(role: ThreadRole) -> Allow {
         ThreadRole::Vcpu => a.vcpu(),
         ThreadRole::BlockIo | ThreadRole::NetWorker => a.workers(),
         ThreadRole::RtcTimer => {}
-        ThreadRole::VfioIntx => a.ioctl_types.push(VFIO_TYPE),
+        ThreadRole::VfioIntx => {
+            a.ioctl_types.push(VFIO_TYPE);
+            a.ioctls.push(KVM_IRQFD);
+        }
         ThreadRole::Vnc | ThreadRole::Serial => {
             a.spawn = true;
             a.add(SOCKETS);
@@ -391,6 +400,14 @@ mod tests {
         for role in ThreadRole::ALL {
             assert!(allow(role).ioctls.contains(&IRQ_LINE_IOCTLS[0]), "{role:?}");
         }
+    }
+
+    #[test]
+    fn the_intx_relay_may_move_its_irqfd() {
+        // struct kvm_irqfd: fd, gsi, flags, resamplefd (u32 each) and 16 bytes of padding.
+        let size = (4 * std::mem::size_of::<u32>() + 16) as u64;
+        assert_eq!(KVM_IRQFD, (1 << 30) | (size << 16) | (KVM_IO << 8) | 0x76);
+        assert!(allow(ThreadRole::VfioIntx).ioctls.contains(&KVM_IRQFD));
     }
 
     /// _IOW(KVMIO, 0x61, struct kvm_irq_level), from the ioctl encoding: write direction,
