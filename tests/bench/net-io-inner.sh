@@ -48,7 +48,8 @@ bench() { # NAME CMD...
     ip addr add 10.0.2.1/24 dev $TAP 2>/dev/null
     ip link set $TAP up 2>/dev/null
     # iperf3 -s binds 10.0.2.1, which exists only while a tap has it: start it (again) now.
-    pgrep -x iperf3 >/dev/null || iperf3 -s -D -B 10.0.2.1
+    # (No pgrep in L1's busybox: iperf3's own pid file says whether it still runs.)
+    kill -0 "$(cat /tmp/iperf3.pid 2>/dev/null)" 2>/dev/null || iperf3 -s -D -B 10.0.2.1 -I /tmp/iperf3.pid
     if ! wait_for /tmp/bench-serial.log 'login:' 1 "${BENCH_TIMEOUT:-600}" $pid; then
         echo "BENCH-NET $_name boot failed"
         tail -n 20 /tmp/bench-serial.log /tmp/bench-err.log
