@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{fake_vmm, vmctl};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,11 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmctl::api::VmInfo;
 use vmctl::client::Client;
 use vmdef::store::RunState;
-
-fn fake_vmm() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("fake_vmm")
-}
 
 struct Daemon {
     child: Child,
@@ -59,18 +56,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn vmctl(state: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vmctl"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
 }
 
 fn define(state: &Path, json: &str) {
