@@ -4,47 +4,17 @@
 //! of a role (made through the `VMM_TEST_FORBIDDEN_SYSCALL` test hook) ends the vmm with
 //! status 159 and the syscall's name on stderr, unless `--seccomp off`.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{have_kvm, temp_path, tiny_kernel};
+
 const VMM: &str = env!("CARGO_BIN_EXE_vmm");
 const EXIT_SECCOMP: i32 = 159;
 const TRIGGER: &str = "VMM_TEST_FORBIDDEN_SYSCALL";
-
-fn have_kvm() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    if !ok {
-        eprintln!("skipped: no usable /dev/kvm");
-    }
-    ok
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("vmm-seccomp-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// A bzImage-shaped file whose 64-bit entry runs `code`, then halts forever.
-fn tiny_kernel(code: &[u8]) -> PathBuf {
-    let mut img = vec![0u8; 0x600];
-    img[0x1f1] = 1;
-    img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
-    img[0x202..0x206].copy_from_slice(b"HdrS");
-    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    img[0x211] = 1;
-    img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
-    img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
-    img.extend_from_slice(code);
-    img.extend_from_slice(&[0xf4, 0xeb, 0xfd]); // hlt; jmp hlt
-    let path = temp_path("bzImage");
-    std::fs::File::create(&path).unwrap().write_all(&img).unwrap();
-    path
-}
 
 // mov dx, 0x604; mov ax, 0x2000 (SLP_TYP = S5, SLP_EN); out dx, ax
 const POWER_OFF: &[u8] = &[0x66, 0xba, 0x04, 0x06, 0x66, 0xb8, 0x00, 0x20, 0x66, 0xef];
