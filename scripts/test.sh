@@ -25,11 +25,24 @@ else
     echo "== not root: the network namespace tests will be skipped" >&2
 fi
 
+# Each stage's wall time goes into the summary, so a slow CI run says where its time went.
+timings=()
+stage_start=$SECONDS
+stage_done() { # NAME: record the time since the previous stage ended
+    timings+=("$(printf '%-28s %4d s' "$1" $((SECONDS - stage_start)))")
+    stage_start=$SECONDS
+}
+print_timings() {
+    echo "== time per stage (total $((SECONDS / 60)) min $((SECONDS % 60)) s):"
+    printf '    %s\n' "${timings[@]}"
+}
+
 # CI gates: formatting and lints fail the run before anything else is built.
 echo "== static checks: cargo fmt --check (workspace and fuzz/), cargo clippy -D warnings"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
 cargo clippy --workspace --all-targets -- -D warnings
+stage_done "static checks"
 
 echo "== unit tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -37,12 +50,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+stage_done "unit tests"
 
 echo "== fuzz targets: built and run briefly (scripts/fuzz-smoke.sh)"
 bash scripts/fuzz-smoke.sh
+stage_done "fuzz smoke"
 
 if [[ ${SKIP_E2E:-0} == 1 ]]; then
     echo "== end-to-end tests skipped (SKIP_E2E=1)"
+    print_timings
     exit 0
 fi
 # Each suite's output goes to the terminal and to a file; the summary at the end repeats every
@@ -60,6 +76,7 @@ suite() { # NAME TITLE SCRIPT
     set -e
     verdict=$(tr -d '\r' <"$out/$name" | { grep -E "^$name: [0-9]+ passed, [0-9]+ failed" || true; } | tail -n 1)
     ((status == 0)) || rc=1
+    stage_done "e2e $name"
     summary+=("$(printf '%-10s %s' "$name" "${verdict:-no verdict}, exit status $status")")
     if ((status != 0)); then
         mapfile -t -O "${#summary[@]}" summary < <(tr -d '\r' <"$out/$name" |
@@ -73,4 +90,5 @@ suite vmctl-e2e "management daemon (vmctld + vmctl with the real vmm)" tests/e2e
 echo
 echo "== summary: unit tests passed; end-to-end suites:"
 printf '%s\n' "${summary[@]}"
+print_timings
 exit $rc
