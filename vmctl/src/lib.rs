@@ -23,6 +23,7 @@ pub mod client;
 pub mod console;
 pub mod daemon;
 pub mod hostdev;
+pub mod jail;
 pub mod net;
 pub mod pool;
 pub mod process;
