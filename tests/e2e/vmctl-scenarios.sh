@@ -716,7 +716,7 @@ sc_shutdown() {
     secs $((NOW - t0))
     echo "E2E-TIME vmctl-shutdown s=$SECS"
     st=$(state_of x1)
-    code=$(sed -n 's/.*"code":[ ]*\([0-9-]*\).*/\1/p' "$S/run/x1.exit" 2>/dev/null)
+    code=$(sed -n 's/.*"code":[ ]*\([0-9-]*\).*/\1/p' "$S/run/vm/x1/exit.json" 2>/dev/null)
     if [ $rc -ne 0 ]; then
         result shutdown FAIL "vmctl shutdown exited $rc: $(tr '\n' ' ' <"$WORK/sd.out")"
         diag x1
@@ -724,7 +724,7 @@ sc_shutdown() {
         result shutdown FAIL "state after shutdown: '$st'"
         diag x1
     elif [ "$code" != 0 ]; then
-        result shutdown FAIL "vmm exit status '$code' (0 is a guest power-off): $(cat "$S/run/x1.exit" 2>/dev/null)"
+        result shutdown FAIL "vmm exit status '$code' (0 is a guest power-off): $(cat "$S/run/vm/x1/exit.json" 2>/dev/null)"
         diag x1
     elif [ -n "$pid" ] && alive "$pid"; then
         result shutdown FAIL "vmm pid $pid still alive"

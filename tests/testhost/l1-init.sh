@@ -14,6 +14,9 @@ export PATH
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# cgroup v2, as on a systemd host: vmctld puts each VM in a cgroup with memory.max,
+# pids.max and cpu.max (the jailer, vmctl/src/daemon/jailing.rs).
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 # Loopback, as on any host (VNC servers and port forwards listen on 127.0.0.1).
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null

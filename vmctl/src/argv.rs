@@ -47,6 +47,8 @@ pub struct Unsupported {
 /// Paths the daemon chooses for one run of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPaths {
+    /// The run's directory, holding all of the below (a jailed vmm's only writable one).
+    pub dir: PathBuf,
     /// The VM configuration file (`vmm --config`).
     pub config: PathBuf,
     /// `control`: the VM's control socket.
@@ -295,6 +297,7 @@ mod tests {
 
     fn paths() -> RunPaths {
         RunPaths {
+            dir: "/s/run/vm/a".into(),
             config: "/s/run/a.config.json".into(),
             control: "/s/run/a.sock".into(),
             serial: "/s/run/a.serial.sock".into(),

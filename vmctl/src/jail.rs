@@ -699,7 +699,17 @@ unsafe fn enter_jail(j: &PreparedJail) -> StepResult {
         check(libc::sethostname(j.hostname.as_ptr(), j.hostname.as_bytes().len()), "setting the host name")?;
         for &(resource, value) in &j.rlimits {
             let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
-            check(libc::setrlimit(resource as _, &lim), "setting a resource limit")?;
+            if libc::setrlimit(resource as _, &lim) < 0 {
+                // Without CAP_SYS_RESOURCE (some container hosts) a hard limit cannot be
+                // raised: the current one is kept, which only makes the VM's limit lower.
+                let mut now = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                let e = errno();
+                if e != libc::EPERM || libc::getrlimit(resource as _, &mut now) < 0 || now.rlim_max >= value {
+                    return Err((step("setting a resource limit"), e));
+                }
+                let lower = libc::rlimit { rlim_cur: now.rlim_max, rlim_max: now.rlim_max };
+                check(libc::setrlimit(resource as _, &lower), "setting a resource limit")?;
+            }
         }
         for cap in 0..=j.cap_last {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno() != libc::EINVAL {

@@ -5,9 +5,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -28,27 +26,19 @@ pub const EXIT_STOPPED: i32 = VmmExit::Stopped.code() as i32;
 
 /// Starts `vmm` with `args`, detached: its own session and process group (so it outlives the
 /// daemon and a terminal hang-up), stdin from /dev/null, stdout and stderr appended to
-/// `log`. The caller reaps it through the returned child.
-pub fn spawn_detached(vmm: &Path, args: &[OsString], log: &Path) -> io::Result<tokio::process::Child> {
+/// `log`; jailed if `jail` is given ([`crate::jail`]), with `fds` handed over as descriptors
+/// 3, 4, ... . The caller reaps it through the returned process.
+pub fn spawn_vmm(
+    vmm: &Path,
+    args: &[OsString],
+    log: &Path,
+    fds: Vec<std::os::fd::OwnedFd>,
+    jail: Option<&crate::jail::Jail>,
+) -> io::Result<crate::jail::VmProcess> {
     // The daemon writes as root: never through a symlink, never anything but a file.
-    let out = crate::safefs::open_append_nofollow(log, 0o640)?;
-    let err = out.try_clone()?;
-    let mut cmd = std::process::Command::new(vmm);
-    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    // SAFETY: the closure runs in the child between fork and exec and calls only setsid(2),
-    // which is async-signal-safe; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut cmd = tokio::process::Command::from(cmd);
-    // The VM must survive the daemon; tokio still reaps it if the handle is dropped.
-    cmd.kill_on_drop(false);
-    cmd.spawn()
+    let log = crate::safefs::open_append_nofollow(log, 0o640)?;
+    let env = jail.map(|_| crate::daemon::jailing::jailed_env());
+    crate::jail::spawn(crate::jail::Spawn { program: vmm, args, env, log, fds, jail })
 }
 
 /// True if `pid` runs and, when `ticks` is given, started at that time (so it is not a later
@@ -176,8 +166,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("out.log");
         let args: Vec<OsString> = vec!["-c".into(), "ps -o sid= -p $$; echo err >&2".into()];
-        let mut child = spawn_detached(Path::new("/bin/sh"), &args, &log).unwrap();
-        let pid = child.id().unwrap();
+        let mut child = spawn_vmm(Path::new("/bin/sh"), &args, &log, Vec::new(), None).unwrap();
+        let pid = child.id();
         assert!(child.wait().await.unwrap().success());
         let text = std::fs::read_to_string(&log).unwrap();
         let sid: u32 = text.lines().next().unwrap().trim().parse().unwrap();

@@ -169,7 +169,7 @@ async fn a_vm_that_dies_while_the_daemon_is_down_is_reported_crashed() {
     define(&state, r#"{"name":"auto","memory_mib":64,"vcpus":1,"autostart":true}"#);
     assert_eq!(vmctl(&state, &["start", "c"]).0, 0);
     d.kill9();
-    let sock = state.join("run/c.sock");
+    let sock = state.join("run/vm/c/control.sock");
     vmctl::process::control(&sock, serde_json::json!({"cmd": "crash"}), Duration::from_secs(5))
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn policies_timeouts_and_start_failures() {
     define(&state, r#"{"name":"r","memory_mib":64,"vcpus":1,"on_crash":"restart"}"#);
     let first: VmInfo = c.post_json("/v1/vms/r/start").await.unwrap();
     vmctl::process::control(
-        &state.join("run/r.sock"),
+        &state.join("run/vm/r/control.sock"),
         serde_json::json!({"cmd": "crash"}),
         Duration::from_secs(5),
     )
@@ -510,5 +510,63 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     assert_eq!(info(&c, "g").await.vnc, Some(a));
     for vm in ["b", "h", "g"] {
         assert_eq!(vmctl(&state, &["destroy", vm]).0, 0);
+    }
+}
+
+/// As root the daemon runs each vmm jailed: its own uid (two VMs, two uids), no capabilities,
+/// no_new_privs, pid 1 of its own pid namespace, in a mount namespace whose root is not the
+/// host's; the uid is recorded in the runtime state and free again after the VM stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vmm_runs_jailed_with_a_uid_of_its_own() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the jailer needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let d = Daemon::start(&state);
+    let c = d.client();
+    define(&state, r#"{"name":"j1","memory_mib":64,"vcpus":1}"#);
+    define(&state, r#"{"name":"j2","memory_mib":64,"vcpus":1}"#);
+    assert_eq!(vmctl(&state, &["start", "j1"]).0, 0);
+    assert_eq!(vmctl(&state, &["start", "j2"]).0, 0);
+    let mut uids = Vec::new();
+    for name in ["j1", "j2"] {
+        let pid = wait_state(&c, name, RunState::Running).await.pid.unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                .unwrap()
+        };
+        let uid: u32 = field("Uid:")[0].parse().unwrap();
+        assert!(uid >= 2_000_000_000, "{name} runs as uid {uid}");
+        assert!(field("Uid:").iter().all(|u| *u == uid.to_string()), "{status}");
+        assert!(field("Gid:").iter().all(|g| *g == uid.to_string()), "{status}");
+        assert_eq!(field("CapEff:"), ["0000000000000000"]);
+        assert_eq!(field("CapBnd:"), ["0000000000000000"]);
+        assert_eq!(field("NoNewPrivs:"), ["1"]);
+        assert_eq!(field("NSpid:").last().copied(), Some("1"), "pid 1 of its own pid namespace: {status}");
+        let ns = |p: &str, kind: &str| std::fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+        for kind in ["mnt", "pid", "ipc", "uts"] {
+            assert_ne!(ns(&pid.to_string(), kind), ns("self", kind), "{name} shares our {kind} namespace");
+        }
+        let runtime = std::fs::read_to_string(state.join(format!("run/{name}.json"))).unwrap();
+        assert!(runtime.contains(&format!("\"jail_uid\": {uid}")), "{runtime}");
+        uids.push(uid);
+    }
+    assert_ne!(uids[0], uids[1], "two running VMs share a uid");
+    // j1's uid is free again once it stops, and the next start takes the lowest free one.
+    assert_eq!(vmctl(&state, &["destroy", "j1"]).0, 0);
+    wait_state(&c, "j1", RunState::Shutoff).await;
+    assert_eq!(vmctl(&state, &["start", "j1"]).0, 0);
+    let pid = wait_state(&c, "j1", RunState::Running).await.pid.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("Uid:\t{}", uids[0].min(uids[1]))), "{status}");
+    for name in ["j1", "j2"] {
+        assert_eq!(vmctl(&state, &["destroy", name]).0, 0);
     }
 }

@@ -21,11 +21,8 @@ fn usable() -> bool {
     if !root {
         eprintln!("skipped: the jailer needs root");
     }
-    let static_bb = std::process::Command::new("ldd")
-        .arg(BUSYBOX)
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(false);
+    let static_bb =
+        std::process::Command::new("ldd").arg(BUSYBOX).output().map(|o| !o.status.success()).unwrap_or(false);
     if !static_bb {
         eprintln!("skipped: no static {BUSYBOX}");
     }
@@ -45,7 +42,11 @@ fn jail(dir: &Path, run: &Path) -> Jail {
         gid: UID,
         root: dir.join("root"),
         hostname: "jailed-vm".into(),
-        devices: vec![PathBuf::from("/dev/kvm"), PathBuf::from("/dev/net/tun"), PathBuf::from("/dev/no-such")],
+        devices: vec![
+            PathBuf::from("/dev/kvm"),
+            PathBuf::from("/dev/net/tun"),
+            PathBuf::from("/dev/no-such"),
+        ],
         writable_dirs: vec![run.to_path_buf()],
         readonly_paths: vec![],
         rlimits: vec![(libc::RLIMIT_NOFILE as i32, 77), (libc::RLIMIT_CORE as i32, 0)],
@@ -131,7 +132,8 @@ async fn a_jailed_program_sees_only_its_jail() {
     entries.sort();
     for e in &entries {
         assert!(
-            ["bin", "dev", "etc", "exe", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr"].contains(e)
+            ["bin", "dev", "etc", "exe", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr"]
+                .contains(e)
                 || run.starts_with(format!("/{e}")),
             "unexpected /{e} in the jail: {root_line}"
         );
@@ -139,7 +141,10 @@ async fn a_jailed_program_sees_only_its_jail() {
     assert!(out.contains("fds=0 1 2 3 4"), "{out}");
     // Its /proc is its own pid namespace's: the shell and its few children, none of the host's.
     let maxpid: u32 = out.lines().find_map(|l| l.strip_prefix("maxpid=")).unwrap().trim().parse().unwrap();
-    assert!(maxpid < 200 && out.contains("daemon=hidden"), "host processes visible in the jail's /proc: {out}");
+    assert!(
+        maxpid < 200 && out.contains("daemon=hidden"),
+        "host processes visible in the jail's /proc: {out}"
+    );
     let dev_line = out.lines().find(|l| l.starts_with("dev=")).unwrap();
     assert!(!dev_line.contains("no-such"), "{dev_line}");
     if Path::new("/dev/kvm").exists() {

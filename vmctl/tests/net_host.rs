@@ -206,10 +206,15 @@ fn run_in_namespace() {
     let _ = server.wait();
 
     // A VM tap plugs into the bridge and goes away.
-    host::create_tap("vt-test-0", "vmbrt0").unwrap();
+    host::create_tap("vt-test-0", "vmbrt0", Some(64_123)).unwrap();
+    // Owned by a jailed vmm's uid, which may then attach to it without CAP_NET_ADMIN.
+    let shown =
+        std::process::Command::new("ip").args(["-d", "link", "show", "dev", "vt-test-0"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("user 64123") && shown.contains("group 64123"), "{shown}");
     assert!(sh(&["ip", "-o", "link", "show", "dev", "vt-test-0"]).contains("master vmbrt0"));
-    host::create_tap("vt-test-0", "vmbrt0").expect("a stale tap is replaced");
-    assert!(host::create_tap("vt-test-1", "up0").unwrap_err().to_string().contains("not a bridge"));
+    host::create_tap("vt-test-0", "vmbrt0", None).expect("a stale tap is replaced");
+    assert!(host::create_tap("vt-test-1", "up0", None).unwrap_err().to_string().contains("not a bridge"));
     host::delete_tap("vt-test-0").unwrap();
     host::delete_tap("vt-test-0").unwrap();
     assert!(!host::link_exists("vt-test-0"));

@@ -100,6 +100,11 @@ pub enum RunState {
     Crashed,
 }
 
+/// The directory of `run/` holding each running VM's run directory.
+const RUN_VM_DIR: &str = "vm";
+/// The directory of `run/` jails are mounted on.
+const JAIL_ROOT_DIR: &str = "jail-root";
+
 /// Runtime state of one VM, kept in `run/<name>.json` so a restarted daemon finds its VMs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +130,9 @@ pub struct RuntimeState {
     /// Where this run's VNC server listens (`127.0.0.1:5900`), when the definition has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<std::net::SocketAddr>,
+    /// The uid (and gid) the jailed `vmm` of this run has, when it runs jailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail_uid: Option<u32>,
 }
 
 /// A host tap interface made for one NIC of a running VM.
@@ -148,6 +156,7 @@ impl RuntimeState {
             exit_reason: None,
             taps: Vec::new(),
             vnc: None,
+            jail_uid: None,
         }
     }
 }
@@ -264,6 +273,16 @@ impl Store {
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }
+    /// `<root>/run/vm/<name>`: one VM's sockets, configuration and exit status while it
+    /// runs (the only host directory its jailed `vmm` may write to).
+    pub fn vm_run_dir(&self, name: &VmName) -> PathBuf {
+        self.run_dir().join(RUN_VM_DIR).join(name.as_str())
+    }
+    /// `<root>/run/jail-root`: the empty directory jailed VMs' roots are mounted on (each in
+    /// a mount namespace of its own).
+    pub fn jail_root(&self) -> PathBuf {
+        self.run_dir().join(JAIL_ROOT_DIR)
+    }
     /// `<root>/logs`: serial logs.
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("logs")
@@ -279,7 +298,7 @@ impl Store {
     /// `<root>/run/<name>.sock`. (A unix socket path must stay under 108 bytes; keep the
     /// state directory short.)
     pub fn control_socket_path(&self, name: &VmName) -> PathBuf {
-        self.run_dir().join(format!("{name}.sock"))
+        self.vm_run_dir(name).join("control.sock")
     }
     /// `<root>/logs/<name>.log`.
     pub fn serial_log_path(&self, name: &VmName) -> PathBuf {
@@ -341,7 +360,9 @@ impl Store {
                     Ok(n) => names.push(n),
                     Err(_) => problems.push(StoreProblem { path, kind: StoreProblemKind::UnexpectedFile }),
                 }
-            } else if !(dir == self.run_dir() && file_name.ends_with(".sock")) {
+            } else if !(dir == self.run_dir()
+                && (file_name.ends_with(".sock") || file_name == RUN_VM_DIR || file_name == JAIL_ROOT_DIR))
+            {
                 problems.push(StoreProblem { path, kind: StoreProblemKind::UnexpectedFile });
             }
         }

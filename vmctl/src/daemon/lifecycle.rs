@@ -112,24 +112,46 @@ impl Daemon {
         };
         let config = crate::argv::vmm_config(&def, &paths, &tap_names, vnc)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
+        // The jailed vmm's uid, and its cgroup: released and removed again if the start fails.
+        let mut run = self.begin_run(name)?;
         // Given back again if the start fails.
         let bound = self.bind_managed(&def)?;
         // Removed again if the start fails.
-        let taps = self.make_taps(planned).await?;
-        for stale in [&paths.control, &paths.serial, &paths.exit_status] {
-            let _ = std::fs::remove_file(stale);
-        }
+        let taps = self.make_taps(planned, run.uid).await?;
+        self.prepare_run_dir(&paths.dir, run.uid)?;
+        let jail = match run.uid {
+            Some(uid) => {
+                let j = self.make_jail(&def, uid, &paths.dir)?;
+                run.cgroup = j.cgroup.is_some();
+                Some(j.jail)
+            }
+            None => None,
+        };
         // The VM's whole configuration is the file; the arguments name it (and add the
-        // daemon's --vmm-arg flags).
+        // daemon's --vmm-arg flags). A jailed vmm may read it, not change it.
         crate::argv::write_config(&paths.config, &config)
+            .and_then(|()| match run.uid {
+                Some(gid) => {
+                    std::os::unix::fs::chown(&paths.config, Some(0), Some(gid))?;
+                    std::fs::set_permissions(
+                        &paths.config,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+                    )
+                }
+                None => Ok(()),
+            })
             .map_err(|e| DaemonError::Internal(format!("cannot write {}: {e}", paths.config.display())))?;
         let mut args = crate::argv::vmm_args(&paths.config);
         args.extend(self.cfg.extra_vmm_args.iter().cloned());
         tracing::info!(vm = %name, vmm = %self.cfg.vmm.display(), ?args, "starting");
         self.cap_vmm_log(name);
-        let mut child = process::spawn_detached(&self.cfg.vmm, &args, &self.vmm_log_path(name))
-            .map_err(|e| DaemonError::Internal(format!("cannot run {}: {e}", self.cfg.vmm.display())))?;
-        let pid = child.id().ok_or_else(|| DaemonError::Internal("the vmm exited at once".into()))?;
+        let mut child =
+            process::spawn_vmm(&self.cfg.vmm, &args, &self.vmm_log_path(name), Vec::new(), jail.as_ref())
+                .map_err(|e| {
+                    let how = if jail.is_some() { "in its jail" } else { "" };
+                    DaemonError::Internal(format!("cannot run {} {how}: {e}", self.cfg.vmm.display()))
+                })?;
+        let pid = child.id();
         let ticks = proc_start_ticks(pid).ok();
         // Up before the deadline: the control socket answers. Or the VMM exits first.
         let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
@@ -181,6 +203,7 @@ impl Daemon {
             exit_reason: None,
             taps: taps.keep(),
             vnc,
+            jail_uid: run.uid,
         };
         self.save_runtime_logged(name, &rt);
         let console = self.attach_console(&def, &paths.serial, false);
@@ -192,6 +215,7 @@ impl Daemon {
             s.intent = Intent::None;
             s.info()
         };
+        run.keep();
         let d = self.clone();
         let vm = name.clone();
         tokio::spawn(async move {
@@ -283,6 +307,7 @@ impl Daemon {
             (intent, s.def.clone(), s.console.take(), std::mem::take(&mut s.rt.taps))
         };
         self.remove_taps(taps).await;
+        self.remove_cgroup(name);
         self.release_managed(&def);
         if let Some(c) = console {
             c.close();

@@ -19,6 +19,7 @@
 pub mod auth;
 mod hostdevs;
 pub mod http;
+pub mod jailing;
 pub mod lifecycle;
 pub mod networks;
 pub mod policy;
@@ -193,6 +194,10 @@ pub struct Daemon {
     /// Held while a VM with a VNC server starts, from choosing its port until the VM is
     /// recorded running with it, so two starts never pick the same port.
     pub(crate) vnc_lock: tokio::sync::Mutex<()>,
+    /// Uids of VM starts under way.
+    pub(crate) uids: jailing::UidReservations,
+    /// The cgroup controllers VMs get (`None`: no cgroup v2, or the jailer is off).
+    pub(crate) cgroup_controllers: Option<Vec<String>>,
     events: broadcast::Sender<Event>,
 }
 
@@ -226,6 +231,24 @@ impl Daemon {
             .into_iter()
             .map(|def| (def.name.clone(), networks::NetSlot { def, active: false, dnsmasq_pid: None }))
             .collect();
+        let cgroup_controllers = if cfg.settings.jail.enabled {
+            match jailing::setup_cgroup_parent(&cfg.settings.jail.cgroup_parent) {
+                Ok(c) => {
+                    tracing::info!(
+                        "VMs run in cgroups under {} with {c:?}",
+                        cfg.settings.jail.cgroup_parent.display()
+                    );
+                    Some(c)
+                }
+                Err(e) => {
+                    tracing::warn!("VMs run without memory.max, pids.max and cpu.max: {e}");
+                    None
+                }
+            }
+        } else {
+            tracing::warn!("the jailer is off (jail.enabled in vmctld.json, or not root): every vmm runs as this daemon's user");
+            None
+        };
         let listing = store.list_defs()?;
         for p in &listing.problems {
             tracing::warn!("skipping {}: {:?}", p.path.display(), p.kind);
@@ -253,6 +276,8 @@ impl Daemon {
             networks: Mutex::new(networks),
             net_lock: tokio::sync::Mutex::new(()),
             vnc_lock: tokio::sync::Mutex::new(()),
+            uids: jailing::UidReservations::default(),
+            cgroup_controllers,
             events: broadcast::channel(256).0,
         }))
     }
@@ -277,12 +302,13 @@ impl Daemon {
 
     /// Paths of one run of `name`.
     pub fn run_paths(&self, name: &VmName) -> RunPaths {
-        let run = self.store.run_dir();
+        let dir = self.store.vm_run_dir(name);
         RunPaths {
-            config: run.join(format!("{name}.config.json")),
+            config: dir.join("config.json"),
             control: self.store.control_socket_path(name),
-            serial: run.join(format!("{name}.serial.sock")),
-            exit_status: run.join(format!("{name}.exit")),
+            serial: dir.join("serial.sock"),
+            exit_status: dir.join("exit.json"),
+            dir,
         }
     }
 

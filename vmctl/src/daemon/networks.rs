@@ -395,11 +395,13 @@ impl Daemon {
     }
 
     /// Makes the planned taps; they are removed again when the guard drops armed.
-    pub(crate) async fn make_taps(&self, planned: Vec<TapState>) -> Result<TapGuard> {
+    /// Makes the taps of a VM's interfaces, owned by `owner` (the jailed vmm's uid and gid)
+    /// so that it may attach to them without CAP_NET_ADMIN.
+    pub(crate) async fn make_taps(&self, planned: Vec<TapState>, owner: Option<u32>) -> Result<TapGuard> {
         blocking(move || {
             let mut guard = TapGuard { taps: Vec::new(), armed: true };
             for t in planned {
-                host::create_tap(&t.tap, &t.bridge).map_err(|e| match e {
+                host::create_tap(&t.tap, &t.bridge, owner).map_err(|e| match e {
                     HostError::Conflict(m) => {
                         DaemonError::BadInput(format!("cannot plug a tap into {}: {m}", t.bridge))
                     }

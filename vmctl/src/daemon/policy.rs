@@ -37,6 +37,17 @@ struct SettingsFile {
     pool_roots: Option<Vec<PathBuf>>,
     vmm_log_max_bytes: Option<u64>,
     vmm_log_keep: Option<u32>,
+    jail: Option<JailFile>,
+}
+
+/// `"jail"` of the configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JailFile {
+    enabled: Option<bool>,
+    uid_base: Option<u32>,
+    uid_count: Option<u32>,
+    cgroup_parent: Option<PathBuf>,
 }
 
 /// The daemon's configuration file (`vmctld.json`), with defaults for what it leaves out.
@@ -49,6 +60,8 @@ pub struct Settings {
     pub vmm_log_max_bytes: u64,
     /// Rotated VMM logs kept (`<name>.vmm.log.1` ...), 0 to 20.
     pub vmm_log_keep: u32,
+    /// The jailer (`"jail": {"enabled", "uid_base", "uid_count", "cgroup_parent"}`).
+    pub jail: super::jailing::JailSettings,
 }
 
 /// A configuration file that cannot be used.
@@ -80,6 +93,7 @@ impl Settings {
             pool_roots: vec![state_dir.join("images"), PathBuf::from(DEFAULT_POOL_ROOT)],
             vmm_log_max_bytes: DEFAULT_VMM_LOG_MAX_BYTES,
             vmm_log_keep: DEFAULT_VMM_LOG_KEEP,
+            jail: super::jailing::JailSettings::defaults(),
         }
     }
 
@@ -120,6 +134,42 @@ impl Settings {
                 return Err(format!("vmm_log_keep: {n} is more than 20"));
             }
             s.vmm_log_keep = n;
+        }
+        if let Some(j) = f.jail {
+            if let Some(e) = j.enabled {
+                // SAFETY: geteuid has no preconditions.
+                if e && unsafe { libc::geteuid() } != 0 {
+                    return Err(
+                        "jail.enabled: the jailer needs root; run vmctld as root or set it to false".into()
+                    );
+                }
+                s.jail.enabled = e;
+            }
+            if let Some(b) = j.uid_base {
+                if b < 1000 {
+                    return Err(format!(
+                        "jail.uid_base: {b} is below 1000, among system users; choose an unused range"
+                    ));
+                }
+                s.jail.uid_base = b;
+            }
+            if let Some(n) = j.uid_count {
+                if n == 0 || s.jail.uid_base.checked_add(n).is_none_or(|end| end > u32::MAX - 1) {
+                    return Err(format!(
+                        "jail.uid_count: {n} must be at least 1 and end below uid 4294967295"
+                    ));
+                }
+                s.jail.uid_count = n;
+            }
+            if let Some(c) = j.cgroup_parent {
+                if crate::safefs::lexical_abs(&c).is_none() || !c.starts_with("/sys/fs/cgroup/") {
+                    return Err(format!(
+                        "jail.cgroup_parent: {} is not a directory under /sys/fs/cgroup/ without `..`",
+                        c.display()
+                    ));
+                }
+                s.jail.cgroup_parent = c;
+            }
         }
         Ok(s)
     }

@@ -263,16 +263,22 @@ pub fn adopt(net: &NetDef, forwards: &[Forward], paths: &NetPaths) -> Result<Fou
     }
 }
 
-/// Makes the persistent tap `tap` and plugs it into `bridge`. A tap left with that name by
-/// an earlier run is replaced.
-pub fn create_tap(tap: &str, bridge: &str) -> Result<()> {
+/// Makes the persistent tap `tap`, owned by `owner` (uid and gid) if given, and plugs it into
+/// `bridge`. A tap left with that name by an earlier run is replaced.
+pub fn create_tap(tap: &str, bridge: &str, owner: Option<u32>) -> Result<()> {
     if !is_bridge(bridge) {
         return Err(HostError::Conflict(format!("{bridge} is not a bridge on this host")));
     }
     if link_exists(tap) {
         run("ip", &["link", "del", "dev", tap])?;
     }
-    run("ip", &["tuntap", "add", "dev", tap, "mode", "tap"])?;
+    match owner {
+        Some(id) => {
+            let id = id.to_string();
+            run("ip", &["tuntap", "add", "dev", tap, "mode", "tap", "user", &id, "group", &id])?
+        }
+        None => run("ip", &["tuntap", "add", "dev", tap, "mode", "tap"])?,
+    };
     let plugged = run("ip", &["link", "set", "dev", tap, "master", bridge])
         .and_then(|_| run("ip", &["link", "set", "dev", tap, "up"]));
     if let Err(e) = plugged {

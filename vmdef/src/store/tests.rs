@@ -65,7 +65,7 @@ fn layout_and_paths() {
     let n = name("web");
     assert_eq!(s.def_path(&n), root.join("vms/web.json"));
     assert_eq!(s.runtime_path(&n), root.join("run/web.json"));
-    assert_eq!(s.control_socket_path(&n), root.join("run/web.sock"));
+    assert_eq!(s.control_socket_path(&n), root.join("run/vm/web/control.sock"));
     assert_eq!(s.serial_log_path(&n), root.join("logs/web.log"));
     // Opening again keeps what is there.
     s.save_def(&VmDef::new(n.clone(), 64, 1)).unwrap();
@@ -112,13 +112,17 @@ fn runtime_state_round_trip() {
         exit_reason: None,
         taps: vec![TapState { tap: "vt-a-0".into(), bridge: "vmbr0".into() }],
         vnc: Some("127.0.0.1:5901".parse().unwrap()),
+        jail_uid: Some(2_000_000_001),
     };
     s.save_runtime(&n, &st).unwrap();
     let mut crashed = RuntimeState::shutoff();
     crashed.state = RunState::Crashed;
     crashed.exit_reason = Some("killed by signal 9".into());
     s.save_runtime(&name("other"), &crashed).unwrap();
-    // A socket beside the state files is expected, not reported.
+    // A VM's run directory (and the jail's mount point) beside the state files is expected,
+    // not reported.
+    fs::create_dir_all(s.vm_run_dir(&n)).unwrap();
+    fs::create_dir_all(s.jail_root()).unwrap();
     fs::write(s.control_socket_path(&n), b"").unwrap();
     assert_eq!(s.load_runtime(&n).unwrap(), Some(st.clone()));
     let l = s.list_runtime().unwrap();
