@@ -3,7 +3,8 @@
 //! that a symlink planted at the path or at its temporary name cannot redirect the write to
 //! another file: temporaries are created exclusively (`O_EXCL`) without following symlinks
 //! (`O_NOFOLLOW`) and renamed over the path (a rename replaces a symlink itself, never its
-//! target); a log is opened with `O_NOFOLLOW` and must be a regular file.
+//! target); a log is opened with `O_NOFOLLOW` (unless it was handed over as a descriptor) and
+//! must be a regular file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -45,9 +46,31 @@ pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
 
 /// Opens `path` for appending (created 0640 if absent) without following a symlink; anything
 /// but a regular file or a character device (`/dev/null`, a serial line) is refused: a FIFO,
-/// a socket, a block device, a directory.
+/// a socket, a block device, a directory. A log handed over as a descriptor
+/// ([`block::host_files`]) is used instead of the path; it must have been opened for writing.
 pub fn open_log(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
+    let f = match block::host_files::lookup(path, block::host_files::Access::Write)? {
+        Some(f) => f,
+        None => open_log_path(path)?,
+    };
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() && !ft.is_char_device() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file (or a character device such as /dev/null)", path.display()),
+        ));
+    }
+    // O_NONBLOCK was only for the open (a FIFO without a reader): writes block as usual.
+    // SAFETY: F_SETFL on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, libc::O_APPEND) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// The open of [`open_log`] by path.
+fn open_log_path(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
@@ -66,20 +89,7 @@ pub fn open_log(path: &Path) -> io::Result<File> {
                 ),
                 _ => e,
             }
-        })?;
-    let ft = f.metadata()?.file_type();
-    if !ft.is_file() && !ft.is_char_device() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file (or a character device such as /dev/null)", path.display()),
-        ));
-    }
-    // O_NONBLOCK was only for the open (a FIFO without a reader): writes block as usual.
-    // SAFETY: F_SETFL on a descriptor this function owns; no memory is passed.
-    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, libc::O_APPEND) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(f)
+        })
 }
 
 #[cfg(test)]
