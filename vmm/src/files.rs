@@ -134,6 +134,23 @@ mod tests {
         assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
     }
 
+    #[test]
+    fn a_handed_over_log_is_used_instead_of_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, kept) = (dir.path().join("serial.log"), dir.path().join("kept.log"));
+        fs::write(&log, "boot\n").unwrap();
+        block::host_files::register(&log, OpenOptions::new().append(true).open(&log).unwrap()).unwrap();
+        fs::rename(&log, &kept).unwrap();
+        open_log(&log).unwrap().write_all(b"more\n").unwrap();
+        assert_eq!(fs::read_to_string(&kept).unwrap(), "boot\nmore\n", "appended through the descriptor");
+        assert!(!log.exists(), "nothing created at the path");
+        let ro = dir.path().join("ro.log");
+        fs::write(&ro, "").unwrap();
+        block::host_files::register(&ro, File::open(&ro).unwrap()).unwrap();
+        let e = open_log(&ro).unwrap_err();
+        assert!(e.to_string().contains("was handed read-only"), "{e}");
+    }
+
     fn nix_mkfifo(p: &Path) {
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a NUL-terminated path that lives across the call.
