@@ -7,8 +7,9 @@
 //! flag (`linuxboot_rom` for `--linuxboot-rom`) and takes the flag's value: a string in the
 //! flag's syntax (`"memory": "1G"`, `"serial": "unix:/run/vm.sock"`, `"boot": "cdrom,disk"`),
 //! a number or a boolean. Disks and NICs are lists whose items are `--disk`/`--nic` strings
-//! or objects with the same fields (see [`crate::machine`]). Serialization writes what reads
-//! back: objects for disks and NICs, strings for the rest, absent fields left out.
+//! or objects with the same fields (see [`crate::machine`]); `preopened` is a list of
+//! `{"path": PATH, "fd": FD}` objects. Serialization writes what reads back: objects for
+//! disks, NICs and preopened files, strings for the rest, absent fields left out.
 
 use std::fmt;
 use std::io::Read;
@@ -115,6 +116,40 @@ impl fmt::Display for SerialConfig {
             SerialConfig::File(p) => write!(f, "file:{}", p.display()),
             SerialConfig::Unix(p) => write!(f, "unix:{}", p.display()),
         }
+    }
+}
+
+/// A host file the vmm's parent opened for it (`--preopened PATH=FD`, JSON
+/// `{"path": PATH, "fd": FD}`): the path the configuration names and the descriptor the file
+/// is open on in the vmm. The vmm checks the values (an absolute path, given once; a
+/// descriptor of 3 or above, open) when it takes the descriptors over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreopenedFile {
+    /// The path as the configuration names it (a disk, the ISO, the kernel, a backing file...).
+    pub path: PathBuf,
+    /// The descriptor number in the vmm.
+    pub fd: i32,
+}
+
+impl std::str::FromStr for PreopenedFile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        // The descriptor is digits: the last '=' ends the path, which may hold one itself.
+        let syntax = || format!("'{s}' is not PATH=FD (e.g. /var/lib/vmctl/images/a.qcow2=5)");
+        let (path, fd) = s.rsplit_once('=').ok_or_else(syntax)?;
+        if path.is_empty() {
+            return Err(syntax());
+        }
+        let fd = fd.trim().parse().map_err(|_| syntax())?;
+        Ok(PreopenedFile { path: PathBuf::from(path), fd })
+    }
+}
+
+impl fmt::Display for PreopenedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.path.display(), self.fd)
     }
 }
 
@@ -283,6 +318,10 @@ pub struct VmConfigFile {
     /// Seccomp filters: "on" (default), "log" or "off" (`--seccomp`).
     #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompMode>,
+    /// Files handed over as open descriptors, used instead of opening their paths
+    /// (`--preopened PATH=FD`): `[{"path": "/abs/path", "fd": 5}, ...]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preopened: Option<Vec<PreopenedFile>>,
 }
 
 impl VmConfigFile {
@@ -332,6 +371,7 @@ impl VmConfigFile {
             control: over.control.or(self.control),
             exit_status_file: over.exit_status_file.or(self.exit_status_file),
             seccomp: over.seccomp.or(self.seccomp),
+            preopened: over.preopened.or(self.preopened),
         }
     }
 }
@@ -462,11 +502,37 @@ mod tests {
             control: Some("/run/a.sock".into()),
             exit_status_file: Some("/run/a.exit".into()),
             seccomp: Some(SeccompMode::Log),
+            preopened: Some(vec![PreopenedFile { path: "/i/a,1.img".into(), fd: 7 }]),
         };
         let text = full.to_json();
         assert_eq!(VmConfigFile::parse(&text).unwrap(), full, "{text}");
         assert!(text.contains(r#""memory": "768M""#) && text.contains(r#""boot": "cdrom,net""#), "{text}");
         assert_eq!(VmConfigFile::default().to_json(), "{}");
+    }
+
+    #[test]
+    fn preopened_files_parse_from_the_flag_and_json() {
+        let p: PreopenedFile = "/var/lib/a=b.qcow2=5".parse().unwrap();
+        assert_eq!(p, PreopenedFile { path: "/var/lib/a=b.qcow2".into(), fd: 5 });
+        assert_eq!(p.to_string().parse::<PreopenedFile>(), Ok(p));
+        for bad in ["/a.img", "/a.img=", "/a.img=five", "=5", ""] {
+            let e = bad.parse::<PreopenedFile>().unwrap_err();
+            assert!(e.contains("is not PATH=FD"), "{bad}: {e}");
+        }
+        let c =
+            VmConfigFile::parse(r#"{"preopened": [{"path": "/i/a.img", "fd": 5}, {"path": "/k", "fd": 6}]}"#)
+                .unwrap();
+        let list = c.preopened.unwrap();
+        assert_eq!(list[1], PreopenedFile { path: "/k".into(), fd: 6 });
+        let e = VmConfigFile::parse(r#"{"preopened": [{"path": "/i/a.img", "fd": "5"}]}"#).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
+        let e = VmConfigFile::parse(r#"{"preopened": [{"path": "/i/a.img", "file": 5}]}"#).unwrap_err();
+        assert!(e.contains("unknown field `file`"), "{e}");
+        // Flags replace the file's list, as for disks.
+        let file = VmConfigFile { preopened: Some(list.clone()), ..Default::default() };
+        assert_eq!(file.clone().merge(VmConfigFile::default()).preopened.as_ref(), Some(&list));
+        let over = VmConfigFile { preopened: Some(vec![list[0].clone()]), ..Default::default() };
+        assert_eq!(file.merge(over).preopened, Some(vec![list[0].clone()]));
     }
 
     #[test]

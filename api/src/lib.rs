@@ -17,5 +17,5 @@ pub mod hostdev;
 pub mod machine;
 pub mod vnc;
 
-pub use config::{ConfigError, SeccompMode, SerialConfig, VmConfigFile};
+pub use config::{ConfigError, PreopenedFile, SeccompMode, SerialConfig, VmConfigFile};
 pub use exit::{ExitStatus, VmmExit};

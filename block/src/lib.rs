@@ -7,13 +7,19 @@
 //!
 //! Backends: [`MemDisk`] (tests), [`RawFile`] and [`Qcow2Image`]; [`open_image`] picks one by
 //! [`ImageFormat`]. [`create_raw`], [`create_qcow2`] and [`resize`] manage image files.
+//!
+//! Existing images (and every file of a qcow2 backing chain) are opened through
+//! [`host_files`], so a file the process was handed as a descriptor is used instead of its
+//! path.
 
 use std::fmt;
 use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub mod host_files;
 mod lock;
 mod qcow2;
 mod raw;
@@ -155,13 +161,16 @@ impl FromStr for ImageFormat {
 /// A guest could write the qcow2 magic to the first sector of its raw image and so make it
 /// probe as qcow2, naming any host file as its backing file; [`open_image`] refuses such writes
 /// ([`Error::RawQcow2Magic`]) to every raw image it opens, like QEMU does for probed images.
+///
+/// The file is opened through [`host_files`] and read with `pread`, so a handed-over
+/// descriptor's offset does not matter.
 pub fn detect_format(path: &Path) -> Result<ImageFormat> {
     let open_err = |source| Error::Open { path: path.to_path_buf(), source };
-    let mut file = OpenOptions::new().read(true).open(path).map_err(open_err)?;
+    let file = host_files::open(path, host_files::Access::Read).map_err(open_err)?;
     let mut head = [0u8; QCOW2_MAGIC.len()];
     let mut got = 0;
     while got < head.len() {
-        match file.read(&mut head[got..]) {
+        match file.read_at(&mut head[got..], got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -18,6 +18,7 @@ use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::qcow2::Qcow2;
 use imago::{FormatAccess, FormatCreateBuilder, FormatDriverBuilder, StorageOpenOptions};
 
+use crate::host_files::{self, Access};
 use crate::lock::{lock_image, try_lock};
 use crate::{check_range, DiskImage, Error, ImageFormat, SharedImage};
 
@@ -149,17 +150,19 @@ impl Drop for Qcow2Shared {
     }
 }
 
-/// Opens `path` for imago (read-write if `writable`) and takes the image lock.
+/// Opens `path` for imago (read-write if `writable`, through [`host_files`]) and takes the image
+/// lock.
 fn open_locked(path: &Path, writable: bool) -> Result<ImagoFile, Error> {
     let open_err = |source| Error::Open { path: path.to_path_buf(), source };
-    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(open_err)?;
+    let file = host_files::open(path, Access::read_write(writable)).map_err(open_err)?;
     lock_image(&file, path, writable)?;
     ImagoFile::from_open_file(file, StorageOpenOptions::new().filename(path).write(writable))
         .map_err(open_err)
 }
 
 /// Opens the files a qcow2 header refers to (backing images, an external data file) the way the
-/// image itself is opened: with `flock`, shared for read-only files and exclusive for writable
+/// image itself is opened: through [`host_files`] (a backing file handed over as a descriptor
+/// is found under the name imago resolves), with `flock`, shared for read-only files and exclusive for writable
 /// ones, so that a template cannot be rewritten under its overlays.
 #[derive(Debug, Clone, Copy, Default)]
 struct LockingGate;
@@ -180,7 +183,7 @@ impl imago::format::gate::ImplicitOpenGate<ImagoFile> for LockingGate {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "O_DIRECT is not used"));
         }
         let writable = opts.get_writable();
-        let file: File = OpenOptions::new().read(true).write(writable).open(&path)?;
+        let file: File = host_files::open(&path, Access::read_write(writable))?;
         try_lock(&file, writable).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 io::Error::new(

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Raw images: the medium byte for byte in a host file or block device.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::lock::lock_image;
-use crate::{check_range, DiskImage, Error, QCOW2_MAGIC};
+use crate::{check_range, host_files, DiskImage, Error, QCOW2_MAGIC};
 
 /// A raw image file (or host block device).
 ///
@@ -27,10 +27,11 @@ pub struct RawFile {
 }
 
 impl RawFile {
-    /// Opens and locks the image at `path`.
+    /// Opens (through [`host_files`]) and locks the image at `path`.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, Error> {
         let open_err = |source| Error::Open { path: path.to_path_buf(), source };
-        let mut file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_err)?;
+        let access = host_files::Access::read_write(!read_only);
+        let mut file = host_files::open(path, access).map_err(open_err)?;
         lock_image(&file, path, !read_only)?;
         // Seeking to the end sizes block devices as well, whose metadata length is 0.
         let size = file.seek(SeekFrom::End(0)).map_err(open_err)?;

@@ -19,6 +19,11 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
     /// `file` inside the directory.
     pub(crate) fn join(&self, file: &str) -> PathBuf {
         self.0.join(file)

@@ -9,6 +9,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use block::host_files;
+
 use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
 use crate::vnc::VncListen;
 pub use api::hostdev::{HostDevConfig, MAX_HOST_DEVICES};
@@ -79,8 +81,10 @@ pub struct VmConfig {
     pub seccomp: api::SeccompMode,
 }
 
+/// Opens `path` for reading (through [`host_files`]: a handed-over descriptor if there is one)
+/// and checks that it is a regular file.
 fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError> {
-    let f = std::fs::File::open(path)
+    let f = host_files::open(path, host_files::Access::Read)
         .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
     let meta = f.metadata().map_err(|e| ConfigError::new(field, format!("{}: {e}", path.display())))?;
     if !meta.is_file() {
@@ -90,14 +94,14 @@ fn check_readable(field: &str, path: &Path) -> Result<std::fs::File, ConfigError
 }
 
 /// Checks for an ELF header or the x86 boot-protocol signature ("HdrS" at 0x202), so a
-/// wrong file is refused before anything is built.
-fn check_kernel(path: &Path, mut f: std::fs::File) -> Result<(), ConfigError> {
-    use std::io::{Seek, SeekFrom};
+/// wrong file is refused before anything is built. Reads with `pread`: a handed-over
+/// descriptor's offset does not matter.
+fn check_kernel(path: &Path, f: std::fs::File) -> Result<(), ConfigError> {
+    use std::os::unix::fs::FileExt;
     let mut elf = [0u8; 4];
     let mut hdrs = [0u8; 4];
-    let is_elf = f.read_exact(&mut elf).is_ok() && &elf == b"\x7fELF";
-    let is_bzimage =
-        f.seek(SeekFrom::Start(0x202)).is_ok() && f.read_exact(&mut hdrs).is_ok() && &hdrs == b"HdrS";
+    let is_elf = f.read_exact_at(&mut elf, 0).is_ok() && &elf == b"\x7fELF";
+    let is_bzimage = f.read_exact_at(&mut hdrs, 0x202).is_ok() && &hdrs == b"HdrS";
     if is_elf || is_bzimage {
         Ok(())
     } else {
@@ -188,7 +192,13 @@ impl VmConfig {
                 ),
             ));
         }
-        if let Some(SerialConfig::File(p) | SerialConfig::Unix(p)) = &file.serial {
+        // A log handed over as a descriptor needs no directory here.
+        let serial_path = match &file.serial {
+            Some(SerialConfig::File(p)) if host_files::is_registered(p) => None,
+            Some(SerialConfig::File(p) | SerialConfig::Unix(p)) => Some(p),
+            _ => None,
+        };
+        if let Some(p) = serial_path {
             let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !parent.is_dir() {
                 return Err(ConfigError::new(
@@ -337,7 +347,9 @@ impl VmConfig {
         memory: u64,
         cmdline: &str,
     ) -> Result<PathBuf, ConfigError> {
-        if file.linuxboot_rom.is_none() && !Path::new(pc_config::DEFAULT_LINUXBOOT_ROM).exists() {
+        if file.linuxboot_rom.is_none()
+            && host_files::metadata(Path::new(pc_config::DEFAULT_LINUXBOOT_ROM)).is_err()
+        {
             return Err(ConfigError::new(
                 "linuxboot-rom",
                 format!(
@@ -356,7 +368,7 @@ impl VmConfig {
             .map_err(|e| ConfigError::new("linuxboot-rom", format!("{}: {e}", rom.display())))?;
         crate::linuxboot::check_rom(&bytes)
             .map_err(|e| ConfigError::new("linuxboot-rom", format!("{} {e}", rom.display())))?;
-        let image = std::fs::read(kernel)
+        let image = host_files::read(kernel)
             .map_err(|e| ConfigError::new("kernel", format!("cannot read {}: {e}", kernel.display())))?;
         let initrd_len = match &file.initramfs {
             Some(p) => Some(
@@ -440,9 +452,10 @@ pub fn host_memory() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Checks an image path: it exists and is a file or a block device.
+/// Checks an image path: it exists (or was handed over as a descriptor) and is a file or a
+/// block device.
 pub fn check_image(field: &str, path: &Path) -> Result<(), ConfigError> {
-    let meta = std::fs::metadata(path)
+    let meta = host_files::metadata(path)
         .map_err(|e| ConfigError::new(field, format!("cannot open {}: {e}", path.display())))?;
     use std::os::unix::fs::FileTypeExt;
     if !(meta.is_file() || meta.file_type().is_block_device()) {

@@ -9,7 +9,6 @@
 //! the windows the DSDT describes, INTA# of slot `s` on IOAPIC input 16 + s mod 8
 //! (`acpi::pci_intx_gsi`).
 
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use arch::x86_64::{acpi, boot, layout, mptable};
@@ -187,7 +186,12 @@ pub(crate) fn load_guest(
     let rsdp =
         acpi::write_acpi_tables(mem, cfg.cpus, &pm_ports(), pci).map_err(|e| Error::Tables(e.to_string()))?;
     mptable::write_mptable(mem, cfg.cpus).map_err(|e| Error::Tables(e.to_string()))?;
-    let open = |p: &std::path::Path| File::open(p).map_err(|e| Error::Open(p.display().to_string(), e));
+    // Also at a reset, under the main thread's seccomp filter: a handed-over kernel is a dup
+    // and an lseek (fcntl, lseek), a path an openat.
+    let open = |p: &std::path::Path| {
+        block::host_files::open(p, block::host_files::Access::Read)
+            .map_err(|e| Error::Open(p.display().to_string(), e))
+    };
     let kernel_path =
         cfg.kernel.as_deref().ok_or_else(|| Error::Devices("direct boot without a kernel".into()))?;
     let mut kernel = open(kernel_path)?;

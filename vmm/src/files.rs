@@ -3,7 +3,8 @@
 //! that a symlink planted at the path or at its temporary name cannot redirect the write to
 //! another file: temporaries are created exclusively (`O_EXCL`) without following symlinks
 //! (`O_NOFOLLOW`) and renamed over the path (a rename replaces a symlink itself, never its
-//! target); a log is opened with `O_NOFOLLOW` and must be a regular file.
+//! target); a log is opened with `O_NOFOLLOW` (unless it was handed over as a descriptor) and
+//! must be a regular file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -45,9 +46,31 @@ pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
 
 /// Opens `path` for appending (created 0640 if absent) without following a symlink; anything
 /// but a regular file or a character device (`/dev/null`, a serial line) is refused: a FIFO,
-/// a socket, a block device, a directory.
+/// a socket, a block device, a directory. A log handed over as a descriptor
+/// ([`block::host_files`]) is used instead of the path; it must have been opened for writing.
 pub fn open_log(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
+    let f = match block::host_files::lookup(path, block::host_files::Access::Write)? {
+        Some(f) => f,
+        None => open_log_path(path)?,
+    };
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() && !ft.is_char_device() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file (or a character device such as /dev/null)", path.display()),
+        ));
+    }
+    // O_NONBLOCK was only for the open (a FIFO without a reader): writes block as usual.
+    // SAFETY: F_SETFL on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, libc::O_APPEND) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// The open of [`open_log`] by path.
+fn open_log_path(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
@@ -66,20 +89,7 @@ pub fn open_log(path: &Path) -> io::Result<File> {
                 ),
                 _ => e,
             }
-        })?;
-    let ft = f.metadata()?.file_type();
-    if !ft.is_file() && !ft.is_char_device() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file (or a character device such as /dev/null)", path.display()),
-        ));
-    }
-    // O_NONBLOCK was only for the open (a FIFO without a reader): writes block as usual.
-    // SAFETY: F_SETFL on a descriptor this function owns; no memory is passed.
-    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, libc::O_APPEND) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(f)
+        })
 }
 
 #[cfg(test)]
@@ -122,6 +132,23 @@ mod tests {
         open_log(&log).unwrap().write_all(b"b").unwrap();
         assert_eq!(fs::read_to_string(&log).unwrap(), "ab");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "root only\n");
+    }
+
+    #[test]
+    fn a_handed_over_log_is_used_instead_of_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, kept) = (dir.path().join("serial.log"), dir.path().join("kept.log"));
+        fs::write(&log, "boot\n").unwrap();
+        block::host_files::register(&log, OpenOptions::new().append(true).open(&log).unwrap()).unwrap();
+        fs::rename(&log, &kept).unwrap();
+        open_log(&log).unwrap().write_all(b"more\n").unwrap();
+        assert_eq!(fs::read_to_string(&kept).unwrap(), "boot\nmore\n", "appended through the descriptor");
+        assert!(!log.exists(), "nothing created at the path");
+        let ro = dir.path().join("ro.log");
+        fs::write(&ro, "").unwrap();
+        block::host_files::register(&ro, File::open(&ro).unwrap()).unwrap();
+        let e = open_log(&ro).unwrap_err();
+        assert!(e.to_string().contains("was handed read-only"), "{e}");
     }
 
     fn nix_mkfifo(p: &Path) {

@@ -19,6 +19,7 @@ mod linuxboot;
 mod memory;
 mod pc;
 pub mod pc_config;
+pub mod preopened;
 mod registry;
 pub mod serial;
 mod vcpu;

@@ -112,6 +112,13 @@ struct Cli {
     /// [default: on].
     #[arg(long, value_name = "MODE")]
     seccomp: Option<api::SeccompMode>,
+    /// A file the parent opened for the vmm (a jailed vmm cannot open it): PATH, absolute and
+    /// named as the other flags name it, is used through descriptor FD (3 or above, open,
+    /// inherited) instead of being opened; repeat for more. Covers disk images and every file
+    /// of their qcow2 backing chains, --cdrom, --kernel, --initramfs, --firmware,
+    /// --linuxboot-rom, the VGA ROM and a --serial file:PATH log; other paths open as usual.
+    #[arg(long = "preopened", value_name = "PATH=FD")]
+    preopened: Vec<api::PreopenedFile>,
 }
 
 fn main() -> ExitCode {
@@ -159,7 +166,14 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         },
         None => VmConfigFile::default(),
     };
-    let flags = VmConfigFile {
+    let merged = file.merge(flags(cli));
+    let exit_status_file = merged.exit_status_file.clone();
+    (vmm_run(cli, merged), exit_status_file)
+}
+
+/// The configuration the flags give (unset flags are `None`).
+fn flags(cli: &Cli) -> VmConfigFile {
+    VmConfigFile {
         kernel: cli.kernel.clone(),
         initramfs: cli.initramfs.clone(),
         cmdline: cli.cmdline.clone(),
@@ -182,14 +196,19 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         control: cli.control.clone(),
         exit_status_file: cli.exit_status_file.clone(),
         seccomp: cli.seccomp,
-    };
-    let merged = file.merge(flags);
-    let exit_status_file = merged.exit_status_file.clone();
-    (vmm_run(cli, merged), exit_status_file)
+        preopened: (!cli.preopened.is_empty()).then(|| cli.preopened.clone()),
+    }
 }
 
 fn vmm_run(cli: &Cli, merged: VmConfigFile) -> Exit {
     let control = merged.control.clone();
+    // First, before the vmm opens anything that could hold one of the numbers (/dev/kvm
+    // below): the handed-over descriptors, which validation already reads through.
+    // SAFETY: nothing the process opened is open yet (the --config file was read and
+    // closed), so every open descriptor number is inherited and owned by nothing here.
+    if let Err(e) = unsafe { vmm::preopened::adopt(merged.preopened.as_deref().unwrap_or_default()) } {
+        return bad_input(e);
+    }
 
     // Input errors are reported before hypervisor errors, so a bad flag gets status 2 even on
     // a host without /dev/kvm; without KVM the vCPU limit is the VMM's own.
@@ -213,4 +232,28 @@ fn vmm_run(cli: &Cli, merged: VmConfigFile) -> Exit {
         eprintln!("vmm: warning: {warning}");
     }
     vmm::run(&hv, &cfg, control.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preopened_flags_parse_and_replace_the_files_list() {
+        let cli =
+            Cli::try_parse_from(["vmm", "--preopened", "/i/a=b.img=5", "--preopened=/k/vmlinuz=6"]).unwrap();
+        let want = vec![
+            api::PreopenedFile { path: "/i/a=b.img".into(), fd: 5 },
+            api::PreopenedFile { path: "/k/vmlinuz".into(), fd: 6 },
+        ];
+        assert_eq!(flags(&cli).preopened.as_ref(), Some(&want));
+        let file = VmConfigFile::parse(r#"{"preopened": [{"path": "/x.iso", "fd": 9}]}"#).unwrap();
+        assert_eq!(file.clone().merge(flags(&cli)).preopened, Some(want));
+        let none = Cli::try_parse_from(["vmm"]).unwrap();
+        assert_eq!(flags(&none).preopened, None);
+        let kept = file.clone().merge(flags(&none)).preopened;
+        assert_eq!(kept, Some(vec![api::PreopenedFile { path: "/x.iso".into(), fd: 9 }]));
+        let e = Cli::try_parse_from(["vmm", "--preopened", "/i/a.img"]).unwrap_err().to_string();
+        assert!(e.contains("--preopened") && e.contains("is not PATH=FD"), "{e}");
+    }
 }

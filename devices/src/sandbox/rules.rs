@@ -172,6 +172,14 @@ const FILES: &[i64] = &[
     libc::SYS_getcwd,
 ];
 
+/// A file handed over as a descriptor (`block::host_files`) opened again under a filter: the
+/// direct machine loads its kernel and initramfs again at every reset, in the main thread. A
+/// lookup is a dup (fcntl F_DUPFD_CLOEXEC) rewound to 0 (lseek); whole-file reads are pread64
+/// after an fstat. (All of them are in [`BASE`] or [`BLOCK_IO`] too; listed here so that the
+/// main role keeps them if those lists shrink.)
+const HOST_FILES: &[i64] =
+    &[libc::SYS_fcntl, libc::SYS_lseek, libc::SYS_pread64, libc::SYS_fstat, libc::SYS_statx];
+
 /// What a role allows beyond [`BASE`].
 #[derive(Default)]
 struct Allow {
@@ -237,6 +245,7 @@ fn allow(role: ThreadRole) -> Allow {
             a.vcpu();
             a.ioctls.push(KVM_IRQFD);
             a.add(FILES);
+            a.add(HOST_FILES);
             a.files = true;
             a.add(SOCKETS);
         }
@@ -415,6 +424,16 @@ mod tests {
     fn kvm_bindings_irq_line() -> u64 {
         let size = (std::mem::size_of::<u32>() * 2) as u64;
         (1 << 30) | (size << 16) | (KVM_IO << 8) | 0x61
+    }
+
+    /// A direct-boot reset reads the kernel again in the main thread, from a handed-over
+    /// descriptor in a jailed vmm (vmm/tests/preopened.rs runs it).
+    #[test]
+    fn the_main_role_may_reopen_handed_over_files() {
+        let main = allow(ThreadRole::Main);
+        for nr in HOST_FILES.iter().chain(&[libc::SYS_read]) {
+            assert!(BASE.contains(nr) || main.syscalls.contains(nr), "{nr}");
+        }
     }
 
     #[test]

@@ -10,8 +10,6 @@
 //! reads to ROM therefore reads the same bytes unless the firmware changed them while the
 //! segment was writable (SeaBIOS does not).
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,11 +40,11 @@ pub struct Firmware {
 }
 
 impl Firmware {
-    /// Reads the image (validated by the configuration: a multiple of 64 KiB, up to 16 MiB).
+    /// Reads the image (validated by the configuration: a multiple of 64 KiB, up to 16 MiB),
+    /// through [`block::host_files`].
     pub fn load(path: &Path) -> Result<Self, Error> {
         let open = |e| Error::Open(path.display().to_string(), e);
-        let mut bytes = Vec::new();
-        File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(open)?;
+        let bytes = block::host_files::read(path).map_err(open)?;
         if bytes.is_empty() || bytes.len() % 0x1_0000 != 0 || bytes.len() > 16 << 20 {
             return Err(Error::Devices(format!(
                 "{}: not a BIOS image ({} bytes)",

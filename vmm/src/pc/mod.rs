@@ -201,7 +201,8 @@ fn add_kernel(
     kernel: &std::path::Path,
     layout: &MemoryLayout,
 ) -> Result<(), Error> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::Open(p.display().to_string(), e));
+    let read =
+        |p: &std::path::Path| block::host_files::read(p).map_err(|e| Error::Open(p.display().to_string(), e));
     let image = read(kernel)?;
     let initrd = cfg.initramfs.as_deref().map(read).transpose()?;
     let plan = linuxboot::plan(
@@ -399,7 +400,7 @@ pub fn create_machine(
     }
     if vga.is_some() {
         // SeaBIOS runs a PCI device's option ROM from the fw_cfg file named after its IDs.
-        let rom = std::fs::read(crate::pc_config::DEFAULT_VGA_ROM)
+        let rom = block::host_files::read(std::path::Path::new(crate::pc_config::DEFAULT_VGA_ROM))
             .map_err(|e| Error::Open(crate::pc_config::DEFAULT_VGA_ROM.to_string(), e))?;
         fw_cfg.add_file("pci1234,1111.rom", rom).map_err(file)?;
     } else {
