@@ -7,6 +7,8 @@
 //!
 //! Backends: [`MemDisk`] (tests), [`RawFile`] and [`Qcow2Image`]; [`open_image`] picks one by
 //! [`ImageFormat`]. [`create_raw`], [`create_qcow2`] and [`resize`] manage image files.
+//! [`qcow2_backing`] reads the backing file a qcow2 header names from an open file, opening
+//! nothing else, for callers that vet a chain before it is opened.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -16,11 +18,16 @@ use std::str::FromStr;
 
 mod lock;
 mod qcow2;
+mod qcow2_header;
 mod raw;
 #[cfg(test)]
 mod test_util;
 
 pub use qcow2::Qcow2Image;
+pub use qcow2_header::{
+    detect_format_of, qcow2_backing, HeaderError, Qcow2Backing, EXT_BACKING_FORMAT, EXT_DATA_FILE,
+    MAX_BACKING_NAME,
+};
 pub use raw::RawFile;
 
 /// The first four bytes of every qcow2 image.
