@@ -10,7 +10,8 @@
 //!
 //! Existing images (and every file of a qcow2 backing chain) are opened through
 //! [`host_files`], so a file the process was handed as a descriptor is used instead of its
-//! path.
+//! path. [`qcow2_backing`] reads the backing file a qcow2 header names from an open file,
+//! opening nothing else, for callers that vet a chain before it is opened.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -22,11 +23,16 @@ use std::str::FromStr;
 pub mod host_files;
 mod lock;
 mod qcow2;
+mod qcow2_header;
 mod raw;
 #[cfg(test)]
 mod test_util;
 
 pub use qcow2::Qcow2Image;
+pub use qcow2_header::{
+    detect_format_of, qcow2_backing, HeaderError, Qcow2Backing, EXT_BACKING_FORMAT, EXT_DATA_FILE,
+    MAX_BACKING_NAME,
+};
 pub use raw::RawFile;
 
 /// The first four bytes of every qcow2 image.

@@ -146,7 +146,8 @@ fn regular(file: &File, path: &Path) -> io::Result<()> {
     }
 }
 
-fn clear_nonblock(file: &File) -> io::Result<()> {
+/// Clears `O_NONBLOCK` on an open file (opened with it so that a FIFO could not block).
+pub fn clear_nonblock(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
     let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };

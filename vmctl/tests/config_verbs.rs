@@ -79,6 +79,12 @@ fn definition_verbs_change_the_stored_definition() {
     assert!(out.contains("as a linked clone"), "{out}");
     let vols = ok(&state, &["vol", "list"]);
     assert!(vols.contains("web3.qcow2"), "{vols}");
+    // The linked clone starts: the daemon follows its backing file (the template, in the
+    // same pool) before it runs the VMM. Without its NIC, whose network is not defined here.
+    ok(&state, &["detach-interface", "web3", "--mac", &mac("web3"), "--config"]);
+    let out = ok(&state, &["start", "web3"]);
+    assert!(out.contains("web3"), "{out}");
+    ok(&state, &["destroy", "web3"]);
     let (code, _, err) = vmctl(&state, &["clone", "web", "web2"]);
     assert_ne!(code, 0, "the name is taken: {err}");
     assert!(!ok(&state, &["vol", "list"]).contains("web2-"), "nothing half-made left");

@@ -15,6 +15,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod cputune;
+pub use cputune::CpuTune;
+
 /// Most vCPUs a VM may have (the VMM's MP/ACPI tables describe up to 254).
 pub const MAX_VCPUS: u32 = 254;
 /// Least guest memory in MiB the VMM boots with.
@@ -572,6 +575,9 @@ pub struct VmDef {
     pub memory_mib: u64,
     /// Number of vCPUs (libvirt `<vcpu>`).
     pub vcpus: u32,
+    /// CPU bandwidth limits (libvirt `<cputune>` `<period>` and `<quota>`); default none.
+    #[serde(default, skip_serializing_if = "CpuTune::is_unset")]
+    pub cputune: CpuTune,
     /// Machine and boot method (libvirt `<os>`); default a PC booting from disk.
     #[serde(default)]
     pub os: Os,
@@ -677,6 +683,7 @@ impl VmDef {
             uuid: Uuid::new_v4(),
             memory_mib,
             vcpus,
+            cputune: CpuTune::default(),
             os: Os::default(),
             features: Features::default(),
             disks: Vec::new(),
@@ -705,6 +712,13 @@ impl VmDef {
     /// that is not UTF-8 (which [`crate::validate`] refuses).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)
+    }
+
+    /// The cgroup v2 `cpu.max` line for one cgroup holding the whole VMM: `"QUOTA PERIOD"`
+    /// with the per-vCPU quota times the vCPUs (`"100000 100000"` for two vCPUs at 50000 of
+    /// 100000 µs each), or `"max PERIOD"` without a quota. See [`CpuTune::cpu_max_for`].
+    pub fn cpu_max(&self) -> String {
+        self.cputune.cpu_max_for(self.vcpus)
     }
 
     /// Gives every disk with an empty `target` the first name on its bus not used by another

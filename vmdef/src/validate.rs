@@ -307,6 +307,9 @@ pub fn check_definition(def: &VmDef) -> Vec<Problem> {
             "is off, but more than one vCPU needs APICs; turn it on",
         ));
     }
+    for (field, message) in def.cputune.problems() {
+        out.push(problem(ProblemKind::Invalid, field, message));
+    }
     check_os(&mut out, &def.os);
     check_disks(&mut out, def);
     check_devices(&mut out, def);

@@ -146,6 +146,7 @@ pub fn info_block(d: &VmDetail) -> String {
         ("PID", i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
         ("vCPUs", i.vcpus.to_string()),
         ("Memory", format!("{} MiB", i.memory_mib)),
+        ("CPU limit", def.cputune.to_string()),
         ("Machine", machine),
         ("Disks", def.disks.len().to_string()),
         ("Interfaces", def.interfaces.len().to_string()),
@@ -250,6 +251,31 @@ mod tests {
         };
         let t = vm_table(&[v]);
         assert!(t.lines().nth(1).unwrap().starts_with("web   shut off  -    2      512 MiB  yes"), "{t}");
+    }
+
+    #[test]
+    fn info_shows_the_cpu_limit() {
+        let mut def = vmdef::VmDef::new(vmdef::VmName::new("web").unwrap(), 512, 2);
+        let info = VmInfo {
+            name: "web".into(),
+            uuid: def.uuid.to_string(),
+            state: RunState::Shutoff,
+            pid: None,
+            memory_mib: 512,
+            vcpus: 2,
+            autostart: false,
+            exit_reason: None,
+            vnc: None,
+            warnings: Vec::new(),
+        };
+        let block = info_block(&VmDetail { info: info.clone(), definition: def.clone() });
+        assert!(block.contains("\nCPU limit:  none\n"), "{block}");
+        def.cputune = vmdef::model::CpuTune { period_us: Some(100_000), quota_us: Some(50_000) };
+        let block = info_block(&VmDetail { info, definition: def });
+        assert!(
+            block.contains("\nCPU limit:  50000 µs per 100000 µs period per vCPU (0.50 CPU each)\n"),
+            "{block}"
+        );
     }
 
     #[test]

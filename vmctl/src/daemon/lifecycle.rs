@@ -98,6 +98,13 @@ impl Daemon {
         let def = self.resolve_paths(&def).map_err(|problems| {
             DaemonError::BadInput(format!("cannot start {name}: {}", vmdef::validate::Invalid { problems }))
         })?;
+        // Every file the VM reads, opened beneath its pool, each disk's backing chain
+        // followed: a qcow2 header naming a file outside the pools (or a loop, an external
+        // data file) stops the start here. Held open until the VMM runs; they are the
+        // descriptors to hand it.
+        let _files = self.definition_files(&def).map_err(|problems| {
+            DaemonError::BadInput(format!("cannot start {name}: {}", vmdef::validate::Invalid { problems }))
+        })?;
         let paths = self.run_paths(name);
         let planned = self.plan_taps(&def)?;
         let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();

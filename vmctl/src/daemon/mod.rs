@@ -17,6 +17,7 @@
 //! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
 pub mod auth;
+pub mod chain;
 mod hostdevs;
 pub mod http;
 pub mod jailing;

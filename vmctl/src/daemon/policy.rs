@@ -10,6 +10,8 @@
 //!   directory's `logs/`. [`Daemon::check_paths`] runs at define (every violation a problem
 //!   naming its field) and again at start, where [`Daemon::resolve_paths`] gives `vmm` the
 //!   paths the kernel resolved (so a symlink swapped in later is not followed either).
+//!   At start, [`super::chain`] then follows every qcow2 disk's backing chain under the same
+//!   rule: each backing file must lie in some pool and is opened beneath it.
 
 use std::path::{Path, PathBuf};
 

@@ -74,6 +74,19 @@ fn ranges_and_host_limits() {
 }
 
 #[test]
+fn cputune_ranges_name_the_field_and_range() {
+    let mut d = def("tuned");
+    d.cputune = CpuTune { period_us: Some(100_000), quota_us: Some(50_000) };
+    assert!(check_definition(&d).is_empty());
+    d.cputune = CpuTune { period_us: Some(500), quota_us: Some(10) };
+    let p = check_definition(&d);
+    assert_eq!(fields(&p), ["cputune.period_us", "cputune.quota_us"]);
+    assert!(p[0].message.contains("500 µs") && p[0].message.contains("1000 to 1000000"), "{}", p[0]);
+    assert!(p[1].message.contains("10 µs") && p[1].message.contains("1000 to 17592186044415"), "{}", p[1]);
+    assert!(p.iter().all(|p| p.kind == ProblemKind::Invalid));
+}
+
+#[test]
 fn disk_layout_checks() {
     let mut d = def("disks");
     d.disks = vec![

@@ -145,7 +145,7 @@ pub(crate) fn domain_extra(c: Node, ctx: &mut Ctx) -> Result<bool, XmlError> {
             c,
             "<seclabel> is ignored: vmctld confines each vmm itself (no SELinux/AppArmor labels)",
         ),
-        "resource" | "memoryBacking" | "iothreads" | "cputune" | "numatune" | "blkiotune" | "memtune" => {
+        "resource" | "memoryBacking" | "iothreads" | "numatune" | "blkiotune" | "memtune" => {
             ctx.warn(c, format!("<{}> is ignored (host-side tuning not applied)", name(c)))
         }
         "sysinfo" | "idmap" | "launchSecurity" => {

@@ -15,6 +15,10 @@
 //!   `G`/`GiB`, `T`/`TiB`; the size must be a whole number of MiB. `[<currentMemory>]`
 //!   must equal `<memory>` (no ballooning).
 //! - `[<vcpu [placement='static']>]`, default 1.
+//! - `[<cputune>]` with `[<period>]` (1000 to 1000000 µs) and `[<quota>]` (1000 to
+//!   17592186044415 µs per vCPU, `-1` for none): the vCPUs' bandwidth limit
+//!   ([`crate::model::CpuTune`]). Its other children (`<shares>`, `<vcpupin>`,
+//!   `<emulatorpin>`, `<emulator_quota>`...) are accepted with a warning.
 //! - `<os>` with `<type [arch='x86_64'] [machine='pc'|'pc-i440fx-…']>hvm</type>`, then
 //!   either `<boot dev='hd'|'cdrom'|'network'/>`… (firmware boot, default `hd`) or
 //!   `<kernel>`, `[<initrd>]`, `[<cmdline>]` (direct kernel boot, no firmware). The machine

@@ -15,6 +15,7 @@ use crate::model::{
 
 type Result<T> = std::result::Result<T, XmlError>;
 
+mod cputune;
 mod devices;
 use devices::devices;
 
@@ -422,7 +423,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
     let (mut vm_name, mut uuid, mut memory, mut current, mut vcpus) = (None, None, None, None, None);
     let (mut os_def, mut feats, mut devs, mut autostart) = (None, None, None, None);
     let (mut on_poweroff, mut on_reboot, mut on_crash) = (None, None, None);
-    let (mut kept_metadata, mut clock) = (Vec::new(), None);
+    let (mut kept_metadata, mut clock, mut tune) = (Vec::new(), None, None);
     for c in elements(root)? {
         let r = (|| -> Result<()> {
             if import::domain_extra(c, ctx)? {
@@ -462,6 +463,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
                     }
                     once(&mut vcpus, c, n)?;
                 }
+                "cputune" => once(&mut tune, c, cputune::cputune(c, ctx)?)?,
                 "os" => once(&mut os_def, c, os(c)?)?,
                 "clock" => once(&mut clock, c, import::clock(c, ctx))?,
                 "features" => once(&mut feats, c, features(c, ctx)?)?,
@@ -505,6 +507,7 @@ fn domain(root: Node, ctx: &mut Ctx) -> Result<VmDef> {
         uuid: uuid.unwrap_or_else(Uuid::new_v4),
         memory_mib,
         vcpus,
+        cputune: tune.unwrap_or_default(),
         os: os_def,
         features: feats.unwrap_or(Features { acpi: true, apic: true }),
         disks: devs.disks,

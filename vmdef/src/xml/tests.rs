@@ -123,6 +123,7 @@ fn full_pc() -> VmDef {
     d.on_reboot = LifecycleAction::Destroy;
     d.on_crash = LifecycleAction::Restart;
     d.autostart = true;
+    d.cputune = CpuTune { period_us: Some(50_000), quota_us: Some(25_000) };
     d
 }
 
@@ -150,7 +151,24 @@ fn round_trip_several_definitions() {
         readonly: false,
     });
     empty_cd.graphics.vnc = Some(Vnc { port: None, listen: "0.0.0.0".parse().unwrap() });
-    let defs = [VmDef::new(VmName::new("min").unwrap(), 64, 1), full_pc(), direct, kernel_only, empty_cd];
+    let mut tuned = VmDef::new(VmName::new("tuned").unwrap(), 128, 2);
+    tuned.cputune = CpuTune { period_us: Some(100_000), quota_us: Some(50_000) };
+    let mut quota_only = tuned.clone();
+    quota_only.name = VmName::new("quota-only").unwrap();
+    quota_only.cputune = CpuTune { period_us: None, quota_us: Some(cputune::MAX_QUOTA_US) };
+    let mut period_only = tuned.clone();
+    period_only.name = VmName::new("period-only").unwrap();
+    period_only.cputune = CpuTune { period_us: Some(1000), quota_us: None };
+    let defs = [
+        VmDef::new(VmName::new("min").unwrap(), 64, 1),
+        full_pc(),
+        direct,
+        kernel_only,
+        empty_cd,
+        tuned,
+        quota_only,
+        period_only,
+    ];
     for def in defs {
         let xml = to_xml(&def);
         let back = from_xml(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
@@ -693,3 +711,5 @@ fn clock_offset_localtime_is_kept_and_written_back() {
     local.clock_offset = ClockOffset::Localtime;
     assert!(local.to_json().unwrap().contains("\"clock_offset\": \"localtime\""));
 }
+
+mod cputune_xml;

@@ -143,6 +143,16 @@ pub fn to_xml(def: &VmDef) -> String {
     let _ = writeln!(out, "  <memory unit='KiB'>{kib}</memory>");
     let _ = writeln!(out, "  <currentMemory unit='KiB'>{kib}</currentMemory>");
     let _ = writeln!(out, "  <vcpu placement='static'>{}</vcpu>", def.vcpus);
+    if !def.cputune.is_unset() {
+        out.push_str("  <cputune>\n");
+        if let Some(p) = def.cputune.period_us {
+            let _ = writeln!(out, "    <period>{p}</period>");
+        }
+        if let Some(q) = def.cputune.quota_us {
+            let _ = writeln!(out, "    <quota>{q}</quota>");
+        }
+        out.push_str("  </cputune>\n");
+    }
     os(&mut out, &def.os);
     if def.clock_offset == ClockOffset::Localtime {
         out.push_str("  <clock offset='localtime'/>\n");

@@ -402,6 +402,31 @@ async fn volume_lifecycle_with_clones_and_users() {
     assert_eq!(call(d, Method::POST, &format!("{vols}/x/fly"), None, "{}").await.0, StatusCode::NOT_FOUND);
 }
 
+/// A disk whose qcow2 header names a backing file outside every pool defines (the chain is
+/// checked when it starts) but does not start: 400, naming the disk and the backing file.
+#[tokio::test]
+async fn a_disk_backed_by_a_file_outside_the_pools_does_not_start() {
+    let e = env();
+    let d = &e.daemon;
+    let outside = e._dir.path().join("outside.raw");
+    std::fs::write(&outside, vec![0u8; 1 << 20]).unwrap();
+    let images = std::fs::canonicalize(e._dir.path().join("images")).unwrap();
+    let disk = images.join("web.qcow2");
+    block::create_qcow2(&disk, 1 << 20, Some((&outside, block::ImageFormat::Raw))).unwrap();
+    let (s, body) = call(d, Method::POST, "/v1/vms", None, &vm_with_disk(disk.to_str().unwrap())).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = call(d, Method::POST, "/v1/vms/web/start", None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let msg = error_of(&body);
+    for part in
+        ["disks[0].path", disk.to_str().unwrap(), outside.to_str().unwrap(), "outside every storage pool"]
+    {
+        assert!(msg.contains(part), "{part} not in: {msg}");
+    }
+    let (_, body) = call(d, Method::GET, "/v1/vms/web", None, "").await;
+    assert!(body.contains("shutoff"), "{body}");
+}
+
 const NET: &str =
     r#"{"name": "lan", "ipv4": "10.77.0.1/24", "dhcp": {"start": "10.77.0.100", "end": "10.77.0.199"}}"#;
 
