@@ -179,6 +179,25 @@ pub fn vmm_args(config: &Path) -> Vec<OsString> {
 }
 
 /// Writes `config` to `path` atomically: a temporary file in the same directory (mode 0600),
+/// The files a VM reads, as `preopened` entries (descriptors 3, 4, ... in order) and the
+/// descriptors to hand over in that order. A file named twice under the same path (a base
+/// image two disks share) is handed over once.
+pub fn hand_over(
+    files: Vec<crate::daemon::chain::ChainFile>,
+) -> (Vec<api::config::PreopenedFile>, Vec<std::os::fd::OwnedFd>) {
+    let mut entries: Vec<api::config::PreopenedFile> = Vec::new();
+    let mut fds = Vec::new();
+    for f in files {
+        if entries.iter().any(|e| e.path == f.lookup) {
+            continue;
+        }
+        let fd = 3 + i32::try_from(fds.len()).unwrap_or(i32::MAX - 3);
+        entries.push(api::config::PreopenedFile { path: f.lookup, fd });
+        fds.push(std::os::fd::OwnedFd::from(f.file));
+    }
+    (entries, fds)
+}
+
 /// fsynced, renamed over `path`, and the directory fsynced.
 pub fn write_config(path: &Path, config: &VmConfigFile) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

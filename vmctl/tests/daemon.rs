@@ -351,6 +351,19 @@ async fn volumes_create_list_clone_resize_delete_through_the_cli() {
     assert!(row.contains("base.qcow2") && row.ends_with("web"), "{table}");
     assert!(table.lines().any(|l| l.contains("base.qcow2 ") && l.contains("web.qcow2")), "{table}");
     ok(&["start", "web"]);
+    // The vmm got the clone and its backing file as descriptors 3 and 4 (opened by the
+    // daemon beneath the pool), named in its configuration's `preopened`.
+    let rt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("run/web.json")).unwrap()).unwrap();
+    let pid = rt["pid"].as_u64().unwrap();
+    let fd = |n: u32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
+    assert_eq!(fd(3), PathBuf::from(&web));
+    assert_eq!(fd(4), PathBuf::from(&base));
+    let config = std::fs::read_to_string(state.join("run/vm/web/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["preopened"][0]["path"], serde_json::json!(web));
+    assert_eq!(config["preopened"][0]["fd"], 3);
+    assert_eq!(config["preopened"][1]["fd"], 4);
     fails(&["vol", "resize", "web.qcow2", "128M"], 4, "running");
     fails(&["vol", "delete", "web.qcow2", "--force"], 4, "running");
     fails(&["vol", "delete", "base.qcow2", "--force"], 4, "running");

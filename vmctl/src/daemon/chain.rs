@@ -47,6 +47,11 @@ pub struct ChainFile {
     pub file: File,
     /// True only for the top image of a disk the guest may write.
     pub writable: bool,
+    /// The path the VMM asks for it by: the definition's path for a disk, kernel or
+    /// initramfs; for a backing file the name in its overlay's header, joined to the
+    /// directory of the overlay's own `lookup` path when relative, as written (the way the
+    /// VMM's qcow2 library names it). The daemon hands the file over under this path.
+    pub lookup: PathBuf,
 }
 
 /// Why a disk's chain (or a kernel or initramfs) cannot be used. Every message starts with
@@ -250,9 +255,9 @@ pub fn open_pool_file(path: &Path, pool_root: &Path, writable: bool) -> Result<C
         }
         OpenFail::Io(source) => ChainError::Open { top: top(), path: top(), source },
     })?;
-    let path =
+    let real =
         safefs::fd_path(&file).map_err(|source| ChainError::Open { top: top(), path: top(), source })?;
-    Ok(ChainFile { path, file, writable })
+    Ok(ChainFile { path: real, file, writable, lookup: path.to_path_buf() })
 }
 
 /// Opens the disk image `disk` (inside the pool directory `pool_root`) and its whole backing
@@ -288,6 +293,7 @@ pub fn open_disk_chain(
     // Each turn reads the last file's header; `break` when the chain ends.
     while let Some(cur) = chain.last() {
         let image = cur.path.clone();
+        let cur_lookup = cur.lookup.clone();
         let read_err = |source| ChainError::Open { top: top(), path: image.clone(), source };
         let fmt = match format {
             Some(f) => f,
@@ -361,7 +367,11 @@ pub fn open_disk_chain(
         // does (not the symlink target's, if the name is a symlink within the pool).
         base = dir;
         format = backing.format;
-        chain.push(ChainFile { path: real, file, writable: false });
+        let lookup = match cur_lookup.parent() {
+            Some(parent) if !named.is_absolute() => parent.join(named),
+            _ => named.to_path_buf(),
+        };
+        chain.push(ChainFile { path: real, file, writable: false, lookup });
     }
     Ok(chain)
 }

@@ -141,7 +141,7 @@ fn make_vm_cgroup(dir: &Path, def: &VmDef, controllers: &[String]) -> io::Result
         limits.push(("pids.max", pids_max(def.vcpus).to_string()));
     }
     if controllers.iter().any(|c| c == "cpu") {
-        limits.push(("cpu.max", cpu_max(def)));
+        limits.push(("cpu.max", def.cpu_max()));
     }
     for (file, value) in limits {
         if let Err(e) = std::fs::write(dir.join(file), &value) {
@@ -153,11 +153,6 @@ fn make_vm_cgroup(dir: &Path, def: &VmDef, controllers: &[String]) -> io::Result
         }
     }
     Ok(())
-}
-
-/// `cpu.max` from the definition: no quota yet ("max"), the kernel's default period.
-fn cpu_max(_def: &VmDef) -> String {
-    "max 100000".to_string()
 }
 
 /// The host's largest file a VM may write: its writable disks may grow to their virtual

@@ -102,7 +102,7 @@ impl Daemon {
         // followed: a qcow2 header naming a file outside the pools (or a loop, an external
         // data file) stops the start here. Held open until the VMM runs; they are the
         // descriptors to hand it.
-        let _files = self.definition_files(&def).map_err(|problems| {
+        let files = self.definition_files(&def).map_err(|problems| {
             DaemonError::BadInput(format!("cannot start {name}: {}", vmdef::validate::Invalid { problems }))
         })?;
         let paths = self.run_paths(name);
@@ -117,8 +117,13 @@ impl Daemon {
             Some(v) => Some(self.choose_vnc_address(name, v)?),
             None => None,
         };
-        let config = crate::argv::vmm_config(&def, &paths, &tap_names, vnc)
+        let mut config = crate::argv::vmm_config(&def, &paths, &tap_names, vnc)
             .map_err(|e| DaemonError::BadInput(format!("cannot start {name}: {e}")))?;
+        // The vmm opens none of them by path: each is handed over as descriptor 3, 4, ...
+        // under the path it will ask for (so a file swapped after the checks is not used, and
+        // a jailed vmm, which cannot see them, still can).
+        let (preopened, fds) = crate::argv::hand_over(files);
+        config.preopened = (!preopened.is_empty()).then_some(preopened);
         // The jailed vmm's uid, and its cgroup: released and removed again if the start fails.
         let mut run = self.begin_run(name)?;
         // Given back again if the start fails.
@@ -153,11 +158,12 @@ impl Daemon {
         tracing::info!(vm = %name, vmm = %self.cfg.vmm.display(), ?args, "starting");
         self.cap_vmm_log(name);
         let mut child =
-            process::spawn_vmm(&self.cfg.vmm, &args, &self.vmm_log_path(name), Vec::new(), jail.as_ref())
-                .map_err(|e| {
+            process::spawn_vmm(&self.cfg.vmm, &args, &self.vmm_log_path(name), fds, jail.as_ref()).map_err(
+                |e| {
                     let how = if jail.is_some() { "in its jail" } else { "" };
                     DaemonError::Internal(format!("cannot run {} {how}: {e}", self.cfg.vmm.display()))
-                })?;
+                },
+            )?;
         let pid = child.id();
         let ticks = proc_start_ticks(pid).ok();
         // Up before the deadline: the control socket answers. Or the VMM exits first.

@@ -68,6 +68,14 @@ fn an_overlay_in_the_same_pool_opens_two_files() {
     let chain = e.open(&web).unwrap();
     assert_eq!(paths(&chain), [web.clone(), base.clone()]);
     assert_eq!(chain.iter().map(|c| c.writable).collect::<Vec<_>>(), [true, false]);
+    // Handed to the VMM under the names its qcow2 library asks for.
+    assert_eq!(chain.iter().map(|c| c.lookup.clone()).collect::<Vec<_>>(), [web.clone(), base.clone()]);
+    // A relative name with `..` is joined as written, not resolved.
+    std::fs::create_dir(e.a.join("sub")).unwrap();
+    let deep = qcow(&e.a.join("sub/deep.qcow2"), Some(("../base.qcow2", ImageFormat::Qcow2)));
+    let chain = e.open(&deep).unwrap();
+    assert_eq!(paths(&chain), [deep.clone(), base.clone()]);
+    assert_eq!(chain[1].lookup, e.a.join("sub/../base.qcow2"));
     assert!(chain[1].file.write_at(b"x", 1 << 20).is_err(), "backing files are opened read-only");
     // Read-only disk: nothing writable.
     let chain = open_disk_chain(&web, &e.a, &e.pools(), true).unwrap();
