@@ -227,6 +227,33 @@ result() { # NAME PASS|FAIL REASON
     if [ "$2" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 }
 
+# jail_report NAME: how vmctld confined NAME's running vmm, in $JAIL (empty and $WHY set if
+# it is not jailed): its uid, pid 1 of its own pid namespace, no capabilities, no_new_privs,
+# its cgroup's memory.max and pids.max, and the descriptors it was handed.
+jail_report() {
+    JAIL=
+    _pid=$(pid_of "$1")
+    [ -n "$_pid" ] || { WHY="$1 has no pid"; return 1; }
+    _st=/proc/$_pid/status
+    _uid=$(awk '/^Uid:/ { print $2 }' "$_st")
+    _nspid=$(awk '/^NSpid:/ { print $NF }' "$_st")
+    _cap=$(awk '/^CapEff:/ { print $2 }' "$_st")
+    _nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$_st")
+    if [ "${_uid:-0}" -lt 2000000000 ] || [ "$_nspid" != 1 ] || [ "$_cap" != 0000000000000000 ] || [ "$_nnp" != 1 ]; then
+        WHY="$1's vmm is not jailed: uid $_uid, pid $_nspid in its namespace, CapEff $_cap, NoNewPrivs $_nnp"
+        return 1
+    fi
+    _cg=$(sed -n 's/^0:://p' /proc/"$_pid"/cgroup)
+    _mem=$(cat /sys/fs/cgroup"$_cg"/memory.max 2>/dev/null)
+    _pids=$(cat /sys/fs/cgroup"$_cg"/pids.max 2>/dev/null)
+    case $_cg in
+    /rvmm/"$1") ;;
+    *) WHY="$1's vmm is in cgroup '$_cg', not /rvmm/$1"; return 1 ;;
+    esac
+    _fds=$(for f in /proc/"$_pid"/fd/3 /proc/"$_pid"/fd/4; do readlink "$f" 2>/dev/null; done | tr '\n' ' ')
+    JAIL="uid $_uid, pid 1 of its namespace, no capabilities, cgroup $_cg memory.max $_mem pids.max $_pids, handed ${_fds:-nothing}"
+}
+
 # ---- definitions -----------------------------------------------------------------------
 write_defs() {
     cat >"$WORK/x1.xml" <<EOF
@@ -341,7 +368,11 @@ sc_console() {
         result console FAIL "vmctl console exited $rc after Ctrl-] ($(tr '\r\n' '  ' <"$CON_ERR"))"
         return
     fi
-    result console PASS "shell banner and command output seen; Ctrl-] detached with status 0"
+    if ! jail_report x1; then
+        result console FAIL "$WHY"
+        return
+    fi
+    result console PASS "shell banner and command output seen; Ctrl-] detached with status 0; jailed: $JAIL"
 }
 
 sc_suspend() {
@@ -546,10 +577,22 @@ sc_debian_nat() {
     grep -q '^root:' /etc/group 2>/dev/null || echo 'root:x:0:' >>/etc/group
     grep -q '^dip:' /etc/group 2>/dev/null || echo 'dip:x:30:' >>/etc/group
     mac=52:54:00:78:00:20
-    # The overlay is a volume of the default pool (disks come from pools); its backing file is
-    # the image where it lies (vmctld checks the disk path, not the qcow2 backing chain).
-    rm -f "$S/images/deb1.qcow2"
-    qemu-img create -q -f qcow2 -b "$DEBIAN_DISK" -F raw "$S/images/deb1.qcow2" >"$WORK/d.out" 2>&1 ||
+    # The overlay is a volume of the default pool (disks come from pools), and so is its
+    # backing file: vmctld follows the chain and hands the vmm both as descriptors. The image
+    # is L1's block device /dev/vda, which the administrator (this script) puts into the pool
+    # as a device node, as one would an LVM volume.
+    rm -f "$S/images/deb1.qcow2" "$S/images/debian12.raw"
+    base=$DEBIAN_DISK
+    if [ -b "$DEBIAN_DISK" ]; then
+        base=$S/images/debian12.raw
+        # shellcheck disable=SC2046 # major and minor in hex, two words
+        set -- $(stat -c '%t %T' "$DEBIAN_DISK")
+        mknod "$base" b $((0x$1)) $((0x$2)) || why="mknod $base for $DEBIAN_DISK failed"
+    elif [ -f "$DEBIAN_DISK" ]; then
+        base=$S/images/debian12.raw
+        ln "$DEBIAN_DISK" "$base" 2>/dev/null || cp --sparse=always "$DEBIAN_DISK" "$base" || why="cannot put $DEBIAN_DISK into the pool"
+    fi
+    qemu-img create -q -f qcow2 -b "$base" -F raw "$S/images/deb1.qcow2" >"$WORK/d.out" 2>&1 ||
         why="qemu-img create: $(tr '\n' ' ' <"$WORK/d.out")"
     cat >"$WORK/debnet.json" <<EOF
 {"name": "e2edeb", "bridge": "vmbr78", "ipv4": "10.78.0.1/24",

@@ -25,7 +25,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use vmdef::model::Os;
@@ -203,7 +203,7 @@ enum OpenFail {
     Escapes,
     /// It does not exist.
     Missing,
-    /// Not a regular file.
+    /// Not a regular file (nor a block device where one may be).
     NotRegular,
     /// Anything else.
     Io(io::Error),
@@ -212,7 +212,7 @@ enum OpenFail {
 /// Opens `rel` beneath the directory `pool` with `flags` (plus `O_NONBLOCK`, cleared again),
 /// only if it is a regular file: it is first opened `O_PATH` and checked, so that a device or
 /// FIFO is never opened for real, and the real open must find the same file.
-fn open_regular(pool: &Path, rel: &Path, flags: libc::c_int) -> Result<File, OpenFail> {
+fn open_regular(pool: &Path, rel: &Path, flags: libc::c_int, block_ok: bool) -> Result<File, OpenFail> {
     let dir = safefs::open_dir(pool).map_err(OpenFail::Io)?;
     let classify = |e: io::Error| match e.raw_os_error() {
         Some(libc::EXDEV | libc::ELOOP) => OpenFail::Escapes,
@@ -221,13 +221,14 @@ fn open_regular(pool: &Path, rel: &Path, flags: libc::c_int) -> Result<File, Ope
     };
     let probe = safefs::open_beneath(&dir, rel, libc::O_PATH).map_err(classify)?;
     let before = probe.metadata().map_err(OpenFail::Io)?;
-    if !before.is_file() {
+    let kind_ok = |m: &std::fs::Metadata| m.is_file() || (block_ok && m.file_type().is_block_device());
+    if !kind_ok(&before) {
         return Err(OpenFail::NotRegular);
     }
     let file =
         safefs::open_beneath(&dir, rel, flags | libc::O_NONBLOCK | libc::O_NOCTTY).map_err(classify)?;
     let after = file.metadata().map_err(OpenFail::Io)?;
-    if !after.is_file() || (after.dev(), after.ino()) != (before.dev(), before.ino()) {
+    if !kind_ok(&after) || (after.dev(), after.ino()) != (before.dev(), before.ino()) {
         return Err(OpenFail::Io(io::Error::other("the file was replaced while it was being opened")));
     }
     safefs::clear_nonblock(&file).map_err(OpenFail::Io)?;
@@ -242,12 +243,17 @@ fn inside(path: &Path, pool: &Path) -> Option<PathBuf> {
 
 /// Opens one file beneath its pool (a kernel, an initramfs, a raw CD-ROM image), read-only
 /// unless `writable`. `path` must be inside `pool_root` (canonical, as `Pool::dir` gives it).
-pub fn open_pool_file(path: &Path, pool_root: &Path, writable: bool) -> Result<ChainFile, ChainError> {
+pub fn open_pool_file(
+    path: &Path,
+    pool_root: &Path,
+    writable: bool,
+    block_ok: bool,
+) -> Result<ChainFile, ChainError> {
     let top = || path.to_path_buf();
     let rel = inside(path, pool_root)
         .ok_or_else(|| ChainError::NotInPool { top: top(), pool: pool_root.into() })?;
     let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
-    let file = open_regular(pool_root, &rel, flags).map_err(|e| match e {
+    let file = open_regular(pool_root, &rel, flags, block_ok).map_err(|e| match e {
         OpenFail::Escapes => ChainError::TopEscapes { top: top(), pool: pool_root.into() },
         OpenFail::NotRegular => ChainError::NotRegular { top: top(), path: top() },
         OpenFail::Missing => {
@@ -275,7 +281,7 @@ pub fn open_disk_chain(
     read_only: bool,
 ) -> Result<Vec<ChainFile>, ChainError> {
     let top = || disk.to_path_buf();
-    let first = open_pool_file(disk, pool_root, !read_only)?;
+    let first = open_pool_file(disk, pool_root, !read_only, true)?;
     // A relative backing name is resolved against the directory of the path the VMM opens
     // the image by: for the disk, the path the kernel resolved (what the daemon passes on).
     let mut base = first.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
@@ -344,7 +350,7 @@ pub fn open_disk_chain(
                 return Err(ChainError::OutsidePools { top: top(), image, name, path, pools: pools.to_vec() })
             }
         };
-        let file = match open_regular(pool, &rel, libc::O_RDONLY) {
+        let file = match open_regular(pool, &rel, libc::O_RDONLY, true) {
             Ok(f) => f,
             Err(OpenFail::Escapes) => {
                 return Err(ChainError::Escapes { top: top(), image, name, path, pool: pool.clone() });
@@ -419,7 +425,7 @@ pub fn definition_files(def: &VmDef, pools: &[PathBuf]) -> Result<Vec<ChainFile>
     for (field, path) in pending {
         match pool_of(pools, path) {
             None => problems.push(not_in_pool(field, path)),
-            Some(pool) => match open_pool_file(path, pool, false) {
+            Some(pool) => match open_pool_file(path, pool, false, false) {
                 Ok(f) => files.push(f),
                 Err(e) => problems.push(invalid(field, &e)),
             },

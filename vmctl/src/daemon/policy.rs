@@ -181,10 +181,12 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem { kind: ProblemKind::Invalid, field: field.into(), message: message.into() }
 }
 
-/// Resolves `path` to a regular file inside one of `pools`: its directory (canonical) must be
-/// a pool's directory or below it, and the file is opened beneath that pool without leaving
-/// it. Returns the path the kernel resolved; the error says why not.
-pub fn resolve_in_pools(pools: &[Pool], path: &Path) -> Result<PathBuf, String> {
+/// Resolves `path` to a regular file inside one of `pools` (or, if `block_ok`, a block device
+/// node the administrator put into a pool, such as an LVM volume: API users cannot make
+/// device nodes): its directory (canonical) must be a pool's directory or below it, and the
+/// file is opened beneath that pool without leaving it. Returns the path the kernel
+/// resolved; the error says why not.
+pub fn resolve_in_pools(pools: &[Pool], path: &Path, block_ok: bool) -> Result<PathBuf, String> {
     let lex = crate::safefs::lexical_abs(path)
         .ok_or_else(|| format!("{} is not an absolute path without `..`", path.display()))?;
     let not_in_pool = || {
@@ -213,10 +215,12 @@ pub fn resolve_in_pools(pools: &[Pool], path: &Path) -> Result<PathBuf, String> 
         _ => format!("{}: {e}", path.display()),
     })?;
     let meta = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
+    let block = block_ok && std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type());
+    if !meta.is_file() && !block {
         return Err(format!(
-            "{} is not a regular file (devices and directories cannot be pool volumes)",
-            path.display()
+            "{} is not a regular file{} (directories, character devices and FIFOs cannot be pool volumes)",
+            path.display(),
+            if block_ok { " or block device" } else { "" }
         ));
     }
     crate::safefs::fd_path(&f).map_err(|e| format!("{}: {e}", path.display()))
@@ -274,19 +278,20 @@ impl Daemon {
             self.pools.list().map_err(|e| vec![invalid("disks", format!("cannot list pools: {e}"))])?;
         let mut out = def.clone();
         let mut problems = Vec::new();
-        let mut resolve = |field: String, p: &mut PathBuf| match resolve_in_pools(&pools, p) {
-            Ok(r) => *p = r,
-            Err(m) => problems.push(invalid(field, m)),
-        };
+        let mut resolve =
+            |field: String, p: &mut PathBuf, block_ok: bool| match resolve_in_pools(&pools, p, block_ok) {
+                Ok(r) => *p = r,
+                Err(m) => problems.push(invalid(field, m)),
+            };
         for (i, d) in out.disks.iter_mut().enumerate() {
             if let Some(p) = d.path.as_mut() {
-                resolve(format!("disks[{i}].path"), p);
+                resolve(format!("disks[{i}].path"), p, true);
             }
         }
         if let Os::Direct { kernel, initrd, .. } = &mut out.os {
-            resolve("os.kernel".into(), kernel);
+            resolve("os.kernel".into(), kernel, false);
             if let Some(i) = initrd.as_mut() {
-                resolve("os.initrd".into(), i);
+                resolve("os.initrd".into(), i, false);
             }
         }
         if let Some(log) = out.serial.as_ref().and_then(|s| s.log.as_ref()) {
@@ -361,24 +366,50 @@ mod tests {
         let pool = Pool::open("p", &dir).unwrap();
         let pools = [pool.clone()];
         let canon = pool.dir().to_path_buf();
-        assert_eq!(resolve_in_pools(&pools, &dir.join("a.raw")).unwrap(), canon.join("a.raw"));
+        assert_eq!(resolve_in_pools(&pools, &dir.join("a.raw"), false).unwrap(), canon.join("a.raw"));
         assert_eq!(
-            resolve_in_pools(&pools, &dir.join("kernels/vmlinuz")).unwrap(),
+            resolve_in_pools(&pools, &dir.join("kernels/vmlinuz"), false).unwrap(),
             canon.join("kernels/vmlinuz")
         );
-        let e = resolve_in_pools(&pools, &t.path().join("outside")).unwrap_err();
+        let e = resolve_in_pools(&pools, &t.path().join("outside"), false).unwrap_err();
         assert!(e.contains("not in a storage pool"), "{e}");
-        let e = resolve_in_pools(&pools, &dir.join("escape")).unwrap_err();
+        let e = resolve_in_pools(&pools, &dir.join("escape"), false).unwrap_err();
         assert!(e.contains("symlink"), "{e}");
-        let e = resolve_in_pools(&pools, &dir.join("etc/passwd")).unwrap_err();
+        let e = resolve_in_pools(&pools, &dir.join("etc/passwd"), false).unwrap_err();
         assert!(e.contains("not in a storage pool"), "{e}");
-        let e = resolve_in_pools(&pools, &dir.join("kernels")).unwrap_err();
+        let e = resolve_in_pools(&pools, &dir.join("kernels"), false).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         for bad in ["/dev/sda", "/etc/shadow", "relative.img"] {
-            assert!(resolve_in_pools(&pools, Path::new(bad)).is_err(), "{bad}");
+            assert!(resolve_in_pools(&pools, Path::new(bad), false).is_err(), "{bad}");
         }
-        let e = resolve_in_pools(&pools, &dir.join("../outside")).unwrap_err();
+        let e = resolve_in_pools(&pools, &dir.join("../outside"), false).unwrap_err();
         assert!(e.contains("`..`"), "{e}");
+    }
+
+    #[test]
+    fn block_device_nodes_an_administrator_put_into_a_pool_may_be_disks_only() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // mknod of a block device needs root
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("pool");
+        std::fs::create_dir(&dir).unwrap();
+        let pools = [Pool::open("p", &dir).unwrap()];
+        let node = dir.join("lv0");
+        let c = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mknod with a valid path; a block device node of the loop driver (7, 0).
+        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(7, 0)) }, 0);
+        let canon = std::fs::canonicalize(&dir).unwrap();
+        assert_eq!(resolve_in_pools(&pools, &node, true).unwrap(), canon.join("lv0"));
+        let e = resolve_in_pools(&pools, &node, false).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = resolve_in_pools(&pools, &fifo, true).unwrap_err();
+        assert!(e.contains("not a regular file or block device"), "{e}");
     }
 
     #[test]
