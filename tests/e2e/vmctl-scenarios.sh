@@ -239,8 +239,10 @@ jail_report() {
     _nspid=$(awk '/^NSpid:/ { print $NF }' "$_st")
     _cap=$(awk '/^CapEff:/ { print $2 }' "$_st")
     _nnp=$(awk '/^NoNewPrivs:/ { print $2 }' "$_st")
-    if [ "${_uid:-0}" -lt 2000000000 ] || [ "$_nspid" != 1 ] || [ "$_cap" != 0000000000000000 ] || [ "$_nnp" != 1 ]; then
-        WHY="$1's vmm is not jailed: uid $_uid, pid $_nspid in its namespace, CapEff $_cap, NoNewPrivs $_nnp"
+    _sec=$(awk '/^Seccomp:/ { print $2 }' "$_st")
+    if [ "${_uid:-0}" -lt 2000000000 ] || [ "$_nspid" != 1 ] || [ "$_cap" != 0000000000000000 ] ||
+        [ "$_nnp" != 1 ] || [ "$_sec" != 2 ]; then
+        WHY="$1's vmm is not jailed: uid $_uid, pid $_nspid in its namespace, CapEff $_cap, NoNewPrivs $_nnp, Seccomp $_sec"
         return 1
     fi
     _cg=$(sed -n 's/^0:://p' /proc/"$_pid"/cgroup)
@@ -251,7 +253,7 @@ jail_report() {
     *) WHY="$1's vmm is in cgroup '$_cg', not /rvmm/$1"; return 1 ;;
     esac
     _fds=$(for f in /proc/"$_pid"/fd/3 /proc/"$_pid"/fd/4; do readlink "$f" 2>/dev/null; done | tr '\n' ' ')
-    JAIL="uid $_uid, pid 1 of its namespace, no capabilities, cgroup $_cg memory.max $_mem pids.max $_pids, handed ${_fds:-nothing}"
+    JAIL="uid $_uid, pid 1 of its namespace, no capabilities, seccomp filter, cgroup $_cg memory.max $_mem pids.max $_pids, handed ${_fds:-nothing}"
 }
 
 # ---- definitions -----------------------------------------------------------------------
@@ -918,7 +920,10 @@ init_watch() {
 
 sc_bench() {
     why=
-    # -- vmctl list with $BENCH_VMS defined VMs, on a daemon of its own.
+    # -- vmctl list with $BENCH_VMS defined VMs, on a daemon of its own, which runs its VMs
+    # without the jailer (for the start time with and without it, below).
+    mkdir -p "$B"
+    echo '{"jail": {"enabled": false}}' >"$B/vmctld.json"
     if ! start_daemon "$B" "$WORK/vmctld-bench.log"; then
         result bench FAIL "the bench daemon did not start"
         return
@@ -970,8 +975,6 @@ sc_bench() {
     done
     now_cs
     echo "E2E-TIME vmctl-process-only ms=$(((NOW - t0) * 10 / runs)) (vmctl --help, no daemon call)"
-    stop_daemon "$BPID"
-    BPID=
 
     # -- vmctl start -> guest init, against the bare vmm (same kernel, initramfs, cmdline).
     cat >"$WORK/bt.json" <<EOF
@@ -979,6 +982,10 @@ sc_bench() {
  "os": {"machine": "direct", "kernel": "$KERNEL", "initrd": "$INITRD", "cmdline": "$OFF_CMDLINE"}}
 EOF
     vc define "$WORK/bt.json" >/dev/null 2>&1 || why="$why define bt failed;"
+    sed "s|\"kernel\": \"[^\"]*\"|\"kernel\": \"$B/images/vmlinuz\"|; s|\"initrd\": \"[^\"]*\"|\"initrd\": \"$B/images/l2-initramfs.img\"|" \
+        "$WORK/bt.json" >"$WORK/bt-nojail.json"
+    "$VMCTL" --state-dir "$B" define "$WORK/bt-nojail.json" >/dev/null 2>&1 || why="$why define bt (no jail) failed;"
+    nojail=
     via_vmctl=
     bare=
     calls=
@@ -1009,6 +1016,25 @@ EOF
         else
             why="$why vmctl start bt: $(tr '\n' ' ' <"$WORK/bt.start");"
         fi
+        # The same through the bench daemon, whose jailer is off.
+        rm -f "$WORK/bt.init"
+        read -r t0 _rest </proc/uptime
+        if "$VMCTL" --state-dir "$B" start bt >"$WORK/bt.start" 2>&1; then
+            timeout 120 "$VMCTL" --state-dir "$B" console bt </dev/null 2>/dev/null | init_watch "$t0" "$WORK/bt.init"
+            _n=0
+            while [ "$("$VMCTL" --state-dir "$B" list 2>/dev/null | awk '$1 == "bt" { print $2 }')" = running ] && [ $_n -lt 100 ]; do
+                sleep 0.2
+                _n=$((_n + 1))
+            done
+            if [ -s "$WORK/bt.init" ]; then
+                nojail="$nojail $(cat "$WORK/bt.init")"
+                echo "E2E-TIME vmctl-nojail-start-to-init run=$r s=$(cat "$WORK/bt.init")"
+            else
+                why="$why run $r: no L2-INIT through vmctl without the jailer;"
+            fi
+        else
+            why="$why vmctl start bt (no jail): $(tr '\n' ' ' <"$WORK/bt.start");"
+        fi
         # The bare vmm, started by hand with the console on stdout.
         rm -f "$WORK/bare.init"
         read -r t0 _rest </proc/uptime
@@ -1024,8 +1050,10 @@ EOF
     done
     # shellcheck disable=SC2086 # word lists
     if [ -n "$via_vmctl" ] && [ -n "$bare" ]; then
-        echo "E2E-TIME start-to-init-median vmctl_s=$(median $via_vmctl) vmm_s=$(median $bare) vmctl_start_call_s=$(median $calls) runs=$BENCH_RUNS"
+        echo "E2E-TIME start-to-init-median vmctl_s=$(median $via_vmctl) vmctl_nojail_s=$(median ${nojail:-0}) vmm_s=$(median $bare) vmctl_start_call_s=$(median $calls) runs=$BENCH_RUNS"
     fi
+    stop_daemon "$BPID"
+    BPID=
     if [ -n "$why" ]; then
         result bench FAIL "$why"
     else
