@@ -462,7 +462,11 @@ impl Daemon {
         let alive = rt.pid.is_some_and(|pid| crate::process::is_alive(pid, rt.pid_start_ticks));
         let (Some(pid), true) = (rt.pid, alive) else {
             let (state, reason) = classify_absent_exit(&paths.exit_status);
+            // What the run held goes back as on any exit: its taps, its cgroup, and its
+            // managed host devices to their host drivers.
             self.remove_taps(rt.taps.clone()).await;
+            self.remove_cgroup(name);
+            self.release_managed(&def);
             let mut rt = RuntimeState::shutoff();
             rt.state = state;
             rt.exit_reason = Some(reason.clone());

@@ -579,6 +579,33 @@ async fn managed_hostdevs_go_back_to_the_host_after_the_vm_stops() {
 }
 
 #[tokio::test]
+async fn managed_hostdevs_of_a_vm_that_died_while_the_daemon_was_down_go_back() {
+    let e = env();
+    let d = &e.daemon;
+    let sys = fake_hostdev(&e, "0000:00:02.0", "vfio-pci");
+    let def = r#"{"name": "pt", "memory_mib": 64, "vcpus": 1,
+        "hostdevs": [{"address": "0000:00:02.0", "managed": true}]}"#;
+    assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    // An earlier daemon recorded it running; its vmm has ended since.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let mut rt = vmdef::store::RuntimeState::shutoff();
+    rt.state = vmdef::store::RunState::Running;
+    rt.pid = Some(pid);
+    d.store().save_runtime(&"pt".parse().unwrap(), &rt).unwrap();
+    let unbind = sys.join("bus/pci/drivers/vfio-pci/unbind");
+    assert_eq!(std::fs::read_to_string(&unbind).unwrap(), "");
+    // The next daemon finds it gone and hands the device back to the host.
+    let next = Daemon::open(d.cfg.clone()).unwrap();
+    next.recover().await;
+    assert_eq!(std::fs::read_to_string(&unbind).unwrap(), "0000:00:02.0");
+    let (s, body) = call(&next, Method::GET, "/v1/vms/pt", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(!body.contains("\"running\""), "{body}");
+}
+
+#[tokio::test]
 async fn a_hostdev_in_use_by_another_vm_is_a_conflict() {
     use std::os::unix::fs::symlink;
     let e = env();
