@@ -8,7 +8,7 @@
 #   driver in L1, and runs tests/e2e/vfio-scenarios.sh there: our vmm assigns those NICs to L2
 #   PC guests.
 #   Last line: "e2e-vfio: N passed, M failed"; non-zero exit if any failed or none ran.
-# Environment: VMM_BIN, VFIO_ONLY=a,b, VFIO_L1_TIMEOUT (default 900), VFIO_L1_SILENCE (default
+# Environment: VMM_BIN, VMCTL_BIN_DIR (static vmctld and vmctl), VFIO_ONLY=a,b, VFIO_L1_TIMEOUT (default 900), VFIO_L1_SILENCE (default
 #   120, see l1_watch in lib.sh), VFIO_BOOT_TIMEOUT (per L2 boot, default 240),
 #   VFIO_LOG (default .cache/testhost/logs/e2e-vfio.log).
 set -euo pipefail
@@ -22,6 +22,19 @@ mkdir -p "$(dirname "$LOG")"
 ensure_pkgs socat:socat
 
 static_vmm
+# vfio-vmctl-managed runs vmctld and vmctl too (static, like the vmm).
+if [[ -n ${VMCTL_BIN_DIR:-} ]]; then
+    BIN_DIR=$(realpath "$VMCTL_BIN_DIR")
+else
+    (cd "$REPO" && RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+        cargo build --release -p vmctl --bins --target x86_64-unknown-linux-gnu)
+    BIN_DIR=${CARGO_TARGET_DIR:-target}
+    [[ $BIN_DIR == /* ]] || BIN_DIR=$REPO/$BIN_DIR
+    BIN_DIR=$BIN_DIR/x86_64-unknown-linux-gnu/release
+fi
+for b in vmctld vmctl; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing"
+done
 "$TESTHOST_DIR/fixtures.sh" >/dev/null
 load_kernel_env
 
@@ -43,6 +56,7 @@ make_initramfs "$tmp/l2x" "$tmp/l2-e1000e-extra.cpio.gz"
 cpio=$(L1_NAME=vfio L1_MODULES="vfio vfio_iommu_type1 vfio_pci" \
     "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/vfio-scenarios.sh" \
     "$tmp/l2-e1000e-extra.cpio.gz=/guest/l2-e1000e-extra.cpio.gz" \
+    "$BIN_DIR/vmctld=/bin/vmctld" "$BIN_DIR/vmctl=/bin/vmctl" \
     /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \
     /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
 

@@ -15,6 +15,11 @@
 #                  lease from QEMU's user network through it (descriptor rings and packets by
 #                  DMA through the IOMMU, INTx through the resample irqfd); then two guest
 #                  resets (control socket) and the same again after each
+#   vfio-vmctl-managed the e1000 (on no driver) in a vmctld definition with a managed
+#                  hostdev: vmctld binds it to vfio-pci at start and runs the vmm jailed (own
+#                  uid, /dev/vfio/N made in its root, /sys read-only, locked memory for the
+#                  DMA maps); the guest gets a DHCP lease through it; after `vmctl destroy` the
+#                  device is off vfio-pci again with no driver_override left
 #   vfio-e1000e-msix the emulated e1000e (8086:10d3, MSI-X in its BAR 3) bound and assigned
 #                  the same way to a guest whose init (tests/e2e/vfio-l2-init.sh, appended to
 #                  the L2 initramfs as /guest/l2-e1000e-extra.cpio.gz) loads e1000e, which
@@ -26,7 +31,7 @@
 set -u
 PATH=/bin:/sbin:/usr/bin:/usr/sbin:$PATH
 
-VFIO_SCENARIOS="vfio-unbound vfio-e1000 vfio-e1000e-msix"
+VFIO_SCENARIOS="vfio-unbound vfio-e1000 vfio-vmctl-managed vfio-e1000e-msix"
 if [ "${1:-}" = "--list" ]; then
     for s in $VFIO_SCENARIOS; do echo "$s"; done
     exit 0
@@ -139,6 +144,94 @@ sc_vfio_e1000() {
     if [ "$ok" = 0 ]; then
         show "$d/serial.log" 40
         show "$d/err" 20
+        return 1
+    fi
+}
+
+sc_vfio_vmctl_managed() {
+    [ -n "$ADDR" ] && [ -n "$GROUP" ] || { REASON="no e1000 with an IOMMU group"; return 1; }
+    [ -x /bin/vmctld ] && [ -x /bin/vmctl ] || { REASON="no vmctld and vmctl in L1"; return 1; }
+    # From no driver at all (the earlier scenario left it on vfio-pci), as on a host where
+    # the administrator unloaded the NIC driver.
+    [ -e "$E1000/driver" ] && echo "$ADDR" >"$E1000/driver/unbind"
+    echo >"$E1000/driver_override"
+    [ -e "$E1000/driver" ] && { REASON="cannot unbind $ADDR from $(readlink "$E1000/driver")"; return 1; }
+    vs=$WORK/vmctl
+    mkdir -p "$vs/images"
+    cp "$KERNEL" "$vs/images/vmlinuz" && cp "$INITRD" "$vs/images/initrd.img" || { REASON="cannot fill the pool"; return 1; }
+    /bin/vmctld --state-dir "$vs" --log info </dev/null >"$WORK/vmctld.log" 2>&1 &
+    DPID=$!
+    _n=0
+    while ! /bin/vmctl --state-dir "$vs" list >/dev/null 2>&1; do
+        _n=$((_n + 1))
+        [ $_n -lt 100 ] || { REASON="vmctld did not come up"; show "$WORK/vmctld.log" 20; kill "$DPID"; return 1; }
+        sleep 0.2
+    done
+    printf '%s\n' '{"name": "pt", "memory_mib": 256, "vcpus": 1,' \
+        " \"os\": {\"machine\": \"direct\", \"kernel\": \"$vs/images/vmlinuz\", \"initrd\": \"$vs/images/initrd.img\"," \
+        '        "cmdline": "console=ttyS0 l2test=net panic=-1 quiet"},' \
+        " \"hostdevs\": [{\"address\": \"$ADDR\", \"managed\": true}]}" >"$WORK/pt.json"
+    ok=1
+    t0=$(now)
+    if ! /bin/vmctl --state-dir "$vs" define "$WORK/pt.json" >"$WORK/pt.out" 2>&1 ||
+        ! /bin/vmctl --state-dir "$vs" start pt >>"$WORK/pt.out" 2>&1; then
+        REASON="define/start: $(tr '\n' ' ' <"$WORK/pt.out")"
+        ok=0
+    fi
+    drv_running=$(readlink "$E1000/driver")
+    VPID=$(/bin/vmctl --state-dir "$vs" list 2>/dev/null | awk '$1 == "pt" { print $3 }')
+    if [ "$ok" = 1 ] && ! wait_count "$vs/logs/pt.log" 'L2-NET' 1; then
+        REASON="no L2-NET line on the console"
+        ok=0
+    fi
+    lease_s=$(since "$t0")
+    jail=
+    if [ "$ok" = 1 ]; then
+        st=/proc/$VPID/status
+        uid=$(awk '/^Uid:/ { print $2 }' "$st")
+        nspid=$(awk '/^NSpid:/ { print $NF }' "$st")
+        vfio_fd=$(ls -l /proc/"$VPID"/fd 2>/dev/null | grep -c "/dev/vfio/$GROUP")
+        memlock=$(awk '/^Max locked memory/ { print $4 }' /proc/"$VPID"/limits)
+        jail="uid $uid, pid $nspid in its namespace, /dev/vfio/$GROUP open $vfio_fd time(s), locked memory limit $memlock"
+        if [ "${uid:-0}" -lt 2000000000 ] || [ "$nspid" != 1 ] || [ "$vfio_fd" -lt 1 ]; then
+            REASON="not jailed as expected: $jail"
+            ok=0
+        fi
+        net=$(tr -d '\r' <"$vs/logs/pt.log" | grep 'L2-NET' | head -n 1)
+        echo "E2E-INFO vfio-vmctl-managed guest: $net"
+        case $net in
+        *"mac=52:54:00:12:34:56 addr=10.0.2.15/24"*) ;;
+        *) REASON="unexpected guest network: $net"; ok=0 ;;
+        esac
+    fi
+    /bin/vmctl --state-dir "$vs" destroy pt >/dev/null 2>&1
+    _n=0
+    while [ -e "$E1000/driver" ] && [ $_n -lt 50 ]; do
+        sleep 0.2
+        _n=$((_n + 1))
+    done
+    drv_after=$(readlink "$E1000/driver")
+    override=$(cat "$E1000/driver_override")
+    kill "$DPID" 2>/dev/null
+    wait "$DPID" 2>/dev/null
+    echo "E2E-INFO vfio-vmctl-managed: while running on ${drv_running##*/}; $jail; after destroy on '${drv_after##*/}', driver_override '$override'"
+    echo "E2E-TIME vfio-vmctl-managed start_to_lease_s=$lease_s"
+    if [ "$ok" = 1 ] && [ "${drv_running##*/}" != vfio-pci ]; then
+        REASON="vmctld did not bind $ADDR to vfio-pci (driver: ${drv_running:-none})"
+        ok=0
+    fi
+    if [ "$ok" = 1 ] && [ -n "$drv_after" ]; then
+        REASON="still on ${drv_after##*/} after destroy"
+        ok=0
+    fi
+    if [ "$ok" = 1 ] && [ -n "$override" ] && [ "$override" != "(null)" ]; then
+        REASON="driver_override '$override' left after destroy"
+        ok=0
+    fi
+    if [ "$ok" = 0 ]; then
+        show "$WORK/vmctld.log" 20
+        [ -f "$vs/logs/pt.vmm.log" ] && show "$vs/logs/pt.vmm.log" 20
+        [ -f "$vs/logs/pt.log" ] && show "$vs/logs/pt.log" 30
         return 1
     fi
 }
