@@ -155,6 +155,7 @@ impl VmProcess {
 /// Steps of the child, reported to the parent with the errno when one fails.
 const STEPS: &[&str] = &[
     "setsid",
+    "resetting the signal mask",
     "rearranging descriptors",
     "making mounts private",
     "mounting the root tmpfs",
@@ -551,6 +552,15 @@ unsafe fn child_steps(p: &mut Prepared, err_w: RawFd) -> StepResult {
     // SAFETY: see the function's contract; every call below is a system call on prepared data.
     unsafe {
         check(libc::setsid(), "setsid")?;
+        // As std's Command does: no signal blocked, SIGPIPE back to its default (the daemon,
+        // like every Rust program, ignores it, and an ignored signal survives execve).
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()),
+            "resetting the signal mask",
+        )?;
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Descriptors: copies above every target first, then onto 0, 1, 2 and 3.. .
         let fdstep = "rearranging descriptors";
         for i in 0..p.fds.len() {

@@ -96,7 +96,7 @@ async fn a_jailed_program_sees_only_its_jail() {
          echo fd3=$(cat <&3); \
          echo daemon=$([ -e /proc/{me}/status ] && echo seen || echo hidden); echo maxpid=$(ls /proc | grep '^[0-9]' | sort -n | tail -n 1); \
          echo fds=$(ls /proc/self/fd | tr '\\n' ' '); \
-         grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '; \
+         grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|SigBlk|SigIgn)' /proc/self/status | tr -s '\\t' ' '; \
          echo out > {run}/out && echo wrote-run; \
          (touch /new 2>/dev/null && echo wrote-root) || echo root-ro; \
          (cat {secret} 2>/dev/null && echo read-secret) || echo no-secret; \
@@ -118,6 +118,7 @@ async fn a_jailed_program_sees_only_its_jail() {
         "CapPrm: 0000000000000000",
         "CapBnd: 0000000000000000",
         "NoNewPrivs: 1",
+        "SigBlk: 0000000000000000",
         "wrote-run",
         "root-ro",
         "no-secret",
