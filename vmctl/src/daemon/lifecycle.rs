@@ -160,8 +160,8 @@ impl Daemon {
         let mut child =
             process::spawn_vmm(&self.cfg.vmm, &args, &self.vmm_log_path(name), fds, jail.as_ref()).map_err(
                 |e| {
-                    let how = if jail.is_some() { "in its jail" } else { "" };
-                    DaemonError::Internal(format!("cannot run {} {how}: {e}", self.cfg.vmm.display()))
+                    let how = if jail.is_some() { " in its jail" } else { "" };
+                    DaemonError::Internal(format!("cannot run {}{how}: {e}", self.cfg.vmm.display()))
                 },
             )?;
         let pid = child.id();
