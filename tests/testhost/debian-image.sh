@@ -188,6 +188,11 @@ EOF
 mkdir -p "$MNT/etc/systemd/system/getty.target.wants"
 ln -sfn /lib/systemd/system/serial-getty@.service \
     "$MNT/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+# systemd gives up on a device unit after 90 s; in the nested test host udev can take longer
+# to announce ttyS0 on a loaded machine, and serial-getty@ttyS0 (which waits for it) then never
+# starts: no login prompt (pc-virtio-blk timed out so twice in one run). Wait up to 10 minutes.
+mkdir -p "$MNT/etc/systemd/system.conf.d"
+printf '[Manager]\nDefaultDeviceTimeoutSec=600s\n' >"$MNT/etc/systemd/system.conf.d/10-slow-test-host.conf"
 # Units that only cost boot time in a throwaway test VM (e2scrub_reap ran for 4 minutes in the
 # nested test host; there is no LVM to scrub): masked.
 for u in e2scrub_reap.service e2scrub_all.timer apt-daily.timer apt-daily-upgrade.timer \
