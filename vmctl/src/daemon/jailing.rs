@@ -162,30 +162,14 @@ fn file_size_limit(def: &VmDef) -> u64 {
     for d in def.disks.iter().filter(|d| !d.is_readonly()) {
         let Some(path) = &d.path else { continue };
         let Ok(meta) = std::fs::metadata(path) else { continue };
-        let virtual_size = qcow2_virtual_size(path).unwrap_or(meta.len());
+        let virtual_size = crate::pool::inspect(path).map_or(meta.len(), |i| i.virtual_size);
         let grown = virtual_size.saturating_add(virtual_size / 4).saturating_add(64 << 20);
         limit = limit.max(meta.len()).max(grown);
     }
     limit
 }
 
-/// The virtual size in a qcow2 header (bytes 24..32), `None` for another format.
-fn qcow2_virtual_size(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 32];
-    f.read_exact_at(&mut head, 0).ok()?;
-    (head[..4] == *b"QFI\xfb").then(|| {
-        u64::from_be_bytes([head[24], head[25], head[26], head[27], head[28], head[29], head[30], head[31]])
-    })
-}
-
 impl Daemon {
-    /// The jail root mount point (an empty directory of the state directory).
-    pub(crate) fn jail_root(&self) -> PathBuf {
-        self.store.jail_root()
-    }
-
     /// Reserves the lowest free uid for `name`'s run.
     pub(crate) fn reserve_uid(&self, name: &VmName) -> Result<u32> {
         let j = &self.cfg.settings.jail;
@@ -217,7 +201,7 @@ impl Daemon {
     /// The jail of one run of `def` as `uid`, with its cgroup made; `run_dir` is its run
     /// directory, which it gets read-write.
     pub(crate) fn make_jail(&self, def: &VmDef, uid: u32, run_dir: &Path) -> Result<VmJail> {
-        let root = self.jail_root();
+        let root = self.store.jail_root();
         std::fs::create_dir_all(&root)
             .map_err(|e| DaemonError::Internal(format!("cannot create {}: {e}", root.display())))?;
         let mut devices = vec![PathBuf::from("/dev/kvm")];
@@ -361,15 +345,23 @@ mod tests {
     }
 
     #[test]
-    fn qcow2_virtual_size_is_read_from_the_header() {
+    fn the_file_size_limit_follows_the_disks_virtual_sizes() {
         let dir = std::env::temp_dir().join(format!("vmctl-jailing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let q = dir.join("a.qcow2");
         block::create_qcow2(&q, 5 << 30, None).unwrap();
-        assert_eq!(qcow2_virtual_size(&q), Some(5 << 30));
         let r = dir.join("a.raw");
         std::fs::write(&r, vec![0u8; 4096]).unwrap();
-        assert_eq!(qcow2_virtual_size(&r), None);
+        let def = |path: &Path, readonly: bool| -> VmDef {
+            serde_json::from_value(serde_json::json!({"name": "f", "memory_mib": 64, "vcpus": 1,
+                "disks": [{"path": path, "bus": "virtio", "readonly": readonly}]}))
+            .unwrap()
+        };
+        // A qcow2 disk's virtual size comes from its header, not its (small) file.
+        assert_eq!(file_size_limit(&def(&q, false)), (5 << 30) + (5 << 30) / 4 + (64 << 20));
+        // A raw disk's virtual size is its length; a read-only disk leaves the 64 MiB floor.
+        assert_eq!(file_size_limit(&def(&r, false)), 4096 + 1024 + (64 << 20));
+        assert_eq!(file_size_limit(&def(&q, true)), 64 << 20);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -555,15 +555,22 @@ fn fake_hostdev(e: &Env, addr: &str, driver: &str) -> std::path::PathBuf {
     sys
 }
 
+/// Defines `pt` with the managed host device 0000:00:02.0, already on vfio-pci in the fake
+/// sysfs; returns that sysfs.
+async fn define_managed_pt(e: &Env) -> std::path::PathBuf {
+    let sys = fake_hostdev(e, "0000:00:02.0", "vfio-pci");
+    let def = r#"{"name": "pt", "memory_mib": 64, "vcpus": 1,
+        "hostdevs": [{"address": "0000:00:02.0", "managed": true}]}"#;
+    assert_eq!(call(&e.daemon, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    sys
+}
+
 #[tokio::test]
 async fn managed_hostdevs_go_back_to_the_host_after_the_vm_stops() {
     let e = env();
     let d = &e.daemon;
     // Already on vfio-pci (the fake kernel binds nothing): start leaves it; stop releases it.
-    let sys = fake_hostdev(&e, "0000:00:02.0", "vfio-pci");
-    let def = r#"{"name": "pt", "memory_mib": 64, "vcpus": 1,
-        "hostdevs": [{"address": "0000:00:02.0", "managed": true}]}"#;
-    assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    let sys = define_managed_pt(&e).await;
     let (s, body) = call(d, Method::POST, "/v1/vms/pt/start", None, "").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let config = std::fs::read_to_string(d.run_paths(&"pt".parse().unwrap()).config).unwrap();
@@ -582,10 +589,7 @@ async fn managed_hostdevs_go_back_to_the_host_after_the_vm_stops() {
 async fn managed_hostdevs_of_a_vm_that_died_while_the_daemon_was_down_go_back() {
     let e = env();
     let d = &e.daemon;
-    let sys = fake_hostdev(&e, "0000:00:02.0", "vfio-pci");
-    let def = r#"{"name": "pt", "memory_mib": 64, "vcpus": 1,
-        "hostdevs": [{"address": "0000:00:02.0", "managed": true}]}"#;
-    assert_eq!(call(d, Method::POST, "/v1/vms", None, def).await.0, StatusCode::CREATED);
+    let sys = define_managed_pt(&e).await;
     // An earlier daemon recorded it running; its vmm has ended since.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let pid = gone.id();
