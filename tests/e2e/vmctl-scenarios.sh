@@ -918,6 +918,32 @@ init_watch() {
     }'
 }
 
+# start_to_init DIR: `vmctl start bt` on the daemon of state directory DIR, then the guest's
+# first line (L2-INIT) read through `vmctl console`, then until bt is shut off again. Sets
+# CALL_S (the start call's seconds) and INIT_S (start to init, empty without one); fails,
+# with vmctl's output in $WORK/bt.start, if the start does.
+start_to_init() {
+    INIT_S=
+    CALL_S=
+    rm -f "$WORK/bt.init"
+    read -r t0 _rest </proc/uptime
+    now_cs
+    c0=$NOW
+    "$VMCTL" --state-dir "$1" start bt >"$WORK/bt.start" 2>&1 || return 1
+    now_cs
+    secs $((NOW - c0))
+    CALL_S=$SECS
+    timeout 120 "$VMCTL" --state-dir "$1" console bt </dev/null 2>/dev/null | init_watch "$t0" "$WORK/bt.init"
+    _n=0
+    while [ "$("$VMCTL" --state-dir "$1" list 2>/dev/null | awk '$1 == "bt" { print $2, $3 }')" != "shut off" ] &&
+        [ $_n -lt 100 ]; do
+        sleep 0.2
+        _n=$((_n + 1))
+    done
+    [ -s "$WORK/bt.init" ] && INIT_S=$(cat "$WORK/bt.init")
+    return 0
+}
+
 sc_bench() {
     why=
     # -- vmctl list with $BENCH_VMS defined VMs, on a daemon of its own, which runs its VMs
@@ -992,23 +1018,11 @@ EOF
     r=1
     while [ $r -le "$BENCH_RUNS" ]; do
         # vmctl: the time counts from `vmctl start` to the guest's first line on the console.
-        rm -f "$WORK/bt.init"
-        read -r t0 _rest </proc/uptime
-        now_cs
-        c0=$NOW
-        if vc start bt >"$WORK/bt.start" 2>&1; then
-            now_cs
-            secs $((NOW - c0))
-            calls="$calls $SECS"
-            timeout 120 "$VMCTL" --state-dir "$S" console bt </dev/null 2>/dev/null | init_watch "$t0" "$WORK/bt.init"
-            _n=0
-            while [ "$(state_of bt)" != "shut off" ] && [ $_n -lt 100 ]; do
-                sleep 0.2
-                _n=$((_n + 1))
-            done
-            if [ -s "$WORK/bt.init" ]; then
-                via_vmctl="$via_vmctl $(cat "$WORK/bt.init")"
-                echo "E2E-TIME vmctl-start-to-init run=$r s=$(cat "$WORK/bt.init")"
+        if start_to_init "$S"; then
+            calls="$calls $CALL_S"
+            if [ -n "$INIT_S" ]; then
+                via_vmctl="$via_vmctl $INIT_S"
+                echo "E2E-TIME vmctl-start-to-init run=$r s=$INIT_S"
             else
                 why="$why run $r: no L2-INIT through vmctl;"
                 diag bt
@@ -1017,18 +1031,10 @@ EOF
             why="$why vmctl start bt: $(tr '\n' ' ' <"$WORK/bt.start");"
         fi
         # The same through the bench daemon, whose jailer is off.
-        rm -f "$WORK/bt.init"
-        read -r t0 _rest </proc/uptime
-        if "$VMCTL" --state-dir "$B" start bt >"$WORK/bt.start" 2>&1; then
-            timeout 120 "$VMCTL" --state-dir "$B" console bt </dev/null 2>/dev/null | init_watch "$t0" "$WORK/bt.init"
-            _n=0
-            while [ "$("$VMCTL" --state-dir "$B" list 2>/dev/null | awk '$1 == "bt" { print $2 }')" = running ] && [ $_n -lt 100 ]; do
-                sleep 0.2
-                _n=$((_n + 1))
-            done
-            if [ -s "$WORK/bt.init" ]; then
-                nojail="$nojail $(cat "$WORK/bt.init")"
-                echo "E2E-TIME vmctl-nojail-start-to-init run=$r s=$(cat "$WORK/bt.init")"
+        if start_to_init "$B"; then
+            if [ -n "$INIT_S" ]; then
+                nojail="$nojail $INIT_S"
+                echo "E2E-TIME vmctl-nojail-start-to-init run=$r s=$INIT_S"
             else
                 why="$why run $r: no L2-INIT through vmctl without the jailer;"
             fi
