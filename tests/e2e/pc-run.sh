@@ -13,7 +13,8 @@
 #   more L1 boots for scenarios that failed or gave no result; the summary marks them), E2E_MODE=auto|host|l1,
 #   PC_LOG (default .cache/testhost/logs/e2e-pc.log), PC_DEBIAN_TIMEOUT, PC_ISO_TIMEOUT, PC_KERNEL_TIMEOUT,
 #   PC_KERNEL_COMPARE=1 (pc-kernel also boots the direct machine for the time ratio), PC_NET_MIB,
-#   PC_NET_XFER_TIMEOUT (pc-virtio-net, see pc-scenarios.sh).
+#   PC_NET_XFER_TIMEOUT (pc-virtio-net, see pc-scenarios.sh), PC_L1_NAME (name of
+#   its L1 initramfs, default pc: two runs at once need two names).
 set -euo pipefail
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/testhost/lib.sh
@@ -76,7 +77,7 @@ host)
     ;;
 l1)
     log "no usable hardware virtualization here: running the PC scenarios in an L1 test host"
-    cpio=$(L1_NAME=pc L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun vhost_net" \
+    cpio=$(L1_NAME=${PC_L1_NAME:-pc} L1_BINS="qemu-img" L1_MODULES="${L1_MODULES:-} virtio_pci virtio_blk crc32c_generic ext4 tun vhost_net" \
         "$TESTHOST_DIR/build-l1.sh" "$E2E_DIR/pc-scenarios.sh" "$iso=/guest/grub-rescue-cdrom.iso" \
         "$VNC_PROBE_BIN=/usr/bin/vnc-probe" \
         /usr/share/seabios/bios-256k.bin=/usr/share/seabios/bios-256k.bin \

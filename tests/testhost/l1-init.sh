@@ -62,6 +62,12 @@ VMM=/bin/vmm KERNEL=/guest/vmlinuz VMLINUX=/guest/vmlinux INITRD=/guest/l2-initr
 TMPDIR=/tmp HOME=/root
 export VMM KERNEL VMLINUX INITRD TMPDIR HOME
 
+# The heartbeat on ttyS1 (run-l1.sh sends it to LOGFILE.hb): a line every 5 s while L1's timer
+# interrupts are delivered. l1_watch (lib.sh) tells an L1 stall from a quiet scenario by it.
+if [ -c /dev/ttyS1 ]; then
+    (while :; do echo "hb $(uptime_s)"; sleep 5; done >/dev/ttyS1 2>/dev/null &)
+fi
+
 echo "L1-READY uptime=$(uptime_s) memfree_kib=$(awk '/^MemFree:/{print $2}' /proc/meminfo)"
 scenario=$(cat /etc/l1-scenario)
 cd /tmp || exit 1

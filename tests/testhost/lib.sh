@@ -99,7 +99,7 @@ load_kernel_env() {
 
 # l1_watch PID LOGFILE MONITOR_SOCKET SILENCE: waits for PID (an L1 run started with
 # `-monitor unix:MONITOR_SOCKET,server,nowait` in L1_QEMU_EXTRA, logging to LOGFILE); if
-# LOGFILE does not grow for SILENCE seconds, the L1 vCPU's state goes to LOGFILE.stall and to
+# L1 is silent for SILENCE seconds, the L1 vCPU's state goes to LOGFILE.stall and to
 # the log (L1-STALL lines) and L1 gets a new interrupt through its monitor: a key press on its
 # PS/2 keyboard, and if it stays silent, an NMI (L1_UNSTICK=0 turns this off; at most 6 per
 # run). If it is still silent after that, it is stopped through its monitor. Returns PID's
@@ -113,14 +113,22 @@ load_kernel_env() {
 # interrupt; a `stop`/`cont` of the L1 does not deliver it either: QEMU's APIC holds the vector
 # without having told its CPU (cause in QEMU not found). Any new interrupt makes it look again:
 # a key press, or an NMI, unstuck both stalls they were tried on (the L1 kernel then reports a
-# soft lockup, or "NMI received for unknown reason"). Scenarios print progress often, so
-# silence means a stall; the callers retry scenarios of an L1 that had to be stopped.
+# soft lockup, or "NMI received for unknown reason"). Silence: once L1's heartbeat
+# (LOGFILE.hb, a line every 5 s from l1-init.sh; see run-l1.sh) has started, L1 is silent when
+# the heartbeat stops for L1_HB_SILENCE (default 40) seconds, so a stall costs well under a
+# minute; before that (L1 booting), when LOGFILE does not grow for SILENCE seconds. The callers
+# retry scenarios of an L1 that had to be stopped.
 l1_watch() {
     local pid=$1 logf=$2 sock=$3 silence=$4 last=-1 quiet=0 size kicks=0 total=0 kicked='' how
+    local hb=$logf.hb step=10 watched
     while kill -0 "$pid" 2>/dev/null; do
-        sleep 10
-        size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
-        if [[ $size == "$last" ]]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
+        watched=$logf
+        if [[ -s $hb ]]; then
+            watched=$hb silence=${L1_HB_SILENCE:-40} step=5
+        fi
+        sleep $step
+        size=$(stat -c %s "$watched" 2>/dev/null || echo 0)
+        if [[ $size == "$last" ]]; then quiet=$((quiet + step)); else quiet=0 last=$size; fi
         if [[ -n $kicked ]] && ((quiet == 0)); then
             log "L1 runs again after: $kicked"
             echo "E2E-INFO L1 runs again after: $kicked" >>"$logf"
@@ -137,7 +145,7 @@ l1_watch() {
             kicked="$how (kick $total)"
             log "L1 silent for $quiet s: giving it a new interrupt ($how)"
             echo "E2E-INFO L1 printed nothing for $quiet s; new interrupt: $how" >>"$logf"
-            last=$(stat -c %s "$logf" 2>/dev/null || echo 0) quiet=0
+            last=$(stat -c %s "$watched" 2>/dev/null || echo 0) quiet=0
             continue
         fi
         log "L1 silent for $quiet s: stopping it"

@@ -13,6 +13,8 @@
 #              L1_EXTRA_APPEND  extra L1 kernel parameters (e.g. "l1env.E2E_ONLY=boot-1cpu")
 #              L1_QEMU_EXTRA    extra QEMU arguments (word-split)
 #              L1_QEMU          the QEMU binary (default qemu-system-x86_64 on PATH)
+#   L1's second serial port (ttyS1) goes to LOGFILE.hb: l1-init.sh writes a heartbeat line there
+#   every 5 s, which stops when L1 stalls (l1_watch in lib.sh watches it).
 set -euo pipefail
 # shellcheck source=tests/testhost/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -29,7 +31,8 @@ read -ra extra <<<"${L1_QEMU_EXTRA:-}"
 # shellcheck disable=SC2054 # commas are QEMU option syntax
 cmd=("${L1_QEMU:-qemu-system-x86_64}" -machine q35,accel=tcg -cpu max -m "${L1_MEMORY_MIB:-5120}" -smp 1
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "${append% }"
-    -nographic -no-reboot "${extra[@]}")
+    -nographic -no-reboot -chardev "file,id=l1hb,path=$logf.hb" -device isa-serial,chardev=l1hb
+    "${extra[@]}")
 log "L1: ${cmd[*]} (timeout ${tmo}s, log $logf)"
 
 start=$(date +%s.%N)
@@ -37,6 +40,7 @@ set +e
 # Appending (O_APPEND) after one truncation: l1_watch (lib.sh) adds lines to the same log while
 # L1 runs, and a writer with its own file offset would overwrite them.
 : >"$logf"
+: >"$logf.hb"
 if [[ ${RUN_L1_QUIET:-0} == 1 ]]; then
     timeout -k 10 "$tmo" "${cmd[@]}" </dev/null >>"$logf" 2>&1
     rc=$?
