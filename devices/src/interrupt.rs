@@ -32,8 +32,11 @@ pub enum InterruptError {
 
 /// The MSI vectors of one device, each delivered through its own route.
 ///
-/// Masking is the device's business (the MSI-X table keeps mask and pending bits); a vector
-/// handed to [`MsiVectors::trigger`] is delivered.
+/// A vector handed to [`MsiVectors::trigger`] is delivered: the device checks its own mask
+/// bits first (the MSI-X table keeps mask and pending bits). Agents outside the vmm that signal
+/// a vector's [`notifier`](MsiVectors::notifier) themselves (a VFIO device, a vhost worker)
+/// do not see the guest's mask bits, so the device also tells the group which vectors are
+/// masked ([`MsiVectors::set_masked`]): their signals are then held back as pending.
 pub trait MsiVectors: Send + Sync {
     /// Number of vectors in the group.
     fn len(&self) -> usize;
@@ -50,6 +53,13 @@ pub trait MsiVectors: Send + Sync {
     /// The eventfd whose writes deliver `vector`, for agents that signal it themselves (a
     /// vhost worker in the kernel).
     fn notifier(&self, vector: usize) -> Option<&EventFd>;
+    /// Masks or unmasks `vector` for signals of its notifier: while masked they are kept
+    /// pending, not delivered; unmasking delivers a pending one. Setting the state it already
+    /// has does nothing.
+    fn set_masked(&self, vector: usize, masked: bool) -> Result<(), InterruptError>;
+    /// Whether the notifier of masked `vector` was signalled since it was masked (the pending
+    /// bit the guest reads). False for an unmasked vector.
+    fn pending(&self, vector: usize) -> bool;
 }
 
 /// Hands out groups of MSI vectors.
@@ -91,12 +101,21 @@ pub mod test_util {
         pub routes: Mutex<Vec<Option<MsiMessage>>>,
         /// Vectors triggered, in order.
         pub triggered: Mutex<Vec<usize>>,
+        /// The vectors masked for their notifiers now.
+        pub masked: Mutex<std::collections::BTreeSet<usize>>,
+        /// Vectors signalled by an outside agent while masked (set by tests).
+        pub held: Mutex<std::collections::BTreeSet<usize>>,
     }
 
     impl FakeMsi {
         /// A group of `count` vectors.
         pub fn new(count: usize) -> Arc<Self> {
-            Arc::new(FakeMsi { routes: Mutex::new(vec![None; count]), triggered: Mutex::default() })
+            Arc::new(FakeMsi {
+                routes: Mutex::new(vec![None; count]),
+                triggered: Mutex::default(),
+                masked: Mutex::default(),
+                held: Mutex::default(),
+            })
         }
         /// Takes the list of triggered vectors.
         pub fn take_triggered(&self) -> Vec<usize> {
@@ -131,6 +150,21 @@ pub mod test_util {
         }
         fn notifier(&self, _vector: usize) -> Option<&EventFd> {
             None
+        }
+        fn set_masked(&self, vector: usize, masked: bool) -> Result<(), InterruptError> {
+            if vector >= self.len() {
+                return Err(InterruptError::NoSuchVector(vector));
+            }
+            if masked {
+                self.masked.lock().unwrap().insert(vector);
+            } else if self.masked.lock().unwrap().remove(&vector) && self.held.lock().unwrap().remove(&vector) {
+                // An outside agent's signal held while masked is delivered now.
+                self.triggered.lock().unwrap().push(vector);
+            }
+            Ok(())
+        }
+        fn pending(&self, vector: usize) -> bool {
+            self.masked.lock().unwrap().contains(&vector) && self.held.lock().unwrap().contains(&vector)
         }
     }
 

@@ -8,6 +8,7 @@
 //! repeated, plus one MSI route per routed vector.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use devices::interrupt::{
@@ -104,7 +105,13 @@ impl InterruptManager for GsiRouting {
     fn msi_vectors(&self, count: usize) -> Result<Arc<dyn MsiVectors>, InterruptError> {
         let gsis = devices::bus::lock(&self.0.table).take(count)?;
         // Built up one vector at a time, so a failure part-way gives back what was taken.
-        let mut group = KvmMsiVectors { routing: self.0.clone(), gsis: Vec::new(), fds: Vec::new() };
+        let mut group = KvmMsiVectors {
+            routing: self.0.clone(),
+            gsis: Vec::new(),
+            fds: Vec::new(),
+            masked: Mutex::new(vec![false; count]),
+            held: (0..count).map(|_| AtomicBool::new(false)).collect(),
+        };
         for (i, &gsi) in gsis.iter().enumerate() {
             let registered = EventFd::new(libc::EFD_NONBLOCK)
                 .map_err(host)
@@ -125,10 +132,18 @@ impl InterruptManager for GsiRouting {
 }
 
 /// MSI vectors on GSI routes with one irqfd each.
+///
+/// Masking a vector detaches its eventfd from KVM (KVM_IRQFD deassign): signals then only
+/// count up in the eventfd. Unmasking reads that count and attaches the eventfd again, and if
+/// it was signalled, signals it once more, which KVM delivers.
 pub struct KvmMsiVectors {
     routing: Arc<Routing>,
     gsis: Vec<u32>,
     fds: Vec<EventFd>,
+    /// Whether each vector's eventfd is detached now.
+    masked: Mutex<Vec<bool>>,
+    /// A masked vector whose eventfd count was read (by `pending`) while masked.
+    held: Vec<AtomicBool>,
 }
 
 impl KvmMsiVectors {
@@ -158,11 +173,51 @@ impl MsiVectors for KvmMsiVectors {
     fn notifier(&self, vector: usize) -> Option<&EventFd> {
         self.fds.get(vector)
     }
+
+    fn set_masked(&self, vector: usize, masked: bool) -> Result<(), InterruptError> {
+        let gsi = self.gsi(vector)?;
+        let fd = &self.fds[vector];
+        let mut state = devices::bus::lock(&self.masked);
+        if state[vector] == masked {
+            return Ok(());
+        }
+        if masked {
+            self.routing.vm.unregister_irqfd(fd, gsi).map_err(host)?;
+            state[vector] = true;
+            return Ok(());
+        }
+        // Signalled while detached: the count in the eventfd (read now, so that attaching
+        // does not see it) or one `pending` read before.
+        let signalled = fd.read().is_ok() | self.held[vector].swap(false, Ordering::SeqCst);
+        self.routing.vm.register_irqfd(fd, gsi).map_err(host)?;
+        state[vector] = false;
+        if signalled {
+            fd.write(1).map_err(host)?;
+        }
+        Ok(())
+    }
+
+    fn pending(&self, vector: usize) -> bool {
+        let (Some(fd), Some(held)) = (self.fds.get(vector), self.held.get(vector)) else { return false };
+        if !devices::bus::lock(&self.masked)[vector] {
+            return false;
+        }
+        // The eventfd is non-blocking: a read fails (EAGAIN) when it was not signalled. A count
+        // read here is remembered until the vector is unmasked.
+        if !held.load(Ordering::SeqCst) && fd.read().is_ok() {
+            held.store(true, Ordering::SeqCst);
+        }
+        held.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for KvmMsiVectors {
     fn drop(&mut self) {
-        for (fd, &gsi) in self.fds.iter().zip(&self.gsis) {
+        let masked = std::mem::take(&mut *devices::bus::lock(&self.masked));
+        for ((fd, &gsi), detached) in self.fds.iter().zip(&self.gsis).zip(masked) {
+            if detached {
+                continue;
+            }
             if let Err(e) = self.routing.vm.unregister_irqfd(fd, gsi) {
                 log::debug!("irqfd of GSI {gsi}: {e}");
             }
@@ -370,6 +425,22 @@ mod gsi_tests {
         a.trigger(0).unwrap();
         assert!(a.notifier(2).is_some());
         assert!(matches!(a.trigger(3), Err(InterruptError::NoSuchVector(3))));
+        // Masked: a signal of the notifier stays in the eventfd, pending; unmasking attaches
+        // it again and re-signals, and KVM's irqfd consumes the count.
+        let fd = a.notifier(2).unwrap();
+        a.set_masked(2, true).unwrap();
+        a.set_masked(2, true).unwrap();
+        assert!(!a.pending(2));
+        fd.write(1).unwrap();
+        assert!(a.pending(2));
+        assert!(a.pending(2), "a pending read is remembered");
+        assert!(!a.pending(1), "unmasked vectors are never pending");
+        a.set_masked(2, false).unwrap();
+        assert!(!a.pending(2));
+        assert!(fd.read().is_err(), "KVM took the re-signalled count");
+        fd.write(1).unwrap();
+        assert!(fd.read().is_err(), "attached again: KVM takes every signal");
+        assert!(matches!(a.set_masked(3, true), Err(InterruptError::NoSuchVector(3))));
         a.clear_route(0).unwrap();
         assert_eq!(routing.0.table.lock().unwrap().msi.len(), 1);
         drop(a);

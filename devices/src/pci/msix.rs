@@ -8,6 +8,14 @@
 //! and forwards guest accesses to the BAR ranges holding the table and the PBA. Every entry has
 //! its own route in [`MsiVectors`], set while MSI-X is enabled and cleared when it is disabled.
 //!
+//! Masks reach two places: [`MsixTable::trigger`] (the device model signalling a vector)
+//! checks them itself and keeps the pending bit in the PBA; and while MSI-X is enabled, every
+//! change of a vector's effective mask (its own bit or the function mask) goes to
+//! [`MsiVectors::set_masked`], so that signals of agents outside the vmm (a VFIO device, a
+//! vhost worker) are held back too. A PBA bit reads as set if either holds the vector pending.
+//! With MSI-X disabled the table masks nothing in the back end: a VFIO device shares the
+//! vectors with its MSI capability.
+//!
 //! Log levels: `debug` for malformed guest accesses, `warn` for routes or deliveries the
 //! interrupt back end refused.
 
@@ -100,6 +108,8 @@ pub struct MsixTable {
     pba: Vec<u64>,
     enabled: bool,
     function_masked: bool,
+    /// Each vector's mask as last told to `vectors` (`set_masked`).
+    told_masked: Vec<bool>,
     vectors: Arc<dyn MsiVectors>,
 }
 
@@ -132,6 +142,7 @@ impl MsixTable {
             pba: vec![0; count.div_ceil(64)],
             enabled: false,
             function_masked: false,
+            told_masked: vec![false; count],
             vectors,
         }
     }
@@ -193,6 +204,7 @@ impl MsixTable {
     pub fn set_control(&mut self, control: u16) {
         let enable = control & MSIX_ENABLE != 0;
         let was_delivering = self.delivering();
+        let was_enabled = self.enabled;
         if enable && !self.enabled {
             self.enabled = true;
             self.route_all();
@@ -200,7 +212,11 @@ impl MsixTable {
             self.enabled = false;
             self.clear_routes();
         }
-        self.function_masked = control & MSIX_FUNCTION_MASK != 0;
+        let function_masked = control & MSIX_FUNCTION_MASK != 0;
+        if function_masked != self.function_masked || self.enabled != was_enabled {
+            self.function_masked = function_masked;
+            self.sync_masks();
+        }
         if self.delivering() && !was_delivering {
             self.deliver_pending();
         }
@@ -251,6 +267,7 @@ impl MsixTable {
         if self.enabled && new.message() != old.message() {
             self.route(index);
         }
+        self.sync_mask(index);
         if old.masked() && !new.masked() && self.delivering() && self.pending(index) {
             self.set_pending(index, false);
             self.deliver(index);
@@ -269,6 +286,14 @@ impl MsixTable {
             data.fill(0xff);
             return;
         };
+        // Signals held back by the interrupt back end are pending too.
+        let first = (offset / PBA_QWORD * 64) as usize;
+        let mut qword = *qword;
+        for (bit, told) in self.told_masked.iter().skip(first).take(64).enumerate() {
+            if *told && self.vectors.pending(first + bit) {
+                qword |= 1 << bit;
+            }
+        }
         // Aligned, so a 4-byte access starts at byte 0 or 4 of the qword.
         let start = (offset % PBA_QWORD) as usize;
         data.copy_from_slice(&qword.to_le_bytes()[start..start + len]);
@@ -304,6 +329,7 @@ impl MsixTable {
         self.pba.fill(0);
         self.enabled = false;
         self.function_masked = false;
+        self.sync_masks();
     }
 
     /// The state, for a snapshot.
@@ -339,6 +365,7 @@ impl MsixTable {
         }
         self.enabled = s.enabled;
         self.function_masked = s.function_masked;
+        self.sync_masks();
         if self.enabled {
             self.route_all();
         }
@@ -365,6 +392,25 @@ impl MsixTable {
         if let Some(q) = self.pba.get_mut(index / 64) {
             let bit = 1u64 << (index % 64);
             *q = if pending { *q | bit } else { *q & !bit };
+        }
+    }
+
+    /// Tells the interrupt back end the effective mask of vector `index` (while enabled: its
+    /// own bit or the function mask) if it changed.
+    fn sync_mask(&mut self, index: usize) {
+        let masked = self.enabled && (self.function_masked || self.entries[index].masked());
+        if self.told_masked[index] == masked || index >= self.vectors.len() {
+            return;
+        }
+        match self.vectors.set_masked(index, masked) {
+            Ok(()) => self.told_masked[index] = masked,
+            Err(e) => crate::warn_limited!("msix: vector {index} not {}: {e}", if masked { "masked" } else { "unmasked" }),
+        }
+    }
+
+    fn sync_masks(&mut self) {
+        for index in 0..self.entries.len() {
+            self.sync_mask(index);
         }
     }
 
@@ -584,6 +630,42 @@ mod tests {
         set_masked(&mut t, 3, false);
         assert_eq!(fake.take_triggered(), [3]);
         assert_eq!(pba(&t), 0);
+    }
+
+    /// Outside agents (a VFIO device, vhost) signal the back end directly: every change of a
+    /// vector's effective mask reaches it, and what it holds back reads as pending.
+    #[test]
+    fn masks_reach_the_back_end_and_its_held_signals_read_as_pending() {
+        let fake = FakeMsi::new(3);
+        let mut t = MsixTable::new(3, fake.clone());
+        let masked = |f: &FakeMsi| f.masked.lock().unwrap().iter().copied().collect::<Vec<_>>();
+        assert_eq!(masked(&fake), [0usize; 0], "disabled: nothing masked in the back end");
+        t.set_control(MSIX_ENABLE);
+        assert_eq!(masked(&fake), [0, 1, 2], "enabled: the masked entries are masked there too");
+        set_masked(&mut t, 1, false);
+        assert_eq!(masked(&fake), [0, 2]);
+        // Masked again: an outside signal is held and shows in the PBA with the device's own.
+        set_masked(&mut t, 1, true);
+        fake.held.lock().unwrap().insert(1);
+        assert_eq!(pba(&t), 0b010);
+        assert!(t.trigger(2));
+        assert_eq!(pba(&t), 0b110);
+        set_masked(&mut t, 1, false);
+        assert_eq!(fake.take_triggered(), [1], "the back end delivers what it held");
+        assert_eq!(pba(&t), 0b100);
+        // The function mask masks every vector in the back end; clearing it unmasks only the
+        // entries whose own bit is clear.
+        t.set_control(MSIX_ENABLE | MSIX_FUNCTION_MASK);
+        assert_eq!(masked(&fake), [0, 1, 2]);
+        t.set_control(MSIX_ENABLE);
+        assert_eq!(masked(&fake), [0, 2]);
+        // Disabling or resetting lets go of every mask.
+        t.set_control(0);
+        assert_eq!(masked(&fake), [0usize; 0]);
+        t.set_control(MSIX_ENABLE);
+        assert_eq!(masked(&fake), [0, 2]);
+        t.reset();
+        assert_eq!(masked(&fake), [0usize; 0]);
     }
 
     #[test]

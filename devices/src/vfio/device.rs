@@ -9,8 +9,10 @@
 //!   [`MsixTable`]. The expansion ROM is read-only.
 //! - Interrupts: one kind at a time on the host, as VFIO requires: INTx (through the
 //!   machine's [`IntxEventfds`]) until the guest enables MSI or MSI-X, whose vectors the host
-//!   delivers straight to the irqfds of the VMM's [`MsiVectors`]. Guest masking of single MSI
-//!   or MSI-X vectors is recorded but not applied on the host (see docs/vfio.md).
+//!   delivers straight to the irqfds of the VMM's [`MsiVectors`]. A vector the guest masks
+//!   (MSI-X entry or function mask, MSI per-vector mask bit) is masked in the
+//!   [`MsiVectors`]: the host's signals are held back as pending (the PBA and the MSI pending
+//!   bits read them) and delivered when the guest unmasks it.
 //! - Reset: VFIO_DEVICE_RESET when the device is opened, on every guest reset
 //!   ([`PciDevice::reset`]; DMA mappings stay) and when it is dropped.
 
@@ -236,7 +238,11 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn config_read(&self, reg: usize) -> u32 {
-        self.config.read(self.dev.as_ref(), reg)
+        let value = self.config.read(self.dev.as_ref(), reg);
+        match &self.msi {
+            Some(msi) if msi.pending_reg() == Some(reg) => value | msi.pending_bits(),
+            _ => value,
+        }
     }
 
     fn config_write(&mut self, reg: usize, offset: usize, data: &[u8]) {

@@ -3,6 +3,8 @@
 //! 6.8.1), emulated: the guest's message address, data and enables are read from the
 //! virtualized configuration space, each enabled vector gets a route in the VMM's
 //! [`MsiVectors`], and the host delivers the device's vector `i` to the irqfd of vector `i`.
+//! With per-vector masking, the mask bits go to [`MsiVectors::set_masked`] (the host's signals
+//! of a masked vector are held back) and the pending bits read what is held back.
 
 use std::sync::Arc;
 
@@ -50,6 +52,8 @@ pub struct MsiState {
     vectors: Arc<dyn MsiVectors>,
     /// What was routed at the last change (`None`: MSI off).
     active: Option<MsiProgram>,
+    /// The mask bits as last told to `vectors` (bit `i`: vector `i` masked).
+    told_masked: u32,
 }
 
 /// What the device must do with the host after a change.
@@ -66,7 +70,43 @@ pub enum MsiChange {
 impl MsiState {
     /// MSI off, with `vectors` to deliver through.
     pub fn new(cap: MsiCapInfo, vectors: Arc<dyn MsiVectors>) -> Self {
-        MsiState { cap, vectors, active: None }
+        MsiState { cap, vectors, active: None, told_masked: 0 }
+    }
+
+    /// Register index (dword) of the mask bits, with per-vector masking.
+    pub fn mask_reg(&self) -> Option<usize> {
+        self.cap.masking.then(|| (self.cap.data_offset() + 4) / 4)
+    }
+
+    /// Register index (dword) of the pending bits, with per-vector masking.
+    pub fn pending_reg(&self) -> Option<usize> {
+        self.mask_reg().map(|r| r + 1)
+    }
+
+    /// The pending bits: vectors masked now whose host signals are held back.
+    pub fn pending_bits(&self) -> u32 {
+        (0..32)
+            .filter(|&i| self.told_masked & (1 << i) != 0 && self.vectors.pending(i as usize))
+            .fold(0, |bits, i| bits | (1 << i))
+    }
+
+    /// Tells the vectors the mask bits of the capability (per-vector masking only) while MSI
+    /// is `enabled`; with MSI off nothing is masked (MSI-X shares the vectors).
+    fn sync_masks(&mut self, cfg: &VirtualConfig, enabled: bool) {
+        let Some(reg) = self.mask_reg() else { return };
+        let bits = if enabled { cfg.shadow_bytes(reg * 4, 4) } else { 0 };
+        let count = self.vectors.len().min(32);
+        for i in 0..count {
+            let bit = 1u32 << i;
+            let masked = bits & bit != 0;
+            if (self.told_masked & bit != 0) == masked {
+                continue;
+            }
+            match self.vectors.set_masked(i, masked) {
+                Ok(()) => self.told_masked ^= bit,
+                Err(e) => crate::warn_limited!("vfio: MSI vector {i} mask not applied: {e}"),
+            }
+        }
     }
 
     /// Whether MSI is on.
@@ -80,6 +120,7 @@ impl MsiState {
         let program = MsiProgram::read(cfg, &self.cap);
         let usable = u32::try_from(self.vectors.len()).unwrap_or(u32::MAX);
         let program = MsiProgram { vectors: program.vectors.min(usable.max(1)), ..program };
+        self.sync_masks(cfg, program.enabled);
         match (self.active, program.enabled) {
             (None, false) => MsiChange::None,
             (None, true) => {
@@ -107,10 +148,16 @@ impl MsiState {
         }
     }
 
-    /// MSI off without telling the host (the device is being reset).
+    /// MSI off without telling the host (the device is being reset); mask bits clear, as
+    /// the reset configuration space has them.
     pub fn reset(&mut self) {
         if let Some(old) = self.active.take() {
             self.clear(old.vectors);
+        }
+        for i in 0..self.vectors.len().min(32) {
+            if self.told_masked & (1 << i) != 0 && self.vectors.set_masked(i, false).is_ok() {
+                self.told_masked &= !(1 << i);
+            }
         }
     }
 

@@ -95,6 +95,7 @@ impl VfioBackend for Fake {
 struct Vectors {
     routes: Mutex<Vec<Option<MsiMessage>>>,
     fds: Vec<EventFd>,
+    masked: Mutex<Vec<bool>>,
 }
 
 impl MsiVectors for Vectors {
@@ -116,6 +117,15 @@ impl MsiVectors for Vectors {
     fn notifier(&self, vector: usize) -> Option<&EventFd> {
         self.fds.get(vector)
     }
+    fn set_masked(&self, vector: usize, masked: bool) -> Result<(), InterruptError> {
+        *self.masked.lock().unwrap().get_mut(vector).ok_or(InterruptError::NoSuchVector(vector))? = masked;
+        Ok(())
+    }
+    fn pending(&self, vector: usize) -> bool {
+        // A host signal of a masked vector stays in its eventfd (non-blocking: EAGAIN when none).
+        self.masked.lock().unwrap().get(vector).copied().unwrap_or(false)
+            && self.fds[vector].read().map(|n| self.fds[vector].write(n).is_ok()).unwrap_or(false)
+    }
 }
 
 #[derive(Default)]
@@ -125,7 +135,8 @@ impl InterruptManager for Manager {
     fn msi_vectors(&self, count: usize) -> Result<Arc<dyn MsiVectors>, InterruptError> {
         let v = Arc::new(Vectors {
             routes: Mutex::new(vec![None; count]),
-            fds: (0..count).map(|_| EventFd::new(0).unwrap()).collect(),
+            fds: (0..count).map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap()).collect(),
+            masked: Mutex::new(vec![false; count]),
         });
         *self.0.lock().unwrap() = Some(v.clone());
         Ok(v)
@@ -387,6 +398,61 @@ fn msix_table_is_trapped_in_its_bar() {
     d.config_write(0x70 / 4, 3, &[0x00]);
     assert_eq!(f.take_irqs(), ["Msix off", "intx on"]);
     assert_eq!(mgr.route(1), None);
+}
+
+#[test]
+fn a_masked_msix_vector_holds_the_hosts_signal_until_unmasked() {
+    let f = fake();
+    let (mut d, mgr, _) = open(&f);
+    let v = mgr.0.lock().unwrap().clone().unwrap();
+    let masked = |i: usize| v.masked.lock().unwrap()[i];
+    assert!(!(0..5).any(masked), "MSI-X off: nothing masked in the back end");
+    d.config_write(0x70 / 4, 3, &[0x80]);
+    assert!((0..5).all(masked), "on: all entries start masked");
+    d.bar_write(4, 0x10, &0xfee0_0000u32.to_le_bytes());
+    d.bar_write(4, 0x18, &0x31u32.to_le_bytes());
+    d.bar_write(4, 0x1c, &0u32.to_le_bytes());
+    assert!(!masked(1) && masked(0));
+    // The guest masks entry 1; the device signals it: pending in the PBA, not delivered.
+    d.bar_write(4, 0x1c, &1u32.to_le_bytes());
+    assert!(masked(1));
+    v.fds[1].write(1).unwrap();
+    let mut b = [0u8; 8];
+    d.bar_read(4, 0x800, &mut b);
+    assert_eq!(u64::from_le_bytes(b), 0b10, "PBA bit 1");
+    d.bar_write(4, 0x1c, &0u32.to_le_bytes());
+    assert!(!masked(1));
+    // The function mask holds every vector.
+    d.config_write(0x70 / 4, 3, &[0xc0]);
+    assert!((0..5).all(masked));
+    d.config_write(0x70 / 4, 3, &[0x80]);
+    assert!(!masked(1) && masked(2));
+}
+
+#[test]
+fn msi_per_vector_mask_bits_hold_the_hosts_signals() {
+    let f = fake();
+    // MSI with per-vector masking: 64-bit, MMC 2, PVM; mask bits at 0x60, pending at 0x64.
+    f.st().config[0x52] = 0x85;
+    f.st().config[0x53] = 0x01;
+    let (mut d, mgr, _) = open(&f);
+    let v = mgr.0.lock().unwrap().clone().unwrap();
+    w32(&mut d, 0x54, 0xfee0_1000);
+    d.config_write(0x52 / 4, 2, &[0x21, 0x01]);
+    w32(&mut d, 0x60, 0b0100);
+    assert_eq!(*v.masked.lock().unwrap(), [false, false, true, false, false]);
+    assert_eq!(d.config_read(0x64 / 4), 0, "nothing pending");
+    v.fds[2].write(1).unwrap();
+    assert_eq!(d.config_read(0x64 / 4), 0b0100, "the host's signal of masked vector 2 is pending");
+    assert_eq!(d.config_read(0x60 / 4), 0b0100, "mask bits read back");
+    w32(&mut d, 0x60, 0);
+    assert!(!v.masked.lock().unwrap()[2]);
+    assert_eq!(d.config_read(0x64 / 4), 0);
+    // MSI off lets go of the masks (MSI-X uses the same vectors).
+    w32(&mut d, 0x60, 0b1000);
+    assert!(v.masked.lock().unwrap()[3]);
+    d.config_write(0x52 / 4, 2, &[0x20, 0x01]);
+    assert!(!v.masked.lock().unwrap().iter().any(|m| *m));
 }
 
 #[test]

@@ -117,8 +117,8 @@ impl VirtioInterrupt for VirtioPciInterrupt {
     }
 
     /// The irqfd of the queue's MSI-X vector while MSI-X is on and the queue has a vector.
-    /// Writes to it bypass the entry's mask bit (the route stays while masked), so a masked
-    /// vector is delivered rather than left pending.
+    /// The MSI-X table masks it in the interrupt back end while the guest masks the entry, so
+    /// a vhost worker's signals are then held pending, as the device's own would be.
     fn queue_irqfd(&self, queue: u16) -> Option<EventFd> {
         let vector = self.vectors.queues.get(usize::from(queue))?.load(Ordering::SeqCst);
         if vector == NO_VECTOR || !lock(&self.msix).enabled() {
