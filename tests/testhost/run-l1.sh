@@ -31,8 +31,7 @@ read -ra extra <<<"${L1_QEMU_EXTRA:-}"
 # shellcheck disable=SC2054 # commas are QEMU option syntax
 cmd=("${L1_QEMU:-qemu-system-x86_64}" -machine q35,accel=tcg -cpu max -m "${L1_MEMORY_MIB:-5120}" -smp 1
     -kernel "$CACHE/vmlinuz" -initrd "$cpio" -append "${append% }"
-    -nographic -no-reboot -chardev "file,id=l1hb,path=$logf.hb" -device isa-serial,chardev=l1hb
-    "${extra[@]}")
+    -nographic -no-reboot -serial mon:stdio -serial "file:$logf.hb" "${extra[@]}")
 log "L1: ${cmd[*]} (timeout ${tmo}s, log $logf)"
 
 start=$(date +%s.%N)
