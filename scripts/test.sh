@@ -101,7 +101,7 @@ suite() { # NAME TITLE SCRIPT: runs SCRIPT; its verdict goes to $out/NAME.summar
     set -e
     verdict=$(tr -d '\r' <"$out/$name" | { grep -E "^$name: [0-9]+ passed, [0-9]+ failed" || true; } | tail -n 1)
     {
-        printf '%-10s %s\n' "$name" "${verdict:-no verdict}, exit status $status"
+        printf '%-18s %s\n' "$name${LANE:+ ($LANE)}" "${verdict:-no verdict}, exit status $status"
         if ((status != 0)); then
             tr -d '\r' <"$out/$name" |
                 grep -E '^E2E-RESULT [^ ]+ FAIL|^E2E-INFO|run timed out|ERROR' | sed 's/^/    /' | tail -n 30
