@@ -128,7 +128,10 @@ impl Daemon {
             },
             None => (None, None),
         };
-        let book = self.stats.lock();
+        let mut book = self.stats.lock();
+        if let Some(c) = &current {
+            book.entry(name.clone()).or_default().seed(now_ms(), c);
+        }
         let h = book.get(name);
         let ring = |r: HistoryRange| {
             h.map(|h| match r {

@@ -92,6 +92,15 @@ impl History {
         Some(sample)
     }
 
+    /// Takes `cur` (read at `now_ms`) as the baseline if there is none yet: an answer read
+    /// for the API between two rounds shortens the wait for the first rates, never adds a
+    /// sample.
+    pub fn seed(&mut self, now_ms: u64, cur: &VmStats) {
+        if self.last.is_none() {
+            self.last = Some((now_ms, cur.clone()));
+        }
+    }
+
     /// The 10-second samples (one hour at most).
     pub fn hour(&self) -> &Ring {
         &self.hour

@@ -32,6 +32,12 @@ fn the_first_answer_is_a_baseline_and_the_next_gives_rates() {
     assert_eq!(s.pkts_per_s, 0.0, "the packet count did not move");
     assert_eq!(s.rss_bytes, 110 << 20);
     assert_eq!(h.hour().len(), 1);
+    // A seed only stands in for a missing baseline.
+    let mut seeded = History::default();
+    seeded.seed(T0, &answer(100, 10, 0, 0));
+    seeded.seed(T0 + 5_000, &answer(105, 12, 0, 0));
+    let s = seeded.record(T0 + 10_000, answer(110, 15, 0, 0)).unwrap();
+    assert!((s.cpu_percent - 50.0).abs() < 1e-9, "{}", s.cpu_percent);
 }
 
 #[test]
