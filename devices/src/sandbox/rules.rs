@@ -440,7 +440,8 @@ mod tests {
     /// process's CPU clocks and rereads /proc/self/statm, opened at start: no new syscall.
     #[test]
     fn the_control_role_may_read_statistics() {
-        for nr in [libc::SYS_clock_gettime, libc::SYS_lseek, libc::SYS_read, libc::SYS_fstat, libc::SYS_statx] {
+        for nr in [libc::SYS_clock_gettime, libc::SYS_lseek, libc::SYS_read, libc::SYS_fstat, libc::SYS_statx]
+        {
             assert!(BASE.contains(&nr), "{nr}");
         }
     }
