@@ -224,17 +224,20 @@ mod tests {
         let s = source.read();
         assert!(s.rss_bytes.unwrap() > 0);
         assert!(s.vcpu_time_ns.is_empty() && s.disks.is_empty(), "no machine yet");
-        // A "vCPU" that burns some CPU, then waits to be joined.
+        // A "vCPU" that burns 20 ms of CPU (by its own clock: the host may be busy), then
+        // waits to be joined.
         let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, burnt) = std::sync::mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
-            let start = Instant::now();
             let mut x = 0u64;
-            while start.elapsed().as_millis() < 30 {
+            while clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).unwrap() < 20_000_000 {
                 x = x.wrapping_add(std::hint::black_box(1));
             }
+            ready.send(()).unwrap();
             let _ = wait.recv();
             x
         });
+        burnt.recv().unwrap();
         use std::os::unix::thread::JoinHandleExt;
         let vcpus: VcpuThreads = Arc::new(Mutex::new(vec![worker.as_pthread_t()]));
         let mut devices = DeviceCounters::default();
@@ -246,16 +249,15 @@ mod tests {
         nic.tx(60);
         devices.add_nic("net0", "e1000", false, nic);
         source.set_machine(64 << 20, vcpus.clone(), devices);
-        std::thread::sleep(std::time::Duration::from_millis(50));
         let s = source.read();
         assert_eq!(s.memory_bytes, 64 << 20);
         assert_eq!(s.vcpu_time_ns.len(), 1);
-        assert!(s.vcpu_time_ns[0] >= 10_000_000, "{:?}", s.vcpu_time_ns);
+        assert!(s.vcpu_time_ns[0] >= 20_000_000, "{:?}", s.vcpu_time_ns);
         assert!(s.cpu_time_ns >= s.vcpu_time_ns[0]);
         assert_eq!(s.disks.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["vda", "vdb"]);
         assert_eq!((s.disks[0].rd_reqs, s.disks[0].rd_bytes), (1, 4096));
         assert_eq!((s.nics[0].tx_packets, s.nics[0].tx_bytes), (1, 60));
-        assert!(s.uptime_ms >= 50);
+        assert!(s.uptime_ms >= 20, "{}", s.uptime_ms);
         vcpus.lock().unwrap().clear();
         go.send(()).unwrap();
         worker.join().unwrap();
