@@ -10,7 +10,9 @@
 //! fast KVM unless `--accept-slow-kvm` is given; 78M writes about 21 KiB to
 //! stderr at start (a chatty log); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
-//! memory is 55M, which ignores the button (a guest without ACPI support).
+//! memory is 55M, which ignores the button (a guest without ACPI support); `{"cmd":"stats"}`
+//! answers counters that grow with the uptime (1 MiB read and 512 KiB written per second on
+//! `vda`, 1000 frames of 100 bytes each way on `net0`, 0.5 s of CPU per second on one vCPU).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -167,6 +169,7 @@ fn main() {
     let ignores_button = a.memory == "55M";
     {
         let (exit, boots, paused, console) = (exit.clone(), boots.clone(), paused.clone(), console.clone());
+        let started = std::time::Instant::now();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (exit, boots, paused, console) =
@@ -211,6 +214,7 @@ fn main() {
                                 paused.store(false, Ordering::SeqCst);
                                 ok
                             }
+                            "stats" => fake_stats(started.elapsed()),
                             other => serde_json::json!({ "error": format!("{other} is not supported") }),
                         };
                         if writeln!(out, "{reply}").is_err() {
@@ -238,4 +242,20 @@ fn main() {
             std::process::exit(code);
         }
     }
+}
+
+/// The answer to `stats` after `up` of uptime.
+fn fake_stats(up: Duration) -> serde_json::Value {
+    let ms = up.as_millis() as u64;
+    serde_json::json!({
+        "uptime_ms": ms,
+        "cpu_time_ns": ms * 600_000,
+        "vcpu_time_ns": [ms * 500_000],
+        "rss_bytes": 64u64 << 20,
+        "memory_bytes": 128u64 << 20,
+        "disks": [{ "id": "vda", "kind": "virtio-blk", "rd_reqs": ms / 4, "rd_bytes": ms * 1024 * 1024 / 1000,
+                    "wr_reqs": ms / 8, "wr_bytes": ms * 512 * 1024 / 1000, "fl_reqs": ms / 1000, "errors": 0 }],
+        "nics": [{ "id": "net0", "kind": "virtio-net", "rx_packets": ms, "rx_bytes": ms * 100, "rx_dropped": 0,
+                   "tx_packets": ms, "tx_bytes": ms * 100, "tx_dropped": 0 }],
+    })
 }

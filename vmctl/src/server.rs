@@ -93,6 +93,7 @@ impl Server {
             .map_err(io(format!("chmod {}", socket.display())))?;
         daemon.recover().await;
         daemon.spawn_log_capper();
+        daemon.spawn_stats_sampler();
         Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
     }
 

@@ -583,3 +583,49 @@ async fn every_vmm_runs_jailed_with_a_uid_of_its_own() {
         assert_eq!(vmctl(&state, &["destroy", name]).0, 0);
     }
 }
+
+/// `vmctl domstats` and `dominfo` through a real vmctld, whose sampler (a round every 10 s,
+/// the first at its start) turns the fake vmm's growing counters into rates.
+#[tokio::test]
+async fn domstats_and_dominfo_show_the_vmm_counters_and_sampled_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let d = Daemon::start(&state);
+    define(&state, r#"{"name":"st","memory_mib":128,"vcpus":1}"#);
+    let (code, out, _) = vmctl(&state, &["domstats", "st"]);
+    assert_eq!((code, out.as_str()), (0, "Domain: 'st'\n  state.state=5\n"));
+    assert_eq!(vmctl(&state, &["domstats", "nope"]).0, 3);
+    assert_eq!(vmctl(&state, &["start", "st"]).0, 0);
+    wait_state(&d.client(), "st", RunState::Running).await;
+    let (code, out, err) = vmctl(&state, &["domstats", "st"]);
+    assert_eq!(code, 0, "{err}");
+    let value = |key: &str| -> u64 {
+        let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{key}="))).expect(key);
+        line.split('=').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(value("state.state"), 1);
+    assert!(value("cpu.time") > 0 && value("vcpu.0.time") > 0, "{out}");
+    assert!(value("block.0.rd.bytes") > 0 && value("block.0.wr.bytes") > 0, "{out}");
+    assert_eq!(value("balloon.rss"), 64 << 10);
+    assert!(out.contains("  block.0.name=vda\n") && out.contains("  net.0.name=net0\n"), "{out}");
+    let (_, info, _) = vmctl(&state, &["dominfo", "st"]);
+    assert!(info.contains("CPU time:") && info.contains("Used memory: 64 MiB"), "{info}");
+    // The answers above were the baseline: the next sampler round (within 10 s) gives rates.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let rates = loop {
+        let (_, json, _) = vmctl(&state, &["--json", "domstats", "st"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if !v["rates"].is_null() {
+            break v["rates"].clone();
+        }
+        assert!(Instant::now() < deadline, "no rates sampled: {json}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // The fake vmm reads 1 MiB/s.
+    let rd = rates["rd_bytes_per_s"].as_f64().unwrap();
+    assert!(rd > 500_000.0 && rd < 2_000_000.0, "{rates}");
+    let hour: serde_json::Value = d.client().get_json("/v1/vms/st/stats?history=hour").await.unwrap();
+    assert_eq!(hour["interval"], 10);
+    assert!(!hour["history"].as_array().unwrap().is_empty(), "{hour}");
+    assert_eq!(vmctl(&state, &["destroy", "st"]).0, 0);
+}

@@ -22,6 +22,7 @@ pub mod pc_config;
 pub mod preopened;
 mod registry;
 pub mod serial;
+pub mod stats;
 mod vcpu;
 mod vm;
 pub mod vnc;

@@ -164,8 +164,13 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         let out = Command::new(VMM).arg("control").arg(&control).arg(req).output().expect("vmm control");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
     };
-    let requests =
-        [r#"{"cmd":"status"}"#, r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"devices"}"#];
+    let requests = [
+        r#"{"cmd":"status"}"#,
+        r#"{"cmd":"pause"}"#,
+        r#"{"cmd":"resume"}"#,
+        r#"{"cmd":"devices"}"#,
+        r#"{"cmd":"stats"}"#,
+    ];
     let answers: Vec<_> = requests.iter().map(|req| ask(req)).collect();
     let after = thread_modes(child.id());
     // SAFETY: kill(2) on our own child's pid.
@@ -176,6 +181,12 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         assert!(*ok && !text.contains("error"), "{req}: {text}; {err}");
     }
     assert!(after.iter().all(|t| t.1 == "2"), "{after:?}");
+    // The stats request reads CPU clocks and /proc/self/statm under the control filter.
+    let stats: serde_json::Value = serde_json::from_str(&answers[4].1).unwrap();
+    assert!(stats["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["vcpu_time_ns"].as_array().unwrap().len(), 1, "{stats}");
+    assert!(stats["cpu_time_ns"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["memory_bytes"], 64u64 << 20);
     assert!(threads.len() >= 4, "{threads:?}");
     for (name, mode, filters) in &threads {
         assert_eq!(mode, "2", "thread {name} is not filtered: {threads:?}");
@@ -250,6 +261,10 @@ fn a_firmware_boot_with_virtio_and_ide_disks_runs_under_the_filters() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(8));
+    // SeaBIOS has read the boot sector of the first disk: the counters show it.
+    let stats: serde_json::Value = serde_json::from_str(&ask(r#"{"cmd":"stats"}"#)).unwrap_or_default();
+    let disks = stats["disks"].as_array().cloned().unwrap_or_default();
+    let read = |id: &str| disks.iter().find(|d| d["id"] == id).and_then(|d| d["rd_bytes"].as_u64());
     let dump = format!(r#"{{"cmd":"screendump","path":"{}.png"}}"#, shot.display());
     let answers: Vec<String> =
         [dump.as_str(), r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"reset"}"#]
@@ -264,4 +279,9 @@ fn a_firmware_boot_with_virtio_and_ide_disks_runs_under_the_filters() {
     assert_eq!(status.code(), Some(130), "{answers:?} {err}");
     assert!(err.contains("I/O engine io_uring") || err.contains("I/O engine thread pool"), "{err}");
     assert!(answers.iter().all(|a| a.contains(r#""ok":true"#)), "{answers:?}");
+    // SeaBIOS reads the first boot disk's MBR within seconds; the others (tried only if it
+    // does not boot) are listed with their counters.
+    assert!(read("vda").unwrap_or(0) >= 512, "{stats}");
+    assert!(read("ide0-0").is_some(), "{stats}");
+    assert!(stats["vcpu_time_ns"][0].as_u64().unwrap_or(0) > 0, "{stats}");
 }

@@ -10,6 +10,7 @@ mod console;
 mod hostdev;
 mod net;
 mod output;
+mod stats;
 mod storage;
 mod verbs;
 
@@ -133,9 +134,15 @@ pub enum Verb {
         #[arg(long)]
         xml: bool,
     },
-    /// Show a VM's state and settings.
+    /// Show a VM's state and settings (and, while it runs, its CPU time and resident memory).
     #[command(alias = "dominfo")]
     Info {
+        /// VM name.
+        name: String,
+    },
+    /// Print a VM's counters as virsh domstats does: cpu.time, vcpu.N.time, balloon.rss,
+    /// block.N.rd.bytes ..., net.N.rx.bytes ... (--json: the API's answer, with the rates).
+    Domstats {
         /// VM name.
         name: String,
     },
@@ -523,6 +530,8 @@ mod tests {
             Verb::Hostdev { cmd: HostdevCmd::Bind { addr: "0000:00:02.0".into() } }
         );
         assert_eq!(parse(&["host", "check"]).unwrap().verb, Verb::Host { cmd: HostCmd::Check });
+        let c = parse(&["domstats", "web", "--json"]).unwrap();
+        assert_eq!((c.verb, c.json), (Verb::Domstats { name: "web".into() }, true));
     }
 
     #[test]

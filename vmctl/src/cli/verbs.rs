@@ -7,8 +7,8 @@ use std::path::Path;
 use http_body_util::BodyExt;
 use hyper::Method;
 
-use super::{config_verbs, console, output, Cli, Failure, Verb};
-use crate::api::{Event, VmDetail, VmInfo};
+use super::{config_verbs, console, output, stats, Cli, Failure, Verb};
+use crate::api::{Event, VmDetail, VmInfo, VmStatsReport};
 use crate::client::Client;
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) {
@@ -113,6 +113,20 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
                 print_json(&d);
             } else {
                 print!("{}", output::info_block(&d));
+                // A daemon without statistics, or a VMM that does not answer: no rows.
+                if let Ok(r) = client.get_json::<VmStatsReport>(&format!("{}/stats", vm(name))).await {
+                    for (k, v) in stats::info_rows(&r) {
+                        println!("{:<11} {v}", format!("{k}:"));
+                    }
+                }
+            }
+        }
+        Verb::Domstats { name } => {
+            let r: VmStatsReport = client.get_json(&format!("{}/stats", vm(name))).await?;
+            if json {
+                print_json(&r);
+            } else {
+                print!("{}", stats::domstats(&r));
             }
         }
         Verb::Vncdisplay { name } => {

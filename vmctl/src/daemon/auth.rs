@@ -7,7 +7,7 @@
 //! | who | may |
 //! | --- | --- |
 //! | root, the daemon's own user, the group `vmctl-admin` | everything |
-//! | the group `vmctl` | every `GET` (lists, definitions, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
+//! | the group `vmctl` | every `GET` (lists, definitions, statistics, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
 //! | anyone else | nothing (403) |
 //!
 //! Group membership is the peer's primary and supplementary groups, and the member lists of

@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/vms/{name}"),
     ("get", "/v1/vms/{name}/xml"),
     ("get", "/v1/vms/{name}/console"),
+    ("get", "/v1/vms/{name}/stats"),
     ("post", "/v1/vms/{name}/start"),
     ("post", "/v1/vms/{name}/shutdown"),
     ("post", "/v1/vms/{name}/destroy"),
@@ -90,6 +91,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/vms/{name}", get(detail).put(redefine).delete(undefine))
         .route("/v1/vms/{name}/xml", get(dump_xml))
         .route("/v1/vms/{name}/console", get(console))
+        .route("/v1/vms/{name}/stats", get(stats))
         .route("/v1/vms/{name}/{action}", post(action))
         .route("/v1/events", get(events))
         .route("/v1/pools", get(volumes::list_pools).post(volumes::define_pool))
@@ -159,6 +161,18 @@ async fn list(State(d): State<Arc<Daemon>>) -> Res {
 
 async fn detail(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
     Ok(Json(d.detail(&parse_name(&name)?)?).into_response())
+}
+
+/// Query of `GET /v1/vms/{name}/stats`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// `hour` (10-second samples) or `day` (1-minute samples).
+    history: Option<super::stats::HistoryRange>,
+}
+
+async fn stats(State(d): State<Arc<Daemon>>, Path(name): Path<String>, Query(q): Query<StatsQuery>) -> Res {
+    Ok(Json(d.stats_report(&parse_name(&name)?, q.history).await?).into_response())
 }
 
 async fn dump_xml(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {

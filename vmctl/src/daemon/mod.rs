@@ -24,6 +24,7 @@ pub mod jailing;
 pub mod lifecycle;
 pub mod networks;
 pub mod policy;
+pub mod stats;
 pub mod storage;
 pub mod vmmlog;
 
@@ -200,6 +201,8 @@ pub struct Daemon {
     /// The cgroup controllers VMs get (`None`: no cgroup v2, or the jailer is off).
     pub(crate) cgroup_controllers: Option<Vec<String>>,
     events: broadcast::Sender<Event>,
+    /// Statistics history per VM (see [`stats`]).
+    pub(crate) stats: stats::StatsBook,
 }
 
 pub(crate) fn now() -> u64 {
@@ -280,6 +283,7 @@ impl Daemon {
             uids: jailing::UidReservations::default(),
             cgroup_controllers,
             events: broadcast::channel(256).0,
+            stats: stats::StatsBook::default(),
         }))
     }
 

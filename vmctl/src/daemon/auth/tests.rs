@@ -45,6 +45,8 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::GET, "/v1/vms"),
         (Method::GET, "/v1/vms/web"),
         (Method::GET, "/v1/vms/web/console"),
+        (Method::GET, "/v1/vms/web/stats"),
+        (Method::GET, "/v1/vms/web/stats?history=day"),
         (Method::GET, "/v1/events"),
         (Method::GET, "/v1/pools/default/volumes"),
         (Method::POST, "/v1/vms/web/start"),
