@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -165,12 +166,30 @@ fn vnc_without_password_is_a_unix_socket_reached_with_vmctl_vnc() {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         assert_eq!(handshake(&mut s, None).as_deref(), Ok("fake-vmm"));
     }
+    // Another local user's connection is closed at once (as root the test can be nobody).
+    if nix_is_root() {
+        let out = Command::new("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; timeout 3 head -c 12 <&3")])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(out.stdout.is_empty(), "nobody got {:?}", String::from_utf8_lossy(&out.stdout));
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(handshake(&mut s, None).as_deref(), Ok("fake-vmm"), "root still gets in");
+    }
     // It ends when the VM stops.
     assert_eq!(vmctl(&state, &["destroy", "p"]).0, 0);
     assert!(wait_exit(&mut fwd.0, Duration::from_secs(10)), "vmctl vnc still runs after the VM stopped");
     let mut err = String::new();
     fwd.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("p stopped"), "{err}");
+    if nix_is_root() {
+        assert!(
+            err.contains("refused a connection from 127.0.0.1:") && err.contains("another user"),
+            "{err}"
+        );
+    }
     let (code, _, err) = vmctl(&state, &["vnc", "p"]);
     assert!(code != 0 && err.contains("not running"), "{err}");
 }
@@ -250,4 +269,16 @@ fn vnc_definitions_that_would_expose_the_screen_are_refused() {
     assert!(err.contains("graphics.vnc.password") && err.contains("1 to 8"), "{err}");
     let (code, _, err) = define_xml(&state, "o", "<graphics type='vnc' listen='0.0.0.0' passwd='12345678'/>");
     assert_eq!(code, 0, "{err}");
+    // A JSON port without a password is not used: a warning says so.
+    let file = state.join("j.json");
+    std::fs::write(&file, r#"{"name":"j","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"port":5901}}}"#)
+        .unwrap();
+    let (code, _, err) = vmctl(&state, &["define", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("graphics.vnc.port 5901 is not used") && err.contains("vmctl vnc j"), "{err}");
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
