@@ -27,6 +27,15 @@ pub enum VncTarget {
     Tcp(SocketAddr),
 }
 
+impl std::fmt::Display for VncTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VncTarget::Unix(p) => write!(f, "unix socket {}", p.display()),
+            VncTarget::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 /// A byte stream to a VNC server.
 pub trait VncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> VncStream for T {}

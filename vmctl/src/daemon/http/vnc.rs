@@ -27,7 +27,7 @@ pub(super) async fn vnc(State(d): State<Arc<Daemon>>, Path(name): Path<String>, 
     }
     let target = d.vnc_target(&name)?;
     let mut server = vnc::connect(&target).await.map_err(|e| {
-        DaemonError::Conflict(format!("cannot reach the VNC server of {name} ({target:?}): {e}"))
+        DaemonError::Conflict(format!("cannot reach the VNC server of {name} on {target}: {e}"))
     })?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
