@@ -502,13 +502,32 @@ EOF
     tap=$(ls /sys/class/net/vmbr77/brif 2>/dev/null | tr '\n' ' ')
     tap=${tap% }
     if [ -z "$why" ]; then
-        # The VNC server of the definition's <graphics type='vnc'/>: the first free port from
-        # 5900, reported by vncdisplay, greeting with the RFB version.
-        vnc=$(vc vncdisplay xnet 2>&1)
-        rfb=$(sleep 2 | timeout 5 nc 127.0.0.1 5900 2>/dev/null | head -c 12)
-        echo "    vncdisplay| $vnc; port 5900 says: $rfb"
-        [ "$vnc" = "127.0.0.1:0" ] || why="vmctl vncdisplay xnet gave '$vnc', not 127.0.0.1:0"
-        [ "$rfb" = "RFB 003.008" ] || why="${why:+$why; }127.0.0.1:5900 greeted with '$rfb', not RFB 003.008"
+        # The VNC server of the definition's <graphics type='vnc'/> (no passwd): a unix socket
+        # in the VM's run directory, no TCP port; domdisplay names the socket, and vmctl vnc
+        # forwards a local port (the first free one from 5900) to it through vmctld.
+        disp=$(vc domdisplay xnet 2>/dev/null)
+        tcp_before=$(sleep 1 | timeout 3 nc 127.0.0.1 5900 2>/dev/null | head -c 12)
+        # Not through vc (a function): $! must be vmctl itself.
+        "$VMCTL" --state-dir "$S" vnc xnet >"$WORK/vnc.out" 2>"$WORK/vnc.err" &
+        vncpid=$!
+        port=
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            port=$(sed -n 's|^vnc://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$WORK/vnc.out")
+            [ -n "$port" ] && break
+            sleep 0.5
+        done
+        rfb=
+        [ -n "$port" ] && rfb=$(sleep 2 | timeout 5 nc 127.0.0.1 "$port" 2>/dev/null | head -c 12)
+        kill "$vncpid" 2>/dev/null
+        wait "$vncpid" 2>/dev/null
+        echo "    domdisplay| $disp; 5900 before vmctl vnc: '$tcp_before'; vmctl vnc port $port says: $rfb"
+        case $disp in
+        vnc+unix://*/vnc.sock) ;;
+        *) why="vmctl domdisplay xnet gave '$disp', not vnc+unix://.../vnc.sock" ;;
+        esac
+        [ -z "$tcp_before" ] || why="${why:+$why; }a VM without a VNC password listens on TCP 5900 ('$tcp_before')"
+        [ "$rfb" = "RFB 003.008" ] ||
+            why="${why:+$why; }vmctl vnc xnet (port '$port') greeted with '$rfb', not RFB 003.008: $(tr '\n' ' ' <"$WORK/vnc.err")"
     fi
     if [ -z "$why" ]; then
         # Not wget -T: busybox 1.35's wget segfaults with it.
@@ -564,7 +583,7 @@ EOF
         diag xnet xe1k
         return
     fi
-    result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
+    result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on a unix socket reached through vmctl vnc; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
 }
 
 # The Debian image with a virtio disk and NIC on a managed NAT network (see the header).

@@ -2,7 +2,8 @@
 //! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but reads `--config FILE` as
 //! `vmm` does (an `api::VmConfigFile`, which `vmctld` writes), speaks the control socket
 //! protocol (`control`), serves a serial console (`serial: unix:PATH`: a banner, then echoes
-//! input), listens on `vnc: HOST:PORT` (only the RFB version greeting) and writes
+//! input), serves VNC on `vnc` (`HOST:PORT` or `unix:PATH`, with `vnc_password`: the real
+//! server of the `vmm` crate in front of a console without a screen) and writes
 //! `exit_status_file` as `vmm` does. The same fields as flags override the file; other flags
 //! are accepted and ignored.
 //!
@@ -33,7 +34,8 @@ struct Args {
     serial: Option<PathBuf>,
     exit_file: Option<PathBuf>,
     memory: String,
-    vnc: Option<String>,
+    vnc: Option<api::vnc::VncListen>,
+    vnc_password: Option<api::vnc::VncPassword>,
     accept_slow: bool,
 }
 
@@ -63,15 +65,14 @@ fn parse() -> Args {
                 if let Some(m) = c.memory {
                     a.memory = api::config::format_size(m);
                 }
-                if let Some(l) = c.vnc {
-                    a.vnc = Some(l.to_string());
-                }
+                a.vnc = c.vnc.or(a.vnc);
+                a.vnc_password = c.vnc_password.or(a.vnc_password);
             }
             "--control" => a.control = Some(v.into()),
             "--serial" => a.serial = v.strip_prefix("unix:").map(PathBuf::from),
             "--exit-status-file" => a.exit_file = Some(v.into()),
             "--memory" => a.memory = v,
-            "--vnc" => a.vnc = Some(v),
+            "--vnc" => a.vnc = v.parse().ok(),
             _ => {}
         }
     }
@@ -89,6 +90,17 @@ fn write_exit(a: &Args, code: i32, reason: &str) {
 }
 
 type Console = Arc<Mutex<Option<UnixStream>>>;
+
+/// A VNC console with nothing on the screen yet (no boot), keys and mouse dropped.
+struct NoScreen;
+
+impl vmm::vnc::Console for NoScreen {
+    fn frame(&self) -> Option<Arc<devices::display::vga::Frame>> {
+        None
+    }
+    fn key(&self, _: devices::legacy::i8042::Key, _: bool) {}
+    fn pointer(&self, _: i32, _: i32, _: i32, _: u8) {}
+}
 
 fn say(console: &Console, text: &str) {
     if let Some(s) = console.lock().unwrap().as_mut() {
@@ -139,23 +151,27 @@ fn main() {
         // A chatty VMM: about 21 KiB of log at once (the daemon caps the log).
         eprint!("{}", "fake-vmm: a line of output to fill the log\n".repeat(500));
     }
-    if let Some(v) = &a.vnc {
-        // Like vmm: refuses a port it cannot listen on; greets each client with the RFB
-        // version (no framebuffer behind it).
-        let addr = v.strip_suffix(",allow-remote").unwrap_or(v);
-        let listener = match std::net::TcpListener::bind(addr) {
-            Ok(l) => l,
-            Err(e) => {
-                write_exit(&a, 2, &format!("vmm: invalid configuration: vnc: cannot listen on {addr}: {e}"));
-                std::process::exit(2);
+    // Like vmm: refuses an address it cannot listen on; the server lives as long as the
+    // process.
+    let _vnc = match &a.vnc {
+        Some(listen) => {
+            match vmm::vnc::VncServer::start(listen, a.vnc_password.clone(), Arc::new(NoScreen), "fake-vmm") {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let why = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                    let addr = listen.to_string();
+                    let addr = addr.strip_suffix(",allow-remote").unwrap_or(&addr);
+                    write_exit(
+                        &a,
+                        2,
+                        &format!("vmm: invalid configuration: vnc: cannot listen on {addr}{why}"),
+                    );
+                    std::process::exit(2);
+                }
             }
-        };
-        std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                let _ = s.write_all(b"RFB 003.008\n");
-            }
-        });
-    }
+        }
+        None => None,
+    };
     let console: Console = Arc::new(Mutex::new(None));
     if let Some(p) = &a.serial {
         serve_serial(p.clone(), console.clone());

@@ -15,6 +15,10 @@ pub const PREFIX: &str = "/v1";
 /// Header value `vmctl` and `vmctld` use to upgrade `GET /v1/vms/{name}/console`.
 pub const CONSOLE_PROTOCOL: &str = "vmctl-console";
 
+/// Header value `vmctl` and `vmctld` use to upgrade `GET /v1/vms/{name}/vnc` to the raw RFB
+/// stream of the VM's VNC server.
+pub const VNC_PROTOCOL: &str = "vmctl-vnc";
+
 /// One VM in `GET /v1/vms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmInfo {
@@ -37,6 +41,10 @@ pub struct VmInfo {
     /// Where its VNC server listens while it runs (`127.0.0.1:5900`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<std::net::SocketAddr>,
+    /// The unix socket its VNC server listens on while it runs, when it has no VNC password
+    /// (reach it with `vmctl vnc NAME`, through `GET /v1/vms/{name}/vnc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_socket: Option<std::path::PathBuf>,
     /// Only in the answer to a define: what of a libvirt XML was ignored or adapted, each
     /// with its line (`line 12, column 5: <memballoon> is ignored: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -457,13 +457,14 @@ fn console_ends_when_the_vm_stops_while_stdin_stays_open() {
     drop(stdin);
 }
 
+/// VMs with a VNC password listen on TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s");
     let mut d = Daemon::start(&state);
-    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
-    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
+    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
     assert_eq!(vmctl(&state, &["start", "a"]).0, 0);
     assert_eq!(vmctl(&state, &["start", "b"]).0, 0);
     let c = d.client();
@@ -473,8 +474,11 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let (code, out, _) = vmctl(&state, &["vncdisplay", "b"]);
     assert_eq!((code, out.trim()), (0, format!("127.0.0.1:{}", b.port() - 5900).as_str()));
     let (_, out, _) = vmctl(&state, &["info", "a"]);
-    assert!(out.contains(&format!("VNC:        {a} (display 127.0.0.1:{})", a.port() - 5900)), "{out}");
-    // The VM's VNC server is there (the fake vmm greets with the RFB version).
+    assert!(
+        out.contains(&format!("VNC:        {a} (display 127.0.0.1:{}, password)", a.port() - 5900)),
+        "{out}"
+    );
+    // The VM's VNC server is there (the fake vmm runs vmm's server: the RFB version first).
     let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
     let mut hello = [0u8; 12];
     s.read_exact(&mut hello).await.unwrap();
@@ -483,7 +487,10 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     // A fixed port another running VM holds: refused (exit 4), naming the field and the VM.
     define(
         &state,
-        &format!(r#"{{"name":"f","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{}}}}}}}"#, a.port()),
+        &format!(
+            r#"{{"name":"f","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{},"password":"pw"}}}}}}"#,
+            a.port()
+        ),
     );
     let (code, _, err) = vmctl(&state, &["start", "f"]);
     assert_eq!(code, 4, "{err}");
@@ -493,14 +500,19 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let taken = other.local_addr().unwrap().port();
     define(
         &state,
-        &format!(r#"{{"name":"h","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{taken}}}}}}}"#),
+        &format!(
+            r#"{{"name":"h","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{taken},"password":"pw"}}}}}}"#
+        ),
     );
     let (code, _, err) = vmctl(&state, &["start", "h"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("graphics.vnc: cannot listen on"), "{err}");
     drop(other);
     // An address the host does not have: refused at once, not after trying every port.
-    define(&state, r#"{"name":"x","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"listen":"192.0.2.1"}}}"#);
+    define(
+        &state,
+        r#"{"name":"x","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"listen":"192.0.2.1","password":"pw"}}}"#,
+    );
     let (code, _, err) = vmctl(&state, &["start", "x"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("cannot listen on 192.0.2.1:") && err.contains("graphics.vnc.listen"), "{err}");
@@ -518,7 +530,7 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let (code, _, err) = vmctl(&state, &["vncdisplay", "a"]);
     assert!(code != 0 && err.contains("a is not running"), "{code} {err}");
     // With `a` gone its port is free again for the next automatic choice.
-    define(&state, r#"{"name":"g","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    define(&state, r#"{"name":"g","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
     assert_eq!(vmctl(&state, &["start", "g"]).0, 0);
     assert_eq!(info(&c, "g").await.vnc, Some(a));
     for vm in ["b", "h", "g"] {

@@ -188,7 +188,7 @@ pub fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::
         None => None,
         Some(listen) => {
             let name = format!("vmm {}", std::process::id());
-            match vnc::VncServer::start(listen, console.clone(), &name) {
+            match vnc::VncServer::start(listen, cfg.vnc_password.clone(), console.clone(), &name) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     let msg = format!(

@@ -7,13 +7,13 @@
 //! | who | may |
 //! | --- | --- |
 //! | root, the daemon's own user, the group `vmctl-admin` | everything |
-//! | the group `vmctl` | every `GET` (lists, definitions, statistics, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
+//! | the group `vmctl` | every `GET` (lists, definitions without secrets, statistics, events, consoles, VNC) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
 //! | anyone else | nothing (403) |
 //!
 //! Group membership is the peer's primary and supplementary groups, and the member lists of
 //! `/etc/group` (read directly, like the socket group before: a static `vmctld` cannot load
 //! NSS modules). Every request that may change something (any method but `GET` and `HEAD`,
-//! and console connections) is appended to `<state>/audit.log`, one JSON line each: time,
+//! and console and VNC connections) is appended to `<state>/audit.log`, one JSON line each: time,
 //! uid, user, pid, method, path, status; refused ones too.
 
 use std::io::Write;
@@ -166,6 +166,12 @@ pub fn allowed(role: Role, method: &Method, path: &str) -> bool {
     }
 }
 
+/// Whether a query asks for secrets (`security_info=true`: the VNC password), which only
+/// the admin role may read.
+pub fn asks_for_secrets(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "security_info=true" || kv == "security_info=1"))
+}
+
 /// The user name of `uid` in the text of an `/etc/passwd` file.
 pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
@@ -252,7 +258,7 @@ impl Audit {
 
 /// Whether a request is recorded in the audit log.
 fn audited(method: &Method, path: &str) -> bool {
-    !(method == Method::GET || method == Method::HEAD) || path.ends_with("/console")
+    !(method == Method::GET || method == Method::HEAD) || path.ends_with("/console") || path.ends_with("/vnc")
 }
 
 /// The middleware: decides from the connection's [`PeerInfo`] (missing: refused), records
@@ -266,7 +272,8 @@ async fn authorize(State(audit): State<Arc<Audit>>, req: Request, next: Next) ->
     let groups = std::fs::read_to_string(&audit.group_file).unwrap_or_default();
     let user = peer.as_ref().and_then(|p| user_name(&passwd, p.uid));
     let role = peer.as_ref().map_or(Role::None, |p| role_of(p, user.as_deref(), &groups, audit.owner));
-    let response = if allowed(role, &method, &path) {
+    let secrets = asks_for_secrets(req.uri().query());
+    let response = if allowed(role, &method, &path) && (role == Role::Admin || !secrets) {
         next.run(req).await
     } else {
         let who = match (&peer, &user) {
@@ -274,7 +281,11 @@ async fn authorize(State(audit): State<Arc<Audit>>, req: Request, next: Next) ->
             (Some(p), None) => format!("The user with uid {}", p.uid),
             (None, _) => "A client whose credentials the kernel did not give".to_string(),
         };
-        let error = refusal(role, &who, &method, &path);
+        let error = if role == Role::Operator && secrets {
+            format!("{who} is in the group {OPERATOR_GROUP}, which may not read secrets (security_info); that needs root or the group {ADMIN_GROUP}.")
+        } else {
+            refusal(role, &who, &method, &path)
+        };
         tracing::warn!("refused: {error}");
         (StatusCode::FORBIDDEN, Json(ErrorBody { error })).into_response()
     };

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod stats;
 pub mod storage;
 pub mod vmmlog;
+pub mod vnc;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -172,6 +173,7 @@ impl Slot {
             autostart: self.def.autostart,
             exit_reason: self.rt.exit_reason.clone(),
             vnc: if self.is_active() { self.rt.vnc } else { None },
+            vnc_socket: if self.is_active() { self.rt.vnc_socket.clone() } else { None },
             warnings: Vec::new(),
         }
     }
@@ -313,6 +315,7 @@ impl Daemon {
             control: self.store.control_socket_path(name),
             serial: dir.join("serial.sock"),
             exit_status: dir.join("exit.json"),
+            vnc: dir.join(lifecycle::VNC_SOCKET),
             dir,
         }
     }
@@ -358,11 +361,12 @@ impl Daemon {
         self.table().get(name).map(Slot::info).ok_or_else(|| DaemonError::NotFound(name.to_string()))
     }
 
-    /// One VM's state and definition.
-    pub fn detail(&self, name: &VmName) -> Result<VmDetail> {
+    /// One VM's state and definition; its secrets (the VNC password) only with `secrets`.
+    pub fn detail(&self, name: &VmName, secrets: bool) -> Result<VmDetail> {
         let t = self.table();
         let s = t.get(name).ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
-        Ok(VmDetail { info: s.info(), definition: s.def.clone() })
+        let definition = if secrets { s.def.clone() } else { s.def.without_secrets() };
+        Ok(VmDetail { info: s.info(), definition })
     }
 
     /// Validates and stores `def`, creating or replacing (same name and UUID) a definition.
