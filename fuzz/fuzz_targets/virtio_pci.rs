@@ -38,6 +38,12 @@ impl MsiVectors for NullMsi {
     fn notifier(&self, _: usize) -> Option<&EventFd> {
         None
     }
+    fn set_masked(&self, _: usize, _: bool) -> Result<(), InterruptError> {
+        Ok(())
+    }
+    fn pending(&self, _: usize) -> bool {
+        false
+    }
 }
 
 /// The BAR as a bus device: the offset byte's top three bits pick a 4 KiB region, the rest
