@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -61,6 +61,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/networks/{name}/start"),
     ("post", "/v1/networks/{name}/stop"),
     ("post", "/v1/networks/{name}/autostart"),
+    ("get", "/v1/session"),
+    ("post", "/v1/session"),
+    ("delete", "/v1/session"),
+    ("get", "/v1/users"),
+    ("post", "/v1/users"),
+    ("delete", "/v1/users/{name}"),
+    ("put", "/v1/users/{name}/password"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
 ];
 
 /// Largest definition body accepted.
@@ -101,6 +111,12 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}", get(networks::get_one).delete(networks::undefine))
         .route("/v1/networks/{name}/leases", get(networks::leases))
         .route("/v1/networks/{name}/{action}", post(networks::action))
+        .route("/v1/session", get(accounts::whoami).post(accounts::login).delete(accounts::logout))
+        .route("/v1/users", get(accounts::list_users).post(accounts::add_user))
+        .route("/v1/users/{name}", delete(accounts::delete_user))
+        .route("/v1/users/{name}/password", put(accounts::set_password))
+        .route("/v1/tokens", get(accounts::list_tokens).post(accounts::add_token))
+        .route("/v1/tokens/{name}", delete(accounts::delete_token))
         .fallback(|uri: axum::http::Uri| async move {
             DaemonError::Missing(format!("There is no API path {}; see /openapi.json.", uri.path()))
         })
@@ -366,6 +382,7 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
         .map_err(|e| DaemonError::Internal(e.to_string()))
 }
 
+mod accounts;
 pub mod networks;
 mod volumes;
 

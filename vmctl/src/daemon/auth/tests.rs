@@ -104,7 +104,8 @@ fn env() -> Env {
         dir.path().join("group"),
         dir.path().join("passwd"),
     ));
-    Env { app: secure(crate::daemon::http::router(daemon), audit), dir }
+    let accounts = daemon.accounts().clone();
+    Env { app: secure(crate::daemon::http::router(daemon), audit, accounts), dir }
 }
 
 async fn call(e: &Env, who: Option<Peer>, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
