@@ -11,6 +11,7 @@ mod hostdev;
 mod net;
 mod output;
 mod storage;
+mod users;
 mod verbs;
 
 use std::path::PathBuf;
@@ -197,6 +198,18 @@ pub enum Verb {
         /// What to do.
         #[command(subcommand)]
         cmd: HostdevCmd,
+    },
+    /// Users of the HTTPS listener (web interface); admins only.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens for the HTTPS listener (`Authorization: Bearer`); admins only.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TokenCmd,
     },
     /// This host's readiness for VM features.
     Host {
@@ -412,6 +425,57 @@ impl Failure {
     pub(crate) fn error(message: impl Into<String>) -> Self {
         Failure { code: exit::ERROR, message: message.into() }
     }
+}
+
+/// `vmctl user` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum UserCmd {
+    /// List users with their roles (never their password hashes).
+    List,
+    /// Add a user; the password is typed twice at the terminal (or see --password-stdin).
+    Add {
+        /// User name: 1 to 32 of a-z, 0-9, `_`, `-`, starting with a letter or `_`.
+        name: String,
+        /// admin: everything; operator: read, consoles and the power operations.
+        #[arg(long, value_enum)]
+        role: crate::api::AccountRole,
+        /// Read the password from the first line of stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user a new password; their sessions end.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user; their sessions end.
+    Del {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `vmctl token` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum TokenCmd {
+    /// List tokens with their roles (never the secrets).
+    List,
+    /// Make a token and print its secret (shown this once; only a hash is kept).
+    Add {
+        /// Token name: 1 to 32 of a-z, 0-9, `_`, `-`, starting with a letter or `_`.
+        name: String,
+        /// admin: everything; operator: read, consoles and the power operations.
+        #[arg(long, value_enum)]
+        role: crate::api::AccountRole,
+    },
+    /// Delete a token: requests with it are refused from now on.
+    Del {
+        /// Token name.
+        name: String,
+    },
 }
 
 /// `vmctl hostdev` verbs.
