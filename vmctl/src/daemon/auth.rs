@@ -502,4 +502,6 @@ pub fn secure(router: Router, audit: Arc<Audit>, accounts: Arc<Accounts>) -> Rou
 }
 
 #[cfg(test)]
+mod https_tests;
+#[cfg(test)]
 mod tests;

@@ -75,9 +75,9 @@ impl LoginLimiter {
         let mut wait = Duration::ZERO;
         for k in keys {
             if let Some(e) = self.entries.get(k) {
-                if now.saturating_duration_since(e.last) < FORGET_AFTER {
-                    let until = e.last + wait_for(e.failures, k.free());
-                    wait = wait.max(until.saturating_duration_since(now));
+                let w = wait_for(e.failures, k.free());
+                if !w.is_zero() && now.saturating_duration_since(e.last) < FORGET_AFTER {
+                    wait = wait.max((e.last + w).saturating_duration_since(now));
                 }
             }
         }
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(l.begin(&keys, t1 + 2 * BASE_WAIT), Ok(()));
         assert_eq!(l.begin(&keys, t1 + 2 * BASE_WAIT), Err(4 * BASE_WAIT));
         // Another user from the same address is not blocked (the address has 20 free).
-        assert_eq!(l.begin(&[addr(1), user("bob")], t1), Ok(()));
+        assert_eq!(l.begin(&[addr(1), user("bob")], t1 + 2 * BASE_WAIT), Ok(()));
         // The wait is capped.
         assert_eq!(wait_for(FREE_PER_USER + 40, FREE_PER_USER), MAX_WAIT);
     }

@@ -76,12 +76,12 @@ fn operators_read_use_consoles_and_power_only() {
     }
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    app: axum::Router,
+pub(super) struct Env {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) app: axum::Router,
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
@@ -117,11 +117,11 @@ async fn call(e: &Env, who: Option<Peer>, method: Method, uri: &str, body: &str)
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn error_of(body: &str) -> String {
+pub(super) fn error_of(body: &str) -> String {
     serde_json::from_str::<ErrorBody>(body).unwrap_or_else(|_| panic!("not a JSON error: {body}")).error
 }
 
-fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
+pub(super) fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
     std::fs::read_to_string(e.dir.path().join("state/audit.log"))
         .unwrap_or_default()
         .lines()
@@ -129,7 +129,7 @@ fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
         .collect()
 }
 
-const DEF: &str = r#"{"name": "web", "memory_mib": 64, "vcpus": 1}"#;
+pub(super) const DEF: &str = r#"{"name": "web", "memory_mib": 64, "vcpus": 1}"#;
 
 #[tokio::test]
 async fn requests_are_authorized_by_peer_and_audited() {
