@@ -157,7 +157,8 @@ pub mod test_util {
             }
             if masked {
                 self.masked.lock().unwrap().insert(vector);
-            } else if self.masked.lock().unwrap().remove(&vector) && self.held.lock().unwrap().remove(&vector) {
+            } else if self.masked.lock().unwrap().remove(&vector) && self.held.lock().unwrap().remove(&vector)
+            {
                 // An outside agent's signal held while masked is delivered now.
                 self.triggered.lock().unwrap().push(vector);
             }

@@ -404,7 +404,10 @@ impl MsixTable {
         }
         match self.vectors.set_masked(index, masked) {
             Ok(()) => self.told_masked[index] = masked,
-            Err(e) => crate::warn_limited!("msix: vector {index} not {}: {e}", if masked { "masked" } else { "unmasked" }),
+            Err(e) => crate::warn_limited!(
+                "msix: vector {index} not {}: {e}",
+                if masked { "masked" } else { "unmasked" }
+            ),
         }
     }
 

@@ -110,9 +110,10 @@ pub async fn token(client: &Client, cmd: &TokenCmd, json: bool) -> Result<(), Fa
         TokenCmd::Add { name, role } => {
             name_ok(name)?;
             let body = json_body(&NewToken { name: name.clone(), role: *role })?;
-            let (_, answer) = client.request(Method::POST, "/v1/tokens", Some("application/json"), body).await?;
-            let t: CreatedToken =
-                serde_json::from_slice(&answer).map_err(|e| Failure::error(format!("unexpected answer: {e}")))?;
+            let (_, answer) =
+                client.request(Method::POST, "/v1/tokens", Some("application/json"), body).await?;
+            let t: CreatedToken = serde_json::from_slice(&answer)
+                .map_err(|e| Failure::error(format!("unexpected answer: {e}")))?;
             if json {
                 print_json(&t);
             } else {

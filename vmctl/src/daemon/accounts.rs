@@ -228,7 +228,10 @@ impl Accounts {
     }
 
     /// Changes the file in memory and on disk; on a failed write memory stays as it was.
-    fn change<T>(&self, f: impl FnOnce(&mut AccountsFile) -> Result<T, DaemonError>) -> Result<T, DaemonError> {
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut AccountsFile) -> Result<T, DaemonError>,
+    ) -> Result<T, DaemonError> {
         let mut file = lock(&self.file);
         let mut new = file.clone();
         let out = f(&mut new)?;
@@ -258,7 +261,12 @@ impl Accounts {
     }
 
     /// Adds a user.
-    pub async fn add_user(&self, name: &str, role: AccountRole, password: &str) -> Result<AccountInfo, DaemonError> {
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: AccountRole,
+        password: &str,
+    ) -> Result<AccountInfo, DaemonError> {
         check_name("name", name)?;
         check_password(password)?;
         if lock(&self.file).users.iter().any(|u| u.name == name) {
@@ -401,7 +409,10 @@ impl Accounts {
                 sessions.remove(&oldest);
             }
         }
-        sessions.insert(key, Session { user: user.to_string(), role, csrf: csrf.clone(), created: now, last: now });
+        sessions.insert(
+            key,
+            Session { user: user.to_string(), role, csrf: csrf.clone(), created: now, last: now },
+        );
         Ok(LoggedIn { id, session: SessionView { key, user: user.to_string(), role, csrf } })
     }
 
@@ -430,7 +441,8 @@ impl Accounts {
 }
 
 fn live(s: &Session, now: Instant) -> bool {
-    now.saturating_duration_since(s.last) < SESSION_IDLE && now.saturating_duration_since(s.created) < SESSION_MAX
+    now.saturating_duration_since(s.last) < SESSION_IDLE
+        && now.saturating_duration_since(s.created) < SESSION_MAX
 }
 
 fn exists(name: &str) -> DaemonError {

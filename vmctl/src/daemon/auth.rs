@@ -364,7 +364,8 @@ fn error(status: StatusCode, error: String) -> Response {
 
 fn unauthorized(error: String) -> Response {
     let mut r = self::error(StatusCode::UNAUTHORIZED, error);
-    r.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vmctld\""));
+    r.headers_mut()
+        .insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vmctld\""));
     r
 }
 
@@ -376,18 +377,23 @@ fn https_caller(
     from: SocketAddr,
     login: bool,
 ) -> Result<Caller, Response> {
-    let anonymous = Caller { credential: Credential::Anonymous, user: None, role: Role::None, from: Some(from) };
+    let anonymous =
+        Caller { credential: Credential::Anonymous, user: None, role: Role::None, from: Some(from) };
     if login {
         return Ok(anonymous);
     }
     match web::bearer(headers) {
         Some(Ok(secret)) => {
             return match accounts.token(secret) {
-                Some((name, role)) => {
-                    Ok(Caller { credential: Credential::Token(name), user: None, role: role.into(), from: Some(from) })
-                }
+                Some((name, role)) => Ok(Caller {
+                    credential: Credential::Token(name),
+                    user: None,
+                    role: role.into(),
+                    from: Some(from),
+                }),
                 None => Err(unauthorized(
-                    "The API token is not known (deleted, or mistyped); make one with vmctl token add.".into(),
+                    "The API token is not known (deleted, or mistyped); make one with vmctl token add."
+                        .into(),
                 )),
             };
         }
@@ -403,7 +409,12 @@ fn https_caller(
     let cookies = web::session_cookies(headers);
     if let Some(s) = cookies.iter().find_map(|id| accounts.session(id)) {
         let role = s.role.into();
-        return Ok(Caller { user: Some(s.user.clone()), credential: Credential::Session(s), role, from: Some(from) });
+        return Ok(Caller {
+            user: Some(s.user.clone()),
+            credential: Credential::Session(s),
+            role,
+            from: Some(from),
+        });
     }
     Err(unauthorized(if cookies.is_empty() {
         "Log in first (POST /v1/session with {\"user\", \"password\"}) or send `Authorization: Bearer \
@@ -473,7 +484,12 @@ async fn authorize(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         None => Ok(g.audit.socket_caller(&req)),
         Some(HttpsClient(from)) => https_caller(&g.accounts, req.headers(), from, is_login(&method, &path))
             .map_err(|resp| {
-                let anonymous = Caller { credential: Credential::Anonymous, user: None, role: Role::None, from: Some(from) };
+                let anonymous = Caller {
+                    credential: Credential::Anonymous,
+                    user: None,
+                    role: Role::None,
+                    from: Some(from),
+                };
                 (anonymous, resp)
             }),
     };

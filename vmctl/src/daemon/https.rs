@@ -56,7 +56,8 @@ pub struct HttpsSettings {
 impl HttpsSettings {
     /// Checks `"https"` of the configuration file; the error names the field.
     pub fn parse(f: HttpsFile) -> Result<HttpsSettings, String> {
-        let listen = f.listen.ok_or("https.listen: missing; give an address and port such as 127.0.0.1:8443")?;
+        let listen =
+            f.listen.ok_or("https.listen: missing; give an address and port such as 127.0.0.1:8443")?;
         let listen: SocketAddr = listen.parse().map_err(|_| {
             format!("https.listen: {listen:?} is not an address and port; write e.g. 127.0.0.1:8443 or [::1]:8443")
         })?;
@@ -68,8 +69,12 @@ impl HttpsSettings {
         let cert = match (f.cert, f.key) {
             (None, None) => None,
             (Some(c), Some(k)) => Some((abs("cert", c)?, abs("key", k)?)),
-            (Some(_), None) => return Err("https.key: missing; give the certificate's key too, or neither".into()),
-            (None, Some(_)) => return Err("https.cert: missing; give the key's certificate too, or neither".into()),
+            (Some(_), None) => {
+                return Err("https.key: missing; give the certificate's key too, or neither".into())
+            }
+            (None, Some(_)) => {
+                return Err("https.cert: missing; give the key's certificate too, or neither".into())
+            }
         };
         Ok(HttpsSettings { listen, cert })
     }
@@ -111,7 +116,8 @@ fn subject_names() -> Vec<String> {
         let h = h.to_string_lossy().trim().to_ascii_lowercase();
         let valid = !h.is_empty()
             && h.len() <= 253
-            && h.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            && h.split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if valid && !names.contains(&h) {
             names.push(h);
         }
@@ -133,23 +139,29 @@ fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<(), HttpsError> {
     let c = params.self_signed(&key_pair).map_err(bad)?;
     crate::safefs::write_atomic(key, key_pair.serialize_pem().as_bytes(), 0o600)
         .map_err(io(format!("write {}", key.display())))?;
-    crate::safefs::write_atomic(cert, c.pem().as_bytes(), 0o644).map_err(io(format!("write {}", cert.display())))?;
+    crate::safefs::write_atomic(cert, c.pem().as_bytes(), 0o644)
+        .map_err(io(format!("write {}", cert.display())))?;
     Ok(())
 }
 
 /// Reads a PEM certificate chain and key.
-fn read_pem(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), HttpsError> {
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| HttpsError::Certificate(format!("cannot read the certificate {}: {e}", cert.display())))?;
+fn read_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), HttpsError> {
+    let certs =
+        CertificateDer::pem_file_iter(cert).and_then(|it| it.collect::<Result<Vec<_>, _>>()).map_err(
+            |e| HttpsError::Certificate(format!("cannot read the certificate {}: {e}", cert.display())),
+        )?;
     if certs.is_empty() {
         return Err(HttpsError::Certificate(format!(
             "{} holds no certificate (expected PEM `-----BEGIN CERTIFICATE-----`)",
             cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| HttpsError::Certificate(format!("cannot read the private key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        HttpsError::Certificate(format!("cannot read the private key {}: {e}", key.display()))
+    })?;
     Ok((certs, key))
 }
 
@@ -186,7 +198,11 @@ pub fn load_tls(settings: &HttpsSettings, state_dir: &Path) -> Result<Tls, Https
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| {
-            HttpsError::Certificate(format!("{} and {} do not make a usable pair: {e}", cert.display(), key.display()))
+            HttpsError::Certificate(format!(
+                "{} and {} do not make a usable pair: {e}",
+                cert.display(),
+                key.display()
+            ))
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)), fingerprint, cert_path: cert })
@@ -262,10 +278,11 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(HttpsClient(addr));
-                tower::ServiceExt::oneshot(app.clone(), req)
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(HttpsClient(addr));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -297,7 +314,10 @@ mod tests {
             (r#"{"listen": "localhost"}"#, "https.listen: \"localhost\" is not an address and port"),
             (r#"{"listen": "127.0.0.1:1", "cert": "/c"}"#, "https.key: missing"),
             (r#"{"listen": "127.0.0.1:1", "key": "/k"}"#, "https.cert: missing"),
-            (r#"{"listen": "127.0.0.1:1", "cert": "c.pem", "key": "/k"}"#, "https.cert: c.pem is not an absolute"),
+            (
+                r#"{"listen": "127.0.0.1:1", "cert": "c.pem", "key": "/k"}"#,
+                "https.cert: c.pem is not an absolute",
+            ),
         ] {
             let e = parse(json).unwrap_err();
             assert!(e.starts_with(want), "{json}: {e}");

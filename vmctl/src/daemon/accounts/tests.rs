@@ -72,7 +72,10 @@ async fn a_failed_write_changes_nothing() {
     std::fs::remove_file(&path).unwrap();
     std::fs::create_dir(&path).unwrap();
     std::fs::write(path.join("x"), "").unwrap();
-    assert!(matches!(a.add_user("bob", AccountRole::Admin, "battery staple").await, Err(DaemonError::Internal(_))));
+    assert!(matches!(
+        a.add_user("bob", AccountRole::Admin, "battery staple").await,
+        Err(DaemonError::Internal(_))
+    ));
     assert_eq!(a.users().len(), 1, "memory stays as the disk has it");
 }
 
@@ -111,7 +114,9 @@ async fn the_sixth_quick_failure_is_limited() {
         assert!(matches!(a.login("alice", "wrong password", IP).await, Err(LoginError::Wrong)));
     }
     match a.login("alice", "correct horse", IP).await {
-        Err(LoginError::Limited(wait)) => assert!(wait <= limiter::BASE_WAIT && wait.as_secs() > 20, "{wait:?}"),
+        Err(LoginError::Limited(wait)) => {
+            assert!(wait <= limiter::BASE_WAIT && wait.as_secs() > 20, "{wait:?}")
+        }
         other => panic!("not limited: {other:?}"),
     }
 }

@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn session_cookies_are_found_among_others() {
-        let h = headers(&[("cookie", "theme=dark; rvmm_session=abc123 ;x=y"), ("cookie", "rvmm_session=\"def\"")]);
+        let h = headers(&[
+            ("cookie", "theme=dark; rvmm_session=abc123 ;x=y"),
+            ("cookie", "rvmm_session=\"def\""),
+        ]);
         assert_eq!(session_cookies(&h), vec!["abc123", "def"]);
         let h = headers(&[("cookie", "rvmm_sessionx=1; xrvmm_session=2; rvmm_session=; rvmm_session")]);
         assert!(session_cookies(&h).is_empty());

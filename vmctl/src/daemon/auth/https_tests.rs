@@ -36,7 +36,12 @@ async fn https(e: &Env, method: Method, uri: &str, headers: &[(&str, &str)], bod
 async fn add_user(e: &Env, name: &str, role: AccountRole) {
     let req = serde_json::json!({"name": name, "role": role, "password": "correct horse"}).to_string();
     let mut r = Request::builder().method(Method::POST).uri("/v1/users").body(Body::from(req)).unwrap();
-    r.extensions_mut().insert(ConnectInfo(PeerInfo(Some(Peer { uid: 0, gid: 0, pid: None, groups: vec![] }))));
+    r.extensions_mut().insert(ConnectInfo(PeerInfo(Some(Peer {
+        uid: 0,
+        gid: 0,
+        pid: None,
+        groups: vec![],
+    }))));
     let resp = e.app.clone().oneshot(r).await.unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
 }
@@ -75,7 +80,10 @@ async fn https_requests_need_a_session_or_a_token() {
     assert_eq!(error_of(&a.body), "Wrong user name or password.");
     let lines = audit_lines(&e);
     let last = lines.last().unwrap();
-    assert_eq!((last["via"].as_str(), last["from"].as_str(), last["user"].as_str()), (Some("https"), Some("127.0.0.1"), Some("x")));
+    assert_eq!(
+        (last["via"].as_str(), last["from"].as_str(), last["user"].as_str()),
+        (Some("https"), Some("127.0.0.1"), Some("x"))
+    );
     assert_eq!(last["status"], 401);
 }
 
@@ -93,7 +101,11 @@ async fn sessions_need_the_csrf_token_and_the_same_origin() {
 
     let a = https(&e, Method::POST, "/v1/vms", &c, DEF).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
-    assert!(error_of(&a.body).contains("X-CSRF-Token") && error_of(&a.body).contains("missing"), "{}", a.body);
+    assert!(
+        error_of(&a.body).contains("X-CSRF-Token") && error_of(&a.body).contains("missing"),
+        "{}",
+        a.body
+    );
     let wrong = [c[0], ("x-csrf-token", "0000")];
     assert!(error_of(&https(&e, Method::POST, "/v1/vms", &wrong, DEF).await.body).contains("wrong"));
     let ok = [c[0], ("x-csrf-token", csrf.as_str())];
@@ -147,7 +159,12 @@ async fn operators_and_tokens_go_through_the_same_role_check() {
         .uri("/v1/tokens")
         .body(Body::from(r#"{"name": "ci", "role": "operator"}"#))
         .unwrap();
-    r.extensions_mut().insert(ConnectInfo(PeerInfo(Some(Peer { uid: 0, gid: 0, pid: None, groups: vec![] }))));
+    r.extensions_mut().insert(ConnectInfo(PeerInfo(Some(Peer {
+        uid: 0,
+        gid: 0,
+        pid: None,
+        groups: vec![],
+    }))));
     let resp = e.app.clone().oneshot(r).await.unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let t: crate::api::CreatedToken =
@@ -161,5 +178,8 @@ async fn operators_and_tokens_go_through_the_same_role_check() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert!(error_of(&a.body).starts_with("The API token ci has the role operator"), "{}", a.body);
     let lines = audit_lines(&e);
-    assert!(lines.iter().any(|l| l["token"] == "ci" && l["status"] == 403 && l["via"] == "https"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["token"] == "ci" && l["status"] == 403 && l["via"] == "https"),
+        "{lines:?}"
+    );
 }

@@ -50,7 +50,8 @@ pub(super) async fn whoami(c: Option<Extension<Caller>>) -> Res {
         Credential::Token(t) => ("token", t.clone(), None),
         Credential::Anonymous => return Err(DaemonError::BadInput("log in first".into())),
     };
-    Ok(Json(SessionInfo { user, role: role_name(c.role).into(), auth: auth.into(), csrf_token: csrf }).into_response())
+    Ok(Json(SessionInfo { user, role: role_name(c.role).into(), auth: auth.into(), csrf_token: csrf })
+        .into_response())
 }
 
 fn refused(status: StatusCode, error: String) -> Response {
@@ -85,7 +86,11 @@ pub(super) async fn login(State(d): State<Arc<Daemon>>, c: Option<Extension<Call
         }
         Err(LoginError::Limited(wait)) => {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            tracing::warn!("login as {:?} from {} refused: too many failures (retry in {secs} s)", named.0, from.ip());
+            tracing::warn!(
+                "login as {:?} from {} refused: too many failures (retry in {secs} s)",
+                named.0,
+                from.ip()
+            );
             let mut r = refused(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -108,7 +113,8 @@ pub(super) async fn logout(State(d): State<Arc<Daemon>>, c: Option<Extension<Cal
     d.accounts.logout(&s.key);
     tracing::info!("web user {} logged out", s.user);
     let mut r = StatusCode::NO_CONTENT.into_response();
-    let v = HeaderValue::from_str(&web::clear_session_cookie()).map_err(|e| DaemonError::Internal(e.to_string()))?;
+    let v = HeaderValue::from_str(&web::clear_session_cookie())
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
     r.headers_mut().insert(header::SET_COOKIE, v);
     Ok(r)
 }
