@@ -358,15 +358,34 @@ fn is_login(method: &Method, path: &str) -> bool {
     method == Method::POST && path.trim_end_matches('/') == "/v1/session"
 }
 
-fn error(status: StatusCode, error: String) -> Response {
-    (status, Json(ErrorBody { error })).into_response()
+/// A request refused before it reached its handler.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: String,
 }
 
-fn unauthorized(error: String) -> Response {
-    let mut r = self::error(StatusCode::UNAUTHORIZED, error);
-    r.headers_mut()
-        .insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vmctld\""));
-    r
+impl Refusal {
+    fn forbidden(error: String) -> Refusal {
+        Refusal { status: StatusCode::FORBIDDEN, error }
+    }
+
+    fn unauthorized(error: String) -> Refusal {
+        Refusal { status: StatusCode::UNAUTHORIZED, error }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(ErrorBody { error: self.error })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vmctld\""),
+            );
+        }
+        r
+    }
 }
 
 /// The caller of an HTTPS request: a bearer token, else a session cookie; the login needs
@@ -376,7 +395,7 @@ fn https_caller(
     headers: &HeaderMap,
     from: SocketAddr,
     login: bool,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     let anonymous =
         Caller { credential: Credential::Anonymous, user: None, role: Role::None, from: Some(from) };
     if login {
@@ -391,14 +410,14 @@ fn https_caller(
                     role: role.into(),
                     from: Some(from),
                 }),
-                None => Err(unauthorized(
+                None => Err(Refusal::unauthorized(
                     "The API token is not known (deleted, or mistyped); make one with vmctl token add."
                         .into(),
                 )),
             };
         }
         Some(Err(())) => {
-            return Err(unauthorized(
+            return Err(Refusal::unauthorized(
                 "The Authorization header is not `Bearer <token>`; send an API token (vmctl token add) or \
                  log in with POST /v1/session."
                     .into(),
@@ -416,7 +435,7 @@ fn https_caller(
             from: Some(from),
         });
     }
-    Err(unauthorized(if cookies.is_empty() {
+    Err(Refusal::unauthorized(if cookies.is_empty() {
         "Log in first (POST /v1/session with {\"user\", \"password\"}) or send `Authorization: Bearer \
          <token>`."
             .into()
@@ -429,12 +448,12 @@ fn https_caller(
 
 /// The checks after identification: same origin for browsers, a login for HTTPS, the role,
 /// and the CSRF token of a session.
-fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     let browser = matches!(caller.credential, Credential::Session(_) | Credential::Anonymous);
     if browser && caller.from.is_some() && audited(method, path) {
         web::check_same_origin(headers).map_err(|e| {
             tracing::warn!("refused {method} {path}: {e}");
-            error(StatusCode::FORBIDDEN, format!("Refused: {e}."))
+            Refusal::forbidden(format!("Refused: {e}."))
         })?;
     }
     if matches!(caller.credential, Credential::Anonymous) {
@@ -447,7 +466,7 @@ fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> R
             _ => web_refusal(&who, caller.role, method, path),
         };
         tracing::warn!("refused: {e}");
-        return Err(error(StatusCode::FORBIDDEN, e));
+        return Err(Refusal::forbidden(e));
     }
     if let Credential::Session(s) = &caller.credential {
         if !(method == Method::GET || method == Method::HEAD) {
@@ -459,7 +478,7 @@ fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> R
                     if sent.is_empty() { "missing" } else { "wrong" }
                 );
                 tracing::warn!("refused for the web user {}: {e}", s.user);
-                return Err(error(StatusCode::FORBIDDEN, e));
+                return Err(Refusal::forbidden(e));
             }
         }
     }
@@ -494,9 +513,9 @@ async fn authorize(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
             }),
     };
     let (caller, response) = match caller {
-        Err((caller, resp)) => (caller, resp),
+        Err((caller, refusal)) => (caller, refusal.into_response()),
         Ok(caller) => match check(&caller, &method, &path, req.headers()) {
-            Err(resp) => (caller, resp),
+            Err(refusal) => (caller, refusal.into_response()),
             Ok(()) => {
                 req.extensions_mut().insert(caller.clone());
                 (caller, next.run(req).await)
