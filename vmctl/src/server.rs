@@ -135,9 +135,12 @@ impl Server {
             self.daemon.accounts().clone(),
         );
         let https = match self.https {
-            Some((tcp, acceptor)) => {
-                futures_util::future::Either::Left(crate::daemon::https::serve(tcp, acceptor, app.clone()))
-            }
+            Some((tcp, acceptor)) => futures_util::future::Either::Left(crate::daemon::https::serve(
+                tcp,
+                acceptor,
+                app.clone(),
+                Default::default(),
+            )),
             None => futures_util::future::Either::Right(std::future::pending()),
         };
         let app = app.into_make_service_with_connect_info::<crate::daemon::auth::PeerInfo>();

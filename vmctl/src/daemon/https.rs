@@ -208,9 +208,34 @@ pub fn load_tls(settings: &HttpsSettings, state_dir: &Path) -> Result<Tls, Https
     Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)), fingerprint, cert_path: cert })
 }
 
+/// Time and count limits of the HTTPS connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time for a TLS handshake.
+    pub handshake: Duration,
+    /// Time for a request's headers, and most idle time between requests.
+    pub headers: Duration,
+    /// Most connections at once.
+    pub connections: usize,
+    /// Most connections from one address at once.
+    pub per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            handshake: HANDSHAKE_TIMEOUT,
+            headers: HEADER_TIMEOUT,
+            connections: MAX_CONNECTIONS,
+            per_address: MAX_PER_ADDRESS,
+        }
+    }
+}
+
 /// Counts open connections, in total and per address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Connections {
+    limits: Limits,
     per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -225,7 +250,7 @@ impl Connections {
         let mut t = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = t.values().sum();
         let n = t.entry(ip).or_insert(0);
-        if total >= MAX_CONNECTIONS || *n >= MAX_PER_ADDRESS {
+        if total >= self.limits.connections || *n >= self.limits.per_address {
             return None;
         }
         *n += 1;
@@ -245,9 +270,10 @@ impl Drop for Admitted {
     }
 }
 
-/// Serves `app` (the secured router) over TLS on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
-    let table = Arc::new(Connections::default());
+/// Serves `app` (the secured router) over TLS on `listener` within `limits`, until the task
+/// is dropped.
+pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router, limits: Limits) {
+    let table = Arc::new(Connections { limits, per_address: Mutex::new(HashMap::new()) });
     loop {
         let (tcp, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -267,7 +293,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
         tokio::spawn(async move {
             let _admitted = admitted;
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {addr} failed: {e}");
@@ -285,7 +311,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
                 });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(limits.headers)
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -323,6 +349,72 @@ mod tests {
             assert!(e.starts_with(want), "{json}: {e}");
         }
         assert!(parse(r#"{"listen": "127.0.0.1:1", "port": 1}"#).unwrap_err().contains("port"));
+    }
+
+    /// Reads from `s` until the peer closes it (or 5 s pass): whether it was closed.
+    async fn closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn idle_and_excess_connections_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = HttpsSettings { listen: "127.0.0.1:0".parse().unwrap(), cert: None };
+        let tls = load_tls(&s, dir.path()).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let limits = Limits {
+            handshake: Duration::from_millis(300),
+            headers: Duration::from_millis(300),
+            connections: 8,
+            per_address: 2,
+        };
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(serve(tcp, tls.acceptor, app, limits));
+
+        // A client that never starts its handshake is dropped after the handshake time.
+        let t = std::time::Instant::now();
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed(&mut idle).await);
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+        // A finished handshake without a request: dropped after the header time.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&tls.cert_path).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut quiet = connector.connect(name.clone(), tcp).await.unwrap();
+        assert!(closed(&mut quiet).await);
+
+        // Two connections from one address at most: a third is closed at once.
+        let _a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let t = std::time::Instant::now();
+        assert!(closed(&mut third).await);
+        assert!(t.elapsed() < Duration::from_millis(250), "{:?}", t.elapsed());
+        drop((_a, _b));
+        server.abort();
     }
 
     #[test]
