@@ -645,6 +645,31 @@ mod tests {
     }
 
     #[test]
+    fn user_and_token_verbs_parse() {
+        use crate::api::AccountRole;
+        assert_eq!(
+            parse(&["user", "add", "alice", "--role", "admin"]).unwrap().verb,
+            Verb::User {
+                cmd: UserCmd::Add { name: "alice".into(), role: AccountRole::Admin, password_stdin: false }
+            }
+        );
+        assert_eq!(
+            parse(&["user", "passwd", "bob", "--password-stdin"]).unwrap().verb,
+            Verb::User { cmd: UserCmd::Passwd { name: "bob".into(), password_stdin: true } }
+        );
+        assert_eq!(
+            parse(&["token", "add", "ci", "--role", "operator"]).unwrap().verb,
+            Verb::Token { cmd: TokenCmd::Add { name: "ci".into(), role: AccountRole::Operator } }
+        );
+        assert_eq!(
+            parse(&["token", "del", "ci"]).unwrap().verb,
+            Verb::Token { cmd: TokenCmd::Del { name: "ci".into() } }
+        );
+        assert!(parse(&["user", "add", "alice"]).is_err(), "the role is required");
+        assert!(parse(&["user", "add", "alice", "--role", "root"]).is_err());
+    }
+
+    #[test]
     fn socket_defaults_to_the_state_dir() {
         let c = parse(&["--state-dir", "/tmp/s", "list"]).unwrap();
         if std::env::var_os("VMCTL_SOCKET").is_none() {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Who may do what over the API socket, and the audit log.
+//! Who may do what, over the API socket and over HTTPS, and the audit log.
 //!
 //! The socket is mode 0666: the kernel's peer credentials of each connection (`SO_PEERCRED`
 //! for the uid and gid, `SO_PEERGROUPS` for the supplementary groups) decide.
@@ -7,14 +7,24 @@
 //! | who | may |
 //! | --- | --- |
 //! | root, the daemon's own user, the group `vmctl-admin` | everything |
-//! | the group `vmctl` | every `GET` (lists, definitions, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
+//! | the group `vmctl` | every `GET` but the users and tokens (lists, definitions, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
 //! | anyone else | nothing (403) |
 //!
 //! Group membership is the peer's primary and supplementary groups, and the member lists of
 //! `/etc/group` (read directly, like the socket group before: a static `vmctld` cannot load
-//! NSS modules). Every request that may change something (any method but `GET` and `HEAD`,
-//! and console connections) is appended to `<state>/audit.log`, one JSON line each: time,
-//! uid, user, pid, method, path, status; refused ones too.
+//! NSS modules).
+//!
+//! Over HTTPS ([`HttpsClient`] set by `daemon::https`), a request carries an API token
+//! (`Authorization: Bearer`) or a session cookie (see `daemon::accounts`); the web user's or
+//! token's role (`admin` like `vmctl-admin`, `operator` like `vmctl`) goes through the same
+//! [`allowed`]. Without either, only the login (`POST /v1/session`) is open (401 otherwise).
+//! A session's requests other than `GET` must carry its CSRF token, and a browser's requests
+//! that may change something must come from the same origin.
+//!
+//! Every request that may change something (any method but `GET` and `HEAD`, and console
+//! connections) is appended to `<state>/audit.log`, one JSON line each: time, via (`socket` or
+//! `https`), from (the HTTPS client's address), uid, user (Unix or web user), pid, token,
+//! method, path, status; refused ones too.
 
 use std::io::Write;
 use std::net::SocketAddr;
