@@ -394,8 +394,9 @@ impl Accounts {
         lock(&self.limiter).begin(&keys, Instant::now()).map_err(LoginError::Limited)?;
         let stored = lock(&self.file).users.iter().find(|u| u.name == user).map(|u| (u.hash.clone(), u.role));
         let pw = password.chars().take(MAX_PASSWORD).collect::<String>();
-        let hash = stored.as_ref().map_or_else(|| dummy_hash().to_string(), |(h, _)| h.clone());
-        let ok = self.hashing(move || verify_password(&pw, &hash)).await.map_err(LoginError::Internal)?;
+        let hash = stored.as_ref().map(|(h, _)| h.clone());
+        let check = move || verify_password(&pw, hash.as_deref().unwrap_or_else(|| dummy_hash()));
+        let ok = self.hashing(check).await.map_err(LoginError::Internal)?;
         let Some((_, role)) = stored.filter(|_| ok) else { return Err(LoginError::Wrong) };
         lock(&self.limiter).succeeded(&keys);
         let id = web::random_hex().map_err(LoginError::Internal)?;
