@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::{header, HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -149,6 +150,21 @@ impl Client {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    /// Opens a WebSocket to `path` with `cookie` and `origin`; the refusal's status otherwise.
+    async fn websocket(&self, path: &str, cookie: &str, origin: &str) -> Result<Ws, StatusCode> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let mut req = format!("wss://localhost:{}{path}", self.addr.port()).into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        match tokio_tungstenite::client_async(req, tls).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status()),
+            Err(e) => panic!("WebSocket: {e}"),
+        }
     }
 
     /// Logs in: the `Cookie` header value and the CSRF token.
@@ -294,6 +310,17 @@ async fn https_serves_the_api_to_users_sessions_and_tokens() {
     read_until(&mut io, "root").await;
     drop(io);
 
+    // The same console as a WebSocket, as a browser opens it: with the cookie and the page's
+    // origin; from another origin it is refused.
+    let origin = format!("https://localhost:{port}");
+    let mut ws = c.websocket("/v1/vms/web/console", &bcookie, &origin).await.unwrap();
+    ws_read_until(&mut ws, "login: ").await;
+    ws.send(tokio_tungstenite::tungstenite::Message::text("admin\r")).await.unwrap();
+    ws_read_until(&mut ws, "admin").await;
+    drop(ws);
+    let refused = c.websocket("/v1/vms/web/console", &bcookie, "https://evil.example").await.err().unwrap();
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+
     let a = c.send(Method::POST, "/v1/vms/web/destroy", &b, "").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 
@@ -342,6 +369,20 @@ async fn https_serves_the_api_to_users_sessions_and_tokens() {
     assert!(has(&|l| l["via"] == "socket" && l["path"] == "/v1/users" && l["uid"] == 0));
     assert!(has(&|l| l["path"] == "/v1/session" && l["user"] == "alice" && l["status"] == 429));
     assert!(!audit.contains("correct horse") && !audit.contains(&secret));
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn ws_read_until(ws: &mut Ws, want: &str) {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let msg = tokio::time::timeout_at(deadline.into(), ws.next()).await.expect("console output");
+        match msg.expect("the WebSocket closed").unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, want: &str) {

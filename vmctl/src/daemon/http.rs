@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::api::VmInfo;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -313,10 +313,20 @@ async fn events(State(d): State<Arc<Daemon>>) -> Res {
 /// output; bytes written go to the guest.
 async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req: Request) -> Res {
     let name = parse_name(&name)?;
+    if wsconsole::wants_websocket(req.headers()) {
+        let (mut parts, _) = req.into_parts();
+        let ws =
+            axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
+                DaemonError::BadInput(format!("the console's WebSocket upgrade: {}", e.body_text()))
+            })?;
+        let viewer = d.console(&name)?;
+        return Ok(wsconsole::serve(ws, viewer, name.to_string()));
+    }
     let wants = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()) == Some(CONSOLE_PROTOCOL);
     if !wants {
         return Err(DaemonError::BadInput(format!(
-            "the console needs `Connection: Upgrade` and `Upgrade: {CONSOLE_PROTOCOL}`"
+            "the console needs `Connection: Upgrade` and `Upgrade: {CONSOLE_PROTOCOL}` (or `Upgrade: \
+             websocket` from a browser)"
         )));
     }
     let viewer = d.console(&name)?;
@@ -385,6 +395,7 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
 mod accounts;
 pub mod networks;
 mod volumes;
+mod wsconsole;
 
 #[cfg(test)]
 mod tests;
