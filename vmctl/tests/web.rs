@@ -217,6 +217,7 @@ async fn https_serves_the_api_to_users_sessions_and_tokens() {
     // No credentials: 401, for reads too.
     let a = c.send(Method::GET, "/v1/vms", &[], "").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(a.headers.get("x-frame-options").unwrap(), "DENY");
 
     // Users, made over the socket.
     let (code, out, err) = vmctl_stdin(

@@ -53,6 +53,9 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::POST, "/v1/vms/web/destroy"),
         (Method::POST, "/v1/vms/web/pause"),
         (Method::POST, "/v1/vms/web/resume"),
+        (Method::GET, "/v1/session"),
+        (Method::POST, "/v1/session"),
+        (Method::DELETE, "/v1/session"),
     ] {
         assert!(allowed(op, &m, p), "{m} {p}");
         assert!(allowed(Role::Admin, &m, p), "{m} {p}");
@@ -70,6 +73,15 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::POST, "/v1/networks/lan/start"),
         (Method::POST, "/v1/vms/web/start/x"),
         (Method::POST, "/v1/vms//start"),
+        (Method::GET, "/v1/users"),
+        (Method::GET, "/v1/users/"),
+        (Method::GET, "/v1/tokens"),
+        (Method::POST, "/v1/users"),
+        (Method::PUT, "/v1/users/bob/password"),
+        (Method::DELETE, "/v1/users/bob"),
+        (Method::POST, "/v1/tokens"),
+        (Method::DELETE, "/v1/tokens/ci"),
+        (Method::PUT, "/v1/session"),
     ] {
         assert!(!allowed(op, &m, p), "{m} {p}");
         assert!(allowed(Role::Admin, &m, p), "{m} {p}");
