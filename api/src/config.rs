@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hostdev::HostDevConfig;
 use crate::machine::{BootDevice, DiskConfig, MachineKind, NicConfig};
-use crate::vnc::VncListen;
+use crate::vnc::{VncListen, VncPassword};
 
 /// A user-input error: which field, what is wrong, how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +309,11 @@ pub struct VmConfigFile {
     /// VNC server address, as `--vnc`: "127.0.0.1:5900", ":0", "unix:PATH" [",allow-remote"].
     #[serde(default, with = "as_string", skip_serializing_if = "Option::is_none")]
     pub vnc: Option<VncListen>,
+    /// The VNC Authentication password (1 to 8 printable ASCII characters): clients must
+    /// answer its DES challenge. Only in the file (`--vnc-password-file` for a hand-run vmm),
+    /// never on the command line. Without it the server offers security type None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_password: Option<VncPassword>,
     /// The control socket to listen on (`--control`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<PathBuf>,
@@ -368,6 +373,7 @@ impl VmConfigFile {
             nics: over.nics.or(self.nics),
             devices: over.devices.or(self.devices),
             vnc: over.vnc.or(self.vnc),
+            vnc_password: over.vnc_password.or(self.vnc_password),
             control: over.control.or(self.control),
             exit_status_file: over.exit_status_file.or(self.exit_status_file),
             seccomp: over.seccomp.or(self.seccomp),
@@ -499,6 +505,7 @@ mod tests {
             }]),
             devices: Some(vec!["vfio=0000:00:02.0,rom=off".parse().unwrap()]),
             vnc: Some("0.0.0.0:5901,allow-remote".parse().unwrap()),
+            vnc_password: Some(crate::vnc::VncPassword::new("pw").unwrap()),
             control: Some("/run/a.sock".into()),
             exit_status_file: Some("/run/a.exit".into()),
             seccomp: Some(SeccompMode::Log),

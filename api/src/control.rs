@@ -11,6 +11,7 @@
 //! | `{"cmd":"screendump","path":"/x.png"}` | `{"ok":true}` |
 //! | `{"cmd":"sendkey","keys":"text"}` | `{"ok":true}`: the text typed on the PS/2 keyboard |
 //! | `{"cmd":"devices"}` | `{"devices":[{"id":"vda","kind":"virtio-blk","pci":"00:07.0","detail":"..."},...]}` |
+//! | `{"cmd":"stats"}` | [`VmStats`]: `{"uptime_ms":N,"cpu_time_ns":N,"vcpu_time_ns":[N,...],"rss_bytes":N,"memory_bytes":N,"disks":[...],"nics":[...]}` |
 //!
 //! Any failure is `{"error":"..."}`.
 
@@ -46,6 +47,8 @@ pub enum Request {
     },
     /// The machine's devices, by id.
     Devices,
+    /// CPU time, memory and the I/O counters of the disks and NICs.
+    Stats,
 }
 
 impl Request {
@@ -61,6 +64,7 @@ impl Request {
             Request::Screendump { .. } => "screendump",
             Request::Sendkey { .. } => "sendkey",
             Request::Devices => "devices",
+            Request::Stats => "stats",
         }
     }
 
@@ -106,6 +110,75 @@ pub struct DeviceInfo {
     pub detail: String,
 }
 
+/// The answer to `stats`: counters since the VMM started (they never go back while it runs;
+/// a new VMM process starts them again at zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStats {
+    /// Milliseconds since the VMM started.
+    pub uptime_ms: u64,
+    /// CPU time of the whole VMM process (vCPUs, device threads, user and system), in ns.
+    pub cpu_time_ns: u64,
+    /// CPU time of each vCPU thread, in ns, by vCPU index (empty before the vCPUs start).
+    pub vcpu_time_ns: Vec<u64>,
+    /// Resident memory of the VMM process in bytes (guest RAM the guest touched, plus the
+    /// VMM's own), if it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// Every disk, in device-id order.
+    pub disks: Vec<DiskStats>,
+    /// Every NIC, in device-id order.
+    pub nics: Vec<NicStats>,
+}
+
+/// Counters of one disk in [`VmStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStats {
+    /// The device id (`vda`, `ide0-0`), as `devices` lists it.
+    pub id: String,
+    /// The model (`virtio-blk`, `ide-disk`, `ide-cdrom`).
+    pub kind: String,
+    /// Read requests.
+    pub rd_reqs: u64,
+    /// Bytes read.
+    pub rd_bytes: u64,
+    /// Write requests.
+    pub wr_reqs: u64,
+    /// Bytes written.
+    pub wr_bytes: u64,
+    /// Flushes.
+    pub fl_reqs: u64,
+    /// Failed requests.
+    pub errors: u64,
+}
+
+/// Counters of one NIC in [`VmStats`], from the guest's side (`rx`: frames to the guest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicStats {
+    /// The device id (`net0`).
+    pub id: String,
+    /// The model (`virtio-net`, `e1000`).
+    pub kind: String,
+    /// Frames the VMM does not see: with vhost-net the host kernel moves them, and the
+    /// counters below stay at zero (the tap's own counters are in the host's sysfs, out of
+    /// the VMM's reach).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_kernel: bool,
+    /// Frames delivered to the guest.
+    pub rx_packets: u64,
+    /// Their bytes (Ethernet frames, without virtio-net header or CRC).
+    pub rx_bytes: u64,
+    /// Frames for the guest dropped.
+    pub rx_dropped: u64,
+    /// Frames the guest sent.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Frames the guest sent that were dropped.
+    pub tx_dropped: u64,
+}
+
 /// One response line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -122,6 +195,8 @@ pub enum Response {
         /// In id order.
         devices: Vec<DeviceInfo>,
     },
+    /// The answer to `stats`.
+    Stats(VmStats),
     /// Done (`{"ok":true}`).
     Ok {
         /// Always true.
@@ -163,6 +238,53 @@ mod tests {
         for bad in [r#"{"cmd":"fly"}"#, r#"{"cmd":"screendump"}"#, "x"] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stats_round_trip_and_are_told_apart() {
+        assert_eq!(Request::Stats.to_line(), r#"{"cmd":"stats"}"#);
+        assert_eq!(Request::Stats.name(), "stats");
+        let s = Response::Stats(VmStats {
+            uptime_ms: 1500,
+            cpu_time_ns: 9,
+            vcpu_time_ns: vec![4, 5],
+            rss_bytes: Some(4096),
+            memory_bytes: 1 << 30,
+            disks: vec![DiskStats {
+                id: "vda".into(),
+                kind: "virtio-blk".into(),
+                rd_reqs: 1,
+                rd_bytes: 512,
+                ..Default::default()
+            }],
+            nics: vec![NicStats {
+                id: "net0".into(),
+                kind: "virtio-net".into(),
+                in_kernel: true,
+                ..Default::default()
+            }],
+        });
+        let line = s.to_line();
+        assert!(
+            line.starts_with(r#"{"uptime_ms":1500,"cpu_time_ns":9,"vcpu_time_ns":[4,5],"rss_bytes":4096,"#),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                r#""disks":[{"id":"vda","kind":"virtio-blk","rd_reqs":1,"rd_bytes":512,"wr_reqs":0,"#
+            ),
+            "{line}"
+        );
+        assert!(line.contains(r#""in_kernel":true"#), "{line}");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), s);
+        // Without RSS and with a NIC whose frames the VMM sees, both keys are left out.
+        let quiet = Response::Stats(VmStats { nics: vec![NicStats::default()], ..Default::default() });
+        let line = quiet.to_line();
+        assert!(!line.contains("rss_bytes") && !line.contains("in_kernel"), "{line}");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), quiet);
+        // Neither a status nor ok is mistaken for stats, nor the other way round.
+        let ok: Response = serde_json::from_str(r#"{"ok":true}"#).unwrap();
+        assert_eq!(ok, Response::ok());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! The `--vnc` address: `HOST:PORT`, `:N` (display N: 127.0.0.1, port 5900+N, as QEMU
 //! numbers displays) or `unix:PATH`, with the option `,allow-remote`.
 //!
-//! In the JSON configuration it is the same string.
+//! In the JSON configuration it is the same string. The VNC Authentication password
+//! ([`VncPassword`]) is a separate field (`vnc_password`), never a flag's value: argv is
+//! readable by every user of the host.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,9 +87,79 @@ impl fmt::Display for VncListen {
     }
 }
 
+/// Longest VNC Authentication password: the protocol uses it as an 8-byte DES key.
+pub const MAX_PASSWORD_LEN: usize = 8;
+
+/// A VNC Authentication password: 1 to [`MAX_PASSWORD_LEN`] printable ASCII characters
+/// (space to `~`). `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VncPassword(String);
+
+impl VncPassword {
+    /// Checks `s`; the error says what is wrong and what is accepted.
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the VNC password is empty; use 1 to 8 printable ASCII characters".into());
+        }
+        if s.len() > MAX_PASSWORD_LEN {
+            return Err(format!(
+                "the VNC password is {} bytes long; VNC authentication uses at most {MAX_PASSWORD_LEN} \
+                 (a DES key), so use a password of 1 to {MAX_PASSWORD_LEN} printable ASCII characters",
+                s.len()
+            ));
+        }
+        if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Err("the VNC password has a character that is not printable ASCII; use only \
+                        characters from space to '~'"
+                .into());
+        }
+        Ok(VncPassword(s.to_string()))
+    }
+
+    /// The password's bytes (the DES key before padding).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for VncPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VncPassword(<hidden>)")
+    }
+}
+
+impl TryFrom<String> for VncPassword {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        VncPassword::new(&s)
+    }
+}
+
+impl From<VncPassword> for String {
+    fn from(p: VncPassword) -> String {
+        p.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_1_to_8_printable_ascii() {
+        assert_eq!(VncPassword::new("secret").unwrap().as_bytes(), b"secret");
+        assert!(VncPassword::new("12345678").is_ok());
+        assert!(VncPassword::new("a b~").is_ok());
+        let e = VncPassword::new("123456789").unwrap_err();
+        assert!(e.contains("9 bytes") && e.contains("at most 8"), "{e}");
+        assert!(VncPassword::new("").unwrap_err().contains("empty"));
+        assert!(VncPassword::new("pass\n").unwrap_err().contains("printable"));
+        assert!(VncPassword::new("pässe").unwrap_err().contains("printable"));
+        assert_eq!(format!("{:?}", VncPassword::new("secret").unwrap()), "VncPassword(<hidden>)");
+        let e = serde_json::from_str::<VncPassword>("\"toolongpassword\"").unwrap_err().to_string();
+        assert!(e.contains("at most 8"), "{e}");
+    }
 
     fn tcp(s: &str) -> SocketAddr {
         match s.parse::<VncListen>().unwrap() {

@@ -16,5 +16,6 @@ pub mod net;
 pub mod pci;
 pub mod persist;
 pub mod sandbox;
+pub mod stats;
 pub mod vfio;
 pub mod virtio;

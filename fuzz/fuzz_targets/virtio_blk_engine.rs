@@ -92,11 +92,11 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(p.result, Ok(p.len), "{p:?}");
                     // The synchronous checks accept what the engines took.
                     mem.write_slice(&before, GuestAddress(0)).unwrap();
-                    let sync = request::execute(&mem, chain, &mut checks, b"fuzz", writethrough);
+                    let sync = request::execute(&mem, chain, &mut checks, b"fuzz", writethrough, &devices::stats::BlockStats::default());
                     assert_eq!(sync.status, Some(0), "{p:?}");
                     sync.used_len
                 }
-                None => request::execute(&mem, chain, &mut checks, b"fuzz", writethrough).used_len,
+                None => request::execute(&mem, chain, &mut checks, b"fuzz", writethrough, &devices::stats::BlockStats::default()).used_len,
             };
             if queue.add_used(&mem, head, used_len).is_err() {
                 return;

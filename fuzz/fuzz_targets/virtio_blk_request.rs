@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for chain in chains {
             let head = chain.head_index();
-            let done = request::execute(&mem, chain, &mut disk, b"fuzz", flags & 4 != 0);
+            let done = request::execute(&mem, chain, &mut disk, b"fuzz", flags & 4 != 0, &devices::stats::BlockStats::default());
             if queue.add_used(&mem, head, done.used_len).is_err() {
                 return;
             }

@@ -114,6 +114,7 @@ fuzz_target!(|data: &[u8]| {
         guest_gso: flags & 8 != 0,
         mq: flags & 16 != 0,
         interrupt: Arc::new(NullInterrupt),
+        stats: Arc::default(),
     });
     q.process_ctrl();
     q.process_tx(0);

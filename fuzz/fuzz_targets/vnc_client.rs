@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((version, rest)) = data.split_first_chunk::<12>() else { return };
     let _ = rfb::parse_version(version);
     let Some((&choice, rest)) = rest.split_first() else { return };
-    let _ = rfb::check_security_choice(choice);
+    let _ = rfb::check_security_choice(choice, rfb::SECURITY_NONE);
+    let _ = rfb::check_security_choice(choice, rfb::SECURITY_VNC_AUTH);
     // The first byte says how the stream arrives: in chunks of 1..=256 bytes.
     let Some((&chunk, stream)) = rest.split_first() else { return };
     let chunk = usize::from(chunk) + 1;

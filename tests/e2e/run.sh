@@ -48,7 +48,7 @@ else
     VMM_BIN=$tdir/x86_64-unknown-linux-gnu/release/vmm
     [[ -f $VMM_BIN ]] || die "cargo build produced no $VMM_BIN"
 fi
-if ldd "$VMM_BIN" >/dev/null 2>&1; then
+if is_dynamic "$VMM_BIN"; then
     log "warning: $VMM_BIN is dynamically linked; copying its libraries into L1"
 fi
 export VMM_BIN

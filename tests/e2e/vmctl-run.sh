@@ -48,7 +48,7 @@ else
 fi
 for b in vmm vmctld vmctl; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing"
-    if ldd "$BIN_DIR/$b" >/dev/null 2>&1; then
+    if is_dynamic "$BIN_DIR/$b"; then
         log "warning: $BIN_DIR/$b is dynamically linked; copying its libraries into L1"
     fi
 done

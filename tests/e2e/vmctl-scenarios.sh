@@ -46,8 +46,11 @@
 #                   libvirt XML with a virtio disk and a virtio-net NIC on a `vmctl` NAT
 #                   network: SeaBIOS boots it to login, / is /dev/vda1 on virtio_blk, the
 #                   NIC (virtio_net) gets its fixed address by DHCP (dhclient) and reaches
-#                   the host's bridge; `vmctl net leases` has it; `vmctl shutdown` powers it
-#                   off (ACPI) and the VM is shut off
+#                   the host's bridge; `vmctl net leases` has it; the guest writes and reads
+#                   8 MiB with O_DIRECT and `vmctl domstats` shows block.0 (vda) rd.bytes and
+#                   wr.bytes grown by 8 MiB, fl.reqs, cpu.time, vcpu.0.time, balloon.rss > 0,
+#                   `dominfo` a CPU time row, `domstats --json` sampled rates; `vmctl
+#                   shutdown` powers it off (ACPI) and the VM is shut off
 #   bad-input       malformed XML, malformed JSON and an unsupported XML element: exit 2, an
 #                   error with line and column, the store unchanged
 #   bench           `vmctl list` latency with 200 defined VMs (second daemon, own state dir);
@@ -499,13 +502,32 @@ EOF
     tap=$(ls /sys/class/net/vmbr77/brif 2>/dev/null | tr '\n' ' ')
     tap=${tap% }
     if [ -z "$why" ]; then
-        # The VNC server of the definition's <graphics type='vnc'/>: the first free port from
-        # 5900, reported by vncdisplay, greeting with the RFB version.
-        vnc=$(vc vncdisplay xnet 2>&1)
-        rfb=$(sleep 2 | timeout 5 nc 127.0.0.1 5900 2>/dev/null | head -c 12)
-        echo "    vncdisplay| $vnc; port 5900 says: $rfb"
-        [ "$vnc" = "127.0.0.1:0" ] || why="vmctl vncdisplay xnet gave '$vnc', not 127.0.0.1:0"
-        [ "$rfb" = "RFB 003.008" ] || why="${why:+$why; }127.0.0.1:5900 greeted with '$rfb', not RFB 003.008"
+        # The VNC server of the definition's <graphics type='vnc'/> (no passwd): a unix socket
+        # in the VM's run directory, no TCP port; domdisplay names the socket, and vmctl vnc
+        # forwards a local port (the first free one from 5900) to it through vmctld.
+        disp=$(vc domdisplay xnet 2>/dev/null)
+        tcp_before=$(sleep 1 | timeout 3 nc 127.0.0.1 5900 2>/dev/null | head -c 12)
+        # Not through vc (a function): $! must be vmctl itself.
+        "$VMCTL" --state-dir "$S" vnc xnet >"$WORK/vnc.out" 2>"$WORK/vnc.err" &
+        vncpid=$!
+        port=
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            port=$(sed -n 's|^vnc://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$WORK/vnc.out")
+            [ -n "$port" ] && break
+            sleep 0.5
+        done
+        rfb=
+        [ -n "$port" ] && rfb=$(sleep 2 | timeout 5 nc 127.0.0.1 "$port" 2>/dev/null | head -c 12)
+        kill "$vncpid" 2>/dev/null
+        wait "$vncpid" 2>/dev/null
+        echo "    domdisplay| $disp; 5900 before vmctl vnc: '$tcp_before'; vmctl vnc port $port says: $rfb"
+        case $disp in
+        vnc+unix://*/vnc.sock) ;;
+        *) why="vmctl domdisplay xnet gave '$disp', not vnc+unix://.../vnc.sock" ;;
+        esac
+        [ -z "$tcp_before" ] || why="${why:+$why; }a VM without a VNC password listens on TCP 5900 ('$tcp_before')"
+        [ "$rfb" = "RFB 003.008" ] ||
+            why="${why:+$why; }vmctl vnc xnet (port '$port') greeted with '$rfb', not RFB 003.008: $(tr '\n' ' ' <"$WORK/vnc.err")"
     fi
     if [ -z "$why" ]; then
         # Not wget -T: busybox 1.35's wget segfaults with it.
@@ -561,7 +583,7 @@ EOF
         diag xnet xe1k
         return
     fi
-    result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on 127.0.0.1:0; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
+    result net PASS "DHCP lease 10.77.0.10 for the virtio-net NIC (virtio_net; console and leases), HTTP direct and through tcp 18080 -> 8080, VNC on a unix socket reached through vmctl vnc; an e1000 VM leased $addr2 and served its page; taps ($tap) removed on destroy, nothing left after net stop"
 }
 
 # The Debian image with a virtio disk and NIC on a managed NAT network (see the header).
@@ -724,6 +746,46 @@ EOF
             wait_for "$CON_OUT" "DEBPING rc=" 30 || why="no DEBPING answer"
             [ -z "$why" ] && ! grep -aq "DEBPING rc=0 end" "$CON_OUT" && why="the guest cannot ping the bridge 10.78.0.1"
         fi
+        if [ -z "$why" ]; then
+            # Disk I/O past the page cache (O_DIRECT both ways, then a flush), then the counters.
+            vc domstats deb1 >"$WORK/d.stats0" 2>&1
+            con_send 'dd if=/dev/urandom of=/root/st.bin bs=1M count=8 oflag=direct conv=fsync 2>/dev/null && dd if=/root/st.bin of=/dev/null bs=1M iflag=direct 2>/dev/null; echo DEB""IO rc=$? end'
+            wait_for "$CON_OUT" "DEBIO rc=" 120 || why="no DEBIO answer"
+            [ -z "$why" ] && ! grep -aq "DEBIO rc=0 end" "$CON_OUT" && why="dd in the guest failed"
+        fi
+        if [ -z "$why" ]; then
+            vc domstats deb1 >"$WORK/d.stats" 2>&1 || why="domstats: $(tr '\n' ' ' <"$WORK/d.stats")"
+            sed 's/^/    domstats| /' "$WORK/d.stats"
+            stv() { sed -n "s/^  $1=//p" "$2" | head -n 1; }
+            rd0=$(stv block.0.rd.bytes "$WORK/d.stats0")
+            wr0=$(stv block.0.wr.bytes "$WORK/d.stats0")
+            rd=$(stv block.0.rd.bytes "$WORK/d.stats")
+            wr=$(stv block.0.wr.bytes "$WORK/d.stats")
+            fl=$(stv block.0.fl.reqs "$WORK/d.stats")
+            cpu=$(stv cpu.time "$WORK/d.stats")
+            vcpu=$(stv vcpu.0.time "$WORK/d.stats")
+            rss=$(stv balloon.rss "$WORK/d.stats")
+            [ -z "$why" ] && [ "$(stv block.0.name "$WORK/d.stats")" != vda ] && why="domstats: block.0 is not vda"
+            [ -z "$why" ] && [ "${rd:-0}" -le 0 ] && why="domstats: block.0.rd.bytes=${rd:-none} after the guest read its disk"
+            [ -z "$why" ] && [ $((${wr:-0} - ${wr0:-0})) -lt 8388608 ] &&
+                why="domstats: block.0.wr.bytes grew by $((${wr:-0} - ${wr0:-0})), not the 8 MiB the guest wrote"
+            [ -z "$why" ] && [ $((${rd:-0} - ${rd0:-0})) -lt 8388608 ] &&
+                why="domstats: block.0.rd.bytes grew by $((${rd:-0} - ${rd0:-0})), not the 8 MiB the guest read"
+            [ -z "$why" ] && [ "${fl:-0}" -le 0 ] && why="domstats: block.0.fl.reqs=${fl:-none} after conv=fsync"
+            [ -z "$why" ] && [ "${cpu:-0}" -le 0 ] && why="domstats: cpu.time=${cpu:-none}"
+            [ -z "$why" ] && [ "${vcpu:-0}" -le 0 ] && why="domstats: vcpu.0.time=${vcpu:-none}"
+            [ -z "$why" ] && [ "${rss:-0}" -le 0 ] && why="domstats: balloon.rss=${rss:-none}"
+            vc dominfo deb1 >"$WORK/d.info" 2>&1
+            [ -z "$why" ] && ! grep -q '^CPU time: ' "$WORK/d.info" && why="dominfo has no CPU time row"
+            # The sampler's rates (a round every 10 s): wait for the first.
+            _n=0
+            while [ -z "$why" ] && ! vc --json domstats deb1 | grep -q '"rates"'; do
+                [ $_n -ge 25 ] && { why="no sampled rates in domstats --json after 25 s"; break; }
+                sleep 1
+                _n=$((_n + 1))
+            done
+            echo "E2E-TIME vmctl-debian-nat domstats rd_bytes=$rd wr_bytes=$wr fl_reqs=$fl cpu_time_ns=$cpu rss_kib=$rss"
+        fi
         con_close
         if [ -z "$why" ]; then
             vc net leases e2edeb >"$WORK/d.leases" 2>&1
@@ -747,7 +809,7 @@ EOF
         result debian-nat FAIL "$why"
         return
     fi
-    result debian-nat PASS "defined from virsh-style XML as written ($nwarn warnings), Debian through SeaBIOS from virtio-blk (qcow2 overlay; / on /dev/vda1, virtio_blk), eth0 on virtio-net leased 10.78.0.20 from the vmctl NAT network (dhclient; in vmctl net leases), pinged the bridge; vmctl shutdown powered it off"
+    result debian-nat PASS "defined from virsh-style XML as written ($nwarn warnings), Debian through SeaBIOS from virtio-blk (qcow2 overlay; / on /dev/vda1, virtio_blk), eth0 on virtio-net leased 10.78.0.20 from the vmctl NAT network (dhclient; in vmctl net leases), pinged the bridge; domstats counted 8 MiB written and read on vda (rd.bytes=$rd wr.bytes=$wr), cpu.time and rss; vmctl shutdown powered it off"
 }
 
 sc_shutdown() {

@@ -39,6 +39,12 @@ ensure_pkgs() {
 }
 
 # host_has_real_kvm: hardware virtualization usable by a VMM directly (not kvm_pvm).
+# is_dynamic FILE: FILE is a dynamically linked program (ldd lists libraries). Not just ldd's
+# status: for a static-pie binary ldd says "statically linked" and still exits 0.
+is_dynamic() {
+    ldd "$1" 2>/dev/null | grep -q '=>'
+}
+
 host_has_real_kvm() {
     grep -qwE 'vmx|svm' /proc/cpuinfo && [[ ! -e /sys/module/kvm_pvm ]] && [[ -e /dev/kvm ]]
 }

@@ -2,7 +2,8 @@
 //! A stand-in for `vmm` in the `vmctl` tests: it boots nothing, but reads `--config FILE` as
 //! `vmm` does (an `api::VmConfigFile`, which `vmctld` writes), speaks the control socket
 //! protocol (`control`), serves a serial console (`serial: unix:PATH`: a banner, then echoes
-//! input), listens on `vnc: HOST:PORT` (only the RFB version greeting) and writes
+//! input), serves VNC on `vnc` (`HOST:PORT` or `unix:PATH`, with `vnc_password`: the real
+//! server of the `vmm` crate in front of a console without a screen) and writes
 //! `exit_status_file` as `vmm` does. The same fields as flags override the file; other flags
 //! are accepted and ignored.
 //!
@@ -10,7 +11,9 @@
 //! fast KVM unless `--accept-slow-kvm` is given; 78M writes about 21 KiB to
 //! stderr at start (a chatty log); `{"cmd":"crash"}` exits with
 //! status 4 (as a guest triple fault does); `{"cmd":"powerbutton"}` powers off (exit 0) unless
-//! memory is 55M, which ignores the button (a guest without ACPI support).
+//! memory is 55M, which ignores the button (a guest without ACPI support); `{"cmd":"stats"}`
+//! answers counters that grow with the uptime (1 MiB read and 512 KiB written per second on
+//! `vda`, 1000 frames of 100 bytes each way on `net0`, 0.5 s of CPU per second on one vCPU).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,7 +34,8 @@ struct Args {
     serial: Option<PathBuf>,
     exit_file: Option<PathBuf>,
     memory: String,
-    vnc: Option<String>,
+    vnc: Option<api::vnc::VncListen>,
+    vnc_password: Option<api::vnc::VncPassword>,
     accept_slow: bool,
 }
 
@@ -61,15 +65,14 @@ fn parse() -> Args {
                 if let Some(m) = c.memory {
                     a.memory = api::config::format_size(m);
                 }
-                if let Some(l) = c.vnc {
-                    a.vnc = Some(l.to_string());
-                }
+                a.vnc = c.vnc.or(a.vnc);
+                a.vnc_password = c.vnc_password.or(a.vnc_password);
             }
             "--control" => a.control = Some(v.into()),
             "--serial" => a.serial = v.strip_prefix("unix:").map(PathBuf::from),
             "--exit-status-file" => a.exit_file = Some(v.into()),
             "--memory" => a.memory = v,
-            "--vnc" => a.vnc = Some(v),
+            "--vnc" => a.vnc = v.parse().ok(),
             _ => {}
         }
     }
@@ -87,6 +90,17 @@ fn write_exit(a: &Args, code: i32, reason: &str) {
 }
 
 type Console = Arc<Mutex<Option<UnixStream>>>;
+
+/// A VNC console with nothing on the screen yet (no boot), keys and mouse dropped.
+struct NoScreen;
+
+impl vmm::vnc::Console for NoScreen {
+    fn frame(&self) -> Option<Arc<devices::display::vga::Frame>> {
+        None
+    }
+    fn key(&self, _: devices::legacy::i8042::Key, _: bool) {}
+    fn pointer(&self, _: i32, _: i32, _: i32, _: u8) {}
+}
 
 fn say(console: &Console, text: &str) {
     if let Some(s) = console.lock().unwrap().as_mut() {
@@ -137,23 +151,27 @@ fn main() {
         // A chatty VMM: about 21 KiB of log at once (the daemon caps the log).
         eprint!("{}", "fake-vmm: a line of output to fill the log\n".repeat(500));
     }
-    if let Some(v) = &a.vnc {
-        // Like vmm: refuses a port it cannot listen on; greets each client with the RFB
-        // version (no framebuffer behind it).
-        let addr = v.strip_suffix(",allow-remote").unwrap_or(v);
-        let listener = match std::net::TcpListener::bind(addr) {
-            Ok(l) => l,
-            Err(e) => {
-                write_exit(&a, 2, &format!("vmm: invalid configuration: vnc: cannot listen on {addr}: {e}"));
-                std::process::exit(2);
+    // Like vmm: refuses an address it cannot listen on; the server lives as long as the
+    // process.
+    let _vnc = match &a.vnc {
+        Some(listen) => {
+            match vmm::vnc::VncServer::start(listen, a.vnc_password.clone(), Arc::new(NoScreen), "fake-vmm") {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let why = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                    let addr = listen.to_string();
+                    let addr = addr.strip_suffix(",allow-remote").unwrap_or(&addr);
+                    write_exit(
+                        &a,
+                        2,
+                        &format!("vmm: invalid configuration: vnc: cannot listen on {addr}{why}"),
+                    );
+                    std::process::exit(2);
+                }
             }
-        };
-        std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                let _ = s.write_all(b"RFB 003.008\n");
-            }
-        });
-    }
+        }
+        None => None,
+    };
     let console: Console = Arc::new(Mutex::new(None));
     if let Some(p) = &a.serial {
         serve_serial(p.clone(), console.clone());
@@ -167,6 +185,7 @@ fn main() {
     let ignores_button = a.memory == "55M";
     {
         let (exit, boots, paused, console) = (exit.clone(), boots.clone(), paused.clone(), console.clone());
+        let started = std::time::Instant::now();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (exit, boots, paused, console) =
@@ -211,6 +230,7 @@ fn main() {
                                 paused.store(false, Ordering::SeqCst);
                                 ok
                             }
+                            "stats" => fake_stats(started.elapsed()),
                             other => serde_json::json!({ "error": format!("{other} is not supported") }),
                         };
                         if writeln!(out, "{reply}").is_err() {
@@ -238,4 +258,20 @@ fn main() {
             std::process::exit(code);
         }
     }
+}
+
+/// The answer to `stats` after `up` of uptime.
+fn fake_stats(up: Duration) -> serde_json::Value {
+    let ms = up.as_millis() as u64;
+    serde_json::json!({
+        "uptime_ms": ms,
+        "cpu_time_ns": ms * 600_000,
+        "vcpu_time_ns": [ms * 500_000],
+        "rss_bytes": 64u64 << 20,
+        "memory_bytes": 128u64 << 20,
+        "disks": [{ "id": "vda", "kind": "virtio-blk", "rd_reqs": ms / 4, "rd_bytes": ms * 1024 * 1024 / 1000,
+                    "wr_reqs": ms / 8, "wr_bytes": ms * 512 * 1024 / 1000, "fl_reqs": ms / 1000, "errors": 0 }],
+        "nics": [{ "id": "net0", "kind": "virtio-net", "rx_packets": ms, "rx_bytes": ms * 100, "rx_dropped": 0,
+                   "tx_packets": ms, "tx_bytes": ms * 100, "tx_dropped": 0 }],
+    })
 }

@@ -15,6 +15,10 @@ pub const PREFIX: &str = "/v1";
 /// Header value `vmctl` and `vmctld` use to upgrade `GET /v1/vms/{name}/console`.
 pub const CONSOLE_PROTOCOL: &str = "vmctl-console";
 
+/// Header value `vmctl` and `vmctld` use to upgrade `GET /v1/vms/{name}/vnc` to the raw RFB
+/// stream of the VM's VNC server.
+pub const VNC_PROTOCOL: &str = "vmctl-vnc";
+
 /// One VM in `GET /v1/vms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmInfo {
@@ -37,6 +41,10 @@ pub struct VmInfo {
     /// Where its VNC server listens while it runs (`127.0.0.1:5900`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<std::net::SocketAddr>,
+    /// The unix socket its VNC server listens on while it runs, when it has no VNC password
+    /// (reach it with `vmctl vnc NAME`, through `GET /v1/vms/{name}/vnc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_socket: Option<std::path::PathBuf>,
     /// Only in the answer to a define: what of a libvirt XML was ignored or adapted, each
     /// with its line (`line 12, column 5: <memballoon> is ignored: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -351,6 +359,61 @@ pub fn exit_code_for_status(status: u16) -> u8 {
         403 => exit::FORBIDDEN,
         _ => exit::ERROR,
     }
+}
+
+/// `GET /v1/vms/{name}/stats`: the VMM's counters now and, with `?history=hour|day`, the
+/// samples vmctld keeps (every 10 s for the last hour, every minute for the last day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmStatsReport {
+    /// The VM.
+    pub name: String,
+    /// Its state.
+    pub state: RunState,
+    /// Unix time of `current`, in seconds.
+    pub time: u64,
+    /// The counters since the VMM started, read now; absent when no VMM runs or it did not
+    /// answer (`error` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<::api::control::VmStats>,
+    /// Why `current` is absent although the VM runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The latest rates (the newest 10-second sample), once two samples were taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<StatsSample>,
+    /// Seconds between the samples of `history` (10 or 60), with `history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    /// The samples asked for with `?history=`, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StatsSample>,
+}
+
+/// Rates over one sampling interval, summed over the VM's disks and NICs. Rates are never
+/// negative: an interval in which the VMM restarted counts from zero over the new VMM's
+/// uptime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsSample {
+    /// Unix time at the end of the interval, in seconds.
+    pub time: u64,
+    /// CPU use of the VMM process, in percent of one host CPU (200 = two CPUs busy).
+    pub cpu_percent: f64,
+    /// CPU use of the vCPU threads together, in percent of one host CPU.
+    pub vcpu_percent: f64,
+    /// Resident memory of the VMM at the end of the interval, in bytes.
+    pub rss_bytes: u64,
+    /// Disk bytes read per second.
+    pub rd_bytes_per_s: f64,
+    /// Disk bytes written per second.
+    pub wr_bytes_per_s: f64,
+    /// Disk requests (reads, writes, flushes) per second.
+    pub disk_reqs_per_s: f64,
+    /// Network bytes to the guest per second.
+    pub rx_bytes_per_s: f64,
+    /// Network bytes from the guest per second.
+    pub tx_bytes_per_s: f64,
+    /// Frames both ways per second.
+    pub pkts_per_s: f64,
 }
 
 /// The state name as `vmctl list` prints it.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use api::hostdev::HostDevConfig;
 use api::machine::{self as vm, DiskConfig, MachineKind, NicConfig};
-use api::vnc::VncListen;
+use api::vnc::{VncListen, VncPassword};
 use api::{SeccompMode, SerialConfig, VmConfigFile};
 use vmdef::model::{BootDevice, DiskBus, DiskDevice, DiskFormat, NicModel, Os, Video};
 use vmdef::VmDef;
@@ -57,6 +57,8 @@ pub struct RunPaths {
     pub serial: PathBuf,
     /// `exit_status_file`.
     pub exit_status: PathBuf,
+    /// `vnc: unix:PATH`: the VNC socket of a VM without a VNC password.
+    pub vnc: PathBuf,
 }
 
 fn unsupported(device: impl Into<String>, why: impl Into<String>) -> Unsupported {
@@ -64,8 +66,9 @@ fn unsupported(device: impl Into<String>, why: impl Into<String>) -> Unsupported
 }
 
 /// The configuration that runs `def` with `paths`; `taps` are the host taps of its
-/// interfaces, in order; `vnc` is the address the daemon chose for the VNC server of a
-/// definition with one (its port fixed or the first free one).
+/// interfaces, in order; `vnc` is the TCP address the daemon chose for the VNC server of a
+/// definition with a VNC password (its port fixed or the first free one). A VNC server
+/// without a password listens on the unix socket `paths.vnc`.
 pub fn vmm_config(
     def: &VmDef,
     paths: &RunPaths,
@@ -73,8 +76,9 @@ pub fn vmm_config(
     vnc: Option<SocketAddr>,
 ) -> Result<VmConfigFile, Unsupported> {
     check_unsupported(def)?;
-    if def.graphics.vnc.is_some() != vnc.is_some() {
-        return Err(unsupported("graphics.vnc", "no address was chosen for the VNC server"));
+    let tcp = def.graphics.vnc.as_ref().is_some_and(vmdef::model::Vnc::is_tcp);
+    if tcp != vnc.is_some() {
+        return Err(unsupported("graphics.vnc", "no TCP address was chosen for the VNC server"));
     }
     if taps.len() != def.interfaces.len() {
         return Err(unsupported(
@@ -93,7 +97,7 @@ pub fn vmm_config(
         // NICs, a display and assigned devices are the PC machine's: the kernel boots through
         // its firmware.
         Os::Direct { kernel, initrd, cmdline }
-            if !def.interfaces.is_empty() || vnc.is_some() || !def.hostdevs.is_empty() =>
+            if !def.interfaces.is_empty() || def.graphics.vnc.is_some() || !def.hostdevs.is_empty() =>
         {
             c.machine = Some(MachineKind::Pc);
             kernel_fields(&mut c, kernel, initrd.as_deref(), cmdline.as_deref());
@@ -155,7 +159,14 @@ pub fn vmm_config(
     c.devices = (!devices.is_empty()).then_some(devices);
     // The definition's listen address is the user's choice: an address other than loopback
     // is what they asked for, so vmm's guard against that is lifted.
-    c.vnc = vnc.map(|addr| VncListen::Tcp { addr, allow_remote: !addr.ip().is_loopback() });
+    c.vnc = match vnc {
+        Some(addr) => Some(VncListen::Tcp { addr, allow_remote: !addr.ip().is_loopback() }),
+        None => def.graphics.vnc.as_ref().map(|_| VncListen::Unix(paths.vnc.clone())),
+    };
+    // The password goes in the file (0640, readable by the jailed vmm), never on argv.
+    if let Some(pw) = def.graphics.vnc.as_ref().and_then(|v| v.password.as_deref()) {
+        c.vnc_password = Some(VncPassword::new(pw).map_err(|e| unsupported("graphics.vnc.password", e))?);
+    }
     c.serial = Some(match &def.serial {
         Some(_) => SerialConfig::Unix(paths.serial.clone()),
         // No serial port in the definition: the UART's output goes nowhere.
@@ -321,6 +332,7 @@ mod tests {
             control: "/s/run/a.sock".into(),
             serial: "/s/run/a.serial.sock".into(),
             exit_status: "/s/run/a.exit.json".into(),
+            vnc: "/s/run/vm/a/vnc.sock".into(),
         }
     }
 
@@ -519,15 +531,33 @@ mod tests {
     fn vnc_on_a_kernel_boot_runs_the_pc_machine_with_vga() {
         let mut def = VmDef::new("a".parse().unwrap(), 256, 1);
         def.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: None };
-        def.graphics.vnc =
-            Some(vmdef::model::Vnc { port: None, listen: std::net::Ipv4Addr::LOCALHOST.into() });
-        let addr: SocketAddr = "127.0.0.1:5903".parse().unwrap();
-        let c = vmm_config(&def, &paths(), &[], Some(addr)).unwrap();
+        let vnc = |password: Option<&str>| {
+            Some(vmdef::model::Vnc {
+                port: None,
+                listen: std::net::Ipv4Addr::LOCALHOST.into(),
+                password: password.map(String::from),
+            })
+        };
+        // Without a password: the unix socket in the run directory, no password.
+        def.graphics.vnc = vnc(None);
+        let c = vmm_config(&def, &paths(), &[], None).unwrap();
         assert_eq!(
             (c.machine, c.kernel.as_deref(), c.vga),
             (Some(MachineKind::Pc), Some(Path::new("/k")), Some(true))
         );
+        assert_eq!(c.vnc, Some("unix:/s/run/vm/a/vnc.sock".parse().unwrap()));
+        assert_eq!(c.vnc_password, None);
+        // A TCP address for a VM without a password is a daemon bug, refused.
+        let addr: SocketAddr = "127.0.0.1:5903".parse().unwrap();
+        assert_eq!(vmm_config(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc");
+        // With one: TCP, and the password in the file (never in the arguments).
+        def.graphics.vnc = vnc(Some("secret"));
+        let c = vmm_config(&def, &paths(), &[], Some(addr)).unwrap();
         assert_eq!(c.vnc, Some("127.0.0.1:5903".parse().unwrap()));
+        assert_eq!(c.vnc_password, Some(VncPassword::new("secret").unwrap()));
+        assert!(c.to_json().contains("\"vnc_password\": \"secret\""));
+        assert!(!vmm_args(&paths().config).iter().any(|a| a.to_string_lossy().contains("secret")));
+        assert_eq!(vmm_config(&def, &paths(), &[], None).unwrap_err().device, "graphics.vnc");
         // A listen address other than loopback is the user's explicit choice.
         let c = vmm_config(&def, &paths(), &[], Some("0.0.0.0:5900".parse().unwrap())).unwrap();
         assert_eq!(c.vnc, Some("0.0.0.0:5900,allow-remote".parse().unwrap()));
@@ -536,6 +566,9 @@ mod tests {
         let c = vmm_config(&def, &paths(), &[], Some(addr)).unwrap();
         assert_eq!((c.boot, c.vga), (Some(vec![vm::BootDevice::Disk]), Some(true)));
         assert_eq!(c.vnc, Some("127.0.0.1:5903".parse().unwrap()));
+        // A password the definition checks let through (stored before the rule) is refused.
+        def.graphics.vnc = vnc(Some("muchtoolong"));
+        assert_eq!(vmm_config(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc.password");
         // A chosen address without a VNC server in the definition is a daemon bug, refused.
         def.graphics.vnc = None;
         assert_eq!(vmm_config(&def, &paths(), &[], Some(addr)).unwrap_err().device, "graphics.vnc");
@@ -567,8 +600,12 @@ mod tests {
             ),
             (
                 Box::new(|d| {
-                    d.graphics.vnc =
-                        Some(vmdef::model::Vnc { port: None, listen: std::net::Ipv4Addr::LOCALHOST.into() })
+                    // With a password, but no TCP address chosen.
+                    d.graphics.vnc = Some(vmdef::model::Vnc {
+                        port: None,
+                        listen: std::net::Ipv4Addr::LOCALHOST.into(),
+                        password: Some("pw".into()),
+                    })
                 }),
                 "graphics.vnc",
             ),

@@ -10,7 +10,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use crate::api::{ErrorBody, CONSOLE_PROTOCOL};
+use crate::api::{ErrorBody, CONSOLE_PROTOCOL, VNC_PROTOCOL};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +118,26 @@ impl Client {
 
     /// Opens the console of `name`: a raw byte stream (replay, then live output).
     pub async fn console(&self, name: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        self.upgrade(&format!("/v1/vms/{name}/console"), CONSOLE_PROTOCOL).await
+    }
+
+    /// Opens a connection to the VNC server of `name`: the raw RFB byte stream.
+    pub async fn vnc(&self, name: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        self.upgrade(&format!("/v1/vms/{name}/vnc"), VNC_PROTOCOL).await
+    }
+
+    /// `GET path` upgraded to `protocol`: the raw byte stream after the 101 answer.
+    async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
         let req = Request::builder()
             .method(Method::GET)
-            .uri(format!("/v1/vms/{name}/console"))
+            .uri(path)
             .header(header::HOST, "vmctld")
             .header(header::CONNECTION, "Upgrade")
-            .header(header::UPGRADE, CONSOLE_PROTOCOL)
+            .header(header::UPGRADE, protocol)
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Request(e.to_string()))?;
         let resp = self.send(req).await?;

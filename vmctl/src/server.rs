@@ -114,6 +114,7 @@ impl Server {
         };
         daemon.recover().await;
         daemon.spawn_log_capper();
+        daemon.spawn_stats_sampler();
         Ok(Server { daemon, listener, socket: socket.to_path_buf(), https, _lock: lock })
     }
 

@@ -457,13 +457,14 @@ fn console_ends_when_the_vm_stops_while_stdin_stays_open() {
     drop(stdin);
 }
 
+/// VMs with a VNC password listen on TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s");
     let mut d = Daemon::start(&state);
-    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
-    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    define(&state, r#"{"name":"a","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
+    define(&state, r#"{"name":"b","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
     assert_eq!(vmctl(&state, &["start", "a"]).0, 0);
     assert_eq!(vmctl(&state, &["start", "b"]).0, 0);
     let c = d.client();
@@ -473,8 +474,11 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let (code, out, _) = vmctl(&state, &["vncdisplay", "b"]);
     assert_eq!((code, out.trim()), (0, format!("127.0.0.1:{}", b.port() - 5900).as_str()));
     let (_, out, _) = vmctl(&state, &["info", "a"]);
-    assert!(out.contains(&format!("VNC:        {a} (display 127.0.0.1:{})", a.port() - 5900)), "{out}");
-    // The VM's VNC server is there (the fake vmm greets with the RFB version).
+    assert!(
+        out.contains(&format!("VNC:        {a} (display 127.0.0.1:{}, password)", a.port() - 5900)),
+        "{out}"
+    );
+    // The VM's VNC server is there (the fake vmm runs vmm's server: the RFB version first).
     let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
     let mut hello = [0u8; 12];
     s.read_exact(&mut hello).await.unwrap();
@@ -483,7 +487,10 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     // A fixed port another running VM holds: refused (exit 4), naming the field and the VM.
     define(
         &state,
-        &format!(r#"{{"name":"f","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{}}}}}}}"#, a.port()),
+        &format!(
+            r#"{{"name":"f","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{},"password":"pw"}}}}}}"#,
+            a.port()
+        ),
     );
     let (code, _, err) = vmctl(&state, &["start", "f"]);
     assert_eq!(code, 4, "{err}");
@@ -493,14 +500,19 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let taken = other.local_addr().unwrap().port();
     define(
         &state,
-        &format!(r#"{{"name":"h","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{taken}}}}}}}"#),
+        &format!(
+            r#"{{"name":"h","memory_mib":64,"vcpus":1,"graphics":{{"vnc":{{"port":{taken},"password":"pw"}}}}}}"#
+        ),
     );
     let (code, _, err) = vmctl(&state, &["start", "h"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("graphics.vnc: cannot listen on"), "{err}");
     drop(other);
     // An address the host does not have: refused at once, not after trying every port.
-    define(&state, r#"{"name":"x","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"listen":"192.0.2.1"}}}"#);
+    define(
+        &state,
+        r#"{"name":"x","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"listen":"192.0.2.1","password":"pw"}}}"#,
+    );
     let (code, _, err) = vmctl(&state, &["start", "x"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("cannot listen on 192.0.2.1:") && err.contains("graphics.vnc.listen"), "{err}");
@@ -518,7 +530,7 @@ async fn vnc_ports_are_chosen_reported_and_kept_across_a_daemon_restart() {
     let (code, _, err) = vmctl(&state, &["vncdisplay", "a"]);
     assert!(code != 0 && err.contains("a is not running"), "{code} {err}");
     // With `a` gone its port is free again for the next automatic choice.
-    define(&state, r#"{"name":"g","memory_mib":64,"vcpus":1,"graphics":{"vnc":{}}}"#);
+    define(&state, r#"{"name":"g","memory_mib":64,"vcpus":1,"graphics":{"vnc":{"password":"pw"}}}"#);
     assert_eq!(vmctl(&state, &["start", "g"]).0, 0);
     assert_eq!(info(&c, "g").await.vnc, Some(a));
     for vm in ["b", "h", "g"] {
@@ -582,4 +594,50 @@ async fn every_vmm_runs_jailed_with_a_uid_of_its_own() {
     for name in ["j1", "j2"] {
         assert_eq!(vmctl(&state, &["destroy", name]).0, 0);
     }
+}
+
+/// `vmctl domstats` and `dominfo` through a real vmctld, whose sampler (a round every 10 s,
+/// the first at its start) turns the fake vmm's growing counters into rates.
+#[tokio::test]
+async fn domstats_and_dominfo_show_the_vmm_counters_and_sampled_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let d = Daemon::start(&state);
+    define(&state, r#"{"name":"st","memory_mib":128,"vcpus":1}"#);
+    let (code, out, _) = vmctl(&state, &["domstats", "st"]);
+    assert_eq!((code, out.as_str()), (0, "Domain: 'st'\n  state.state=5\n"));
+    assert_eq!(vmctl(&state, &["domstats", "nope"]).0, 3);
+    assert_eq!(vmctl(&state, &["start", "st"]).0, 0);
+    wait_state(&d.client(), "st", RunState::Running).await;
+    let (code, out, err) = vmctl(&state, &["domstats", "st"]);
+    assert_eq!(code, 0, "{err}");
+    let value = |key: &str| -> u64 {
+        let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{key}="))).expect(key);
+        line.split('=').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(value("state.state"), 1);
+    assert!(value("cpu.time") > 0 && value("vcpu.0.time") > 0, "{out}");
+    assert!(value("block.0.rd.bytes") > 0 && value("block.0.wr.bytes") > 0, "{out}");
+    assert_eq!(value("balloon.rss"), 64 << 10);
+    assert!(out.contains("  block.0.name=vda\n") && out.contains("  net.0.name=net0\n"), "{out}");
+    let (_, info, _) = vmctl(&state, &["dominfo", "st"]);
+    assert!(info.contains("CPU time:") && info.contains("Used memory: 64 MiB"), "{info}");
+    // The answers above were the baseline: the next sampler round (within 10 s) gives rates.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let rates = loop {
+        let (_, json, _) = vmctl(&state, &["--json", "domstats", "st"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if !v["rates"].is_null() {
+            break v["rates"].clone();
+        }
+        assert!(Instant::now() < deadline, "no rates sampled: {json}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // The fake vmm reads 1 MiB/s.
+    let rd = rates["rd_bytes_per_s"].as_f64().unwrap();
+    assert!(rd > 500_000.0 && rd < 2_000_000.0, "{rates}");
+    let hour: serde_json::Value = d.client().get_json("/v1/vms/st/stats?history=hour").await.unwrap();
+    assert_eq!(hour["interval"], 10);
+    assert!(!hour["history"].as_array().unwrap().is_empty(), "{hour}");
+    assert_eq!(vmctl(&state, &["destroy", "st"]).0, 0);
 }

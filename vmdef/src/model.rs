@@ -494,15 +494,41 @@ pub enum Video {
 }
 
 /// A VNC server for the display (libvirt `<graphics type='vnc'>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Without a password the server listens on a unix socket in the VM's run directory (reach
+/// it with `vmctl vnc NAME`), and `port` and `listen` are not used; with one it listens on
+/// TCP at `listen`:`port` and asks for the password (VNC Authentication).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vnc {
-    /// TCP port; `None` picks the first free one from 5900 (libvirt `autoport='yes'`).
+    /// TCP port (with a password); `None` picks the first free one from 5900 (libvirt
+    /// `autoport='yes'`).
     #[serde(default)]
     pub port: Option<u16>,
-    /// Address to listen on; default `127.0.0.1`.
+    /// Address to listen on (with a password); default `127.0.0.1`.
     #[serde(default = "default_listen")]
     pub listen: std::net::IpAddr,
+    /// The VNC Authentication password (libvirt `passwd=`): 1 to 8 printable ASCII
+    /// characters. Setting one makes the server listen on TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl Vnc {
+    /// Whether the server listens on TCP (it has a password) rather than a unix socket.
+    pub fn is_tcp(&self) -> bool {
+        self.password.is_some()
+    }
+}
+
+impl std::fmt::Debug for Vnc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vnc")
+            .field("port", &self.port)
+            .field("listen", &self.listen)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 fn default_listen() -> std::net::IpAddr {
@@ -675,6 +701,16 @@ fn field_prefix(path: &str) -> String {
 }
 
 impl VmDef {
+    /// The definition without its secrets (the VNC password), as `dominfo`, the detail and
+    /// a `dumpxml` without `--security-info` show it.
+    pub fn without_secrets(&self) -> VmDef {
+        let mut d = self.clone();
+        if let Some(v) = &mut d.graphics.vnc {
+            v.password = None;
+        }
+        d
+    }
+
     /// A minimal definition: a PC with `memory_mib` and `vcpus`, a serial console, nothing
     /// else; a fresh UUID.
     pub fn new(name: VmName, memory_mib: u64, vcpus: u32) -> VmDef {

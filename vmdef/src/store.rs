@@ -130,6 +130,9 @@ pub struct RuntimeState {
     /// Where this run's VNC server listens (`127.0.0.1:5900`), when the definition has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<std::net::SocketAddr>,
+    /// The unix socket this run's VNC server listens on, when it has no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_socket: Option<PathBuf>,
     /// The uid (and gid) the jailed `vmm` of this run has, when it runs jailed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail_uid: Option<u32>,
@@ -156,6 +159,7 @@ impl RuntimeState {
             exit_reason: None,
             taps: Vec::new(),
             vnc: None,
+            vnc_socket: None,
             jail_uid: None,
         }
     }

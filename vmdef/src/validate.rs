@@ -263,15 +263,63 @@ fn check_devices(out: &mut Vec<Problem>, def: &VmDef) {
     if let Some(log) = def.serial.as_ref().and_then(|s| s.log.as_ref()) {
         check_path(out, "serial.log", log);
     }
-    if let Some(port) = def.graphics.vnc.as_ref().and_then(|v| v.port) {
-        if port < 5900 {
-            out.push(problem(
-                ProblemKind::Invalid,
-                "graphics.vnc.port",
-                format!("{port} is below 5900; use 5900-65535 or leave it out for automatic"),
-            ));
-        }
+    if let Some(vnc) = &def.graphics.vnc {
+        check_vnc(out, vnc);
     }
+}
+
+/// The VNC server: a port from 5900; a password of 1 to 8 printable ASCII characters; no
+/// address others can reach without a password.
+fn check_vnc(out: &mut Vec<Problem>, vnc: &crate::model::Vnc) {
+    if let Some(port) = vnc.port.filter(|p| *p < 5900) {
+        out.push(problem(
+            ProblemKind::Invalid,
+            "graphics.vnc.port",
+            format!("{port} is below 5900; use 5900-65535 or leave it out for automatic"),
+        ));
+    }
+    match &vnc.password {
+        Some(p) if p.is_empty() || p.len() > 8 => out.push(problem(
+            ProblemKind::Invalid,
+            "graphics.vnc.password",
+            format!(
+                "is {} characters long; VNC authentication takes 1 to 8 (XML passwd=)",
+                p.chars().count()
+            ),
+        )),
+        Some(p) if !p.bytes().all(|b| (b' '..=b'~').contains(&b)) => out.push(problem(
+            ProblemKind::Invalid,
+            "graphics.vnc.password",
+            "has a character that is not printable ASCII; use only characters from space to '~'",
+        )),
+        Some(_) => {}
+        None if !vnc.listen.is_loopback() => out.push(problem(
+            ProblemKind::Invalid,
+            "graphics.vnc.listen",
+            format!(
+                "{} would let others reach a VNC server without a password; set graphics.vnc.password \
+                 (XML passwd='…', 1 to 8 characters), or remove listen: without a password the VNC \
+                 server listens on a unix socket (connect with vmctl vnc NAME)",
+                vnc.listen
+            ),
+        )),
+        None => {}
+    }
+}
+
+/// Advice about a definition that is valid but may not do what its author expects: a VNC
+/// `port` without a password, which is not used (the server listens on a unix socket).
+pub fn warnings(def: &VmDef) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(port) = def.graphics.vnc.as_ref().filter(|v| !v.is_tcp()).and_then(|v| v.port) {
+        out.push(format!(
+            "graphics.vnc.port {port} is not used: without graphics.vnc.password the VNC server listens \
+             on a unix socket in the VM's run directory; connect with `vmctl vnc {}`, or set a password \
+             to listen on TCP",
+            def.name
+        ));
+    }
+    out
 }
 
 /// Checks the definition on its own: ranges, paths, disk targets, boot order, duplicates

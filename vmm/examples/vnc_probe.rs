@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `vnc_probe`: a minimal VNC client for the end-to-end tests (static, no viewer needed).
 //!
-//! Usage: `vnc_probe ADDR [--expect-size WxH] [--compare FILE.png] [--type TEXT]
+//! Usage: `vnc_probe ADDR [--password PW] [--expect-size WxH] [--compare FILE.png] [--type TEXT]
 //! [--wait-resize SECS]`
-//! where ADDR is `unix:PATH` or `HOST:PORT`. It does the RFB 3.8 handshake (security None),
+//! where ADDR is `unix:PATH` or `HOST:PORT`. It does the RFB 3.8 handshake (security None, or
+//! VNC Authentication with `--password`: a test tool, the password is on its command line),
 //! asks for Raw and DesktopSize, reads one whole frame and prints
 //! `vnc-probe: frame WxH colours=N nonblack=M name="..."`. With `--type` it then types the
 //! text as keysym presses and releases, without Shift (`\n` is Return; the server adds Shift
@@ -55,7 +56,7 @@ impl Probe {
         Ok(b)
     }
 
-    fn connect(addr: &str) -> Res<Probe> {
+    fn connect(addr: &str, password: Option<&str>) -> Res<Probe> {
         let s: Box<dyn Stream> = if let Some(path) = addr.strip_prefix("unix:") {
             let s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
             s.set_read_timeout(Some(Duration::from_secs(20))).map_err(io)?;
@@ -73,12 +74,27 @@ impl Probe {
         p.s.write_all(b"RFB 003.008\n").map_err(io)?;
         let n = p.read_n(1)?[0];
         let types = p.read_n(usize::from(n))?;
-        if !types.contains(&1) {
-            return Err(format!("security type None not offered ({types:?})"));
+        match password {
+            None if !types.contains(&1) => {
+                return Err(format!("security type None not offered ({types:?}); give --password"))
+            }
+            None => p.s.write_all(&[1]).map_err(io)?,
+            Some(_) if !types.contains(&2) => {
+                return Err(format!("VNC Authentication not offered ({types:?}); drop --password"))
+            }
+            Some(pw) => {
+                p.s.write_all(&[2]).map_err(io)?;
+                let mut challenge = [0u8; 16];
+                challenge.copy_from_slice(&p.read_n(16)?);
+                p.s.write_all(&vmm::vnc::auth::response(pw.as_bytes(), &challenge)).map_err(io)?;
+            }
         }
-        p.s.write_all(&[1]).map_err(io)?;
         if p.read_n(4)? != [0, 0, 0, 0] {
-            return Err("security handshake failed".into());
+            // 3.8 sends the reason.
+            let len = p.read_n(4).map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize).unwrap_or(0);
+            let reason =
+                p.read_n(len.min(4096)).map(|r| String::from_utf8_lossy(&r).into_owned()).unwrap_or_default();
+            return Err(format!("security handshake failed: {reason}"));
         }
         p.s.write_all(&[1]).map_err(io)?;
         let init = p.read_n(24)?;
@@ -189,10 +205,11 @@ fn compare(p: &Probe, path: &str) -> Res<usize> {
 
 fn run(args: &[String]) -> Res<bool> {
     let addr = args.first().ok_or(
-        "usage: vnc_probe ADDR [--expect-size WxH] [--compare FILE.png] [--type TEXT] [--wait-resize SECS]",
+        "usage: vnc_probe ADDR [--password PW] [--expect-size WxH] [--compare FILE.png] [--type TEXT] \
+         [--wait-resize SECS]",
     )?;
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let mut p = Probe::connect(addr)?;
+    let mut p = Probe::connect(addr, opt("--password").map(String::as_str))?;
     p.frame()?;
     let colours: HashSet<u32> = p.fb.iter().copied().collect();
     let nonblack = p.fb.iter().filter(|&&v| v != 0).count();

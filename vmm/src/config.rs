@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use block::host_files;
 
 use crate::pc_config::{self, BootDevice, DiskConfig, MachineKind, NicConfig};
-use crate::vnc::VncListen;
+use crate::vnc::{VncListen, VncPassword};
 pub use api::hostdev::{HostDevConfig, MAX_HOST_DEVICES};
 
 pub use api::config::{parse_size, ConfigError, SerialConfig, VmConfigFile};
@@ -75,6 +75,8 @@ pub struct VmConfig {
     pub nics: Vec<NicConfig>,
     /// Where the VNC server listens (pc machine with VGA).
     pub vnc: Option<VncListen>,
+    /// The VNC Authentication password; without it the server asks for none.
+    pub vnc_password: Option<VncPassword>,
     /// Host PCI devices assigned with VFIO (pc machine), in `--device` order.
     pub hostdevs: Vec<HostDevConfig>,
     /// The per-thread seccomp filters.
@@ -227,8 +229,15 @@ impl VmConfig {
             }
         }
         let hostdevs = Self::validate_hostdevs(&file, machine)?;
+        if file.vnc_password.is_some() && vnc.is_none() {
+            return Err(ConfigError::new(
+                "vnc_password",
+                "is set but there is no VNC server; add vnc (--vnc ADDR)",
+            ));
+        }
         Ok(VmConfig {
             vnc,
+            vnc_password: file.vnc_password,
             nics,
             hostdevs,
             seccomp: file.seccomp.unwrap_or_default(),
@@ -304,6 +313,18 @@ impl VmConfig {
         }
         Ok(Some(vnc))
     }
+}
+
+/// Reads a VNC password from `path` (`--vnc-password-file`; `/dev/fd/N` reads an inherited
+/// descriptor): the first line, without its line ending.
+pub fn read_vnc_password(path: &Path) -> Result<VncPassword, ConfigError> {
+    let field = "--vnc-password-file";
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
+        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))?;
+    let line = text.lines().next().unwrap_or_default();
+    VncPassword::new(line).map_err(|e| ConfigError::new(field, format!("{}: {e}", path.display())))
 }
 
 type PcParts = (PathBuf, Vec<DiskConfig>, Option<PathBuf>, Vec<BootDevice>, bool);
@@ -709,6 +730,30 @@ mod tests {
         assert!(e.contains("allow-remote") && e.contains("no authentication"), "{e}");
         let j = VmConfigFile::parse(r#"{"vnc": "0.0.0.0:5900,allow-remote"}"#).unwrap();
         assert!(matches!(j.vnc, Some(VncListen::Tcp { allow_remote: true, .. })));
+    }
+
+    /// The password comes from the file (`vnc_password`) or `--vnc-password-file`; one longer
+    /// than 8 bytes is refused with the reason; one without a VNC server too.
+    #[test]
+    fn vnc_password_from_the_file_or_a_password_file() {
+        let disk = tmp("pw-disk.img", &[0; 512]);
+        let bios = tmp("pw-bios.bin", &vec![0; 0x2_0000]);
+        let j = VmConfigFile::parse(r#"{"vnc": ":1", "vnc_password": "secret"}"#).unwrap();
+        let pc = VmConfigFile { firmware: Some(bios), cdrom: Some(disk), ..j };
+        let c = VmConfig::validate(pc.clone(), HOST).unwrap();
+        assert_eq!(c.vnc_password, Some(VncPassword::new("secret").unwrap()));
+        assert!(!format!("{c:?}").contains("secret"), "Debug hides the password");
+        let e = VmConfigFile::parse(r#"{"vnc": ":1", "vnc_password": "123456789"}"#).unwrap_err();
+        assert!(e.contains("9 bytes long") && e.contains("at most 8"), "{e}");
+        let e = VmConfig::validate(VmConfigFile { vnc: None, ..pc }, HOST).unwrap_err();
+        assert!(e.field == "vnc_password" && e.problem.contains("add vnc"), "{e}");
+        // A password file: its first line.
+        let f = tmp("pw.txt", b"s3cret\nignored\n");
+        assert_eq!(read_vnc_password(&f).unwrap(), VncPassword::new("s3cret").unwrap());
+        let e = read_vnc_password(&tmp("pw-long.txt", b"much-too-long\n")).unwrap_err();
+        assert!(e.field == "--vnc-password-file" && e.problem.contains("at most 8"), "{e}");
+        let e = read_vnc_password(Path::new("/nonexistent/pw")).unwrap_err();
+        assert!(e.problem.contains("cannot read"), "{e}");
     }
 
     #[test]

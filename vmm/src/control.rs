@@ -12,6 +12,9 @@
 //! machine installs when it is built ([`Control::set_hooks`]); a hook not installed answers
 //! `{"error":"... is not supported by this machine"}`.
 //!
+//! `stats` answers from [`crate::stats::StatsSource`], which the machine fills when it is
+//! built ([`Control::stats`]).
+//!
 //! The exit-status file is `{"code":N,"reason":"..."}`, written atomically
 //! ([`write_exit_status`]) when the VMM exits, so a management daemon can tell why a VM
 //! stopped even if it was not running at that moment.
@@ -25,6 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use api::control::{Request, Response, RunState, Status};
+
+use crate::stats::StatsSource;
 
 /// Longest request line accepted; longer ones close the connection.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -62,6 +67,7 @@ pub struct Control {
     boots: AtomicU32,
     hooks: Mutex<ControlHooks>,
     devices: Mutex<Vec<api::control::DeviceInfo>>,
+    stats: StatsSource,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,6 +86,7 @@ impl Control {
             boots: AtomicU32::new(0),
             hooks: Mutex::new(ControlHooks::default()),
             devices: Mutex::new(Vec::new()),
+            stats: StatsSource::new(),
         })
     }
 
@@ -115,6 +122,11 @@ impl Control {
     /// Sets the machine's device list (the `devices` answer).
     pub fn set_devices(&self, devices: Vec<api::control::DeviceInfo>) {
         *lock(&self.devices) = devices;
+    }
+
+    /// What `stats` reads: the machine registers its vCPUs and devices' counters there.
+    pub fn stats(&self) -> &StatsSource {
+        &self.stats
     }
 
     /// Handles one request line; returns the response line (without newline).
@@ -175,6 +187,7 @@ impl Control {
                 None => missing("sendkey"),
             },
             Request::Devices => Response::Devices { devices: lock(&self.devices).clone() },
+            Request::Stats => Response::Stats(self.stats.read()),
         }
     }
 }
@@ -322,6 +335,31 @@ mod tests {
         let v = value(&c.handle(r#"{"cmd":"devices"}"#));
         assert_eq!(v["devices"][0]["id"], "vda");
         assert_eq!(v["devices"][0]["pci"], "00:07.0");
+    }
+
+    #[test]
+    fn stats_answer_with_the_machine_counters() {
+        let (c, _, _) = control();
+        let v = value(&c.handle(r#"{"cmd":"stats"}"#));
+        assert!(v["uptime_ms"].is_u64() && v["cpu_time_ns"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["rss_bytes"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["disks"], serde_json::json!([]));
+        let mut counters = crate::stats::DeviceCounters::default();
+        let disk = Arc::new(devices::stats::BlockStats::default());
+        counters.add_disk("vda", "virtio-blk", disk.clone());
+        counters.add_nic("net0", "virtio-net", true, Arc::default());
+        c.stats().set_machine(1 << 30, Arc::default(), counters);
+        disk.record(devices::stats::BlockOp::Write, 8192);
+        disk.error();
+        let v = value(&c.handle(r#"{"cmd":"stats"}"#));
+        assert_eq!(v["memory_bytes"], 1u64 << 30);
+        assert_eq!(v["disks"][0]["id"], "vda");
+        assert_eq!(v["disks"][0]["wr_reqs"], 1);
+        assert_eq!(v["disks"][0]["wr_bytes"], 8192);
+        assert_eq!(v["disks"][0]["errors"], 1);
+        assert_eq!(v["nics"][0]["in_kernel"], true);
+        let parsed: Response = serde_json::from_value(v).unwrap();
+        assert!(matches!(parsed, Response::Stats(s) if s.disks.len() == 1));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::board::Machine;
 use crate::vcpu::{self, RunState};
 
 /// pthread ids of a boot's vCPU threads.
-pub(crate) type VcpuThreads = Arc<Mutex<Vec<libc::pthread_t>>>;
+pub(crate) use crate::stats::VcpuThreads;
 
 /// How long `pause` waits for every vCPU to leave the guest.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);

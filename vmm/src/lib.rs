@@ -22,6 +22,7 @@ pub mod pc_config;
 pub mod preopened;
 mod registry;
 pub mod serial;
+pub mod stats;
 mod vcpu;
 mod vm;
 pub mod vnc;
@@ -187,7 +188,7 @@ pub fn run(hv: &KvmHypervisor, cfg: &VmConfig, control_path: Option<&std::path::
         None => None,
         Some(listen) => {
             let name = format!("vmm {}", std::process::id());
-            match vnc::VncServer::start(listen, console.clone(), &name) {
+            match vnc::VncServer::start(listen, cfg.vnc_password.clone(), console.clone(), &name) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     let msg = format!(

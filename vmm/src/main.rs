@@ -94,6 +94,11 @@ struct Cli {
     /// ADDR,allow-remote.
     #[arg(long, value_name = "ADDR")]
     vnc: Option<vnc::VncListen>,
+    /// Ask VNC clients for the password on the first line of this file (VNC Authentication:
+    /// 1 to 8 printable ASCII characters); /dev/fd/N reads an inherited descriptor. In a
+    /// --config file: "vnc_password".
+    #[arg(long, value_name = "PATH")]
+    vnc_password_file: Option<PathBuf>,
     /// On SIGUSR1, write the VGA screen as PREFIX.txt (text mode) and PREFIX.png.
     #[arg(long, value_name = "PREFIX")]
     screen_dump: Option<PathBuf>,
@@ -166,7 +171,14 @@ fn vmm_main(cli: &Cli) -> (Exit, Option<PathBuf>) {
         },
         None => VmConfigFile::default(),
     };
-    let merged = file.merge(flags(cli));
+    let mut over = flags(cli);
+    if let Some(p) = &cli.vnc_password_file {
+        match config::read_vnc_password(p) {
+            Ok(pw) => over.vnc_password = Some(pw),
+            Err(e) => return (bad_input(e), cli.exit_status_file.clone()),
+        }
+    }
+    let merged = file.merge(over);
     let exit_status_file = merged.exit_status_file.clone();
     (vmm_run(cli, merged), exit_status_file)
 }
@@ -193,6 +205,7 @@ fn flags(cli: &Cli) -> VmConfigFile {
         nics: (!cli.nics.is_empty()).then(|| cli.nics.clone()),
         devices: (!cli.devices.is_empty()).then(|| cli.devices.clone()),
         vnc: cli.vnc.clone(),
+        vnc_password: None,
         control: cli.control.clone(),
         exit_status_file: cli.exit_status_file.clone(),
         seccomp: cli.seccomp,

@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The machine's devices by id: filled while the machine is built (each device is added
 //! where it is created, with its PCI address and what is behind it), answered on the control
-//! socket (`{"cmd":"devices"}`), and the one place a device id is known to be unique.
+//! socket (`{"cmd":"devices"}`), and the one place a device id is known to be unique. Disks
+//! and NICs also leave their I/O counters here, for `{"cmd":"stats"}`.
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use api::control::DeviceInfo;
+use devices::stats::{BlockStats, NetStats};
 
 use crate::board::Error;
+use crate::stats::DeviceCounters;
 
 /// The devices of one machine.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DeviceRegistry {
     devices: BTreeMap<String, DeviceInfo>,
+    counters: DeviceCounters,
 }
 
 impl DeviceRegistry {
@@ -35,6 +41,23 @@ impl DeviceRegistry {
         };
         self.devices.insert(id.to_string(), info);
         Ok(())
+    }
+
+    /// Registers the counters of disk `id` (added with [`DeviceRegistry::add`]).
+    pub fn add_disk_stats(&mut self, id: &str, stats: Arc<BlockStats>) {
+        let kind = self.devices.get(id).map_or("disk", |d| d.kind.as_str());
+        self.counters.add_disk(id, kind, stats);
+    }
+
+    /// Registers the counters of NIC `id`; `in_kernel` when vhost-net moves its frames.
+    pub fn add_nic_stats(&mut self, id: &str, in_kernel: bool, stats: Arc<NetStats>) {
+        let kind = self.devices.get(id).map_or("nic", |d| d.kind.as_str());
+        self.counters.add_nic(id, kind, in_kernel, stats);
+    }
+
+    /// Hands the counters over (to the control socket's `stats`).
+    pub fn take_counters(&mut self) -> DeviceCounters {
+        std::mem::take(&mut self.counters)
     }
 
     /// Every device, in id order.

@@ -168,6 +168,7 @@ impl<'m> VirtualMachine<'m> {
             m.console.attach(vga.clone(), keyboard.clone());
         }
         m.control.set_devices(registry.list());
+        m.control.stats().set_machine(m.config.memory, machine.running.clone(), registry.take_counters());
         hooks::install_control_hooks(
             m,
             &pm,
@@ -247,6 +248,7 @@ impl<'m> VirtualMachine<'m> {
 impl Drop for VirtualMachine<'_> {
     fn drop(&mut self) {
         self.m.control.clear_hooks();
+        self.m.control.stats().clear_machine();
         self.m.console.detach();
         devices::bus::lock(&self.running).clear();
         vcpu::stop_all(&self.state, std::mem::take(&mut self.threads));

@@ -164,8 +164,13 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         let out = Command::new(VMM).arg("control").arg(&control).arg(req).output().expect("vmm control");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
     };
-    let requests =
-        [r#"{"cmd":"status"}"#, r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"devices"}"#];
+    let requests = [
+        r#"{"cmd":"status"}"#,
+        r#"{"cmd":"pause"}"#,
+        r#"{"cmd":"resume"}"#,
+        r#"{"cmd":"devices"}"#,
+        r#"{"cmd":"stats"}"#,
+    ];
     let answers: Vec<_> = requests.iter().map(|req| ask(req)).collect();
     let after = thread_modes(child.id());
     // SAFETY: kill(2) on our own child's pid.
@@ -176,6 +181,12 @@ fn every_thread_of_a_running_vmm_is_filtered() {
         assert!(*ok && !text.contains("error"), "{req}: {text}; {err}");
     }
     assert!(after.iter().all(|t| t.1 == "2"), "{after:?}");
+    // The stats request reads CPU clocks and /proc/self/statm under the control filter.
+    let stats: serde_json::Value = serde_json::from_str(&answers[4].1).unwrap();
+    assert!(stats["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["vcpu_time_ns"].as_array().unwrap().len(), 1, "{stats}");
+    assert!(stats["cpu_time_ns"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["memory_bytes"], 64u64 << 20);
     assert!(threads.len() >= 4, "{threads:?}");
     for (name, mode, filters) in &threads {
         assert_eq!(mode, "2", "thread {name} is not filtered: {threads:?}");
@@ -250,6 +261,10 @@ fn a_firmware_boot_with_virtio_and_ide_disks_runs_under_the_filters() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(8));
+    // SeaBIOS has read the boot sector of the first disk: the counters show it.
+    let stats: serde_json::Value = serde_json::from_str(&ask(r#"{"cmd":"stats"}"#)).unwrap_or_default();
+    let disks = stats["disks"].as_array().cloned().unwrap_or_default();
+    let read = |id: &str| disks.iter().find(|d| d["id"] == id).and_then(|d| d["rd_bytes"].as_u64());
     let dump = format!(r#"{{"cmd":"screendump","path":"{}.png"}}"#, shot.display());
     let answers: Vec<String> =
         [dump.as_str(), r#"{"cmd":"pause"}"#, r#"{"cmd":"resume"}"#, r#"{"cmd":"reset"}"#]
@@ -264,4 +279,83 @@ fn a_firmware_boot_with_virtio_and_ide_disks_runs_under_the_filters() {
     assert_eq!(status.code(), Some(130), "{answers:?} {err}");
     assert!(err.contains("I/O engine io_uring") || err.contains("I/O engine thread pool"), "{err}");
     assert!(answers.iter().all(|a| a.contains(r#""ok":true"#)), "{answers:?}");
+    // SeaBIOS reads the first boot disk's MBR within seconds; the others (tried only if it
+    // does not boot) are listed with their counters.
+    assert!(read("vda").unwrap_or(0) >= 512, "{stats}");
+    assert!(read("ide0-0").is_some(), "{stats}");
+    assert!(stats["vcpu_time_ns"][0].as_u64().unwrap_or(0) > 0, "{stats}");
+}
+
+/// VNC Authentication under the filters: the challenge's getrandom runs in a filtered VNC
+/// client thread; a wrong password is refused with the reason, the right one gets ServerInit.
+#[test]
+fn a_vnc_password_is_checked_under_the_filters() {
+    use std::io::{Read, Write};
+    const BIOS: &str = "/usr/share/seabios/bios-256k.bin";
+    if !have_kvm() || !std::path::Path::new(BIOS).exists() {
+        eprintln!("skipped: no KVM or no {BIOS}");
+        return;
+    }
+    let disk = temp_path("vnc-disk.img");
+    std::fs::File::create(&disk).unwrap().set_len(1 << 20).unwrap();
+    let (control, sock, pw) = (temp_path("vnc-control.sock"), temp_path("vnc.sock"), temp_path("vnc-pw"));
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let mut child = Command::new(VMM)
+        .args(["--machine", "pc", "--accept-slow-kvm", "--memory", "64M", "--serial", "file:/dev/null"])
+        .arg("--disk")
+        .arg(format!("{},format=raw,bus=ide", disk.display()))
+        .arg("--control")
+        .arg(&control)
+        .arg("--vnc")
+        .arg(format!("unix:{}", sock.display()))
+        .arg("--vnc-password-file")
+        .arg(&pw)
+        .env_remove(TRIGGER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmm");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !(sock.exists() && control.exists()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The main thread takes its role once the vCPUs run.
+    std::thread::sleep(Duration::from_secs(1));
+    let attempt = |password: &[u8]| -> Vec<u8> {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("VNC socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"RFB 003.008\n").unwrap();
+        let mut types = [0u8; 2];
+        s.read_exact(&mut types).unwrap();
+        assert_eq!(types, [1, 2], "VNC Authentication alone");
+        s.write_all(&[2]).unwrap();
+        let mut challenge = [0u8; 16];
+        s.read_exact(&mut challenge).unwrap();
+        s.write_all(&vmm::vnc::auth::response(password, &challenge)).unwrap();
+        let mut result = [0u8; 4];
+        s.read_exact(&mut result).unwrap();
+        if result == [0; 4] {
+            s.write_all(&[1]).unwrap();
+            let mut init = [0u8; 24];
+            s.read_exact(&mut init).unwrap();
+            return Vec::new();
+        }
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        rest
+    };
+    let refused = attempt(b"guess");
+    let accepted = attempt(b"s3cret");
+    let ask = Command::new(VMM).arg("control").arg(&control).arg(r#"{"cmd":"stop"}"#).output();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(ask.is_ok());
+    assert!(!err.contains("forbidden syscall"), "{err}");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(String::from_utf8_lossy(&refused).contains("wrong password"), "{refused:?}");
+    assert!(accepted.is_empty(), "{accepted:?}");
 }

@@ -12,6 +12,10 @@
 pub const SERVER_VERSION: &[u8; 12] = b"RFB 003.008\n";
 /// Security type None.
 pub const SECURITY_NONE: u8 = 1;
+/// Security type VNC Authentication (DES challenge and response, RFC 6143 7.2.2).
+pub const SECURITY_VNC_AUTH: u8 = 2;
+/// Length of the VNC Authentication challenge and of the client's response.
+pub const CHALLENGE_LEN: usize = 16;
 /// Raw encoding.
 pub const ENCODING_RAW: i32 = 0;
 /// The DesktopSize pseudo-encoding: the server may change the framebuffer size.
@@ -38,9 +42,9 @@ pub enum ProtocolError {
     /// The 12-byte version string is malformed.
     #[error("bad protocol version string {0:?}")]
     BadVersion(String),
-    /// The client chose a security type we did not offer.
-    #[error("security type {0} was not offered (only None)")]
-    BadSecurityType(u8),
+    /// The client chose a security type we did not offer (the second is the one offered).
+    #[error("security type {0} was not offered (only {1})")]
+    BadSecurityType(u8, u8),
     /// Unknown client message type (its length cannot be known).
     #[error("unknown client message type {0}")]
     UnknownMessage(u8),
@@ -76,28 +80,39 @@ pub fn parse_version(b: &[u8; 12]) -> Result<Version, ProtocolError> {
     })
 }
 
-/// The server's security message: the type itself (3.3) or a list of one type (3.7+).
-pub fn security_offer(v: Version) -> Vec<u8> {
+/// The server's security message offering `kind` ([`SECURITY_NONE`] or
+/// [`SECURITY_VNC_AUTH`]): the type itself (3.3) or a list of one type (3.7+).
+pub fn security_offer(v: Version, kind: u8) -> Vec<u8> {
     match v {
-        Version::V3_3 => u32::from(SECURITY_NONE).to_be_bytes().to_vec(),
-        _ => vec![1, SECURITY_NONE],
+        Version::V3_3 => u32::from(kind).to_be_bytes().to_vec(),
+        _ => vec![1, kind],
     }
 }
 
-/// Checks the client's security-type choice (3.7 and 3.8).
-pub fn check_security_choice(choice: u8) -> Result<(), ProtocolError> {
-    if choice == SECURITY_NONE {
+/// Checks the client's security-type choice (3.7 and 3.8) against the one type offered.
+pub fn check_security_choice(choice: u8, offered: u8) -> Result<(), ProtocolError> {
+    if choice == offered {
         Ok(())
     } else {
-        Err(ProtocolError::BadSecurityType(choice))
+        Err(ProtocolError::BadSecurityType(choice, offered))
     }
 }
 
-/// The SecurityResult after security type None: only 3.8 sends one.
-pub fn security_ok(v: Version) -> &'static [u8] {
-    match v {
-        Version::V3_8 => &[0, 0, 0, 0],
+/// The SecurityResult after security type `kind` succeeded: VNC Authentication always sends
+/// one; None only in 3.8.
+pub fn security_ok(v: Version, kind: u8) -> &'static [u8] {
+    match (v, kind) {
+        (Version::V3_8, _) | (_, SECURITY_VNC_AUTH) => &[0, 0, 0, 0],
         _ => &[],
+    }
+}
+
+/// A failed SecurityResult: with its reason in 3.8, the bare status before (3.3 and 3.7
+/// have no reason string).
+pub fn security_result_failed(v: Version, reason: &str) -> Vec<u8> {
+    match v {
+        Version::V3_8 => security_failed(reason),
+        _ => vec![0, 0, 0, 1],
     }
 }
 

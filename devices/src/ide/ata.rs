@@ -8,6 +8,8 @@
 
 use block::DiskImage;
 
+use crate::stats::BlockOp;
+
 use super::channel::{
     Addr, DmaOp, DmaResult, DmaSrc, Drive, Media, Phase, ERR_ABRT, ERR_IDNF, ERR_UNC, ST_DRDY, ST_DSC,
 };
@@ -334,9 +336,13 @@ impl Drive {
     fn ata_flush(&mut self) {
         let Some(d) = self.disk() else { return };
         match d.image.flush() {
-            Ok(()) => self.complete(),
+            Ok(()) => {
+                self.stats.record(BlockOp::Flush, 0);
+                self.complete()
+            }
             Err(e) => {
                 crate::warn_limited!("ide: flush failed: {e}");
+                self.stats.error();
                 self.abort();
             }
         }
@@ -351,6 +357,7 @@ impl Drive {
             }
             Ok((lba, _, addr)) => {
                 log::debug!("ide: sector {lba} beyond the {sectors}-sector disk");
+                self.stats.error();
                 self.fail(ERR_IDNF | ERR_ABRT);
                 if lba < sectors {
                     self.set_address(lba, addr);
@@ -375,6 +382,7 @@ impl Drive {
         let Some(d) = self.disk() else { return };
         if write && d.image.read_only() {
             log::debug!("ide: write to a read-only disk");
+            self.stats.error();
             return self.abort();
         }
         let per_block = if multiple { d.multiple } else { 1 };
@@ -382,6 +390,8 @@ impl Drive {
             return self.abort();
         }
         let Some((lba, count, addr)) = self.checked_range(ext) else { return };
+        // The command counts once; its bytes as they move.
+        self.stats.record(if write { BlockOp::Write } else { BlockOp::Read }, 0);
         if dma {
             let op = DmaOp { to_memory: !write, len: count * SECTOR, src: DmaSrc::Disk(lba * SECTOR) };
             self.request_dma(op, Phase::AtaDma { lba, count, addr, write });
@@ -404,10 +414,12 @@ impl Drive {
         let Some(d) = self.disk() else { return };
         if let Err(e) = d.image.read_at(lba * SECTOR, &mut buf) {
             crate::warn_limited!("ide: read of sector {lba}: {e}");
+            self.stats.error();
             self.fail(ERR_UNC);
             self.set_address(lba, addr);
             return;
         }
+        self.stats.read_bytes(buf.len() as u64);
         self.set_address(lba + n - 1, addr);
         self.pio_in(buf, Phase::AtaRead { lba: lba + n, remaining: remaining - n, per_block, addr });
     }
@@ -422,10 +434,12 @@ impl Drive {
             d.image.write_at(lba * SECTOR, &buf).and_then(|()| if cache { Ok(()) } else { d.image.flush() });
         if let Err(e) = r {
             crate::warn_limited!("ide: write of sector {lba}: {e}");
+            self.stats.error();
             self.fail(ERR_ABRT);
             self.set_address(lba, addr);
             return;
         }
+        self.stats.write_bytes(buf.len() as u64);
         self.set_address(lba + n - 1, addr);
         let left = remaining.saturating_sub(n);
         if left == 0 {

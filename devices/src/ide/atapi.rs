@@ -20,6 +20,8 @@
 
 use block::DiskImage;
 
+use crate::stats::BlockOp;
+
 use super::ata::{dma_mode_words, identify_bytes, put_string, reset_result};
 use super::channel::{DmaOp, DmaResult, DmaSrc, Drive, Media, PacketSrc, Phase, ST_DRDY, ST_DSC};
 
@@ -453,7 +455,10 @@ impl Drive {
                 let len = v.len() as u64;
                 (DmaSrc::Buf(v), len)
             }
-            Ok(Reply::Read { offset, len }) => (DmaSrc::Disk(offset), len),
+            Ok(Reply::Read { offset, len }) => {
+                self.stats.record(BlockOp::Read, 0);
+                (DmaSrc::Disk(offset), len)
+            }
         };
         if len == 0 {
             self.packet_done();
@@ -493,8 +498,10 @@ impl Drive {
             PacketSrc::Disk(offset) => {
                 if let Err(e) = c.image.read_at(offset, &mut buf) {
                     crate::warn_limited!("ide: CD read at byte {offset:#x}: {e}");
+                    self.stats.error();
                     return self.check_condition(READ_ERROR);
                 }
+                self.stats.read_bytes(n);
                 PacketSrc::Disk(offset + n)
             }
         };

@@ -16,6 +16,7 @@ use super::ata::Disk;
 use super::atapi::Cdrom;
 use super::bmdma::{self, BmDma, DmaEnd, STATUS_ACTIVE, STATUS_ERROR, STATUS_INTR};
 use crate::irq::IrqLine;
+use crate::stats::BlockStats;
 
 /// Status: error.
 pub const ST_ERR: u8 = 0x01;
@@ -182,6 +183,8 @@ pub struct Drive {
     pub unit: usize,
     /// Serial number for IDENTIFY.
     pub serial: String,
+    /// Request counters of the position (they outlive resets).
+    pub stats: Arc<BlockStats>,
 }
 
 impl Drive {
@@ -200,6 +203,7 @@ impl Drive {
             xfer_mode: 0,
             unit,
             serial,
+            stats: Arc::default(),
         };
         d.reset();
         d
@@ -360,7 +364,16 @@ impl Drive {
             DmaSrc::Disk(base) => {
                 let Some(at) = base.checked_add(off) else { return false };
                 let r = if op.to_memory { image.read_at(at, buf) } else { image.write_at(at, buf) };
-                r.map_err(|e| crate::warn_limited!("ide: DMA at byte {at:#x}: {e}")).is_ok()
+                match r {
+                    Ok(()) if op.to_memory => self.stats.read_bytes(buf.len() as u64),
+                    Ok(()) => self.stats.write_bytes(buf.len() as u64),
+                    Err(e) => {
+                        crate::warn_limited!("ide: DMA at byte {at:#x}: {e}");
+                        self.stats.error();
+                        return false;
+                    }
+                }
+                true
             }
             DmaSrc::Buf(data) => {
                 let start = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());

@@ -36,6 +36,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::bus::{lock, BusDevice};
 use crate::irq::IrqLine;
 use crate::pci::{BarKind, PciBarRange, PciConfigSpace, PciDevice};
+use crate::stats::BlockStats;
 
 pub use atapi::{CD_MAX_BLOCKS, CD_SECTOR};
 pub use channel::PortKind;
@@ -142,6 +143,12 @@ impl PiixIde {
         };
         ch.attach(unit, media);
         Ok(())
+    }
+
+    /// The request counters of the drive at `channel`, `unit` (also of an empty position,
+    /// whose counters stay at zero); `None` for a position that does not exist.
+    pub fn stats(&self, channel: usize, unit: usize) -> Option<Arc<BlockStats>> {
+        self.channels.get(channel)?.drives.get(unit).map(|d| d.stats.clone())
     }
 
     /// Power-on reset of both channels and their bus-master engines (media stay).

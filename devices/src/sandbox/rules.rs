@@ -436,6 +436,16 @@ mod tests {
         }
     }
 
+    /// The control socket's `stats` (vmm/src/stats.rs) reads the vCPU threads' and the
+    /// process's CPU clocks and rereads /proc/self/statm, opened at start: no new syscall.
+    #[test]
+    fn the_control_role_may_read_statistics() {
+        for nr in [libc::SYS_clock_gettime, libc::SYS_lseek, libc::SYS_read, libc::SYS_fstat, libc::SYS_statx]
+        {
+            assert!(BASE.contains(&nr), "{nr}");
+        }
+    }
+
     #[test]
     fn spawners_allow_what_their_children_need() {
         let covers = |parent: ThreadRole, child: ThreadRole| {

@@ -152,8 +152,9 @@ fn need_config(config: bool, verb: &str) -> Result<(), Failure> {
     )))
 }
 
+/// The stored definition with its secrets (the VNC password), to store again.
 async fn load(client: &Client, name: &str) -> Result<VmDef, Failure> {
-    let d: VmDetail = client.get_json(&format!("/v1/vms/{name}")).await?;
+    let d: VmDetail = client.get_json(&format!("/v1/vms/{name}?security_info=true")).await?;
     Ok(d.definition)
 }
 
@@ -412,7 +413,7 @@ pub fn clone_volume_name(new: &str, first: bool, target: &str, ext: &str) -> Str
 
 /// `vmctl clone`.
 pub async fn clone_vm(client: &Client, a: &CloneArgs, json: bool) -> Result<(), Failure> {
-    let detail: VmDetail = client.get_json(&format!("/v1/vms/{}", a.name)).await?;
+    let detail: VmDetail = client.get_json(&format!("/v1/vms/{}?security_info=true", a.name)).await?;
     if detail.info.state != RunState::Shutoff {
         return Err(Failure {
             code: crate::api::exit::CONFLICT,

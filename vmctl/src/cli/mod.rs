@@ -10,9 +10,11 @@ mod console;
 mod hostdev;
 mod net;
 mod output;
+mod stats;
 mod storage;
 mod users;
 mod verbs;
+mod vnc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,15 +118,22 @@ pub enum Verb {
         /// VM name.
         name: String,
     },
-    /// Print the definition as libvirt domain XML.
+    /// Print the definition as libvirt domain XML (without the VNC password unless
+    /// --security-info).
     Dumpxml {
         /// VM name.
         name: String,
+        /// Include secrets (the VNC password, passwd=); root and vmctl-admin only.
+        #[arg(long)]
+        security_info: bool,
     },
-    /// Print the definition as JSON.
+    /// Print the definition as JSON (without the VNC password unless --security-info).
     Dumpjson {
         /// VM name.
         name: String,
+        /// Include secrets (the VNC password); root and vmctl-admin only.
+        #[arg(long)]
+        security_info: bool,
     },
     /// Edit the definition with $EDITOR (JSON, or XML with --xml); it is validated again.
     Edit {
@@ -134,9 +143,15 @@ pub enum Verb {
         #[arg(long)]
         xml: bool,
     },
-    /// Show a VM's state and settings.
+    /// Show a VM's state and settings (and, while it runs, its CPU time and resident memory).
     #[command(alias = "dominfo")]
     Info {
+        /// VM name.
+        name: String,
+    },
+    /// Print a VM's counters as virsh domstats does: cpu.time, vcpu.N.time, balloon.rss,
+    /// block.N.rd.bytes ..., net.N.rx.bytes ... (--json: the API's answer, with the rates).
+    Domstats {
         /// VM name.
         name: String,
     },
@@ -172,6 +187,22 @@ pub enum Verb {
     Vncdisplay {
         /// VM name.
         name: String,
+    },
+    /// Print a running VM's display URI, as virsh does: vnc://127.0.0.1:0 for a VNC server
+    /// with a password on port 5900, vnc+unix://PATH for one on a unix socket.
+    Domdisplay {
+        /// VM name.
+        name: String,
+    },
+    /// Forward a local TCP port to a running VM's VNC server (through vmctld) for a viewer;
+    /// prints vnc://ADDR:PORT and runs until Ctrl-C or the VM stops. On loopback only your
+    /// own (and root's) connections are accepted.
+    Vnc {
+        /// VM name.
+        name: String,
+        /// Address and port to listen on [default: 127.0.0.1, the first free port from 5900].
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Follow state changes (one line per event) until interrupted.
     Events,
@@ -587,6 +618,8 @@ mod tests {
             Verb::Hostdev { cmd: HostdevCmd::Bind { addr: "0000:00:02.0".into() } }
         );
         assert_eq!(parse(&["host", "check"]).unwrap().verb, Verb::Host { cmd: HostCmd::Check });
+        let c = parse(&["domstats", "web", "--json"]).unwrap();
+        assert_eq!((c.verb, c.json), (Verb::Domstats { name: "web".into() }, true));
     }
 
     #[test]

@@ -112,6 +112,12 @@ pub fn vnc_display(d: &VmDetail) -> Result<std::net::SocketAddr, String> {
     }
     Err(if d.definition.graphics.vnc.is_none() {
         format!("{} has no VNC server; add graphics.vnc (XML: <graphics type='vnc'/>)", d.info.name)
+    } else if d.info.vnc_socket.is_some() {
+        format!(
+            "{0}'s VNC server has no password, so it listens on a unix socket, not TCP; for a viewer, \
+             run vmctl vnc {0}",
+            d.info.name
+        )
     } else {
         format!("{} is not running (state {})", d.info.name, state_name(d.info.state))
     })
@@ -153,7 +159,9 @@ pub fn info_block(d: &VmDetail) -> String {
         ("Autostart", if i.autostart { "yes" } else { "no" }.to_string()),
     ];
     if let Some(a) = i.vnc {
-        rows.push(("VNC", format!("{a} (display {})", display_name(a))));
+        rows.push(("VNC", format!("{a} (display {}, password)", display_name(a))));
+    } else if i.vnc_socket.is_some() {
+        rows.push(("VNC", format!("unix socket (vmctl vnc {})", i.name)));
     }
     if let Some(r) = &i.exit_reason {
         rows.push(("Last exit", r.clone()));
@@ -247,6 +255,7 @@ mod tests {
             autostart: true,
             exit_reason: None,
             vnc: None,
+            vnc_socket: None,
             warnings: Vec::new(),
         };
         let t = vm_table(&[v]);
@@ -266,6 +275,7 @@ mod tests {
             autostart: false,
             exit_reason: None,
             vnc: None,
+            vnc_socket: None,
             warnings: Vec::new(),
         };
         let block = info_block(&VmDetail { info: info.clone(), definition: def.clone() });

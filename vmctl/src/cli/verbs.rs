@@ -7,8 +7,8 @@ use std::path::Path;
 use http_body_util::BodyExt;
 use hyper::Method;
 
-use super::{config_verbs, console, output, Cli, Failure, Verb};
-use crate::api::{Event, VmDetail, VmInfo};
+use super::{config_verbs, console, output, stats, vnc, Cli, Failure, Verb};
+use crate::api::{Event, VmDetail, VmInfo, VmStatsReport};
 use crate::client::Client;
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) {
@@ -33,6 +33,15 @@ pub(super) fn read_definition(file: &Path) -> Result<String, Failure> {
     }
     std::fs::read_to_string(file)
         .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", file.display())))
+}
+
+/// The query that asks for a definition's secrets, if wanted.
+fn secrets_query(wanted: bool) -> &'static str {
+    if wanted {
+        "?security_info=true"
+    } else {
+        ""
+    }
 }
 
 /// Runs one verb against the daemon.
@@ -98,13 +107,14 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
         }
         Verb::Resume { name } => report(client.post_json(&format!("{}/resume", vm(name))).await?, "resumed"),
         Verb::Console { name } => attach_console(client, name).await?,
-        Verb::Dumpxml { name } => {
-            let (_, body) =
-                client.request(Method::GET, &format!("{}/xml", vm(name)), None, Vec::new()).await?;
+        Verb::Dumpxml { name, security_info } => {
+            let path = format!("{}/xml{}", vm(name), secrets_query(*security_info));
+            let (_, body) = client.request(Method::GET, &path, None, Vec::new()).await?;
             print!("{}", String::from_utf8_lossy(&body));
         }
-        Verb::Dumpjson { name } => {
-            let d: VmDetail = client.get_json(&vm(name)).await?;
+        Verb::Dumpjson { name, security_info } => {
+            let d: VmDetail =
+                client.get_json(&format!("{}{}", vm(name), secrets_query(*security_info))).await?;
             print_json(&d.definition);
         }
         Verb::Info { name } => {
@@ -113,6 +123,20 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
                 print_json(&d);
             } else {
                 print!("{}", output::info_block(&d));
+                // A daemon without statistics, or a VMM that does not answer: no rows.
+                if let Ok(r) = client.get_json::<VmStatsReport>(&format!("{}/stats", vm(name))).await {
+                    for (k, v) in stats::info_rows(&r) {
+                        println!("{:<11} {v}", format!("{k}:"));
+                    }
+                }
+            }
+        }
+        Verb::Domstats { name } => {
+            let r: VmStatsReport = client.get_json(&format!("{}/stats", vm(name))).await?;
+            if json {
+                print_json(&r);
+            } else {
+                print!("{}", stats::domstats(&r));
             }
         }
         Verb::Vncdisplay { name } => {
@@ -125,6 +149,19 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
                 println!("{}", output::display_name(addr));
             }
         }
+        Verb::Domdisplay { name } => {
+            let d: VmDetail = client.get_json(&vm(name)).await?;
+            let uri = vnc::display_uri(&d).map_err(Failure::error)?;
+            if json {
+                print_json(&serde_json::json!({ "uri": uri }));
+            } else {
+                println!("{uri}");
+            }
+            if d.info.vnc_socket.is_some() {
+                eprintln!("(a unix socket that only root can reach; for a viewer: vmctl vnc {name})");
+            }
+        }
+        Verb::Vnc { name, listen } => vnc::forward(client, name, *listen).await?,
         Verb::Edit { name, xml } => edit(client, name, *xml).await?,
         Verb::Autostart(a) => config_verbs::autostart(client, a, json).await?,
         Verb::Domblklist { name } => config_verbs::domblklist(client, name, json).await?,
@@ -184,10 +221,12 @@ async fn follow_events(client: &Client, json: bool) -> Result<(), Failure> {
 /// again if it changed; the daemon validates it, so an invalid edit changes nothing.
 async fn edit(client: &Client, name: &str, xml: bool) -> Result<(), Failure> {
     let (text, ct, suffix) = if xml {
-        let (_, b) = client.request(Method::GET, &format!("/v1/vms/{name}/xml"), None, Vec::new()).await?;
+        // With the secrets (the VNC password), which would otherwise be lost on the way back.
+        let path = format!("/v1/vms/{name}/xml?security_info=true");
+        let (_, b) = client.request(Method::GET, &path, None, Vec::new()).await?;
         (String::from_utf8_lossy(&b).into_owned(), "application/xml", ".xml")
     } else {
-        let d: VmDetail = client.get_json(&format!("/v1/vms/{name}")).await?;
+        let d: VmDetail = client.get_json(&format!("/v1/vms/{name}?security_info=true")).await?;
         let t = d.definition.to_json().map_err(|e| Failure::error(e.to_string()))?;
         (t + "\n", "application/json", ".json")
     };

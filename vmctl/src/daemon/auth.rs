@@ -7,7 +7,7 @@
 //! | who | may |
 //! | --- | --- |
 //! | root, the daemon's own user, the group `vmctl-admin` | everything |
-//! | the group `vmctl` | every `GET` but the users and tokens (lists, definitions, events, consoles) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
+//! | the group `vmctl` | every `GET` but the users and tokens (lists, definitions without secrets, statistics, events, consoles, VNC) and the power operations `start`, `shutdown`, `reboot`, `destroy` (stop), `pause`, `resume` |
 //! | anyone else | nothing (403) |
 //!
 //! Group membership is the peer's primary and supplementary groups, and the member lists of
@@ -22,7 +22,7 @@
 //! that may change something must come from the same origin.
 //!
 //! Every request that may change something (any method but `GET` and `HEAD`, and console
-//! connections) is appended to `<state>/audit.log`, one JSON line each: time, via (`socket` or
+//! and VNC connections) is appended to `<state>/audit.log`, one JSON line each: time, via (`socket` or
 //! `https`), from (the HTTPS client's address), uid, user (Unix or web user), pid, token,
 //! method, path, status; refused ones too.
 
@@ -184,6 +184,12 @@ pub fn allowed(role: Role, method: &Method, path: &str) -> bool {
                     if !name.is_empty() && POWER_ACTIONS.contains(action))
         }
     }
+}
+
+/// Whether a query asks for secrets (`security_info=true`: the VNC password), which only
+/// the admin role may read.
+pub fn asks_for_secrets(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "security_info=true" || kv == "security_info=1"))
 }
 
 /// The user name of `uid` in the text of an `/etc/passwd` file.
@@ -361,7 +367,7 @@ impl Audit {
 
 /// Whether a request is recorded in the audit log.
 fn audited(method: &Method, path: &str) -> bool {
-    !(method == Method::GET || method == Method::HEAD) || path.ends_with("/console")
+    !(method == Method::GET || method == Method::HEAD) || path.ends_with("/console") || path.ends_with("/vnc")
 }
 
 fn is_login(method: &Method, path: &str) -> bool {
@@ -456,9 +462,10 @@ fn https_caller(
     }))
 }
 
-/// The checks after identification: same origin for browsers, a login for HTTPS, the role,
-/// and the CSRF token of a session.
-fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+/// The checks after identification: same origin for browsers, a login for HTTPS, the role
+/// (and secrets for admins only), and the CSRF token of a session.
+fn check(caller: &Caller, req: &Request) -> Result<(), Refusal> {
+    let (method, path, headers, query) = (req.method(), req.uri().path(), req.headers(), req.uri().query());
     let browser = matches!(caller.credential, Credential::Session(_) | Credential::Anonymous);
     if browser && caller.from.is_some() && audited(method, path) {
         web::check_same_origin(headers).map_err(|e| {
@@ -474,6 +481,18 @@ fn check(caller: &Caller, method: &Method, path: &str, headers: &HeaderMap) -> R
         let e = match caller.credential {
             Credential::Peer(_) => refusal(caller.role, &who, method, path),
             _ => web_refusal(&who, caller.role, method, path),
+        };
+        tracing::warn!("refused: {e}");
+        return Err(Refusal::forbidden(e));
+    }
+    if caller.role != Role::Admin && asks_for_secrets(query) {
+        let who = caller.describe();
+        let e = match caller.credential {
+            Credential::Peer(_) => format!(
+                "{who} is in the group {OPERATOR_GROUP}, which may not read secrets (security_info); that \
+                 needs root or the group {ADMIN_GROUP}."
+            ),
+            _ => format!("{who} has the role operator, which may not read secrets (security_info); that needs the role admin."),
         };
         tracing::warn!("refused: {e}");
         return Err(Refusal::forbidden(e));
@@ -524,7 +543,7 @@ async fn authorize(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     };
     let (caller, response) = match caller {
         Err((caller, refusal)) => (caller, refusal.into_response()),
-        Ok(caller) => match check(&caller, &method, &path, req.headers()) {
+        Ok(caller) => match check(&caller, &req) {
             Err(refusal) => (caller, refusal.into_response()),
             Ok(()) => {
                 req.extensions_mut().insert(caller.clone());

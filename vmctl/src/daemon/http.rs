@@ -35,6 +35,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/vms/{name}"),
     ("get", "/v1/vms/{name}/xml"),
     ("get", "/v1/vms/{name}/console"),
+    ("get", "/v1/vms/{name}/stats"),
+    ("get", "/v1/vms/{name}/vnc"),
     ("post", "/v1/vms/{name}/start"),
     ("post", "/v1/vms/{name}/shutdown"),
     ("post", "/v1/vms/{name}/destroy"),
@@ -100,6 +102,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/vms/{name}", get(detail).put(redefine).delete(undefine))
         .route("/v1/vms/{name}/xml", get(dump_xml))
         .route("/v1/vms/{name}/console", get(console))
+        .route("/v1/vms/{name}/stats", get(stats))
+        .route("/v1/vms/{name}/vnc", get(vnc::vnc))
         .route("/v1/vms/{name}/{action}", post(action))
         .route("/v1/events", get(events))
         .route("/v1/pools", get(volumes::list_pools).post(volumes::define_pool))
@@ -173,12 +177,42 @@ async fn list(State(d): State<Arc<Daemon>>) -> Res {
     Ok(Json(d.list()).into_response())
 }
 
-async fn detail(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
-    Ok(Json(d.detail(&parse_name(&name)?)?).into_response())
+/// Query of the detail and the XML: `security_info=true` includes secrets (the VNC
+/// password), as `virsh dumpxml --security-info`; only the admin role may ask (see
+/// [`super::auth`]).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SecurityQuery {
+    /// Include the VNC password.
+    #[serde(default)]
+    pub security_info: bool,
 }
 
-async fn dump_xml(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> Res {
-    let detail = d.detail(&parse_name(&name)?)?;
+/// Query of `GET /v1/vms/{name}/stats`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// `hour` (10-second samples) or `day` (1-minute samples).
+    history: Option<super::stats::HistoryRange>,
+}
+
+async fn stats(State(d): State<Arc<Daemon>>, Path(name): Path<String>, Query(q): Query<StatsQuery>) -> Res {
+    Ok(Json(d.stats_report(&parse_name(&name)?, q.history).await?).into_response())
+}
+
+async fn detail(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(q): Query<SecurityQuery>,
+) -> Res {
+    Ok(Json(d.detail(&parse_name(&name)?, q.security_info)?).into_response())
+}
+
+async fn dump_xml(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(q): Query<SecurityQuery>,
+) -> Res {
+    let detail = d.detail(&parse_name(&name)?, q.security_info)?;
     Ok(([(header::CONTENT_TYPE, "application/xml")], vmdef::xml::to_xml(&detail.definition)).into_response())
 }
 
@@ -217,14 +251,18 @@ pub(crate) fn definition_body<'a>(
 }
 
 /// Parses a definition body: XML when the content type says so (libvirt's bookkeeping
-/// accepted, with the warnings of [`vmdef::xml::import`]), JSON otherwise (no warnings).
+/// accepted, with the warnings of [`vmdef::xml::import`]), JSON otherwise (with those of
+/// [`vmdef::validate::warnings`]).
 pub fn parse_definition(headers: &HeaderMap, body: &[u8]) -> Result<(VmDef, Vec<String>), DaemonError> {
     match definition_body(headers, body)? {
         DefinitionBody::Xml(text) => vmdef::xml::import(text)
             .map(|i| (i.def, i.warnings.iter().map(ToString::to_string).collect()))
             .map_err(|e| DaemonError::BadInput(format!("XML definition: {e}"))),
         DefinitionBody::Json(text) => VmDef::from_json(text)
-            .map(|d| (d, Vec::new()))
+            .map(|d| {
+                let warnings = vmdef::validate::warnings(&d);
+                (d, warnings)
+            })
             .map_err(|e| DaemonError::BadInput(format!("JSON definition: {e}"))),
     }
 }
@@ -394,6 +432,7 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
 
 mod accounts;
 pub mod networks;
+mod vnc;
 mod volumes;
 mod wsconsole;
 

@@ -33,6 +33,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first port tried for a VNC server without a fixed port (display :0).
 pub const VNC_PORT_FIRST: u16 = 5900;
+/// The VNC socket of a VM without a VNC password, in its run directory.
+pub const VNC_SOCKET: &str = "vnc.sock";
 
 /// Why a VM process ended, as far as its exit tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +110,16 @@ impl Daemon {
         let paths = self.run_paths(name);
         let planned = self.plan_taps(&def)?;
         let tap_names: Vec<String> = planned.iter().map(|t| t.tap.clone()).collect();
+        // A VNC server listens on TCP only with a password; without one, on the unix socket
+        // `paths.vnc` (reached through the API: `vmctl vnc NAME`).
+        let tcp_vnc = def.graphics.vnc.as_ref().filter(|v| v.is_tcp());
+        let vnc_socket = def.graphics.vnc.as_ref().filter(|v| !v.is_tcp()).map(|_| paths.vnc.clone());
         // Until this VM is recorded running with its VNC port (or fails to start).
-        let _vnc_guard = match def.graphics.vnc {
+        let _vnc_guard = match tcp_vnc {
             Some(_) => Some(self.vnc_lock.lock().await),
             None => None,
         };
-        let vnc = match &def.graphics.vnc {
+        let vnc = match tcp_vnc {
             Some(v) => Some(self.choose_vnc_address(name, v)?),
             None => None,
         };
@@ -216,6 +222,7 @@ impl Daemon {
             exit_reason: None,
             taps: taps.keep(),
             vnc,
+            vnc_socket,
             jail_uid: run.uid,
         };
         self.save_runtime_logged(name, &rt);

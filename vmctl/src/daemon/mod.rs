@@ -26,8 +26,10 @@ pub mod jailing;
 pub mod lifecycle;
 pub mod networks;
 pub mod policy;
+pub mod stats;
 pub mod storage;
 pub mod vmmlog;
+pub mod vnc;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -173,6 +175,7 @@ impl Slot {
             autostart: self.def.autostart,
             exit_reason: self.rt.exit_reason.clone(),
             vnc: if self.is_active() { self.rt.vnc } else { None },
+            vnc_socket: if self.is_active() { self.rt.vnc_socket.clone() } else { None },
             warnings: Vec::new(),
         }
     }
@@ -204,6 +207,8 @@ pub struct Daemon {
     events: broadcast::Sender<Event>,
     /// Web users, API tokens and login sessions (`users.json`).
     pub(crate) accounts: Arc<accounts::Accounts>,
+    /// Statistics history per VM (see [`stats`]).
+    pub(crate) stats: stats::StatsBook,
 }
 
 pub(crate) fn now() -> u64 {
@@ -286,6 +291,7 @@ impl Daemon {
             cgroup_controllers,
             events: broadcast::channel(256).0,
             accounts,
+            stats: stats::StatsBook::default(),
         }))
     }
 
@@ -320,6 +326,7 @@ impl Daemon {
             control: self.store.control_socket_path(name),
             serial: dir.join("serial.sock"),
             exit_status: dir.join("exit.json"),
+            vnc: dir.join(lifecycle::VNC_SOCKET),
             dir,
         }
     }
@@ -365,11 +372,12 @@ impl Daemon {
         self.table().get(name).map(Slot::info).ok_or_else(|| DaemonError::NotFound(name.to_string()))
     }
 
-    /// One VM's state and definition.
-    pub fn detail(&self, name: &VmName) -> Result<VmDetail> {
+    /// One VM's state and definition; its secrets (the VNC password) only with `secrets`.
+    pub fn detail(&self, name: &VmName, secrets: bool) -> Result<VmDetail> {
         let t = self.table();
         let s = t.get(name).ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
-        Ok(VmDetail { info: s.info(), definition: s.def.clone() })
+        let definition = if secrets { s.def.clone() } else { s.def.without_secrets() };
+        Ok(VmDetail { info: s.info(), definition })
     }
 
     /// Validates and stores `def`, creating or replacing (same name and UUID) a definition.

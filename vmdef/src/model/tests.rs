@@ -80,7 +80,7 @@ fn json_round_trip() {
     let mut def = VmDef::new(VmName::new("rt").unwrap(), 1024, 4);
     def.os = Os::Direct { kernel: "/k".into(), initrd: Some("/i".into()), cmdline: None };
     def.serial = None;
-    def.graphics.vnc = Some(Vnc { port: Some(5901), listen: "0.0.0.0".parse().unwrap() });
+    def.graphics.vnc = Some(Vnc { port: Some(5901), listen: "0.0.0.0".parse().unwrap(), password: None });
     def.hostdevs.push(HostDev { address: "0000:02:00.1".parse().unwrap(), managed: false });
     assert_eq!(VmDef::from_json(&def.to_json().unwrap()).unwrap(), def);
 }

@@ -112,6 +112,7 @@ fn runtime_state_round_trip() {
         exit_reason: None,
         taps: vec![TapState { tap: "vt-a-0".into(), bridge: "vmbr0".into() }],
         vnc: Some("127.0.0.1:5901".parse().unwrap()),
+        vnc_socket: Some(s.vm_run_dir(&n).join("vnc.sock")),
         jail_uid: Some(2_000_000_001),
     };
     s.save_runtime(&n, &st).unwrap();

@@ -215,7 +215,7 @@ fn names_paths_and_text() {
         },
     ];
     d.serial = Some(Serial { log: Some("logs/x.log".into()) });
-    d.graphics.vnc = Some(Vnc { port: Some(5800), listen: "127.0.0.1".parse().unwrap() });
+    d.graphics.vnc = Some(Vnc { port: Some(5800), listen: "127.0.0.1".parse().unwrap(), password: None });
     d.os = Os::Direct { kernel: "/k".into(), initrd: None, cmdline: Some("a\nb".into()) };
     let p = check_definition(&d);
     assert_eq!(
@@ -274,4 +274,36 @@ fn a_bridge_name_with_quotes_is_refused_naming_the_field() {
     let p = check_definition(&d);
     assert_eq!(fields(&p), ["interfaces[0].source.bridge"]);
     assert!(p[0].message.contains("A-Z a-z 0-9 _ . -"), "{}", p[0].message);
+}
+
+/// A VNC password is 1 to 8 printable ASCII characters; an address others can reach needs
+/// one; a port without one is valid but gets a warning.
+#[test]
+fn vnc_password_rules() {
+    let mut d = VmDef::new(VmName::new("v").unwrap(), 64, 1);
+    let vnc = |listen: &str, port: Option<u16>, password: Option<&str>| {
+        Some(Vnc { port, listen: listen.parse().unwrap(), password: password.map(String::from) })
+    };
+    d.graphics.vnc = vnc("127.0.0.1", None, None);
+    assert!(check_definition(&d).is_empty() && warnings(&d).is_empty());
+    d.graphics.vnc = vnc("0.0.0.0", None, Some("secret"));
+    assert!(check_definition(&d).is_empty());
+    d.graphics.vnc = vnc("0.0.0.0", None, Some("123456789"));
+    let p = check_definition(&d);
+    assert_eq!(fields(&p), ["graphics.vnc.password"]);
+    assert!(p[0].message.contains("9 characters") && p[0].message.contains("1 to 8"), "{p:?}");
+    d.graphics.vnc = vnc("127.0.0.1", None, Some(""));
+    assert_eq!(fields(&check_definition(&d)), ["graphics.vnc.password"]);
+    d.graphics.vnc = vnc("127.0.0.1", None, Some("tab\there"));
+    assert!(check_definition(&d)[0].message.contains("printable ASCII"));
+    d.graphics.vnc = vnc("0.0.0.0", None, None);
+    let p = check_definition(&d);
+    assert_eq!(fields(&p), ["graphics.vnc.listen"]);
+    assert!(p[0].message.contains("password") && p[0].message.contains("vmctl vnc"), "{p:?}");
+    d.graphics.vnc = vnc("::1", Some(5901), None);
+    assert!(check_definition(&d).is_empty());
+    let w = warnings(&d);
+    assert!(w.len() == 1 && w[0].contains("5901 is not used") && w[0].contains("vmctl vnc v"), "{w:?}");
+    d.graphics.vnc = vnc("::1", Some(5901), Some("pw"));
+    assert!(warnings(&d).is_empty());
 }

@@ -36,8 +36,10 @@
 //!   - `<serial type='pty'>` with `[<target [type='isa-serial'] port='0'>[<model name='isa-serial'/>]</target>]`
 //!     and `[<log file=…/>]`; `<console type='pty'>` with `[<target [type='serial'] [port='0']/>]`
 //!     (an alias of serial port 0, as in libvirt). One serial port.
-//!   - `<graphics type='vnc' [port=…] [autoport='yes'|'no'] [listen=…]>` with
+//!   - `<graphics type='vnc' [port=…] [autoport='yes'|'no'] [listen=…] [passwd=…]>` with
 //!     `[<listen type='address' address=…/>]`; `port='-1'` or `autoport='yes'` means automatic.
+//!     Without `passwd` the server is a unix socket (a port, autoport or listen is warned
+//!     about); written back as `<graphics type='vnc'/>` when nothing else is set.
 //!   - `<video><model type='vga'|'none'/></video>`.
 //!   - `<hostdev mode='subsystem' type='pci' [managed='yes'|'no']>` with
 //!     `<source><address domain=… bus=… slot=… function=…/></source>` (hex `0x…` or decimal).

@@ -113,8 +113,10 @@ fn full_pc() -> VmDef {
         },
     ];
     d.serial = Some(Serial { log: Some("/var/log/vm/full-pc.log".into()) });
-    d.graphics =
-        Graphics { video: Video::Vga, vnc: Some(Vnc { port: Some(5905), listen: "::1".parse().unwrap() }) };
+    d.graphics = Graphics {
+        video: Video::Vga,
+        vnc: Some(Vnc { port: Some(5905), listen: "::1".parse().unwrap(), password: Some("p&s'<w".into()) }),
+    };
     d.hostdevs = vec![
         HostDev { address: "0000:01:00.0".parse().unwrap(), managed: true },
         HostDev { address: "0001:af:1f.7".parse().unwrap(), managed: false },
@@ -150,7 +152,7 @@ fn round_trip_several_definitions() {
         target: "hdc".into(),
         readonly: false,
     });
-    empty_cd.graphics.vnc = Some(Vnc { port: None, listen: "0.0.0.0".parse().unwrap() });
+    empty_cd.graphics.vnc = Some(Vnc { port: None, listen: "0.0.0.0".parse().unwrap(), password: None });
     let mut tuned = VmDef::new(VmName::new("tuned").unwrap(), 128, 2);
     tuned.cputune = CpuTune { period_us: Some(100_000), quota_us: Some(50_000) };
     let mut quota_only = tuned.clone();
@@ -204,7 +206,10 @@ fn virsh_sample_imports() {
     assert_eq!(d.interfaces[0].mac.to_string(), "52:54:00:6b:3c:58");
     assert_eq!(d.serial, Some(Serial { log: None }));
     assert_eq!(d.graphics.video, Video::Vga);
-    assert_eq!(d.graphics.vnc, Some(Vnc { port: None, listen: "127.0.0.1".parse().unwrap() }));
+    assert_eq!(
+        d.graphics.vnc,
+        Some(Vnc { port: None, listen: "127.0.0.1".parse().unwrap(), password: None })
+    );
     assert_eq!(d.hostdevs[0].address.to_string(), "0000:01:00.0");
     assert!(d.hostdevs[0].managed && !d.autostart);
     // Export and import again: the same VM; and the same through the JSON form.
@@ -603,6 +608,7 @@ fn virsh_dumpxml_defines_as_written_with_warnings() {
         "<rng>",
         "<seclabel>",
         "<interface><target>",
+        "listens on a unix socket",
     ] {
         assert!(text.iter().any(|w| w.contains(expected)), "no warning with {expected:?}: {text:#?}");
     }
@@ -713,3 +719,40 @@ fn clock_offset_localtime_is_kept_and_written_back() {
 }
 
 mod cputune_xml;
+
+/// `passwd=` is kept and written back; without it a TCP port or listen address is a unix
+/// socket, with a warning; plain `<graphics type='vnc'/>` has none and is written back as is.
+#[test]
+fn vnc_passwd_and_unix_socket() {
+    let dom = |g: &str| {
+        format!(
+            "<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+             <os><type>hvm</type></os><features><acpi/><apic/></features><devices>{g}<video><model type='vga'/></video></devices></domain>"
+        )
+    };
+    let plain = import(&dom("<graphics type='vnc'/>")).unwrap();
+    assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+    let vnc = plain.def.graphics.vnc.clone().unwrap();
+    assert!(!vnc.is_tcp() && vnc.password.is_none());
+    assert!(to_xml(&plain.def).contains("<graphics type='vnc'/>"), "{}", to_xml(&plain.def));
+    assert!(round_trips(&plain.def));
+
+    let stock = import(&dom("<graphics type='vnc' port='-1' autoport='yes'/>")).unwrap();
+    let w: Vec<String> = stock.warnings.iter().map(ToString::to_string).collect();
+    assert!(w.len() == 1 && w[0].contains("unix socket") && w[0].contains("vmctl vnc"), "{w:?}");
+    assert!(!stock.def.graphics.vnc.as_ref().unwrap().is_tcp());
+
+    let pw =
+        import(&dom("<graphics type='vnc' port='5901' autoport='no' listen='0.0.0.0' passwd='s&amp;cr3t'/>"))
+            .unwrap();
+    assert!(pw.warnings.is_empty(), "{:?}", pw.warnings);
+    let vnc = pw.def.graphics.vnc.clone().unwrap();
+    assert_eq!((vnc.port, vnc.password.as_deref()), (Some(5901), Some("s&cr3t")));
+    assert!(vnc.is_tcp());
+    assert!(!format!("{vnc:?}").contains("s&cr3t"), "Debug hides the password");
+    let xml = to_xml(&pw.def);
+    assert!(xml.contains("passwd='s&amp;cr3t'"), "{xml}");
+    assert!(round_trips(&pw.def));
+    // Without secrets (dumpxml without --security-info): no passwd.
+    assert!(!to_xml(&pw.def.without_secrets()).contains("passwd"));
+}

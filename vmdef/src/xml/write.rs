@@ -187,13 +187,20 @@ pub fn to_xml(def: &VmDef) -> String {
         out.push_str("    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
     }
     if let Some(v) = &def.graphics.vnc {
-        let port = match v.port {
-            Some(p) => format!("port='{p}' autoport='no'"),
-            None => "port='-1' autoport='yes'".to_string(),
-        };
-        let _ = writeln!(out, "    <graphics type='vnc' {port} listen='{}'>", v.listen);
-        let _ = writeln!(out, "      <listen type='address' address='{}'/>", v.listen);
-        out.push_str("    </graphics>\n");
+        let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        if v.password.is_none() && v.port.is_none() && v.listen == loopback {
+            // A unix socket: no TCP address to show.
+            out.push_str("    <graphics type='vnc'/>\n");
+        } else {
+            let port = match v.port {
+                Some(p) => format!("port='{p}' autoport='no'"),
+                None => "port='-1' autoport='yes'".to_string(),
+            };
+            let passwd = v.password.as_deref().map(|p| format!(" passwd='{}'", esc(p))).unwrap_or_default();
+            let _ = writeln!(out, "    <graphics type='vnc' {port} listen='{}'{passwd}>", v.listen);
+            let _ = writeln!(out, "      <listen type='address' address='{}'/>", v.listen);
+            out.push_str("    </graphics>\n");
+        }
     }
     if def.graphics.video == Video::Vga {
         out.push_str("    <video>\n      <model type='vga'/>\n    </video>\n");

@@ -87,13 +87,21 @@ fn attach_drives(ide: &mut PiixIde, m: &Machine<'_>, reg: &mut DeviceRegistry) -
         let image = open(&disk.path, disk.format.map(crate::pc_config::image_format), disk.readonly)?;
         ide.attach(channel, unit, IdeDrive::Disk(image)).map_err(|e| Error::Devices(e.to_string()))?;
         let ro = if disk.readonly { ", read-only" } else { "" };
-        reg.add(&format!("ide{channel}-{unit}"), "ide-disk", None, &format!("{}{ro}", disk.path.display()))?;
+        let id = format!("ide{channel}-{unit}");
+        reg.add(&id, "ide-disk", None, &format!("{}{ro}", disk.path.display()))?;
+        if let Some(stats) = ide.stats(channel, unit) {
+            reg.add_disk_stats(&id, stats);
+        }
     }
     if let Some(iso) = &cfg.cdrom {
         let image = open(iso, Some(block::ImageFormat::Raw), true)?;
         let (channel, unit) = CDROM_POSITION;
         ide.attach(channel, unit, IdeDrive::Cdrom(image)).map_err(|e| Error::Devices(e.to_string()))?;
-        reg.add(&format!("ide{channel}-{unit}"), "ide-cdrom", None, &iso.display().to_string())?;
+        let id = format!("ide{channel}-{unit}");
+        reg.add(&id, "ide-cdrom", None, &iso.display().to_string())?;
+        if let Some(stats) = ide.stats(channel, unit) {
+            reg.add_disk_stats(&id, stats);
+        }
     }
     Ok(())
 }
@@ -329,14 +337,16 @@ pub fn create_machine(
             continue;
         }
         let tap = Tap::open(&nic.tap).map_err(|e| Error::Nic(nic.tap.clone(), e.to_string()))?;
-        let e1000 =
-            Arc::new(Mutex::new(E1000::new(nic.mac, mem.clone(), router.intx(slot, 1), Box::new(tap))));
+        let e1000 = E1000::new(nic.mac, mem.clone(), router.intx(slot, 1), Box::new(tap));
+        let stats = e1000.stats();
+        let e1000 = Arc::new(Mutex::new(e1000));
         let rx = NetRxEvents::new(&format!("net-{}", nic.tap), e1000.clone())
             .map_err(|e| Error::Devices(format!("NIC {}: receive events: {e}", nic.tap)))?;
         event_subscribers.push(Arc::new(Mutex::new(rx)));
         add(&mut root, slot, 0, e1000)?;
         let mac = api::machine::format_mac(&nic.mac);
         reg.add(&format!("net{i}"), "e1000", Some((slot, 0)), &format!("tap {}, MAC {mac}", nic.tap))?;
+        reg.add_nic_stats(&format!("net{i}"), false, stats);
     }
 
     let mut pci = virtio::PciContext { root: &mut root, mem, interrupts: &interrupts, reg };

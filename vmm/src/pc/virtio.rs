@@ -74,6 +74,7 @@ pub fn attach_virtio_disks(
         let vectors = interrupts
             .msi_vectors(usize::from(options.queues) + 1)
             .map_err(|e| Error::Devices(format!("{name}: MSI vectors: {e}")))?;
+        let stats = blk.stats();
         let dev = VirtioPciDevice::new(Box::new(blk), mem.clone(), vectors, intx(slot)?)
             .map_err(|e| Error::Devices(format!("{name}: {e}")))?;
         if !root.add(slot, 0, Arc::new(Mutex::new(dev))) {
@@ -87,6 +88,7 @@ pub fn attach_virtio_disks(
             Some((slot, 0)),
             &format!("{name}, {} queue(s){ro}", options.queues),
         )?;
+        pci.reg.add_disk_stats(&label, stats);
         placed.push(VirtioDisk { index, slot });
     }
     Ok(placed)
@@ -118,6 +120,7 @@ pub fn attach_virtio_nic(
         }
         None => "the vmm's event loop",
     };
+    let (stats, in_kernel) = (net.stats(), net.has_vhost());
     let subscriber =
         net.event_subscriber().map_err(|e| Error::Devices(format!("{label}: event loop: {e}")))?;
     log::info!("{label}: data path: {path} ({why})");
@@ -134,5 +137,6 @@ pub fn attach_virtio_nic(
     let mac = api::machine::format_mac(&nic.mac);
     let detail = format!("tap {}, MAC {mac}, {} queue pair(s), data path {path}", nic.tap, nic.queues);
     pci.reg.add(id, "virtio-net", Some((slot, 0)), &detail)?;
+    pci.reg.add_nic_stats(id, in_kernel, stats);
     Ok(Arc::new(Mutex::new(subscriber)))
 }

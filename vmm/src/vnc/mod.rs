@@ -6,8 +6,10 @@
 //! process, across guest reboots: each boot attaches its VGA and i8042 to the
 //! [`ConsoleHub`], and clients stay connected while a reset swaps them.
 //!
-//! Protocol: versions 3.3, 3.7 and 3.8; security type None only (no authentication: the
-//! address must be loopback or a unix socket unless `,allow-remote`); Raw encoding with the
+//! Protocol: versions 3.3, 3.7 and 3.8; one security type: VNC Authentication when a
+//! password is configured ([`auth`]: weak, DES with an 8-character password, and no
+//! encryption), else None (the address must then be loopback or a unix socket unless
+//! `,allow-remote`); Raw encoding with the
 //! DesktopSize pseudo-encoding (mode changes resize the viewer; a viewer without it gets the
 //! screen cropped or padded to its first size); true-colour pixel formats at 8, 16 and 32
 //! bits per pixel (colour-map formats are refused and the client disconnected); updates are
@@ -20,9 +22,10 @@
 //! drifts away from the viewer's (as with QEMU's PS/2 mouse). An absolute pointing device
 //! (USB tablet, virtio-input) does not exist yet.
 //!
-//! Not implemented: authentication (VncAuth, VeNCrypt, TLS), encodings other than Raw
+//! Not implemented: VeNCrypt and TLS, encodings other than Raw
 //! (CopyRect, ZRLE, Tight), QEMU's extended key events (raw scan codes), audio, clipboard.
 
+pub mod auth;
 mod keysym;
 /// The RFB protocol codec lives in `devices` (pure functions, reachable by `fuzz/`).
 pub use devices::display::rfb;
@@ -44,7 +47,7 @@ use devices::bus::lock;
 use devices::display::vga::{Frame, StdVga};
 use devices::legacy::i8042::{Key, I8042};
 
-pub use api::vnc::VncListen;
+pub use api::vnc::{VncListen, VncPassword};
 
 /// Most clients served at once (past the handshake); more are closed at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -156,8 +159,24 @@ pub struct VncServer {
 
 impl VncServer {
     /// Binds `listen` (a unix socket replaces a stale socket, never another kind of file, and
-    /// is made mode 0600) and serves clients of `console` on background threads.
-    pub fn start(listen: &VncListen, console: Arc<dyn Console>, name: &str) -> Result<VncServer, Error> {
+    /// is made mode 0600) and serves clients of `console` on background threads; with a
+    /// `password`, clients must pass VNC Authentication.
+    pub fn start(
+        listen: &VncListen,
+        password: Option<VncPassword>,
+        console: Arc<dyn Console>,
+        name: &str,
+    ) -> Result<VncServer, Error> {
+        Self::start_with(listen, auth::Auth::new(password), console, name)
+    }
+
+    /// As [`VncServer::start`], with the authentication given.
+    fn start_with(
+        listen: &VncListen,
+        auth: auth::Auth,
+        console: Arc<dyn Console>,
+        name: &str,
+    ) -> Result<VncServer, Error> {
         let err = |e| Error::Listen(listen.to_string(), e);
         let (listener, local) = match listen {
             VncListen::Tcp { addr, .. } => {
@@ -184,7 +203,7 @@ impl VncServer {
             .name("vnc".into())
             .spawn(move || {
                 devices::sandbox::enter_or_warn(devices::sandbox::ThreadRole::Vnc);
-                accept_loop(listener, console, &name, stop2)
+                accept_loop(listener, console, &name, Arc::new(auth), stop2)
             })
             .map_err(Error::Thread)?;
         Ok(VncServer { stop, listen: listen.clone(), local, waker })
@@ -238,7 +257,13 @@ impl Pending {
     }
 }
 
-fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: Listener,
+    console: Arc<dyn Console>,
+    name: &str,
+    auth: Arc<auth::Auth>,
+    stop: Arc<AtomicBool>,
+) {
     let clients = Arc::new(AtomicUsize::new(0));
     let pending = Arc::new(Mutex::new(Pending::default()));
     loop {
@@ -286,10 +311,10 @@ fn accept_loop(listener: Listener, console: Arc<dyn Console>, name: &str, stop: 
         };
         let id = lock(&pending).admit(closer);
         let (console, stop, count, name) = (console.clone(), stop.clone(), clients.clone(), name.to_string());
-        let pend = pending.clone();
+        let (pend, auth) = (pending.clone(), auth.clone());
         let spawned = std::thread::Builder::new().name("vnc-client".into()).spawn(move || {
             let mut conn = conn;
-            let greeted = session::greet(&mut conn, console.as_ref(), &name);
+            let greeted = session::greet(&mut conn, console.as_ref(), &name, &auth);
             lock(&pend).done(id);
             if let Err(e) = greeted {
                 log::info!("vnc: handshake failed: {e}");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use devices::legacy::i8042::{Key, MOUSE_LEFT, MOUSE_MIDDLE, MOUSE_RIGHT};
 
+use super::auth::{Auth, AuthError};
 use super::keysym::{keysym_to_key, needs_shift};
 use super::rfb::{self, ClientMessage, PixelConverter, PixelFormat, ProtocolError, Rect, Version};
 use super::tiles;
@@ -92,6 +93,9 @@ pub enum SessionError {
     /// The client broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] ProtocolError),
+    /// The client did not authenticate.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
 }
 
 /// A client's state after the handshake.
@@ -122,17 +126,23 @@ pub fn serve<C: Conn>(
     mut conn: C,
     console: &dyn Console,
     name: &str,
+    auth: &Auth,
     stop: &AtomicBool,
 ) -> Result<(), SessionError> {
-    greet(&mut conn, console, name)?;
+    greet(&mut conn, console, name, auth)?;
     run_session(conn, console, stop)
 }
 
 /// The handshake, within [`HANDSHAKE_TIMEOUT`] in all however slowly the client sends.
-pub fn greet<C: Conn>(conn: &mut C, console: &dyn Console, name: &str) -> Result<Version, SessionError> {
+pub fn greet<C: Conn>(
+    conn: &mut C,
+    console: &dyn Console,
+    name: &str,
+    auth: &Auth,
+) -> Result<Version, SessionError> {
     conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    handshake(&mut Deadline { conn, deadline }, name, console)
+    handshake(&mut Deadline { conn, deadline }, name, console, auth)
 }
 
 /// The session after [`greet`]: updates and input until the client or the server stops.
@@ -194,28 +204,39 @@ impl<C: Conn> Write for Deadline<'_, C> {
     }
 }
 
-/// Version, security (None) and init messages; sends ServerInit with the current size.
+/// Version, security (the one type `auth` offers: None or VNC Authentication) and init
+/// messages; sends ServerInit with the current size.
 fn handshake<C: Read + Write>(
     conn: &mut C,
     name: &str,
     console: &dyn Console,
+    auth: &Auth,
 ) -> Result<Version, SessionError> {
     conn.write_all(rfb::SERVER_VERSION)?;
     let mut v = [0u8; 12];
     conn.read_exact(&mut v)?;
     let version = rfb::parse_version(&v)?;
-    conn.write_all(&rfb::security_offer(version))?;
+    let kind = auth.security_type();
+    conn.write_all(&rfb::security_offer(version, kind))?;
     if version != Version::V3_3 {
         let mut choice = [0u8; 1];
         conn.read_exact(&mut choice)?;
-        if let Err(e) = rfb::check_security_choice(choice[0]) {
+        if let Err(e) = rfb::check_security_choice(choice[0], kind) {
             if version == Version::V3_8 {
-                let _ = conn.write_all(&rfb::security_failed("only security type None is offered"));
+                let only = if kind == rfb::SECURITY_NONE {
+                    "only security type None is offered"
+                } else {
+                    "only security type 2 (VNC Authentication) is offered"
+                };
+                let _ = conn.write_all(&rfb::security_failed(only));
             }
             return Err(e.into());
         }
     }
-    conn.write_all(rfb::security_ok(version))?;
+    if kind == rfb::SECURITY_VNC_AUTH {
+        auth.challenge(conn, version)??;
+    }
+    conn.write_all(rfb::security_ok(version, kind))?;
     let mut shared = [0u8; 1];
     conn.read_exact(&mut shared)?;
     let (w, h) = console.frame().map(|f| frame_size(f.width, f.height)).unwrap_or(DEFAULT_SIZE);

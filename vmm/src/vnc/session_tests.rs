@@ -12,16 +12,21 @@ use devices::display::vga::Frame;
 use devices::legacy::i8042::{Key, MOUSE_LEFT, MOUSE_RIGHT};
 
 use super::super::test_client::{pattern, same_as, Client, FakeConsole, RGB565};
+use super::super::VncPassword;
 use super::*;
 
 type Server = JoinHandle<Result<(), SessionError>>;
 
 fn start(console: &Arc<FakeConsole>) -> (UnixStream, Server, Arc<AtomicBool>) {
+    start_auth(console, Arc::new(Auth::new(None)))
+}
+
+fn start_auth(console: &Arc<FakeConsole>, auth: Arc<Auth>) -> (UnixStream, Server, Arc<AtomicBool>) {
     let (a, b) = UnixStream::pair().unwrap();
     a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (c, st) = (console.clone(), stop.clone());
-    let t = std::thread::spawn(move || serve(b, c.as_ref(), "test vm", &st));
+    let t = std::thread::spawn(move || serve(b, c.as_ref(), "test vm", &auth, &st));
     (a, t, stop)
 }
 
@@ -116,7 +121,7 @@ fn bad_handshakes_end_the_session() {
     a.read_to_end(&mut result).unwrap();
     assert_eq!(&result[..4], &[0, 0, 0, 1]);
     assert!(String::from_utf8_lossy(&result[8..]).contains("None"));
-    assert!(matches!(ended(t), Err(SessionError::Protocol(ProtocolError::BadSecurityType(2)))));
+    assert!(matches!(ended(t), Err(SessionError::Protocol(ProtocolError::BadSecurityType(2, 1)))));
     // Not RFB at all.
     let (mut a, t, _) = start(&console);
     a.read_exact(&mut v).unwrap();
@@ -371,4 +376,105 @@ fn stop_flag_ends_an_idle_session() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     ended(t).unwrap();
     drop(c);
+}
+
+fn password_auth() -> Arc<Auth> {
+    Arc::new(Auth::with_delay(Some(VncPassword::new("secret").unwrap()), Duration::ZERO))
+}
+
+#[test]
+fn vnc_auth_3_8_right_password_is_served() {
+    let console = FakeConsole::with_frame(pattern(8, 4));
+    let (a, t, _) = start_auth(&console, password_auth());
+    let c = Client::connect_with_password(a, b"secret").unwrap();
+    assert_eq!((c.width, c.height, c.name.as_str()), (8, 4, "test vm"));
+    drop(c);
+    assert!(ended(t).is_ok());
+}
+
+#[test]
+fn vnc_auth_3_8_wrong_password_gets_the_reason() {
+    let console = FakeConsole::with_frame(pattern(8, 4));
+    let (a, t, _) = start_auth(&console, password_auth());
+    let reason = Client::connect_with_password(a, b"secreT").err().unwrap();
+    assert!(reason.contains("wrong password"), "{reason}");
+    assert!(matches!(ended(t), Err(SessionError::Auth(AuthError::WrongPassword))));
+}
+
+#[test]
+fn vnc_auth_offered_alone_and_none_refused() {
+    let console = FakeConsole::with_frame(pattern(8, 4));
+    let (mut a, t, _) = start_auth(&console, password_auth());
+    let mut v = [0u8; 12];
+    a.read_exact(&mut v).unwrap();
+    a.write_all(b"RFB 003.008\n").unwrap();
+    let mut sec = [0u8; 2];
+    a.read_exact(&mut sec).unwrap();
+    assert_eq!(sec, [1, 2]);
+    a.write_all(&[1]).unwrap();
+    let mut result = Vec::new();
+    a.read_to_end(&mut result).unwrap();
+    assert_eq!(&result[..4], &[0, 0, 0, 1]);
+    assert!(String::from_utf8_lossy(&result[8..]).contains("VNC Authentication"));
+    assert!(matches!(ended(t), Err(SessionError::Protocol(ProtocolError::BadSecurityType(1, 2)))));
+}
+
+/// 3.3 (the server names the type) and 3.7 (the client picks it): a SecurityResult follows
+/// the response, without a reason string when it fails.
+#[test]
+fn vnc_auth_3_3_and_3_7() {
+    let console = FakeConsole::with_frame(pattern(8, 4));
+    for (version, security) in [(b"RFB 003.003\n", vec![0u8, 0, 0, 2]), (b"RFB 003.007\n", vec![1, 2])] {
+        for (password, ok) in [(&b"secret"[..], true), (&b"guess"[..], false)] {
+            let (mut a, t, _) = start_auth(&console, password_auth());
+            let mut v = [0u8; 12];
+            a.read_exact(&mut v).unwrap();
+            a.write_all(version).unwrap();
+            let mut sec = vec![0u8; security.len()];
+            a.read_exact(&mut sec).unwrap();
+            assert_eq!(sec, security);
+            if security.len() == 2 {
+                a.write_all(&[2]).unwrap();
+            }
+            let mut challenge = [0u8; 16];
+            a.read_exact(&mut challenge).unwrap();
+            a.write_all(&super::super::auth::response(password, &challenge)).unwrap();
+            let mut result = [0u8; 4];
+            a.read_exact(&mut result).unwrap();
+            if ok {
+                assert_eq!(result, [0; 4]);
+                a.write_all(&[0]).unwrap();
+                let c = Client::server_init(a);
+                assert_eq!((c.width, c.height), (8, 4));
+                drop(c);
+                assert!(ended(t).is_ok());
+            } else {
+                assert_eq!(result, [0, 0, 0, 1]);
+                let mut rest = Vec::new();
+                a.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "no reason string before 3.8: {rest:?}");
+                assert!(matches!(ended(t), Err(SessionError::Auth(AuthError::WrongPassword))));
+            }
+        }
+    }
+}
+
+/// Each challenge is fresh: two connections never see the same one.
+#[test]
+fn vnc_auth_challenges_are_random() {
+    let console = FakeConsole::with_frame(pattern(8, 4));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (mut a, _t, _) = start_auth(&console, password_auth());
+        let mut v = [0u8; 12];
+        a.read_exact(&mut v).unwrap();
+        a.write_all(b"RFB 003.008\n").unwrap();
+        let mut sec = [0u8; 2];
+        a.read_exact(&mut sec).unwrap();
+        a.write_all(&[2]).unwrap();
+        let mut challenge = [0u8; 16];
+        a.read_exact(&mut challenge).unwrap();
+        seen.push(challenge);
+    }
+    assert_ne!(seen[0], seen[1]);
 }

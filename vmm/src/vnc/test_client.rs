@@ -96,6 +96,32 @@ impl<S: Read + Write> Client<S> {
         Self::server_init(s)
     }
 
+    /// The 3.8 handshake with VNC Authentication: the client after ServerInit, or the
+    /// server's failure reason.
+    pub fn connect_with_password(mut s: S, password: &[u8]) -> Result<Self, String> {
+        let mut v = [0u8; 12];
+        s.read_exact(&mut v).unwrap();
+        s.write_all(b"RFB 003.008\n").unwrap();
+        let mut sec = [0u8; 2];
+        s.read_exact(&mut sec).unwrap();
+        assert_eq!(sec, [1, 2]);
+        s.write_all(&[2]).unwrap();
+        let mut challenge = [0u8; 16];
+        s.read_exact(&mut challenge).unwrap();
+        s.write_all(&super::auth::response(password, &challenge)).unwrap();
+        let mut result = [0u8; 4];
+        s.read_exact(&mut result).unwrap();
+        if result != [0; 4] {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let mut reason = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut reason).unwrap();
+            return Err(String::from_utf8_lossy(&reason).into_owned());
+        }
+        s.write_all(&[1]).unwrap();
+        Ok(Self::server_init(s))
+    }
+
     /// Reads ServerInit.
     pub fn server_init(mut s: S) -> Self {
         let mut init = [0u8; 24];

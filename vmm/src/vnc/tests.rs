@@ -41,7 +41,7 @@ fn unix_socket_server_with_two_clients() {
     // A stale socket from an earlier run is replaced.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     let console = FakeConsole::with_frame(pattern(640, 480));
-    let server = VncServer::start(&VncListen::Unix(path.clone()), console.clone(), "vm1").unwrap();
+    let server = VncServer::start(&VncListen::Unix(path.clone()), None, console.clone(), "vm1").unwrap();
     assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let open = || {
         let s = UnixStream::connect(&path).unwrap();
@@ -73,7 +73,7 @@ fn unix_socket_server_with_two_clients() {
 fn tcp_server_on_loopback() {
     let listen = VncListen::Tcp { addr: "127.0.0.1:0".parse().unwrap(), allow_remote: false };
     let console = FakeConsole::with_frame(pattern(64, 64));
-    let server = VncServer::start(&listen, console.clone(), "vm2").unwrap();
+    let server = VncServer::start(&listen, None, console.clone(), "vm2").unwrap();
     let addr = server.local_addr().unwrap();
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -87,7 +87,7 @@ fn tcp_server_on_loopback() {
     assert_eq!(console.moves(), vec![(2, 0, 0, MOUSE_LEFT_BIT)]);
     // A second server cannot take the same port.
     let taken = VncListen::Tcp { addr, allow_remote: false };
-    assert!(matches!(VncServer::start(&taken, console, "x"), Err(Error::Listen(..))));
+    assert!(matches!(VncServer::start(&taken, None, console, "x"), Err(Error::Listen(..))));
 }
 
 const MOUSE_LEFT_BIT: u8 = devices::legacy::i8042::MOUSE_LEFT;
@@ -96,7 +96,7 @@ const MOUSE_LEFT_BIT: u8 = devices::legacy::i8042::MOUSE_LEFT;
 fn too_many_clients_are_refused() {
     let listen = VncListen::Tcp { addr: "127.0.0.1:0".parse().unwrap(), allow_remote: false };
     let console = FakeConsole::with_frame(pattern(8, 8));
-    let server = VncServer::start(&listen, console, "vm").unwrap();
+    let server = VncServer::start(&listen, None, console, "vm").unwrap();
     let addr = server.local_addr().unwrap();
     let mut held = Vec::new();
     for _ in 0..MAX_CLIENTS {
@@ -128,7 +128,7 @@ fn too_many_clients_are_refused() {
 fn idle_handshakes_do_not_lock_viewers_out() {
     let listen = VncListen::Tcp { addr: "127.0.0.1:0".parse().unwrap(), allow_remote: false };
     let console = FakeConsole::with_frame(pattern(8, 8));
-    let server = VncServer::start(&listen, console, "vm").unwrap();
+    let server = VncServer::start(&listen, None, console, "vm").unwrap();
     let addr = server.local_addr().unwrap();
     let idle: Vec<TcpStream> = (0..3 * MAX_CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
     // A real viewer still gets in, at once.
@@ -195,4 +195,26 @@ fn hub_renders_the_vga_and_types_on_the_i8042() {
     let mut st = [0u8];
     lock(&kbd).read(4, &mut st);
     assert_eq!(st[0] & 1, 0, "no key reaches a detached keyboard");
+}
+
+/// A password server over TCP: the wrong password is refused after the delay, with the
+/// reason; the right one is served.
+#[test]
+fn tcp_server_with_password() {
+    let listen = VncListen::Tcp { addr: "127.0.0.1:0".parse().unwrap(), allow_remote: false };
+    let console = FakeConsole::with_frame(pattern(16, 8));
+    let password = Some(VncPassword::new("secret").unwrap());
+    let server = VncServer::start(&listen, password, console, "vm").unwrap();
+    let addr = server.local_addr().unwrap();
+    let open = || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let start = std::time::Instant::now();
+    let reason = Client::connect_with_password(open(), b"guess").err().unwrap();
+    assert!(reason.contains("wrong password"), "{reason}");
+    assert!(start.elapsed() >= auth::FAIL_DELAY, "{:?}", start.elapsed());
+    let c = Client::connect_with_password(open(), b"secret").unwrap();
+    assert_eq!((c.width, c.height), (16, 8));
 }

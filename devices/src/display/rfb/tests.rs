@@ -32,14 +32,24 @@ fn versions() {
 
 #[test]
 fn security_messages() {
-    assert_eq!(security_offer(Version::V3_3), vec![0, 0, 0, 1]);
-    assert_eq!(security_offer(Version::V3_7), vec![1, 1]);
-    assert_eq!(security_offer(Version::V3_8), vec![1, 1]);
-    assert_eq!(check_security_choice(1), Ok(()));
-    assert_eq!(check_security_choice(2), Err(ProtocolError::BadSecurityType(2)));
-    assert_eq!(security_ok(Version::V3_8), &[0, 0, 0, 0]);
-    assert!(security_ok(Version::V3_7).is_empty());
-    assert!(security_ok(Version::V3_3).is_empty());
+    assert_eq!(security_offer(Version::V3_3, SECURITY_NONE), vec![0, 0, 0, 1]);
+    assert_eq!(security_offer(Version::V3_7, SECURITY_NONE), vec![1, 1]);
+    assert_eq!(security_offer(Version::V3_8, SECURITY_NONE), vec![1, 1]);
+    assert_eq!(security_offer(Version::V3_3, SECURITY_VNC_AUTH), vec![0, 0, 0, 2]);
+    assert_eq!(security_offer(Version::V3_8, SECURITY_VNC_AUTH), vec![1, 2]);
+    assert_eq!(check_security_choice(1, SECURITY_NONE), Ok(()));
+    assert_eq!(check_security_choice(2, SECURITY_NONE), Err(ProtocolError::BadSecurityType(2, 1)));
+    assert_eq!(check_security_choice(2, SECURITY_VNC_AUTH), Ok(()));
+    assert_eq!(check_security_choice(1, SECURITY_VNC_AUTH), Err(ProtocolError::BadSecurityType(1, 2)));
+    assert_eq!(security_ok(Version::V3_8, SECURITY_NONE), &[0, 0, 0, 0]);
+    assert!(security_ok(Version::V3_7, SECURITY_NONE).is_empty());
+    assert!(security_ok(Version::V3_3, SECURITY_NONE).is_empty());
+    for v in [Version::V3_3, Version::V3_7, Version::V3_8] {
+        assert_eq!(security_ok(v, SECURITY_VNC_AUTH), &[0, 0, 0, 0]);
+    }
+    assert_eq!(security_result_failed(Version::V3_3, "no"), vec![0, 0, 0, 1]);
+    assert_eq!(security_result_failed(Version::V3_7, "no"), vec![0, 0, 0, 1]);
+    assert_eq!(security_result_failed(Version::V3_8, "no"), security_failed("no"));
     assert_eq!(security_failed("no"), vec![0, 0, 0, 1, 0, 0, 0, 2, b'n', b'o']);
 }
 

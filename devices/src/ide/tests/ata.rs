@@ -465,3 +465,50 @@ fn pci_reset_aborts_the_transfer_lowers_intrq_and_keeps_the_disk() {
     r.outb(0, 7, 0x20);
     assert_eq!(r.read_data(0, 512), disk.data()[512..1024]);
 }
+
+#[test]
+fn commands_move_the_drive_counters() {
+    let (mut r, _disk) = dma_rig();
+    let stats = r.ide.stats(0, 0).unwrap();
+    // A PIO read of 3 sectors and a PIO write of 2: one request each, bytes as they move.
+    r.lba28(0, 0, 5, 3);
+    r.outb(0, 7, 0x20);
+    for _ in 0..3 {
+        r.read_data(0, 512);
+    }
+    r.lba28(0, 0, 10, 2);
+    r.outb(0, 7, 0x30);
+    r.write_data(0, &[0xaa; 1024]);
+    // A DMA read of 3 sectors, then a cache flush.
+    r.prd(0, &[(0x2_0000, 0x200), (0x3_0000, 0x400)]);
+    r.lba28(0, 0, 4, 3);
+    r.outb(0, 7, 0xc8);
+    r.bm_start(0, true);
+    r.outb(0, 7, 0xe7);
+    let c = stats.snapshot();
+    assert_eq!((c.rd_reqs, c.rd_bytes), (2, 6 * 512));
+    assert_eq!((c.wr_reqs, c.wr_bytes), (1, 1024));
+    assert_eq!((c.fl_reqs, c.errors), (1, 0));
+    // Beyond the disk: an error, no request.
+    r.lba28(0, 0, SECTORS as u32, 1);
+    r.outb(0, 7, 0x20);
+    assert_eq!(stats.snapshot().errors, 1);
+    assert_eq!(stats.snapshot().rd_reqs, 2);
+    assert!(r.ide.stats(2, 0).is_none() && r.ide.stats(0, 2).is_none());
+    assert_eq!(r.ide.stats(1, 1).unwrap().snapshot(), Default::default(), "an empty position");
+}
+
+#[test]
+fn media_errors_and_read_only_writes_are_counted() {
+    let mut r = Rig::with(0, 0, IdeDrive::Disk(Box::new(Sparse { size: 8192, fail_from: 1024 })));
+    r.lba28(0, 0, 1, 2);
+    r.outb(0, 7, 0x20);
+    r.read_data(0, 512);
+    let c = r.ide.stats(0, 0).unwrap().snapshot();
+    assert_eq!((c.rd_reqs, c.rd_bytes, c.errors), (1, 512, 1));
+    let mut r = Rig::with(0, 0, IdeDrive::Disk(Box::new(MemDisk::new(vec![0; 4096], true))));
+    r.lba28(0, 0, 0, 1);
+    r.outb(0, 7, 0x30);
+    let c = r.ide.stats(0, 0).unwrap().snapshot();
+    assert_eq!((c.wr_reqs, c.wr_bytes, c.errors), (0, 0, 1));
+}

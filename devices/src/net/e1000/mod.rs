@@ -50,6 +50,7 @@ use crate::irq::IrqLine;
 use crate::net::rx_events::NetRxDevice;
 use crate::net::{NetBackend, MAX_FRAME};
 use crate::pci::{BarKind, PciBarRange, PciConfigSpace, PciDevice};
+use crate::stats::NetStats;
 
 /// PCI vendor ID (Intel).
 pub const VENDOR_ID: u16 = 0x8086;
@@ -89,6 +90,8 @@ pub struct E1000 {
     irq_level: bool,
     backend: Box<dyn NetBackend>,
     rx_notifier: Option<EventFd>,
+    /// Frame counters for the host (the guest's statistics registers are cleared on read).
+    stats: Arc<NetStats>,
 }
 
 impl E1000 {
@@ -122,9 +125,16 @@ impl E1000 {
             irq_level: false,
             backend,
             rx_notifier: None,
+            stats: Arc::default(),
         };
         dev.reset();
         dev
+    }
+
+    /// The card's frame counters (shared: they keep counting after this call). Bytes are
+    /// frames without the CRC.
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.stats.clone()
     }
 
     /// The station address the EEPROM holds.

@@ -152,6 +152,7 @@ impl E1000 {
         let max = if rctl & RCTL_LPE != 0 { MAX_LONG_FRAME } else { MAX_NORMAL_FRAME };
         if frame.len() + 4 > max {
             self.stat_inc(ROC);
+            self.stats.rx_drop();
             return;
         }
         let tagged =
@@ -178,6 +179,7 @@ impl E1000 {
         let vlan = if strip { tci } else { None };
         if self.rx_held.is_some() {
             self.stat_inc(MPC);
+            self.stats.rx_drop();
             return;
         }
         if !self.deliver(&data, vlan) {
@@ -196,10 +198,12 @@ impl E1000 {
                 self.raw(RDH),
                 self.raw(RDT)
             );
+            self.stats.rx_drop();
             return true;
         };
         let Some(bsize) = rx_buffer_size(self.raw(RCTL)) else {
             crate::warn_limited!("e1000: reserved RX buffer size; frame dropped");
+            self.stats.rx_drop();
             return true;
         };
         let free = (tail + size - head) % size;
@@ -212,6 +216,7 @@ impl E1000 {
                 // Null descriptors used up the room: the rest of the frame is lost.
                 crate::warn_limited!("e1000: RX ring ran out in the middle of a frame");
                 self.set_ics(ICR_RXO);
+                self.stats.rx_drop();
                 return true;
             }
             let at = base.wrapping_add(u64::from(head) * DESC_SIZE);
@@ -220,6 +225,7 @@ impl E1000 {
                 crate::warn_limited!(
                     "e1000: RX descriptor {head} at {at:#x} outside guest memory; frame dropped"
                 );
+                self.stats.rx_drop();
                 return true;
             }
             let buffer =
@@ -266,6 +272,8 @@ impl E1000 {
     fn count_rx(&mut self, data: &[u8]) {
         let crc = if self.raw(RCTL) & RCTL_SECRC == 0 { 0 } else { 4 };
         let wire = data.len() as u64 + crc;
+        // The frame as the host sent it: without the CRC (and with the padding).
+        self.stats.rx(wire.saturating_sub(4));
         self.stat_inc(TPR);
         self.stat_inc(GPRC);
         self.stat_add64(GORCL, wire);

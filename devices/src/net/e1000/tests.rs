@@ -648,3 +648,31 @@ fn pci_reset_restores_registers_and_configuration_space() {
     r.dev.config_write(1, 0, &[0x07, 0x00]);
     assert_eq!((r.rd(IMS), r.rd(RAL0)), (0, 0xab00_5452));
 }
+
+#[test]
+fn host_counters_see_frames_both_ways_and_are_not_cleared_by_the_guest() {
+    let mut r = rig();
+    let stats = r.dev.stats();
+    r.tx_ring(8);
+    let frame = frame_to([0xff; 6], 60);
+    r.mem.write_slice(&frame, GuestAddress(TX_BUF)).unwrap();
+    r.put_desc(TX_RING, 0, legacy(TX_BUF, 60, 0x09));
+    r.wr(TDT, 1);
+    assert_eq!(r.net.take_sent().len(), 1);
+    r.rx_ring(8, RCTL_BAM | RCTL_SECRC);
+    let f = frame_to(MAC, 100);
+    r.net.push_rx(&f);
+    r.dev.rx_ready();
+    // Without SECRC the guest gets the CRC too; the counter does not.
+    r.wr(RCTL, RCTL_EN);
+    r.net.push_rx(&f[..42]);
+    r.dev.rx_ready();
+    assert_eq!(r.rd(GPTC), 1, "the guest's register, cleared on read");
+    let c = stats.snapshot();
+    assert_eq!((c.tx_packets, c.tx_bytes, c.tx_dropped), (1, 60, 0));
+    assert_eq!((c.rx_packets, c.rx_bytes, c.rx_dropped), (2, 160, 0));
+    // A frame over the size limit is dropped and counted.
+    r.net.push_rx(&vec![0xffu8; 3000]);
+    r.dev.rx_ready();
+    assert_eq!(stats.snapshot().rx_dropped, 1);
+}

@@ -402,6 +402,7 @@ impl E1000 {
     fn send_frame(&mut self, frame: &[u8], vlan: Option<u16>) {
         if frame.len() < 14 {
             crate::warn_limited!("e1000: TX frame of {} bytes dropped", frame.len());
+            self.stats.tx_drop();
             return;
         }
         let tagged;
@@ -430,9 +431,13 @@ impl E1000 {
             self.stat_inc(MPTC);
         }
         if self.raw(RCTL) & RCTL_LBM_MASK == RCTL_LBM_MAC || self.phy.loopback() {
+            self.stats.tx(frame.len() as u64);
             self.rx_frame(frame);
         } else if let Err(e) = self.backend.send(frame) {
             log::debug!("e1000: backend dropped a {}-byte frame: {e}", frame.len());
+            self.stats.tx_drop();
+        } else {
+            self.stats.tx(frame.len() as u64);
         }
     }
 

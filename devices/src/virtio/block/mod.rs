@@ -17,6 +17,8 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 
 use block::DiskImage;
+
+use crate::stats::BlockStats;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_ID_BYTES,
@@ -57,6 +59,8 @@ pub struct VirtioBlk {
     /// The engine the last activation chose, logged at info level the first time and when it
     /// changes.
     logged_engine: Option<EngineKind>,
+    /// Request counters, for the life of the device.
+    stats: Arc<BlockStats>,
 }
 
 /// Errors building the device.
@@ -123,6 +127,7 @@ impl VirtioBlk {
             worker: None,
             engine: IoEngine::default(),
             logged_engine: None,
+            stats: Arc::default(),
         })
     }
 
@@ -130,6 +135,11 @@ impl VirtioBlk {
     /// [`IoEngine::Auto`], prefers io_uring for raw images and falls back to the thread pool).
     pub fn set_io_engine(&mut self, engine: IoEngine) {
         self.engine = engine;
+    }
+
+    /// The disk's request counters (shared: they keep counting after this call).
+    pub fn stats(&self) -> Arc<BlockStats> {
+        self.stats.clone()
     }
 
     /// The engine of the running worker, if the device is active.
@@ -174,6 +184,7 @@ impl VirtioDevice for VirtioBlk {
             interrupt: ctx.interrupt,
             writethrough: ctx.acked_features & bit(VIRTIO_BLK_F_FLUSH) == 0,
             engine: self.engine,
+            stats: self.stats.clone(),
         })
         .map_err(|e| ActivateError::Host(format!("worker thread: {e}")))?;
         if self.logged_engine != Some(worker.engine()) {

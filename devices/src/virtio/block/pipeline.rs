@@ -24,6 +24,7 @@ use super::request::{self, byte_range};
 use super::uring::{Finished, Op, Request, Ring};
 use super::worker::{positions_of, WorkerContext};
 use crate::bus::lock;
+use crate::stats::BlockOp;
 use crate::virtio::queue::{notify, queue_broken};
 
 /// What the fast path needs to know of the medium (fixed while the worker runs).
@@ -215,7 +216,7 @@ impl Pipeline {
     /// they cannot go there), as `drain_queue` does for the synchronous engine: with
     /// EVENT_IDX, it asks to be kicked for the next chain and then looks once more.
     fn submit_queue(&mut self, ctx: &mut WorkerContext, i: usize) {
-        let WorkerContext { mem, queues, disk, id, writethrough, .. } = ctx;
+        let WorkerContext { mem, queues, disk, id, writethrough, stats, .. } = ctx;
         let Some(q) = queues.get_mut(i) else { return };
         let event_idx = q.queue.event_idx_enabled();
         let mut completed = 0usize;
@@ -243,8 +244,13 @@ impl Pipeline {
                 let used_len = match prepare(mem, &chain, self.media, i).map(|r| self.backend.push(r)) {
                     Some(Ok(())) => continue,
                     // Cannot happen (room was checked); the driver sees an I/O error.
-                    Some(Err(req)) => write_status(mem, req.status, VIRTIO_BLK_S_IOERR as u8, 0),
-                    None => request::execute(mem, chain, lock(disk).as_mut(), id, *writethrough).used_len,
+                    Some(Err(req)) => {
+                        stats.error();
+                        write_status(mem, req.status, VIRTIO_BLK_S_IOERR as u8, 0)
+                    }
+                    None => {
+                        request::execute(mem, chain, lock(disk).as_mut(), id, *writethrough, stats).used_len
+                    }
                 };
                 if let Err(e) = q.queue.add_used(&*mem, head, used_len) {
                     broken = Some(e.to_string());
@@ -284,9 +290,17 @@ impl Pipeline {
                 continue;
             }
             let (status, data) = match f.result {
-                Ok(n) if f.op == Op::Read => (VIRTIO_BLK_S_OK, n),
-                Ok(_) => (VIRTIO_BLK_S_OK, 0),
+                Ok(n) if f.op == Op::Read => {
+                    ctx.stats.record(BlockOp::Read, n as u64);
+                    (VIRTIO_BLK_S_OK, n)
+                }
+                Ok(n) => {
+                    let op = if f.op == Op::Write { BlockOp::Write } else { BlockOp::Flush };
+                    ctx.stats.record(op, n as u64);
+                    (VIRTIO_BLK_S_OK, 0)
+                }
                 Err(errno) => {
+                    ctx.stats.error();
                     let e = std::io::Error::from_raw_os_error(errno);
                     log::debug!("{}: request {}: {:?}: {e}", ctx.label, f.head, f.op);
                     (VIRTIO_BLK_S_IOERR, 0)

@@ -17,6 +17,7 @@ use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::GuestMemoryMmap;
 
 use super::iovec::{self, Direction};
+use crate::stats::{BlockOp, BlockStats};
 
 /// Bytes in a virtio-blk sector, whatever the medium's block size.
 pub const SECTOR_SIZE: u64 = 512;
@@ -75,34 +76,43 @@ pub(crate) fn byte_range(sector: u64, len: u64, size: u64) -> Result<u64, Reques
 
 /// Executes the request in `chain` on `disk`; `id` answers GET_ID. With `writethrough` (a
 /// driver that did not negotiate flushes) every write is made durable before it completes.
+/// The request is counted in `stats`: by kind and size when it succeeds, as an error when
+/// it fails or its chain is malformed.
 pub fn execute(
     mem: &GuestMemoryMmap,
     chain: DescriptorChain<&GuestMemoryMmap>,
     disk: &mut dyn DiskImage,
     id: &[u8],
     writethrough: bool,
+    stats: &BlockStats,
 ) -> Completion {
     let head = chain.head_index();
     let (mut reader, mut writer) = match (Reader::new(mem, chain.clone()), Writer::new(mem, chain.clone())) {
         (Ok(r), Ok(w)) => (r, w),
         (Err(e), _) | (_, Err(e)) => {
             log::debug!("virtio-blk: request {head}: {}", RequestError::Chain(e.to_string()));
+            stats.error();
             return Completion { status: None, used_len: 0 };
         }
     };
     let Some(data_len) = writer.available_bytes().checked_sub(1) else {
         log::debug!("virtio-blk: request {head}: no room for the status byte");
+        stats.error();
         return Completion { status: None, used_len: 0 };
     };
     let mut status_writer = match writer.split_at(data_len) {
         Ok(w) => w,
         Err(e) => {
             log::debug!("virtio-blk: request {head}: {e}");
+            stats.error();
             return Completion { status: None, used_len: 0 };
         }
     };
     let direct = Direct { mem, chain: &chain };
-    let result = run(&mut reader, &mut writer, disk, id, writethrough, direct);
+    let result = run(&mut reader, &mut writer, disk, id, writethrough, direct, stats);
+    if result.is_err() {
+        stats.error();
+    }
     let status = match &result {
         Ok(_) => VIRTIO_BLK_S_OK,
         Err(RequestError::Unsupported(_)) => VIRTIO_BLK_S_UNSUPP,
@@ -158,6 +168,7 @@ fn run(
     id: &[u8],
     writethrough: bool,
     direct: Direct<'_>,
+    stats: &BlockStats,
 ) -> Result<usize, RequestError> {
     let mut header = [0u8; 16];
     reader.read_exact(&mut header).map_err(|_| RequestError::ShortHeader)?;
@@ -168,6 +179,7 @@ fn run(
             let len = writer.available_bytes();
             let mut offset = byte_range(sector, len as u64, disk.size())?;
             if direct.read(disk, offset, len)? {
+                stats.record(BlockOp::Read, len as u64);
                 return Ok(len);
             }
             let mut buf = vec![0u8; len.min(CHUNK)];
@@ -179,6 +191,7 @@ fn run(
                 offset += n as u64;
                 left -= n;
             }
+            stats.record(BlockOp::Read, len as u64);
             Ok(len)
         }
         VIRTIO_BLK_T_OUT => {
@@ -201,10 +214,12 @@ fn run(
             if writethrough {
                 disk.flush()?;
             }
+            stats.record(BlockOp::Write, len as u64);
             Ok(0)
         }
         VIRTIO_BLK_T_FLUSH => {
             disk.flush()?;
+            stats.record(BlockOp::Flush, 0);
             Ok(0)
         }
         VIRTIO_BLK_T_GET_ID => {

@@ -26,6 +26,7 @@ use super::pool::{self, Pool, Target};
 use super::request;
 use super::uring::Ring;
 use crate::bus::lock;
+use crate::stats::BlockStats;
 use crate::virtio::{queue, ActiveQueue, QueuePosition, VirtioInterrupt};
 
 const KILL_TOKEN: u64 = u64::MAX;
@@ -100,6 +101,8 @@ pub struct WorkerContext {
     pub positions: Arc<Mutex<Vec<QueuePosition>>>,
     /// Which engines the worker may use.
     pub engine: IoEngine,
+    /// The disk's counters.
+    pub stats: Arc<BlockStats>,
 }
 
 /// The positions of `queues` now.
@@ -295,26 +298,14 @@ fn run(epoll: Epoll, mut ctx: WorkerContext) {
 /// Executes every available request of queue `i`; false if the queue is broken (the device
 /// then asks the driver for a reset and ignores the queue until it gets one).
 fn serve_queue(ctx: &mut WorkerContext, i: usize) -> bool {
-    let WorkerContext { label, mem, queues, disk, id, interrupt, writethrough, positions, .. } = ctx;
+    let WorkerContext { label, mem, queues, disk, id, interrupt, writethrough, positions, stats, .. } = ctx;
     let mut positions = lock(positions);
-    let result = serve_batch(label, mem, &mut queues[i], disk, id, interrupt.as_ref(), *writethrough);
+    let result = queue::drain_queue(label, mem, &mut queues[i], interrupt.as_ref(), |chain| {
+        request::execute(mem, chain, lock(disk).as_mut(), id, *writethrough, stats).used_len
+    })
+    .is_some();
     if let Some(p) = positions.get_mut(i) {
         *p = positions_of(std::slice::from_ref(&queues[i]))[0];
     }
     result
-}
-
-fn serve_batch(
-    label: &str,
-    mem: &GuestMemoryMmap,
-    q: &mut ActiveQueue,
-    disk: &Mutex<Box<dyn DiskImage>>,
-    id: &[u8],
-    interrupt: &dyn VirtioInterrupt,
-    writethrough: bool,
-) -> bool {
-    queue::drain_queue(label, mem, q, interrupt, |chain| {
-        request::execute(mem, chain, lock(disk).as_mut(), id, writethrough).used_len
-    })
-    .is_some()
 }

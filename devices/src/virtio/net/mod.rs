@@ -53,6 +53,7 @@ use super::{
 };
 use crate::bus::lock;
 use crate::net::tap::{self, Tap};
+use crate::stats::NetStats;
 use backend::VnetTap;
 use vhost::{VhostNetFd, VhostPairs};
 use vhost_worker::{VhostWorker, VhostWorkerContext};
@@ -134,6 +135,9 @@ pub struct VirtioNet {
     running: Option<Running>,
     /// Set once the machine's event loop serves the queues (see [`VirtioNet::event_subscriber`]).
     events: Option<events::NetEventsHandle>,
+    /// Frame counters of the event-loop data path (vhost-net moves frames in the kernel,
+    /// out of their sight).
+    stats: Arc<NetStats>,
 }
 
 fn bit(n: u32) -> u64 {
@@ -208,7 +212,15 @@ impl VirtioNet {
             vhost: None,
             running: None,
             events: None,
+            stats: Arc::default(),
         })
+    }
+
+    /// The card's frame counters (shared: they keep counting after this call). They see
+    /// the frames of the event-loop data path only: with vhost-net the host kernel moves
+    /// the frames and the vmm never sees them, so they stay at zero.
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.stats.clone()
     }
 
     /// A card on the tap `name` (created if missing, which needs CAP_NET_ADMIN) with
@@ -401,6 +413,7 @@ impl VirtioDevice for VirtioNet {
             guest_gso,
             mq: acked & bit(VIRTIO_NET_F_MQ) != 0,
             interrupt: ctx.interrupt,
+            stats: self.stats.clone(),
         };
         if let Some(events) = &self.events {
             *lock(&events.slot) = Some(worker::NetQueues::new(ctx));

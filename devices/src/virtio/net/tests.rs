@@ -12,6 +12,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::test_util::{frame, mem, sock_tap, Chains, TapLog};
 use super::worker::{NetQueues, RxPoll};
 use super::*;
+use crate::net::tap::VNET_HDR_LEN;
 use crate::virtio::{VirtioInterrupt, VirtioInterruptKind};
 
 const W: u16 = VRING_DESC_F_WRITE as u16;
@@ -344,6 +345,7 @@ fn net_queues(m: &GuestMemoryMmap, event_idx: bool) -> (NetQueues, Vec<Chains<'_
         guest_gso: true,
         mq: false,
         interrupt: Arc::new(Signals(Mutex::new(sender))),
+        stats: Arc::default(),
     });
     (q, chains, host)
 }
@@ -366,12 +368,13 @@ fn with_event_idx_an_empty_receive_queue_asks_for_a_kick() {
     chains[0].add(&[(RX_BUF + 0x1000, 1500, W)]);
     assert_eq!(q.process_rx(0), RxPoll::Poll);
     assert_eq!(chains[0].used(), vec![(0, 100), (1, 100)]);
-    assert_eq!(q.stats.rx_frames, 2);
+    let c = q.stats.snapshot();
+    assert_eq!((c.rx_packets, c.rx_bytes), (2, 2 * (100 - VNET_HDR_LEN as u64)), "bytes without the header");
     assert_eq!(read(&m, RX_BUF + 20, 1), [20]);
     // The next frame has no buffer again: it waits, counted nowhere.
     host.send(&frame(100, 2)).unwrap();
     assert_eq!(q.process_rx(0), RxPoll::Wait);
-    assert_eq!(q.stats.rx_dropped, 0);
+    assert_eq!(q.stats.snapshot().rx_dropped, 0);
     assert_eq!(m.read_obj::<u16>(avail_event).unwrap(), 2, "kick at avail index 2");
 }
 
@@ -390,7 +393,8 @@ fn a_frame_waiting_for_more_mergeable_buffers_asks_for_the_next_one() {
     chains[0].add(&[(RX_BUF + 0x1000, 100, W)]);
     assert_eq!(q.process_rx(0), RxPoll::Poll);
     assert_eq!(chains[0].used(), vec![(0, 100), (1, 50)]);
-    assert_eq!((q.stats.rx_frames, q.stats.rx_dropped), (1, 0));
+    let c = q.stats.snapshot();
+    assert_eq!((c.rx_packets, c.rx_dropped), (1, 0));
 }
 
 #[test]
@@ -406,7 +410,8 @@ fn transmit_chains_are_all_completed_with_event_idx() {
     chains[1].add(&[(TX_BUF, 100, 0)]);
     q.process_tx(0);
     assert_eq!(chains[1].used(), vec![(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]);
-    assert_eq!((q.stats.tx_frames, q.stats.tx_dropped), (2, 3));
+    let c = q.stats.snapshot();
+    assert_eq!((c.tx_packets, c.tx_bytes, c.tx_dropped), (2, 2 * (100 - VNET_HDR_LEN as u64), 3));
     let mut buf = [0u8; 200];
     assert_eq!(host.recv(&mut buf).unwrap(), 100);
     assert_eq!(host.recv(&mut buf).unwrap(), 100);

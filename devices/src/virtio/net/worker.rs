@@ -27,6 +27,8 @@ use super::backend::VnetTap;
 use super::ctrl::{self, CtrlState};
 use super::rx::{self, RxOutcome, RX_BUF_LEN};
 use super::tx;
+use crate::net::tap::VNET_HDR_LEN;
+use crate::stats::NetStats;
 use crate::virtio::queue;
 use crate::virtio::{ActiveQueue, VirtioInterrupt};
 
@@ -59,19 +61,9 @@ pub struct WorkerContext {
     pub mq: bool,
     /// Completion notifications.
     pub interrupt: Arc<dyn VirtioInterrupt>,
-}
-
-/// Frame counters (guest-caused drops included).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct NetStats {
-    /// Frames written to a tap.
-    pub tx_frames: u64,
-    /// Transmit chains dropped (malformed, or refused by the tap).
-    pub tx_dropped: u64,
-    /// Frames put into a receive queue.
-    pub rx_frames: u64,
-    /// Frames read from a tap and dropped.
-    pub rx_dropped: u64,
+    /// The interface's counters (guest-caused drops included; bytes without the
+    /// virtio-net header).
+    pub stats: Arc<NetStats>,
 }
 
 /// What a pair's tap should do after [`NetQueues::process_rx`].
@@ -110,7 +102,7 @@ pub struct NetQueues {
     guest_gso: bool,
     interrupt: Arc<dyn VirtioInterrupt>,
     /// Frame counters.
-    pub stats: NetStats,
+    pub stats: Arc<NetStats>,
 }
 
 impl NetQueues {
@@ -144,7 +136,7 @@ impl NetQueues {
             guest_csum: ctx.guest_csum,
             guest_gso: ctx.guest_gso,
             interrupt: ctx.interrupt,
-            stats: NetStats::default(),
+            stats: ctx.stats,
         };
         queues.apply_pairs();
         queues
@@ -236,7 +228,7 @@ impl NetQueues {
         }
         for pair in self.pairs.iter_mut().skip(active) {
             if pair.pending.take().is_some() {
-                self.stats.rx_dropped += 1;
+                self.stats.rx_drop();
             }
         }
     }
@@ -254,10 +246,10 @@ impl NetQueues {
         let served = queue::drain_queue(label, mem, &mut pair.tx, interrupt.as_ref(), |chain| {
             let head = chain.head_index();
             match tx::transmit(mem, chain, tap.as_mut()) {
-                Ok(_) => stats.tx_frames += 1,
+                Ok(n) => stats.tx(n.saturating_sub(VNET_HDR_LEN) as u64),
                 Err(e) => {
                     log::debug!("{label}: transmit chain {head}: {e}");
-                    stats.tx_dropped += 1;
+                    stats.tx_drop();
                 }
             }
             0
@@ -291,7 +283,7 @@ impl NetQueues {
                             log::debug!(
                                 "{label}: dropped a received frame of {len} bytes the driver cannot take"
                             );
-                            stats.rx_dropped += 1;
+                            stats.rx_drop();
                             continue;
                         }
                         pair.pending = Some(len);
@@ -319,12 +311,12 @@ impl NetQueues {
                 }
             };
             match outcome {
-                RxOutcome::Delivered(_) => stats.rx_frames += 1,
+                RxOutcome::Delivered(_) => stats.rx(len.saturating_sub(VNET_HDR_LEN) as u64),
                 RxOutcome::Dropped => {
                     log::debug!(
                         "{label}: dropped a received frame of {len} bytes: receive buffers too small"
                     );
-                    stats.rx_dropped += 1;
+                    stats.rx_drop();
                 }
                 RxOutcome::NoBuffers => {
                     if !pair.rx.queue.event_idx_enabled() {

@@ -148,6 +148,14 @@ async fn operators_and_tokens_go_through_the_same_role_check() {
         "The web user bob has the role operator, which may read, open consoles and start, shut down, \
          reboot, destroy, pause or resume VMs; POST /v1/vms needs the role admin."
     );
+    // Nor secrets.
+    let a = https(&e, Method::GET, "/v1/vms/web?security_info=true", &ok, "").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        error_of(&a.body).contains("may not read secrets") && error_of(&a.body).contains("role admin"),
+        "{}",
+        a.body
+    );
     // Not the users: operators may not even list them.
     assert_eq!(https(&e, Method::GET, "/v1/users", &ok, "").await.status, StatusCode::FORBIDDEN);
     // A power operation passes the role check (there is no such VM: 404, not 403).

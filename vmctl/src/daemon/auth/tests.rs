@@ -45,6 +45,9 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::GET, "/v1/vms"),
         (Method::GET, "/v1/vms/web"),
         (Method::GET, "/v1/vms/web/console"),
+        (Method::GET, "/v1/vms/web/stats"),
+        (Method::GET, "/v1/vms/web/stats?history=day"),
+        (Method::GET, "/v1/vms/web/vnc"),
         (Method::GET, "/v1/events"),
         (Method::GET, "/v1/pools/default/volumes"),
         (Method::POST, "/v1/vms/web/start"),
@@ -168,6 +171,16 @@ async fn requests_are_authorized_by_peer_and_audited() {
 
     let (s, body) = call(&e, root.clone(), Method::POST, "/v1/vms", DEF).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
+    // Secrets (the VNC password: security_info) are for the admin role only.
+    assert_eq!(call(&e, bob.clone(), Method::GET, "/v1/vms/web/xml", "").await.0, StatusCode::OK);
+    let (s, body) = call(&e, bob.clone(), Method::GET, "/v1/vms/web/xml?security_info=true", "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(error_of(&body).contains("may not read secrets"), "{body}");
+    let (s, _) = call(&e, root.clone(), Method::GET, "/v1/vms/web?security_info=true", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        asks_for_secrets(Some("a=b&security_info=true")) && !asks_for_secrets(Some("security_info=false"))
+    );
     // An operator may try to start it (the VMM does not exist: a 500, but not a 403) and
     // may not delete it.
     let (s, _) = call(&e, bob.clone(), Method::POST, "/v1/vms/web/start", "").await;

@@ -655,3 +655,62 @@ async fn every_error_is_a_json_sentence() {
     let (_, body) = call(d, Method::POST, "/v1/vms/web/fly", None, "").await;
     assert!(error_of(&body).starts_with("There is no VM action fly;"), "{body}");
 }
+
+#[tokio::test]
+async fn stats_give_current_counters_rates_and_history() {
+    use crate::api::VmStatsReport;
+    let e = env();
+    let d = &e.daemon;
+    call(d, Method::POST, "/v1/vms", None, JSON_DEF).await;
+    // Shut off: the state only.
+    let (s, body) = call(d, Method::GET, "/v1/vms/web/stats", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let r: VmStatsReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.state, vmdef::store::RunState::Shutoff);
+    assert!(r.current.is_none() && r.rates.is_none() && r.error.is_none());
+    assert_eq!(call(d, Method::GET, "/v1/vms/nope/stats", None, "").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(d, Method::GET, "/v1/vms/web/stats?history=week", None, "").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(call(d, Method::POST, "/v1/vms/web/start", None, "").await.0, StatusCode::OK);
+    // Two sampler rounds a little apart: a baseline, then rates.
+    d.sample_stats().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.sample_stats().await;
+    let (s, body) = call(d, Method::GET, "/v1/vms/web/stats?history=hour", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let r: VmStatsReport = serde_json::from_str(&body).unwrap();
+    let current = r.current.expect("the fake vmm answers stats");
+    assert_eq!(current.disks[0].id, "vda");
+    assert!(current.disks[0].rd_bytes > 0 && current.cpu_time_ns > 0);
+    assert_eq!((r.interval, r.history.len()), (Some(10), 1));
+    let rates = r.rates.unwrap();
+    // The fake vmm reads 1 MiB/s and uses 0.6 CPU.
+    assert!(rates.rd_bytes_per_s > 500_000.0 && rates.rd_bytes_per_s < 2_000_000.0, "{rates:?}");
+    assert!(rates.cpu_percent > 30.0 && rates.cpu_percent < 120.0, "{rates:?}");
+    let (_, body) = call(d, Method::GET, "/v1/vms/web/stats?history=day", None, "").await;
+    let r: VmStatsReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.interval, Some(60));
+    let (_, body) = call(d, Method::GET, "/v1/vms/web/stats", None, "").await;
+    assert!(!body.contains("history") && !body.contains("interval"), "{body}");
+    // A restarted VMM starts its counters at zero: the next rate is not negative.
+    call(d, Method::POST, "/v1/vms/web/destroy", None, "").await;
+    call(d, Method::POST, "/v1/vms/web/start", None, "").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    d.sample_stats().await;
+    let (_, body) = call(d, Method::GET, "/v1/vms/web/stats?history=hour", None, "").await;
+    let r: VmStatsReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.history.len(), 2);
+    let last = r.history[1];
+    for v in
+        [last.cpu_percent, last.rd_bytes_per_s, last.wr_bytes_per_s, last.rx_bytes_per_s, last.pkts_per_s]
+    {
+        assert!(v >= 0.0 && v.is_finite(), "{last:?}");
+    }
+    call(d, Method::POST, "/v1/vms/web/destroy", None, "").await;
+    // An undefined VM's history goes at the next round.
+    call(d, Method::DELETE, "/v1/vms/web", None, "").await;
+    d.sample_stats().await;
+    assert!(d.stats.vms_for_test().is_empty());
+}

@@ -190,7 +190,7 @@ fn console(node: Node, ctx: &mut Ctx) -> Result<()> {
 }
 
 fn graphics(node: Node, ctx: &mut Ctx) -> Result<Vnc> {
-    check_attrs(node, &["type", "port", "autoport", "listen"])?;
+    check_attrs(node, &["type", "port", "autoport", "listen", "passwd"])?;
     if let Some((t @ ("spice" | "sdl" | "rdp" | "egl-headless" | "dbus"), _)) = attr(node, "type") {
         return Err(import::refused(node, &format!("graphics type='{t}' is not supported; use type='vnc'")));
     }
@@ -230,7 +230,17 @@ fn graphics(node: Node, ctx: &mut Ctx) -> Result<Vnc> {
         }
         listen = Some(ip);
     }
-    Ok(Vnc { port, listen: listen.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) })
+    let password = attr(node, "passwd").map(|(p, _)| p.to_string());
+    let asks_tcp = ["port", "autoport", "listen"].iter().any(|a| attr(node, a).is_some()) || listen.is_some();
+    if password.is_none() && asks_tcp {
+        ctx.warn(
+            node,
+            "<graphics type='vnc'> has no passwd=, so its VNC server listens on a unix socket in the VM's \
+             run directory, not on TCP: connect with `vmctl vnc NAME`, or add passwd='…' (1 to 8 \
+             characters) to listen on TCP",
+        );
+    }
+    Ok(Vnc { port, listen: listen.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)), password })
 }
 
 fn video(node: Node, ctx: &mut Ctx) -> Result<Video> {

@@ -209,6 +209,7 @@ fn rig(
         interrupt: count.clone(),
         writethrough,
         engine: IoEngine::Auto,
+        stats: Arc::default(),
     };
     Some((ctx, Pipeline::new(ring, media, 1), count))
 }

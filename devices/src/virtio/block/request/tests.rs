@@ -8,6 +8,7 @@ use virtio_queue::{Queue, QueueOwnedT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
+use crate::stats::BlockStats;
 
 const HDR: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
@@ -34,7 +35,19 @@ fn header(mem: &GuestMemoryMmap, kind: u32, sector: u64) {
 fn run(mem: &GuestMemoryMmap, descs: &[RawDescriptor], disk: &mut MemDisk, writethrough: bool) -> Completion {
     let q = MockSplitQueue::new(mem, 16);
     let chain = q.build_desc_chain(descs).unwrap();
-    execute(mem, chain, disk, b"serial-123", writethrough)
+    execute(mem, chain, disk, b"serial-123", writethrough, &BlockStats::default())
+}
+
+/// Runs one request made of `descs` on `disk`, counting it in `stats`.
+fn run_counted(
+    mem: &GuestMemoryMmap,
+    descs: &[RawDescriptor],
+    disk: &mut MemDisk,
+    stats: &BlockStats,
+) -> Completion {
+    let q = MockSplitQueue::new(mem, 16);
+    let chain = q.build_desc_chain(descs).unwrap();
+    execute(mem, chain, disk, b"serial-123", false, stats)
 }
 
 fn status(mem: &GuestMemoryMmap) -> u8 {
@@ -87,6 +100,40 @@ fn flush_and_get_id() {
     m.read_slice(&mut id, GuestAddress(DATA)).unwrap();
     assert_eq!(&id[..10], b"serial-123");
     assert_eq!(&id[10..], &[0; 10]);
+}
+
+#[test]
+fn requests_move_the_counters_of_their_kind() {
+    let m = mem();
+    let mut d = disk(8);
+    let stats = BlockStats::default();
+    header(&m, VIRTIO_BLK_T_IN, 2);
+    let read = [desc(HDR, 16, 0), desc(DATA, 512, W), desc(DATA + 0x1000, 1024, W), desc(STATUS, 1, W)];
+    run_counted(&m, &read, &mut d, &stats);
+    header(&m, VIRTIO_BLK_T_OUT, 1);
+    run_counted(&m, &[desc(HDR, 16, 0), desc(DATA, 2048, 0), desc(STATUS, 1, W)], &mut d, &stats);
+    header(&m, VIRTIO_BLK_T_FLUSH, 0);
+    run_counted(&m, &[desc(HDR, 16, 0), desc(STATUS, 1, W)], &mut d, &stats);
+    header(&m, VIRTIO_BLK_T_GET_ID, 0);
+    run_counted(&m, &[desc(HDR, 16, 0), desc(DATA, 20, W), desc(STATUS, 1, W)], &mut d, &stats);
+    let c = stats.snapshot();
+    assert_eq!((c.rd_reqs, c.rd_bytes), (1, 1536));
+    assert_eq!((c.wr_reqs, c.wr_bytes), (1, 2048));
+    assert_eq!((c.fl_reqs, c.errors), (1, 0));
+    // A read past the end, a write to a read-only disk, an unknown type and a chain without
+    // room for the status byte are errors, and move no byte counter.
+    header(&m, VIRTIO_BLK_T_IN, 8);
+    let c = run_counted(&m, &[desc(HDR, 16, 0), desc(DATA, 512, W), desc(STATUS, 1, W)], &mut d, &stats);
+    assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
+    let mut ro = MemDisk::new(vec![0; 4096], true);
+    header(&m, VIRTIO_BLK_T_OUT, 0);
+    run_counted(&m, &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)], &mut ro, &stats);
+    header(&m, 99, 0);
+    run_counted(&m, &[desc(HDR, 16, 0), desc(STATUS, 1, W)], &mut d, &stats);
+    run_counted(&m, &[desc(HDR, 16, 0)], &mut d, &stats);
+    let c = stats.snapshot();
+    assert_eq!(c.errors, 4);
+    assert_eq!((c.rd_reqs, c.rd_bytes, c.wr_reqs, c.wr_bytes), (1, 1536, 1, 2048));
 }
 
 #[test]
@@ -163,7 +210,7 @@ fn a_looping_chain_ends() {
     q.add_desc_chains(&descs, 0).unwrap();
     let mut queue: Queue = q.create_queue().unwrap();
     let chain = queue.iter(&m).unwrap().next().unwrap();
-    let c = execute(&m, chain, &mut d, b"", false);
+    let c = execute(&m, chain, &mut d, b"", false, &BlockStats::default());
     // The chain is cut at the queue size; whatever the device made of it, it returned.
     assert!(c.used_len <= 16 * 512 + 1);
 }
@@ -262,7 +309,8 @@ fn raw_images_go_straight_between_file_and_guest_memory() {
     header(&m, VIRTIO_BLK_T_IN, 1);
     let descs = [desc(HDR, 16, 0), desc(DATA, 512, W), desc(DATA + 0x1f00, 1024, W), desc(STATUS, 1, W)];
     let q = MockSplitQueue::new(&m, 16);
-    let c = execute(&m, q.build_desc_chain(&descs).unwrap(), raw.as_mut(), b"", false);
+    let c =
+        execute(&m, q.build_desc_chain(&descs).unwrap(), raw.as_mut(), b"", false, &BlockStats::default());
     assert_eq!(c, Completion { status: Some(0), used_len: 1537 });
     let mut got = vec![0u8; 1024];
     m.read_slice(&mut got[..512], GuestAddress(DATA)).unwrap();
@@ -278,6 +326,7 @@ fn raw_images_go_straight_between_file_and_guest_memory() {
         raw.as_mut(),
         b"",
         false,
+        &BlockStats::default(),
     );
     assert_eq!(c, Completion { status: Some(0), used_len: 1 });
     let on_disk = std::fs::read(&tmp.0).unwrap();
@@ -292,6 +341,7 @@ fn raw_images_go_straight_between_file_and_guest_memory() {
         raw.as_mut(),
         b"",
         false,
+        &BlockStats::default(),
     );
     assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
     assert_eq!(&std::fs::read(&tmp.0).unwrap()[..4], &pattern[..4]);
@@ -303,6 +353,7 @@ fn raw_images_go_straight_between_file_and_guest_memory() {
         raw.as_mut(),
         b"",
         false,
+        &BlockStats::default(),
     );
     assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
     // Read-only images refuse writes on this path too.
@@ -315,6 +366,7 @@ fn raw_images_go_straight_between_file_and_guest_memory() {
         ro.as_mut(),
         b"",
         false,
+        &BlockStats::default(),
     );
     assert_eq!(c.status, Some(VIRTIO_BLK_S_IOERR as u8));
 }
