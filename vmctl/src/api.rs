@@ -191,6 +191,102 @@ pub struct NetDetail {
     pub definition: vmdef::network::NetDef,
 }
 
+/// The role of a user or API token of the HTTPS listener (the socket's roles, see
+/// `docs/vmctl.md`, "HTTPS, users and tokens").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountRole {
+    /// Everything.
+    Admin,
+    /// Read, consoles and the power operations.
+    Operator,
+}
+
+impl AccountRole {
+    /// The name used in JSON and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountRole::Admin => "admin",
+            AccountRole::Operator => "operator",
+        }
+    }
+}
+
+/// A user or API token as `GET /v1/users` and `GET /v1/tokens` show it (never a hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The name.
+    pub name: String,
+    /// What it may do.
+    pub role: AccountRole,
+    /// When it was made (Unix seconds).
+    pub created: u64,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The user name, `[a-z_][a-z0-9_-]{0,31}`.
+    pub name: String,
+    /// The role.
+    pub role: AccountRole,
+    /// The password (at least 8 characters).
+    pub password: String,
+}
+
+/// `PUT /v1/users/{name}/password`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    /// The new password (at least 8 characters).
+    pub password: String,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// The token's name, `[a-z_][a-z0-9_-]{0,31}`.
+    pub name: String,
+    /// The role.
+    pub role: AccountRole,
+}
+
+/// The answer to `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The token's name, role and time.
+    #[serde(flatten)]
+    pub info: AccountInfo,
+    /// The secret, for `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+/// `POST /v1/session`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// `GET /v1/session` and the answer to `POST /v1/session`: who the caller is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The user name (the Unix user over the socket, the token's name for a token).
+    pub user: String,
+    /// `admin`, `operator` or `none`.
+    pub role: String,
+    /// How the caller was identified: `peer` (socket credentials), `session` or `token`.
+    pub auth: String,
+    /// For a session: the value every request but GET must carry in `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub csrf_token: Option<String>,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

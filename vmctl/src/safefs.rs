@@ -10,6 +10,8 @@
 //! - [`unlink_in`]: removes a name from a directory given by its descriptor (`unlinkat`).
 //! - [`fd_path`]: the path the kernel gives an open file.
 //! - [`lexical_abs`]: an absolute path without `.`, `..` or empty components.
+//! - [`write_atomic`]: replaces a small file (the users file, a generated key) atomically,
+//!   with a given mode.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -214,6 +216,50 @@ pub fn lexical_abs(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// Replaces `path` with `bytes` atomically and durably, the file getting `mode` (whatever
+/// the umask): a temporary file `.<name>.tmp-<pid>-<n>` beside it is created (never through a
+/// symlink), written, fsynced and renamed over `path`, then the directory is fsynced. A
+/// reader sees the old content or the new, never a part; on failure the old file stays.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Removes the temporary files [`write_atomic`] left in `dir` for `name` (a write that was
+/// interrupted); returns their paths.
+pub fn remove_atomic_leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| std::fs::remove_file(e.path()).ok().map(|()| e.path()))
+        .collect()
 }
 
 /// Makes a directory (and its parents) and sets its mode; an existing one keeps its mode.

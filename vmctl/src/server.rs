@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Running `vmctld`: the state-directory lock, the API socket and the serve loop.
+//! Running `vmctld`: the state-directory lock, the API socket, the HTTPS listener (when
+//! configured) and the serve loops.
 
 use std::fs::{File, OpenOptions};
 use std::future::IntoFuture;
@@ -49,6 +50,9 @@ pub enum ServeError {
     /// The daemon could not open its state.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// The HTTPS listener's certificate could not be made or used.
+    #[error("HTTPS: {0}")]
+    Https(#[from] crate::daemon::https::HttpsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -61,6 +65,7 @@ pub struct Server {
     daemon: Arc<Daemon>,
     listener: UnixListener,
     socket: PathBuf,
+    https: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     _lock: Flock<File>,
 }
 
@@ -91,10 +96,26 @@ impl Server {
         let listener = UnixListener::bind(socket).map_err(io(format!("listen on {}", socket.display())))?;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
             .map_err(io(format!("chmod {}", socket.display())))?;
+        let https = match daemon.cfg.settings.https.clone() {
+            None => None,
+            Some(h) => {
+                let tls = crate::daemon::https::load_tls(&h, &daemon.cfg.state_dir)?;
+                let tcp = tokio::net::TcpListener::bind(h.listen)
+                    .await
+                    .map_err(io(format!("listen on {} for HTTPS (https.listen)", h.listen)))?;
+                let addr = tcp.local_addr().map_err(io("the HTTPS address"))?;
+                tracing::info!(
+                    "HTTPS on https://{addr}/ with the certificate {} (SHA-256 fingerprint {})",
+                    tls.cert_path.display(),
+                    tls.fingerprint
+                );
+                Some((tcp, tls.acceptor))
+            }
+        };
         daemon.recover().await;
         daemon.spawn_log_capper();
         daemon.spawn_stats_sampler();
-        Ok(Server { daemon, listener, socket: socket.to_path_buf(), _lock: lock })
+        Ok(Server { daemon, listener, socket: socket.to_path_buf(), https, _lock: lock })
     }
 
     /// The daemon.
@@ -109,11 +130,25 @@ impl Server {
     ) -> std::io::Result<()> {
         tracing::info!("listening on {}", self.socket.display());
         let audit = Arc::new(crate::daemon::auth::Audit::new(self.daemon.cfg.state_dir.join("audit.log")));
-        let app = crate::daemon::auth::secure(crate::daemon::http::router(self.daemon.clone()), audit)
-            .into_make_service_with_connect_info::<crate::daemon::auth::PeerInfo>();
+        let app = crate::daemon::auth::secure(
+            crate::daemon::http::router(self.daemon.clone()),
+            audit,
+            self.daemon.accounts().clone(),
+        );
+        let https = match self.https {
+            Some((tcp, acceptor)) => futures_util::future::Either::Left(crate::daemon::https::serve(
+                tcp,
+                acceptor,
+                app.clone(),
+                Default::default(),
+            )),
+            None => futures_util::future::Either::Right(std::future::pending()),
+        };
+        let app = app.into_make_service_with_connect_info::<crate::daemon::auth::PeerInfo>();
         // Not a graceful shutdown: event streams would hold it open forever.
         let r = tokio::select! {
             r = axum::serve(self.listener, app).into_future() => r,
+            () = https => Ok(()),
             _ = shutdown => Ok(()),
         };
         let _ = std::fs::remove_file(&self.socket);

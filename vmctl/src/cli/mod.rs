@@ -12,6 +12,7 @@ mod net;
 mod output;
 mod stats;
 mod storage;
+mod users;
 mod verbs;
 mod vnc;
 
@@ -229,6 +230,18 @@ pub enum Verb {
         #[command(subcommand)]
         cmd: HostdevCmd,
     },
+    /// Users of the HTTPS listener (web interface); admins only.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens for the HTTPS listener (`Authorization: Bearer`); admins only.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// This host's readiness for VM features.
     Host {
         /// What to do.
@@ -445,6 +458,57 @@ impl Failure {
     }
 }
 
+/// `vmctl user` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum UserCmd {
+    /// List users with their roles (never their password hashes).
+    List,
+    /// Add a user; the password is typed twice at the terminal (or see --password-stdin).
+    Add {
+        /// User name: 1 to 32 of a-z, 0-9, `_`, `-`, starting with a letter or `_`.
+        name: String,
+        /// admin: everything; operator: read, consoles and the power operations.
+        #[arg(long, value_enum)]
+        role: crate::api::AccountRole,
+        /// Read the password from the first line of stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user a new password; their sessions end.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user; their sessions end.
+    Del {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `vmctl token` verbs.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum TokenCmd {
+    /// List tokens with their roles (never the secrets).
+    List,
+    /// Make a token and print its secret (shown this once; only a hash is kept).
+    Add {
+        /// Token name: 1 to 32 of a-z, 0-9, `_`, `-`, starting with a letter or `_`.
+        name: String,
+        /// admin: everything; operator: read, consoles and the power operations.
+        #[arg(long, value_enum)]
+        role: crate::api::AccountRole,
+    },
+    /// Delete a token: requests with it are refused from now on.
+    Del {
+        /// Token name.
+        name: String,
+    },
+}
+
 /// `vmctl hostdev` verbs.
 #[derive(Subcommand, Debug, PartialEq)]
 pub enum HostdevCmd {
@@ -611,6 +675,31 @@ mod tests {
         assert!(parse(&["net", "start"]).is_err());
         assert!(parse(&["vol", "create", "a", "1G", "--format", "vmdk"]).is_err());
         assert!(parse(&["vol", "resize", "a"]).is_err());
+    }
+
+    #[test]
+    fn user_and_token_verbs_parse() {
+        use crate::api::AccountRole;
+        assert_eq!(
+            parse(&["user", "add", "alice", "--role", "admin"]).unwrap().verb,
+            Verb::User {
+                cmd: UserCmd::Add { name: "alice".into(), role: AccountRole::Admin, password_stdin: false }
+            }
+        );
+        assert_eq!(
+            parse(&["user", "passwd", "bob", "--password-stdin"]).unwrap().verb,
+            Verb::User { cmd: UserCmd::Passwd { name: "bob".into(), password_stdin: true } }
+        );
+        assert_eq!(
+            parse(&["token", "add", "ci", "--role", "operator"]).unwrap().verb,
+            Verb::Token { cmd: TokenCmd::Add { name: "ci".into(), role: AccountRole::Operator } }
+        );
+        assert_eq!(
+            parse(&["token", "del", "ci"]).unwrap().verb,
+            Verb::Token { cmd: TokenCmd::Del { name: "ci".into() } }
+        );
+        assert!(parse(&["user", "add", "alice"]).is_err(), "the role is required");
+        assert!(parse(&["user", "add", "alice", "--role", "root"]).is_err());
     }
 
     #[test]

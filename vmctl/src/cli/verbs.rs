@@ -177,6 +177,8 @@ pub async fn run(client: &Client, cli: &Cli) -> Result<(), Failure> {
         Verb::Vol { cmd } => super::storage::vol(client, cmd, json).await?,
         Verb::Pool { cmd } => super::storage::pool(client, cmd, json).await?,
         Verb::Net { cmd } => super::net::net(client, cmd, json).await?,
+        Verb::User { cmd } => super::users::user(client, cmd, json).await?,
+        Verb::Token { cmd } => super::users::token(client, cmd, json).await?,
         Verb::Completions { .. } | Verb::Man | Verb::Hostdev { .. } | Verb::Host { .. } => {}
     }
     Ok(())

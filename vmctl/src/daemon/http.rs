@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::api::VmInfo;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -63,6 +63,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/networks/{name}/start"),
     ("post", "/v1/networks/{name}/stop"),
     ("post", "/v1/networks/{name}/autostart"),
+    ("get", "/v1/session"),
+    ("post", "/v1/session"),
+    ("delete", "/v1/session"),
+    ("get", "/v1/users"),
+    ("post", "/v1/users"),
+    ("delete", "/v1/users/{name}"),
+    ("put", "/v1/users/{name}/password"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
 ];
 
 /// Largest definition body accepted.
@@ -105,6 +115,12 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}", get(networks::get_one).delete(networks::undefine))
         .route("/v1/networks/{name}/leases", get(networks::leases))
         .route("/v1/networks/{name}/{action}", post(networks::action))
+        .route("/v1/session", get(accounts::whoami).post(accounts::login).delete(accounts::logout))
+        .route("/v1/users", get(accounts::list_users).post(accounts::add_user))
+        .route("/v1/users/{name}", delete(accounts::delete_user))
+        .route("/v1/users/{name}/password", put(accounts::set_password))
+        .route("/v1/tokens", get(accounts::list_tokens).post(accounts::add_token))
+        .route("/v1/tokens/{name}", delete(accounts::delete_token))
         .fallback(|uri: axum::http::Uri| async move {
             DaemonError::Missing(format!("There is no API path {}; see /openapi.json.", uri.path()))
         })
@@ -335,10 +351,20 @@ async fn events(State(d): State<Arc<Daemon>>) -> Res {
 /// output; bytes written go to the guest.
 async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req: Request) -> Res {
     let name = parse_name(&name)?;
+    if wsconsole::wants_websocket(req.headers()) {
+        let (mut parts, _) = req.into_parts();
+        let ws =
+            axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
+                DaemonError::BadInput(format!("the console's WebSocket upgrade: {}", e.body_text()))
+            })?;
+        let viewer = d.console(&name)?;
+        return Ok(wsconsole::serve(ws, viewer, name.to_string()));
+    }
     let wants = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()) == Some(CONSOLE_PROTOCOL);
     if !wants {
         return Err(DaemonError::BadInput(format!(
-            "the console needs `Connection: Upgrade` and `Upgrade: {CONSOLE_PROTOCOL}`"
+            "the console needs `Connection: Upgrade` and `Upgrade: {CONSOLE_PROTOCOL}` (or `Upgrade: \
+             websocket` from a browser)"
         )));
     }
     let viewer = d.console(&name)?;
@@ -404,9 +430,11 @@ async fn console(State(d): State<Arc<Daemon>>, Path(name): Path<String>, mut req
         .map_err(|e| DaemonError::Internal(e.to_string()))
 }
 
+mod accounts;
 pub mod networks;
 mod vnc;
 mod volumes;
+mod wsconsole;
 
 #[cfg(test)]
 mod tests;

@@ -16,10 +16,12 @@
 //! Storage pools and volumes (`images/`, `pools/<name>.json`) are in [`storage`]; managed
 //! networks (`networks/<name>.json`, `netrun/`) and the taps of VM NICs in [`networks`].
 
+pub mod accounts;
 pub mod auth;
 pub mod chain;
 mod hostdevs;
 pub mod http;
+pub mod https;
 pub mod jailing;
 pub mod lifecycle;
 pub mod networks;
@@ -203,6 +205,8 @@ pub struct Daemon {
     /// The cgroup controllers VMs get (`None`: no cgroup v2, or the jailer is off).
     pub(crate) cgroup_controllers: Option<Vec<String>>,
     events: broadcast::Sender<Event>,
+    /// Web users, API tokens and login sessions (`users.json`).
+    pub(crate) accounts: Arc<accounts::Accounts>,
     /// Statistics history per VM (see [`stats`]).
     pub(crate) stats: stats::StatsBook,
 }
@@ -255,6 +259,7 @@ impl Daemon {
             tracing::warn!("the jailer is off (jail.enabled in vmctld.json, or not root): every vmm runs as this daemon's user");
             None
         };
+        let accounts = Arc::new(accounts::Accounts::open(&cfg.state_dir)?);
         let listing = store.list_defs()?;
         for p in &listing.problems {
             tracing::warn!("skipping {}: {:?}", p.path.display(), p.kind);
@@ -285,8 +290,14 @@ impl Daemon {
             uids: jailing::UidReservations::default(),
             cgroup_controllers,
             events: broadcast::channel(256).0,
+            accounts,
             stats: stats::StatsBook::default(),
         }))
+    }
+
+    /// Web users, API tokens and login sessions.
+    pub fn accounts(&self) -> &Arc<accounts::Accounts> {
+        &self.accounts
     }
 
     /// The state directory.

@@ -2,7 +2,7 @@
 //! Host safety: the daemon's configuration file and the path policy of definitions.
 //!
 //! - [`Settings`]: `<state>/vmctld.json` (or `vmctld --config FILE`): where pools may be
-//!   (`pool_roots`) and how much of each VMM's log is kept. Read once at start, a regular
+//!   (`pool_roots`), how much of each VMM's log is kept, the jailer, the HTTPS listener. Read once at start, a regular
 //!   file of at most [`SETTINGS_MAX_BYTES`], never through a symlink.
 //! - The path policy: disk images, CD-ROM images, kernels and initramfs files come only from
 //!   storage pools, and are opened beneath their pool without following a symlink out of it
@@ -40,6 +40,7 @@ struct SettingsFile {
     vmm_log_max_bytes: Option<u64>,
     vmm_log_keep: Option<u32>,
     jail: Option<JailFile>,
+    https: Option<super::https::HttpsFile>,
 }
 
 /// `"jail"` of the configuration file as written.
@@ -64,6 +65,8 @@ pub struct Settings {
     pub vmm_log_keep: u32,
     /// The jailer (`"jail": {"enabled", "uid_base", "uid_count", "cgroup_parent"}`).
     pub jail: super::jailing::JailSettings,
+    /// The HTTPS listener (`"https": {"listen", "cert", "key"}`); `None`: off.
+    pub https: Option<super::https::HttpsSettings>,
 }
 
 /// A configuration file that cannot be used.
@@ -96,6 +99,7 @@ impl Settings {
             vmm_log_max_bytes: DEFAULT_VMM_LOG_MAX_BYTES,
             vmm_log_keep: DEFAULT_VMM_LOG_KEEP,
             jail: super::jailing::JailSettings::defaults(),
+            https: None,
         }
     }
 
@@ -172,6 +176,9 @@ impl Settings {
                 }
                 s.jail.cgroup_parent = c;
             }
+        }
+        if let Some(h) = f.https {
+            s.https = Some(super::https::HttpsSettings::parse(h)?);
         }
         Ok(s)
     }

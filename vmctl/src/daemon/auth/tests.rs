@@ -56,6 +56,9 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::POST, "/v1/vms/web/destroy"),
         (Method::POST, "/v1/vms/web/pause"),
         (Method::POST, "/v1/vms/web/resume"),
+        (Method::GET, "/v1/session"),
+        (Method::POST, "/v1/session"),
+        (Method::DELETE, "/v1/session"),
     ] {
         assert!(allowed(op, &m, p), "{m} {p}");
         assert!(allowed(Role::Admin, &m, p), "{m} {p}");
@@ -73,18 +76,27 @@ fn operators_read_use_consoles_and_power_only() {
         (Method::POST, "/v1/networks/lan/start"),
         (Method::POST, "/v1/vms/web/start/x"),
         (Method::POST, "/v1/vms//start"),
+        (Method::GET, "/v1/users"),
+        (Method::GET, "/v1/users/"),
+        (Method::GET, "/v1/tokens"),
+        (Method::POST, "/v1/users"),
+        (Method::PUT, "/v1/users/bob/password"),
+        (Method::DELETE, "/v1/users/bob"),
+        (Method::POST, "/v1/tokens"),
+        (Method::DELETE, "/v1/tokens/ci"),
+        (Method::PUT, "/v1/session"),
     ] {
         assert!(!allowed(op, &m, p), "{m} {p}");
         assert!(allowed(Role::Admin, &m, p), "{m} {p}");
     }
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    app: axum::Router,
+pub(super) struct Env {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) app: axum::Router,
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
@@ -107,7 +119,8 @@ fn env() -> Env {
         dir.path().join("group"),
         dir.path().join("passwd"),
     ));
-    Env { app: secure(crate::daemon::http::router(daemon), audit), dir }
+    let accounts = daemon.accounts().clone();
+    Env { app: secure(crate::daemon::http::router(daemon), audit, accounts), dir }
 }
 
 async fn call(e: &Env, who: Option<Peer>, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
@@ -119,11 +132,11 @@ async fn call(e: &Env, who: Option<Peer>, method: Method, uri: &str, body: &str)
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn error_of(body: &str) -> String {
+pub(super) fn error_of(body: &str) -> String {
     serde_json::from_str::<ErrorBody>(body).unwrap_or_else(|_| panic!("not a JSON error: {body}")).error
 }
 
-fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
+pub(super) fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
     std::fs::read_to_string(e.dir.path().join("state/audit.log"))
         .unwrap_or_default()
         .lines()
@@ -131,7 +144,7 @@ fn audit_lines(e: &Env) -> Vec<serde_json::Value> {
         .collect()
 }
 
-const DEF: &str = r#"{"name": "web", "memory_mib": 64, "vcpus": 1}"#;
+pub(super) const DEF: &str = r#"{"name": "web", "memory_mib": 64, "vcpus": 1}"#;
 
 #[tokio::test]
 async fn requests_are_authorized_by_peer_and_audited() {

@@ -16,7 +16,7 @@ use crate::daemon::{Daemon, DaemonError};
 use crate::pool::PoolDef;
 
 /// Parses a JSON request body; `example` shows the expected shape in the error.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], example: &str) -> Result<T, DaemonError> {
+pub(super) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], example: &str) -> Result<T, DaemonError> {
     if bytes.len() > MAX_BODY {
         return Err(DaemonError::BadInput(format!("the body is larger than {MAX_BODY} bytes")));
     }
