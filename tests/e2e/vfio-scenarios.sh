@@ -2,8 +2,9 @@
 # tests/e2e/vfio-scenarios.sh - VFIO passthrough scenarios (issue 13), POSIX sh.
 #
 # Runs inside an L1 test host started by tests/e2e/vfio-run.sh: QEMU's emulated intel-iommu
-# (L1 booted with intel_iommu=on) and an emulated e1000 (8086:100e) on QEMU's user network,
-# with the vfio modules loaded and no e1000 driver in L1.
+# (L1 booted with intel_iommu=on), an emulated e1000 (8086:100e) and e1000e on QEMU's user
+# network and an emulated NVMe drive, with the vfio and nvme modules loaded (no NIC driver)
+# and qemu-system-x86_64 in L1.
 #
 # Usage: vfio-scenarios.sh [--list | NAME...]
 #   vfio-unbound   the e1000 is in an IOMMU group of its own; assigning it while no driver is
