@@ -7,8 +7,9 @@
 # inside the nested test host, which is built from Debian packages and cached under .cache/.
 # Four suites, none reading stdin: tests/e2e/run.sh (direct kernel boot), tests/e2e/pc-run.sh
 # (SeaBIOS PC), tests/e2e/vfio-run.sh (PCI passthrough with QEMU's emulated VT-d, about
-# 2.5 min), tests/e2e/vmctl-run.sh (vmctld and vmctl managing real VMs); in nested test hosts
-# they run in two lanes side by side (see below). Set SKIP_E2E=1 to run only the unit tests.
+# 9 min, 4-5 of them vfio-nvme), tests/e2e/vmctl-run.sh (vmctld and vmctl managing real VMs);
+# in nested test hosts they run in two lanes side by side (see below). Set SKIP_E2E=1 to run
+# only the unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first" >&2; exit 1; }
@@ -122,7 +123,7 @@ rc=0
 if [[ ${E2E_LANES:-2} == 1 ]] || host_has_real_kvm || (($(nproc) < 2)); then
     suite e2e "direct kernel boot" tests/e2e/run.sh || rc=1
     suite e2e-pc "$pc_title" tests/e2e/pc-run.sh || rc=1
-    suite e2e-vfio "VFIO passthrough (emulated VT-d; an e1000 and an e1000e assigned to guests)" tests/e2e/vfio-run.sh || rc=1
+    suite e2e-vfio "VFIO passthrough (emulated VT-d; an e1000, an e1000e and an NVMe drive assigned to guests)" tests/e2e/vfio-run.sh || rc=1
     suite vmctl-e2e "management daemon (vmctld + vmctl with the real vmm)" tests/e2e/vmctl-run.sh || rc=1
 else
     echo "== end-to-end suites in two lanes (one nested test host each): lane 1 PC scenarios $pc_lane1;" \

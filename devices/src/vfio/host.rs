@@ -108,9 +108,12 @@ fn explain(e: &VfioError, sysfs: &Path, group: u32) -> String {
 
 /// One opened device.
 pub struct HostDevice {
-    device: VfioDevice,
-    /// A duplicate of the device fd for pread/pwrite/mmap at region offsets.
+    /// A duplicate of the device fd for pread/pwrite/mmap at region offsets. Declared (so
+    /// dropped) before `device`: `VfioDevice`'s drop closes its fd and then takes the group out
+    /// of the container (`VFIO_GROUP_UNSET_CONTAINER`), which the kernel refuses with EBUSY
+    /// while any fd of the device is still open; the group would then stay attached.
     file: File,
+    device: VfioDevice,
     sysfs: PathBuf,
     /// Mappings made by `mmap`: (region, host address, length).
     maps: Vec<(usize, usize, usize)>,
@@ -126,7 +129,7 @@ impl HostDevice {
             .try_clone_to_owned()
             .map(File::from)
             .map_err(|e| HostError::Device(format!("{}: dup of the device fd: {e}", sysfs.display())))?;
-        Ok(HostDevice { device, file, sysfs, maps: Vec::new(), hide_rom: false })
+        Ok(HostDevice { file, device, sysfs, maps: Vec::new(), hide_rom: false })
     }
 
     /// Hides the expansion ROM from the guest (its firmware will not run it).
