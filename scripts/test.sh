@@ -116,8 +116,8 @@ suite() { # NAME TITLE SCRIPT: runs SCRIPT; its verdict goes to $out/NAME.summar
 # side: lane 1 the first half of the PC scenarios, lane 2 the other suites and the second
 # half (E2E_LANES=1: one lane, in order; PC_LANE1 / PC_LANE2: the halves). With real
 # hardware virtualization the suites share the host's tap and addresses: one lane.
-pc_lane1=${PC_LANE1:-pc-virtio-blk,pc-virtio-net,pc-virtio-net-user,pc-debian,pc-kernel,pc-cdrom-grub}
-pc_lane2=${PC_LANE2:-pc-bad-input,pc-qcow2-reboot,direct-virtio-root}
+pc_lane1=${PC_LANE1:-pc-virtio-blk,pc-virtio-net,pc-virtio-net-user,pc-debian,pc-qcow2-reboot,pc-kernel,pc-cdrom-grub}
+pc_lane2=${PC_LANE2:-pc-bad-input,direct-virtio-root}
 pc_title="SeaBIOS PC machine (IDE disk, CD-ROM, VGA, virtio)"
 rc=0
 if [[ ${E2E_LANES:-2} == 1 ]] || host_has_real_kvm || (($(nproc) < 2)); then
