@@ -63,14 +63,19 @@ show() { # FILE N
     echo "---- end ----"
 }
 
+# pci_find ATTR VALUE [ATTR VALUE]: the sysfs directory of the first PCI device whose sysfs
+# attribute files hold these values (nothing if none does).
+pci_find() {
+    for _d in /sys/bus/pci/devices/*; do
+        if [ "$(cat "$_d/$1")" = "$2" ] && { [ $# -lt 4 ] || [ "$(cat "$_d/$3")" = "$4" ]; }; then
+            echo "$_d"
+            return 0
+        fi
+    done
+}
+
 # The emulated e1000: its sysfs directory and address.
-E1000=
-for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x100e ]; then
-        E1000=$d
-        break
-    fi
-done
+E1000=$(pci_find vendor 0x8086 device 0x100e)
 ADDR=${E1000##*/}
 GROUP=$(readlink "$E1000/iommu_group" 2>/dev/null)
 GROUP=${GROUP##*/}
@@ -249,13 +254,7 @@ sc_vfio_vmctl_managed() {
 }
 
 sc_vfio_e1000e_msix() {
-    dev=''
-    for x in /sys/bus/pci/devices/*; do
-        if [ "$(cat "$x/vendor")" = 0x8086 ] && [ "$(cat "$x/device")" = 0x10d3 ]; then
-            dev=$x
-            break
-        fi
-    done
+    dev=$(pci_find vendor 0x8086 device 0x10d3)
     [ -n "$dev" ] || { REASON="no e1000e (8086:10d3) in L1"; return 1; }
     addr=${dev##*/}
     group=$(readlink "$dev/iommu_group")
@@ -344,13 +343,7 @@ nvme_irqs_ok() {
 }
 
 sc_vfio_nvme() {
-    dev=''
-    for x in /sys/bus/pci/devices/*; do
-        if [ "$(cat "$x/class")" = 0x010802 ]; then
-            dev=$x
-            break
-        fi
-    done
+    dev=$(pci_find class 0x010802)
     [ -n "$dev" ] || { REASON="no NVMe controller (class 010802) in L1"; return 1; }
     addr=${dev##*/}
     group=$(readlink "$dev/iommu_group")
